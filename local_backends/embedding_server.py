@@ -1,0 +1,230 @@
+"""OpenAI-compatible `POST /v1/embeddings` on sentence-transformers.
+
+Concurrent requests are gathered into one forward pass (see `Batcher`): one
+sentence per request is the common case, and a batch of 32 costs far less than
+32 single encodes on CPU. Token counts for `usage` come from the same
+tokenisation the model runs, so they cost nothing extra.
+
+Run: python -m local_backends.embedding_server --config litellm_config.yaml
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from local_backends.model_files import resolve_embedding_model
+from proxy.settings import EmbedBackendSettings, load_config
+
+log = logging.getLogger("synqra.embed")
+
+
+class Encoder:
+    """sentence-transformers model; `encode` returns vectors and token counts."""
+
+    def __init__(self, model_path: str | None, n_threads: int) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(n_threads)
+        self.path = resolve_embedding_model(model_path)
+        self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+        self.model.eval()
+        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
+        self._torch = torch
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        features = self.model.tokenize(texts)
+        counts = features["attention_mask"].sum(dim=1).tolist()
+        with self._torch.inference_mode():
+            out = self.model.forward(features)["sentence_embedding"]
+        return out.float().numpy(), [int(c) for c in counts]
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future[tuple[np.ndarray, list[int]]] = field(repr=False)
+
+
+class Batcher:
+    """Collects jobs for up to `wait_ms` (or `max_batch` texts) and encodes them together.
+
+    One worker thread runs the model, so the event loop keeps accepting requests
+    (and filling the next batch) while a batch computes.
+    """
+
+    def __init__(self, encoder: Encoder, max_batch: int, wait_ms: float) -> None:
+        self.encoder = encoder
+        self.max_batch = max_batch
+        self.wait_s = wait_ms / 1000.0
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def submit(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        fut: asyncio.Future[tuple[np.ndarray, list[int]]] = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Job(texts, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            n = len(jobs[0].texts)
+            deadline = loop.time() + self.wait_s
+            while n < self.max_batch:
+                try:
+                    job = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        job = await asyncio.wait_for(self.queue.get(), remaining)
+                    except asyncio.TimeoutError:
+                        break
+                jobs.append(job)
+                n += len(job.texts)
+            texts = [t for j in jobs for t in j.texts]
+            try:
+                vecs, counts = await asyncio.to_thread(self.encoder.encode, texts)
+            except Exception as exc:  # one bad batch must not kill the worker
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(exc)
+                continue
+            i = 0
+            for j in jobs:
+                k = len(j.texts)
+                if not j.future.done():
+                    j.future.set_result((vecs[i : i + k], counts[i : i + k]))
+                i += k
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str, param: str | None = None) -> Response:
+    return _json({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}, status)
+
+
+def parse_embedding_request(body: Any) -> tuple[list[str], str] | str:
+    """Validated (texts, encoding_format), or an error message."""
+    if not isinstance(body, dict):
+        return "request body must be a JSON object"
+    raw = body.get("input")
+    if isinstance(raw, str):
+        texts = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(t, str) for t in raw):
+        texts = raw
+    else:
+        return "'input' must be a non-empty string or a non-empty list of strings"
+    if any(not t for t in texts):
+        return "'input' must not contain empty strings"
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in ("float", "base64"):
+        return "'encoding_format' must be 'float' or 'base64'"
+    return texts, fmt
+
+
+def create_app(settings: EmbedBackendSettings, encoder: Encoder | None = None) -> Starlette:
+    state: dict[str, Any] = {}
+
+    async def startup() -> None:
+        enc = encoder or await asyncio.to_thread(Encoder, settings.model_path, settings.n_threads)
+        state["encoder"] = enc
+        state["batcher"] = Batcher(enc, settings.max_batch, settings.batch_wait_ms)
+        state["batcher"].start()
+        log.info("embedding model %s loaded (%d dimensions)", enc.path, enc.dim)
+
+    async def shutdown() -> None:
+        if "batcher" in state:
+            await state["batcher"].stop()
+
+    async def health(_: Request) -> Response:
+        enc: Encoder = state["encoder"]
+        return _json({"status": "ok", "model": settings.model_alias, "model_path": str(enc.path), "dimensions": enc.dim})
+
+    async def models(_: Request) -> Response:
+        return _json({"object": "list", "data": [{"id": settings.model_alias, "object": "model", "owned_by": "synqra"}]})
+
+    async def embeddings(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _error(400, "request body is not valid JSON")
+        parsed = parse_embedding_request(body)
+        if isinstance(parsed, str):
+            return _error(400, parsed, "input")
+        texts, fmt = parsed
+        vecs, counts = await state["batcher"].submit(texts)
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": base64.b64encode(v.astype(np.float32).tobytes()).decode() if fmt == "base64" else v,
+            }
+            for i, v in enumerate(vecs)
+        ]
+        n = sum(counts)
+        return _json(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model") or settings.model_alias,
+                "usage": {"prompt_tokens": n, "total_tokens": n},
+            }
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await startup()
+        yield
+        await shutdown()
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/v1/models", models),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/embeddings", embeddings, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", required=True)
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+    s = cfg.synqra.backends.embed
+    logging.basicConfig(level=cfg.synqra.server.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Monthly budget caps and the cost ledger."""

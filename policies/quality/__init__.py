@@ -1,0 +1,1 @@
+"""Answer quality validation: deliver, rephrase or escalate."""

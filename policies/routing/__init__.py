@@ -1,0 +1,1 @@
+"""Complexity routing: which tier serves a request sent to the virtual model."""

@@ -1,0 +1,14 @@
+"""synqra's own endpoints, mounted on LiteLLM's FastAPI app next to its /v1 routes."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from proxy.api.auth import require_master_key
+from proxy.api.models import router as models_router
+
+
+def mount_routes(app: FastAPI) -> None:
+    app.include_router(models_router)
+
+
+__all__ = ["mount_routes", "require_master_key"]

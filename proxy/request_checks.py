@@ -1,0 +1,58 @@
+"""Input checks LiteLLM leaves to the provider, answered before any money is spent.
+
+Each returns an error message or None; the hook turns a message into a 400 in
+the API's own error format.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# A cheap upper bound on tokens without running a tokenizer on megabytes of text:
+# no tokenizer we route to packs more than ~1 token per 1.5 characters of prose,
+# so chars / 4 under-estimates and is safe to reject on.
+CHARS_PER_TOKEN_LOWER_BOUND = 4.0
+
+
+def check_max_tokens(data: dict[str, Any]) -> str | None:
+    for key in ("max_tokens", "max_completion_tokens"):
+        if key in data and data[key] is not None:
+            v = data[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                return f"'{key}' must be a positive integer, got {v!r}"
+    return None
+
+
+def check_messages(data: dict[str, Any]) -> str | None:
+    msgs = data.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        return "'messages' must be a non-empty list"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or "role" not in m:
+            return f"messages[{i}] must be an object with a 'role'"
+    return None
+
+
+def approx_prompt_chars(data: dict[str, Any]) -> int:
+    total = 0
+    for m in data.get("messages") or []:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, str):
+            total += len(c)
+        elif isinstance(c, list):
+            total += sum(len(str(p.get("text", ""))) for p in c if isinstance(p, dict))
+    system = data.get("system")
+    if isinstance(system, str):
+        total += len(system)
+    return total
+
+
+def check_context_window(data: dict[str, Any], model: str, max_input_tokens: int | None) -> str | None:
+    if not max_input_tokens:
+        return None
+    est = approx_prompt_chars(data) / CHARS_PER_TOKEN_LOWER_BOUND
+    if est > max_input_tokens:
+        return (
+            f"this request is too long for model '{model}': at least {int(est)} prompt tokens, "
+            f"its context window is {max_input_tokens} tokens"
+        )
+    return None

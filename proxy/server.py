@@ -1,0 +1,55 @@
+"""The LiteLLM proxy process with synqra's config, hooks and extra endpoints.
+
+LiteLLM runs in-process (its FastAPI app under uvicorn) rather than through the
+`litellm` CLI so that synqra's /api routes live on the same port and the runtime
+state is set before LiteLLM loads the hooks.
+
+Run: python -m proxy.server --config litellm_config.yaml [--host H] [--port P]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from proxy.master_key import resolve_master_key
+from proxy.offline import apply_offline_env
+from proxy.runtime import init_runtime
+from proxy.settings import AppConfig, load_config
+
+
+def build_app(cfg: AppConfig, master_key: str):  # -> fastapi.FastAPI (litellm's app)
+    apply_offline_env()
+    os.environ["CONFIG_FILE_PATH"] = str(cfg.path)
+    os.environ["LITELLM_MASTER_KEY"] = master_key
+    init_runtime(cfg, master_key)
+    from litellm.proxy.proxy_server import app  # heavy import, after the offline switches
+
+    from proxy.api import mount_routes
+
+    from proxy.error_format import AnthropicErrorFormat
+
+    mount_routes(app)
+    app.add_middleware(AnthropicErrorFormat)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", default="litellm_config.yaml")
+    ap.add_argument("--host")
+    ap.add_argument("--port", type=int)
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+    s = cfg.synqra.server
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    key, _ = resolve_master_key(s.data_path)
+    app = build_app(cfg, key)
+    uvicorn.run(app, host=args.host or s.host, port=args.port or s.port, log_level=s.log_level.lower(), timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""`synqra serve`: start the local backends and the LiteLLM proxy, keep them up, stop them all.
+
+Each service is a child process in its own session (so a terminal's Ctrl-C reaches
+only the supervisor, which then stops children in order) that also dies with the
+supervisor if that is killed outright (PR_SET_PDEATHSIG): no orphans either way.
+A child that dies is restarted with exponential backoff; each restart is logged.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from proxy.master_key import resolve_master_key
+from proxy.offline import apply_offline_env
+from proxy.settings import AppConfig, ConfigError, load_config
+
+log = logging.getLogger("synqra.supervisor")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: get SIGTERM when the supervisor dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    health_url: str
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    backoff_s: float = 0.0
+    started_at: float = 0.0
+    next_start_at: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        out.close()
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %d), log: %s", self.name, self.proc.pid, self.log_path)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(self.health_url, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0fs; killing it", self.name, timeout_s)
+            self.proc.kill()
+            self.proc.wait()
+        log.info("stopped %s", self.name)
+
+
+class Supervisor:
+    def __init__(self, cfg: AppConfig, host: str, port: int, master_key: str) -> None:
+        self.cfg = cfg
+        s = cfg.synqra
+        self.backoff_initial = s.backends.restart_backoff_initial_s
+        self.backoff_max = s.backends.restart_backoff_max_s
+        self.data_dir = s.server.data_path
+        self.stopping = threading.Event()
+        env = apply_offline_env(dict(os.environ))
+        env["LITELLM_MASTER_KEY"] = master_key
+        env["PYTHONUNBUFFERED"] = "1"
+        logs = self.data_dir / "logs"
+        py, conf = sys.executable, str(cfg.path)
+        self.backends: list[Service] = []
+        for key, b in (("llama", s.backends.llama), ("embed", s.backends.embed)):
+            if b.enabled and not b.external_url:
+                module = "local_backends.llama_server" if key == "llama" else "local_backends.embedding_server"
+                self.backends.append(
+                    Service(b.model_alias, [py, "-m", module, "--config", conf], f"{b.url}/health", logs / f"{b.model_alias}.log", env=env)
+                )
+        self.proxy = Service(
+            "proxy",
+            [py, "-m", "proxy.server", "--config", conf, "--host", host, "--port", str(port)],
+            f"http://{host}:{port}/health/liveliness",
+            logs / "proxy.log",
+            env=env,
+        )
+
+    @property
+    def services(self) -> list[Service]:
+        return [*self.backends, self.proxy]
+
+    def _write_pids(self) -> None:
+        run = self.data_dir / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        pids = {s.name: s.proc.pid for s in self.services if s.proc is not None}
+        pids["supervisor"] = os.getpid()
+        tmp = run / "pids.json.tmp"
+        tmp.write_text(json.dumps(pids))
+        tmp.replace(run / "pids.json")
+
+    def _wait_healthy(self, services: list[Service], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(services)
+        while pending:
+            if self.stopping.is_set():
+                raise InterruptedError("stopped during start-up")
+            for s in list(pending):
+                if not s.alive():
+                    raise RuntimeError(f"{s.name} exited during start-up; see {s.log_path}")
+                if s.healthy():
+                    log.info("%s is healthy (%.1fs)", s.name, time.monotonic() - s.started_at)
+                    pending.remove(s)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not healthy after {timeout_s:.0f}s: {[s.name for s in pending]}")
+            time.sleep(0.25)
+
+    def start(self) -> None:
+        for s in self.backends:
+            s.start()
+        self._write_pids()
+        self._wait_healthy(self.backends, self.cfg.synqra.backends.start_timeout_s)
+        self.proxy.start()
+        self._write_pids()
+        self._wait_healthy([self.proxy], 120)
+
+    def _check(self, s: Service) -> None:
+        """Restart a dead service once its backoff has passed."""
+        now = time.monotonic()
+        if s.alive():
+            if s.backoff_s and now - s.started_at > 60:
+                s.backoff_s = 0.0  # stable for a minute: forget past failures
+            return
+        if s.next_start_at == 0.0:
+            code = s.proc.returncode if s.proc else None
+            s.backoff_s = min(self.backoff_max, s.backoff_s * 2 if s.backoff_s else self.backoff_initial)
+            s.next_start_at = now + s.backoff_s
+            log.warning("%s exited (code %s); restarting in %.1fs", s.name, code, s.backoff_s)
+            return
+        if now >= s.next_start_at:
+            s.next_start_at = 0.0
+            s.restarts += 1
+            s.start()
+            self._write_pids()
+            log.info("%s restarted (restart #%d)", s.name, s.restarts)
+
+    def run_forever(self) -> None:
+        while not self.stopping.wait(0.25):
+            for s in self.services:
+                self._check(s)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for s in reversed(self.services):  # proxy first, so no request hits a stopped backend
+            s.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="synqra serve", description="Start the local backends and the LiteLLM proxy.")
+    ap.add_argument("--config", default=os.environ.get("SYNQRA_CONFIG", "litellm_config.yaml"))
+    ap.add_argument("--host")
+    ap.add_argument("--port", type=int)
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"synqra: {e}", file=sys.stderr)
+        return 2
+    s = cfg.synqra.server
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    key, origin = resolve_master_key(s.data_path)
+    print(f"synqra: master key from {origin}", flush=True)
+    sup = Supervisor(cfg, args.host or s.host, args.port or s.port, key)
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        sup.stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        sup.start()
+        print(f"synqra: ready on http://{args.host or s.host}:{args.port or s.port} (logs in {s.data_path / 'logs'})", flush=True)
+        sup.run_forever()
+    except (RuntimeError, TimeoutError) as e:
+        log.error("start-up failed: %s", e)
+        return 1
+    except InterruptedError:
+        pass
+    finally:
+        sup.stop()
+    return 0

@@ -1,0 +1,218 @@
+"""Small fake cloud providers on 127.0.0.1 speaking the real wire protocols.
+
+- OpenAI chat completions (also what DeepSeek speaks): POST /v1/chat/completions
+  and /chat/completions, streamed (SSE chunks, `[DONE]`, usage when asked) or not.
+- Anthropic Messages: POST /v1/messages, streamed (message_start ... message_stop
+  events) or not.
+
+They count tokens (one token per whitespace-separated word, the same rule for
+prompt and answer, so tests can recompute the bill), record every request (path,
+headers, JSON body), and can be scripted to answer with given text, an HTTP error,
+or a delay. Cloud providers cannot be reached from the test machines; the proxy
+reaches these through its configurable API bases.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+def count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    n = sum(count_tokens(_content_text(m.get("content"))) for m in body.get("messages") or [])
+    system = body.get("system")
+    if isinstance(system, (str, list)):
+        n += count_tokens(_content_text(system))
+    return n
+
+
+@dataclass
+class Scripted:
+    """One scripted reply: text, or an HTTP error status, optionally after a delay."""
+
+    text: str | None = None
+    status: int = 200
+    delay_s: float = 0.0
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeProvider:
+    kind: str  # "openai" or "anthropic"
+    default_text: str = "This is a fake cloud answer with several words in it."
+    requests: list[Recorded] = field(default_factory=list)
+    script: deque[Scripted] = field(default_factory=deque)
+    port: int = 0
+    _server: uvicorn.Server | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.script.clear()
+
+    def push(self, *items: Scripted) -> None:
+        with self._lock:
+            self.script.extend(items)
+
+    def billed_tokens(self) -> tuple[int, int]:
+        """(prompt, completion) tokens of every successful answer, by our counting rule."""
+        with self._lock:
+            recs = list(self.requests)
+        return sum(r.body.get("_prompt_tokens", 0) for r in recs), sum(r.body.get("_completion_tokens", 0) for r in recs)
+
+    def _next(self) -> Scripted:
+        with self._lock:
+            return self.script.popleft() if self.script else Scripted()
+
+    async def _handle(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return JSONResponse({"error": {"message": "bad json"}}, status_code=400)
+        rec = Recorded(request.url.path, {k.lower(): v for k, v in request.headers.items()}, body)
+        with self._lock:
+            self.requests.append(rec)
+        step = self._next()
+        if step.delay_s:
+            await asyncio.sleep(step.delay_s)
+        if step.status != 200:
+            return self._error(step.status)
+        text = step.text if step.text is not None else self.default_text
+        p, c = prompt_tokens(body), count_tokens(text)
+        body["_prompt_tokens"], body["_completion_tokens"] = p, c
+        if self.kind == "anthropic":
+            return self._anthropic(body, text, p, c)
+        return self._openai(body, text, p, c)
+
+    def _error(self, status: int) -> Response:
+        if self.kind == "anthropic":
+            kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+            return JSONResponse({"type": "error", "error": {"type": kind, "message": f"fake error {status}"}}, status_code=status)
+        return JSONResponse({"error": {"message": f"fake error {status}", "type": "server_error", "code": status}}, status_code=status)
+
+    def _openai(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
+        cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
+        usage = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": usage,
+                }
+            )
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> str:
+            d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return f"data: {json.dumps(d)}\n\n"
+
+        async def gen():
+            yield chunk({"role": "assistant", "content": ""}, None)
+            for w in text.split(" "):
+                yield chunk({"content": w + " "}, None)
+            yield chunk({}, "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}
+                yield f"data: {json.dumps(d)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
+        mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": p, "output_tokens": c},
+                }
+            )
+
+        def ev(name: str, data: dict[str, Any]) -> str:
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+        async def gen():
+            yield ev("message_start", {"type": "message_start", "message": {
+                "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": p, "output_tokens": 1}}})
+            yield ev("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            for w in text.split(" "):
+                yield ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w + " "}})
+            yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
+            yield ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                       "usage": {"output_tokens": c}})
+            yield ev("message_stop", {"type": "message_stop"})
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    def app(self) -> Starlette:
+        paths = ["/v1/messages"] if self.kind == "anthropic" else ["/v1/chat/completions", "/chat/completions"]
+        return Starlette(routes=[Route(p, self._handle, methods=["POST"]) for p in paths])
+
+    def start(self) -> "FakeProvider":
+        self.port = free_port()
+        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        threading.Thread(target=self._server.run, daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake provider did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.should_exit = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

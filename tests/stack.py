@@ -1,0 +1,138 @@
+"""Start the real stack (`synqra serve`) on free ports with fake cloud providers behind it.
+
+Used by the test fixtures and the benchmarks: the config is the shipped
+litellm_config.yaml with only ports, data dir and provider API bases changed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.fakes.fake_providers import FakeProvider, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+MASTER_KEY = "sk-synqra-test-" + "k" * 24
+
+
+def write_config(
+    target_dir: Path,
+    providers: dict[str, FakeProvider] | None = None,
+    synqra_overrides: dict[str, Any] | None = None,
+) -> tuple[Path, dict[str, str]]:
+    """A test copy of litellm_config.yaml; returns (path, env with provider keys/bases)."""
+    cfg = yaml.safe_load((REPO / "litellm_config.yaml").read_text())
+    s = cfg["synqra"]
+    ports = {"proxy": free_port(), "llama": free_port(), "embed": free_port()}
+    s["server"]["port"] = ports["proxy"]
+    s["server"]["data_dir"] = str(target_dir / "data")
+    s["backends"]["llama"]["port"] = ports["llama"]
+    s["backends"]["embed"]["port"] = ports["embed"]
+    for m in cfg["model_list"]:
+        if m["model_name"] in ("local-llama", "auto"):
+            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{ports['llama']}/v1"
+        elif m["model_name"] == "local-embed":
+            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{ports['embed']}/v1"
+    _deep_update(s, synqra_overrides or {})
+    path = target_dir / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env: dict[str, str] = {}
+    providers = providers or {}
+    if "openai" in providers:
+        env.update(OPENAI_API_KEY="sk-fake-openai", OPENAI_API_BASE=providers["openai"].base_url + "/v1")
+    if "deepseek" in providers:
+        env.update(DEEPSEEK_API_KEY="sk-fake-deepseek", DEEPSEEK_API_BASE=providers["deepseek"].base_url)
+    if "anthropic" in providers:
+        env.update(ANTHROPIC_API_KEY="sk-ant-fake", ANTHROPIC_API_BASE=providers["anthropic"].base_url)
+    return path, env
+
+
+def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+
+
+@dataclass
+class RunningStack:
+    config_path: Path
+    proc: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    log_path: Path
+    providers: dict[str, FakeProvider] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> dict[str, int]:
+        return json.loads((self.data_dir / "run" / "pids.json").read_text())
+
+    def headers(self, key: str = MASTER_KEY) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_stack(
+    target_dir: Path,
+    providers: dict[str, FakeProvider] | None = None,
+    synqra_overrides: dict[str, Any] | None = None,
+    timeout_s: float = 300,
+) -> RunningStack:
+    path, provider_env = write_config(target_dir, providers, synqra_overrides)
+    cfg = yaml.safe_load(path.read_text())
+    port = cfg["synqra"]["server"]["port"]
+    data_dir = Path(cfg["synqra"]["server"]["data_dir"])
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_API_BASE")}
+    env.update(provider_env)
+    env["SYNQRA_MASTER_KEY"] = MASTER_KEY
+    log_path = target_dir / "serve.log"
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+    )
+    log.close()
+    stack = RunningStack(path, proc, port, data_dir, log_path, dict(providers or {}))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"synqra serve exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+        if b"synqra: ready" in log_path.read_bytes():
+            return stack
+        time.sleep(0.5)
+    stack.stop()
+    raise TimeoutError(f"stack not ready after {timeout_s}s:\n{log_path.read_text()[-4000:]}")
+
+
+def wait_until(pred: Any, timeout_s: float = 60, interval_s: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return True
+        except (httpx.HTTPError, OSError, ValueError):
+            pass
+        time.sleep(interval_s)
+    return False
