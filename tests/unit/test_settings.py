@@ -1,0 +1,67 @@
+"""The typed config: the shipped file validates, mistakes fail naming the key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.settings import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    cfg = yaml.safe_load((REPO / "litellm_config.yaml").read_text())
+    mutate(cfg)
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_shipped_config_is_valid() -> None:
+    cfg = load_config(REPO / "litellm_config.yaml")
+    assert {"local-llama", "local-embed", "deepseek-chat", "claude-sonnet", "gpt-4o", "auto"} <= set(cfg.model_names)
+    assert cfg.synqra.budget.monthly_limit_usd == 200
+    assert cfg.model("claude-sonnet").litellm_params["model"].startswith("anthropic/claude-sonnet-")
+    assert cfg.model("local-llama").model_info["input_cost_per_token"] == 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda c: c["synqra"]["backends"]["llama"].update(prot=1), "synqra.backends.llama.prot"),
+        (lambda c: c["synqra"]["backends"]["llama"].update(port="eighty"), "synqra.backends.llama.port"),
+        (lambda c: c["synqra"]["budget"].update(monthly_limit_usd=-5), "synqra.budget.monthly_limit_usd"),
+        (lambda c: c["synqra"].update(typo_section={}), "synqra.typo_section"),
+        (lambda c: c["synqra"]["routing"].update(tiers=["local-llama", "claude-opus-99"]), "synqra.routing.tiers[1]"),
+        (lambda c: c["synqra"]["backends"]["embed"].update(port=9999), "local-embed"),
+        (lambda c: c["model_list"][2]["litellm_params"].pop("model"), "model_list[2]"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, mutate, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(_write(tmp_path, mutate))
+    assert key in str(e.value)
+
+
+def test_missing_and_unparsable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_list: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_swapping_the_gguf_is_a_config_edit(tmp_path: Path) -> None:
+    p = _write(tmp_path, lambda c: c["synqra"]["backends"]["llama"].update(model_path="/models/llama-3.2-1b-instruct-q4_k_m.gguf"))
+    assert load_config(p).synqra.backends.llama.model_path == "/models/llama-3.2-1b-instruct-q4_k_m.gguf"
+
+
+def test_serve_exits_with_the_message_on_bad_config(tmp_path: Path, capsys) -> None:
+    from proxy.supervisor import main
+
+    p = _write(tmp_path, lambda c: c["synqra"]["server"].update(port=0))
+    assert main(["--config", str(p)]) == 2
+    assert "synqra.server.port" in capsys.readouterr().err
