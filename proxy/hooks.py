@@ -13,40 +13,85 @@ from typing import Any
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
+from policies.budget import hook_steps as budget
 from proxy.request_checks import check_context_window, check_max_tokens, check_messages
-from proxy.request_state import request_state
+from proxy.request_state import request_state, state_from_log_kwargs, usage_of
 from proxy.runtime import get_runtime
 
 log = logging.getLogger("synqra.hooks")
 
 CHAT_CALL_TYPES = {"acompletion", "completion", "anthropic_messages"}
+EMBEDDING_CALL_TYPES = {"aembedding", "embedding"}
 
 
-def _bad_request(message: str) -> HTTPException:
-    return HTTPException(status_code=400, detail={"error": message})
+def _http_error(status: int, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail={"error": message})
 
 
 class SynqraHooks(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict:
-        cfg = get_runtime().config
+        rt = get_runtime()
+        cfg = rt.config
         state = request_state(data)
-        if call_type not in CHAT_CALL_TYPES:
+        if call_type not in CHAT_CALL_TYPES | EMBEDDING_CALL_TYPES:
             return data
-        for problem in (check_messages(data), check_max_tokens(data)):
-            if problem:
-                raise _bad_request(problem)
+        state["call_type"] = call_type
+        state["key_hash"] = budget.key_hash(getattr(user_api_key_dict, "api_key", None))
+        if data.get("user"):
+            state["user"] = str(data["user"])
         requested = str(data.get("model", ""))
         state["requested_model"] = requested
-        if requested == cfg.synqra.routing.virtual_model:
-            # Placeholder rule until the learned router lands: the cheapest tier.
-            data["model"] = cfg.synqra.routing.tiers[0]
-        state["route"] = data["model"]
-        entry = cfg.model(str(data["model"]))
-        if entry is not None:
-            problem = check_context_window(data, entry.model_name, entry.model_info.get("max_input_tokens"))
-            if problem:
-                raise _bad_request(problem)
+        routed = False
+        if call_type in CHAT_CALL_TYPES:
+            for problem in (check_messages(data), check_max_tokens(data)):
+                if problem:
+                    raise _http_error(400, problem)
+            if requested == cfg.synqra.routing.virtual_model:
+                routed = True
+                # Placeholder rule until the learned router lands: the cheapest tier.
+                data["model"] = cfg.synqra.routing.tiers[0]
+            entry = cfg.model(cfg.canonical(str(data["model"])))
+            if entry is not None:
+                problem = check_context_window(data, entry.model_name, entry.model_info.get("max_input_tokens"))
+                if problem:
+                    raise _http_error(400, problem)
+        served = cfg.canonical(str(data["model"]))
+        state["route"] = served
+        if cfg.model(served) is None:
+            return data  # unknown model: LiteLLM answers 400 with the list to choose from
+        try:
+            await budget.admit(rt.budget, state, data, served, cfg.synqra.backends.llama.model_alias, routed)
+        except budget.BudgetRefused as e:
+            raise _http_error(e.status, e.message) from e
         return data
+
+    async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
+        # Settle before the client gets its answer: a completed request is in the ledger
+        # even if the process dies right after (the logging event below comes later).
+        state = request_state(data)
+        if "call_type" in state and not state.get("accounted"):
+            usage = usage_of(response)
+            if usage is not None:
+                await budget.account(get_runtime().budget, state, state["call_type"], usage, state["route"])
+                state["accounted"] = True
+        return None
+
+    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        # Streams (and anything the post-call hook could not price) are settled here, once
+        # LiteLLM has the final usage. Settling twice is harmless: the ledger keys on request id.
+        state = state_from_log_kwargs(kwargs)
+        if state is None or "call_type" not in state or state.get("accounted"):
+            return
+        slo = kwargs.get("standard_logging_object") or {}
+        usage = {"prompt_tokens": slo.get("prompt_tokens") or 0, "completion_tokens": slo.get("completion_tokens") or 0}
+        served = state.get("route") or slo.get("model_group") or str(kwargs.get("model"))
+        await budget.account(get_runtime().budget, state, state["call_type"], usage, served)
+        state["accounted"] = True
+
+    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        state = state_from_log_kwargs(kwargs)
+        if state is not None:
+            await budget.release(get_runtime().budget, state)
 
     async def async_post_call_response_headers_hook(
         self,
@@ -60,6 +105,8 @@ class SynqraHooks(CustomLogger):
         headers = {"x-synqra-request-id": state["request_id"]}
         if "route" in state:
             headers["x-synqra-route"] = state["route"]
+        if "budget" in state:
+            headers["x-synqra-budget"] = state["budget"]
         return headers
 
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any, request_data: dict):

@@ -32,3 +32,32 @@ def request_state(data: dict[str, Any]) -> dict[str, Any]:
         state = {"request_id": "synqra-" + uuid.uuid4().hex}
         md[STATE_KEY] = state
     return state
+
+
+def state_from_log_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """Our state as LiteLLM passes it to the logging events (inside litellm_params)."""
+    params = kwargs.get("litellm_params") or {}
+    for key in ("metadata", "litellm_metadata"):
+        md = params.get(key)
+        if isinstance(md, dict) and isinstance(md.get(STATE_KEY), dict):
+            return md[STATE_KEY]
+    return None
+
+
+def usage_of(response: Any) -> dict[str, int] | None:
+    """prompt/completion tokens of a finished response: OpenAI objects, embeddings, or Anthropic dicts."""
+    usage = getattr(response, "usage", None)
+    if usage is None and isinstance(response, dict):
+        usage = response.get("usage")
+    if usage is None:
+        return None
+    get = (lambda k: usage.get(k)) if isinstance(usage, dict) else (lambda k: getattr(usage, k, None))
+    prompt = get("prompt_tokens")
+    if prompt is None:
+        prompt = get("input_tokens")
+    completion = get("completion_tokens")
+    if completion is None:
+        completion = get("output_tokens")
+    if prompt is None and completion is None:
+        return None
+    return {"prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0)}

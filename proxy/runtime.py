@@ -3,18 +3,39 @@
 Set once by `proxy.server` before LiteLLM starts. The hook module is loaded by
 LiteLLM from a file path (a separate module object), so state lives here, in a
 normally imported module that the hooks and the extra endpoints both reach.
+Policy objects are built on first use, inside the proxy's event loop.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from proxy.settings import AppConfig
+
+if TYPE_CHECKING:
+    from policies.budget.guard import BudgetGuard
 
 
 @dataclass
 class Runtime:
     config: AppConfig
     master_key: str
+    _objects: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def budget(self) -> "BudgetGuard":
+        if "budget" not in self._objects:
+            from policies.budget.guard import BudgetGuard
+
+            self._objects["budget"] = BudgetGuard.from_config(self.config)
+        return self._objects["budget"]
+
+    async def aclose(self) -> None:
+        """At shutdown: let each policy object that was built finish its background work."""
+        for obj in self._objects.values():
+            close = getattr(obj, "aclose", None)
+            if close is not None:
+                await close()
 
 
 _runtime: Runtime | None = None

@@ -9,12 +9,13 @@ Run: python -m proxy.server --config litellm_config.yaml [--host H] [--port P]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 
 from proxy.master_key import resolve_master_key
 from proxy.offline import apply_offline_env
-from proxy.runtime import init_runtime
+from proxy.runtime import get_runtime, init_runtime
 from proxy.settings import AppConfig, load_config
 
 
@@ -47,7 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     key, _ = resolve_master_key(s.data_path)
     app = build_app(cfg, key)
-    uvicorn.run(app, host=args.host or s.host, port=args.port or s.port, log_level=s.log_level.lower(), timeout_graceful_shutdown=10)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host or s.host, port=args.port or s.port, log_level=s.log_level.lower(), timeout_graceful_shutdown=10)
+    )
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        finally:
+            # Flush ledger records queued during a store outage and deliver pending alerts.
+            await get_runtime().aclose()
+
+    asyncio.run(serve())
     return 0
 
 

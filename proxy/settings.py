@@ -132,9 +132,15 @@ class AppConfig(BaseModel):
     path: Path
     model_list: list[ModelEntry]
     synqra: SynqraSettings
+    # router_settings.model_group_alias: old or alternative names -> a model_name.
+    aliases: dict[str, str] = Field(default_factory=dict)
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.model_list if m.model_name == name), None)
+
+    def canonical(self, name: str) -> str:
+        """The model_list name a requested name resolves to (through aliases), or the name itself."""
+        return self.aliases.get(name, name)
 
     @property
     def model_names(self) -> list[str]:
@@ -173,6 +179,11 @@ def _check_consistency(cfg: AppConfig) -> None:
                 f"invalid configuration:\n  model_list[{backend.model_alias}].litellm_params.api_base: "
                 f"{api_base!r} does not match synqra.backends.{key} ({backend.url}/v1)"
             )
+    for alias, target in cfg.aliases.items():
+        if target not in names:
+            raise ConfigError(
+                f"invalid configuration:\n  router_settings.model_group_alias.{alias}: {target!r} is not a model_name in model_list"
+            )
     for i, tier in enumerate(s.routing.tiers):
         if tier not in names:
             raise ConfigError(
@@ -183,6 +194,12 @@ def _check_consistency(cfg: AppConfig) -> None:
             f"invalid configuration:\n  synqra.routing.virtual_model: {s.routing.virtual_model!r} "
             "must also be listed in model_list (so /v1/models shows it)"
         )
+
+
+def _aliases(raw: dict[str, Any]) -> dict[str, str]:
+    """LiteLLM accepts `alias: name` or `alias: {model: name, hidden: bool}`."""
+    table = ((raw.get("router_settings") or {}).get("model_group_alias")) or {}
+    return {str(k): str(v["model"] if isinstance(v, dict) else v) for k, v in table.items()}
 
 
 def load_config(path: str | Path) -> AppConfig:
@@ -207,6 +224,6 @@ def load_config(path: str | Path) -> AppConfig:
             models.append(ModelEntry.model_validate(m))
         except ValidationError as e:
             raise ConfigError(_format_errors(e, f"model_list[{i}]")) from None
-    cfg = AppConfig(path=p, model_list=models, synqra=synqra)
+    cfg = AppConfig(path=p, model_list=models, synqra=synqra, aliases=_aliases(raw))
     _check_consistency(cfg)
     return cfg

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import yaml
 
+from proxy.supervisor import die_with_parent
 from tests.fakes.fake_providers import FakeProvider, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,21 +29,33 @@ def write_config(
     target_dir: Path,
     providers: dict[str, FakeProvider] | None = None,
     synqra_overrides: dict[str, Any] | None = None,
+    backends_of: "RunningStack | None" = None,
 ) -> tuple[Path, dict[str, str]]:
-    """A test copy of litellm_config.yaml; returns (path, env with provider keys/bases)."""
+    """A test copy of litellm_config.yaml; returns (path, env with provider keys/bases).
+
+    `backends_of`: reuse that stack's llama and embedding servers (external_url)
+    instead of starting new ones, so extra proxies start in seconds.
+    """
     cfg = yaml.safe_load((REPO / "litellm_config.yaml").read_text())
     s = cfg["synqra"]
-    ports = {"proxy": free_port(), "llama": free_port(), "embed": free_port()}
-    s["server"]["port"] = ports["proxy"]
+    s["server"]["port"] = free_port()
     s["server"]["data_dir"] = str(target_dir / "data")
-    s["backends"]["llama"]["port"] = ports["llama"]
-    s["backends"]["embed"]["port"] = ports["embed"]
+    urls = {}
+    for key in ("llama", "embed"):
+        if backends_of is not None:
+            other = yaml.safe_load(backends_of.config_path.read_text())["synqra"]["backends"][key]
+            urls[key] = f"http://127.0.0.1:{other['port']}"
+            s["backends"][key]["external_url"] = urls[key]
+        else:
+            s["backends"][key]["port"] = free_port()
+            urls[key] = f"http://127.0.0.1:{s['backends'][key]['port']}"
     for m in cfg["model_list"]:
         if m["model_name"] in ("local-llama", "auto"):
-            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{ports['llama']}/v1"
+            m["litellm_params"]["api_base"] = urls["llama"] + "/v1"
         elif m["model_name"] == "local-embed":
-            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{ports['embed']}/v1"
+            m["litellm_params"]["api_base"] = urls["embed"] + "/v1"
     _deep_update(s, synqra_overrides or {})
+    target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     env: dict[str, str] = {}
@@ -99,19 +112,24 @@ def start_stack(
     providers: dict[str, FakeProvider] | None = None,
     synqra_overrides: dict[str, Any] | None = None,
     timeout_s: float = 300,
+    backends_of: RunningStack | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> RunningStack:
-    path, provider_env = write_config(target_dir, providers, synqra_overrides)
+    path, provider_env = write_config(target_dir, providers, synqra_overrides, backends_of)
     cfg = yaml.safe_load(path.read_text())
     port = cfg["synqra"]["server"]["port"]
     data_dir = Path(cfg["synqra"]["server"]["data_dir"])
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_API_BASE")}
     env.update(provider_env)
     env["SYNQRA_MASTER_KEY"] = MASTER_KEY
+    env.pop("REDIS_URL", None)
+    env.update(extra_env or {})
     log_path = target_dir / "serve.log"
     log = open(log_path, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+        preexec_fn=die_with_parent,  # a killed test run must not leave a stack behind
     )
     log.close()
     stack = RunningStack(path, proc, port, data_dir, log_path, dict(providers or {}))

@@ -55,8 +55,9 @@ class BudgetSettings(BaseModel):
     # FULL: also survives power loss, costs an fsync per request.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     redis_key_prefix: str = "synqra:budget"
-    # Per store operation; past it the store counts as unreachable.
-    store_timeout_s: float = Field(0.5, gt=0)
+    # Per store operation (and Redis connect); past it the store counts as unreachable. A refused
+    # connection is detected at once; this only bounds a hung network.
+    store_timeout_s: float = Field(2.0, gt=0)
     # After a store failure, calls fail fast for this long before the store is tried again.
     store_retry_after_s: float = Field(1.0, ge=0)
     # The budget month is the calendar month in this zone.

@@ -4,11 +4,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from proxy.api.auth import require_master_key
+from proxy.api.budget import make_budget_router
 from proxy.api.models import router as models_router
+from proxy.runtime import get_runtime
 
 
 def mount_routes(app: FastAPI) -> None:
     app.include_router(models_router)
+    app.include_router(make_budget_router(lambda: get_runtime().budget, require_master_key))
 
 
 __all__ = ["mount_routes", "require_master_key"]

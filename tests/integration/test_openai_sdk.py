@@ -104,3 +104,25 @@ def test_auto_model_is_routed_by_the_hook(openai_client) -> None:
     )
     assert raw.headers["x-synqra-route"] in {"local-llama", "deepseek-chat", "claude-sonnet", "gpt-4o"}
     assert raw.parse().choices[0].message.content.strip()
+
+
+def test_every_call_is_in_the_ledger_with_cost_and_baseline(stack, openai_client, anthropic_client) -> None:
+    import httpx
+
+    calls = [
+        openai_client.chat.completions.with_raw_response.create(model="local-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=4),
+        openai_client.chat.completions.with_raw_response.create(model="claude-3-5-sonnet-20241022", messages=[{"role": "user", "content": "hi"}], max_tokens=8),
+        openai_client.chat.completions.with_raw_response.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=8),
+        openai_client.embeddings.with_raw_response.create(model="local-embed", input="hi"),
+        anthropic_client.messages.with_raw_response.create(model="claude-sonnet", max_tokens=8, messages=[{"role": "user", "content": "hi"}]),
+    ]
+    ids = [c.headers["x-synqra-request-id"] for c in calls]
+    rows = {r["request_id"]: r for r in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=stack.headers(), timeout=30).json()["records"]}
+    local, alias, deepseek, embed, messages = (rows[i] for i in ids)
+    assert local["cost_usd"] == 0 and local["baseline_usd"] > 0 and local["local"] is True
+    assert alias["served_model"] == "claude-sonnet" and alias["requested_model"] == "claude-3-5-sonnet-20241022"
+    assert alias["cost_usd"] == pytest.approx(alias["prompt_tokens"] * 3e-6 + alias["completion_tokens"] * 15e-6)
+    assert deepseek["cost_usd"] == pytest.approx(deepseek["prompt_tokens"] * 0.28e-6 + deepseek["completion_tokens"] * 0.42e-6)
+    assert deepseek["baseline_usd"] > deepseek["cost_usd"]
+    assert embed["kind"] == "embedding" and embed["cost_usd"] == 0
+    assert messages["kind"] == "messages" and messages["cost_usd"] > 0

@@ -1,0 +1,458 @@
+"""The budget guard: reserve before a paid call, settle after it, refuse past the stop level.
+
+    guard = BudgetGuard.from_config(cfg)            # once, at start-up
+    res = await guard.reserve(call_id, "claude-sonnet", prompt_tokens, max_tokens)  # may raise BudgetExhausted
+    ...the model call...
+    await guard.settle(res, CallRecord(call_id, "auto", "claude-sonnet", p_tok, c_tok))  # or guard.release(res)
+
+Free (local) models are never blocked: reserve() returns an unheld zero
+reservation without touching the store, and record_free() records a call that
+had no reservation. pressure() and is_stopped() read an in-memory cache that
+every store answer refreshes: no I/O, safe on the router's hot path.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from policies.budget.alerts import WebhookAlerter
+from policies.budget.config import BudgetSettings
+from policies.budget.policy import (
+    STOP_ALERT,
+    budget_state,
+    headroom_nano,
+    level_key,
+    levels_to_fire,
+    projected_month_spend,
+    thrift_pressure,
+)
+from policies.budget.pricing import PriceBook, worst_case_cost
+from policies.budget.records import CallRecord, LedgerRecord, MonthTotals, Reservation, to_nano, to_usd
+from policies.budget.store import BudgetStore, StoreUnavailable, open_store
+from policies.budget.window import MonthWindow, month_window, utc_now
+
+if TYPE_CHECKING:
+    from proxy.settings import AppConfig
+
+log = logging.getLogger("synqra.budget")
+T = TypeVar("T")
+
+
+class BudgetExhausted(Exception):
+    """A paid call refused: the month's budget is spent (or cannot be checked).
+
+    `reason` is "exhausted" or "store_unavailable"; `resets_at` is when the month ends.
+    Map it to HTTP 429 for explicit paid models, to the local model for `auto`.
+    """
+
+    def __init__(self, message: str, resets_at: datetime, reason: str = "exhausted") -> None:
+        super().__init__(message)
+        self.message = message
+        self.resets_at = resets_at
+        self.reason = reason
+
+
+class DuplicateRequest(ValueError):
+    """The request id is already reserved or recorded: ids must be unique per model call."""
+
+
+class BudgetGuard:
+    def __init__(
+        self,
+        settings: BudgetSettings,
+        prices: PriceBook,
+        store: BudgetStore,
+        now: Callable[[], datetime] = utc_now,
+        alerter: WebhookAlerter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.prices = prices
+        self.store = store
+        self._now = now
+        self.alerter = alerter
+        self._limit_nano = to_nano(settings.monthly_limit_usd)
+        self._stop_nano = to_nano(settings.monthly_limit_usd * settings.stop_at)
+        self._levels = settings.all_alert_levels
+        self._window = month_window(now(), settings.timezone)
+        self._reset_cache()
+        self._open: dict[str, Reservation] = {}
+        self._queue: deque[LedgerRecord] = deque()
+        self._store_ok = True
+        self._down_until = 0.0
+        self._down_reason = ""
+        self._flusher: asyncio.Task[None] | None = None
+        self._maintainer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(
+        cls, cfg: "AppConfig", now: Callable[[], datetime] = utc_now, env: Mapping[str, str] | None = None
+    ) -> "BudgetGuard":
+        """Build from the app config. `env` (default os.environ) only supplies REDIS_URL."""
+        s = cfg.synqra.budget
+        prices = PriceBook.from_config(cfg, required=[*cfg.synqra.routing.tiers, s.baseline_model])
+        store = open_store(s, cfg.synqra.server.data_path, os.environ if env is None else env)
+        alerter = (
+            WebhookAlerter(s.alert_webhook, s.alert_webhook_timeout_s, s.alert_webhook_attempts, s.alert_webhook_backoff_s)
+            if s.alert_webhook
+            else None
+        )
+        return cls(s, prices, store, now=now, alerter=alerter)
+
+    # -- cache (no I/O) ---------------------------------------------------------------------
+    def _reset_cache(self) -> None:
+        self._committed = 0
+        self._reserved = 0
+        self._fired: set[str] = set()
+        self._min_refused: int | None = None
+        self._last_totals: MonthTotals | None = None
+
+    def _current_window(self) -> MonthWindow:
+        now = self._now()
+        if not self._window.start <= now < self._window.end:
+            self._window = month_window(now, self.settings.timezone)
+            self._reset_cache()  # a new month starts from zero; alerts re-arm
+        return self._window
+
+    def _observe(self, month: str, committed: int, reserved: int) -> None:
+        if month == self._current_window().key:
+            # Answers can arrive out of order; committed never decreases within a month.
+            self._committed = max(self._committed, committed)
+            self._reserved = reserved
+
+    def pressure(self) -> float:
+        """Thrift pressure 0..1 for the router (1 when paid calls are stopped). No I/O."""
+        if self.is_stopped():
+            return 1.0
+        win = self._current_window()
+        return thrift_pressure(self._committed / self._limit_nano, win.elapsed_share(self._now()), self.settings.thrift)
+
+    def is_stopped(self) -> bool:
+        """True when paid calls would be refused now (as far as this process knows). No I/O."""
+        self._current_window()
+        if not self._store_ok and self.settings.fail_mode == "closed":
+            return True
+        room = headroom_nano(self._committed, self._reserved, self._stop_nano)
+        if room <= 0:
+            return True
+        # A refusal below the alert level is one oversized call, not a spent month.
+        past_alert = self._committed + self._reserved >= self._limit_nano * self.settings.alert_at
+        return past_alert and self._min_refused is not None and room < self._min_refused
+
+    def is_free(self, model_name: str) -> bool:
+        return self.prices.is_free(model_name)
+
+    def count_prompt_tokens(self, model_name: str, messages: list[dict] | None = None, text: str | None = None) -> int:
+        return self.prices.count_prompt_tokens(model_name, messages=messages, text=text)
+
+    # -- store access with a circuit breaker ------------------------------------------------
+    async def _store_call(self, op: Callable[[], Awaitable[T]]) -> T:
+        if not self._store_ok and time.monotonic() < self._down_until:
+            raise StoreUnavailable(self._down_reason)
+        try:
+            out = await op()
+        except StoreUnavailable as e:
+            if self._store_ok:
+                log.error("%s; paid calls %s until it is back", e, "are refused" if self.settings.fail_mode == "closed" else "run unreserved")
+            self._store_ok = False
+            self._down_reason = str(e)
+            self._down_until = time.monotonic() + self.settings.store_retry_after_s
+            raise
+        if not self._store_ok:
+            self._store_ok = True
+            log.warning("budget store %s reachable again", self.store.name)
+        return out
+
+    def _ensure_started(self) -> None:
+        if self._maintainer is None or self._maintainer.done():
+            self._maintainer = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def start(self) -> None:
+        """Optional at start-up: check the store and load this month's totals (errors are logged)."""
+        self._ensure_started()
+        await self.refresh()
+
+    async def refresh(self) -> MonthTotals | None:
+        """Drop expired reservations and reload the month's totals into the cache."""
+        win = self._current_window()
+        try:
+            await self._store_call(lambda: self.store.expire(win.key, self._now().timestamp()))
+            t = await self._store_call(lambda: self.store.totals(win.key))
+        except StoreUnavailable:
+            return None
+        self._observe(t.month, t.committed_nano, t.reserved_nano)
+        self._fired.update(t.alerts)
+        self._last_totals = t
+        return t
+
+    async def _maintain(self) -> None:
+        interval = min(30.0, self.settings.reservation_ttl_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            await self.refresh()
+            self._flush_soon()
+
+    # -- reserve / settle / release ---------------------------------------------------------
+    async def reserve(self, request_id: str, model_name: str, prompt_tokens: int, max_tokens: int | None = None) -> Reservation:
+        """Hold the call's worst-case cost; raise BudgetExhausted if it would pass the stop level.
+
+        Free models get an unheld zero reservation (never blocked, no store access).
+        Raises DuplicateRequest if request_id is already reserved or recorded.
+        """
+        self._ensure_started()
+        price = self.prices.price(model_name)
+        win = self._current_window()
+        now = self._now().timestamp()
+        if price.free:
+            return Reservation(request_id, model_name, win.key, 0, now, held=False)
+        counted = math.ceil(prompt_tokens * self.settings.prompt_token_margin - 1e-9)  # 100 * 1.1 is 110.00000000000001
+        amount = max(1, to_nano(worst_case_cost(price, counted, max_tokens, self.settings.default_max_output_tokens)))
+        expires = now + self.settings.reservation_ttl_s
+        try:
+            out = await self._store_call(
+                lambda: self.store.reserve(win.key, request_id, amount, self._stop_nano, expires, now)
+            )
+        except StoreUnavailable as e:
+            if self.settings.fail_mode == "open":
+                return Reservation(request_id, model_name, win.key, amount, expires, held=False)
+            raise BudgetExhausted(
+                f"The monthly budget cannot be checked because the budget store is unreachable ({e}); "
+                "paid models are refused until it is back.",
+                win.end,
+                reason="store_unavailable",
+            ) from None
+        self._observe(win.key, out.committed_nano, out.reserved_nano)
+        if out.duplicate:
+            raise DuplicateRequest(f"request id {request_id!r} is already reserved or recorded in the budget ledger")
+        if not out.granted:
+            self._min_refused = amount if self._min_refused is None else min(self._min_refused, amount)
+            if self.is_stopped() and out.committed_nano >= self._limit_nano * self.settings.alert_at:
+                # Spent, not merely held by calls in flight: tell finance paid calls have stopped
+                # (one store write, the first time only; the webhook POST runs in the background).
+                await self._fire(win, STOP_ALERT, out.committed_nano)
+            raise BudgetExhausted(self._exhausted_message(win, out.committed_nano + out.reserved_nano), win.end)
+        if self._min_refused is not None and amount >= self._min_refused:
+            self._min_refused = None  # a call as large as a refused one fits again
+        res = Reservation(request_id, model_name, win.key, amount, expires)
+        self._open[request_id] = res
+        return res
+
+    def _exhausted_message(self, win: MonthWindow, spent_nano: int) -> str:
+        s = self.settings
+        return (
+            f"The monthly budget is exhausted: ${to_usd(spent_nano):.2f} of the ${s.monthly_limit_usd:.2f} limit "
+            f"for {win.key} is spent or reserved (paid calls stop at {s.stop_at:.0%}). Paid models are "
+            f"unavailable until the budget resets on {win.end.isoformat()}."
+        )
+
+    async def settle(self, reservation: Reservation | str | None, record: CallRecord) -> LedgerRecord:
+        """Record the finished call once (by record.request_id) and replace its reservation by
+        its actual cost. Never raises for a store outage: the record is queued and retried."""
+        res = self._take(reservation)
+        if res is not None and res.request_id != record.request_id:
+            raise ValueError(f"reservation {res.request_id!r} settled with record {record.request_id!r}")
+        month = res.month if res is not None else self._current_window().key
+        ledger = self._ledger_record(record, month)
+        await self._write(ledger)
+        return ledger
+
+    async def record_free(self, record: CallRecord) -> LedgerRecord:
+        """Record a call that had no reservation (local models). Never blocked, never raises for the store."""
+        ledger = self._ledger_record(record, self._current_window().key)
+        await self._write(ledger)
+        return ledger
+
+    async def release(self, reservation: Reservation | str) -> None:
+        """Give a failed call's reservation back. A store outage only delays it (the TTL frees it)."""
+        res = self._take(reservation)
+        if res is None or not res.held:
+            return
+        try:
+            await self._store_call(lambda: self.store.release(res.month, res.request_id))
+        except StoreUnavailable:
+            log.warning("could not release reservation %s now; it lapses in %.0f s", res.request_id, self.settings.reservation_ttl_s)
+            return
+        if res.month == self._window.key:
+            self._reserved = max(0, self._reserved - res.amount_nano)
+
+    def _take(self, reservation: Reservation | str | None) -> Reservation | None:
+        if isinstance(reservation, str):
+            return self._open.pop(reservation, None)
+        if reservation is not None:
+            self._open.pop(reservation.request_id, None)
+        return reservation
+
+    def _ledger_record(self, call: CallRecord, month: str) -> LedgerRecord:
+        cost, baseline, free = self.prices.price_call(call)
+        return LedgerRecord(
+            request_id=call.request_id,
+            month=month,
+            ts=self._now().timestamp(),
+            requested_model=call.requested_model,
+            served_model=call.served_model,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
+            cost_nano=cost,
+            baseline_nano=baseline,
+            kind=call.kind,
+            api_key_hash=call.api_key_hash,
+            user=call.user,
+            parent_id=call.parent_id,
+            local=free,
+        )
+
+    async def _write(self, ledger: LedgerRecord) -> None:
+        """Settle one record in the store now, or queue it while the store is down."""
+        if not await self._try_write(ledger):
+            self._enqueue(ledger)
+
+    async def _try_write(self, ledger: LedgerRecord) -> bool:
+        try:
+            out = await self._store_call(lambda: self.store.settle(ledger))
+        except StoreUnavailable:
+            return False
+        self._observe(ledger.month, out.committed_nano, out.reserved_nano)
+        if out.inserted and ledger.cost_nano:
+            await self._check_alerts(ledger.month, out.committed_nano)
+        return True
+
+    # -- outage queue -----------------------------------------------------------------------
+    def _enqueue(self, ledger: LedgerRecord) -> None:
+        if len(self._queue) >= self.settings.max_queued_records:
+            lost = self._queue.popleft()
+            log.error("budget record queue full: dropped ledger record %s ($%.6f)", lost.request_id, lost.cost_usd)
+        self._queue.append(ledger)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self._queue and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._queue:
+            await asyncio.sleep(max(0.05, self._down_until - time.monotonic()))
+            while self._queue:
+                if not await self._try_write(self._queue[0]):
+                    break
+                self._queue.popleft()
+
+    @property
+    def queued_records(self) -> int:
+        return len(self._queue)
+
+    # -- alerts -----------------------------------------------------------------------------
+    async def _check_alerts(self, month: str, committed_nano: int) -> None:
+        win = self._current_window()
+        if month != win.key:
+            return
+        for level in levels_to_fire(committed_nano / self._limit_nano, self._levels, self._fired):
+            await self._fire(win, level_key(level), committed_nano)
+
+    async def _fire(self, win: MonthWindow, key: str, committed_nano: int) -> None:
+        """Fire alert `key` unless this month already has it (in any process sharing the store)."""
+        if key in self._fired:
+            return
+        try:
+            first = await self._store_call(lambda: self.store.mark_alert(win.key, key, self._now().timestamp()))
+        except StoreUnavailable:
+            return  # re-checked on the next settle
+        self._fired.add(key)
+        if not first:
+            return
+        s = self.settings
+        used = to_usd(committed_nano)
+        if key == STOP_ALERT:
+            text = f"monthly budget stop reached for {win.key}: paid calls refused until {win.end.isoformat()}"
+        else:
+            text = f"{float(key):.0%} of the monthly budget spent for {win.key}"
+        log.warning("budget alert: %s ($%.2f of $%.2f)", text, used, s.monthly_limit_usd)
+        if self.alerter is not None:
+            self.alerter.send(
+                {
+                    "event": "synqra.budget.alert",
+                    "level": key,
+                    "month": win.key,
+                    "monthly_limit": s.monthly_limit_usd,
+                    "monthly_used": round(used, 6),
+                    "percentage": round(100 * committed_nano / self._limit_nano, 2),
+                    "resets_at": win.end.isoformat(),
+                    "message": text,
+                }
+            )
+
+    # -- status -----------------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        """The month's figures for GET /api/budget/status (store read; cached figures if it is down)."""
+        t = await self.refresh()
+        win = self._current_window()
+        reachable = t is not None
+        if t is None:
+            t = self._last_totals or MonthTotals(win.key)
+            t = MonthTotals(
+                win.key, self._committed, self._reserved, t.baseline_nano, t.requests, t.local_requests,
+                t.prompt_tokens, t.completion_tokens, tuple(sorted(self._fired)),
+            )
+        s = self.settings
+        elapsed = win.elapsed_share(self._now())
+        committed = to_usd(t.committed_nano)
+        share = t.committed_nano / self._limit_nano
+        stopped = self.is_stopped()
+        local_flat = s.local_flat_monthly_usd * elapsed
+        actual = committed + local_flat
+        baseline = to_usd(t.baseline_nano)
+        return {
+            "month": win.key,
+            "timezone": s.timezone,
+            "resets_at": win.end.isoformat(),
+            "monthly_limit": s.monthly_limit_usd,
+            "monthly_used": round(committed, 6),
+            "reserved": round(to_usd(t.reserved_nano), 6),
+            "percentage": round(100 * share, 2),
+            "alert_at": s.alert_at,
+            "alert_levels": self._levels,
+            "stop_at": s.stop_at,
+            "alerts_fired": sorted(t.alerts),
+            "state": budget_state(share, s.alert_at, stopped),
+            "projected_month_end": round(projected_month_spend(committed, elapsed), 6),
+            "elapsed_share": round(elapsed, 4),
+            "requests": t.requests,
+            "local_requests": t.local_requests,
+            "local_share": round(t.local_requests / t.requests, 4) if t.requests else 0.0,
+            "tokens": {"prompt": t.prompt_tokens, "completion": t.completion_tokens},
+            "baseline_model": s.baseline_model,
+            "baseline_cost": round(baseline, 6),
+            "local_flat_cost": round(local_flat, 6),
+            "local_cost_per_request": round(local_flat / t.local_requests, 8) if t.local_requests else 0.0,
+            "savings": round(baseline - actual, 6),
+            "savings_percent": round(100 * (baseline - actual) / baseline, 2) if baseline > 0 else 0.0,
+            "thrift": {
+                "pressure": round(self.pressure(), 4),
+                "spent_share": round(share, 4),
+                "elapsed_share": round(elapsed, 4),
+                "curve": s.thrift.model_dump(),
+            },
+            "store": {"kind": self.store.name, "reachable": reachable, "queued_records": len(self._queue)},
+        }
+
+    async def records(self, month: str | None = None) -> list[LedgerRecord]:
+        """The ledger of `month` ("YYYY-MM"; default the current one), oldest first."""
+        return await self.store.records(month or self._current_window().key)
+
+    async def aclose(self) -> None:
+        """At shutdown: stop background tasks, try a last flush, deliver pending alerts, close the store."""
+        for task in (self._maintainer, self._flusher):
+            if task is not None:
+                task.cancel()
+        while self._queue and await self._try_write(self._queue[0]):
+            self._queue.popleft()
+        if self._queue:
+            log.error("budget store unreachable at shutdown: %d ledger records not written", len(self._queue))
+        if self.alerter is not None:
+            await self.alerter.drain()
+        await self.store.close()

@@ -1,0 +1,45 @@
+"""Pure budget decisions: thrift pressure, alert levels, state, projection. No I/O."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from policies.budget.config import ThriftSettings
+
+STOP_ALERT = "stop"
+
+
+def level_key(level: float) -> str:
+    """How an alert level is named in the store and the status ("0.7", "0.9")."""
+    return f"{level:g}"
+
+
+def thrift_pressure(spent_share: float, elapsed_share: float, curve: ThriftSettings) -> float:
+    """0 (route as usual) .. 1 (keep all traffic local that can be), from pacing alone."""
+    if not curve.enabled or spent_share < curve.start_share:
+        return 0.0
+    ahead = spent_share - elapsed_share - curve.margin
+    if ahead <= 0:
+        return 0.0
+    return min(1.0, ahead / curve.full_gap) ** curve.exponent
+
+
+def levels_to_fire(committed_share: float, levels: Iterable[float], fired: Iterable[str]) -> list[float]:
+    """Alert levels reached by `committed_share` that have not fired this month."""
+    done = set(fired)
+    return [x for x in levels if committed_share >= x and level_key(x) not in done]
+
+
+def headroom_nano(committed_nano: int, reserved_nano: int, stop_nano: int) -> int:
+    """What a new reservation may still take before the stop level."""
+    return stop_nano - committed_nano - reserved_nano
+
+
+def budget_state(committed_share: float, alert_at: float, stopped: bool) -> str:
+    if stopped:
+        return "stopped"
+    return "alert" if committed_share >= alert_at else "ok"
+
+
+def projected_month_spend(committed_usd: float, elapsed_share: float, min_elapsed_share: float = 1 / 31) -> float:
+    """Month-end spend if the pace so far holds (elapsed floored to a day: no blow-up on the 1st)."""
+    return committed_usd / max(elapsed_share, min_elapsed_share)

@@ -1,0 +1,153 @@
+"""What a call costs: tokens x the model's per-token prices.
+
+Prices come from the model_list entry's `model_info` (input_cost_per_token /
+output_cost_per_token) when set, else from LiteLLM's cost map for the entry's
+`litellm_params.model`. The local backends' aliases cost 0 unless priced.
+A paid model with no price anywhere is a configuration error, raised when the
+price book is built, never guessed.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from policies.budget.records import CallRecord, to_nano
+
+if TYPE_CHECKING:
+    from proxy.settings import AppConfig, ModelEntry
+
+
+class PricingError(ValueError):
+    """No usable price for a model; the message says which key to set."""
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    input_per_token: float
+    output_per_token: float
+    max_output_tokens: int | None = None
+    # The provider model name LiteLLM knows (for its tokenizer).
+    litellm_model: str = ""
+
+    @property
+    def free(self) -> bool:
+        return self.input_per_token == 0 and self.output_per_token == 0
+
+
+def call_cost(price: ModelPrice, prompt_tokens: int, completion_tokens: int) -> float:
+    return prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
+
+
+def worst_case_cost(price: ModelPrice, prompt_tokens: int, max_tokens: int | None, default_max_output: int) -> float:
+    """Cost if the model writes its whole allowance: max_tokens, else its output ceiling."""
+    ceiling = max_tokens if max_tokens is not None else (price.max_output_tokens or default_max_output)
+    return call_cost(price, prompt_tokens, ceiling)
+
+
+def _cost_map_entry(litellm_model: str) -> dict[str, Any] | None:
+    import litellm  # the proxy has it loaded already; pure price lookups need not
+
+    try:
+        info = litellm.get_model_info(litellm_model)
+    except Exception:  # LiteLLM raises several types for "not mapped"
+        info = litellm.model_cost.get(litellm_model.split("/", 1)[-1])
+    if not info or info.get("input_cost_per_token") is None:
+        return None
+    return dict(info)
+
+
+def entry_price(entry: "ModelEntry", local_aliases: Iterable[str] = ()) -> ModelPrice | None:
+    """A model_list entry's price, or None when nothing prices it."""
+    info = entry.model_info
+    lm = str(entry.litellm_params.get("model", ""))
+    max_out = info.get("max_output_tokens") or info.get("max_tokens")
+    if "input_cost_per_token" in info or "output_cost_per_token" in info:
+        return ModelPrice(
+            float(info.get("input_cost_per_token") or 0),
+            float(info.get("output_cost_per_token") or 0),
+            int(max_out) if max_out else None,
+            lm,
+        )
+    if entry.model_name in set(local_aliases):
+        return ModelPrice(0.0, 0.0, int(max_out) if max_out else None, lm)
+    mapped = _cost_map_entry(lm)
+    if mapped is None:
+        return None
+    max_out = max_out or mapped.get("max_output_tokens") or mapped.get("max_tokens")
+    return ModelPrice(
+        float(mapped["input_cost_per_token"]),
+        float(mapped.get("output_cost_per_token") or 0),
+        int(max_out) if max_out else None,
+        lm,
+    )
+
+
+class PriceBook:
+    """Prices of every model_list entry, by model_name, plus the baseline model."""
+
+    def __init__(self, prices: dict[str, ModelPrice], baseline_model: str, default_max_output: int = 8192) -> None:
+        if baseline_model not in prices:
+            raise PricingError(
+                f"synqra.budget.baseline_model {baseline_model!r} has no price: add it to model_list "
+                "with model_info.input_cost_per_token / output_cost_per_token"
+            )
+        self.prices = prices
+        self.baseline_model = baseline_model
+        self.default_max_output = default_max_output
+
+    @classmethod
+    def from_config(cls, cfg: "AppConfig", required: Sequence[str] = ()) -> "PriceBook":
+        """Price every entry; `required` names (tiers) must be priced or this raises."""
+        s = cfg.synqra
+        local = {s.backends.llama.model_alias, s.backends.embed.model_alias}
+        prices: dict[str, ModelPrice] = {}
+        for entry in cfg.model_list:
+            p = entry_price(entry, local)
+            if p is not None:
+                prices[entry.model_name] = p
+        missing = [n for n in required if n not in prices]
+        if missing:
+            raise PricingError(
+                f"no price for model(s) {missing}: LiteLLM's cost map does not know their litellm_params.model; "
+                "set model_info.input_cost_per_token and output_cost_per_token (0 for local models)"
+            )
+        return cls(prices, s.budget.baseline_model, s.budget.default_max_output_tokens)
+
+    def price(self, model_name: str) -> ModelPrice:
+        p = self.prices.get(model_name)
+        if p is None:
+            raise PricingError(
+                f"model {model_name!r} has no price: set model_info.input_cost_per_token / "
+                "output_cost_per_token in its model_list entry"
+            )
+        return p
+
+    def is_free(self, model_name: str) -> bool:
+        return self.price(model_name).free
+
+    def cost(self, model_name: str, prompt_tokens: int, completion_tokens: int) -> float:
+        return call_cost(self.price(model_name), prompt_tokens, completion_tokens)
+
+    def worst_case(self, model_name: str, prompt_tokens: int, max_tokens: int | None) -> float:
+        return worst_case_cost(self.price(model_name), prompt_tokens, max_tokens, self.default_max_output)
+
+    def baseline(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return call_cost(self.prices[self.baseline_model], prompt_tokens, completion_tokens)
+
+    def price_call(self, call: CallRecord) -> tuple[int, int, bool]:
+        """(cost, baseline cost) in nano-dollars and whether the served model is free.
+
+        Embeddings claim no savings (the chat baseline cannot embed): baseline = cost.
+        """
+        price = self.price(call.served_model)
+        cost = call.cost_usd if call.cost_usd is not None else call_cost(price, call.prompt_tokens, call.completion_tokens)
+        baseline = cost if call.kind == "embedding" else self.baseline(call.prompt_tokens, call.completion_tokens)
+        return to_nano(cost), to_nano(baseline), price.free
+
+    def count_prompt_tokens(self, model_name: str, messages: list[dict] | None = None, text: str | None = None) -> int:
+        """Prompt tokens as LiteLLM counts them for the model (its tokenizer, else tiktoken)."""
+        import litellm
+
+        lm = self.prices[model_name].litellm_model if model_name in self.prices else model_name
+        return int(litellm.token_counter(model=lm, messages=messages, text=text))

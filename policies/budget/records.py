@@ -1,0 +1,141 @@
+"""The budget's data: what a call used, what the ledger keeps, month totals.
+
+Money is held as integer nano-dollars (1e-9 USD) in the stores: sums are exact
+and atomic in SQLite and Redis alike (no float drift), and rounding one call to
+a nano-dollar loses at most half a dollar per billion calls.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+CallKind = Literal["chat", "messages", "embedding", "escalation", "fallback"]
+CALL_KINDS: tuple[str, ...] = ("chat", "messages", "embedding", "escalation", "fallback")
+
+NANO = 1_000_000_000
+
+
+def to_nano(usd: float) -> int:
+    return int(round(usd * NANO))
+
+
+def to_usd(nano: int) -> float:
+    return nano / NANO
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What the hook knows once a model call is done; the guard prices it.
+
+    `request_id` must be unique per model call (an escalation or a fallback is a
+    call of its own: give it its own id and the client request's id as parent_id).
+    """
+
+    request_id: str
+    requested_model: str
+    served_model: str
+    prompt_tokens: int
+    completion_tokens: int
+    kind: CallKind = "chat"
+    api_key_hash: str | None = None
+    user: str | None = None
+    parent_id: str | None = None
+    # None: tokens x the served model's prices. Set it to bill a provider-reported cost.
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """One ledger row: a priced model call, stored exactly once per request_id."""
+
+    request_id: str
+    month: str
+    ts: float
+    requested_model: str
+    served_model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nano: int
+    baseline_nano: int
+    kind: str = "chat"
+    api_key_hash: str | None = None
+    user: str | None = None
+    parent_id: str | None = None
+    local: bool = False
+
+    @property
+    def cost_usd(self) -> float:
+        return to_usd(self.cost_nano)
+
+    @property
+    def baseline_usd(self) -> float:
+        return to_usd(self.baseline_nano)
+
+    @property
+    def savings_usd(self) -> float:
+        return to_usd(self.baseline_nano - self.cost_nano)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, s: str | bytes) -> "LedgerRecord":
+        return cls(**json.loads(s))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Worst-case cost held against the month until settled, released or expired."""
+
+    request_id: str
+    model_name: str
+    month: str
+    amount_nano: int
+    expires_at: float
+    # False when nothing was written to the store (free model, or fail_mode "open" outage).
+    held: bool = True
+
+    @property
+    def amount_usd(self) -> float:
+        return to_usd(self.amount_nano)
+
+
+@dataclass(frozen=True)
+class MonthTotals:
+    month: str
+    committed_nano: int = 0
+    reserved_nano: int = 0
+    baseline_nano: int = 0
+    requests: int = 0
+    local_requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    alerts: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def committed_usd(self) -> float:
+        return to_usd(self.committed_nano)
+
+    @property
+    def reserved_usd(self) -> float:
+        return to_usd(self.reserved_nano)
+
+
+@dataclass(frozen=True)
+class ReserveOutcome:
+    """A store's answer to reserve: granted or not, and the month's spend seen at that instant."""
+
+    granted: bool
+    committed_nano: int
+    reserved_nano: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class SettleOutcome:
+    """Whether the ledger row was new (False: already recorded), and the month's spend after it."""
+
+    inserted: bool
+    committed_nano: int
+    reserved_nano: int

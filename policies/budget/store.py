@@ -1,0 +1,74 @@
+"""One interface for the ledger and reservation stores (SQLite embedded, Redis shared).
+
+Every method is atomic on its own: two processes sharing a store enforce one
+budget. Amounts are integer nano-dollars; `month` is the "YYYY-MM" key of the
+budget window. Implementations raise `StoreUnavailable` when the store cannot
+be reached (the guard then fails closed or queues, as configured).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from policies.budget.config import BudgetSettings
+from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome
+
+
+class StoreUnavailable(RuntimeError):
+    """The budget store did not answer; the message names the store and the cause."""
+
+
+class BudgetStore(Protocol):
+    name: str  # "sqlite" or "redis", shown in the status
+
+    async def reserve(
+        self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float
+    ) -> ReserveOutcome:
+        """Drop the month's reservations expired at `now`, then hold `amount_nano` for
+        `request_id` only if committed + reserved + amount <= stop_nano. A request_id
+        already reserved or already in the ledger is refused with duplicate=True."""
+        ...
+
+    async def settle(self, record: LedgerRecord) -> SettleOutcome:
+        """Insert the record once (keyed by request_id; a repeat is a no-op), add its cost to
+        record.month and drop its reservation, all in one step."""
+        ...
+
+    async def release(self, month: str, request_id: str) -> None:
+        """Drop a reservation without recording anything (the call failed)."""
+        ...
+
+    async def expire(self, month: str, now: float) -> int:
+        """Drop the month's reservations that expired at `now`; return how many."""
+        ...
+
+    async def totals(self, month: str) -> MonthTotals: ...
+
+    async def mark_alert(self, month: str, level: str, now: float) -> bool:
+        """Record that an alert level fired this month; True only for the first caller."""
+        ...
+
+    async def records(self, month: str) -> list[LedgerRecord]:
+        """The month's ledger, oldest first."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def sqlite_path(settings: BudgetSettings, data_dir: Path) -> Path:
+    return Path(settings.sqlite_path).expanduser() if settings.sqlite_path else data_dir / "budget.sqlite3"
+
+
+def open_store(settings: BudgetSettings, data_dir: Path, env: Mapping[str, str]) -> BudgetStore:
+    """The configured store (see BudgetSettings.store); connections open lazily."""
+    target = settings.resolved_store(env)
+    if target == "sqlite":
+        from policies.budget.sqlite_store import SqliteStore
+
+        return SqliteStore(sqlite_path(settings, data_dir), settings.sqlite_synchronous)
+    from policies.budget.redis_store import RedisStore
+
+    return RedisStore(target, prefix=settings.redis_key_prefix, timeout_s=settings.store_timeout_s)

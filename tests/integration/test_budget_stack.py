@@ -1,0 +1,223 @@
+"""The monthly budget through the running proxy, on SQLite and on a real Redis server.
+
+Each test starts its own proxy (sharing the session stack's llama.cpp and embedding
+servers) with a budget small enough to run out, fake Anthropic behind it, and a
+local webhook receiver for alerts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.fake_providers import FakeProvider, free_port
+from tests.redis_server import RedisServer
+from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+ANSWER = " ".join(f"word{i}" for i in range(20))  # 20 tokens by the fake's count, = max_tokens
+PROMPT_WORDS = 6
+IN_PRICE, OUT_PRICE = Decimal("0.000003"), Decimal("0.000015")  # claude-sonnet in litellm_config.yaml
+CALL_COST = PROMPT_WORDS * IN_PRICE + 20 * OUT_PRICE
+FITS = 50
+LIMIT = float(CALL_COST * FITS / Decimal("0.95"))
+
+
+class WebhookReceiver:
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                outer.posts.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/alert"
+
+    def levels(self) -> list[str]:
+        return [str(p.get("level")) for p in self.posts]
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+def claude() -> Iterator[FakeProvider]:
+    fp = FakeProvider("anthropic", default_text=ANSWER).start()
+    yield fp
+    fp.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    r = RedisServer(tmp_path / "redis").start()
+    yield r
+    r.stop()
+
+
+def budget_stack(tmp: Path, stack: RunningStack, claude: FakeProvider, **budget: Any) -> RunningStack:
+    return start_stack(tmp, {"anthropic": claude}, {"budget": {"monthly_limit_usd": LIMIT, **budget}}, backends_of=stack)
+
+
+def paid_call(base_url: str, i: int, model: str = "claude-sonnet") -> httpx.Response:
+    return httpx.post(
+        f"{base_url}/v1/chat/completions",
+        json={"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": f"Please answer briefly, request {i}"}]},
+        headers=AUTH,
+        timeout=120,
+    )
+
+
+def ledger(s: RunningStack) -> list[dict[str, Any]]:
+    return httpx.get(f"{s.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+
+
+def status(s: RunningStack) -> dict[str, Any]:
+    return httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+
+
+def provider_bill(fp: FakeProvider) -> Decimal:
+    p, c = fp.billed_tokens()
+    return p * IN_PRICE + c * OUT_PRICE
+
+
+def _assert_refusal(r: httpx.Response) -> None:
+    assert r.status_code == 429, r.text
+    err = r.json()["error"]
+    assert "monthly budget is exhausted" in err["message"] and "resets on" in err["message"]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_200_concurrent_paid_requests_never_overspend(
+    tmp_path: Path, stack: RunningStack, claude: FakeProvider, receiver: WebhookReceiver, store: str, request: pytest.FixtureRequest
+) -> None:
+    extra = {"store": request.getfixturevalue("redis_server").url} if store == "redis" else {}
+    s = budget_stack(tmp_path, stack, claude, alert_webhook=receiver.url, **extra)
+    try:
+        with ThreadPoolExecutor(max_workers=200) as pool:
+            results = list(pool.map(lambda i: paid_call(s.base_url, i), range(200)))
+        ok = [r for r in results if r.status_code == 200]
+        for r in results:
+            if r.status_code != 200:
+                _assert_refusal(r)
+        assert 0.6 * FITS <= len(ok) <= FITS, f"{len(ok)} paid calls served; about {FITS} fit"
+        rows = [r for r in ledger(s) if r["served_model"] == "claude-sonnet"]
+        assert len(rows) == len(ok) == len(claude.requests), "one ledger record per served call, none for refusals"
+        assert {r["request_id"] for r in rows} == {r.headers["x-synqra-request-id"] for r in ok}
+        spent = sum(Decimal(str(r["cost_usd"])) for r in rows)
+        assert spent <= Decimal(str(LIMIT)), "committed spend must never exceed the hard limit"
+        assert abs(spent - provider_bill(claude)) < Decimal("0.005"), "ledger equals the provider's tokens x prices"
+        assert abs(spent - provider_bill(claude)) < Decimal("0.000001")
+        st = status(s)
+        assert st["state"] == "stopped" and st["monthly_used"] <= LIMIT and st["reserved"] == 0
+        assert wait_until(lambda: "0.7" in receiver.levels(), timeout_s=15)
+        time.sleep(1)
+        assert receiver.levels().count("0.7") == 1, receiver.posts
+        # Local models are never blocked, and auto is served locally once paid calls stop.
+        assert paid_call(s.base_url, 999, model="local-llama").status_code == 200
+        r = paid_call(s.base_url, 1000, model="auto")
+        assert r.status_code == 200 and r.headers["x-synqra-route"] == "local-llama"
+    finally:
+        s.stop()
+
+
+def test_two_proxies_share_one_redis_budget(tmp_path: Path, stack: RunningStack, claude: FakeProvider, redis_server: RedisServer) -> None:
+    a = budget_stack(tmp_path / "a", stack, claude, store=redis_server.url)
+    b = budget_stack(tmp_path / "b", stack, claude, store=redis_server.url)
+    try:
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            results = list(pool.map(lambda i: paid_call((a, b)[i % 2].base_url, i), range(160)))
+        ok = [r for r in results if r.status_code == 200]
+        assert 0.6 * FITS <= len(ok) <= FITS
+        assert any(r.status_code == 200 for r in results[0::2]) and any(r.status_code == 200 for r in results[1::2])
+        rows = ledger(a)
+        assert len(rows) == len(ok) and rows == ledger(b), "both proxies read the one ledger"
+        assert sum(Decimal(str(r["cost_usd"])) for r in rows) <= Decimal(str(LIMIT))
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_kill_9_under_load_loses_no_record(tmp_path: Path, stack: RunningStack, claude: FakeProvider) -> None:
+    claude.push()  # default answers
+    s = budget_stack(tmp_path, stack, claude, monthly_limit_usd=100.0, reservation_ttl_s=4)
+    served: list[str] = []
+    stop = threading.Event()
+
+    def client(k: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                r = paid_call(s.base_url, k * 10_000 + i)
+                if r.status_code == 200:
+                    served.append(r.headers["x-synqra-request-id"])
+            except httpx.HTTPError:
+                time.sleep(0.1)  # the proxy is down or restarting
+            i += 1
+
+    try:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        assert wait_until(lambda: len(served) >= 20, timeout_s=60)
+        os.kill(s.pids()["proxy"], signal.SIGKILL)
+        old = s.pids()["proxy"]
+        assert wait_until(lambda: s.pids()["proxy"] != old, timeout_s=30)
+        n_before = len(served)
+        assert wait_until(lambda: len(served) >= n_before + 10, timeout_s=120), "serving again after the restart"
+        stop.set()
+        for t in threads:
+            t.join(60)
+        rows = ledger(s)
+        ids = [r["request_id"] for r in rows]
+        assert len(ids) == len(set(ids)), "each request recorded exactly once"
+        missing = set(served) - set(ids)
+        assert not missing, f"{len(missing)} completed requests missing from the ledger"
+        # In-flight reservations of the killed process lapse after their TTL.
+        assert wait_until(lambda: status(s)["reserved"] == 0, timeout_s=30)
+    finally:
+        stop.set()
+        s.stop()
+
+
+def test_redis_outage_fails_closed_and_recovers(tmp_path: Path, stack: RunningStack, claude: FakeProvider, redis_server: RedisServer) -> None:
+    s = budget_stack(tmp_path, stack, claude, monthly_limit_usd=100.0, store=redis_server.url, store_timeout_s=0.5)
+    try:
+        assert paid_call(s.base_url, 1).status_code == 200
+        redis_server.stop()
+        r = paid_call(s.base_url, 2)
+        assert r.status_code == 429 and "budget store is unreachable" in r.json()["error"]["message"]
+        r = paid_call(s.base_url, 3, model="auto")
+        assert r.status_code == 200 and r.headers["x-synqra-route"] == "local-llama"
+        assert paid_call(s.base_url, 4, model="local-llama").status_code == 200
+        redis_server.start()
+        assert wait_until(lambda: paid_call(s.base_url, 5).status_code == 200, timeout_s=30), "recovers when Redis returns"
+        assert wait_until(lambda: len(ledger(s)) >= 4, timeout_s=30), "records queued during the outage are written"
+    finally:
+        s.stop()

@@ -1,0 +1,123 @@
+"""Budget decisions without stores: config, month window, thrift curve, alert levels, prices."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from policies.budget.config import BudgetSettings, ThriftSettings
+from policies.budget.policy import budget_state, levels_to_fire, projected_month_spend, thrift_pressure
+from policies.budget.pricing import PriceBook, PricingError
+from policies.budget.records import CallRecord
+from policies.budget.store import open_store, sqlite_path
+from policies.budget.window import month_window
+from proxy.offline import apply_offline_env
+from proxy.settings import AppConfig, ModelEntry, SynqraSettings
+
+apply_offline_env()
+
+
+def test_defaults_match_the_issue() -> None:
+    s = BudgetSettings()
+    assert (s.monthly_limit_usd, s.alert_at, s.stop_at, s.baseline_model, s.timezone) == (200, 0.7, 0.95, "claude-sonnet", "UTC")
+    assert s.fail_mode == "closed" and s.all_alert_levels == [0.7]
+    assert BudgetSettings(alert_levels=[0.9, 0.5, 0.7]).all_alert_levels == [0.5, 0.7, 0.9]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"alert_at": 0.96}, {"timezone": "Mars/Olympus"}, {"store": "postgres://x"}, {"alert_levels": [1.5]}, {"nope": 1}],
+)
+def test_bad_settings_are_rejected(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        BudgetSettings.model_validate(bad)
+
+
+def test_store_choice_honours_redis_url_only_when_unset(tmp_path: Path) -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:6399/0"}
+    assert BudgetSettings().resolved_store(env) == "redis://127.0.0.1:6399/0"
+    assert BudgetSettings().resolved_store({}) == "sqlite"
+    assert BudgetSettings(store="sqlite").resolved_store(env) == "sqlite"
+    assert BudgetSettings(store="redis://h:1/2").resolved_store(env) == "redis://h:1/2"
+    assert sqlite_path(BudgetSettings(), tmp_path) == tmp_path / "budget.sqlite3"
+    assert open_store(BudgetSettings(store="sqlite"), tmp_path, env).name == "sqlite"
+
+
+def test_month_window_in_a_time_zone() -> None:
+    t = datetime(2026, 1, 31, 23, 30, tzinfo=timezone.utc)
+    assert month_window(t, "UTC").key == "2026-01"
+    berlin = month_window(t, "Europe/Berlin")  # already 00:30 on 1 February there
+    assert berlin.key == "2026-02" and berlin.end.isoformat() == "2026-03-01T00:00:00+01:00"
+    dec = month_window(datetime(2026, 12, 15, tzinfo=timezone.utc), "UTC")
+    assert dec.end == datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert dec.elapsed_share(datetime(2026, 12, 1, tzinfo=timezone.utc)) == 0.0
+    assert month_window(t, "UTC").elapsed_share(t) == pytest.approx(1 - 0.5 / 24 / 31)
+    with pytest.raises(ValueError):
+        month_window(datetime(2026, 1, 1), "UTC")
+
+
+def test_thrift_curve() -> None:
+    c = ThriftSettings()
+    assert thrift_pressure(0.49, 0.0, c) == 0.0  # below the start share: never
+    assert thrift_pressure(0.5, 0.5, c) == 0.0  # on pace
+    assert thrift_pressure(0.5, 0.4, c) == pytest.approx(0.4)  # 0.1 ahead / full_gap 0.25
+    assert thrift_pressure(0.6, 0.2, c) == 1.0
+    assert thrift_pressure(0.9, 0.95, c) == 0.0  # a lot spent, but late in the month
+    steep = ThriftSettings(margin=0.05, full_gap=0.2, exponent=2)
+    assert thrift_pressure(0.6, 0.45, steep) == pytest.approx(0.25)
+    assert thrift_pressure(0.9, 0.0, ThriftSettings(enabled=False)) == 0.0
+    pressures = [thrift_pressure(0.7, e / 100, c) for e in range(0, 101, 5)]
+    assert pressures == sorted(pressures, reverse=True)  # falls as the month catches up
+
+
+def test_alert_levels_state_and_projection() -> None:
+    assert levels_to_fire(0.75, [0.5, 0.7, 0.9], ["0.5"]) == [0.7]
+    assert levels_to_fire(0.69, [0.7], []) == []
+    assert budget_state(0.5, 0.7, False) == "ok"
+    assert budget_state(0.7, 0.7, False) == "alert"
+    assert budget_state(0.1, 0.7, True) == "stopped"
+    assert projected_month_spend(50, 0.25) == 200
+    assert projected_month_spend(1, 0.0) == 31  # floored at one day's share
+
+
+def _cfg(tmp_path: Path, models: list[ModelEntry], budget: dict | None = None) -> AppConfig:
+    return AppConfig(path=tmp_path / "c.yaml", model_list=models,
+                     synqra=SynqraSettings.model_validate({"budget": budget or {}}))
+
+
+def test_prices_from_model_info_then_litellm_cost_map(tmp_path: Path) -> None:
+    models = [
+        ModelEntry(model_name="local-llama", litellm_params={"model": "openai/local-llama"}),
+        ModelEntry(model_name="deepseek-chat", litellm_params={"model": "deepseek/deepseek-chat"}),
+        ModelEntry(model_name="claude-sonnet", litellm_params={"model": "anthropic/claude-sonnet-4-5"}),
+        ModelEntry(model_name="cheap", litellm_params={"model": "openai/whatever"},
+                   model_info={"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, "max_output_tokens": 100}),
+    ]
+    book = PriceBook.from_config(_cfg(tmp_path, models), required=["local-llama", "deepseek-chat", "claude-sonnet"])
+    assert book.is_free("local-llama") and not book.is_free("deepseek-chat")
+    assert book.cost("claude-sonnet", 1_000_000, 1_000_000) == pytest.approx(18.0)  # $3 + $15 (LiteLLM's map)
+    assert book.cost("deepseek-chat", 1_000_000, 1_000_000) == pytest.approx(0.70)
+    assert book.worst_case("cheap", 10, None) == pytest.approx(10e-6 + 100 * 2e-6)  # model's output ceiling
+    assert book.worst_case("cheap", 10, 5) == pytest.approx(10e-6 + 5 * 2e-6)
+    assert book.worst_case("claude-sonnet", 0, None) == pytest.approx(64000 * 15e-6)
+    assert book.baseline(1000, 1000) == pytest.approx(0.018)
+    cost, baseline, free = book.price_call(CallRecord("r", "auto", "deepseek-chat", 1000, 1000))
+    assert (cost, baseline, free) == (700_000, 18_000_000, False)
+    emb = book.price_call(CallRecord("e", "cheap", "cheap", 1000, 0, kind="embedding"))
+    assert emb[0] == emb[1] == 1_000_000  # no savings claimed for embeddings
+    assert book.count_prompt_tokens("claude-sonnet", messages=[{"role": "user", "content": "hello there"}]) > 2
+    with pytest.raises(PricingError, match="model_info.input_cost_per_token"):
+        book.price("unknown")
+
+
+def test_unpriced_paid_model_is_a_config_error(tmp_path: Path) -> None:
+    models = [
+        ModelEntry(model_name="claude-sonnet", litellm_params={"model": "anthropic/claude-sonnet-4-5"}),
+        ModelEntry(model_name="mystery", litellm_params={"model": "openai/mystery-model-x"}),
+    ]
+    with pytest.raises(PricingError, match="mystery"):
+        PriceBook.from_config(_cfg(tmp_path, models), required=["mystery"])
+    with pytest.raises(PricingError, match="baseline_model"):
+        PriceBook.from_config(_cfg(tmp_path, models[1:], {"baseline_model": "mystery"}))
