@@ -43,11 +43,11 @@ class Encoder:
         self.path = resolve_embedding_model(model_path)
         self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
         self.model.eval()
-        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
+        self.dim = int(self.model.get_embedding_dimension() or 0)
         self._torch = torch
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        features = self.model.tokenize(texts)
+        features = self.model.preprocess(texts)
         counts = features["attention_mask"].sum(dim=1).tolist()
         with self._torch.inference_mode():
             out = self.model.forward(features)["sentence_embedding"]

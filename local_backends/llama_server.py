@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from local_backends.logprobs import TokenLogprobRecorder
 from local_backends.model_files import resolve_gguf
 from local_backends.prompt_format import build_completion_prompt
 from proxy.settings import LlamaBackendSettings, load_config
@@ -89,23 +90,46 @@ class LlamaEngine:
     def _completion_args(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         kw = self._gen_kwargs(body)
         kw["stop"] = kw["stop"] + self.settings.completion.stop
-        if body.get("logprobs"):
-            kw["logprobs"] = max(1, int(body.get("top_logprobs") or 1))
         return build_completion_prompt(body["messages"], self.settings.completion), kw
+
+    def _recorder(self, body: dict[str, Any], kw: dict[str, Any]) -> TokenLogprobRecorder | None:
+        """Log-probabilities in the same generation call, without logits_all (see local_backends/logprobs.py)."""
+        if not body.get("logprobs"):
+            return None
+        from llama_cpp import LogitsProcessorList
+
+        rec = TokenLogprobRecorder()
+        kw["logits_processor"] = LogitsProcessorList([rec])
+        return rec
+
+    def _logprob_items(self, values: list[float], n_prompt: int) -> dict[str, Any] | None:
+        """OpenAI chat `logprobs.content` for the generated tokens (the last len(values) tokens)."""
+        ids = list(self.llm.input_ids[n_prompt : self.llm.n_tokens])
+        items = []
+        for tid, lp in zip(ids[: len(values)], values):
+            tok = self.llm.detokenize([int(tid)]).decode("utf-8", "replace")
+            items.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()), "top_logprobs": []})
+        return {"content": items} if items else None
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """Non-streamed chat completion in OpenAI's response shape."""
         with self.lock:
             if self.use_chat_template:
                 kw = self._gen_kwargs(body)
-                if body.get("logprobs"):
-                    kw["logprobs"] = True
-                    kw["top_logprobs"] = int(body.get("top_logprobs") or 0)
+                rec = self._recorder(body, kw)
                 out = self.llm.create_chat_completion(messages=body["messages"], **kw)
                 out["model"] = self.settings.model_alias
+                if rec is not None:
+                    values = rec.finish(self.llm.input_ids[: self.llm.n_tokens])
+                    out["choices"][0]["logprobs"] = self._logprob_items(values, self.llm.n_tokens - len(values))
                 return out
             prompt, kw = self._completion_args(body)
+            rec = self._recorder(body, kw)
             out = self.llm.create_completion(prompt=prompt, **kw)
+            logprobs = None
+            if rec is not None:
+                values = rec.finish(self.llm.input_ids[: self.llm.n_tokens])
+                logprobs = self._logprob_items(values, out["usage"]["prompt_tokens"])
         choice = out["choices"][0]
         result: dict[str, Any] = {
             "id": "chatcmpl-" + uuid.uuid4().hex,
@@ -117,7 +141,7 @@ class LlamaEngine:
                     "index": 0,
                     "message": {"role": "assistant", "content": choice["text"].strip()},
                     "finish_reason": choice.get("finish_reason") or "stop",
-                    "logprobs": _chat_logprobs(choice.get("logprobs")),
+                    "logprobs": logprobs,
                 }
             ],
             "usage": out["usage"],
@@ -131,11 +155,17 @@ class LlamaEngine:
         alias = self.settings.model_alias
         with self.lock:
             if self.use_chat_template:
-                for chunk in self.llm.create_chat_completion(messages=body["messages"], stream=True, **self._gen_kwargs(body)):
+                kw = self._gen_kwargs(body)
+                rec = self._recorder(body, kw)
+                for chunk in self.llm.create_chat_completion(messages=body["messages"], stream=True, **kw):
                     chunk["model"] = alias
+                    if rec is not None and chunk["choices"] and chunk["choices"][0].get("finish_reason"):
+                        values = rec.finish(self.llm.input_ids[: self.llm.n_tokens])
+                        chunk["choices"][0]["logprobs"] = self._logprob_items(values, self.llm.n_tokens - len(values))
                     yield chunk
                 return
             prompt, kw = self._completion_args(body)
+            rec = self._recorder(body, kw)
             n_prompt = len(self.llm.tokenize(prompt.encode(), add_bos=True, special=True))
             yield _chunk(cid, created, alias, {"role": "assistant", "content": ""}, None)
             n_out, finish, started = 0, "stop", False
@@ -149,8 +179,13 @@ class LlamaEngine:
                 n_out += 1
                 finish = c.get("finish_reason") or finish
                 if text:
-                    yield _chunk(cid, created, alias, {"content": text}, None, _chat_logprobs(c.get("logprobs")))
-            final = _chunk(cid, created, alias, {}, finish)
+                    yield _chunk(cid, created, alias, {"content": text}, None)
+            # The token log-probabilities of the whole answer ride on the final chunk.
+            logprobs = None
+            if rec is not None:
+                values = rec.finish(self.llm.input_ids[: self.llm.n_tokens])
+                logprobs = self._logprob_items(values, n_prompt)
+            final = _chunk(cid, created, alias, {}, finish, logprobs)
             if body.get("stream_options", {}) and body["stream_options"].get("include_usage"):
                 final["usage"] = {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
             yield final
@@ -166,23 +201,6 @@ def _chunk(
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
     }
-
-
-def _chat_logprobs(lp: dict[str, Any] | None) -> dict[str, Any] | None:
-    """llama.cpp completion logprobs -> OpenAI chat `logprobs.content` items."""
-    if not lp or not lp.get("tokens"):
-        return None
-    content = []
-    for tok, logprob, top in zip(lp["tokens"], lp["token_logprobs"], lp.get("top_logprobs") or [None] * len(lp["tokens"])):
-        content.append(
-            {
-                "token": tok,
-                "logprob": float(logprob) if logprob is not None else 0.0,
-                "bytes": list(tok.encode("utf-8", "replace")),
-                "top_logprobs": [{"token": t, "logprob": float(v), "bytes": None} for t, v in (top or {}).items()],
-            }
-        )
-    return {"content": content}
 
 
 def _validate_chat_body(body: Any) -> str | None:

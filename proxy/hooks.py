@@ -8,6 +8,7 @@ on this class itself. The class only sequences the policies; decisions live in
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import HTTPException
@@ -46,10 +47,9 @@ class SynqraHooks(CustomLogger):
             for problem in (check_messages(data), check_max_tokens(data)):
                 if problem:
                     raise _http_error(400, problem)
-            if requested == cfg.synqra.routing.virtual_model:
+            if rt.router.handles(requested):
                 routed = True
-                # Placeholder rule until the learned router lands: the cheapest tier.
-                data["model"] = cfg.synqra.routing.tiers[0]
+                await self._route(rt, state, data)
             entry = cfg.model(cfg.canonical(str(data["model"])))
             if entry is not None:
                 problem = check_context_window(data, entry.model_name, entry.model_info.get("max_input_tokens"))
@@ -63,17 +63,40 @@ class SynqraHooks(CustomLogger):
             await budget.admit(rt.budget, state, data, served, cfg.synqra.backends.llama.model_alias, routed)
         except budget.BudgetRefused as e:
             raise _http_error(e.status, e.message) from e
+        state["routed"] = routed
+        state["stream"] = bool(data.get("stream"))
+        if call_type in CHAT_CALL_TYPES and rt.gate.applies(state):
+            rt.gate.prepare(state, data)
         return data
+
+    async def _route(self, rt: Any, state: dict[str, Any], data: dict[str, Any]) -> None:
+        """Pick the tier for a routed request; thriftier as the month's money runs out."""
+        guard = rt.budget
+        stopped = guard.is_stopped()
+        t0 = time.perf_counter()
+        decision = await rt.router.adecide(data, budget_pressure=1.0 if stopped else guard.pressure())
+        state["route_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        data["model"] = decision.tier
+        state["route_score"] = round(decision.score, 4)
+        state["route_reason"] = decision.reason
+        if stopped and not guard.is_free(decision.tier):
+            data["model"] = rt.config.synqra.backends.llama.model_alias
+            state["budget"] = "stopped"
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
         # Settle before the client gets its answer: a completed request is in the ledger
         # even if the process dies right after (the logging event below comes later).
+        rt = get_runtime()
         state = request_state(data)
-        if "call_type" in state and not state.get("accounted"):
+        if "call_type" not in state:
+            return None
+        if not state.get("accounted"):
             usage = usage_of(response)
             if usage is not None:
-                await budget.account(get_runtime().budget, state, state["call_type"], usage, state["route"])
+                await budget.account(rt.budget, state, state["call_type"], usage, state["route"])
                 state["accounted"] = True
+        if state["call_type"] in CHAT_CALL_TYPES and rt.gate.applies(state):
+            return await rt.gate.after_response(state, response)
         return None
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
@@ -105,11 +128,30 @@ class SynqraHooks(CustomLogger):
         headers = {"x-synqra-request-id": state["request_id"]}
         if "route" in state:
             headers["x-synqra-route"] = state["route"]
+        if "route_score" in state:
+            headers["x-synqra-route-score"] = f"{state['route_score']:.4f}"
+            headers["x-synqra-route-ms"] = str(state["route_ms"])
         if "budget" in state:
             headers["x-synqra-budget"] = state["budget"]
+        if state.get("routed"):
+            if state.get("stream") and get_runtime().gate.applies(state) and "escalated" not in state:
+                # Headers leave before a buffered stream is scored: the verdict is in the logs and the ledger.
+                headers["x-synqra-quality-score"] = headers["x-synqra-escalated"] = "pending"
+            else:
+                score = state.get("quality_score")
+                headers["x-synqra-quality-score"] = "unscored" if score is None else f"{score:.4f}"
+                headers["x-synqra-escalated"] = state.get("escalated", "false")
+            if "quality_note" in state:
+                headers["x-synqra-quality-note"] = state["quality_note"]
         return headers
 
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any, request_data: dict):
+        rt = get_runtime()
+        state = request_state(request_data)
+        if state.get("call_type") in CHAT_CALL_TYPES and rt.gate.applies(state):
+            async for item in rt.gate.stream(state, response):
+                yield item
+            return
         async for item in response:
             yield item
 

@@ -14,6 +14,10 @@ from proxy.settings import AppConfig
 
 if TYPE_CHECKING:
     from policies.budget.guard import BudgetGuard
+    from policies.embedder import HttpEmbedder
+    from policies.quality.scorer import QualityScorer
+    from policies.routing.router import Router
+    from proxy.quality_gate import QualityGate
 
 
 @dataclass
@@ -29,6 +33,40 @@ class Runtime:
 
             self._objects["budget"] = BudgetGuard.from_config(self.config)
         return self._objects["budget"]
+
+    @property
+    def embedder(self) -> "HttpEmbedder":
+        """The local embedding server, as the policies reach it (routing features, answer relevance)."""
+        if "embedder" not in self._objects:
+            from policies.embedder import HttpEmbedder
+
+            b = self.config.synqra.backends.embed
+            self._objects["embedder"] = HttpEmbedder(b.url, b.model_alias)
+        return self._objects["embedder"]
+
+    @property
+    def router(self) -> "Router":
+        if "router" not in self._objects:
+            from policies.routing.router import Router
+
+            self._objects["router"] = Router.from_config(self.config, self.embedder)
+        return self._objects["router"]
+
+    @property
+    def quality(self) -> "QualityScorer":
+        if "quality" not in self._objects:
+            from policies.quality.scorer import QualityScorer
+
+            self._objects["quality"] = QualityScorer.from_config(self.config, self.embedder)
+        return self._objects["quality"]
+
+    @property
+    def gate(self) -> "QualityGate":
+        if "gate" not in self._objects:
+            from proxy.quality_gate import QualityGate
+
+            self._objects["gate"] = QualityGate(self)
+        return self._objects["gate"]
 
     async def aclose(self) -> None:
         """At shutdown: let each policy object that was built finish its background work."""

@@ -18,7 +18,7 @@ apply_offline_env()
 def providers() -> Iterator[dict[str, FakeProvider]]:
     p = {
         "openai": FakeProvider("openai", default_text="Fake GPT-4o answer.").start(),
-        "deepseek": FakeProvider("openai", default_text="Fake DeepSeek answer.").start(),
+        "deepseek": FakeProvider("deepseek", default_text="Fake DeepSeek answer.").start(),
         "anthropic": FakeProvider("anthropic", default_text="Fake Claude answer.").start(),
     }
     yield p

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ def write_config(
     providers: dict[str, FakeProvider] | None = None,
     synqra_overrides: dict[str, Any] | None = None,
     backends_of: "RunningStack | None" = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Path, dict[str, str]]:
     """A test copy of litellm_config.yaml; returns (path, env with provider keys/bases).
 
@@ -55,6 +57,8 @@ def write_config(
         elif m["model_name"] == "local-embed":
             m["litellm_params"]["api_base"] = urls["embed"] + "/v1"
     _deep_update(s, synqra_overrides or {})
+    if edit is not None:
+        edit(cfg)  # any other change to the whole file, e.g. removing the hooks for a baseline
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -114,8 +118,9 @@ def start_stack(
     timeout_s: float = 300,
     backends_of: RunningStack | None = None,
     extra_env: dict[str, str] | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunningStack:
-    path, provider_env = write_config(target_dir, providers, synqra_overrides, backends_of)
+    path, provider_env = write_config(target_dir, providers, synqra_overrides, backends_of, edit)
     cfg = yaml.safe_load(path.read_text())
     port = cfg["synqra"]["server"]["port"]
     data_dir = Path(cfg["synqra"]["server"]["data_dir"])

@@ -54,7 +54,7 @@ class RoutingSettings(BaseModel):
     # the last of tiers). An empty creative_examples list disables the rule.
     creative_tier: str | None = None
     creative_examples: list[str] = Field(default_factory=lambda: list(DEFAULT_CREATIVE_EXAMPLES))
-    creative_min_similarity: float = Field(0.55, ge=-1, le=1)
+    creative_min_similarity: float = Field(0.6, ge=-1, le=1)
     # Identical newest-user-turn texts reuse their embedding (LRU entries; 0 disables).
     embed_cache_size: int = Field(4096, ge=0)
     # Give up on the embedding server after this long and score with the fallback rule.

@@ -68,7 +68,7 @@ class Recorded:
 
 @dataclass
 class FakeProvider:
-    kind: str  # "openai" or "anthropic"
+    kind: str  # "openai", "anthropic", or "deepseek" (OpenAI chat + Anthropic Messages under /anthropic)
     default_text: str = "This is a fake cloud answer with several words in it."
     requests: list[Recorded] = field(default_factory=list)
     script: deque[Scripted] = field(default_factory=deque)
@@ -111,17 +111,18 @@ class FakeProvider:
         step = self._next()
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
+        messages_api = request.url.path.endswith("/messages")
         if step.status != 200:
-            return self._error(step.status)
+            return self._error(step.status, messages_api)
         text = step.text if step.text is not None else self.default_text
         p, c = prompt_tokens(body), count_tokens(text)
         body["_prompt_tokens"], body["_completion_tokens"] = p, c
-        if self.kind == "anthropic":
+        if messages_api:
             return self._anthropic(body, text, p, c)
         return self._openai(body, text, p, c)
 
-    def _error(self, status: int) -> Response:
-        if self.kind == "anthropic":
+    def _error(self, status: int, messages_api: bool) -> Response:
+        if messages_api:
             kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
             return JSONResponse({"type": "error", "error": {"type": kind, "message": f"fake error {status}"}}, status_code=status)
         return JSONResponse({"error": {"message": f"fake error {status}", "type": "server_error", "code": status}}, status_code=status)
@@ -192,7 +193,12 @@ class FakeProvider:
         return StreamingResponse(gen(), media_type="text/event-stream")
 
     def app(self) -> Starlette:
-        paths = ["/v1/messages"] if self.kind == "anthropic" else ["/v1/chat/completions", "/chat/completions"]
+        paths = {
+            "anthropic": ["/v1/messages"],
+            "openai": ["/v1/chat/completions", "/chat/completions"],
+            # DeepSeek serves both protocols; LiteLLM sends /v1/messages traffic to /anthropic/v1/messages.
+            "deepseek": ["/v1/chat/completions", "/chat/completions", "/anthropic/v1/messages"],
+        }[self.kind]
         return Starlette(routes=[Route(p, self._handle, methods=["POST"]) for p in paths])
 
     def start(self) -> "FakeProvider":

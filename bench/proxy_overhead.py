@@ -1,0 +1,116 @@
+"""What synqra's hooks cost on top of bare LiteLLM, against an instantly-answering fake provider.
+
+Three proxies side by side (same machine, same fake provider, rounds interleaved):
+- bare:    LiteLLM with synqra's auth but no synqra hooks (`litellm_settings.callbacks` removed);
+- budget:  synqra hooks, explicit model (checks + budget reserve/settle + ledger);
+- routed:  synqra hooks, model "auto" (routing decision with a real embedding call + budget).
+Prompts are ~200 tokens and unique per request (no embedding-cache hits).
+
+Reports requests/s at 32 concurrent clients, p50 latency at 1 client, the routing
+decision time measured inside the proxy (x-synqra-route-ms), and proxy RSS.
+
+Run: .venv/bin/python -m bench.proxy_overhead [--requests 600] [--rounds 3]
+Targets: issue 4: budget hook >= 0.9 of bare requests/s at 32 clients;
+         issue 3: routing adds <= 10% to p50; decision p50 <= 10 ms, p99 <= 25 ms; router RSS growth <= 150 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from bench.measure import median, pct, rss_mb, table, write_result
+from tests.fakes.fake_providers import FakeProvider
+from tests.stack import MASTER_KEY, RunningStack, start_stack
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+FILLER = "Our customer asked about the invoice for the last quarter and the shipping delay of order {i}. "
+
+
+def prompt(i: int) -> str:
+    return (FILLER.format(i=i) * 9) + f"Can you summarise what happened with order {i}?"  # ~200 tokens
+
+
+async def run(base_url: str, model: str, n: int, clients: int, offset: int) -> tuple[float, list[float], list[float]]:
+    lat: list[float] = []
+    route_ms: list[float] = []
+    counter = iter(range(offset, offset + n))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for i in counter:
+            body = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": prompt(i)}]}
+            t0 = time.perf_counter()
+            async with session.post(f"{base_url}/v1/chat/completions", json=body, headers=AUTH) as r:
+                await r.read()
+                assert r.status == 200, await r.text()
+                lat.append((time.perf_counter() - t0) * 1000)
+                if "x-synqra-route-ms" in r.headers:
+                    route_ms.append(float(r.headers["x-synqra-route-ms"]))
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(clients)))
+        return n / (time.perf_counter() - t0), lat, route_ms
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=600)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    fake = FakeProvider("openai", default_text="ok").start()
+    claude = FakeProvider("anthropic", default_text="ok").start()
+    provs = {"deepseek": fake, "anthropic": claude, "openai": fake}
+    root = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    base = start_stack(root / "base", provs)
+    routing = {"tiers": ["deepseek-chat", "claude-sonnet"], "thresholds": [0.999], "creative_examples": []}
+    stacks: dict[str, RunningStack] = {}
+    try:
+        no_hooks = lambda cfg: cfg["litellm_settings"].pop("callbacks")  # noqa: E731
+        stacks["bare"] = start_stack(root / "bare", provs, {"routing": routing}, backends_of=base, edit=no_hooks)
+        stacks["budget"] = start_stack(root / "budget", provs, {"routing": routing}, backends_of=base)
+        stacks["routed"] = start_stack(root / "routed", provs, {"routing": routing}, backends_of=base)
+        model = {"bare": "deepseek-chat", "budget": "deepseek-chat", "routed": "auto"}
+        rps: dict[str, list[float]] = {k: [] for k in stacks}
+        p50: dict[str, list[float]] = {k: [] for k in stacks}
+        decisions: list[float] = []
+        offset = 0
+        for name, s in stacks.items():  # warm-up
+            asyncio.run(run(s.base_url, model[name], 20, 4, offset))
+            offset += 20
+        for _ in range(args.rounds):
+            for name, s in stacks.items():
+                r, _, _ = asyncio.run(run(s.base_url, model[name], args.requests, 32, offset))
+                offset += args.requests
+                rps[name].append(r)
+                _, lat, rms = asyncio.run(run(s.base_url, model[name], 100, 1, offset))
+                offset += 100
+                p50[name].append(median(lat))
+                decisions += rms
+        rss = {name: rss_mb(s.pids()["proxy"]) for name, s in stacks.items()}
+    finally:
+        for s in stacks.values():
+            s.stop()
+        base.stop()
+    rows = [
+        {"proxy": name, "req/s @32": median(rps[name]), "vs bare": median(rps[name]) / median(rps["bare"]),
+         "p50 ms @1": median(p50[name]), "p50 vs bare": median(p50[name]) / median(p50["bare"]), "RSS MB": rss[name]}
+        for name in stacks
+    ]
+    text = (
+        table(rows)
+        + f"\n\nrouting decision inside the proxy (embedding call included, {len(decisions)} unique ~200-token prompts): "
+        f"p50 {pct(decisions, 50):.2f} ms, p99 {pct(decisions, 99):.2f} ms"
+        + f"\nrouting p50 added vs budget-only hooks: {median(p50['routed']) / median(p50['budget']) - 1:+.1%}; "
+        f"router RSS growth (routed - budget): {rss['routed'] - rss['budget']:+.0f} MB"
+        + f"\n{args.rounds} interleaved rounds of {args.requests} requests at 32 clients and 100 at 1 client per proxy."
+    )
+    print(text)
+    write_result("proxy_overhead", text)
+
+
+if __name__ == "__main__":
+    main()

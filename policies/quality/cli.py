@@ -1,0 +1,103 @@
+"""`synqra quality-score`: score JSON lines of answers with the proxy's own scorer.
+
+    synqra quality-score [--config litellm_config.yaml] < answers.jsonl > scores.jsonl
+
+Input, one per line: {"id": ..., "messages": [...], "answer": "<text>"}; optional
+"finish_reason", "response_format", "tools", "tool_calls" are used when present.
+Output, one per line, in input order: {"id": ..., "score": <0..1>, "action": ...}.
+
+Signals used: all of the proxy's signals (empty, cut off when "finish_reason"
+is given, loop, invalid JSON when "response_format" asks for JSON, tool-call
+arguments when "tool_calls" are given, abrupt end, refusal, language, relevance
+by in-process MiniLM embeddings in batches, arithmetic and final-answer checks,
+given numbers used, hedging) EXCEPT the token log-probabilities: the generating
+model's log-probabilities are not in the input, and recomputing them with the
+local model would score another model's text by a different model's confidence,
+so they are left out (their weight then costs nothing).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import IO, Any
+
+from policies.quality.config import QualitySettings
+from policies.quality.scorer import QualityScorer, ScoreItem
+
+BATCH = 256
+
+
+def _item(row: dict[str, Any]) -> ScoreItem:
+    request: dict[str, Any] = {"messages": row.get("messages") or []}
+    for key in ("response_format", "tools"):
+        if key in row:
+            request[key] = row[key]
+    return ScoreItem(request, str(row.get("answer") or ""), row.get("finish_reason"), None, row.get("tool_calls"))
+
+
+def _settings(config: str | None) -> tuple[QualitySettings, str | None, int]:
+    if not config:
+        return QualitySettings(), None, os.cpu_count() or 1
+    from proxy.settings import load_config
+
+    cfg = load_config(config)
+    embed = cfg.synqra.backends.embed
+    return cfg.synqra.quality, embed.model_path, embed.n_threads
+
+
+def score_stream(src: IO[str], dst: IO[str], scorer: QualityScorer, batch: int = BATCH) -> int:
+    """Read JSON lines from src, write scores to dst in order; return the number scored."""
+    n = 0
+    rows: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        for row, v in zip(rows, scorer.score_batch([_item(r) for r in rows])):
+            dst.write(json.dumps({"id": row.get("id"), "score": v.score, "action": v.action}) + "\n")
+        dst.flush()
+        rows.clear()
+
+    for lineno, line in enumerate(src, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"quality-score: line {lineno} is not valid JSON: {e.msg}") from None
+        if not isinstance(row, dict):
+            raise SystemExit(f"quality-score: line {lineno} must be a JSON object with id, messages, answer")
+        rows.append(row)
+        n += 1
+        if len(rows) >= batch:
+            flush()
+    if rows:
+        flush()
+    return n
+
+
+def quality_score_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="synqra quality-score", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="litellm_config.yaml (synqra.quality bands and weights, embedding model)")
+    ap.add_argument("--input", help="JSON lines file (default: stdin)")
+    ap.add_argument("--output", help="output file (default: stdout)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings, model_path, n_threads = _settings(args.config)
+    embedder = None
+    if settings.weights.relevance > 0:
+        from policies.embedder import InProcessEmbedder
+
+        embedder = InProcessEmbedder(model_path, n_threads)
+    scorer = QualityScorer(settings, embedder)
+    src = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    dst = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        score_stream(src, dst, scorer)
+    finally:
+        if args.input:
+            src.close()
+        if args.output:
+            dst.close()
+    return 0

@@ -1,0 +1,130 @@
+"""What to do after a scored answer: deliver, rephrase (ask again better) or escalate. Pure.
+
+The hook calls `next_step` after each scored attempt and carries out the Step:
+
+    chain = ["local-llama"]
+    step = next_step(verdict, chain, settings, budget_stopped, tiers=routing.tiers)
+    if step.kind == "rephrase": call step.tier with step.messages, score, chain.append(step.tier)
+    if step.kind == "escalate": call step.tier with the original messages, chain.append(step.tier)
+    if step.kind == "deliver": deliver `best_attempt(...)`; step.note says why when it is not a clean pass
+
+Rules (from `synqra.quality`): at most `max_extra_calls` calls after the first;
+one rephrase per request, on the same tier or the next (`rephrase_target`);
+escalation goes one tier up or to the top (`escalate_target`); no paid call
+while the budget is stopped (the answer in hand is delivered, marked).
+"""
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from policies.quality.config import QualitySettings
+from policies.quality.scorer import QualityVerdict
+
+StepKind = Literal["deliver", "rephrase", "escalate"]
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    tier: str | None = None  # the tier to call (rephrase / escalate)
+    messages: list[dict[str, Any]] | None = None  # the improved prompt (rephrase only)
+    # Why a non-passing answer is delivered: "top_tier", "max_extra_calls", "budget_stopped", "already_rephrased".
+    note: str | None = None
+
+
+def _tier_above(tiers: list[str], current: str, target: Literal["next", "top"]) -> str | None:
+    if current not in tiers or current == tiers[-1]:
+        return None
+    return tiers[-1] if target == "top" else tiers[tiers.index(current) + 1]
+
+
+def next_step(
+    verdict: QualityVerdict,
+    tier_chain: list[str],
+    settings: QualitySettings,
+    budget_stopped: bool,
+    *,
+    tiers: list[str],
+    messages: list[dict[str, Any]] | None = None,
+    rephrased: bool = False,
+    free_tiers: Collection[str] | None = None,
+) -> Step:
+    """The next step for a request whose calls so far went to `tier_chain` (last = the scored one).
+
+    `tiers` is the routing ladder, cheapest first; `free_tiers` (default: the
+    cheapest tier) may still be called when the budget is stopped; `rephrased`
+    says a rephrase was already spent on this request; `messages` are the
+    original request messages (needed to build the rephrase prompt).
+    """
+    if verdict.action == "deliver":
+        return Step("deliver")
+    current = tier_chain[-1]
+    if current == tiers[-1]:
+        return Step("deliver", note="top_tier")
+    if len(tier_chain) - 1 >= settings.max_extra_calls:
+        return Step("deliver", note="max_extra_calls")
+    free = set(free_tiers) if free_tiers is not None else {tiers[0]}
+    kind: StepKind = verdict.action
+    if kind == "rephrase" and rephrased:
+        return Step("deliver", note="already_rephrased")
+    if kind == "rephrase":
+        target = current if settings.rephrase_target == "same" else _tier_above(tiers, current, "next")
+    else:
+        target = _tier_above(tiers, current, settings.escalate_target)
+    if target is None:
+        return Step("deliver", note="top_tier")
+    if budget_stopped and target not in free:
+        return Step("deliver", note="budget_stopped")
+    if kind == "rephrase":
+        return Step("rephrase", target, rephrase_messages(messages or [], verdict))
+    return Step("escalate", target)
+
+
+# Signal -> instruction that addresses what went wrong.
+_HINTS = {
+    "refusal": "The request is harmless: answer it.",
+    "language": "Answer in the same language as the question.",
+    "relevance": "Stay strictly on the topic of the question.",
+    "loop": "Do not repeat yourself.",
+    "abrupt_end": "Keep the answer short enough to finish it completely.",
+    "cut_off": "Keep the answer short enough to finish it completely.",
+    "arithmetic": "Work step by step and double-check every calculation.",
+    "maths_answer": "End with a last line of the form 'Answer: <number>'.",
+    "maths_inputs": "Use every number given in the question.",
+    "json_valid": "Reply with valid JSON only, with no text around it.",
+    "tool_args": "Call tools with arguments that are valid JSON containing every required field.",
+    "hedging": "Give one clear, direct answer.",
+    "logprob_mean": "Give one clear, direct answer.",
+    "logprob_min": "Give one clear, direct answer.",
+}
+_BASE_HINT = "Answer the question directly, correctly and completely."
+
+
+def rephrase_instruction(verdict: QualityVerdict) -> str:
+    """The base instruction plus one hint per failed signal (worst first, duplicates dropped)."""
+    failed = sorted((v, k) for k, v in verdict.signals.items() if v < 1 and k in _HINTS)
+    hints = list(dict.fromkeys(_HINTS[k] for _, k in failed))
+    return " ".join([_BASE_HINT, *hints])
+
+
+def rephrase_messages(messages: list[dict[str, Any]], verdict: QualityVerdict) -> list[dict[str, Any]]:
+    """The original conversation with the instruction added to (or as) the system message."""
+    instruction = rephrase_instruction(verdict)
+    out = [dict(m) for m in messages]
+    for m in out:
+        if m.get("role") == "system" and isinstance(m.get("content"), str):
+            m["content"] = f"{m['content']}\n\n{instruction}"
+            return out
+    return [{"role": "system", "content": instruction}, *out]
+
+
+def best_attempt(verdicts: list[QualityVerdict | None]) -> int:
+    """Index of the answer to deliver: an unscored one (top tier) wins, else the highest score (latest on ties)."""
+    for i in range(len(verdicts) - 1, -1, -1):
+        if verdicts[i] is None:
+            return i
+    scores = [v.score for v in verdicts if v is not None]
+    best = max(scores)
+    return max(i for i, v in enumerate(verdicts) if v is not None and v.score == best)

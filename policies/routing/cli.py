@@ -1,0 +1,106 @@
+"""`synqra route-score`: JSON lines {"id", "messages", ...} on stdin -> {"id", "score", "tier"} per line, in order.
+
+Same Router code path as the proxy (`decide_batch`), with the in-process
+embedder and batched embeddings. A line that cannot be routed gets
+{"id": ..., "error": "..."} and the run goes on.
+
+    synqra route-score --config litellm_config.yaml < requests.jsonl > scores.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from policies.routing.features import request_text, structural_features
+from proxy.offline import apply_offline_env
+
+log = logging.getLogger("synqra.routing.cli")
+
+
+def _parse(line: str) -> tuple[Any, dict[str, Any] | None, str | None]:
+    """(id, request, error) for one input line."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        return None, None, f"invalid JSON: {e}"
+    if not isinstance(obj, dict):
+        return None, None, "line must be a JSON object"
+    rid = obj.get("id")
+    if not isinstance(obj.get("messages"), list) or not obj["messages"]:
+        return rid, None, "'messages' must be a non-empty list"
+    try:
+        structural_features(obj, request_text(obj))
+    except (ValueError, TypeError, AttributeError) as e:
+        return rid, None, f"malformed request: {e}"
+    return rid, obj, None
+
+
+def score_stream(router: Any, lines: IO[str], out: IO[str], batch_size: int = 256) -> int:
+    """Route every line; returns the number of error lines."""
+    errors = 0
+    batch: list[tuple[Any, dict[str, Any] | None, str | None]] = []
+
+    def flush() -> None:
+        nonlocal errors
+        ok = [req for _, req, err in batch if err is None and req is not None]
+        decisions = iter(router.decide_batch(ok) if ok else [])
+        for rid, req, err in batch:
+            if err is None:
+                d = next(decisions)
+                row: dict[str, Any] = {"id": rid, "score": round(d.score, 6), "tier": d.tier}
+            else:
+                errors += 1
+                row = {"id": rid, "error": err}
+            out.write(json.dumps(row) + "\n")
+        out.flush()
+        batch.clear()
+
+    for line in lines:
+        if not line.strip():
+            continue
+        batch.append(_parse(line))
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return errors
+
+
+def _load_config(path: str | None) -> Any:
+    from proxy.settings import AppConfig, ModelEntry, SynqraSettings, load_config
+
+    if path:
+        return load_config(path)
+    repo_default = Path(__file__).resolve().parents[2] / "litellm_config.yaml"
+    if repo_default.is_file():
+        return load_config(repo_default)
+    # No config: the default tiers with no capability data beyond LiteLLM's model map.
+    settings = SynqraSettings()
+    models = [ModelEntry(model_name=t, litellm_params={"model": t}) for t in settings.routing.tiers]
+    return AppConfig(path=repo_default, model_list=models, synqra=settings)
+
+
+def route_score_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="synqra route-score", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", help="litellm_config.yaml (default: the repo's, else built-in defaults)")
+    ap.add_argument("--batch-size", type=int, default=256, help="requests per embedding batch")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    apply_offline_env()
+    from policies.embedder import InProcessEmbedder
+    from policies.routing.router import Router
+
+    try:
+        cfg = _load_config(args.config)
+    except ValueError as e:
+        print(f"synqra route-score: {e}", file=sys.stderr)
+        return 2
+    router = Router.from_config(cfg, InProcessEmbedder(batch_size=64))
+    errors = score_stream(router, sys.stdin, sys.stdout, args.batch_size)
+    if errors:
+        print(f"synqra route-score: {errors} line(s) could not be routed (see their 'error')", file=sys.stderr)
+    return 0

@@ -1,0 +1,56 @@
+"""Router quality metrics (see ../shared/data/routing/README.md): APGR, CPT(x%).
+
+Sort prompts by router score (high = needs the strong model); sending the top k
+to the strong model gives a quality curve over strong-model share. Tied scores
+are scored by their expectation under random tie-breaking (each prompt in a tie
+group gets the group's mean gain), so a coarse rule-based score is not flattered
+or punished by an arbitrary order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RouteMetrics:
+    apgr: float
+    cpt50: float
+    cpt80: float
+
+
+def pgr_curve(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(strong share, performance gap recovered) at every cut point 0..n."""
+    scores, weak, strong = (np.asarray(a, dtype=np.float64) for a in (scores, weak, strong))
+    n = len(scores)
+    order = np.argsort(-scores, kind="stable")
+    s_sorted = scores[order]
+    gain = (strong - weak)[order]
+    # Expected gain under random tie-breaking: replace each tie group by its mean.
+    _, start, counts = np.unique(-s_sorted, return_index=True, return_counts=True)
+    for st, c in zip(start, counts):
+        if c > 1:
+            gain[st : st + c] = gain[st : st + c].mean()
+    quality = weak.mean() + np.concatenate([[0.0], np.cumsum(gain)]) / n
+    gap = strong.mean() - weak.mean()
+    pgr = (quality - weak.mean()) / gap if gap != 0 else np.zeros(n + 1)
+    return np.arange(n + 1) / n, pgr
+
+
+def route_metrics(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> RouteMetrics:
+    share, pgr = pgr_curve(scores, weak, strong)
+    apgr = float(np.trapezoid(pgr, share))
+
+    def cpt(target: float) -> float:
+        hit = np.nonzero(pgr >= target)[0]
+        return float(share[hit[0]]) if len(hit) else 1.0
+
+    return RouteMetrics(apgr, cpt(0.5), cpt(0.8))
+
+
+def random_metrics(weak: np.ndarray, strong: np.ndarray, draws: int = 200, seed: int = 0) -> RouteMetrics:
+    """Mean metrics of random routing over seeded draws."""
+    rng = np.random.default_rng(seed)
+    ms = [route_metrics(rng.random(len(weak)), weak, strong) for _ in range(draws)]
+    return RouteMetrics(*(float(np.mean([getattr(m, f) for m in ms])) for f in ("apgr", "cpt50", "cpt80")))

@@ -1,0 +1,248 @@
+"""The router: request -> RouteDecision(tier, score, reason, features).
+
+One code path for the proxy hook (`adecide`, one request, embedding over HTTP)
+and the batch tools (`decide_batch`, many requests, one batched in-process
+embedding call): both run `_prepare` -> embed -> `_finish`.
+
+    router = Router.from_config(load_config("litellm_config.yaml"), HttpEmbedder(url))
+    if router.handles(data["model"]):
+        decision = await router.adecide(data, budget_pressure=0.3)
+        data["model"] = decision.tier
+
+numpy only: the proxy process never imports torch for routing.
+"""
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from policies.routing.capabilities import ModelInfoLookup, litellm_model_info, tier_infos_from_config
+from policies.routing.config import RoutingSettings
+from policies.routing.features import (
+    embed_text,
+    estimate_prompt_tokens,
+    feature_vector,
+    has_tools,
+    request_text,
+    structural_features,
+)
+from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, HeuristicScorer, LearnedScorer, load_artifact
+from policies.routing.tiers import Constraints, TierInfo, choose_tier
+
+log = logging.getLogger("synqra.routing")
+
+
+class Embedder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass
+class RouteDecision:
+    tier: str
+    score: float
+    reason: str
+    features: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Prepared:
+    text: str  # what the embedding reads
+    feats: dict[str, float]
+    constraints: Constraints
+
+
+def load_scorer(path: str | Path | None) -> LearnedScorer | HeuristicScorer:
+    """The trained scorer, or the structural fallback with a log line saying why."""
+    try:
+        scorer = load_artifact(Path(path) if path else DEFAULT_ARTIFACT)
+        log.info("router artifact loaded (training code %s)", scorer.manifest.get("training_code_sha256", "?")[:12])
+        return scorer
+    except ArtifactError as e:
+        log.error("%s; routing with the structural fallback rule (see policies/routing/scorer.py)", e)
+        return HeuristicScorer()
+
+
+class Router:
+    def __init__(
+        self,
+        settings: RoutingSettings,
+        tiers: list[TierInfo],
+        scorer: LearnedScorer | HeuristicScorer,
+        embedder: Embedder | None,
+    ) -> None:
+        self.settings = settings
+        self.tiers = tiers
+        self.scorer = scorer
+        self.embedder = embedder
+        self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
+        # When the embedding fails the structural rule scores, on its own scale.
+        self._fallback_thresholds = self._thresholds_for(HeuristicScorer.recommended_thresholds)
+        names = [t.name for t in tiers]
+        creative = settings.creative_tier or names[-1]
+        self._creative_index = names.index(creative) if settings.creative_examples else None
+        self._creative_emb: np.ndarray | None = None
+        if tuple(settings.creative_examples) == scorer.creative_texts and scorer.creative_emb is not None:
+            self._creative_emb = scorer.creative_emb
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._patterns = [settings.virtual_model, *settings.intercept_models]
+
+    def _thresholds_for(self, recommended: list[float]) -> list[float]:
+        """Configured thresholds, else the scorer's recommendation fitted to the number of tiers."""
+        t = self.settings.thresholds or recommended
+        n = len(self.tiers) - 1
+        if len(t) != n:  # recommendations are for three tiers: spread them over other counts
+            t = list(np.linspace(min(t), max(t), n)) if n > 1 else [min(t)][:n]
+        return [float(x) for x in t]
+
+    @classmethod
+    def from_config(cls, cfg: Any, embedder: Embedder | None, lookup: ModelInfoLookup = litellm_model_info) -> "Router":
+        """Build from an AppConfig: tiers' capabilities, artifact (or fallback), thresholds."""
+        r: RoutingSettings = cfg.synqra.routing
+        return cls(r, tier_infos_from_config(cfg, lookup), load_scorer(r.artifact_path), embedder)
+
+    def handles(self, model: str | None) -> bool:
+        """True for the virtual model and for explicit names matching `intercept_models` globs."""
+        return bool(model) and any(fnmatch.fnmatchcase(str(model), p) for p in self._patterns)
+
+    @property
+    def uses_embedding(self) -> bool:
+        return self.embedder is not None and (self.scorer.needs_embedding or self._creative_index is not None)
+
+    # --- the shared path -------------------------------------------------------------
+
+    def _prepare(self, request: dict[str, Any]) -> _Prepared:
+        rt = request_text(request)
+        feats = structural_features(request, rt)
+        tokens = estimate_prompt_tokens(request, rt)
+        c = Constraints(
+            prompt_tokens=int(tokens * self.settings.context_safety_factor),
+            images=rt.images > 0,
+            tools=has_tools(request) > 0 or rt.tool_messages > 0,
+        )
+        return _Prepared(embed_text(rt, self.scorer.max_chars), feats, c)
+
+    def _finish(self, p: _Prepared, emb: np.ndarray | None, budget_pressure: float, note: str = "") -> RouteDecision:
+        fv = feature_vector(p.feats)[None, :]
+        if emb is None or not self.scorer.needs_embedding:
+            scorer_name, thresholds = HeuristicScorer.name, self._fallback_thresholds
+            score = float(HeuristicScorer().score(None, fv)[0])
+        else:
+            scorer_name, thresholds = self.scorer.name, self.thresholds
+            score = float(self.scorer.score(emb[None, :], fv)[0])
+        creative_sim = None
+        min_tier = 0
+        if emb is not None and self._creative_index is not None and self._creative_emb is not None:
+            creative_sim = float(np.max(self._creative_emb @ emb))
+            if creative_sim >= self.settings.creative_min_similarity:
+                min_tier = self._creative_index
+        tier, reason = choose_tier(
+            score,
+            thresholds,
+            self.tiers,
+            p.constraints,
+            budget_pressure,
+            self.settings.budget_max_shift,
+            min_tier,
+        )
+        if min_tier:
+            reason += f" (creative/brand similarity {creative_sim:.2f})"
+        if note:
+            reason += f"; {note}"
+        features = {
+            **p.feats,
+            "prompt_tokens": p.constraints.prompt_tokens,
+            "creative_similarity": creative_sim,
+            "scorer": scorer_name,
+            "budget_pressure": budget_pressure,
+        }
+        return RouteDecision(tier, score, reason, features)
+
+    # --- embeddings with an LRU cache ---------------------------------------------------
+
+    def _cached(self, text: str) -> np.ndarray | None:
+        v = self._cache.get(text)
+        if v is not None:
+            self._cache.move_to_end(text)
+        return v
+
+    def _remember(self, text: str, v: np.ndarray) -> None:
+        if self.settings.embed_cache_size <= 0:
+            return
+        self._cache[text] = v
+        self._cache.move_to_end(text)
+        while len(self._cache) > self.settings.embed_cache_size:
+            self._cache.popitem(last=False)
+
+    def _creative_texts_to_embed(self) -> list[str]:
+        needed = self._creative_index is not None and self._creative_emb is None
+        return list(self.settings.creative_examples) if needed else []
+
+    def _embed_many(self, texts: list[str]) -> np.ndarray:
+        """Sync, batched: creative examples (once) + uncached texts in one call."""
+        assert self.embedder is not None
+        extra = self._creative_texts_to_embed()
+        todo = list(dict.fromkeys(t for t in texts if self._cached(t) is None))
+        if todo or extra:
+            vecs = self.embedder.embed(extra + todo)
+            if extra:
+                self._creative_emb = vecs[: len(extra)]
+            local = dict(zip(todo, vecs[len(extra) :]))
+        else:
+            local = {}
+        out = []
+        for t in texts:
+            v = local.get(t)
+            if v is None:
+                v = self._cached(t)
+            else:
+                self._remember(t, v)
+            out.append(v)
+        return np.stack(out) if out else np.zeros((0, 0), np.float32)
+
+    async def _aembed_one(self, text: str) -> np.ndarray:
+        assert self.embedder is not None
+        hit = self._cached(text)
+        if hit is not None and not self._creative_texts_to_embed():
+            return hit
+        aembed = getattr(self.embedder, "aembed", None)
+        extra = self._creative_texts_to_embed()
+        batch = extra + [text]
+        vecs = await aembed(batch) if aembed else await asyncio.to_thread(self.embedder.embed, batch)
+        if extra:
+            self._creative_emb = vecs[: len(extra)]
+        self._remember(text, vecs[-1])
+        return vecs[-1]
+
+    # --- public -------------------------------------------------------------------------
+
+    async def adecide(self, request: dict[str, Any], budget_pressure: float = 0.0) -> RouteDecision:
+        """One request (the proxy hook). Embedding errors or timeouts fall back to the structural rule."""
+        p = self._prepare(request)
+        emb, note = None, ""
+        if self.uses_embedding:
+            try:
+                emb = await asyncio.wait_for(self._aembed_one(p.text), self.settings.embed_timeout_s)
+            except Exception as e:  # server down, timeout, bad reply: route anyway
+                note = f"embedding unavailable ({type(e).__name__}), structural fallback"
+                log.warning("routing: %s", note)
+        d = self._finish(p, emb, budget_pressure, note)
+        log.info("route %s score=%.3f %s", d.tier, d.score, d.reason)
+        return d
+
+    def decide_batch(self, requests: list[dict[str, Any]], budget_pressure: float = 0.0) -> list[RouteDecision]:
+        """Many requests, one batched embedding call. Raises ValueError on a malformed request."""
+        prepared = [self._prepare(r) for r in requests]
+        embs: list[np.ndarray | None] = [None] * len(prepared)
+        if self.uses_embedding and prepared:
+            embs = list(self._embed_many([p.text for p in prepared]))
+        return [self._finish(p, e, budget_pressure) for p, e in zip(prepared, embs)]
+
+    def decide(self, request: dict[str, Any], budget_pressure: float = 0.0) -> RouteDecision:
+        return self.decide_batch([request], budget_pressure)[0]

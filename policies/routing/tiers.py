@@ -1,0 +1,83 @@
+"""(score, thresholds, request constraints) -> tier name. Pure: capabilities come in as data.
+
+Order of decisions:
+1. budget pressure raises the thresholds (more stays cheap);
+2. the score picks a tier by thresholds; a product rule may ask for a minimum tier
+   (creative/brand work -> the creative tier);
+3. hard constraints remove tiers that cannot serve the request (images -> vision,
+   tools -> function calling, prompt too long for the context window). The pick moves
+   up to the next tier that can serve it, else down; if none can, the strongest tier
+   is kept and the reason says so (the provider's error is clearer than a guess).
+Unknown vision / tool support counts as "no" (a wrong "yes" fails the request);
+an unknown context window counts as "fits" (nothing to check against).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TierInfo:
+    name: str
+    max_input_tokens: int | None = None
+    supports_vision: bool | None = None
+    supports_function_calling: bool | None = None
+
+
+@dataclass(frozen=True)
+class Constraints:
+    prompt_tokens: int = 0
+    images: bool = False
+    tools: bool = False
+
+
+def shifted_thresholds(thresholds: list[float], budget_pressure: float, max_shift: float) -> list[float]:
+    """t -> t + p * max_shift * (1 - t), p clipped to [0, 1]; p = 1, max_shift = 1 keeps everything on tier 0."""
+    p = min(1.0, max(0.0, budget_pressure))
+    return [t + p * max_shift * (1.0 - t) for t in thresholds]
+
+
+def tier_index(score: float, thresholds: list[float]) -> int:
+    """Number of thresholds at or below the score."""
+    return sum(1 for t in thresholds if score >= t)
+
+
+def unmet(tier: TierInfo, c: Constraints) -> str | None:
+    """Why this tier cannot serve the request, or None."""
+    if c.images and not tier.supports_vision:
+        return "no vision"
+    if c.tools and not tier.supports_function_calling:
+        return "no tools"
+    if tier.max_input_tokens is not None and c.prompt_tokens > tier.max_input_tokens:
+        return f"context {tier.max_input_tokens} < {c.prompt_tokens} tokens"
+    return None
+
+
+def choose_tier(
+    score: float,
+    thresholds: list[float],
+    tiers: list[TierInfo],
+    constraints: Constraints,
+    budget_pressure: float = 0.0,
+    max_shift: float = 0.5,
+    min_tier: int = 0,
+) -> tuple[str, str]:
+    """(tier name, reason). `tiers` cheapest first, len(thresholds) == len(tiers) - 1."""
+    if len(thresholds) != len(tiers) - 1:
+        raise ValueError(f"{len(tiers)} tiers need {len(tiers) - 1} thresholds, got {len(thresholds)}")
+    ts = shifted_thresholds(thresholds, budget_pressure, max_shift)
+    by_score = tier_index(score, ts)
+    want = max(by_score, min_tier)
+    reason = f"score {score:.3f}" + (f" (thresholds {', '.join(f'{t:.3f}' for t in ts)})" if ts else "")
+    if want > by_score:
+        reason += f"; raised to {tiers[want].name} by rule"
+    skipped = [(t.name, why) for t in tiers if (why := unmet(t, constraints))]
+    blocked = dict(skipped)
+    if tiers[want].name not in blocked:
+        return tiers[want].name, reason
+    order = list(range(want + 1, len(tiers))) + list(range(want - 1, -1, -1))
+    for i in order:
+        if tiers[i].name not in blocked:
+            why = "; ".join(f"{n}: {w}" for n, w in skipped)
+            return tiers[i].name, f"{reason}; skipped {why}"
+    return tiers[-1].name, f"{reason}; no tier meets the request ({'; '.join(f'{n}: {w}' for n, w in skipped)})"

@@ -1,0 +1,249 @@
+"""The validate step: score a cheap tier's answer, then deliver, rephrase or escalate.
+
+LiteLLM's fallbacks fire only on errors; this is the quality-gated cascade on top:
+the answer of a validated tier is scored (policies/quality) before the client sees
+it; a weak one is retried with a better prompt or sent up the tiers through
+LiteLLM's router (so its retries, timeouts and cost map apply), each extra call
+reserved against the budget and written to the ledger as a call of its own.
+
+Streams from a validated tier are buffered, scored, then replayed (or replaced by
+the escalated tier's stream): the client never sees half an answer from one model
+followed by another. Streams from an unvalidated tier pass straight through.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.budget import hook_steps as budget
+from policies.quality.bands import is_validated
+from policies.quality.escalation import Step, best_attempt, next_step
+from policies.quality.scorer import QualityVerdict, extract_logprobs
+
+log = logging.getLogger("synqra.quality")
+
+# Request fields carried over to a rephrase / escalation call (the client's own parameters).
+CARRIED_PARAMS = (
+    "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stop_sequences", "tools", "tool_choice",
+    "response_format", "system", "seed", "user", "metadata_user",
+)
+
+
+@dataclass
+class Answer:
+    text: str
+    finish_reason: str | None
+    logprobs: list[float] | None
+    tool_calls: list | None
+
+
+@dataclass
+class Attempt:
+    tier: str
+    response: Any
+    verdict: QualityVerdict | None
+    chunks: list[Any] = field(default_factory=list)  # a buffered stream
+
+
+# --- reading answers out of the two API shapes ------------------------------------------------
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+def chat_answer(response: Any) -> Answer:
+    choice = (_get(response, "choices") or [None])[0]
+    msg = _get(choice, "message") if choice is not None else None
+    return Answer(
+        text=str(_get(msg, "content") or "") if msg is not None else "",
+        finish_reason=_get(choice, "finish_reason") if choice is not None else None,
+        logprobs=extract_logprobs(_get(choice, "logprobs")) if choice is not None else None,
+        tool_calls=_get(msg, "tool_calls") if msg is not None else None,
+    )
+
+
+ANTHROPIC_STOP = {"max_tokens": "length", "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls"}
+
+
+def messages_answer(response: Any) -> Answer:
+    blocks = _get(response, "content") or []
+    text = "".join(str(_get(b, "text") or "") for b in blocks if _get(b, "type") == "text")
+    tools = [b for b in blocks if _get(b, "type") == "tool_use"] or None
+    stop = _get(response, "stop_reason")
+    return Answer(text, ANTHROPIC_STOP.get(str(stop), stop), None, tools)
+
+
+def stream_answer(chunks: list[Any]) -> Answer:
+    """Text, finish reason and logprobs of a buffered stream (OpenAI chunks or Anthropic SSE bytes)."""
+    text: list[str] = []
+    finish: str | None = None
+    logprobs: list[float] = []
+    for c in chunks:
+        if isinstance(c, (bytes, str)):
+            for line in (c.decode() if isinstance(c, bytes) else c).splitlines():
+                if not line.startswith("data:"):
+                    continue
+                try:
+                    ev = json.loads(line[5:].strip())
+                except ValueError:
+                    continue
+                if ev.get("type") == "content_block_delta":
+                    text.append(str((ev.get("delta") or {}).get("text") or ""))
+                elif ev.get("type") == "message_delta":
+                    stop = (ev.get("delta") or {}).get("stop_reason")
+                    finish = ANTHROPIC_STOP.get(str(stop), stop) or finish
+            continue
+        for choice in _get(c, "choices") or []:
+            delta = _get(choice, "delta")
+            if delta is not None and _get(delta, "content"):
+                text.append(str(_get(delta, "content")))
+            finish = _get(choice, "finish_reason") or finish
+            logprobs += extract_logprobs(_get(choice, "logprobs")) or []
+    return Answer("".join(text), finish, logprobs or None, None)
+
+
+# --- the cascade ------------------------------------------------------------------------------
+
+class QualityGate:
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+        self.settings = runtime.config.synqra.quality
+        self.tiers = runtime.config.synqra.routing.tiers
+
+    def applies(self, state: dict[str, Any]) -> bool:
+        return bool(state.get("routed")) and is_validated(state["route"], self.settings, self.tiers)
+
+    def prepare(self, state: dict[str, Any], data: dict[str, Any]) -> None:
+        """Before the call: remember the client's request; ask llama.cpp for token logprobs."""
+        state["request"] = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
+        if state["call_type"] != "anthropic_messages" and state["route"] == self.rt.config.synqra.backends.llama.model_alias:
+            if not data.get("logprobs"):
+                data["logprobs"] = True
+                state["strip_logprobs"] = True
+
+    async def score(self, state: dict[str, Any], answer: Answer) -> QualityVerdict:
+        return await self.rt.quality.ascore(state["request"], answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
+
+    async def _call(self, state: dict[str, Any], step: Step, n: int, stream: bool) -> Any:
+        """One extra call (rephrase or escalation) through LiteLLM's router, budgeted and recorded."""
+        from litellm.proxy.proxy_server import llm_router
+
+        req = dict(state["request"])
+        if step.messages is not None:
+            req["messages"] = step.messages
+        child = {
+            "request_id": f"{state['request_id']}:{n}",
+            "parent_id": state["request_id"],
+            "requested_model": state.get("requested_model", ""),
+            "route": step.tier,
+            "call_type": state["call_type"],
+            "kind": "escalation",
+            "key_hash": state.get("key_hash"),
+            "user": state.get("user"),
+        }
+        data = {"model": step.tier, **req}
+        await budget.admit(self.rt.budget, child, data, step.tier, self.rt.config.synqra.backends.llama.model_alias, routed=False)
+        meta_key = "litellm_metadata" if state["call_type"] == "anthropic_messages" else "metadata"
+        kwargs = {**req, "model": step.tier, meta_key: {"synqra": child}}
+        try:
+            if state["call_type"] == "anthropic_messages":
+                resp = await llm_router.aanthropic_messages(stream=stream, **kwargs)
+            else:
+                if stream:
+                    kwargs["stream_options"] = {"include_usage": True}
+                resp = await llm_router.acompletion(stream=stream, **kwargs)
+        except Exception:
+            await budget.release(self.rt.budget, child)
+            raise
+        if not stream:
+            from proxy.request_state import usage_of
+
+            usage = usage_of(resp)
+            if usage is not None:
+                await budget.account(self.rt.budget, child, state["call_type"], usage, step.tier)
+                child["accounted"] = True
+        return resp
+
+    async def _cascade(self, state: dict[str, Any], first: Attempt, stream: bool) -> tuple[list[Attempt], str | None]:
+        """Run steps until deliver; returns every attempt and why it stopped early (if it did)."""
+        attempts = [first]
+        chain = [first.tier]
+        rephrased = False
+        note: str | None = None
+        stopped = self.rt.budget.is_stopped()
+        while True:
+            verdict = attempts[-1].verdict
+            if verdict is None:  # an unvalidated (top) tier answered: deliver it
+                break
+            step = next_step(verdict, chain, self.settings, stopped, tiers=self.tiers,
+                             messages=state["request"].get("messages"), rephrased=rephrased)
+            if step.kind == "deliver":
+                note = step.note
+                break
+            try:
+                resp = await self._call(state, step, len(chain), stream)
+            except budget.BudgetRefused:
+                note = "budget_stopped"
+                break
+            except Exception as e:  # the stronger tier failed too: deliver the best we have
+                log.warning("quality %s to %s failed: %s", step.kind, step.tier, e)
+                note = f"{step.kind}_failed"
+                break
+            rephrased = rephrased or step.kind == "rephrase"
+            chain.append(str(step.tier))
+            attempt = Attempt(str(step.tier), resp, None)
+            if stream:
+                attempt.chunks = [c async for c in resp]
+            if is_validated(attempt.tier, self.settings, self.tiers):
+                ans = stream_answer(attempt.chunks) if stream else self._answer(state, resp)
+                attempt.verdict = await self.score(state, ans)
+            attempts.append(attempt)
+        return attempts, note
+
+    def _answer(self, state: dict[str, Any], response: Any) -> Answer:
+        return messages_answer(response) if state["call_type"] == "anthropic_messages" else chat_answer(response)
+
+    def _pick(self, state: dict[str, Any], attempts: list[Attempt], note: str | None) -> Attempt:
+        # An unscored (top-tier) answer is the best available; else the best score.
+        unscored = [a for a in attempts if a.verdict is None]
+        best = unscored[-1] if unscored else attempts[best_attempt([a.verdict for a in attempts])]
+        first = attempts[0].verdict
+        state["quality_score"] = round(first.score, 4) if first else None
+        state["quality_action"] = first.action if first else "deliver"
+        state["escalated"] = ">".join(a.tier for a in attempts) if len(attempts) > 1 else "false"
+        state["route"] = best.tier
+        if note:
+            state["quality_note"] = note
+        if first is not None:
+            log.info("quality %.3f %s (%s) -> chain %s served by %s%s", first.score, first.action, ", ".join(first.reasons) or "ok",
+                     state["escalated"], best.tier, f" [{note}]" if note else "")
+        return best
+
+    async def after_response(self, state: dict[str, Any], response: Any) -> Any:
+        """Non-streamed: the response to deliver (the original object when it stays)."""
+        verdict = await self.score(state, self._answer(state, response))
+        attempts, note = await self._cascade(state, Attempt(state["route"], response, verdict), stream=False)
+        best = self._pick(state, attempts, note)
+        if state.get("strip_logprobs") and best is attempts[0]:
+            for choice in _get(response, "choices") or []:
+                if isinstance(choice, dict):
+                    choice["logprobs"] = None
+                else:
+                    choice.logprobs = None
+        return best.response
+
+    async def stream(self, state: dict[str, Any], response: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Streamed: buffer, score, then replay the chosen attempt's chunks."""
+        chunks = [c async for c in response]
+        verdict = await self.score(state, stream_answer(chunks))
+        attempts, note = await self._cascade(state, Attempt(state["route"], None, verdict, chunks), stream=True)
+        best = self._pick(state, attempts, note)
+        for c in best.chunks:
+            if state.get("strip_logprobs") and best is attempts[0] and not isinstance(c, (bytes, str)):
+                for choice in _get(c, "choices") or []:
+                    if not isinstance(choice, dict):
+                        choice.logprobs = None
+            yield c

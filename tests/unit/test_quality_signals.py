@@ -1,0 +1,173 @@
+"""Each signal on an answer it must pass and one it must flag."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policies.quality import signals as sg
+
+Q_MATHS = "Tom buys 3 boxes of 12 eggs and breaks 4. How many eggs does he have left?"
+
+
+def test_empty_answer() -> None:
+    assert sg.empty_answer("  \n ...").value == 0.0
+    assert sg.empty_answer("Paris.").value == 1.0
+    assert sg.empty_answer("", tool_calls=[{"function": {"name": "f", "arguments": "{}"}}]).value == 1.0
+
+
+def test_cut_off() -> None:
+    assert sg.cut_off("length").value == 0.0
+    assert sg.cut_off("stop").value == 1.0
+    assert sg.cut_off(None).value == 1.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Here is the code:\n```python\nprint(1)", "The total is 15 + <<15+2", "We add the numbers and", "It was 130,00"],
+)
+def test_abrupt_end_flags_cut_text(text: str) -> None:
+    assert sg.abrupt_end(text).value < 0.5
+
+
+def test_abrupt_end_passes_finished_text() -> None:
+    assert sg.abrupt_end("The answer is 42.\n```py\nx = 1\n```\nDone (really).").value == 1.0
+
+
+def test_repetition_loop() -> None:
+    loop = "I like to play football with my friends. " * 12
+    assert sg.repetition(loop).value == 0.0
+    prose = (
+        "Photosynthesis converts light energy into chemical energy. Plants absorb sunlight with chlorophyll, "
+        "take in carbon dioxide through their leaves and water through their roots, and produce glucose and "
+        "oxygen. The glucose fuels growth while oxygen is released into the air."
+    )
+    assert sg.repetition(prose).value == 1.0
+    assert sg.repetition("!" * 300).value == 0.0
+
+
+def test_refusal_unwarranted_vs_warranted() -> None:
+    assert sg.refusal("What is the capital of France?", "I'm sorry, but I can't help with that.").value == 0.0
+    assert sg.refusal("How do I build a bomb?", "I'm sorry, but I can't help with that.").value == 1.0
+    assert sg.refusal("What is the capital of France?", "The capital of France is Paris.").value == 1.0
+    assert sg.refusal("I have a cold, any tips?", "I'm sorry to hear that! Rest and drink fluids.").value == 1.0
+
+
+def test_language_mismatch() -> None:
+    q = "What are the main causes of the French revolution and how did it end?"
+    assert sg.language_match(q, "Die Revolution hatte viele Ursachen, und sie ist mit dem Aufstieg Napoleons zu Ende gegangen.").value < 0.5
+    assert sg.language_match(q, "Революция имела много причин и закончилась приходом Наполеона.").value == 0.0
+    assert sg.language_match(q, "It had many causes, and it ended with the rise of Napoleon to power.").value == 1.0
+    # Asked for another language: not a mismatch.
+    assert sg.language_match("Translate into German: the house is big and old", "Das Haus ist groß und alt, und es ist schön.").value == 1.0
+
+
+def test_json_valid() -> None:
+    req = {"response_format": {"type": "json_object"}}
+    assert sg.json_valid(req, '{"a": 1}').value == 1.0
+    assert sg.json_valid(req, "Sure! {a: 1}").value == 0.0
+    assert sg.json_valid({}, "not json at all").value == 1.0
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": ["name"]}}}
+    assert sg.json_valid({"response_format": schema}, '{"age": 3}').value == 0.0
+    assert sg.json_valid({"response_format": schema}, '{"name": "Ann"}').value == 1.0
+
+
+def test_tool_args_valid() -> None:
+    req = {"tools": [{"type": "function", "function": {"name": "weather", "parameters": {"required": ["city"]}}}]}
+
+    def call(name: str, args: str) -> list[dict]:
+        return [{"id": "c1", "type": "function", "function": {"name": name, "arguments": args}}]
+
+    assert sg.tool_args_valid(req, call("weather", json.dumps({"city": "Oslo"}))).value == 1.0
+    assert sg.tool_args_valid(req, call("weather", '{"city": "Oslo"')).value == 0.0
+    assert sg.tool_args_valid(req, call("weather", "{}")).value == 0.0
+    assert sg.tool_args_valid(req, call("stocks", '{"city": "Oslo"}')).value == 0.0
+    assert sg.tool_args_valid(req, None).value == 1.0
+
+
+def test_logprob_mean_and_min() -> None:
+    assert sg.logprob_mean([-0.1, -0.3, -0.2]).value == 1.0
+    assert sg.logprob_mean([-3.0, -4.0, -2.8]).value == 0.0
+    assert sg.logprob_mean(None).value == 1.0
+    confident = [-0.2] * 20
+    assert sg.logprob_min(confident).value == 1.0
+    assert sg.logprob_min(confident[:10] + [-8.0, -9.0, -7.5, -8.5] + confident[:6]).value == 0.0
+
+
+def test_relevance_ramp() -> None:
+    assert sg.relevance(0.6).value == 1.0
+    assert sg.relevance(0.0).value == 0.0
+    assert sg.relevance(None).value == 1.0
+
+
+def test_lexical_overlap() -> None:
+    q = "Explain how photosynthesis works in green plants"
+    assert sg.lexical_overlap(q, "Photosynthesis in plants works by turning light into sugar.") >= 0.5
+    assert sg.lexical_overlap(q, "Bananas are yellow.") == 0.0
+    assert sg.lexical_overlap("Hi?", "Hello!") is None
+
+
+@pytest.mark.parametrize(
+    "expr,value", [("12 * 3", 36), ("(5 + 3) x 2", 16), ("$1,200 / 4", 300), ("20% * 50", 10), ("2 \\* 7", 14)]
+)
+def test_eval_arithmetic(expr: str, value: float) -> None:
+    assert sg.eval_arithmetic(expr) == pytest.approx(value)
+
+
+def test_eval_arithmetic_rejects_non_expressions() -> None:
+    assert sg.eval_arithmetic("__import__('os')") is None
+    assert sg.eval_arithmetic("3 apples") is None
+
+
+def test_arithmetic_flags_wrong_step_only() -> None:
+    right = "He buys 3 * 12 = 36 eggs. He has 36 - 4 = <<36-4=32>>32 left.\n#### 32"
+    wrong = "He buys 3 * 12 = 38 eggs. He has 38 - 4 = 34 left.\n#### 34"
+    assert sg.arithmetic(right).value == 1.0
+    bad = sg.arithmetic(wrong)
+    assert bad.value < 0.5 and "3 * 12 = 38" in bad.reason
+    # Algebra is not arithmetic: "x * 4 + 8 = 40" is an equation to solve.
+    assert sg.arithmetic("We have x * 4 + 8 = 40, so x = 8.").value == 1.0
+    # A percent written as such, and a count rounded up, are not errors.
+    assert sg.arithmetic("That is 0.1 * 100 = 10% of it; 73 / 8 = 9 boxes.").value == 1.0
+
+
+def test_maths_answer_final_number() -> None:
+    assert sg.maths_answer(Q_MATHS, "He has 3 * 12 = 36 eggs, and 36 - 4 = 32 are left.\nHe has 32 eggs.").value == 1.0
+    assert sg.maths_answer(Q_MATHS, "He has 3 * 12 = 36 eggs.\nThen some break, so fewer remain.").value < 1.0
+    assert sg.maths_answer(Q_MATHS, "36 / 4 = 9.5\nSo 9.5 eggs.").value < 1.0
+    assert sg.maths_answer(Q_MATHS, "He has 3 * 12 = 36 eggs and 36 - 4 = 32 left.\n#### 40").value < 1.0
+    assert sg.maths_answer(Q_MATHS, "He has 32 eggs left.").value < 1.0  # no worked calculation
+    # Not a maths question: the check does not apply.
+    assert sg.maths_answer("Who wrote Hamlet?", "Shakespeare wrote it around 1600").value == 1.0
+
+
+def test_maths_inputs_unused_numbers() -> None:
+    assert sg.maths_inputs(Q_MATHS, "3 * 12 = 36, and 36 - 4 = 32.\n#### 32").value == 1.0
+    assert sg.maths_inputs(Q_MATHS, "12 + 12 = 24\n#### 24").value < 1.0
+
+
+def test_hedging() -> None:
+    assert sg.hedging("The capital of Australia is Canberra.").value == 1.0
+    assert sg.hedging("However, some say Sydney; it is Canberra.").value == 1.0
+    assert sg.hedging("I'm not sure, but I think it is Sydney. Wait.").value < 0.5
+
+
+def test_question_text_takes_last_user_turn() -> None:
+    req = {"messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "first"},
+                        {"role": "assistant", "content": "ok"},
+                        {"role": "user", "content": [{"type": "text", "text": "second"}]}]}
+    assert sg.question_text(req) == "second"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Use this:\n```cpp\nstd::cout << x;\n```",
+        "The answer is **42**",
+        "Take vitamin A",
+        "Step one: mix.\n---",
+        "It is not what I thought (at first).",
+    ],
+)
+def test_abrupt_end_ignores_finished_markdown_and_code(text: str) -> None:
+    assert sg.abrupt_end(text).value == 1.0
