@@ -15,6 +15,7 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget import hook_steps as budget
+from proxy import fallbacks
 from proxy.request_checks import check_context_window, check_max_tokens, check_messages
 from proxy.request_state import request_state, state_from_log_kwargs, usage_of
 from proxy.runtime import get_runtime
@@ -79,9 +80,10 @@ class SynqraHooks(CustomLogger):
         data["model"] = decision.tier
         state["route_score"] = round(decision.score, 4)
         state["route_reason"] = decision.reason
-        if stopped and not guard.is_free(decision.tier):
-            data["model"] = rt.config.synqra.backends.llama.model_alias
+        if stopped:  # paid calls are stopped this month: auto is served locally, and says so
             state["budget"] = "stopped"
+            if not guard.is_free(decision.tier):
+                data["model"] = rt.config.synqra.backends.llama.model_alias
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
         # Settle before the client gets its answer: a completed request is in the ledger
@@ -90,31 +92,64 @@ class SynqraHooks(CustomLogger):
         state = request_state(data)
         if "call_type" not in state:
             return None
-        if not state.get("accounted"):
-            usage = usage_of(response)
-            if usage is not None:
-                await budget.account(rt.budget, state, state["call_type"], usage, state["route"])
-                state["accounted"] = True
+        usage = usage_of(response)
+        if not fallbacks.apply(state) and not state.get("accounted") and usage is not None:
+            await budget.account(rt.budget, state, state["call_type"], usage, state["route"])
+            state["accounted"] = True
         if state["call_type"] in CHAT_CALL_TYPES and rt.gate.applies(state):
             return await rt.gate.after_response(state, response)
+        return None
+
+    async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict | None:
+        # Every deployment attempt passes here, LiteLLM fallbacks included: budget them.
+        state, group = fallbacks.attempt_group(get_runtime(), kwargs)
+        if state is not None and group:
+            try:
+                await fallbacks.before_attempt(get_runtime(), state, group, kwargs)
+            except budget.BudgetRefused as e:
+                raise _http_error(e.status, e.message) from e
+        return None
+
+    async def async_post_call_success_deployment_hook(self, request_data: dict, response: Any, call_type: Any) -> Any:
+        # The deployment that answered is known exactly here: settle a fallback before anything logs it.
+        state, group = fallbacks.attempt_group(get_runtime(), request_data)
+        if state is not None and group and "call_type" in state:
+            await fallbacks.settle(get_runtime(), state, group, usage_of(response))
         return None
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         # Streams (and anything the post-call hook could not price) are settled here, once
         # LiteLLM has the final usage. Settling twice is harmless: the ledger keys on request id.
         state = state_from_log_kwargs(kwargs)
-        if state is None or "call_type" not in state or state.get("accounted"):
+        if state is None or "call_type" not in state:
             return
+        rt = get_runtime()
         slo = kwargs.get("standard_logging_object") or {}
         usage = {"prompt_tokens": slo.get("prompt_tokens") or 0, "completion_tokens": slo.get("completion_tokens") or 0}
+        child = fallbacks.take_unbilled(state)
+        if child is not None:
+            await budget.account(rt.budget, child, state["call_type"], usage, child["route"])
+        if state.get("accounted") or fallbacks.apply(state):
+            return
         served = state.get("route") or slo.get("model_group") or str(kwargs.get("model"))
-        await budget.account(get_runtime().budget, state, state["call_type"], usage, served)
+        await budget.account(rt.budget, state, state["call_type"], usage, served)
         state["accounted"] = True
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
-        state = state_from_log_kwargs(kwargs)
+        # Called per failed deployment attempt: give back that attempt's reservation only
+        # (a fallback may still be running on another model group).
+        state, group = fallbacks.attempt_group(get_runtime(), kwargs)
         if state is not None:
-            await budget.release(get_runtime().budget, state)
+            await fallbacks.release_attempt(get_runtime(), state, group)
+
+    async def async_post_call_failure_hook(
+        self, request_data: dict, original_exception: Exception, user_api_key_dict: Any, traceback_str: str | None = None
+    ) -> Any:
+        # The request failed as a whole (every fallback too): release whatever it still holds.
+        state = request_state(request_data)
+        if "call_type" in state:
+            await fallbacks.release_all(get_runtime(), state)
+        return None
 
     async def async_post_call_response_headers_hook(
         self,
@@ -133,6 +168,8 @@ class SynqraHooks(CustomLogger):
             headers["x-synqra-route-ms"] = str(state["route_ms"])
         if "budget" in state:
             headers["x-synqra-budget"] = state["budget"]
+        if "fallback" in state:
+            headers["x-synqra-fallback"] = state["fallback"]
         if state.get("routed"):
             if state.get("stream") and get_runtime().gate.applies(state) and "escalated" not in state:
                 # Headers leave before a buffered stream is scored: the verdict is in the logs and the ledger.

@@ -134,6 +134,8 @@ class AppConfig(BaseModel):
     synqra: SynqraSettings
     # router_settings.model_group_alias: old or alternative names -> a model_name.
     aliases: dict[str, str] = Field(default_factory=dict)
+    # router_settings.fallbacks: [{model: [next, ...]}, ...] (LiteLLM's format).
+    fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.model_list if m.model_name == name), None)
@@ -184,6 +186,13 @@ def _check_consistency(cfg: AppConfig) -> None:
             raise ConfigError(
                 f"invalid configuration:\n  router_settings.model_group_alias.{alias}: {target!r} is not a model_name in model_list"
             )
+    for i, rule in enumerate(cfg.fallbacks):
+        for source, targets in rule.items():
+            for name in [source, *targets]:
+                if name not in names:
+                    raise ConfigError(
+                        f"invalid configuration:\n  router_settings.fallbacks[{i}].{source}: {name!r} is not a model_name in model_list"
+                    )
     for i, tier in enumerate(s.routing.tiers):
         if tier not in names:
             raise ConfigError(
@@ -224,6 +233,7 @@ def load_config(path: str | Path) -> AppConfig:
             models.append(ModelEntry.model_validate(m))
         except ValidationError as e:
             raise ConfigError(_format_errors(e, f"model_list[{i}]")) from None
-    cfg = AppConfig(path=p, model_list=models, synqra=synqra, aliases=_aliases(raw))
+    cfg = AppConfig(path=p, model_list=models, synqra=synqra, aliases=_aliases(raw),
+                    fallbacks=(raw.get("router_settings") or {}).get("fallbacks") or [])
     _check_consistency(cfg)
     return cfg

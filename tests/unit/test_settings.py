@@ -37,6 +37,8 @@ def test_shipped_config_is_valid() -> None:
         (lambda c: c["synqra"]["routing"].update(tiers=["local-llama", "claude-opus-99"]), "synqra.routing.tiers[1]"),
         (lambda c: c["synqra"]["backends"]["embed"].update(port=9999), "local-embed"),
         (lambda c: c["model_list"][2]["litellm_params"].pop("model"), "model_list[2]"),
+        (lambda c: c["router_settings"]["fallbacks"].append({"local-llama": ["gpt-9"]}), "router_settings.fallbacks[3]"),
+        (lambda c: c["router_settings"]["model_group_alias"].update(old="nope"), "model_group_alias.old"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, mutate, key: str) -> None:

@@ -1,0 +1,118 @@
+"""Budgeted LiteLLM fallbacks: when a model fails, the next configured model answers, and pays its way.
+
+LiteLLM's fallbacks (router_settings.fallbacks) retry a failed call on another
+model group without passing through the proxy's pre-call hook, so a paid fallback
+would bypass any budget check there (a known LiteLLM bug class). Every deployment
+attempt does pass through `async_pre_call_deployment_hook`; there a fallback to
+another model group reserves its own worst-case cost as a call of its own, or is
+refused when the month's money is gone. When the answer comes back, the fallback
+that served is settled and every other reservation of the request is released.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import logging
+from collections import OrderedDict
+
+from policies.budget import hook_steps as budget
+
+log = logging.getLogger("synqra.fallbacks")
+
+_pending: dict[str, dict[str, dict[str, Any]]] = {}  # request id -> model group -> child state
+# Requests a fallback answered (the logging event may carry a stale copy of the state).
+_served_by_fallback: OrderedDict[str, tuple[str, str]] = OrderedDict()  # request id -> (failed, served)
+_REMEMBER = 10_000
+_unbilled: dict[str, dict[str, Any]] = {}  # request id -> the fallback child awaiting its usage
+
+
+def take_unbilled(state: dict[str, Any]) -> dict[str, Any] | None:
+    return _unbilled.pop(state.get("request_id", ""), None)
+
+
+def _metadata(kwargs: dict[str, Any]) -> dict[str, Any]:
+    for src in (kwargs, kwargs.get("litellm_params") or {}):
+        for key in ("metadata", "litellm_metadata"):
+            md = src.get(key)
+            if isinstance(md, dict) and isinstance(md.get("synqra"), dict):
+                return md
+    return {}
+
+
+def attempt_group(rt: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the request's synqra state, the model_list name of this deployment attempt, aliases resolved)."""
+    md = _metadata(kwargs)
+    group = md.get("model_group")
+    return md.get("synqra"), rt.config.canonical(str(group)) if group else None
+
+
+async def before_attempt(rt: Any, state: dict[str, Any], group: str, data: dict[str, Any]) -> None:
+    """Reserve a fallback attempt to another model group; raises BudgetRefused when it cannot be paid."""
+    if group == state.get("route") or "call_type" not in state:
+        return
+    children = _pending.setdefault(state["request_id"], {})
+    if group in children:
+        return
+    child = {
+        "request_id": f"{state['request_id']}:fallback:{group}",
+        "parent_id": state["request_id"],
+        "requested_model": state.get("requested_model", ""),
+        "route": group,
+        "call_type": state["call_type"],
+        "kind": "fallback",
+        "key_hash": state.get("key_hash"),
+        "user": state.get("user"),
+    }
+    await budget.admit(rt.budget, child, data, group, rt.config.synqra.backends.llama.model_alias, routed=False)
+    children[group] = child
+
+
+def apply(state: dict[str, Any]) -> bool:
+    """If a fallback answered this request, update this copy of its state (route, accounted) and say so."""
+    hit = _served_by_fallback.get(state.get("request_id", ""))
+    if hit is None:
+        return False
+    state["fallback"], state["route"], state["accounted"] = f"{hit[0]}>{hit[1]}", hit[1], True
+    return True
+
+
+async def settle(rt: Any, state: dict[str, Any], served: str, usage: dict[str, int] | None) -> None:
+    """A deployment answered (called per successful attempt, before any logging or post-call hook):
+    if it was a fallback, bill it, release the failed primary and any other reservation."""
+    if served == state.get("route") and not _pending.get(state["request_id"]):
+        return
+    children = _pending.pop(state["request_id"], {})
+    fell_back = served != state.get("route") and served in children
+    for group, child in children.items():
+        if fell_back and group == served:
+            if usage is None:  # a stream: its usage is known when LiteLLM logs it
+                _unbilled[state["request_id"]] = child
+            else:
+                await budget.account(rt.budget, child, state["call_type"], usage, group)
+        else:
+            await budget.release(rt.budget, child)
+    if fell_back:
+        _served_by_fallback[state["request_id"]] = (str(state.get("route")), served)
+        while len(_served_by_fallback) > _REMEMBER:
+            _served_by_fallback.popitem(last=False)
+        await budget.release(rt.budget, state)  # the primary failed: it costs nothing
+
+
+async def release_all(rt: Any, state: dict[str, Any]) -> None:
+    """The whole request failed: nothing it reserved is spent."""
+    await budget.release(rt.budget, state)
+    for child in _pending.pop(state.get("request_id", ""), {}).values():
+        await budget.release(rt.budget, child)
+
+
+async def release_attempt(rt: Any, state: dict[str, Any], group: str | None) -> None:
+    """A failed attempt: release the primary's reservation, or that fallback's."""
+    if group is None or group == state.get("route"):
+        await budget.release(rt.budget, state)
+        return
+    children = _pending.get(state.get("request_id", ""), {})
+    child = children.pop(group, None)
+    if not children:
+        _pending.pop(state.get("request_id", ""), None)
+    if child is not None:
+        await budget.release(rt.budget, child)

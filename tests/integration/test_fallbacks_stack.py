@@ -1,0 +1,94 @@
+"""Error fallbacks: a failed model hands over to the next configured one, and pays its way."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.fakes.fake_providers import Scripted, free_port
+from tests.stack import MASTER_KEY, start_stack
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+Q = [{"role": "user", "content": "What is the capital of Japan?"}]
+
+
+def chat(base: str, model: str, path: str = "/v1/chat/completions") -> httpx.Response:
+    return httpx.post(f"{base}{path}", json={"model": model, "messages": Q, "max_tokens": 16}, headers=AUTH, timeout=120)
+
+
+def ledger(base: str) -> dict[str, dict]:
+    return {r["request_id"]: r for r in httpx.get(f"{base}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]}
+
+
+def reserved(base: str) -> float:
+    return httpx.get(f"{base}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"]
+
+
+def test_local_backend_down_falls_back_up_the_tiers(tmp_path: Path, stack, providers, fresh_providers) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    def point_local_at_a_dead_port(cfg: dict) -> None:
+        cfg["synqra"]["backends"]["llama"]["external_url"] = dead
+        for m in cfg["model_list"]:
+            if m["model_name"] in ("local-llama", "auto"):
+                m["litellm_params"]["api_base"] = dead + "/v1"
+
+    s = start_stack(tmp_path, providers, backends_of=stack, edit=point_local_at_a_dead_port)
+    try:
+        for model in ("auto", "local-llama"):
+            r = chat(s.base_url, model)
+            assert r.status_code == 200, r.text
+            assert r.headers["x-synqra-fallback"] == "local-llama>deepseek-chat"
+            assert r.json()["choices"][0]["message"]["content"].strip()
+            row = ledger(s.base_url)[r.headers["x-synqra-request-id"] + ":fallback:deepseek-chat"]
+            assert row["kind"] == "fallback" and row["served_model"] == "deepseek-chat" and row["cost_usd"] > 0
+            assert r.headers["x-synqra-request-id"] not in ledger(s.base_url), ledger(s.base_url).get(r.headers["x-synqra-request-id"])
+        assert reserved(s.base_url) == 0
+    finally:
+        s.stop()
+
+
+def test_cloud_5xx_and_429_fall_back_to_the_next_model(stack, fresh_providers) -> None:
+    fresh_providers["anthropic"].push(Scripted(status=500))
+    r = chat(stack.base_url, "claude-sonnet")
+    assert r.status_code == 200 and r.headers["x-synqra-fallback"] == "claude-sonnet>gpt-4o"
+    assert r.json()["choices"][0]["message"]["content"].strip() == fresh_providers["openai"].default_text
+    fresh_providers["deepseek"].push(Scripted(status=429))
+    r = chat(stack.base_url, "deepseek-chat")
+    assert r.status_code == 200 and r.headers["x-synqra-fallback"] == "deepseek-chat>claude-sonnet"
+
+
+def test_every_option_failing_gives_one_clear_error(stack, fresh_providers) -> None:
+    fresh_providers["anthropic"].push(Scripted(status=500), Scripted(status=500))
+    fresh_providers["openai"].push(Scripted(status=503), Scripted(status=503))
+    r = chat(stack.base_url, "claude-sonnet")
+    assert r.status_code >= 500 and r.json()["error"]["message"]
+    r = chat(stack.base_url, "claude-sonnet", "/v1/messages")
+    body = r.json()
+    assert r.status_code >= 500 and body["type"] == "error" and body["error"]["message"]
+    assert reserved(stack.base_url) == 0, "failed calls hold no money"
+
+
+def test_paid_fallbacks_obey_the_budget_stop(tmp_path: Path, stack, providers, fresh_providers) -> None:
+    s = start_stack(tmp_path, providers, {"budget": {"monthly_limit_usd": 0.0004}}, backends_of=stack)
+    try:
+        for _ in range(400):  # spend until Claude no longer fits
+            r = chat(s.base_url, "claude-sonnet")
+            if r.status_code == 429:
+                break
+        assert r.status_code == 429
+        n_claude = len(fresh_providers["anthropic"].requests)
+        fresh_providers["deepseek"].push(Scripted(status=500))
+        r = chat(s.base_url, "deepseek-chat")  # fits, fails; its fallback Claude no longer fits
+        assert len(fresh_providers["anthropic"].requests) == n_claude, "the paid fallback was refused, not sent"
+        if r.status_code == 200:  # a later fallback that still fits answered: reserved and billed like any call
+            fb = r.headers["x-synqra-fallback"]
+            assert fb.startswith("deepseek-chat>") and "claude-sonnet" not in fb
+            row = ledger(s.base_url)[f"{r.headers['x-synqra-request-id']}:fallback:{fb.split('>')[-1]}"]
+            assert row["kind"] == "fallback" and row["cost_usd"] > 0
+        else:
+            assert r.status_code >= 429 and r.json()["error"]["message"], r.text
+        status = httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+        assert status["reserved"] == 0 and status["monthly_used"] <= 0.0004
+    finally:
+        s.stop()
