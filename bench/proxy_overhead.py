@@ -2,7 +2,8 @@
 
 Three proxies side by side (same machine, same fake provider, rounds interleaved):
 - bare:    LiteLLM with synqra's auth but no synqra hooks (`litellm_settings.callbacks` removed);
-- budget:  synqra hooks, explicit model (checks + budget reserve/settle + ledger);
+- budget:  synqra hooks, explicit model (checks + budget reserve/settle + ledger), SQLite store;
+- budget-redis: the same with the ledger in a real Redis server;
 - routed:  synqra hooks, model "auto" (routing decision with a real embedding call + budget).
 Prompts are ~200 tokens and unique per request (no embedding-cache hits).
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import aiohttp
 from bench.measure import median, pct, rss_mb, table, write_result
 from tests.fakes.fake_providers import FakeProvider
+from tests.redis_server import RedisServer
 from tests.stack import MASTER_KEY, RunningStack, start_stack
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -68,12 +70,15 @@ def main() -> None:
     base = start_stack(root / "base", provs)
     routing = {"tiers": ["deepseek-chat", "claude-sonnet"], "thresholds": [0.999], "creative_examples": []}
     stacks: dict[str, RunningStack] = {}
+    redis: RedisServer | None = None
     try:
         no_hooks = lambda cfg: cfg["litellm_settings"].pop("callbacks")  # noqa: E731
         stacks["bare"] = start_stack(root / "bare", provs, {"routing": routing}, backends_of=base, edit=no_hooks)
         stacks["budget"] = start_stack(root / "budget", provs, {"routing": routing}, backends_of=base)
+        redis = RedisServer(root / "redis", appendfsync="everysec").start()
+        stacks["budget-redis"] = start_stack(root / "budget-redis", provs, {"routing": routing, "budget": {"store": redis.url}}, backends_of=base)
         stacks["routed"] = start_stack(root / "routed", provs, {"routing": routing}, backends_of=base)
-        model = {"bare": "deepseek-chat", "budget": "deepseek-chat", "routed": "auto"}
+        model = {"bare": "deepseek-chat", "budget": "deepseek-chat", "budget-redis": "deepseek-chat", "routed": "auto"}
         rps: dict[str, list[float]] = {k: [] for k in stacks}
         p50: dict[str, list[float]] = {k: [] for k in stacks}
         decisions: list[float] = []
@@ -95,6 +100,8 @@ def main() -> None:
         for s in stacks.values():
             s.stop()
         base.stop()
+        if redis is not None:
+            redis.stop()
     rows = [
         {"proxy": name, "req/s @32": median(rps[name]), "vs bare": median(rps[name]) / median(rps["bare"]),
          "p50 ms @1": median(p50[name]), "p50 vs bare": median(p50[name]) / median(p50["bare"]), "RSS MB": rss[name]}
