@@ -77,7 +77,8 @@ def main() -> None:
         stacks["budget"] = start_stack(root / "budget", provs, {"routing": routing}, backends_of=base)
         redis = RedisServer(root / "redis", appendfsync="everysec").start()
         stacks["budget-redis"] = start_stack(root / "budget-redis", provs, {"routing": routing, "budget": {"store": redis.url}}, backends_of=base)
-        stacks["routed"] = start_stack(root / "routed", provs, {"routing": routing}, backends_of=base)
+        # Routing alone: the quality gate (which would score and maybe escalate the fake's answers) is off here.
+        stacks["routed"] = start_stack(root / "routed", provs, {"routing": routing, "quality": {"enabled": False}}, backends_of=base)
         model = {"bare": "deepseek-chat", "budget": "deepseek-chat", "budget-redis": "deepseek-chat", "routed": "auto"}
         rps: dict[str, list[float]] = {k: [] for k in stacks}
         p50: dict[str, list[float]] = {k: [] for k in stacks}

@@ -16,6 +16,7 @@ import logging
 from collections import OrderedDict
 
 from policies.budget import hook_steps as budget
+from proxy.request_state import mark_accounted
 
 log = logging.getLogger("synqra.fallbacks")
 
@@ -72,7 +73,8 @@ def apply(state: dict[str, Any]) -> bool:
     hit = _served_by_fallback.get(state.get("request_id", ""))
     if hit is None:
         return False
-    state["fallback"], state["route"], state["accounted"] = f"{hit[0]}>{hit[1]}", hit[1], True
+    state["fallback"], state["route"] = f"{hit[0]}>{hit[1]}", hit[1]
+    mark_accounted(state)
     return True
 
 

@@ -17,7 +17,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from policies.budget import hook_steps as budget
 from proxy import fallbacks
 from proxy.request_checks import check_context_window, check_max_tokens, check_messages
-from proxy.request_state import request_state, state_from_log_kwargs, usage_of
+from proxy.request_state import is_accounted, mark_accounted, request_state, state_from_log_kwargs, usage_of
 from proxy.runtime import get_runtime
 
 log = logging.getLogger("synqra.hooks")
@@ -93,9 +93,9 @@ class SynqraHooks(CustomLogger):
         if "call_type" not in state:
             return None
         usage = usage_of(response)
-        if not fallbacks.apply(state) and not state.get("accounted") and usage is not None:
+        if not fallbacks.apply(state) and not is_accounted(state) and usage is not None:
             await budget.account(rt.budget, state, state["call_type"], usage, state["route"])
-            state["accounted"] = True
+            mark_accounted(state)
         if state["call_type"] in CHAT_CALL_TYPES and rt.gate.applies(state):
             return await rt.gate.after_response(state, response)
         return None
@@ -129,11 +129,11 @@ class SynqraHooks(CustomLogger):
         child = fallbacks.take_unbilled(state)
         if child is not None:
             await budget.account(rt.budget, child, state["call_type"], usage, child["route"])
-        if state.get("accounted") or fallbacks.apply(state):
+        if is_accounted(state) or fallbacks.apply(state):
             return
         served = state.get("route") or slo.get("model_group") or str(kwargs.get("model"))
         await budget.account(rt.budget, state, state["call_type"], usage, served)
-        state["accounted"] = True
+        mark_accounted(state)
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         # Called per failed deployment attempt: give back that attempt's reservation only

@@ -159,12 +159,12 @@ class QualityGate:
             await budget.release(self.rt.budget, child)
             raise
         if not stream:
-            from proxy.request_state import usage_of
+            from proxy.request_state import mark_accounted, usage_of
 
             usage = usage_of(resp)
             if usage is not None:
                 await budget.account(self.rt.budget, child, state["call_type"], usage, step.tier)
-                child["accounted"] = True
+                mark_accounted(child)
         return resp
 
     async def _cascade(self, state: dict[str, Any], first: Attempt, stream: bool) -> tuple[list[Attempt], str | None]:

@@ -7,9 +7,26 @@ a `synqra` entry under its metadata carries our decisions from one to the next
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 STATE_KEY = "synqra"
+
+# LiteLLM hands the logging events a copy of the request's metadata, so a flag set in
+# the post-call hook is not seen there: remember settled request ids in the process too.
+_accounted: OrderedDict[str, None] = OrderedDict()
+_REMEMBER = 50_000
+
+
+def mark_accounted(state: dict[str, Any]) -> None:
+    state["accounted"] = True
+    _accounted[state["request_id"]] = None
+    while len(_accounted) > _REMEMBER:
+        _accounted.popitem(last=False)
+
+
+def is_accounted(state: dict[str, Any]) -> bool:
+    return bool(state.get("accounted")) or state.get("request_id") in _accounted
 
 
 def _metadata(data: dict[str, Any]) -> dict[str, Any]:
