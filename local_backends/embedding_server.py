@@ -73,6 +73,7 @@ class Batcher:
         self.wait_s = wait_ms / 1000.0
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._last_batch_jobs = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -91,7 +92,10 @@ class Batcher:
         while True:
             jobs = [await self.queue.get()]
             n = len(jobs[0].texts)
-            deadline = loop.time() + self.wait_s
+            # Wait for company only under concurrent traffic: a lone request (the router's and the
+            # quality gate's usual case) is encoded at once instead of paying the batching window.
+            concurrent = not self.queue.empty() or self._last_batch_jobs > 1
+            deadline = loop.time() + (self.wait_s if concurrent else 0.0)
             while n < self.max_batch:
                 try:
                     job = self.queue.get_nowait()
@@ -106,6 +110,7 @@ class Batcher:
                 jobs.append(job)
                 n += len(job.texts)
             texts = [t for j in jobs for t in j.texts]
+            self._last_batch_jobs = len(jobs)
             try:
                 vecs, counts = await asyncio.to_thread(self.encoder.encode, texts)
             except Exception as exc:  # one bad batch must not kill the worker

@@ -69,3 +69,17 @@ def test_max_batch_is_respected(encoder: CountingEncoder) -> None:
 )
 def test_request_validation(body, ok: bool) -> None:
     assert isinstance(parse_embedding_request(body), tuple) is ok
+
+
+def test_a_lone_request_does_not_wait_for_the_batching_window(encoder: CountingEncoder) -> None:
+    # A 10 s window would be paid in full by a lone request if the batcher always waited.
+    async def run() -> float:
+        b = Batcher(encoder, max_batch=64, wait_ms=10_000)
+        b.start()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await b.submit(["just one sentence"])
+        await b.stop()
+        return loop.time() - t0
+
+    assert asyncio.run(run()) < 5.0
