@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from local_backends.logprobs import TokenLogprobRecorder
 from local_backends.model_files import resolve_gguf
 from local_backends.prompt_format import build_completion_prompt
+from proxy.request_checks import check_max_tokens, check_messages
 from proxy.settings import LlamaBackendSettings, load_config
 
 log = logging.getLogger("synqra.llama")
@@ -204,15 +205,10 @@ def _chunk(
 
 
 def _validate_chat_body(body: Any) -> str | None:
+    """The same checks the proxy applies, for callers that reach this backend directly."""
     if not isinstance(body, dict):
         return "request body must be a JSON object"
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        return "'messages' must be a non-empty list"
-    mt = body.get("max_tokens", body.get("max_completion_tokens"))
-    if mt is not None and (not isinstance(mt, int) or isinstance(mt, bool) or mt < 1):
-        return "'max_tokens' must be a positive integer"
-    return None
+    return check_messages(body) or check_max_tokens(body)
 
 
 def create_app(settings: LlamaBackendSettings) -> FastAPI:

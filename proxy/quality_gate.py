@@ -22,6 +22,7 @@ from policies.budget import hook_steps as budget
 from policies.quality.bands import is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict, extract_logprobs
+from proxy.request_state import mark_accounted, usage_of
 
 log = logging.getLogger("synqra.quality")
 
@@ -159,8 +160,6 @@ class QualityGate:
             await budget.release(self.rt.budget, child)
             raise
         if not stream:
-            from proxy.request_state import mark_accounted, usage_of
-
             usage = usage_of(resp)
             if usage is not None:
                 await budget.account(self.rt.budget, child, state["call_type"], usage, step.tier)

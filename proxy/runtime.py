@@ -7,8 +7,9 @@ Policy objects are built on first use, inside the proxy's event loop.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from proxy.settings import AppConfig
 
@@ -24,53 +25,43 @@ if TYPE_CHECKING:
 class Runtime:
     config: AppConfig
     master_key: str
-    _objects: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    # Each policy object is built on first use (cached_property), inside the event loop.
+    @cached_property
     def budget(self) -> "BudgetGuard":
-        if "budget" not in self._objects:
-            from policies.budget.guard import BudgetGuard
+        from policies.budget.guard import BudgetGuard
 
-            self._objects["budget"] = BudgetGuard.from_config(self.config)
-        return self._objects["budget"]
+        return BudgetGuard.from_config(self.config)
 
-    @property
+    @cached_property
     def embedder(self) -> "HttpEmbedder":
         """The local embedding server, as the policies reach it (routing features, answer relevance)."""
-        if "embedder" not in self._objects:
-            from policies.embedder import HttpEmbedder
+        from policies.embedder import HttpEmbedder
 
-            b = self.config.synqra.backends.embed
-            self._objects["embedder"] = HttpEmbedder(b.url, b.model_alias)
-        return self._objects["embedder"]
+        b = self.config.synqra.backends.embed
+        return HttpEmbedder(b.url, b.model_alias)
 
-    @property
+    @cached_property
     def router(self) -> "Router":
-        if "router" not in self._objects:
-            from policies.routing.router import Router
+        from policies.routing.router import Router
 
-            self._objects["router"] = Router.from_config(self.config, self.embedder)
-        return self._objects["router"]
+        return Router.from_config(self.config, self.embedder)
 
-    @property
+    @cached_property
     def quality(self) -> "QualityScorer":
-        if "quality" not in self._objects:
-            from policies.quality.scorer import QualityScorer
+        from policies.quality.scorer import QualityScorer
 
-            self._objects["quality"] = QualityScorer.from_config(self.config, self.embedder)
-        return self._objects["quality"]
+        return QualityScorer.from_config(self.config, self.embedder)
 
-    @property
+    @cached_property
     def gate(self) -> "QualityGate":
-        if "gate" not in self._objects:
-            from proxy.quality_gate import QualityGate
+        from proxy.quality_gate import QualityGate
 
-            self._objects["gate"] = QualityGate(self)
-        return self._objects["gate"]
+        return QualityGate(self)
 
     async def aclose(self) -> None:
         """At shutdown: let each policy object that was built finish its background work."""
-        for obj in self._objects.values():
+        for obj in list(vars(self).values()):
             close = getattr(obj, "aclose", None)
             if close is not None:
                 await close()
