@@ -15,9 +15,10 @@ from proxy.settings import AppConfig
 
 if TYPE_CHECKING:
     from policies.budget.guard import BudgetGuard
-    from policies.embedder import HttpEmbedder
+    from policies.embedder import Embedder, HttpEmbedder
     from policies.quality.scorer import QualityScorer
     from policies.routing.router import Router
+    from policies.static_embedder import StaticEmbedder
     from proxy.quality_gate import QualityGate
 
 
@@ -35,11 +36,21 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> "HttpEmbedder":
-        """The local embedding server, as the policies reach it (routing features, answer relevance)."""
+        """The local embedding server (full MiniLM), as the policies reach it."""
         from policies.embedder import HttpEmbedder
 
         b = self.config.synqra.backends.embed
         return HttpEmbedder(b.url, b.model_alias)
+
+    @cached_property
+    def static_embedder(self) -> "StaticEmbedder":
+        """MiniLM distilled to a token table, in this process (sub-millisecond, no torch)."""
+        from policies.static_embedder import StaticEmbedder
+
+        return StaticEmbedder.default()
+
+    def embedder_of(self, kind: str) -> "Embedder":
+        return self.static_embedder if kind == "static" else self.embedder
 
     @cached_property
     def router(self) -> "Router":
@@ -51,7 +62,7 @@ class Runtime:
     def quality(self) -> "QualityScorer":
         from policies.quality.scorer import QualityScorer
 
-        return QualityScorer.from_config(self.config, self.embedder)
+        return QualityScorer.from_config(self.config, self.embedder_of(self.config.synqra.quality.relevance_embedder))
 
     @cached_property
     def gate(self) -> "QualityGate":

@@ -91,6 +91,30 @@ class Service:
         log.info("stopped %s", self.name)
 
 
+class _StaticTableBuild:
+    """Builds the static embedding table in the background (a no-op once it is cached)."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="static-table", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from policies.static_embedder import ensure_table
+
+        try:
+            t0 = time.monotonic()
+            path = ensure_table()
+            log.info("static embedding table ready: %s (%.1fs)", path, time.monotonic() - t0)
+        except BaseException as e:  # reported by wait(); the proxy then routes by the fallback rule
+            self.error = e
+
+    def wait(self, timeout_s: float) -> None:
+        self.thread.join(timeout_s)
+        if self.thread.is_alive() or self.error is not None:
+            log.error("static embedding table not built (%s); routing uses its fallback rule", self.error or "timed out")
+
+
 class Supervisor:
     def __init__(self, cfg: AppConfig, host: str, port: int, master_key: str) -> None:
         self.cfg = cfg
@@ -152,7 +176,9 @@ class Supervisor:
         for s in self.backends:
             s.start()
         self._write_pids()
+        table = _StaticTableBuild()  # first run only: distil the router's embedding while backends load
         self._wait_healthy(self.backends, self.cfg.synqra.backends.start_timeout_s)
+        table.wait(self.cfg.synqra.backends.start_timeout_s)
         self.proxy.start()
         self._write_pids()
         self._wait_healthy([self.proxy], 120)

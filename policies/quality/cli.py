@@ -9,8 +9,9 @@ Output, one per line, in input order: {"id": ..., "score": <0..1>, "action": ...
 Signals used: all of the proxy's signals (empty, cut off when "finish_reason"
 is given, loop, invalid JSON when "response_format" asks for JSON, tool-call
 arguments when "tool_calls" are given, abrupt end, refusal, language, relevance
-by in-process MiniLM embeddings in batches, arithmetic and final-answer checks,
-given numbers used, hedging) EXCEPT the token log-probabilities: the generating
+by the same embedding as the proxy (synqra.quality.relevance_embedder), arithmetic
+and final-answer checks, given numbers used, worked results left unused (dead
+end), hedging) EXCEPT the token log-probabilities: the generating
 model's log-probabilities are not in the input, and recomputing them with the
 local model would score another model's text by a different model's confidence,
 so they are left out (their weight then costs nothing).
@@ -87,9 +88,9 @@ def quality_score_main(argv: list[str]) -> int:
     settings, model_path, n_threads = _settings(args.config)
     embedder = None
     if settings.weights.relevance > 0:
-        from policies.embedder import InProcessEmbedder
+        from policies.embedder import make_embedder
 
-        embedder = InProcessEmbedder(model_path, n_threads)
+        embedder = make_embedder(settings.relevance_embedder, model_path=model_path, n_threads=n_threads)
     scorer = QualityScorer(settings, embedder)
     src = open(args.input, encoding="utf-8") if args.input else sys.stdin
     dst = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout

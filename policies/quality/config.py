@@ -12,7 +12,7 @@ class SignalWeights(BaseModel):
     A weight of 1 lets a signal alone drive the score to 0; 0 switches it off.
     Hard-failure signals (empty, cut_off, loop, json_valid, tool_args) force
     "escalate" whatever their weight; their weight only shapes the score shown.
-    Defaults are hand-set and measured in bench/results/quality_eval.md.
+    Defaults are hand-set (except dead_end) and measured in bench/results/quality_eval.md.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -32,6 +32,8 @@ class SignalWeights(BaseModel):
     maths_answer: float = Field(0.5, ge=0, le=1)
     maths_inputs: float = Field(0.3, ge=0, le=1)
     hedging: float = Field(0.3, ge=0, le=1)
+    # The one fitted weight: chosen on GSM8K by bench/quality_eval.py (5-fold out-of-fold figures there).
+    dead_end: float = Field(0.2, ge=0, le=1)
 
 
 class QualitySettings(BaseModel):
@@ -53,6 +55,10 @@ class QualitySettings(BaseModel):
     hard_failure_score: float = Field(0.1, ge=0, le=1)
     # Answer relevance needs an embedding call; skip the signal if it takes longer.
     embed_timeout_s: float = Field(1.0, gt=0)
+    # Which embedding measures relevance: "static" (MiniLM distilled to a token table: well under
+    # 1 ms, in the proxy process) or "minilm" (the full model: about 30 ms via the embedding server,
+    # better at telling off-topic answers; see policies/static_embedder.py for the comparison).
+    relevance_embedder: Literal["static", "minilm"] = "static"
     weights: SignalWeights = Field(default_factory=SignalWeights)
 
     @model_validator(mode="after")

@@ -14,11 +14,13 @@ nothing, so an open-ended chat answer is judged by the signals that do apply
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from policies.embedder import RELEVANCE_BANDS
 from policies.quality import signals as sg
 from policies.quality.bands import Action, band
 from policies.quality.config import QualitySettings
@@ -34,6 +36,9 @@ HARD_SIGNALS = ("empty", "cut_off", "loop", "json_valid", "tool_args")
 _EMBED_CHARS = 600
 # Answers reusing this share of the question's content words are on topic: no embedding call.
 LEXICAL_GATE = 0.3
+MIN_WORDS_FOR_RELEVANCE = 3
+_WORD = re.compile(r"[^\W\d_]{2,}")
+DEFAULT_RELEVANCE_BAND = RELEVANCE_BANDS["minilm"]
 
 
 @dataclass
@@ -61,8 +66,10 @@ def compute_signals(
     logprobs: list[float] | None,
     tool_calls: list | None,
     cosine: float | None,
+    relevance_band: tuple[float, float] = DEFAULT_RELEVANCE_BAND,
 ) -> dict[str, sg.Signal]:
-    """Every signal for one answer; `cosine` is question/answer embedding similarity (None: unknown)."""
+    """Every signal for one answer; `cosine` is question/answer embedding similarity (None: unknown),
+    judged by `relevance_band` (unrelated below, related above) of the embedder that measured it."""
     question = sg.question_text(request)
     answer = answer or ""
     return {
@@ -74,12 +81,13 @@ def compute_signals(
         "abrupt_end": sg.abrupt_end(answer) if finish_reason != "length" else sg.OK,
         "refusal": sg.refusal(question, answer),
         "language": sg.language_match(question, answer),
-        "relevance": sg.relevance(cosine),
+        "relevance": sg.relevance(cosine, *relevance_band),
         "logprob_mean": sg.logprob_mean(logprobs),
         "logprob_min": sg.logprob_min(logprobs),
         "arithmetic": sg.arithmetic(answer),
         "maths_answer": sg.maths_answer(question, answer),
         "maths_inputs": sg.maths_inputs(question, answer),
+        "dead_end": sg.dead_end(question, answer),
         "hedging": sg.hedging(answer),
     }
 
@@ -126,8 +134,8 @@ def extract_logprobs(choice_logprobs: Any) -> list[float] | None:
 
 def _needs_relevance(question: str, answer: str) -> bool:
     """Only answers whose topic the cheap lexical check cannot vouch for get an embedding call."""
-    if not question.strip() or not any(ch.isalnum() for ch in answer):
-        return False
+    if not question.strip() or len(_WORD.findall(answer)) < MIN_WORDS_FOR_RELEVANCE:
+        return False  # a bare number or a word or two: embeddings cannot judge its topic
     overlap = sg.lexical_overlap(question, answer)
     return overlap is None or overlap < LEXICAL_GATE
 
@@ -141,6 +149,8 @@ class QualityScorer:
     def __init__(self, settings: QualitySettings, embedder: "Embedder | None" = None) -> None:
         self.settings = settings
         self.embedder = embedder
+        # Cosines mean different things in different embedding spaces: each embedder says its band.
+        self.relevance_band: tuple[float, float] = getattr(embedder, "relevance_band", DEFAULT_RELEVANCE_BAND)
 
     @classmethod
     def from_config(cls, cfg: "AppConfig", embedder: "Embedder | None") -> "QualityScorer":
@@ -188,7 +198,7 @@ class QualityScorer:
         decided = any(sigs[n].value <= 0 for n in HARD_SIGNALS)
         if not decided and self._relevance_wanted(question, answer_text):
             cosine, note = await self._acosine(question, answer_text, question_embedding)
-            sigs["relevance"] = sg.relevance(cosine)
+            sigs["relevance"] = sg.relevance(cosine, *self.relevance_band)
         verdict = combine(sigs, self.settings)
         if note:
             verdict.reasons.append(note)
@@ -205,7 +215,8 @@ class QualityScorer:
         return [
             combine(
                 compute_signals(
-                    it.request, it.answer_text or "", it.finish_reason, it.logprobs, it.tool_calls, cosines.get(i)
+                    it.request, it.answer_text or "", it.finish_reason, it.logprobs, it.tool_calls, cosines.get(i),
+                    self.relevance_band,
                 ),
                 self.settings,
             )

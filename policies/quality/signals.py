@@ -308,7 +308,8 @@ def logprob_min(logprobs: list[float] | None, window: int = 4, bad: float = -6.0
 
 
 def relevance(cosine: float | None, bad: float = 0.05, good: float = 0.35) -> Signal:
-    """Cosine of question and answer embeddings (MiniLM); off-topic answers sit near 0."""
+    """Cosine of question and answer embeddings: a ramp from `bad` (off topic) to `good` (on topic).
+    The defaults are full MiniLM's; a static embedding has its own band (`relevance_band`)."""
     if cosine is None or math.isnan(cosine):
         return OK
     v = _ramp(cosine, bad, good)
@@ -408,21 +409,28 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= max(0.011, 0.006 * max(abs(a), abs(b)))
 
 
-def equations(answer: str) -> list[tuple[str, str]]:
-    """(left, right) of consecutive members of each `expr = expr (= ...)` chain with an operator.
+def _chains(answer: str) -> list[tuple[int, list[str]]]:
+    """(end offset, members) of each `expr = expr (= ...)` chain, in reading order.
 
     GSM8K-style calculator notes `<<3*4=12>>` are chains too. A chain right after an
     operator or "=" ("x * 4 + 8 = 40") is part of an algebraic equation and skipped.
     """
-    chains = [m.group(1).split("=") for m in _ANNOT.finditer(answer)]
-    plain = _ANNOT.sub(" ", answer)
-    for line in plain.splitlines():
+    found = [(m.end(), m.group(1).split("=")) for m in _ANNOT.finditer(answer)]
+    plain = _ANNOT.sub(lambda m: " " * len(m.group(0)), answer)  # same length: offsets stay valid
+    start = 0
+    for line in plain.splitlines(keepends=True):
         for m in _CHAIN.finditer(line):
             if not _OPERATOR_BEFORE.search(line[: m.start()]):
-                chains.append(m.group(0).split("="))
+                found.append((start + m.end(), m.group(0).split("=")))
+        start += len(line)
+    found.sort(key=lambda c: c[0])
+    return [(end, [x.strip() for x in members]) for end, members in found]
+
+
+def equations(answer: str) -> list[tuple[str, str]]:
+    """(left, right) of consecutive members of each chain that holds an operator, in reading order."""
     found = []
-    for members in chains:
-        members = [x.strip() for x in members]
+    for _, members in _chains(answer):
         for left, right in zip(members, members[1:]):
             if _HAS_OP.search(left) or _HAS_OP.search(right):
                 found.append((left, right))
@@ -547,6 +555,54 @@ def maths_inputs(question: str, answer: str) -> Signal:
     share = len(unused) / max(1, len(given))
     v = _ramp(share, bad=1.0, good=0.0)
     return Signal(v, f"{len(unused)} of {len(given)} given numbers unused" if v < 1 else "")
+
+
+# An arithmetic operator right before / after a number ("=" is not one: "= 12" restates a result).
+_OPERATOR_LEFT = re.compile(r"(?:[+\-*/×÷]|\\\*|\s[xX])\s*\(*\s*$")
+_OPERATOR_AFTER = re.compile(r"\s*\)*\s*(?:[+\-*/×÷]|\\\*|[xX]\s)")
+
+
+def _operands(text: str) -> list[tuple[int, float]]:
+    """(offset, value) of numbers written next to an arithmetic operator (operands of a calculation)."""
+    out = []
+    text = _ANNOT.sub(lambda a: f"  {a.group(1)}  ", text)  # calculator notes are calculations too; same length
+    for m in _NUMBER.finditer(text):
+        if _OPERATOR_LEFT.search(text[max(0, m.start() - 8) : m.start()]) or _OPERATOR_AFTER.match(text, m.end()):
+            try:
+                out.append((m.start(), _parse_number(m.group(0))))
+            except ValueError:
+                pass
+    return out
+
+
+def worked_results(answer: str) -> list[tuple[int, float]]:
+    """(end offset, value) of the result of each calculation chain, in reading order."""
+    out = []
+    for end, members in _chains(answer):
+        if any(_HAS_OP.search(x) for x in members) and (v := eval_arithmetic(members[-1])) is not None:
+            out.append((end, v))
+    return out
+
+
+def dead_end(question: str, answer: str) -> Signal:
+    """A worked step of a maths answer whose result nothing later uses.
+
+    In sound working every intermediate result feeds a later calculation or is the
+    final answer; a result left hanging means the solution changed course or lost a link.
+    """
+    if not is_maths_question(question):
+        return OK
+    results = worked_results(answer)
+    if len(results) < 2:
+        return OK
+    final = final_number(answer)
+    operands = _operands(answer)
+    for end, value in results[:-1]:
+        if final is not None and _close(value, final):
+            continue
+        if not any(at >= end and _close(value, x) for at, x in operands):
+            return Signal(0.0, f"worked result {value:g} is never used afterwards")
+    return OK
 
 
 # Uncertainty and self-correction, not ordinary discourse markers ("however" is fine).

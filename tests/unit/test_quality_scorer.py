@@ -24,11 +24,12 @@ def req(question: str = Q, **extra: object) -> dict:
     return {"messages": [{"role": "user", "content": question}], **extra}
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    from policies.embedder import InProcessEmbedder
+@pytest.fixture(scope="module", params=["static", "minilm"])
+def embedder(request: pytest.FixtureRequest):
+    """Both embedding spaces the relevance signal can use, each judged by its own band."""
+    from policies.embedder import make_embedder
 
-    return InProcessEmbedder(n_threads=1)
+    return make_embedder(request.param, n_threads=1)
 
 
 def test_bands_follow_config() -> None:
@@ -97,6 +98,21 @@ def test_soft_signals_lower_the_score() -> None:
     assert refused.action == "escalate" and "refused" in refused.reasons[0]
 
 
+def test_good_prose_answers_deliver() -> None:
+    from tests.unit.test_quality_signals import PROSE
+
+    for question, answer in PROSE:
+        v = combine(compute_signals(req(question), answer, "stop", None, None, None), QualitySettings())
+        assert v.action == "deliver" and v.score == 1.0, (question, v.reasons)
+
+
+def test_maths_answer_with_lost_working_scores_lower() -> None:
+    q = "Tom buys 3 boxes of 12 eggs and breaks 4. How many eggs does he have left?"
+    sound = combine(compute_signals(req(q), "3 * 12 = 36 eggs.\n36 - 4 = 32 left.\n#### 32", "stop", None, None, None), QualitySettings())
+    lost = combine(compute_signals(req(q), "3 * 12 = 36 eggs.\n12 - 4 = 8 left.\n#### 8", "stop", None, None, None), QualitySettings())
+    assert sound.score == 1.0 and lost.signals["dead_end"] == 0.0 and lost.score < sound.score
+
+
 def test_relevance_with_real_embedder(embedder) -> None:
     scorer = QualityScorer(QualitySettings(), embedder)
     on = asyncio.run(scorer.ascore(req(), GOOD, "stop", None))
@@ -112,6 +128,22 @@ def test_score_batch_matches_ascore(embedder) -> None:
     single = [asyncio.run(scorer.ascore(it.request, it.answer_text, it.finish_reason, None)) for it in items]
     assert [b.action for b in batch] == [s.action for s in single]
     assert np.allclose([b.score for b in batch], [s.score for s in single], atol=1e-3)
+
+
+def test_bare_number_answers_skip_relevance() -> None:
+    """An embedding cannot tell whether "120" answers the question: no relevance call is made."""
+
+    class _Refuse:
+        async def aembed(self, texts: list[str]) -> np.ndarray:
+            raise AssertionError("relevance must not be measured for a bare number")
+
+    scorer = QualityScorer(QualitySettings(), _Refuse())
+    maths = req("A baker sells 40 loaves a day for 3 days. How many loaves does he sell?")
+    for answer in ("120", "$1,052.", "10 cookies"):
+        v = asyncio.run(scorer.ascore(maths, answer, "stop", None))
+        assert v.signals["relevance"] == 1.0, answer
+    v = asyncio.run(scorer.ascore(maths, OFF_TOPIC, "stop", None))  # real prose still gets the check
+    assert any("relevance not measured" in r for r in v.reasons)
 
 
 class _DownEmbedder:

@@ -146,6 +146,51 @@ def test_maths_inputs_unused_numbers() -> None:
     assert sg.maths_inputs(Q_MATHS, "12 + 12 = 24\n#### 24").value < 1.0
 
 
+def test_dead_end_flags_a_result_nothing_uses() -> None:
+    sound = "He buys 3 * 12 = <<3*12=36>>36 eggs.\nHe has 36 - 4 = <<36-4=32>>32 left.\n#### 32"
+    # 36 is worked out, then the answer goes on from 12 instead: the working lost a link.
+    lost = "He buys 3 * 12 = 36 eggs.\nHe breaks 4, so 12 - 4 = 8 are left.\n#### 8"
+    assert sg.dead_end(Q_MATHS, sound).value == 1.0
+    bad = sg.dead_end(Q_MATHS, lost)
+    assert bad.value == 0.0 and "36" in bad.reason
+    # A result used later in a plain-text calculation ("x" as times) is not a dead end.
+    assert sg.dead_end(Q_MATHS, "3 x 12 = 36 eggs in all.\nHe is left with 36 - 4 = 32.\nSo 32 x 1 = 32 eggs.").value == 1.0
+    # A result equal to the final answer is not a dead end, nor is a single calculation.
+    assert sg.dead_end(Q_MATHS, "36 - 4 = 32 eggs; 3 * 12 - 4 = 32 as well.\n#### 32").value == 1.0
+    assert sg.dead_end(Q_MATHS, "3 * 12 - 4 = 32\n#### 32").value == 1.0
+
+
+def test_equations_in_reading_order() -> None:
+    text = "First 2 + 3 = 5 apples.\nThen <<5*2=10>>10 pears, and 10 - 1 = 9 left."
+    assert sg.equations(text) == [("2 + 3", "5"), ("5*2", "10"), ("10 - 1", "9")]
+    assert [v for _, v in sg.worked_results(text)] == [5, 10, 9]
+
+
+# Good chat answers that carry numbers, lists, code or formulas: no maths or hedging signal may fire.
+PROSE = [
+    ("Who was Napoleon and when did he rule France?",
+     "Napoleon Bonaparte was a French military leader who ruled France as First Consul from 1799 and as "
+     "Emperor from 1804 to 1814, and again for 100 days in 1815 before his defeat at Waterloo."),
+    ("How do I convert Celsius to Fahrenheit?",
+     "Multiply by 9/5 and add 32: F = C * 9/5 + 32. For example 100 * 9/5 + 32 = 212, and 0 degrees gives 32."),
+    ("Give me a simple pancake recipe.",
+     "1. Whisk 2 eggs with 250 ml of milk.\n2. Add 200 g of flour and a pinch of salt.\n3. Fry each pancake "
+     "for 1-2 minutes per side in a hot, buttered pan."),
+    ("What does this Python do: print(sum(range(10)))?",
+     "It prints 45: `range(10)` yields 0 to 9 and `sum` adds them, 0 + 1 + ... + 9 = 45."),
+    ("Suggest three things to do in Rome with 2 days and a budget of 300 euros.",
+     "Visit the Colosseum and the Forum (about 18 euros), walk from the Pantheon to the Trevi Fountain, "
+     "and spend an afternoon in Trastevere. That leaves most of the 300 euros for food and transport."),
+]
+
+
+@pytest.mark.parametrize("question,answer", PROSE, ids=["history", "formula", "recipe", "code", "travel"])
+def test_task_checks_stay_silent_on_good_prose(question: str, answer: str) -> None:
+    for sig in (sg.arithmetic(answer), sg.maths_answer(question, answer), sg.maths_inputs(question, answer),
+                sg.dead_end(question, answer), sg.hedging(answer), sg.abrupt_end(answer)):
+        assert sig == sg.OK, sig.reason
+
+
 def test_hedging() -> None:
     assert sg.hedging("The capital of Australia is Canberra.").value == 1.0
     assert sg.hedging("However, some say Sydney; it is Canberra.").value == 1.0

@@ -1,0 +1,83 @@
+"""The static embedding distilled from MiniLM: real table (built once into the cache), real tokenizer."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from local_backends.model_files import resolve_embedding_model
+from policies.embedder import RELEVANCE_BANDS, InProcessEmbedder, make_embedder
+from policies.quality.config import QualitySettings
+from policies.quality.scorer import QualityScorer
+from policies.static_embedder import DIMS, NAME, StaticEmbedder, sif_weights, table_path
+
+QUESTIONS = [
+    "How do I reset my password?",
+    "What is the capital of France?",
+    "Solve 3x + 5 = 20 for x.",
+    "Write a short poem about the sea.",
+    "Which Python function sorts a list in place?",
+    "How long should I boil an egg for a soft yolk?",
+]
+ANSWERS = [
+    "Open Settings, choose Account, then Reset password and follow the link we email you.",
+    "Paris is the capital of France.",
+    "Subtract 5 from both sides to get 3x = 15, then divide by 3: x = 5.",
+    "Waves roll in silver light, the tide sings softly through the night.",
+    "list.sort() sorts the list in place; sorted() returns a new list.",
+    "About six minutes in boiling water gives a soft, runny yolk.",
+]
+
+
+@pytest.fixture(scope="module")
+def static() -> StaticEmbedder:
+    return StaticEmbedder.default()
+
+
+def test_rows_are_unit_vectors_and_deterministic(static: StaticEmbedder) -> None:
+    a = static.embed(QUESTIONS)
+    assert a.shape == (len(QUESTIONS), DIMS) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(a, static.embed(QUESTIONS))
+    assert np.array_equal(static.embed([QUESTIONS[2]])[0], a[2]), "batching does not change a row"
+
+
+def test_empty_text_gives_a_zero_row_not_nan(static: StaticEmbedder) -> None:
+    v = static.embed(["", "hello"])
+    assert not np.isnan(v).any() and np.linalg.norm(v[0]) == 0.0 and np.linalg.norm(v[1]) == pytest.approx(1.0)
+
+
+def test_answers_are_closer_to_their_own_question_than_to_others(static: StaticEmbedder) -> None:
+    q, a = static.embed(QUESTIONS), static.embed(ANSWERS)
+    sims = q @ a.T
+    assert (sims.argmax(axis=1) == np.arange(len(QUESTIONS))).all(), np.round(sims, 2)
+
+
+def test_ranks_like_full_minilm(static: StaticEmbedder) -> None:
+    """The distilled space keeps full MiniLM's notion of which pairs belong together."""
+    full = InProcessEmbedder()
+    fs = (full.embed(QUESTIONS) @ full.embed(ANSWERS).T).ravel()
+    ss = (static.embed(QUESTIONS) @ static.embed(ANSWERS).T).ravel()
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    assert np.corrcoef(rank(fs), rank(ss))[0, 1] > 0.6
+
+
+def test_frequent_tokens_weigh_less() -> None:
+    w = sif_weights(30522)
+    assert w[2000] < w[10000] < w[29000] and w[100] == w.min()
+
+
+def test_table_is_keyed_by_the_model_weights(tmp_path: Path) -> None:
+    p = table_path(resolve_embedding_model(None), tmp_path)
+    assert p.parent == tmp_path and p.name.startswith(NAME) and p.suffix == ".npy"
+
+
+def test_quality_relevance_uses_the_static_band(static: StaticEmbedder) -> None:
+    scorer = QualityScorer(QualitySettings(), make_embedder("static"))
+    assert scorer.relevance_band == RELEVANCE_BANDS["static"]
+    req = {"messages": [{"role": "user", "content": "Explain how vaccines train the immune system."}]}
+    on = asyncio.run(scorer.ascore(req, "A vaccine shows the body a harmless piece of a germ so it learns to make antibodies.", "stop", None))
+    off = asyncio.run(scorer.ascore(req, "Our store opens at nine and parking is free on weekends.", "stop", None))
+    assert on.signals["relevance"] > off.signals["relevance"] and off.signals["relevance"] < 1
