@@ -367,9 +367,9 @@ def test_thrift_pressure_follows_pace(make_guard: Callable[..., BudgetGuard]) ->
 
 
 def redis_only(kind: str, request: pytest.FixtureRequest) -> RedisServer:
-    """This test's own Redis server (it gets stopped); SQLite runs skip: a local file has no outage."""
-    if kind != "redis":
-        pytest.skip("an embedded SQLite file has no outage to simulate")
+    """This test's own Redis server (it gets stopped). Outage tests run on Redis only: an
+    embedded SQLite file has no outage to simulate."""
+    assert kind == "redis"
     return request.getfixturevalue("own_redis")
 
 
@@ -380,6 +380,7 @@ async def drained(g: BudgetGuard, timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("kind", ["redis"])
 def test_store_outage_fails_closed_queues_and_recovers(make_guard: Callable[..., BudgetGuard], kind: str,
                                                        request: pytest.FixtureRequest) -> None:
     server = redis_only(kind, request)
@@ -411,6 +412,7 @@ def test_store_outage_fails_closed_queues_and_recovers(make_guard: Callable[...,
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("kind", ["redis"])
 def test_store_outage_fail_open_lets_paid_through(make_guard: Callable[..., BudgetGuard], kind: str,
                                                   request: pytest.FixtureRequest) -> None:
     server = redis_only(kind, request)
