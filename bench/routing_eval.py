@@ -2,15 +2,18 @@
 
 Side by side in one run: random routing, prompt length, LiteLLM's own
 `complexity_router` score (its `classify()` on the same prompt), and our learned
-router scored out of fold with the very code `synqra train-router` uses
-(`policies.routing.train.out_of_fold_scores`): MMLU holds out whole subjects,
-GSM8K random folds, MT-Bench whole categories.
+router with each embedder, scored NESTED out of fold with the very code
+`synqra train-router` uses (`policies.routing.train.nested_out_of_fold_scores`):
+MMLU holds out whole subjects, GSM8K random folds, MT-Bench whole categories,
+and the hyperparameters of each held-out fold are chosen by cross-validation
+inside its training folds only.
 
     cd /work/main && LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 \
         nice -n 10 .venv/bin/python -m bench.routing_eval
 
 Prints a table and writes bench/results/routing_eval.md. Embeddings are cached
-under ~/.cache/synqra/routing_embeddings (first run embeds ~11k prompts).
+under /tmp/synqra_routing_embeddings by embedder name (the first run embeds ~11k
+prompts per embedder: MiniLM ~2-4 min, static ~5 s).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,6 +32,7 @@ apply_offline_env()
 from policies.routing import train as T  # noqa: E402
 from policies.routing.config import RoutingSettings  # noqa: E402
 from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all  # noqa: E402
+from policies.routing.embedders import MINILM, STATIC, embedder_for  # noqa: E402
 from policies.routing.features import request_text  # noqa: E402
 from policies.routing.metrics import RouteMetrics, random_metrics, route_metrics  # noqa: E402
 
@@ -61,13 +66,10 @@ def evaluate(examples: list[Example], scores: dict[str, np.ndarray], mask: np.nd
     return out
 
 
-def creative_rule_rates(examples: list[Example], m: T.Matrices) -> str:
+def creative_rule_rates(examples: list[Example], emb: np.ndarray, embed: Callable[[list[str]], np.ndarray]) -> str:
     """How often the creative/brand rule fires (default examples and threshold) per dataset/category."""
-    from policies.embedder import InProcessEmbedder
-
     s = RoutingSettings()
-    c = InProcessEmbedder().embed(list(s.creative_examples))
-    sim = (m.emb @ c.T).max(axis=1)
+    sim = (emb @ embed(list(s.creative_examples)).T).max(axis=1)
     fired = sim >= s.creative_min_similarity
     rows = []
     for d in DATASETS:
@@ -83,17 +85,24 @@ def creative_rule_rates(examples: list[Example], m: T.Matrices) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    ap.add_argument("--l2", type=float, default=T.DEFAULT_L2)
-    ap.add_argument("--max-chars", type=int, default=T.DEFAULT_MAX_CHARS)
+    ap.add_argument("--embedders", nargs="+", default=[STATIC, MINILM], choices=[STATIC, MINILM])
+    ap.add_argument("--max-chars", type=int, nargs="+", default=list(T.GRID_MAX_CHARS))
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     examples, summary = load_all(args.data)
-    m = T.build_matrices(examples, T.default_embed(), args.max_chars)
     scores = {
         "prompt length": length_scores(examples),
         "LiteLLM complexity_router": complexity_router_scores(examples),
-        "synqra learned router (out of fold)": T.out_of_fold_scores(m, args.l2, args.max_chars),
     }
+    creative, chosen = [], {}
+    for name in args.embedders:
+        # MiniLM reads at most 256 word pieces: longer heads are the same vector at 4x the cost.
+        max_chars = tuple(args.max_chars) if name == STATIC else (256,)
+        embedder = embedder_for(name)
+        m = T.build_matrices(examples, embedder.embed, name, max_chars)
+        label = f"synqra router, {name} (nested out of fold)"
+        scores[label], chosen[name] = T.nested_out_of_fold_scores(m, T.grid(max_chars), name)
+        creative.append(f"{name}: {creative_rule_rates(examples, m.embs[max_chars[0]], embedder.embed)}")
     ds = np.array([e.dataset for e in examples])
     eval_row = np.array([e.eval_row for e in examples])
     groups = np.array([e.group for e in examples])
@@ -103,13 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     sections["mmlu without high_school_mathematics"] = evaluate(
         examples, scores, (ds == "mmlu") & (groups != "high_school_mathematics")
     )
+    fold_means = {name: T.fold_mean_apgr(examples, s) for name, s in scores.items()}
     lines = [
         "# Routing quality (out of fold)",
         "",
-        f"Data: {summary}. Command: `.venv/bin/python -m bench.routing_eval` (l2={args.l2}, "
-        f"embedding reads the first {args.max_chars} characters of the newest user turn).",
+        f"Data: {summary}. Command: `.venv/bin/python -m bench.routing_eval` "
+        f"(embedders {args.embedders}; candidates: max_chars {args.max_chars} for the static embedder, 256 for "
+        f"MiniLM; lam {list(T.GRID_LAM)}; l2_emb {list(T.GRID_L2_EMB)}).",
         "Folds: MMLU 5 folds of whole subjects; GSM8K 5 random folds; MT-Bench by category (72 questions, "
-        "routed on turn 1, quality = mean judge score of both turns).",
+        "routed on turn 1, quality = mean judge score of both turns). Ours: nested (hyperparameters chosen "
+        "inside each outer training set), scores pooled over the held-out folds.",
         "",
         "| data | router | APGR | CPT(50%) | CPT(80%) |",
         "| --- | --- | --- | --- | --- |",
@@ -117,7 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     for d, res in sections.items():
         for i, (name, r) in enumerate(res.items()):
             lines.append(f"| {d if i == 0 else ''} | {name} | {r.apgr:.3f} | {r.cpt50:.3f} | {r.cpt80:.3f} |")
-    lines += ["", f"Creative/brand rule firing rate (default examples, threshold): {creative_rule_rates(examples, m)}"]
+    lines += [
+        "",
+        "Mean APGR over the outer folds, each fold ranked on its own (pooled figures above also rank one fold's "
+        "prompts against another's, scored by differently calibrated models):",
+        "",
+        "| router | MMLU (5 subject folds) | GSM8K (5 folds) |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {name} | {f['mmlu']:.3f} | {f['gsm8k']:.3f} |" for name, f in fold_means.items()]
+    lines += ["", "Hyperparameters chosen per outer fold:"]
+    for name, rows in chosen.items():
+        picks = ", ".join(f"{r['fold']}:{r['max_chars']}/{r['lam']}/{r['l2_emb']}" for r in rows)
+        lines.append(f"- {name} (max_chars/lam/l2_emb): {picks}")
+    lines += ["", "Creative/brand rule firing rate (default examples, threshold):"] + [f"- {c}" for c in creative]
     lines += ["", f"Run time {time.perf_counter() - t0:.0f} s."]
     text = "\n".join(lines) + "\n"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

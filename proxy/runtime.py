@@ -54,9 +54,12 @@ class Runtime:
 
     @cached_property
     def router(self) -> "Router":
+        from policies.routing.embedders import STATIC
         from policies.routing.router import Router
 
-        return Router.from_config(self.config, self.embedder)
+        # Embed with what the artifact was trained on: the static table in-process (shipped), or full
+        # MiniLM via the embedding server (also what the fallback rule's creative check uses).
+        return Router.from_config(self.config, lambda trained_on: self.embedder_of("static" if trained_on == STATIC else "minilm"))
 
     @cached_property
     def quality(self) -> "QualityScorer":

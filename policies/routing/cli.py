@@ -1,7 +1,7 @@
 """`synqra route-score`: JSON lines {"id", "messages", ...} on stdin -> {"id", "score", "tier"} per line, in order.
 
 Same Router code path as the proxy (`decide_batch`), with the in-process
-embedder and batched embeddings. A line that cannot be routed gets
+embedder the artifact was trained with and batched embeddings. A line that cannot be routed gets
 {"id": ..., "error": "..."} and the run goes on.
 
     synqra route-score --config litellm_config.yaml < requests.jsonl > scores.jsonl
@@ -91,15 +91,18 @@ def route_score_main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     apply_offline_env()
-    from policies.embedder import InProcessEmbedder
-    from policies.routing.router import Router
+    from policies.routing.embedders import MINILM, embedder_for
+    from policies.routing.router import Router, load_scorer
 
     try:
         cfg = _load_config(args.config)
     except ValueError as e:
         print(f"synqra route-score: {e}", file=sys.stderr)
         return 2
-    router = Router.from_config(cfg, InProcessEmbedder(batch_size=64))
+    # The embedder the shipped artifact was trained with (fallback rule: MiniLM, for the creative rule).
+    scorer = load_scorer(cfg.synqra.routing.artifact_path)
+    embedder = embedder_for(scorer.embedder if scorer.needs_embedding else MINILM)
+    router = Router.from_config(cfg, embedder)
     errors = score_stream(router, sys.stdin, sys.stdout, args.batch_size)
     if errors:
         print(f"synqra route-score: {errors} line(s) could not be routed (see their 'error')", file=sys.stderr)

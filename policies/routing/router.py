@@ -17,6 +17,7 @@ import asyncio
 import fnmatch
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import numpy as np
 
 from policies.routing.capabilities import ModelInfoLookup, litellm_model_info, tier_infos_from_config
 from policies.routing.config import RoutingSettings
+from policies.routing.embedders import STATIC, embedder_for, embedder_name
 from policies.routing.features import (
     embed_text,
     estimate_prompt_tokens,
@@ -79,6 +81,17 @@ class Router:
     ) -> None:
         self.settings = settings
         self.tiers = tiers
+        name = embedder_name(embedder)
+        if isinstance(scorer, LearnedScorer) and embedder is not None and name not in (None, scorer.embedder):
+            if scorer.embedder == STATIC:
+                # The static embedding is numpy-only and in-process: use it rather than lose the model.
+                log.warning("router artifact was trained on %r, not %r: routing embeds with %r", STATIC, name, STATIC)
+                embedder = embedder_for(STATIC)
+            else:  # vectors of another embedding mean nothing to these weights: refuse rather than misroute
+                log.error(
+                    "router artifact was trained on embedder %r, got %r; using the fallback rule", scorer.embedder, name
+                )
+                scorer = HeuristicScorer()
         self.scorer = scorer
         self.embedder = embedder
         self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
@@ -102,10 +115,18 @@ class Router:
         return [float(x) for x in t]
 
     @classmethod
-    def from_config(cls, cfg: Any, embedder: Embedder | None, lookup: ModelInfoLookup = litellm_model_info) -> "Router":
-        """Build from an AppConfig: tiers' capabilities, artifact (or fallback), thresholds."""
+    def from_config(
+        cls, cfg: Any, embedder: "Embedder | Callable[[str | None], Embedder] | None", lookup: ModelInfoLookup = litellm_model_info
+    ) -> "Router":
+        """Build from an AppConfig: tiers' capabilities, artifact (or fallback), thresholds.
+
+        `embedder` may be a function of the embedder name the artifact was trained on (None for
+        the fallback rule), so a caller can supply the matching one without loading it twice."""
         r: RoutingSettings = cfg.synqra.routing
-        return cls(r, tier_infos_from_config(cfg, lookup), load_scorer(r.artifact_path), embedder)
+        scorer = load_scorer(r.artifact_path)
+        if callable(embedder) and not hasattr(embedder, "embed"):
+            embedder = embedder(getattr(scorer, "embedder", None))
+        return cls(r, tier_infos_from_config(cfg, lookup), scorer, embedder)
 
     def handles(self, model: str | None) -> bool:
         """True for the virtual model and for explicit names matching `intercept_models` globs."""
@@ -130,16 +151,23 @@ class Router:
 
     def _finish(self, p: _Prepared, emb: np.ndarray | None, budget_pressure: float, note: str = "") -> RouteDecision:
         fv = feature_vector(p.feats)[None, :]
-        if emb is None or not self.scorer.needs_embedding:
+        score = None
+        if emb is not None and self.scorer.needs_embedding:
+            try:
+                score = float(self.scorer.score(emb[None, :], fv)[0])
+                scorer_name, thresholds = self.scorer.name, self.thresholds
+            except ValueError as e:  # an embedding of the wrong width (another embedder than trained on)
+                note = f"{note}; {e}, structural fallback" if note else f"{e}, structural fallback"
+                log.error("routing: %s", e)
+        if score is None:
             scorer_name, thresholds = HeuristicScorer.name, self._fallback_thresholds
             score = float(HeuristicScorer().score(None, fv)[0])
-        else:
-            scorer_name, thresholds = self.scorer.name, self.thresholds
-            score = float(self.scorer.score(emb[None, :], fv)[0])
         creative_sim = None
         min_tier = 0
-        if emb is not None and self._creative_index is not None and self._creative_emb is not None:
-            creative_sim = float(np.max(self._creative_emb @ emb))
+        creative = self._creative_emb
+        same_width = creative is not None and emb is not None and creative.shape[1] == emb.shape[-1]
+        if self._creative_index is not None and same_width:
+            creative_sim = float(np.max(creative @ emb))  # type: ignore[operator]
             if creative_sim >= self.settings.creative_min_similarity:
                 min_tier = self._creative_index
         tier, reason = choose_tier(

@@ -1,11 +1,13 @@
 """Scorers: P(local answer clearly worse than the strongest tier's), numpy only.
 
-- `LearnedScorer`: similarity-weighted neighbours + logistic regression. The
-  k most similar training prompts (cosine on MiniLM embeddings, stored int8)
-  give a local estimate of "weak clearly worse"; a logistic regression combines
-  its log-odds with the standardised structural features. Loaded from the
-  shipped `.npz` artifact (no pickle: `np.load(allow_pickle=False)`), validated
-  against its manifest.
+- `LearnedScorer`: one linear model, sigmoid(bias + standardised structural
+  features . w_feat + embedding . w_emb). Trained (`train.py`) as a ridge ranker
+  of the strong-minus-weak quality gap, anchored on prompt length, then
+  Platt-calibrated to the "clearly worse" label; all of it folds into these
+  weights, so serving is two dot products. Loaded from the shipped `.npz`
+  artifact (no pickle: `np.load(allow_pickle=False)`), validated against its
+  manifest; the artifact names the embedder it was trained with, and vectors of
+  another width are refused (the router then uses the fallback rule).
 - `HeuristicScorer`: the documented fallback when the artifact is missing or
   corrupt, or the embedding server does not answer: a fixed rule on structural
   features only (length, code, maths, multi-turn depth, tools, JSON mode).
@@ -23,9 +25,11 @@ import numpy as np
 
 from policies.routing.features import FEATURE_NAMES
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "router_v1.npz"
-_REQUIRED = ("ref_emb_q", "ref_scale", "ref_label", "ref_weight", "knn_k", "w_knn", "w_feat", "bias", "feat_mean", "feat_std", "feature_names", "max_chars", "format_version")
+_REQUIRED = (
+    "w_emb", "w_feat", "bias", "feat_mean", "feat_std", "feature_names", "max_chars", "embedder", "format_version"
+)
 
 
 class ArtifactError(RuntimeError):
@@ -40,49 +44,19 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
-
-
-def knn_estimate(
-    q: np.ndarray, ref: np.ndarray, label: np.ndarray, weight: np.ndarray, k: int, exclude: np.ndarray | None = None
-) -> np.ndarray:
-    """Weighted mean label of the k most similar references, per query row; clipped away from 0/1.
-
-    `exclude` (n_q, n_ref) bool masks references a query must not see (training: its own group).
-    """
-    sims = q @ ref.T
-    if exclude is not None:
-        sims = np.where(exclude, -np.inf, sims)
-    k = min(k, ref.shape[0])
-    nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    w = weight[nn]
-    est = (label[nn] * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)
-    return np.clip(est, 0.01, 0.99)
-
-
-def knn_logit(est: np.ndarray) -> np.ndarray:
-    return np.log(est / (1.0 - est))
-
-
-def quantise_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 rows with one float scale each (4x smaller than float32; ranking barely moves)."""
-    scale = np.maximum(np.abs(v).max(axis=1), 1e-12) / 127.0
-    return np.round(v / scale[:, None]).astype(np.int8), scale.astype(np.float32)
 
 
 @dataclass(frozen=True)
 class LearnedScorer:
-    ref_emb: np.ndarray  # (n_ref, d) float32 unit rows: the training prompts
-    ref_label: np.ndarray  # (n_ref,)
-    ref_weight: np.ndarray  # (n_ref,)
-    knn_k: int
-    w_knn: float  # weight on the neighbours' log-odds
+    w_emb: np.ndarray  # (d,) on the L2-normalised embedding
     w_feat: np.ndarray  # (k,) on standardised features
     bias: float
     feat_mean: np.ndarray
     feat_std: np.ndarray
     max_chars: int  # how much of the newest user turn the embedding reads (train = serve)
+    embedder: str  # name of the embedding it was trained on (e.g. "minilm-static-v1")
     manifest: dict[str, Any]
     creative_texts: tuple[str, ...] = ()
     creative_emb: np.ndarray | None = None  # (m, d) embeddings of creative_texts
@@ -94,38 +68,38 @@ class LearnedScorer:
         t = self.manifest.get("recommended_thresholds")
         return [float(x) for x in t] if t else None
 
-    def combine(self, knn_est: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        z = self.w_knn * knn_logit(knn_est) + ((feats - self.feat_mean) / self.feat_std) @ self.w_feat + self.bias
-        return _sigmoid(z)
+    @property
+    def dims(self) -> int:
+        return int(self.w_emb.shape[0])
+
+    def logit(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        if emb.shape[-1] != self.dims:
+            raise ValueError(
+                f"embedding has {emb.shape[-1]} dimensions, the router was trained on {self.dims} ({self.embedder})"
+            )
+        return ((feats - self.feat_mean) / self.feat_std) @ self.w_feat + emb @ self.w_emb + self.bias
 
     def score(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
         """emb (n, d) L2-normalised, feats (n, k) raw structural features -> (n,) probabilities."""
-        est = knn_estimate(emb.astype(np.float32), self.ref_emb, self.ref_label, self.ref_weight, self.knn_k)
-        return self.combine(est, feats)
+        return sigmoid(self.logit(emb.astype(np.float32), feats))
 
     def save(self, path: Path) -> None:
         """Write the `.npz` (plain arrays only); the caller writes the manifest with its sha256."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        q, scale = quantise_rows(self.ref_emb)
-        d = self.ref_emb.shape[1]
         with path.open("wb") as f:
             np.savez_compressed(
                 f,
                 format_version=np.array(FORMAT_VERSION),
-                ref_emb_q=q,
-                ref_scale=scale,
-                ref_label=self.ref_label.astype(np.float16),
-                ref_weight=self.ref_weight.astype(np.float16),
-                knn_k=np.array(self.knn_k),
-                w_knn=np.array([self.w_knn], np.float32),
+                w_emb=self.w_emb.astype(np.float32),
                 w_feat=self.w_feat.astype(np.float32),
                 bias=np.array([self.bias], np.float32),
                 feat_mean=self.feat_mean.astype(np.float32),
                 feat_std=self.feat_std.astype(np.float32),
                 feature_names=np.array(FEATURE_NAMES),
                 max_chars=np.array(self.max_chars),
+                embedder=np.array(self.embedder),
                 creative_texts=np.array(self.creative_texts, dtype=str),
-                creative_emb=(self.creative_emb if self.creative_emb is not None else np.zeros((0, d))).astype(
+                creative_emb=(self.creative_emb if self.creative_emb is not None else np.zeros((0, self.dims))).astype(
                     np.float32
                 ),
             )
@@ -151,47 +125,38 @@ def load_artifact(path: Path = DEFAULT_ARTIFACT) -> LearnedScorer:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # zipfile/ValueError/OSError: any unreadable file is the same problem
         raise ArtifactError(f"router artifact {path} is unreadable: {e}") from None
+    if "format_version" in arrays and int(arrays["format_version"]) != FORMAT_VERSION:
+        raise ArtifactError(f"router artifact {path} has format {int(arrays['format_version'])}, need {FORMAT_VERSION}")
     missing = [k for k in _REQUIRED if k not in arrays]
     if missing:
         raise ArtifactError(f"router artifact {path} lacks arrays {missing}")
-    if int(arrays["format_version"]) != FORMAT_VERSION:
-        raise ArtifactError(f"router artifact {path} has format {int(arrays['format_version'])}, need {FORMAT_VERSION}")
     names = tuple(str(n) for n in arrays["feature_names"])
     if names != FEATURE_NAMES:
         raise ArtifactError(f"router artifact {path} was trained on other structural features; retrain it")
+    embedder = str(arrays["embedder"])
+    if manifest.get("embedder") not in (None, embedder):
+        raise ArtifactError(
+            f"router artifact {path} names embedder {embedder!r}, its manifest {manifest['embedder']!r}"
+        )
     k = len(FEATURE_NAMES)
-    n, d = arrays["ref_emb_q"].shape if arrays["ref_emb_q"].ndim == 2 else (0, 0)
-    shapes_ok = (
-        n > 0
-        and arrays["ref_emb_q"].dtype == np.int8
-        and all(arrays[x].shape == (n,) for x in ("ref_scale", "ref_label", "ref_weight"))
-        and arrays["w_feat"].shape == (k,)
-        and arrays["feat_mean"].shape == (k,)
-        and arrays["feat_std"].shape == (k,)
-        and arrays["bias"].shape == (1,)
-        and arrays["w_knn"].shape == (1,)
-        and int(arrays["knn_k"]) >= 1
-    )
-    numeric = ("ref_scale", "ref_label", "ref_weight", "w_knn", "w_feat", "bias", "feat_mean", "feat_std")
+    d = arrays["w_emb"].shape[0] if arrays["w_emb"].ndim == 1 else 0
+    per_feature = all(arrays[x].shape == (k,) for x in ("w_feat", "feat_mean", "feat_std"))
+    shapes_ok = d > 0 and per_feature and arrays["bias"].shape == (1,)
+    numeric = ("w_emb", "w_feat", "bias", "feat_mean", "feat_std")
     if not shapes_ok or not all(np.isfinite(arrays[a]).all() for a in numeric) or (arrays["feat_std"] <= 0).any():
         raise ArtifactError(f"router artifact {path} has inconsistent or non-finite weights")
-    ref = arrays["ref_emb_q"].astype(np.float32) * arrays["ref_scale"][:, None]
-    ref /= np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
     creative_emb = arrays.get("creative_emb")
     creative_texts = tuple(str(t) for t in arrays.get("creative_texts", np.array([], dtype=str)))
     if creative_emb is not None and creative_emb.shape != (len(creative_texts), d):
         creative_emb, creative_texts = None, ()
     return LearnedScorer(
-        ref_emb=ref,
-        ref_label=arrays["ref_label"].astype(np.float32),
-        ref_weight=arrays["ref_weight"].astype(np.float32),
-        knn_k=int(arrays["knn_k"]),
-        w_knn=float(arrays["w_knn"][0]),
+        w_emb=arrays["w_emb"].astype(np.float32),
         w_feat=arrays["w_feat"].astype(np.float32),
         bias=float(arrays["bias"][0]),
         feat_mean=arrays["feat_mean"].astype(np.float32),
         feat_std=arrays["feat_std"].astype(np.float32),
         max_chars=int(arrays["max_chars"]),
+        embedder=embedder,
         manifest=manifest,
         creative_texts=creative_texts,
         creative_emb=creative_emb,

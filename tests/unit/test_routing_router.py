@@ -1,7 +1,8 @@
-"""The Router end to end with the shipped artifact and the real MiniLM model (in-process)."""
+"""The Router end to end with the shipped artifact and the real embedder it was trained with (in-process)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -11,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.embedder import InProcessEmbedder
+from policies.embedder import Embedder
 from policies.routing import cli
 from policies.routing.config import RoutingSettings
+from policies.routing.embedders import STATIC, embedder_for, embedder_name
 from policies.routing.router import Router
 from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact, manifest_path
 from proxy.settings import AppConfig, ModelEntry, SynqraSettings
@@ -32,12 +34,12 @@ def make_config(**routing: object) -> AppConfig:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> InProcessEmbedder:
-    return InProcessEmbedder(n_threads=2)
+def embedder() -> Embedder:
+    return embedder_for(load_artifact().embedder)
 
 
 @pytest.fixture(scope="module")
-def router(embedder: InProcessEmbedder) -> Router:
+def router(embedder: Embedder) -> Router:
     return Router.from_config(make_config(), embedder, lookup=lambda _: None)
 
 
@@ -48,8 +50,39 @@ def user(text: str, **extra: object) -> dict:
 def test_shipped_artifact_loads_and_is_small() -> None:
     scorer = load_artifact()
     assert DEFAULT_ARTIFACT.stat().st_size < 5 * 1024 * 1024
-    assert scorer.manifest["validation"]["figures"]["gsm8k"]["n"] > 1000
+    assert scorer.manifest["validation"]["figures"]["pooled"]["gsm8k"]["n"] > 1000
     assert len(scorer.recommended_thresholds or []) == 2
+    assert scorer.manifest["embedder"] == scorer.embedder and scorer.manifest["embedding_dims"] == scorer.dims
+
+
+def test_embedder_mismatch_never_scores_foreign_vectors(router: Router, caplog: pytest.LogCaptureFixture) -> None:
+    """Vectors from another embedding than the artifact's are never scored by its weights."""
+
+    class Named:
+        name = "some-other-embedder"
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            raise AssertionError("must not be called")
+
+    # A static-embedding artifact swaps in its own (numpy, in-process) embedder...
+    assert router.scorer.embedder == STATIC
+    with caplog.at_level(logging.WARNING, logger="synqra.routing"):
+        r = Router(router.settings, router.tiers, router.scorer, Named())
+    assert r.scorer.name == "learned" and embedder_name(r.embedder) == STATIC and "routing embeds with" in caplog.text
+    assert r.decide(user("What is your pricing?")).features["scorer"] == "learned"
+    # ...any other artifact falls back to the structural rule, loudly.
+    other = dataclasses.replace(router.scorer, embedder="another-model")
+    with caplog.at_level(logging.ERROR, logger="synqra.routing"):
+        r = Router(router.settings, router.tiers, other, Named())
+    assert r.scorer.name == "heuristic" and "trained on embedder 'another-model'" in caplog.text
+
+    class WrongWidth:  # unnamed and of another width: caught per request
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return np.full((len(texts), router.scorer.dims + 8), 0.1, np.float32)
+
+    r = Router(router.settings, router.tiers, router.scorer, WrongWidth())
+    d = r.decide(user("What is your pricing?"))
+    assert d.features["scorer"] == "heuristic" and "dimensions" in d.reason and d.tier == "local-llama"
 
 
 def test_user_guide_examples(router: Router) -> None:
@@ -99,7 +132,7 @@ def test_system_prompt_and_multi_turn(router: Router) -> None:
     assert convo.score >= plain.score
 
 
-def test_budget_pressure_and_intercept_patterns(embedder: InProcessEmbedder) -> None:
+def test_budget_pressure_and_intercept_patterns(embedder: Embedder) -> None:
     r = Router.from_config(make_config(intercept_models=["claude-3-5-sonnet-*"], thresholds=[0.1, 0.2]), embedder, lambda _: None)
     req = user("Compare merge sort and quicksort for linked lists, with complexity analysis.")
     calm, pressed = r.decide(req), r.decide(req, budget_pressure=1.0)
@@ -110,7 +143,7 @@ def test_budget_pressure_and_intercept_patterns(embedder: InProcessEmbedder) -> 
     assert r.handles("auto") and r.handles("claude-3-5-sonnet-20241022") and not r.handles("gpt-4o")
 
 
-def test_corrupt_or_missing_artifact_falls_back(tmp_path: Path, embedder: InProcessEmbedder, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_or_missing_artifact_falls_back(tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture) -> None:
     bad = tmp_path / "router_v1.npz"
     shutil.copy(DEFAULT_ARTIFACT, bad)
     shutil.copy(manifest_path(DEFAULT_ARTIFACT), manifest_path(bad))

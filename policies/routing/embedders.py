@@ -1,0 +1,50 @@
+"""The embedders a router artifact can be trained with, by the name the artifact records.
+
+Train and serve must embed alike: the artifact stores the embedder's name, and
+`embedder_for(name)` builds the matching in-process embedder for batch tools
+(`synqra route-score`, training, benchmarks).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from policies.embedder import Embedder
+from policies.static_embedder import NAME as STATIC  # numpy-only, ~1 ms; the name changes with its recipe
+MINILM = "all-MiniLM-L6-v2"  # the full transformer (sentence-transformers / the embedding server)
+
+
+def _static() -> Embedder:
+    from policies.static_embedder import StaticEmbedder
+
+    return StaticEmbedder.default()
+
+
+def _minilm() -> Embedder:
+    from policies.embedder import InProcessEmbedder
+
+    return InProcessEmbedder(batch_size=64)
+
+
+_FACTORIES: dict[str, Callable[[], Embedder]] = {STATIC: _static, MINILM: _minilm}
+
+
+def embedder_for(name: str) -> Embedder:
+    """An in-process embedder producing the vectors an artifact trained on `name` expects."""
+    try:
+        return _FACTORIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown embedder {name!r}; known: {sorted(_FACTORIES)}") from None
+
+
+def embedder_name(embedder: object) -> str | None:
+    """The name of the embedding an embedder object produces, when known.
+
+    StaticEmbedder declares its name; the HTTP client and the in-process
+    sentence-transformers embedder both give full MiniLM vectors.
+    """
+    from policies.embedder import HttpEmbedder, InProcessEmbedder
+
+    name = getattr(embedder, "name", None)
+    if isinstance(name, str):
+        return name
+    return MINILM if isinstance(embedder, (HttpEmbedder, InProcessEmbedder)) else None
