@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from bench.measure import median, pct, rss_mb, table, write_result
+from bench.measure import cpu_seconds, median, pct, rss_mb, table, write_result
 from tests.fakes.fake_providers import FakeProvider
 from tests.redis_server import RedisServer
 from tests.stack import MASTER_KEY, RunningStack, start_stack
@@ -82,6 +82,7 @@ def main() -> None:
         model = {"bare": "deepseek-chat", "budget": "deepseek-chat", "budget-redis": "deepseek-chat", "routed": "auto"}
         rps: dict[str, list[float]] = {k: [] for k in stacks}
         p50: dict[str, list[float]] = {k: [] for k in stacks}
+        cpu_ms: dict[str, list[float]] = {k: [] for k in stacks}  # proxy CPU per request: the noise-proof cost
         decisions: list[float] = []
         offset = 0
         for name, s in stacks.items():  # warm-up
@@ -89,7 +90,10 @@ def main() -> None:
             offset += 20
         for _ in range(args.rounds):
             for name, s in stacks.items():
+                pid = s.pids()["proxy"]
+                c0 = cpu_seconds(pid)
                 r, _, _ = asyncio.run(run(s.base_url, model[name], args.requests, 32, offset))
+                cpu_ms[name].append((cpu_seconds(pid) - c0) * 1000 / args.requests)
                 offset += args.requests
                 rps[name].append(r)
                 _, lat, rms = asyncio.run(run(s.base_url, model[name], 100, 1, offset))
@@ -105,6 +109,7 @@ def main() -> None:
             redis.stop()
     rows = [
         {"proxy": name, "req/s @32": median(rps[name]), "vs bare": median(rps[name]) / median(rps["bare"]),
+         "proxy CPU ms/req @32": median(cpu_ms[name]), "capacity vs bare (CPU)": median(cpu_ms["bare"]) / median(cpu_ms[name]),
          "p50 ms @1": median(p50[name]), "p50 vs bare": median(p50[name]) / median(p50["bare"]), "RSS MB": rss[name]}
         for name in stacks
     ]
@@ -114,7 +119,9 @@ def main() -> None:
         f"p50 {pct(decisions, 50):.2f} ms, p99 {pct(decisions, 99):.2f} ms"
         + f"\nrouting p50 added vs budget-only hooks: {median(p50['routed']) / median(p50['budget']) - 1:+.1%}; "
         f"router RSS growth (routed - budget): {rss['routed'] - rss['budget']:+.0f} MB"
-        + f"\n{args.rounds} interleaved rounds of {args.requests} requests at 32 clients and 100 at 1 client per proxy."
+        + f"\n{args.rounds} interleaved rounds of {args.requests} requests at 32 clients and 100 at 1 client per proxy; medians."
+        + "\nreq/s on this shared 2-core machine drifts by several percent between rounds (the load generator and fake "
+        "provider share the cores); the proxy's CPU time per request is the steadier measure of what the hooks cost."
     )
     print(text)
     write_result("proxy_overhead", text)

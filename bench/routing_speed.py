@@ -1,13 +1,13 @@
 """Routing decision latency (embedding included) and the router's memory cost, one run.
 
-- `Router.adecide` against the real embedding server (subprocess, HTTP, as in the
-  proxy) for a ~200-token prompt, a short question, and a repeated prompt
-  (embedding cache hit); server with the default batch wait (2 ms) and with 0 ms;
-- the embedding alone in-process for the options: how much text is read
-  (full 200-token prompt vs the router's head of it), fp32 vs torch int8 dynamic
-  quantisation;
+- `Router.adecide` as the proxy builds it (the embedder the shipped artifact names:
+  the static MiniLM table, in-process) for a ~200-token prompt, a short question and
+  a repeated prompt (embedding cache hit);
+- side by side, the embedding alone: the static table vs full MiniLM in-process
+  (fp32, 2 threads) vs full MiniLM through the embedding server (HTTP), on the text
+  the router reads;
 - RSS growth of a process (with LiteLLM already imported, like the proxy) that
-  builds the Router and decides once over HTTP, and whether it imported torch.
+  builds the Router and decides, and whether it imported torch.
 
     cd /work/main && nice -n 10 .venv/bin/python -m bench.routing_speed
 """
@@ -113,63 +113,62 @@ async def time_decisions(router, texts: list[str]) -> list[float]:
     return out
 
 
-def router_latency(config: Path, label: str) -> list[dict[str, object]]:
-    from policies.embedder import HttpEmbedder
-    from policies.routing.router import Router
+def proxy_router(config: Path):
+    """The Router exactly as proxy.runtime builds it."""
+    from proxy.runtime import Runtime
     from proxy.settings import load_config
 
-    cfg = load_config(config)
-    router = Router.from_config(cfg, HttpEmbedder(cfg.synqra.backends.embed.url))
+    return Runtime(load_config(config), master_key="bench").router
+
+
+def router_latency(config: Path) -> list[dict[str, object]]:
+    router = proxy_router(config)
+    setup = f"in proxy: {type(router.embedder).__name__}, scorer {router.scorer.name}"
 
     async def run() -> list[dict[str, object]]:
         await time_decisions(router, [f"warm up {i}" for i in range(20)])
         rows = []
-        # A distinct number up front defeats the embedding cache (the head is what gets embedded).
+        # A distinct number up front defeats the embedding cache.
         for name, base in (("200-token prompt", LONG), ("short question", SHORT)):
             ms = await time_decisions(router, [f"{i}. {base}" for i in range(N)])
-            rows.append({"setup": label, "case": name, "p50 ms": pct(ms, 50), "p99 ms": pct(ms, 99)})
+            rows.append({"setup": setup, "case": name, "p50 ms": pct(ms, 50), "p99 ms": pct(ms, 99)})
         ms = await time_decisions(router, [LONG] * N)
-        rows.append({"setup": label, "case": "200-token prompt, cache hit", "p50 ms": pct(ms, 50), "p99 ms": pct(ms, 99)})
+        rows.append({"setup": setup, "case": "200-token prompt, cache hit", "p50 ms": pct(ms, 50), "p99 ms": pct(ms, 99)})
         return rows
 
     return asyncio.run(run())
 
 
-def encoder_options() -> list[dict[str, object]]:
-    """The embedding alone, in-process, 2 threads: what to read and which runtime."""
-    import torch
-
-    from local_backends.embedding_server import Encoder
+def embedding_options(embed_url: str) -> list[dict[str, object]]:
+    """The embedding alone, on the text the router reads, for each way to get it (interleaved)."""
+    from policies.embedder import HttpEmbedder, InProcessEmbedder
     from policies.routing.features import embed_text, request_text
     from policies.routing.scorer import load_artifact
+    from policies.static_embedder import StaticEmbedder
 
     max_chars = load_artifact().max_chars
-    rt = request_text({"messages": [{"role": "user", "content": LONG}]})
     texts = {
-        "full 200-token prompt": LONG,
-        f"head {max_chars} chars (shipped)": embed_text(rt, max_chars),
-        "head 128 chars": embed_text(rt, 128),
+        f"200-token prompt (first {max_chars} chars)": embed_text(request_text({"messages": [{"role": "user", "content": LONG}]}), max_chars),
         "short question": SHORT,
     }
-    enc = Encoder(None, 2)
-    q_enc = Encoder(None, 2)
-    q_enc.model = torch.ao.quantization.quantize_dynamic(q_enc.model, {torch.nn.Linear}, dtype=torch.qint8)
-    ref = enc.encode([LONG])[0][0]
-    q = q_enc.encode([LONG])[0][0]
-    cos = float(ref @ q / ((ref @ ref) ** 0.5 * (q @ q) ** 0.5))
+    ways = {
+        "static table, in-process (shipped)": StaticEmbedder.default(),
+        "full MiniLM fp32, in-process, 2 threads": InProcessEmbedder(n_threads=2),
+        "full MiniLM, embedding server (HTTP)": HttpEmbedder(embed_url),
+    }
     rows = []
-    for runtime, e in (("fp32", enc), ("int8 dynamic", q_enc)):
-        for name, text in texts.items():
-            for _ in range(10):
-                e.encode([text])
-            ms = []
-            for _ in range(N // 2):
+    for name, text in texts.items():
+        ms: dict[str, list[float]] = {w: [] for w in ways}
+        for i in range(N // 2 + 10):
+            for w, e in ways.items():
                 t0 = time.perf_counter()
-                e.encode([text])
-                ms.append((time.perf_counter() - t0) * 1000)
-            tokens = enc.encode([text])[1][0]
-            rows.append({"runtime": runtime, "text": name, "tokens": tokens, "p50 ms": pct(ms, 50), "p99 ms": pct(ms, 99)})
-    rows.append({"runtime": "int8 vs fp32 cosine (full prompt)", "text": "", "tokens": "", "p50 ms": cos, "p99 ms": ""})
+                e.embed([f"{i} {text}"])
+                if i >= 10:  # warm-up
+                    ms[w].append((time.perf_counter() - t0) * 1000)
+        base = pct(ms["static table, in-process (shipped)"], 50)
+        for w in ways:
+            rows.append({"text": name, "embedding": w, "p50 ms": pct(ms[w], 50), "p99 ms": pct(ms[w], 99),
+                         "p50 vs static": pct(ms[w], 50) / base})
     return rows
 
 
@@ -178,14 +177,12 @@ import os, sys, json, asyncio
 import litellm, proxy.settings
 from bench.measure import rss_mb
 before = rss_mb(os.getpid())
-from policies.embedder import HttpEmbedder
-from policies.routing.router import Router
-cfg = proxy.settings.load_config(sys.argv[1])
-r = Router.from_config(cfg, HttpEmbedder(cfg.synqra.backends.embed.url))
+from proxy.runtime import Runtime
+r = Runtime(proxy.settings.load_config(sys.argv[1]), master_key="bench").router
 for i in range(50):
     asyncio.run(r.adecide({"messages": [{"role": "user", "content": f"{i} what is your pricing?"}]}))
 print(json.dumps({"before": before, "after": rss_mb(os.getpid()), "torch": "torch" in sys.modules,
-                  "scorer": r.scorer.name}))
+                  "scorer": r.scorer.name, "embedder": type(r.embedder).__name__}))
 """
 
 
@@ -193,32 +190,29 @@ def rss_growth(config: Path) -> dict[str, object]:
     out = subprocess.run([PY, "-c", RSS_PROBE, str(config)], cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     return {"RSS before router MB": r["before"], "after MB": r["after"], "growth MB": r["after"] - r["before"],
-            "torch imported": r["torch"], "scorer": r["scorer"]}
+            "torch imported": r["torch"], "scorer": r["scorer"], "embedder": r["embedder"]}
 
 
 def main() -> int:
-    rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for wait in (2.0, 0.0):
-            port = free_port()
-            config = write_config(Path(tmp), port, wait)
-            proc = start_server(config, port)
-            try:
-                rows += router_latency(config, f"HTTP server, batch_wait_ms={wait:g}")
-                if wait == 0.0:
-                    mem = rss_growth(config)
-            finally:
-                proc.terminate()
-                proc.wait(10)
-    enc_rows = encoder_options()
+        port = free_port()
+        config = write_config(Path(tmp), port, 0.0)
+        proc = start_server(config, port)
+        try:
+            rows = router_latency(config)
+            emb_rows = embedding_options(f"http://127.0.0.1:{port}")
+            mem = rss_growth(config)
+        finally:
+            proc.terminate()
+            proc.wait(10)
     text = "\n\n".join(
         [
             "# Routing decision speed",
             "Command: `nice -n 10 .venv/bin/python -m bench.routing_speed` (2-core machine, shared CPU).",
-            "## Router.adecide, embedding over HTTP (as in the proxy)",
+            "## Router.adecide as the proxy builds it",
             table(rows),
-            "## Embedding alone, in-process, 2 threads",
-            table(enc_rows),
+            "## The embedding alone, side by side (interleaved per request)",
+            table(emb_rows),
             "## Memory of a process that loads the Router (LiteLLM already imported)",
             table([mem]),
         ]
