@@ -109,6 +109,7 @@ class StaticEmbedder:
     """`embed(texts)` -> L2-normalised float32 rows; thread-safe, no torch."""
 
     name = NAME
+    inline = True  # cheap enough to call on the event loop (policies.routing.router)
     relevance_band = RELEVANCE_BANDS["static"]  # its cosines run higher than full MiniLM's
 
     def __init__(self, table: np.ndarray, tokenizer_file: Path) -> None:

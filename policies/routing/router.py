@@ -256,7 +256,12 @@ class Router:
         emb, note = None, ""
         if self.uses_embedding:
             try:
-                emb = await asyncio.wait_for(self._aembed_one(p.text), self.settings.embed_timeout_s)
+                if getattr(self.embedder, "inline", False):
+                    # In-process and sub-millisecond (the static table): no task, no await, so
+                    # the decision is not stretched by other requests' turns on the event loop.
+                    emb = self._embed_many([p.text])[0]
+                else:
+                    emb = await asyncio.wait_for(self._aembed_one(p.text), self.settings.embed_timeout_s)
             except Exception as e:  # server down, timeout, bad reply: route anyway
                 note = f"embedding unavailable ({type(e).__name__}), structural fallback"
                 log.warning("routing: %s", note)

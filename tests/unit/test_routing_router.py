@@ -160,12 +160,15 @@ def test_corrupt_or_missing_artifact_falls_back(tmp_path: Path, embedder: Embedd
         assert d.features["scorer"] == "heuristic" and d.tier == "local-llama"
 
 
-def test_embedding_failure_routes_with_fallback(router: Router) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["awaited", "inline"])
+def test_embedding_failure_routes_with_fallback(router: Router, inline: bool) -> None:
     class Down:
         def embed(self, texts: list[str]) -> np.ndarray:
             raise ConnectionError("embedding server down")
 
-    r = Router(router.settings, router.tiers, router.scorer, Down())
+    down = Down()
+    down.inline = inline  # type: ignore[attr-defined]  # the static table is called inline, servers are awaited
+    r = Router(router.settings, router.tiers, router.scorer, down)
     d = asyncio.run(r.adecide(user("What is your pricing?")))
     assert d.features["scorer"] == "heuristic" and "embedding unavailable" in d.reason
     assert d.tier == "local-llama"  # the fallback rule uses its own thresholds
