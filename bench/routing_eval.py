@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Data: {summary}. Command: `.venv/bin/python -m bench.routing_eval` "
         f"(embedders {args.embedders}; candidates: max_chars {args.max_chars} for the static embedder, 256 for "
-        f"MiniLM; lam {list(T.GRID_LAM)}; l2_emb {list(T.GRID_L2_EMB)}).",
+        f"MiniLM; lam {list(T.GRID_LAM)}; l2_emb {list(T.GRID_L2_EMB)}; mu {list(T.GRID_MU)}).",
         "Folds: MMLU 5 folds of whole subjects; GSM8K 5 random folds; MT-Bench by category (72 questions, "
         "routed on turn 1, quality = mean judge score of both turns). Ours: nested (hyperparameters chosen "
         "inside each outer training set), scores pooled over the held-out folds.",
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {name} | {f['mmlu']:.3f} | {f['gsm8k']:.3f} |" for name, f in fold_means.items()]
     lines += ["", "Hyperparameters chosen per outer fold:"]
     for name, rows in chosen.items():
-        picks = ", ".join(f"{r['fold']}:{r['max_chars']}/{r['lam']}/{r['l2_emb']}" for r in rows)
-        lines.append(f"- {name} (max_chars/lam/l2_emb): {picks}")
+        picks = ", ".join(f"{r['fold']}:{r['max_chars']}/{r['lam']}/{r['l2_emb']}/{r['mu']}" for r in rows)
+        lines.append(f"- {name} (max_chars/lam/l2_emb/mu): {picks}")
     lines += ["", "Creative/brand rule firing rate (default examples, threshold):"] + [f"- {c}" for c in creative]
     lines += ["", f"Run time {time.perf_counter() - t0:.0f} s."]
     text = "\n".join(lines) + "\n"

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from policies.routing.complexity import litellm_complexity
+
 # Order is part of the artifact format: the trained weights line up with it.
 FEATURE_NAMES: tuple[str, ...] = (
     "log_chars_last_user",
@@ -45,6 +47,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_max_tokens",
     "has_images",
     "log_images",
+    "litellm_complexity",
 )
 
 _CODE_LINE = re.compile(
@@ -222,6 +225,8 @@ def structural_features(request: dict[str, Any], rt: RequestText | None = None) 
         "log_max_tokens": _log(max_tokens or 0),
         "has_images": float(rt.images > 0),
         "log_images": _log(rt.images),
+        # LiteLLM complexity_router's keyword score of the newest turn (a feature and an anchor, see train.py).
+        "litellm_complexity": litellm_complexity(text),
     }
 
 

@@ -13,10 +13,12 @@ Model (one linear score, see scorer.LearnedScorer):
    dropped afterwards, so the weights learn what makes a prompt harder than
    others of its subject, not which subjects (or datasets) were hard;
 2. anchored on prompt length, the one signal that transfers to subjects never
-   seen: s = log(chars) + lam * (ridge prediction)/sd;
+   seen, and on LiteLLM complexity_router's keyword score (complexity.py), whose
+   cues carry across MT-Bench categories and MMLU subjects, where the ridge's
+   per-group intercepts cannot look: s = log(chars) + mu * cx/sd + lam * ridge/sd;
 3. Platt-calibrated (sigmoid(a + b s)) to the label "weak clearly worse", so
    the score is a probability the thresholds can read.
-lam, the embedding's L2 strength and how much of the turn the embedding reads
+lam, mu, the embedding's L2 strength and how much of the turn the embedding reads
 are chosen by cross-validation inside the training folds (nested: the reported
 figures come from held-out folds the choice never saw). Samples weighted so
 each dataset, and each subject within it, counts comparably.
@@ -57,15 +59,20 @@ DATASETS = ("mmlu", "gsm8k", "mt_bench")
 GRID_MAX_CHARS = (256, 1024)
 GRID_LAM = (0.25, 0.5, 1.0, 2.0)
 GRID_L2_EMB = (10.0, 100.0)
+GRID_MU = (0.0, 0.25, 0.5, 1.0, 2.0)
 L2_FEAT = 300.0
 STD_FLOOR = 0.5
 LENGTH_FEATURE = FEATURE_NAMES.index("log_chars_last_user")
+COMPLEXITY_FEATURE = FEATURE_NAMES.index("litellm_complexity")
+# Fixed scale of the complexity anchor (its standard deviation over the training prompts), so mu
+# means the same in every fold, as log characters does for length.
+COMPLEXITY_SCALE = 0.0626
 # Total weight of each dataset relative to MMLU's row count (per-row weights follow).
 DATASET_WEIGHT = {"mmlu": 1.0, "gsm8k": 0.5, "mt_bench": 0.1}
 # Recommended thresholds: score quantiles of the training prompts, so that about
 # half of this (hard, exam-style) mix stays local and the top fifth goes to the strongest tier.
 TIER_QUANTILES = (0.5, 0.8)
-_CODE_FILES = ("features.py", "dataset.py", "scorer.py", "metrics.py", "train.py")
+_CODE_FILES = ("features.py", "complexity.py", "dataset.py", "scorer.py", "metrics.py", "train.py")
 EMBED_CACHE_DIR = Path("/tmp/synqra_routing_embeddings")
 
 
@@ -74,6 +81,10 @@ class Hyper:
     max_chars: int  # head of the newest user turn the embedding reads
     lam: float  # weight of the learned ranker beside prompt length (both in standard deviations)
     l2_emb: float  # ridge penalty on the embedding weights
+    mu: float = 0.0  # weight of LiteLLM's complexity score beside length (in its standard deviations)
+
+    def anchored(self, length: np.ndarray, complexity: np.ndarray, learned: np.ndarray) -> np.ndarray:
+        return length + self.mu * complexity + self.lam * learned
 
 
 @dataclass
@@ -199,11 +210,15 @@ class Ranker:
     pred_mean: float
     pred_std: float
 
-    def parts(self, emb: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(length term, standardised ridge prediction) for rows."""
+    def parts(self, emb: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(length term, complexity term, standardised ridge prediction) for rows."""
         pred = ((feats - self.mean) / self.std) @ self.c_feat + emb @ self.c_emb
-        # Length on a fixed scale (log characters): a fold-dependent scale would shift the anchor between folds.
-        return feats[:, LENGTH_FEATURE], (pred - self.pred_mean) / self.pred_std
+        # Anchors on fixed scales (log characters, COMPLEXITY_SCALE): a fold-dependent scale would shift them.
+        return (
+            feats[:, LENGTH_FEATURE],
+            feats[:, COMPLEXITY_FEATURE] / COMPLEXITY_SCALE,
+            (pred - self.pred_mean) / self.pred_std,
+        )
 
 
 def fit_ranker(m: Matrices, idx: np.ndarray, max_chars: int, l2_emb: float) -> Ranker:
@@ -229,14 +244,17 @@ def fit_ranker(m: Matrices, idx: np.ndarray, max_chars: int, l2_emb: float) -> R
 
 
 def fit(m: Matrices, idx: np.ndarray, hp: Hyper, embedder: str, ranker: Ranker | None = None) -> LearnedScorer:
-    """Ranker + length anchor + Platt calibration, folded into one linear scorer."""
+    """Ranker + length and complexity anchors + Platt calibration, folded into one linear scorer."""
     r = ranker or fit_ranker(m, idx, hp.max_chars, hp.l2_emb)
-    length, learned = r.parts(m.embs[hp.max_chars][idx], m.feats[idx])
-    a, b = platt(length + hp.lam * learned, m.label[idx], m.weight[idx], m.dataset[idx])
-    # b * (x_len + lam * (((x - mean)/std) c_feat + e c_emb - pred_mean) / pred_std) + a, as weights:
+    s = hp.anchored(*r.parts(m.embs[hp.max_chars][idx], m.feats[idx]))
+    a, b = platt(s, m.label[idx], m.weight[idx], m.dataset[idx])
+    # b * (x_len + mu x_cx / scale + lam * (((x - mean)/std) c_feat + e c_emb - pred_mean) / pred_std) + a,
+    # as weights on the standardised features ((x - mean)/std):
     w_feat = b * hp.lam * r.c_feat / r.pred_std
     w_feat[LENGTH_FEATURE] += b * r.std[LENGTH_FEATURE]
-    bias = a + b * (r.mean[LENGTH_FEATURE] - hp.lam * r.pred_mean / r.pred_std)
+    w_feat[COMPLEXITY_FEATURE] += b * hp.mu * r.std[COMPLEXITY_FEATURE] / COMPLEXITY_SCALE
+    cx_mean = hp.mu * r.mean[COMPLEXITY_FEATURE] / COMPLEXITY_SCALE
+    bias = a + b * (r.mean[LENGTH_FEATURE] + cx_mean - hp.lam * r.pred_mean / r.pred_std)
     return LearnedScorer(
         w_emb=(b * hp.lam * r.c_emb / r.pred_std).astype(np.float32),
         w_feat=w_feat.astype(np.float32),
@@ -250,23 +268,25 @@ def fit(m: Matrices, idx: np.ndarray, hp: Hyper, embedder: str, ranker: Ranker |
 
 
 def grid(max_chars: tuple[int, ...]) -> list[Hyper]:
-    return [Hyper(mc, lam, l2) for mc, l2, lam in itertools.product(max_chars, GRID_L2_EMB, GRID_LAM)]
+    combos = itertools.product(max_chars, GRID_L2_EMB, GRID_LAM, GRID_MU)
+    return [Hyper(mc, lam, l2, mu) for mc, l2, lam, mu in combos]
 
 
 def cv_scores(m: Matrices, idx: np.ndarray, hps: list[Hyper]) -> dict[Hyper, np.ndarray]:
-    """Out-of-fold ranking score (length + lam * ridge) of rows idx for every candidate, folds within idx.
+    """Out-of-fold ranking score (length + mu * complexity + lam * ridge) of rows idx for every
+    candidate, folds within idx.
 
-    Ranking only (APGR is invariant to the monotone calibration), so one ridge fit serves every lam.
+    Ranking only (APGR is invariant to the monotone calibration), so one ridge fit serves every lam and mu.
     """
     out = {hp: np.full(len(m.examples), np.nan) for hp in hps}
     for _, test in folds(m.examples, within=idx):
         train = np.setdiff1d(idx, test)
         for mc, l2 in {(hp.max_chars, hp.l2_emb) for hp in hps}:
             r = fit_ranker(m, train, mc, l2)
-            length, learned = r.parts(m.embs[mc][test], m.feats[test])
+            parts = r.parts(m.embs[mc][test], m.feats[test])
             for hp in hps:
                 if (hp.max_chars, hp.l2_emb) == (mc, l2):
-                    out[hp][test] = length + hp.lam * learned
+                    out[hp][test] = hp.anchored(*parts)
     return out
 
 
@@ -276,8 +296,8 @@ def select(m: Matrices, idx: np.ndarray, hps: list[Hyper]) -> tuple[Hyper, dict[
     for hp, s in cv_scores(m, idx, hps).items():
         figs = metrics_by_dataset(m.examples, s, idx)
         results[hp] = float(np.mean([f["apgr"] for f in figs.values()]))
-    best = max(hps, key=lambda hp: (results[hp], -hp.lam))  # ties: the smaller departure from length
-    return best, {f"{hp.max_chars}/{hp.lam}/{hp.l2_emb}": round(v, 4) for hp, v in results.items()}
+    best = max(hps, key=lambda hp: (results[hp], -hp.lam, -hp.mu))  # ties: the smaller departure from length
+    return best, {f"{hp.max_chars}/{hp.lam}/{hp.l2_emb}/{hp.mu}": round(v, 4) for hp, v in results.items()}
 
 
 def leave_out_groups(examples: list[Example], seed: int = SEED) -> np.ndarray:
@@ -404,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         "format_version": FORMAT_VERSION,
         "artifact": args.out.name,
         "artifact_sha256": sha256_file(args.out),
-        "model": "sigmoid(a + b (log chars + lam * ridge(quality gap ~ structural features + embedding))), "
-        "stored as one linear model",
+        "model": "sigmoid(a + b (log chars + mu * litellm_complexity / sd + lam * ridge(quality gap ~ "
+        "structural features + embedding))), stored as one linear model",
         "embedder": args.embedder,
         "embedding_model": EMBEDDING_MODEL[args.embedder],
         "embedding_dims": model.dims,
@@ -414,7 +434,13 @@ def main(argv: list[str] | None = None) -> int:
         "hyperparameters": {
             **asdict(hp),
             "l2_feat": L2_FEAT,
-            "grid": {"max_chars": list(args.max_chars), "lam": list(GRID_LAM), "l2_emb": list(GRID_L2_EMB)},
+            "grid": {
+                "max_chars": list(args.max_chars),
+                "lam": list(GRID_LAM),
+                "l2_emb": list(GRID_L2_EMB),
+                "mu": list(GRID_MU),
+            },
+            "complexity_scale": COMPLEXITY_SCALE,
             "cv_mean_apgr": cv_table,
             "dataset_weight": DATASET_WEIGHT,
             "seed": SEED,

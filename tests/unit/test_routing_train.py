@@ -72,12 +72,13 @@ def test_platt_slope_is_within_groups_and_never_negative() -> None:
 def test_fit_folds_the_combination_into_one_linear_scorer() -> None:
     m = synthetic()
     idx = np.arange(len(m.examples))
-    hp = T.Hyper(64, 0.7, 10.0)
+    hp = T.Hyper(64, 0.7, 10.0, mu=0.5)
     ranker = T.fit_ranker(m, idx, hp.max_chars, hp.l2_emb)
     scorer = T.fit(m, idx, hp, "test-embedder", ranker)
-    length, learned = ranker.parts(m.embs[64], m.feats)
-    a, b = T.platt(length + hp.lam * learned, m.label, m.weight, m.dataset)
-    assert scorer.score(m.embs[64], m.feats) == pytest.approx(sigmoid(a + b * (length + hp.lam * learned)), abs=1e-5)
+    length, complexity, learned = ranker.parts(m.embs[64], m.feats)
+    s = length + hp.mu * complexity + hp.lam * learned
+    a, b = T.platt(s, m.label, m.weight, m.dataset)
+    assert scorer.score(m.embs[64], m.feats) == pytest.approx(sigmoid(a + b * s), abs=1e-5)
     assert scorer.w_feat[T.LENGTH_FEATURE] > 0 and scorer.embedder == "test-embedder" and scorer.dims == 8
     with pytest.raises(ValueError, match="dimensions"):
         scorer.score(np.zeros((1, 9), np.float32), m.feats[:1])

@@ -1,0 +1,107 @@
+"""LiteLLM complexity_router's default weighted score, computed in microseconds.
+
+The router uses it as one structural feature and as a second anchor beside
+prompt length (train.py): its keyword cues (code, reasoning, technical, simple
+questions) carry over between MT-Bench categories and MMLU subjects.
+
+`ComplexityRouter.classify()` tests each of its ~120 keywords with its own regex
+(about 1 ms p50, several ms for long prompts). Every default single-word keyword
+is a plain run of word characters, and `\\bkw\\b` matches exactly when kw is one
+of the text's `\\w+` tokens, so one tokenisation and a set intersection give the
+same counts. Keyword lists, weights and bands are LiteLLM's own defaults
+(imported, not copied); tests/unit/test_routing_complexity.py checks the score
+equals `classify()`'s.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from proxy.offline import apply_offline_env
+
+apply_offline_env()  # importing litellm must not try to download its price map
+
+from litellm.router_strategy.complexity_router.config import (  # noqa: E402
+    DEFAULT_CODE_KEYWORDS,
+    DEFAULT_DIMENSION_WEIGHTS,
+    DEFAULT_REASONING_KEYWORDS,
+    DEFAULT_SIMPLE_KEYWORDS,
+    DEFAULT_TECHNICAL_KEYWORDS,
+    DEFAULT_TOKEN_THRESHOLDS,
+)
+
+_WORD = re.compile(r"\w+")
+# LiteLLM matches keywords with CJK characters (or spaces) as plain substrings.
+_CJK = re.compile(
+    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9d\U00020000-\U0003ffff]"
+)
+# LiteLLM's multi-step patterns, except "first.*?then" (see _first_then).
+_STEPS = re.compile(r"step\s*\d|\d+\.\s|[a-z]\)\s")
+
+
+@dataclass(frozen=True)
+class _Keywords:
+    words: frozenset[str]  # plain words: whole \w+ tokens
+    phrases: tuple[str, ...]  # substring matches
+    others: tuple[re.Pattern[str], ...]  # single keywords with non-word characters: LiteLLM's \b regex
+
+    @classmethod
+    def of(cls, keywords: list[str]) -> _Keywords:
+        kws = list(dict.fromkeys(k.lower() for k in keywords))
+        phrases = tuple(k for k in kws if " " in k or _CJK.search(k))
+        single = [k for k in kws if k not in phrases]
+        words = frozenset(k for k in single if _WORD.fullmatch(k))
+        others = tuple(re.compile(r"\b" + re.escape(k) + r"\b") for k in single if k not in words)
+        return cls(words, phrases, others)
+
+    def count(self, tokens: set[str], text: str) -> int:
+        return (
+            len(self.words & tokens)
+            + sum(1 for p in self.phrases if p in text)
+            + sum(1 for rx in self.others if rx.search(text))
+        )
+
+
+_CODE = _Keywords.of(DEFAULT_CODE_KEYWORDS)
+_REASONING = _Keywords.of(DEFAULT_REASONING_KEYWORDS)
+_TECHNICAL = _Keywords.of(DEFAULT_TECHNICAL_KEYWORDS)
+_SIMPLE = _Keywords.of(DEFAULT_SIMPLE_KEYWORDS)
+
+
+def _band(matches: int, low: int, high: int, scores: tuple[float, float, float]) -> float:
+    """LiteLLM's keyword dimension: (none, low, high) score by match count."""
+    return scores[0] if matches < low else scores[2] if matches >= high else scores[1]
+
+
+def _first_then(text: str) -> bool:
+    """re.search("first.*?then") without its quadratic worst case ('.' stops at newlines)."""
+    for line in text.split("\n"):
+        i = line.find("first")
+        if i >= 0 and line.find("then", i + 5) >= 0:
+            return True
+    return False
+
+
+def litellm_complexity(prompt: str) -> float:
+    """The weighted score `ComplexityRouter.classify(prompt)[1]` gives with LiteLLM's default config.
+
+    About -0.3 (short greeting) to 0.9 (long, code-heavy reasoning request).
+    """
+    text = prompt.lower()
+    tokens = set(_WORD.findall(text))
+    n_tokens = len(prompt) // 4  # LiteLLM's estimate
+    token_score = (
+        -1.0
+        if n_tokens < DEFAULT_TOKEN_THRESHOLDS.get("simple", 15)
+        else 1.0 if n_tokens > DEFAULT_TOKEN_THRESHOLDS.get("complex", 400) else 0.0
+    )
+    dims = {
+        "tokenCount": token_score,
+        "codePresence": _band(_CODE.count(tokens, text), 1, 2, (0.0, 0.5, 1.0)),
+        "reasoningMarkers": _band(_REASONING.count(tokens, text), 1, 2, (0.0, 0.7, 1.0)),
+        "technicalTerms": _band(_TECHNICAL.count(tokens, text), 2, 4, (0.0, 0.5, 1.0)),
+        "simpleIndicators": _band(_SIMPLE.count(tokens, text), 1, 2, (0.0, -1.0, -1.0)),
+        "multiStepPatterns": 0.5 if _STEPS.search(text) or _first_then(text) else 0.0,
+        "questionComplexity": 0.5 if prompt.count("?") > 3 else 0.0,
+    }
+    return sum(score * DEFAULT_DIMENSION_WEIGHTS.get(name, 0.0) for name, score in dims.items())
