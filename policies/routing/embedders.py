@@ -6,34 +6,20 @@ Train and serve must embed alike: the artifact stores the embedder's name, and
 """
 from __future__ import annotations
 
-from typing import Callable
-
-from policies.embedder import Embedder
+from policies.embedder import Embedder, make_embedder
 from policies.static_embedder import NAME as STATIC  # numpy-only, ~1 ms; the name changes with its recipe
 MINILM = "all-MiniLM-L6-v2"  # the full transformer (sentence-transformers / the embedding server)
 
-
-def _static() -> Embedder:
-    from policies.static_embedder import StaticEmbedder
-
-    return StaticEmbedder.default()
-
-
-def _minilm() -> Embedder:
-    from policies.embedder import InProcessEmbedder
-
-    return InProcessEmbedder(batch_size=64)
-
-
-_FACTORIES: dict[str, Callable[[], Embedder]] = {STATIC: _static, MINILM: _minilm}
+_KINDS = {STATIC: "static", MINILM: "minilm"}  # artifact name -> policies.embedder.make_embedder kind
 
 
 def embedder_for(name: str) -> Embedder:
     """An in-process embedder producing the vectors an artifact trained on `name` expects."""
     try:
-        return _FACTORIES[name]()
+        kind = _KINDS[name]
     except KeyError:
-        raise ValueError(f"unknown embedder {name!r}; known: {sorted(_FACTORIES)}") from None
+        raise ValueError(f"unknown embedder {name!r}; known: {sorted(_KINDS)}") from None
+    return make_embedder(kind)
 
 
 def embedder_name(embedder: object) -> str | None:
