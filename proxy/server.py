@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 
+from proxy.import_guards import block_unavailable_otel_imports
 from proxy.master_key import resolve_master_key
 from proxy.offline import apply_offline_env
 from proxy.runtime import get_runtime, init_runtime
@@ -21,6 +22,7 @@ from proxy.settings import AppConfig, load_config
 
 def build_app(cfg: AppConfig, master_key: str):  # -> fastapi.FastAPI (litellm's app)
     apply_offline_env()
+    block_unavailable_otel_imports()
     os.environ["CONFIG_FILE_PATH"] = str(cfg.path)
     os.environ["LITELLM_MASTER_KEY"] = master_key
     init_runtime(cfg, master_key)

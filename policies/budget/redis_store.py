@@ -15,12 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome
+from policies.budget.redis_pipeline import ScriptPipeline
 from policies.budget.store import StoreUnavailable
 
 # Shared by the scripts: drop reservations expired before ARGV-given `now`.
@@ -124,6 +126,11 @@ class RedisStore:
         self._settle = self._r.register_script(_SETTLE)
         self._release = self._r.register_script(_RELEASE)
         self._expire = self._r.register_script(_EXPIRE_ONLY)
+        # Reserve, settle and release are on every paid request's path: coalesce them.
+        self._pipeline = ScriptPipeline(self._r)
+
+    async def _script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        return await self._call(self._pipeline.run(script.sha, script.script, keys, args))
 
     def _keys(self, month: str) -> list[str]:
         base = f"{self.prefix}:{month}"
@@ -143,8 +150,8 @@ class RedisStore:
     async def reserve(
         self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float
     ) -> ReserveOutcome:
-        code, committed, reserved = await self._call(
-            self._reserve(keys=self._keys(month), args=[request_id, amount_nano, stop_nano, repr(expires_at), repr(now)])
+        code, committed, reserved = await self._script(
+            self._reserve, self._keys(month), [request_id, amount_nano, stop_nano, repr(expires_at), repr(now)]
         )
         return ReserveOutcome(code == 1, int(committed), int(reserved), duplicate=code == 2)
 
@@ -158,11 +165,11 @@ class RedisStore:
             record.prompt_tokens,
             record.completion_tokens,
         ]
-        inserted, committed, reserved = await self._call(self._settle(keys=self._keys(record.month), args=args))
+        inserted, committed, reserved = await self._script(self._settle, self._keys(record.month), args)
         return SettleOutcome(inserted == 1, int(committed), int(reserved))
 
     async def release(self, month: str, request_id: str) -> None:
-        await self._call(self._release(keys=self._keys(month)[:3], args=[request_id]))
+        await self._script(self._release, self._keys(month)[:3], [request_id])
 
     async def expire(self, month: str, now: float) -> int:
         return int(await self._call(self._expire(keys=self._keys(month)[:3], args=[repr(now)])))
@@ -186,4 +193,5 @@ class RedisStore:
         await self._call(self._r.ping())
 
     async def close(self) -> None:
+        await self._pipeline.aclose()
         await self._r.aclose(close_connection_pool=True)

@@ -4,7 +4,9 @@ Check-and-reserve runs inside BEGIN IMMEDIATE, which takes SQLite's write lock
 up front, so no other connection can slip a reservation in between the check
 and the insert. Month totals are kept by a trigger on the ledger, so they can
 never disagree with it. All calls run on one dedicated thread per store: the
-event loop never blocks on the file lock or an fsync.
+event loop never blocks on the file lock or an fsync. Writes that arrive while one
+is running share the next transaction (policies.budget.coalesce), each in its own
+savepoint.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from policies.budget.coalesce import Coalescer
 from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome
 from policies.budget.store import StoreUnavailable
 
@@ -67,6 +70,7 @@ class SqliteStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synqra-budget-sqlite")
+        self._writes: Coalescer[Callable[[sqlite3.Connection], Any], Any] = Coalescer(self._send_writes)
 
     # -- plumbing ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -98,23 +102,44 @@ class SqliteStore:
                     raise
                 time.sleep(0.01)
 
-    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `body` in one write transaction (BEGIN IMMEDIATE: the lock is taken before any read)."""
+    def _tx_batch(self, bodies: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        """Run each body in one write transaction (BEGIN IMMEDIATE: the lock is taken before any
+        read), each inside its own savepoint: a body that fails is undone alone, and its
+        error (StoreUnavailable for SQLite errors) is its result. Nothing is visible
+        to any caller before the COMMIT."""
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
+        out: list[Any] = []
         try:
-            out = body(conn)
+            for body in bodies:
+                conn.execute("SAVEPOINT op")
+                try:
+                    out.append(body(conn))
+                except Exception as e:
+                    conn.execute("ROLLBACK TO op")
+                    out.append(self._unavailable(e) if isinstance(e, sqlite3.Error) else e)
+                conn.execute("RELEASE op")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return out
 
+    async def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `body` in a write transaction; concurrent writes share one thread hop and one commit."""
+        return await self._writes.run(body)
+
+    async def _send_writes(self, bodies: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        return await self._run(self._tx_batch, bodies)
+
+    def _unavailable(self, e: sqlite3.Error) -> StoreUnavailable:
+        return StoreUnavailable(f"budget store sqlite:{self.path} failed: {e}")
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         except sqlite3.Error as e:
-            raise StoreUnavailable(f"budget store sqlite:{self.path} failed: {e}") from e
+            raise self._unavailable(e) from e
 
     @staticmethod
     def _spend(conn: sqlite3.Connection, month: str) -> tuple[int, int]:
@@ -146,7 +171,7 @@ class SqliteStore:
             conn.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)", (request_id, month, amount_nano, expires_at))
             return ReserveOutcome(True, committed, reserved + amount_nano)
 
-        return await self._run(self._tx, body)
+        return await self._tx(body)
 
     async def settle(self, record: LedgerRecord) -> SettleOutcome:
         values = tuple(int(v) if isinstance(v, bool) else v for v in (getattr(record, c) for c in _COLUMNS))
@@ -159,15 +184,13 @@ class SqliteStore:
             committed, reserved = self._spend(conn, record.month)
             return SettleOutcome(bool(inserted), committed, reserved)
 
-        return await self._run(self._tx, body)
+        return await self._tx(body)
 
     async def release(self, month: str, request_id: str) -> None:
-        await self._run(
-            self._tx, lambda conn: conn.execute("DELETE FROM reservations WHERE request_id = ?", (request_id,))
-        )
+        await self._tx(lambda conn: conn.execute("DELETE FROM reservations WHERE request_id = ?", (request_id,)).rowcount)
 
     async def expire(self, month: str, now: float) -> int:
-        return await self._run(self._tx, lambda conn: self._expire(conn, month, now))
+        return await self._tx(lambda conn: self._expire(conn, month, now))
 
     async def totals(self, month: str) -> MonthTotals:
         def read() -> MonthTotals:
@@ -187,10 +210,8 @@ class SqliteStore:
         return await self._run(read)
 
     async def mark_alert(self, month: str, level: str, now: float) -> bool:
-        return await self._run(
-            self._tx,
-            lambda conn: conn.execute("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)", (month, level, now)).rowcount
-            == 1,
+        return await self._tx(
+            lambda conn: conn.execute("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)", (month, level, now)).rowcount == 1
         )
 
     async def records(self, month: str) -> list[LedgerRecord]:
@@ -211,6 +232,8 @@ class SqliteStore:
         await self._run(lambda: self._connect().execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
+        await self._writes.aclose()
+
         def shut() -> None:
             if self._conn is not None:
                 self._conn.close()

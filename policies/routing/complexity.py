@@ -35,15 +35,17 @@ _WORD = re.compile(r"\w+")
 _CJK = re.compile(
     "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9d\U00020000-\U0003ffff]"
 )
-# LiteLLM's multi-step patterns, except "first.*?then" (see _first_then).
-_STEPS = re.compile(r"step\s*\d|\d+\.\s|[a-z]\)\s")
+# LiteLLM's multi-step patterns, except "first.*?then" (see _first_then): r"step\s*\d|\d+\.\s|[a-z]\)\s",
+# searched one alternative at a time, each only if its literal part occurs ("\d+\.\s" occurs
+# exactly when "\d\.\s" does): one regex with the three alternatives tries all three at every character.
+_STEPS = (("step", re.compile(r"step\s*\d")), (".", re.compile(r"\d\.\s")), (")", re.compile(r"[a-z]\)\s")))
 
 
 @dataclass(frozen=True)
 class _Keywords:
     words: frozenset[str]  # plain words: whole \w+ tokens
     phrases: tuple[str, ...]  # substring matches
-    others: tuple[re.Pattern[str], ...]  # single keywords with non-word characters: LiteLLM's \b regex
+    others: tuple[tuple[str, re.Pattern[str]], ...]  # keywords with non-word characters: LiteLLM's \b regex
 
     @classmethod
     def of(cls, keywords: list[str]) -> _Keywords:
@@ -51,14 +53,14 @@ class _Keywords:
         phrases = tuple(k for k in kws if " " in k or _CJK.search(k))
         single = [k for k in kws if k not in phrases]
         words = frozenset(k for k in single if _WORD.fullmatch(k))
-        others = tuple(re.compile(r"\b" + re.escape(k) + r"\b") for k in single if k not in words)
+        others = tuple((k, re.compile(r"\b" + re.escape(k) + r"\b")) for k in single if k not in words)
         return cls(words, phrases, others)
 
     def count(self, tokens: set[str], text: str) -> int:
         return (
             len(self.words & tokens)
             + sum(1 for p in self.phrases if p in text)
-            + sum(1 for rx in self.others if rx.search(text))
+            + sum(1 for k, rx in self.others if k in text and rx.search(text))  # substring test first: cheap
         )
 
 
@@ -82,6 +84,10 @@ def _first_then(text: str) -> bool:
     return False
 
 
+def _multi_step(text: str) -> bool:
+    return any(cue in text and rx.search(text) for cue, rx in _STEPS) or _first_then(text)
+
+
 def litellm_complexity(prompt: str) -> float:
     """The weighted score `ComplexityRouter.classify(prompt)[1]` gives with LiteLLM's default config.
 
@@ -101,7 +107,7 @@ def litellm_complexity(prompt: str) -> float:
         "reasoningMarkers": _band(_REASONING.count(tokens, text), 1, 2, (0.0, 0.7, 1.0)),
         "technicalTerms": _band(_TECHNICAL.count(tokens, text), 2, 4, (0.0, 0.5, 1.0)),
         "simpleIndicators": _band(_SIMPLE.count(tokens, text), 1, 2, (0.0, -1.0, -1.0)),
-        "multiStepPatterns": 0.5 if _STEPS.search(text) or _first_then(text) else 0.0,
+        "multiStepPatterns": 0.5 if _multi_step(text) else 0.0,
         "questionComplexity": 0.5 if prompt.count("?") > 3 else 0.0,
     }
     return sum(score * DEFAULT_DIMENSION_WEIGHTS.get(name, 0.0) for name, score in dims.items())

@@ -21,6 +21,8 @@ PROMPTS = [
     "The capital of a terrorism-free nation is not an API error",  # 'api'/'error' must not match inside words
     "node.js, Node and nodes; java/javascript; pull request #12; what's up",
     "Déjà vu: l'algorithme optimise la requête. 我需要开发票 what is this?",
+    "1.5 is a number; 3.\tx and 12.",  # '\\d+\\.\\s' needs whitespace after the dot
+    "ab.c) d, b)x, steps 9 and Step  4",  # '[a-z]\\)\\s' and 'step\\s*\\d' (one alternative each)
     "x " * 900,  # long: tokenCount dimension
     "",
 ]

@@ -11,7 +11,7 @@ from local_backends.model_files import resolve_embedding_model
 from policies.embedder import RELEVANCE_BANDS, InProcessEmbedder, make_embedder
 from policies.quality.config import QualitySettings
 from policies.quality.scorer import QualityScorer
-from policies.static_embedder import DIMS, NAME, StaticEmbedder, sif_weights, table_path
+from policies.static_embedder import DIMS, MAX_TOKENS, NAME, ChunkCachedTokenizer, StaticEmbedder, sif_weights, table_path
 
 QUESTIONS = [
     "How do I reset my password?",
@@ -81,3 +81,40 @@ def test_quality_relevance_uses_the_static_band(static: StaticEmbedder) -> None:
     on = asyncio.run(scorer.ascore(req, "A vaccine shows the body a harmless piece of a germ so it learns to make antibodies.", "stop", None))
     off = asyncio.run(scorer.ascore(req, "Our store opens at nine and parking is free on weekends.", "stop", None))
     assert on.signals["relevance"] > off.signals["relevance"] and off.signals["relevance"] < 1
+
+
+TRICKY = [
+    *QUESTIONS,
+    *ANSWERS,
+    "Café naïve coöperate — résumé, ¿qué?  déjà-vu!!",
+    "def f(x):\n\treturn {'a': [1, 2.5e-3]}  # comment\r\nprint(f(3))",
+    "中文字符和English混合,日本語もテスト。",
+    "emoji 🚀🔥 and\u00a0non-breaking\u2003em space, zero\u200bwidth",
+    "control\x1cchars\x07 and a trailing tab\t",
+    "   leading and trailing spaces   ",
+    "URL https://example.com/a?b=c&d=e#frag and e-mail a.b@c.org",
+    "supercalifragilisticexpialidocious antidisestablishmentarianism " * 3,
+    "",
+]
+
+
+def test_chunk_cache_gives_the_tokenizers_exact_ids(static: StaticEmbedder) -> None:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(resolve_embedding_model(None) / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    cached = ChunkCachedTokenizer(tok)
+    for _ in range(2):  # first pass fills the cache, the second reads it
+        for text in TRICKY:
+            assert cached.ids(text, 10_000) == tok.encode(text, add_special_tokens=False).ids, text
+    long = " ".join(TRICKY) * 20
+    assert cached.ids(long, MAX_TOKENS) == tok.encode(long, add_special_tokens=False).ids[:MAX_TOKENS]
+
+
+def test_chunk_cache_is_bounded() -> None:
+    from tokenizers import Tokenizer
+
+    cached = ChunkCachedTokenizer(Tokenizer.from_file(str(resolve_embedding_model(None) / "tokenizer.json")), max_entries=5)
+    cached.ids(" ".join(f"word{i}" for i in range(50)), 10_000)
+    assert len(cached._ids) <= 5
