@@ -3,7 +3,8 @@
 Set once by `proxy.server` before LiteLLM starts. The hook module is loaded by
 LiteLLM from a file path (a separate module object), so state lives here, in a
 normally imported module that the hooks and the extra endpoints both reach.
-Policy objects are built on first use, inside the proxy's event loop.
+Policy objects are built on first use, inside the proxy's event loop
+(`warm_up()` does that at start-up).
 """
 from __future__ import annotations
 
@@ -72,6 +73,21 @@ class Runtime:
         from proxy.quality_gate import QualityGate
 
         return QualityGate(self)
+
+    async def warm_up(self) -> None:
+        """At start-up, before the first request: build the policy objects, load the router's
+        embedding table (hashing the model file for its cache key takes ~0.2 s) and run one
+        decision, so the first routed request does not pay for it. Failures are logged
+        here and met again (and handled) by the request that needs the object."""
+        import logging
+
+        log = logging.getLogger("synqra.runtime")
+        try:
+            self.router.decide({"messages": [{"role": "user", "content": "warm-up"}]})  # nothing else runs yet
+            self.quality  # noqa: B018  # built for its side effect
+            await self.budget.start()
+        except Exception:
+            log.exception("warm-up failed; the first request will retry what failed")
 
     async def aclose(self) -> None:
         """At shutdown: let each policy object that was built finish its background work."""

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve() -> None:
         try:
+            await get_runtime().warm_up()
             await server.serve()
         finally:
             # Flush ledger records queued during a store outage and deliver pending alerts.
