@@ -7,7 +7,8 @@ Three proxies side by side (same machine, same fake provider, rounds interleaved
 - routed:  synqra hooks, model "auto" (routing decision with a real embedding call + budget).
 Prompts are ~200 tokens and unique per request (no embedding-cache hits).
 
-Reports requests/s at 32 concurrent clients, p50 latency at 1 client, the routing
+Reports requests/s at 32 concurrent clients, p50 latency at 1 client (also with single
+requests interleaved across the proxies, the fairest side-by-side read), the routing
 decision time measured inside the proxy (x-synqra-route-ms), and proxy RSS.
 
 Run: .venv/bin/python -m bench.proxy_overhead [--requests 600] [--rounds 3]
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +36,25 @@ FILLER = "Our customer asked about the invoice for the last quarter and the ship
 
 def prompt(i: int) -> str:
     return (FILLER.format(i=i) * 9) + f"Can you summarise what happened with order {i}?"  # ~200 tokens
+
+
+async def interleaved_latency(stacks: dict[str, RunningStack], model: dict[str, str], n: int, offset: int) -> dict[str, list[float]]:
+    """Latency at 1 client, one request to each proxy in turn (order shuffled every turn), so drift
+    on this shared machine hits every proxy alike instead of whichever ran during a slow spell."""
+    lat: dict[str, list[float]] = {name: [] for name in stacks}
+    order = list(stacks)
+    rng = random.Random(0)
+    async with aiohttp.ClientSession() as session:
+        for i in range(n):
+            rng.shuffle(order)
+            for name in order:
+                body = {"model": model[name], "max_tokens": 16, "messages": [{"role": "user", "content": prompt(offset + i)}]}
+                t0 = time.perf_counter()
+                async with session.post(f"{stacks[name].base_url}/v1/chat/completions", json=body, headers=AUTH) as r:
+                    await r.read()
+                    assert r.status == 200, await r.text()
+                lat[name].append((time.perf_counter() - t0) * 1000)
+    return lat
 
 
 async def run(base_url: str, model: str, n: int, clients: int, offset: int) -> tuple[float, list[float], list[float]]:
@@ -62,6 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--latency-requests", type=int, default=400, help="interleaved 1-client requests per proxy")
     args = ap.parse_args()
     fake = FakeProvider("openai", default_text="ok").start()
     claude = FakeProvider("anthropic", default_text="ok").start()
@@ -100,6 +122,7 @@ def main() -> None:
                 offset += 100
                 p50[name].append(median(lat))
                 decisions += rms
+        lat1 = asyncio.run(interleaved_latency(stacks, model, args.latency_requests, offset))
         rss = {name: rss_mb(s.pids()["proxy"]) for name, s in stacks.items()}
     finally:
         for s in stacks.values():
@@ -110,16 +133,21 @@ def main() -> None:
     rows = [
         {"proxy": name, "req/s @32": median(rps[name]), "vs bare": median(rps[name]) / median(rps["bare"]),
          "proxy CPU ms/req @32": median(cpu_ms[name]), "capacity vs bare (CPU)": median(cpu_ms["bare"]) / median(cpu_ms[name]),
-         "p50 ms @1": median(p50[name]), "p50 vs bare": median(p50[name]) / median(p50["bare"]), "RSS MB": rss[name]}
+         "p50 ms @1": median(p50[name]), "p50 vs bare": median(p50[name]) / median(p50["bare"]),
+         "p50 ms @1 interleaved": pct(lat1[name], 50), "interleaved vs bare": pct(lat1[name], 50) / pct(lat1["bare"], 50),
+         "RSS MB": rss[name]}
         for name in stacks
     ]
     text = (
         table(rows)
         + f"\n\nrouting decision inside the proxy (embedding call included, {len(decisions)} unique ~200-token prompts): "
         f"p50 {pct(decisions, 50):.2f} ms, p99 {pct(decisions, 99):.2f} ms"
-        + f"\nrouting p50 added vs budget-only hooks: {median(p50['routed']) / median(p50['budget']) - 1:+.1%}; "
+        + f"\nrouting p50 added vs budget-only hooks (1 client, requests interleaved across proxies): "
+        f"{pct(lat1['routed'], 50) / pct(lat1['budget'], 50) - 1:+.1%} (in blocks per round: "
+        f"{median(p50['routed']) / median(p50['budget']) - 1:+.1%}); "
         f"router RSS growth (routed - budget): {rss['routed'] - rss['budget']:+.0f} MB"
-        + f"\n{args.rounds} interleaved rounds of {args.requests} requests at 32 clients and 100 at 1 client per proxy; medians."
+        + f"\n{args.rounds} interleaved rounds of {args.requests} requests at 32 clients and 100 at 1 client per proxy "
+        f"(medians), then {args.latency_requests} requests per proxy at 1 client, one proxy after another."
         + "\nreq/s on this shared 2-core machine drifts by several percent between rounds (the load generator and fake "
         "provider share the cores); the proxy's CPU time per request is the steadier measure of what the hooks cost."
     )

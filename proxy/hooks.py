@@ -17,7 +17,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from policies.budget import hook_steps as budget
 from proxy import fallbacks
 from proxy.request_checks import check_context_window, check_max_tokens, check_messages
-from proxy.request_state import is_accounted, mark_accounted, request_state, state_from_log_kwargs, usage_of
+from proxy.request_state import account_once, is_accounted, request_state, state_from_log_kwargs, usage_of
 from proxy.runtime import get_runtime
 
 log = logging.getLogger("synqra.hooks")
@@ -93,9 +93,8 @@ class SynqraHooks(CustomLogger):
         if "call_type" not in state:
             return None
         usage = usage_of(response)
-        if not fallbacks.apply(state) and not is_accounted(state) and usage is not None:
-            await budget.account(rt.budget, state, state["call_type"], usage, state["route"])
-            mark_accounted(state)
+        if not fallbacks.apply(state) and usage is not None:
+            await account_once(state, lambda: budget.account(rt.budget, state, state["call_type"], usage, state["route"]))
         if state["call_type"] in CHAT_CALL_TYPES and rt.gate.applies(state):
             return await rt.gate.after_response(state, response)
         return None
@@ -119,7 +118,8 @@ class SynqraHooks(CustomLogger):
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         # Streams (and anything the post-call hook could not price) are settled here, once
-        # LiteLLM has the final usage. Settling twice is harmless: the ledger keys on request id.
+        # LiteLLM has the final usage. This task runs alongside the post-call hook: account_once
+        # lets only one of them write (the ledger's request-id key would make a second one a no-op).
         state = state_from_log_kwargs(kwargs)
         if state is None or "call_type" not in state:
             return
@@ -132,8 +132,7 @@ class SynqraHooks(CustomLogger):
         if is_accounted(state) or fallbacks.apply(state):
             return
         served = state.get("route") or slo.get("model_group") or str(kwargs.get("model"))
-        await budget.account(rt.budget, state, state["call_type"], usage, served)
-        mark_accounted(state)
+        await account_once(state, lambda: budget.account(rt.budget, state, state["call_type"], usage, served))
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         # Called per failed deployment attempt: give back that attempt's reservation only

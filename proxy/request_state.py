@@ -6,8 +6,10 @@ a `synqra` entry under its metadata carries our decisions from one to the next
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 STATE_KEY = "synqra"
@@ -27,6 +29,39 @@ def mark_accounted(state: dict[str, Any]) -> None:
 
 def is_accounted(state: dict[str, Any]) -> bool:
     return bool(state.get("accounted")) or state.get("request_id") in _accounted
+
+
+# Settles running now, by request id: the post-call hook and LiteLLM's success-logging task
+# run concurrently for one request, and both would settle it (twice the store work).
+_settling: dict[str, asyncio.Future[bool]] = {}
+
+
+async def account_once(state: dict[str, Any], settle: Callable[[], Awaitable[None]]) -> None:
+    """Run `settle` for this request once in this process, then mark it accounted.
+
+    A caller that finds a settle of the same request running waits for it (so the
+    post-call hook still returns only once the record is written), and settles
+    itself only if that one failed.
+    """
+    rid = state["request_id"]
+    if is_accounted(state):
+        return
+    running = _settling.get(rid)
+    if running is not None:
+        if await asyncio.shield(running):
+            state["accounted"] = True
+            return
+        return await account_once(state, settle)
+    done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    _settling[rid] = done
+    ok = False
+    try:
+        await settle()
+        mark_accounted(state)
+        ok = True
+    finally:
+        del _settling[rid]
+        done.set_result(ok)
 
 
 def _metadata(data: dict[str, Any]) -> dict[str, Any]:
