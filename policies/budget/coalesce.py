@@ -32,6 +32,11 @@ class Coalescer(Generic[I, R]):
         self._drainer: asyncio.Task[None] | None = None
         self.batches = 0  # batches sent: shows the coalescing at work
 
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and nothing waiting."""
+        return not self._busy and not self._waiting
+
     async def run(self, item: I) -> R:
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, done))
