@@ -132,6 +132,8 @@ def main() -> None:
             redis.stop()
     rows = [
         {"proxy": name, "req/s @32": median(rps[name]), "vs bare": median(rps[name]) / median(rps["bare"]),
+         # Each round's proxies ran minutes apart at most: the ratio within a round, then the median.
+         "vs bare, per round": median([a / b for a, b in zip(rps[name], rps["bare"])]),
          "proxy CPU ms/req @32": median(cpu_ms[name]), "capacity vs bare (CPU)": median(cpu_ms["bare"]) / median(cpu_ms[name]),
          "p50 ms @1": median(p50[name]), "p50 vs bare": median(p50[name]) / median(p50["bare"]),
          "p50 ms @1 interleaved": pct(lat1[name], 50), "interleaved vs bare": pct(lat1[name], 50) / pct(lat1["bare"], 50),

@@ -76,13 +76,14 @@ _BACKSTOP_CHECKPOINT_PAGES = 4000  # 16 MB of log: SQLite's own checkpoint on th
 class SqliteStore:
     name = "sqlite"
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000, loop_writes: bool = True) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synqra-budget-sqlite")
         self._writes: Coalescer[Callable[[sqlite3.Connection], Any], Any] = Coalescer(self._send_writes)
+        self.loop_writes = loop_writes
         self._fast: sqlite3.Connection | None = None  # the event loop's own connection (see module doc)
         self._fast_commits = 0
         self.fast_writes = 0  # writes done on the event loop (the rest went to the thread)
@@ -143,7 +144,7 @@ class SqliteStore:
     async def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run `body` in a write transaction: on the event loop if the lock is free and no write is
         in flight, else on the thread, where concurrent writes share one hop and one commit."""
-        if self._writes.idle and self._conn is not None:
+        if self.loop_writes and self._writes.idle and self._conn is not None:
             done, out = self._try_fast(body)
             if done:
                 return out
