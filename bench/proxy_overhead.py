@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import tempfile
 import time
@@ -36,6 +37,16 @@ FILLER = "Our customer asked about the invoice for the last quarter and the ship
 
 def prompt(i: int) -> str:
     return (FILLER.format(i=i) * 9) + f"Can you summarise what happened with order {i}?"  # ~200 tokens
+
+
+def variant(stack_name: str) -> str:
+    return stack_name.split("#")[0]
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Bind every thread of a process to `cpus` (threads it starts later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
 
 
 async def interleaved_latency(stacks: dict[str, RunningStack], model: dict[str, str], n: int, offset: int) -> dict[str, list[float]]:
@@ -83,6 +94,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--no-pin", action="store_true",
+        help="do not put the proxies on CPU 0 and this load generator, the fake providers and Redis on CPU 1",
+    )
+    ap.add_argument("--replicas", type=int, default=1, help="proxy processes per variant")
     ap.add_argument("--latency-requests", type=int, default=400, help="interleaved 1-client requests per proxy")
     args = ap.parse_args()
     fake = FakeProvider("openai", default_text="ok").start()
@@ -95,50 +111,69 @@ def main() -> None:
     redis: RedisServer | None = None
     try:
         no_hooks = lambda cfg: cfg["litellm_settings"].pop("callbacks")  # noqa: E731
-        stacks["bare"] = start_stack(root / "bare", provs, {"routing": routing}, backends_of=base, edit=no_hooks)
-        stacks["budget"] = start_stack(root / "budget", provs, {"routing": routing}, backends_of=base)
         redis = RedisServer(root / "redis", appendfsync="everysec").start()
-        stacks["budget-redis"] = start_stack(root / "budget-redis", provs, {"routing": routing, "budget": {"store": redis.url}}, backends_of=base)
-        # Routing alone: the quality gate (which would score and maybe escalate the fake's answers) is off here.
-        stacks["routed"] = start_stack(root / "routed", provs, {"routing": routing, "quality": {"enabled": False}}, backends_of=base)
-        model = {"bare": "deepseek-chat", "budget": "deepseek-chat", "budget-redis": "deepseek-chat", "routed": "auto"}
-        rps: dict[str, list[float]] = {k: [] for k in stacks}
-        p50: dict[str, list[float]] = {k: [] for k in stacks}
-        cpu_ms: dict[str, list[float]] = {k: [] for k in stacks}  # proxy CPU per request: the noise-proof cost
+        variants = {
+            "bare": ({"routing": routing}, no_hooks),
+            "budget": ({"routing": routing}, None),
+            "budget-redis": ({"routing": routing, "budget": {"store": redis.url}}, None),
+            # Routing alone: the quality gate (which would score and maybe escalate the fake's answers) is off here.
+            "routed": ({"routing": routing, "quality": {"enabled": False}}, None),
+        }
+        # Several processes per variant average out what differs between processes (memory layout,
+        # hash seeds, garbage collection timing), which moved req/s by +-5% between runs here.
+        for r in range(args.replicas):
+            for v, (overrides, edit) in variants.items():
+                name = v if r == 0 else f"{v}#{r + 1}"
+                stacks[name] = start_stack(root / name, provs, overrides, backends_of=base, edit=edit)
+        pinned = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
+        if pinned:  # the proxy under test never competes with its own load for a core
+            for s in stacks.values():
+                pin(s.pids()["proxy"], {0})
+            pin(os.getpid(), {1})
+            pin(redis.proc.pid, {1})
+        model = {name: "auto" if variant(name) == "routed" else "deepseek-chat" for name in stacks}
+        rps: dict[str, list[list[float]]] = {v: [[] for _ in range(args.rounds)] for v in variants}  # per round
+        p50: dict[str, list[float]] = {v: [] for v in variants}
+        cpu_ms: dict[str, list[float]] = {v: [] for v in variants}  # proxy CPU per request: the noise-proof cost
         decisions: list[float] = []
         offset = 0
         for name, s in stacks.items():  # warm-up
             asyncio.run(run(s.base_url, model[name], 20, 4, offset))
             offset += 20
-        for _ in range(args.rounds):
+        for rnd in range(args.rounds):
             for name, s in stacks.items():
                 pid = s.pids()["proxy"]
                 c0 = cpu_seconds(pid)
                 r, _, _ = asyncio.run(run(s.base_url, model[name], args.requests, 32, offset))
-                cpu_ms[name].append((cpu_seconds(pid) - c0) * 1000 / args.requests)
+                cpu_ms[variant(name)].append((cpu_seconds(pid) - c0) * 1000 / args.requests)
                 offset += args.requests
-                rps[name].append(r)
+                rps[variant(name)][rnd].append(r)
                 _, lat, rms = asyncio.run(run(s.base_url, model[name], 100, 1, offset))
                 offset += 100
-                p50[name].append(median(lat))
+                p50[variant(name)].append(median(lat))
                 decisions += rms
-        lat1 = asyncio.run(interleaved_latency(stacks, model, args.latency_requests, offset))
-        rss = {name: rss_mb(s.pids()["proxy"]) for name, s in stacks.items()}
+        lat_by_stack = asyncio.run(interleaved_latency(stacks, model, args.latency_requests, offset))
+        lat1: dict[str, list[float]] = {v: [] for v in variants}
+        for name, values in lat_by_stack.items():
+            lat1[variant(name)] += values
+        rss = {v: rss_mb(stacks[v].pids()["proxy"]) for v in variants}
     finally:
         for s in stacks.values():
             s.stop()
         base.stop()
         if redis is not None:
             redis.stop()
+    all_rps = {v: [x for rnd in rounds for x in rnd] for v, rounds in rps.items()}
+    round_mean = {v: [sum(rnd) / len(rnd) for rnd in rounds] for v, rounds in rps.items()}
     rows = [
-        {"proxy": name, "req/s @32": median(rps[name]), "vs bare": median(rps[name]) / median(rps["bare"]),
+        {"proxy": name, "req/s @32": median(all_rps[name]), "vs bare": median(all_rps[name]) / median(all_rps["bare"]),
          # Each round's proxies ran minutes apart at most: the ratio within a round, then the median.
-         "vs bare, per round": median([a / b for a, b in zip(rps[name], rps["bare"])]),
+         "vs bare, per round": median([a / b for a, b in zip(round_mean[name], round_mean["bare"])]),
          "proxy CPU ms/req @32": median(cpu_ms[name]), "capacity vs bare (CPU)": median(cpu_ms["bare"]) / median(cpu_ms[name]),
          "p50 ms @1": median(p50[name]), "p50 vs bare": median(p50[name]) / median(p50["bare"]),
          "p50 ms @1 interleaved": pct(lat1[name], 50), "interleaved vs bare": pct(lat1[name], 50) / pct(lat1["bare"], 50),
          "RSS MB": rss[name]}
-        for name in stacks
+        for name in variants
     ]
     text = (
         table(rows)
@@ -148,8 +183,10 @@ def main() -> None:
         f"{pct(lat1['routed'], 50) / pct(lat1['budget'], 50) - 1:+.1%} (in blocks per round: "
         f"{median(p50['routed']) / median(p50['budget']) - 1:+.1%}); "
         f"router RSS growth (routed - budget): {rss['routed'] - rss['budget']:+.0f} MB"
-        + f"\n{args.rounds} interleaved rounds of {args.requests} requests at 32 clients and 100 at 1 client per proxy "
+        + f"\n{args.replicas} proxy process(es) per variant; "
+        f"{args.rounds} interleaved rounds of {args.requests} requests at 32 clients and 100 at 1 client per proxy "
         f"(medians), then {args.latency_requests} requests per proxy at 1 client, one proxy after another."
+        + ("\nproxies pinned to CPU 0; load generator, fake providers and Redis to CPU 1." if pinned else "")
         + "\nreq/s on this shared 2-core machine drifts by several percent between rounds (the load generator and fake "
         "provider share the cores); the proxy's CPU time per request is the steadier measure of what the hooks cost."
     )
