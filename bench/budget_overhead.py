@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
 import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from bench.measure import write_result
 from proxy.offline import apply_offline_env
 
 apply_offline_env()
@@ -85,6 +87,12 @@ def p50(xs: list[float]) -> float:
 
 
 async def main(requests: int, fsync: str) -> None:
+    lines: list[str] = []
+
+    def print(line: str) -> None:  # noqa: A001  # to the terminal and to bench/results/budget_overhead.md
+        lines.append(line)
+        builtins.print(line, flush=True)
+
     tmp = Path(tempfile.mkdtemp(prefix="budget-bench-"))
     server = RedisServer(tmp, appendfsync=fsync).start()
     try:
@@ -118,6 +126,7 @@ async def main(requests: int, fsync: str) -> None:
             n += 1
         print(f"litellm.token_counter on a {tokens}-token prompt: {(time.perf_counter() - t) / n * 1e3:.3f} ms per call")
         await g.aclose()
+        write_result("budget_overhead", "```\n" + "\n".join(lines) + "\n```")
     finally:
         server.stop()
 
