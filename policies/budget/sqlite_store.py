@@ -85,7 +85,6 @@ class SqliteStore:
         self._writes: Coalescer[Callable[[sqlite3.Connection], Any], Any] = Coalescer(self._send_writes)
         self.loop_writes = loop_writes
         self._fast: sqlite3.Connection | None = None  # the event loop's own connection (see module doc)
-        self._fast_commits = 0
         self.fast_writes = 0  # writes done on the event loop (the rest went to the thread)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -119,12 +118,16 @@ class SqliteStore:
                 time.sleep(0.01)
 
     def _tx_batch(self, bodies: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
-        """Run each body in one write transaction (BEGIN IMMEDIATE: the lock is taken before any
-        read), each inside its own savepoint: a body that fails is undone alone, and its
-        error (StoreUnavailable for SQLite errors) is its result. Nothing is visible
-        to any caller before the COMMIT."""
+        """Run the bodies in one write transaction on the thread's connection (BEGIN IMMEDIATE:
+        the lock is taken before any read); see _commit_bodies."""
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
+        return self._commit_bodies(conn, bodies)
+
+    def _commit_bodies(self, conn: sqlite3.Connection, bodies: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        """In the write transaction `conn` has begun, run each body inside its own savepoint, then
+        commit: a body that fails is undone alone, and its error (StoreUnavailable for SQLite
+        errors) is its result. Nothing is visible to any caller before the COMMIT."""
         out: list[Any] = []
         try:
             for body in bodies:
@@ -133,7 +136,12 @@ class SqliteStore:
                     out.append(body(conn))
                 except Exception as e:
                     conn.execute("ROLLBACK TO op")
-                    out.append(self._unavailable(e) if isinstance(e, sqlite3.Error) else e)
+                    if isinstance(e, sqlite3.Error):
+                        err = self._unavailable(e)
+                        err.__cause__ = e
+                        out.append(err)
+                    else:
+                        out.append(e)
                 conn.execute("RELEASE op")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -171,21 +179,17 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise self._unavailable(e) from e
         try:
-            out = body(conn)
-            conn.execute("COMMIT")
-        except BaseException as e:
-            conn.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
-                raise self._unavailable(e) from e
-            raise
+            (out,) = self._commit_bodies(conn, [body])
+        except sqlite3.Error as e:
+            raise self._unavailable(e) from e
+        if isinstance(out, Exception):
+            raise out
         self.fast_writes += 1
-        self._fast_commits += 1
-        if self._fast_commits >= _CHECKPOINT_EVERY:
+        if self.fast_writes % _CHECKPOINT_EVERY == 0:
             # Fold the log back into the database on the thread, without waiting for it. RESTART,
             # not PASSIVE: it also makes the next write start the log from the top (PASSIVE
             # left it growing, seen in tests/unit/test_budget_coalesce.py); a loop write that
             # meets its lock just takes the thread's way.
-            self._fast_commits = 0
             self._pool.submit(self._checkpoint)
         return True, out
 
