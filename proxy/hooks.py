@@ -17,7 +17,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from policies.budget import hook_steps as budget
 from proxy import fallbacks
 from proxy.request_checks import check_context_window, check_max_tokens, check_messages
-from proxy.request_state import account_once, is_accounted, request_state, state_from_log_kwargs, usage_of
+from proxy.request_state import account_once, request_state, state_from_log_kwargs, usage_of
 from proxy.runtime import get_runtime
 
 log = logging.getLogger("synqra.hooks")
@@ -129,7 +129,7 @@ class SynqraHooks(CustomLogger):
         child = fallbacks.take_unbilled(state)
         if child is not None:
             await budget.account(rt.budget, child, state["call_type"], usage, child["route"])
-        if is_accounted(state) or fallbacks.apply(state):
+        if fallbacks.apply(state):
             return
         served = state.get("route") or slo.get("model_group") or str(kwargs.get("model"))
         await account_once(state, lambda: budget.account(rt.budget, state, state["call_type"], usage, served))

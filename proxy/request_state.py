@@ -49,7 +49,7 @@ async def account_once(state: dict[str, Any], settle: Callable[[], Awaitable[Non
     running = _settling.get(rid)
     if running is not None:
         if await asyncio.shield(running):
-            state["accounted"] = True
+            mark_accounted(state)
             return
         return await account_once(state, settle)
     done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

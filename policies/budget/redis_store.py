@@ -126,7 +126,7 @@ class RedisStore:
         self._settle = self._r.register_script(_SETTLE)
         self._release = self._r.register_script(_RELEASE)
         self._expire = self._r.register_script(_EXPIRE_ONLY)
-        # Reserve, settle and release are on every paid request's path: coalesce them.
+        # Every script runs through one pipeline: reserve and settle, on each paid request's path, coalesce.
         self._pipeline = ScriptPipeline(self._r)
 
     async def _script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
@@ -172,7 +172,7 @@ class RedisStore:
         await self._script(self._release, self._keys(month)[:3], [request_id])
 
     async def expire(self, month: str, now: float) -> int:
-        return int(await self._call(self._expire(keys=self._keys(month)[:3], args=[repr(now)])))
+        return int(await self._script(self._expire, self._keys(month)[:3], [repr(now)]))
 
     async def totals(self, month: str) -> MonthTotals:
         pipe = self._r.pipeline(transaction=True)
