@@ -39,6 +39,16 @@ def prompt(i: int) -> str:
     return (FILLER.format(i=i) * 9) + f"Can you summarise what happened with order {i}?"  # ~200 tokens
 
 
+async def timed_chat(session: aiohttp.ClientSession, base_url: str, model: str, i: int) -> tuple[float, dict[str, str]]:
+    """One ~200-token chat request: (latency in ms, response headers)."""
+    body = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": prompt(i)}]}
+    t0 = time.perf_counter()
+    async with session.post(f"{base_url}/v1/chat/completions", json=body, headers=AUTH) as r:
+        await r.read()
+        assert r.status == 200, await r.text()
+        return (time.perf_counter() - t0) * 1000, dict(r.headers)
+
+
 def variant(stack_name: str) -> str:
     return stack_name.split("#")[0]
 
@@ -59,12 +69,8 @@ async def interleaved_latency(stacks: dict[str, RunningStack], model: dict[str, 
         for i in range(n):
             rng.shuffle(order)
             for name in order:
-                body = {"model": model[name], "max_tokens": 16, "messages": [{"role": "user", "content": prompt(offset + i)}]}
-                t0 = time.perf_counter()
-                async with session.post(f"{stacks[name].base_url}/v1/chat/completions", json=body, headers=AUTH) as r:
-                    await r.read()
-                    assert r.status == 200, await r.text()
-                lat[name].append((time.perf_counter() - t0) * 1000)
+                ms, _ = await timed_chat(session, stacks[name].base_url, model[name], offset + i)
+                lat[name].append(ms)
     return lat
 
 
@@ -75,14 +81,10 @@ async def run(base_url: str, model: str, n: int, clients: int, offset: int) -> t
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for i in counter:
-            body = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": prompt(i)}]}
-            t0 = time.perf_counter()
-            async with session.post(f"{base_url}/v1/chat/completions", json=body, headers=AUTH) as r:
-                await r.read()
-                assert r.status == 200, await r.text()
-                lat.append((time.perf_counter() - t0) * 1000)
-                if "x-synqra-route-ms" in r.headers:
-                    route_ms.append(float(r.headers["x-synqra-route-ms"]))
+            ms, headers = await timed_chat(session, base_url, model, i)
+            lat.append(ms)
+            if "x-synqra-route-ms" in headers:
+                route_ms.append(float(headers["x-synqra-route-ms"]))
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
         t0 = time.perf_counter()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,57 +23,56 @@ def server(tmp_path: Path):
     s.stop()
 
 
-async def _client(server: RedisServer) -> tuple[aioredis.Redis, ScriptPipeline, str]:
-    r = aioredis.Redis.from_url(server.url)
-    script = r.register_script(APPEND)
-    return r, ScriptPipeline(r), script.sha
+def with_pipeline(server: RedisServer, body: Callable[[aioredis.Redis, ScriptPipeline, str], Awaitable[None]]) -> None:
+    """Run `body(redis, pipeline, sha of APPEND)` on a fresh client, then close it."""
+
+    async def main() -> None:
+        r = aioredis.Redis.from_url(server.url)
+        try:
+            await body(r, ScriptPipeline(r), r.register_script(APPEND).sha)
+        finally:
+            await r.aclose()
+
+    asyncio.run(main())
 
 
 def test_concurrent_calls_share_round_trips_and_keep_their_order(server: RedisServer) -> None:
-    async def main() -> None:
-        r, pipe, sha = await _client(server)
+    async def body(r: aioredis.Redis, pipe: ScriptPipeline, sha: str) -> None:
         results = await asyncio.gather(*(pipe.run(sha, APPEND, ["log"], [i]) for i in range(200)))
         assert results == list(range(1, 201))  # each caller got its own reply, in call order
         assert [int(x) for x in await r.lrange("log", 0, -1)] == list(range(200))
         assert pipe.round_trips < 20, pipe.round_trips  # 200 calls coalesced (first alone, then batches)
-        await r.aclose()
 
-    asyncio.run(main())
+    with_pipeline(server, body)
 
 
 def test_a_lone_call_goes_out_at_once(server: RedisServer) -> None:
-    async def main() -> None:
-        r, pipe, sha = await _client(server)
+    async def body(r: aioredis.Redis, pipe: ScriptPipeline, sha: str) -> None:
         for i in range(5):
             assert await pipe.run(sha, APPEND, ["solo"], [i]) == i + 1
         assert pipe.round_trips == 5 + 1  # one each, plus the first call's script load retry
-        await r.aclose()
 
-    asyncio.run(main())
+    with_pipeline(server, body)
 
 
 def test_lost_script_cache_is_reloaded_and_only_unrun_calls_resent(server: RedisServer) -> None:
-    async def main() -> None:
-        r, pipe, sha = await _client(server)
+    async def body(r: aioredis.Redis, pipe: ScriptPipeline, sha: str) -> None:
         await pipe.run(sha, APPEND, ["k"], ["a"])
         await r.script_flush()  # what a Redis restart without the scripts does
         out = await asyncio.gather(*(pipe.run(sha, APPEND, ["k"], [x]) for x in "bcd"))
         assert out == [2, 3, 4]
         assert [x.decode() for x in await r.lrange("k", 0, -1)] == list("abcd")  # nothing ran twice
-        await r.aclose()
 
-    asyncio.run(main())
+    with_pipeline(server, body)
 
 
 def test_redis_going_away_fails_every_waiting_call_and_recovers(server: RedisServer) -> None:
-    async def main() -> None:
-        r, pipe, sha = await _client(server)
+    async def body(r: aioredis.Redis, pipe: ScriptPipeline, sha: str) -> None:
         await pipe.run(sha, APPEND, ["k"], ["x"])
         server.stop()
         outcomes = await asyncio.gather(*(pipe.run(sha, APPEND, ["k"], [i]) for i in range(10)), return_exceptions=True)
         assert all(isinstance(o, (RedisConnectionError, OSError)) for o in outcomes), outcomes
         server.start()
         assert await pipe.run(sha, APPEND, ["k2"], ["y"]) == 1  # the pipeline is usable again
-        await r.aclose()
 
-    asyncio.run(main())
+    with_pipeline(server, body)
