@@ -8,20 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.message_content import join_parts
 from proxy.settings import CompletionPromptFormat
 
 
+def _text_part(part: Any) -> str:
+    if isinstance(part, dict) and part.get("type") in ("text", "input_text"):
+        return str(part.get("text", ""))
+    return ""
+
+
 def message_text(content: Any) -> str:
-    """OpenAI content may be a string or a list of typed parts; keep the text."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") in ("text", "input_text")
-        )
-    return str(content)
+    """OpenAI content may be a string or a list of typed parts; keep the text parts only."""
+    return join_parts(content, _text_part)
 
 
 def build_completion_prompt(messages: list[dict[str, Any]], fmt: CompletionPromptFormat) -> str:

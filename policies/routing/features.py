@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from policies.routing.complexity import litellm_complexity
+from proxy.message_content import join_parts
 
 # Order is part of the artifact format: the trained weights line up with it.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -94,14 +95,8 @@ def _part_text(part: Any) -> str:
 
 
 def content_text(content: Any) -> str:
-    """Text of a message `content` (string, list of parts, or None)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(t for t in (_part_text(p) for p in content) if t)
-    return _part_text(content)
+    """Text of a message `content` (string, list of parts, or None), tool calls and results included."""
+    return join_parts(content, _part_text, _part_text)
 
 
 def _count_images(content: Any) -> int:
