@@ -9,7 +9,7 @@ Rounds alternate reference / server / proxy, so the drift of this shared 2-core 
 all three alike (one run here measured the reference at 417 and then 348 sentences/s); the
 ratios are of per-path medians, and each round's own ratios are printed too.
 
-Run: .venv/bin/python -m bench.embedding_throughput [--sentences 1024] [--rounds 3]
+Run: .venv/bin/python -m bench.embedding_throughput [--sentences 1024] [--rounds 5]
 Targets (issue 2): server alone >= 0.7 of in-process; proxy 4x32 >= 0.7 of in-process.
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def load(url: str, texts: list[str], clients: int, per_request: int, heade
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sentences", type=int, default=1024)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     texts = sentences(args.sentences)
     ref: list[float] = []
