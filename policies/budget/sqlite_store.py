@@ -143,10 +143,13 @@ class SqliteStore:
                     else:
                         out.append(e)
                 conn.execute("RELEASE op")
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (disk full, I/O error) may leave the transaction open, and then every
+            # later BEGIN on this connection would fail: roll back whatever is still open.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return out
 
     async def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
