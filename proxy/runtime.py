@@ -8,6 +8,7 @@ Policy objects are built on first use, inside the proxy's event loop
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from policies.routing.router import Router
     from policies.static_embedder import StaticEmbedder
     from proxy.quality_gate import QualityGate
+
+log = logging.getLogger("synqra.runtime")
 
 
 @dataclass
@@ -79,9 +82,6 @@ class Runtime:
         embedding table (hashing the model file for its cache key takes ~0.2 s) and run one
         decision, so the first routed request does not pay for it. Failures are logged
         here and met again (and handled) by the request that needs the object."""
-        import logging
-
-        log = logging.getLogger("synqra.runtime")
         try:
             self.router.decide({"messages": [{"role": "user", "content": "warm-up"}]})  # nothing else runs yet
             self.quality  # noqa: B018  # built for its side effect
