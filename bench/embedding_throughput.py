@@ -89,7 +89,7 @@ def main() -> None:
     proxy_32x4: list[float] = []
     stack = start_stack(Path(tempfile.mkdtemp(prefix="bench-emb-")))
     try:
-        embed_url = f"http://127.0.0.1:{stack.pids() and _embed_port(stack)}/v1/embeddings"
+        embed_url = f"http://127.0.0.1:{_embed_port(stack)}/v1/embeddings"
         proxy_url = stack.base_url + "/v1/embeddings"
         auth = {"Authorization": f"Bearer {MASTER_KEY}"}
         model = reference_model()
