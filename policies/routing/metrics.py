@@ -54,3 +54,59 @@ def random_metrics(weak: np.ndarray, strong: np.ndarray, draws: int = 200, seed:
     rng = np.random.default_rng(seed)
     ms = [route_metrics(rng.random(len(weak)), weak, strong) for _ in range(draws)]
     return RouteMetrics(*(float(np.mean([getattr(m, f) for m in ms])) for f in ("apgr", "cpt50", "cpt80")))
+
+
+@dataclass(frozen=True)
+class BootstrapApgr:
+    """Spread of APGR over resampled test sets, every router scored on the same draws."""
+
+    median: dict[str, float]
+    low: dict[str, float]  # 5th percentile
+    high: dict[str, float]  # 95th percentile
+    draws: np.ndarray  # (n_draws, n_routers) APGR, columns in the order of `names`
+    names: tuple[str, ...]
+
+    def share_above(self, name: str, other: str | float) -> float:
+        """Share of draws where `name`'s APGR is above router `other`'s, or at least `other` when a number."""
+        a = self.draws[:, self.names.index(name)]
+        if isinstance(other, str):
+            return float(np.mean(a > self.draws[:, self.names.index(other)]))
+        return float(np.mean(a >= other))
+
+
+def bootstrap_apgr(
+    scores: dict[str, np.ndarray],
+    weak: np.ndarray,
+    strong: np.ndarray,
+    groups: np.ndarray | None = None,
+    n_groups: int | None = None,
+    draws: int = 1000,
+    seed: int = 0,
+) -> BootstrapApgr:
+    """APGR of each router over `draws` paired resamples of the test set.
+
+    Without `groups`: rows drawn with replacement (how much a figure moves with
+    the sample of prompts). With `groups` (e.g. MMLU subjects): each draw pools
+    `n_groups` whole groups drawn without replacement, which is what a test on
+    subjects never seen looks like: the pooled figure depends on which subjects
+    happen to be pooled, since their base rates differ.
+    """
+    rng = np.random.default_rng(seed)
+    names = tuple(scores)
+    out = np.empty((draws, len(names)))
+    if groups is not None:
+        labels = np.unique(groups)
+        members = [np.nonzero(groups == g)[0] for g in labels]
+        k = n_groups or len(labels) // 2
+    for t in range(draws):
+        if groups is None:
+            idx = rng.integers(0, len(weak), len(weak))
+        else:
+            idx = np.concatenate([members[j] for j in rng.choice(len(labels), k, replace=False)])
+        for c, name in enumerate(names):
+            out[t, c] = route_metrics(scores[name][idx], weak[idx], strong[idx]).apgr
+
+    def pct(q: float) -> dict[str, float]:
+        return {n: float(np.percentile(out[:, c], q)) for c, n in enumerate(names)}
+
+    return BootstrapApgr(pct(50), pct(5), pct(95), out, names)
