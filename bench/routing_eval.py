@@ -32,7 +32,7 @@ apply_offline_env()
 from policies.routing import train as T  # noqa: E402
 from policies.routing.config import RoutingSettings  # noqa: E402
 from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all  # noqa: E402
-from policies.routing.embedders import MINILM, STATIC, embedder_for  # noqa: E402
+from policies.routing.embedders import MINILM, STATIC, embedder_for, token_source  # noqa: E402
 from policies.routing.features import request_text  # noqa: E402
 from policies.routing.metrics import RouteMetrics, bootstrap_apgr, random_metrics, route_metrics  # noqa: E402
 
@@ -126,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         # MiniLM reads at most 256 word pieces: longer heads are the same vector at 4x the cost.
         max_chars = tuple(args.max_chars) if name == STATIC else (256,)
         embedder = embedder_for(name)
-        m = T.build_matrices(examples, embedder.embed, name, max_chars)
+        tokenize, vocab = token_source(embedder)  # the token term needs the static table's tokenizer
+        m = T.build_matrices(examples, embedder.embed, name, max_chars, tokenize, vocab)
         label = f"synqra router, {name} (nested out of fold)"
         ours.append(label)
-        scores[label], chosen[name] = T.nested_out_of_fold_scores(m, T.grid(max_chars), name)
+        hps = T.grid(max_chars, tokens=tokenize is not None)
+        scores[label], chosen[name] = T.nested_out_of_fold_scores(m, hps, name)
         creative.append(f"{name}: {creative_rule_rates(examples, m.embs[max_chars[0]], embedder.embed)}")
     ds = np.array([e.dataset for e in examples])
     eval_row = np.array([e.eval_row for e in examples])
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Data: {summary}. Command: `.venv/bin/python -m bench.routing_eval` "
         f"(embedders {args.embedders}; candidates: max_chars {args.max_chars} for the static embedder, 256 for "
-        f"MiniLM; lam {list(T.GRID_LAM)}; l2_emb {list(T.GRID_L2_EMB)}; mu {list(T.GRID_MU)}).",
+        f"MiniLM; lam {list(T.GRID_LAM)}; l2_emb {list(T.GRID_L2_EMB)}; mu {list(T.GRID_MU)}; token term "
+        f"(static embedder only) nu {list(T.GRID_NU)}, l2_tok {list(T.GRID_L2_TOK)}).",
         "Folds: MMLU 5 folds of whole subjects; GSM8K 5 random folds; MT-Bench by category (72 questions, "
         "routed on turn 1, quality = mean judge score of both turns). Ours: nested (hyperparameters chosen "
         "inside each outer training set), scores pooled over the held-out folds.",
@@ -177,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += ["", "Hyperparameters chosen per outer fold:"]
     for name, rows in chosen.items():
-        picks = ", ".join(f"{r['fold']}:{r['max_chars']}/{r['lam']}/{r['l2_emb']}/{r['mu']}" for r in rows)
-        lines.append(f"- {name} (max_chars/lam/l2_emb/mu): {picks}")
+        picks = ", ".join(
+            f"{r['fold']}:{r['max_chars']}/{r['lam']}/{r['l2_emb']}/{r['mu']}/{r['nu']}/{r['l2_tok']}" for r in rows
+        )
+        lines.append(f"- {name} (max_chars/lam/l2_emb/mu/nu/l2_tok): {picks}")
     lines += ["", "Creative/brand rule firing rate (default examples, threshold):"] + [f"- {c}" for c in creative]
     lines += ["", f"Run time {time.perf_counter() - t0:.0f} s."]
     text = "\n".join(lines) + "\n"

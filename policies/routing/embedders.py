@@ -6,6 +6,10 @@ Train and serve must embed alike: the artifact stores the embedder's name, and
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
+
 from policies.embedder import Embedder, make_embedder
 from policies.static_embedder import NAME as STATIC  # numpy-only, ~1 ms; the name changes with its recipe
 MINILM = "all-MiniLM-L6-v2"  # the full transformer (sentence-transformers / the embedding server)
@@ -20,6 +24,16 @@ def embedder_for(name: str) -> Embedder:
     except KeyError:
         raise ValueError(f"unknown embedder {name!r}; known: {sorted(_KINDS)}") from None
     return make_embedder(kind)
+
+
+def token_source(embedder: object) -> tuple[Callable[[list[str]], list[list[int]]] | None, int]:
+    """(token ids of texts, vocabulary size) of an embedder that exposes its tokenizer (the static
+    table: one row per token id), else (None, 0): the router's token term needs them."""
+    token_ids = getattr(embedder, "token_ids", None)
+    table = getattr(embedder, "table", None)
+    if callable(token_ids) and isinstance(table, np.ndarray):
+        return token_ids, int(table.shape[0])
+    return None, 0
 
 
 def embedder_name(embedder: object) -> str | None:

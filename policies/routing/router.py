@@ -154,9 +154,9 @@ class Router:
         score = None
         if emb is not None and self.scorer.needs_embedding:
             try:
-                score = float(self.scorer.score(emb[None, :], fv)[0])
+                score = float(self.scorer.score(emb[None, :], fv, self._token_term(p.text))[0])
                 scorer_name, thresholds = self.scorer.name, self.thresholds
-            except ValueError as e:  # an embedding of the wrong width (another embedder than trained on)
+            except ValueError as e:  # another embedder than trained on (vector width, no tokenizer)
                 note = f"{note}; {e}, structural fallback" if note else f"{e}, structural fallback"
                 log.error("routing: %s", e)
         if score is None:
@@ -191,6 +191,14 @@ class Router:
             "budget_pressure": budget_pressure,
         }
         return RouteDecision(tier, score, reason, features)
+
+    def _token_term(self, text: str) -> np.ndarray | None:
+        """The scorer's token term for the embedded text, when its artifact has token weights and the
+        embedder a tokenizer (without one the scorer refuses to score, and the structural rule routes)."""
+        token_ids = getattr(self.embedder, "token_ids", None)
+        if getattr(self.scorer, "w_tok", None) is None or token_ids is None:
+            return None
+        return self.scorer.token_term(token_ids([text]))  # type: ignore[union-attr]
 
     # --- embeddings with an LRU cache ---------------------------------------------------
 

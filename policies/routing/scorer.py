@@ -1,10 +1,14 @@
 """Scorers: P(local answer clearly worse than the strongest tier's), numpy only.
 
 - `LearnedScorer`: one linear model, sigmoid(bias + standardised structural
-  features . w_feat + embedding . w_emb). Trained (`train.py`) as a ridge ranker
-  of the strong-minus-weak quality gap, anchored on prompt length, then
+  features . w_feat + embedding . w_emb + token term). The token term is a
+  learned weight per WordPiece token of the text the embedding reads (summed
+  over its distinct tokens, divided by the square root of their count): the
+  static embedding is a mean of per-token vectors, and a weight per token can
+  keep cues such a mean blurs. Trained (`train.py`) as ridge rankers of the
+  strong-minus-weak quality gap, anchored on prompt length, then
   Platt-calibrated to the "clearly worse" label; all of it folds into these
-  weights, so serving is two dot products. Loaded from the shipped `.npz`
+  weights, so serving is two dot products and a table lookup. Loaded from the shipped `.npz`
   artifact (no pickle: `np.load(allow_pickle=False)`), validated against its
   manifest; the artifact names the embedder it was trained with, and vectors of
   another width are refused (the router then uses the fallback rule).
@@ -19,16 +23,17 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from policies.routing.features import FEATURE_NAMES
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "router_v1.npz"
 _REQUIRED = (
-    "w_emb", "w_feat", "bias", "feat_mean", "feat_std", "feature_names", "max_chars", "embedder", "format_version"
+    "w_emb", "w_feat", "bias", "feat_mean", "feat_std", "w_tok", "feature_names", "max_chars", "embedder",
+    "format_version",
 )
 
 
@@ -42,6 +47,15 @@ def manifest_path(artifact: Path) -> Path:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def token_presence(ids: Sequence[int]) -> tuple[np.ndarray, float]:
+    """The distinct token ids of a text and the value each gets (1/sqrt(count)): what w_tok reads.
+
+    Training builds its token matrix from this same function, so train and serve agree.
+    """
+    distinct = np.unique(np.asarray(ids, dtype=np.int64))
+    return distinct, (1.0 / math.sqrt(len(distinct)) if len(distinct) else 0.0)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -60,6 +74,7 @@ class LearnedScorer:
     manifest: dict[str, Any]
     creative_texts: tuple[str, ...] = ()
     creative_emb: np.ndarray | None = None  # (m, d) embeddings of creative_texts
+    w_tok: np.ndarray | None = None  # (vocab,) weight per token id of the embedder's tokenizer; None: no token term
     needs_embedding: bool = True
     name: str = "learned"
 
@@ -72,16 +87,31 @@ class LearnedScorer:
     def dims(self) -> int:
         return int(self.w_emb.shape[0])
 
-    def logit(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    def token_term(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """The token term of each text from its token ids (zeros when the artifact has no token weights)."""
+        out = np.zeros(len(token_ids), dtype=np.float32)
+        if self.w_tok is None:
+            return out
+        vocab = len(self.w_tok)
+        for i, ids in enumerate(token_ids):
+            distinct, value = token_presence(ids)
+            out[i] = float(self.w_tok[distinct[distinct < vocab]].sum()) * value
+        return out
+
+    def logit(self, emb: np.ndarray, feats: np.ndarray, token_term: np.ndarray | None = None) -> np.ndarray:
         if emb.shape[-1] != self.dims:
             raise ValueError(
                 f"embedding has {emb.shape[-1]} dimensions, the router was trained on {self.dims} ({self.embedder})"
             )
-        return ((feats - self.feat_mean) / self.feat_std) @ self.w_feat + emb @ self.w_emb + self.bias
+        if self.w_tok is not None and token_term is None:
+            raise ValueError(f"the router reads token ids of the {self.embedder} tokenizer, none were given")
+        z = ((feats - self.feat_mean) / self.feat_std) @ self.w_feat + emb @ self.w_emb + self.bias
+        return z if token_term is None else z + token_term
 
-    def score(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        """emb (n, d) L2-normalised, feats (n, k) raw structural features -> (n,) probabilities."""
-        return sigmoid(self.logit(emb.astype(np.float32), feats))
+    def score(self, emb: np.ndarray, feats: np.ndarray, token_term: np.ndarray | None = None) -> np.ndarray:
+        """emb (n, d) L2-normalised, feats (n, k) raw structural features, token_term (n,) from
+        `token_term()` when the artifact has token weights -> (n,) probabilities."""
+        return sigmoid(self.logit(emb.astype(np.float32), feats, token_term))
 
     def save(self, path: Path) -> None:
         """Write the `.npz` (plain arrays only); the caller writes the manifest with its sha256."""
@@ -102,6 +132,7 @@ class LearnedScorer:
                 creative_emb=(self.creative_emb if self.creative_emb is not None else np.zeros((0, self.dims))).astype(
                     np.float32
                 ),
+                w_tok=(self.w_tok if self.w_tok is not None else np.zeros(0)).astype(np.float32),
             )
 
 
@@ -142,7 +173,8 @@ def load_artifact(path: Path = DEFAULT_ARTIFACT) -> LearnedScorer:
     d = arrays["w_emb"].shape[0] if arrays["w_emb"].ndim == 1 else 0
     per_feature = all(arrays[x].shape == (k,) for x in ("w_feat", "feat_mean", "feat_std"))
     shapes_ok = d > 0 and per_feature and arrays["bias"].shape == (1,)
-    numeric = ("w_emb", "w_feat", "bias", "feat_mean", "feat_std")
+    numeric = ("w_emb", "w_feat", "bias", "feat_mean", "feat_std", "w_tok")
+    shapes_ok = shapes_ok and arrays["w_tok"].ndim == 1
     if not shapes_ok or not all(np.isfinite(arrays[a]).all() for a in numeric) or (arrays["feat_std"] <= 0).any():
         raise ArtifactError(f"router artifact {path} has inconsistent or non-finite weights")
     creative_emb = arrays.get("creative_emb")
@@ -160,6 +192,7 @@ def load_artifact(path: Path = DEFAULT_ARTIFACT) -> LearnedScorer:
         manifest=manifest,
         creative_texts=creative_texts,
         creative_emb=creative_emb,
+        w_tok=arrays["w_tok"].astype(np.float32) if arrays["w_tok"].size else None,
     )
 
 

@@ -12,13 +12,18 @@ Model (one linear score, see scorer.LearnedScorer):
    turn, with one free intercept per subject / category / GSM8K fold that is
    dropped afterwards, so the weights learn what makes a prompt harder than
    others of its subject, not which subjects (or datasets) were hard;
-2. anchored on prompt length, the one signal that transfers to subjects never
+2. a second ridge of the same gap on which WordPiece tokens the embedded text
+   contains (the static embedding's own tokenizer), with the same per-group
+   intercepts: a weight per token keeps cues that the embedding's mean of token
+   vectors blurs (on GSM8K: which quantities and operations a problem names);
+3. anchored on prompt length, the one signal that transfers to subjects never
    seen, and on LiteLLM complexity_router's keyword score (complexity.py), whose
    cues carry across MT-Bench categories and MMLU subjects, where the ridge's
-   per-group intercepts cannot look: s = log(chars) + mu * cx/sd + lam * ridge/sd;
-3. Platt-calibrated (sigmoid(a + b s)) to the label "weak clearly worse", so
+   per-group intercepts cannot look:
+   s = log(chars) + mu * cx/sd + lam * ridge/sd + nu * token ridge/sd;
+4. Platt-calibrated (sigmoid(a + b s)) to the label "weak clearly worse", so
    the score is a probability the thresholds can read.
-lam, mu, the embedding's L2 strength and how much of the turn the embedding reads
+lam, mu, nu, the two ridges' L2 strengths and how much of the turn the embedding reads
 are chosen by cross-validation inside the training folds (nested: the reported
 figures come from held-out folds the choice never saw). Samples weighted so
 each dataset, and each subject within it, counts comparably.
@@ -36,7 +41,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import minimize
+from scipy.sparse.linalg import LinearOperator, lsqr
 
 from policies.routing.config import DEFAULT_CREATIVE_EXAMPLES
 from policies.routing.dataset import (
@@ -46,10 +53,17 @@ from policies.routing.dataset import (
     data_fingerprint,
     load_all,
 )
-from policies.routing.embedders import MINILM, STATIC, embedder_for
+from policies.routing.embedders import MINILM, STATIC, embedder_for, token_source
 from policies.routing.features import FEATURE_NAMES, embed_text, feature_vector, request_text, structural_features
 from policies.routing.metrics import route_metrics
-from policies.routing.scorer import DEFAULT_ARTIFACT, FORMAT_VERSION, LearnedScorer, manifest_path, sha256_file
+from policies.routing.scorer import (
+    DEFAULT_ARTIFACT,
+    FORMAT_VERSION,
+    LearnedScorer,
+    manifest_path,
+    sha256_file,
+    token_presence,
+)
 
 log = logging.getLogger("synqra.routing.train")
 
@@ -60,6 +74,8 @@ GRID_MAX_CHARS = (256, 1024)
 GRID_LAM = (0.25, 0.5, 1.0, 2.0)
 GRID_L2_EMB = (10.0, 100.0)
 GRID_MU = (0.0, 0.25, 0.5, 1.0, 2.0)
+GRID_NU = (0.0, 0.25, 0.5)
+GRID_L2_TOK = (100.0, 1000.0)
 L2_FEAT = 300.0
 STD_FLOOR = 0.5
 LENGTH_FEATURE = FEATURE_NAMES.index("log_chars_last_user")
@@ -82,9 +98,13 @@ class Hyper:
     lam: float  # weight of the learned ranker beside prompt length (both in standard deviations)
     l2_emb: float  # ridge penalty on the embedding weights
     mu: float = 0.0  # weight of LiteLLM's complexity score beside length (in its standard deviations)
+    nu: float = 0.0  # weight of the token ridge (standardised); 0: no token term
+    l2_tok: float = 0.0  # ridge penalty on the token weights (unused when nu is 0)
 
-    def anchored(self, length: np.ndarray, complexity: np.ndarray, learned: np.ndarray) -> np.ndarray:
-        return length + self.mu * complexity + self.lam * learned
+    def anchored(
+        self, length: np.ndarray, complexity: np.ndarray, learned: np.ndarray, tokens: np.ndarray | float = 0.0
+    ) -> np.ndarray:
+        return length + self.mu * complexity + self.lam * learned + self.nu * tokens
 
 
 @dataclass
@@ -97,6 +117,8 @@ class Matrices:
     dataset: np.ndarray
     weight: np.ndarray
     groups: np.ndarray  # leave-out group of each row (see leave_out_groups)
+    # max_chars -> (n, vocab) sparse token presence of the embedded text (scorer.token_presence); None: no tokenizer
+    tokens: dict[int, sp.csr_matrix] | None = None
 
 
 def training_code_hash() -> str:
@@ -149,11 +171,32 @@ def quality_gap(e: Example) -> float:
     return float(np.clip((e.strong_quality - e.weak_quality) / scale, -1.0, 1.0))
 
 
+def token_matrix(token_ids: list[list[int]], vocab: int) -> sp.csr_matrix:
+    """Rows of scorer.token_presence: X @ w_tok is the scorer's token term, row by row."""
+    indptr, indices, values = [0], [], []
+    for ids in token_ids:
+        distinct, value = token_presence(ids)
+        indices.append(distinct)
+        values.append(np.full(len(distinct), value))
+        indptr.append(indptr[-1] + len(distinct))
+    data = np.concatenate(values) if values else np.zeros(0)
+    cols = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+    return sp.csr_matrix((data, cols, np.array(indptr)), shape=(len(token_ids), vocab))
+
+
 def build_matrices(
-    examples: list[Example], embed: Callable[[list[str]], np.ndarray], embedder: str, max_chars: tuple[int, ...]
+    examples: list[Example],
+    embed: Callable[[list[str]], np.ndarray],
+    embedder: str,
+    max_chars: tuple[int, ...],
+    tokenize: Callable[[list[str]], list[list[int]]] | None = None,
+    vocab: int = 0,
 ) -> Matrices:
+    """`tokenize` (the static embedder's token ids) and `vocab` enable the token ridge."""
     rts = [request_text(e.request) for e in examples]
-    embs = {mc: embed_cached([embed_text(rt, mc) for rt in rts], embed, f"{embedder}_{mc}") for mc in max_chars}
+    texts = {mc: [embed_text(rt, mc) for rt in rts] for mc in max_chars}
+    embs = {mc: embed_cached(texts[mc], embed, f"{embedder}_{mc}") for mc in max_chars}
+    tokens = {mc: token_matrix(tokenize(texts[mc]), vocab) for mc in max_chars} if tokenize else None
     feats = np.stack([feature_vector(structural_features(e.request, rt)) for e, rt in zip(examples, rts)])
     weight = sample_weights(examples)
     return Matrices(
@@ -165,6 +208,7 @@ def build_matrices(
         np.array([e.dataset for e in examples]),
         weight / weight.mean(),
         leave_out_groups(examples),
+        tokens,
     )
 
 
@@ -243,10 +287,56 @@ def fit_ranker(m: Matrices, idx: np.ndarray, max_chars: int, l2_emb: float) -> R
     return Ranker(mean, std, c_feat, c_emb, pm, float(np.sqrt(w @ (pred - pm) ** 2)) or 1.0)
 
 
-def fit(m: Matrices, idx: np.ndarray, hp: Hyper, embedder: str, ranker: Ranker | None = None) -> LearnedScorer:
-    """Ranker + length and complexity anchors + Platt calibration, folded into one linear scorer."""
+@dataclass(frozen=True)
+class TokenRanker:
+    """The token ridge of a fit: one weight per token id, prediction standardised like Ranker's."""
+
+    coef: np.ndarray  # (vocab,)
+    pred_mean: float
+    pred_std: float
+
+    def part(self, tokens: sp.csr_matrix) -> np.ndarray:
+        return (tokens @ self.coef - self.pred_mean) / self.pred_std
+
+
+def fit_token_ranker(m: Matrices, idx: np.ndarray, max_chars: int, l2_tok: float) -> TokenRanker:
+    """Weighted ridge of the gap on token presence, with the same free per-group intercepts as
+    fit_ranker (the weighted group means are projected out of X and y, which is the same fit);
+    penalty on the same scale as weighted_ridge's. Sparse, solved by LSQR: ~30k columns."""
+    assert m.tokens is not None, "build_matrices was given no tokenizer"
+    X = m.tokens[max_chars][idx]
+    w = m.weight[idx] / m.weight[idx].mean()
+    _, gi = np.unique(m.groups[idx], return_inverse=True)
+    group_w = np.bincount(gi, weights=w)
+    root_w = np.sqrt(w)
+
+    def centred(z: np.ndarray) -> np.ndarray:
+        return z - (np.bincount(gi, weights=w * z) / group_w)[gi]
+
+    def rmatvec(u: np.ndarray) -> np.ndarray:
+        ru = root_w * u
+        return X.T @ (ru - w * (np.bincount(gi, weights=ru) / group_w)[gi])
+
+    A = LinearOperator(X.shape, matvec=lambda v: root_w * centred(X @ v), rmatvec=rmatvec, dtype=np.float64)
+    coef = lsqr(A, root_w * centred(m.gap[idx]), damp=float(np.sqrt(l2_tok)), atol=1e-8, btol=1e-8)[0]
+    pred = X @ coef
+    pm = float(np.average(pred, weights=w))
+    return TokenRanker(coef, pm, float(np.sqrt(np.average((pred - pm) ** 2, weights=w))) or 1.0)
+
+
+def fit(
+    m: Matrices,
+    idx: np.ndarray,
+    hp: Hyper,
+    embedder: str,
+    ranker: Ranker | None = None,
+    token_ranker: TokenRanker | None = None,
+) -> LearnedScorer:
+    """Rankers + length and complexity anchors + Platt calibration, folded into one linear scorer."""
     r = ranker or fit_ranker(m, idx, hp.max_chars, hp.l2_emb)
-    s = hp.anchored(*r.parts(m.embs[hp.max_chars][idx], m.feats[idx]))
+    tr = token_ranker or (fit_token_ranker(m, idx, hp.max_chars, hp.l2_tok) if hp.nu else None)
+    tok = tr.part(m.tokens[hp.max_chars][idx]) if tr is not None and m.tokens is not None else 0.0
+    s = hp.anchored(*r.parts(m.embs[hp.max_chars][idx], m.feats[idx]), tok)
     a, b = platt(s, m.label[idx], m.weight[idx], m.dataset[idx])
     # b * (x_len + mu x_cx / scale + lam * (((x - mean)/std) c_feat + e c_emb - pred_mean) / pred_std) + a,
     # as weights on the standardised features ((x - mean)/std):
@@ -255,6 +345,10 @@ def fit(m: Matrices, idx: np.ndarray, hp: Hyper, embedder: str, ranker: Ranker |
     w_feat[COMPLEXITY_FEATURE] += b * hp.mu * r.std[COMPLEXITY_FEATURE] / COMPLEXITY_SCALE
     cx_mean = hp.mu * r.mean[COMPLEXITY_FEATURE] / COMPLEXITY_SCALE
     bias = a + b * (r.mean[LENGTH_FEATURE] + cx_mean - hp.lam * r.pred_mean / r.pred_std)
+    w_tok = None
+    if tr is not None:  # + b * nu * (tokens . coef - pred_mean) / pred_std
+        w_tok = (b * hp.nu * tr.coef / tr.pred_std).astype(np.float32)
+        bias -= b * hp.nu * tr.pred_mean / tr.pred_std
     return LearnedScorer(
         w_emb=(b * hp.lam * r.c_emb / r.pred_std).astype(np.float32),
         w_feat=w_feat.astype(np.float32),
@@ -264,29 +358,38 @@ def fit(m: Matrices, idx: np.ndarray, hp: Hyper, embedder: str, ranker: Ranker |
         max_chars=hp.max_chars,
         embedder=embedder,
         manifest={},
+        w_tok=w_tok,
     )
 
 
-def grid(max_chars: tuple[int, ...]) -> list[Hyper]:
-    combos = itertools.product(max_chars, GRID_L2_EMB, GRID_LAM, GRID_MU)
-    return [Hyper(mc, lam, l2, mu) for mc, l2, lam, mu in combos]
+def grid(max_chars: tuple[int, ...], tokens: bool = True) -> list[Hyper]:
+    """Every candidate; with `tokens` also each token weight nu > 0 at each token penalty."""
+    token_opts = [(0.0, 0.0)] + ([(nu, l2) for nu in GRID_NU if nu for l2 in GRID_L2_TOK] if tokens else [])
+    combos = itertools.product(max_chars, GRID_L2_EMB, GRID_LAM, GRID_MU, token_opts)
+    return [Hyper(mc, lam, l2, mu, nu, l2_tok) for mc, l2, lam, mu, (nu, l2_tok) in combos]
 
 
 def cv_scores(m: Matrices, idx: np.ndarray, hps: list[Hyper]) -> dict[Hyper, np.ndarray]:
-    """Out-of-fold ranking score (length + mu * complexity + lam * ridge) of rows idx for every
-    candidate, folds within idx.
+    """Out-of-fold ranking score (length + mu * complexity + lam * ridge + nu * token ridge) of rows
+    idx for every candidate, folds within idx.
 
-    Ranking only (APGR is invariant to the monotone calibration), so one ridge fit serves every lam and mu.
+    Ranking only (APGR is invariant to the monotone calibration), so one fit of each ridge serves
+    every lam, mu and nu.
     """
     out = {hp: np.full(len(m.examples), np.nan) for hp in hps}
     for _, test in folds(m.examples, within=idx):
         train = np.setdiff1d(idx, test)
-        for mc, l2 in {(hp.max_chars, hp.l2_emb) for hp in hps}:
-            r = fit_ranker(m, train, mc, l2)
-            parts = r.parts(m.embs[mc][test], m.feats[test])
-            for hp in hps:
-                if (hp.max_chars, hp.l2_emb) == (mc, l2):
-                    out[hp][test] = hp.anchored(*parts)
+        parts = {
+            (mc, l2): fit_ranker(m, train, mc, l2).parts(m.embs[mc][test], m.feats[test])
+            for mc, l2 in {(hp.max_chars, hp.l2_emb) for hp in hps}
+        }
+        tokens: dict[tuple[int, float], np.ndarray | float] = {(mc, 0.0): 0.0 for mc in {hp.max_chars for hp in hps}}
+        for mc, l2 in {(hp.max_chars, hp.l2_tok) for hp in hps if hp.nu}:
+            assert m.tokens is not None, "token candidates need build_matrices(tokenize=...)"
+            tokens[(mc, l2)] = fit_token_ranker(m, train, mc, l2).part(m.tokens[mc][test])
+        for hp in hps:
+            tok = tokens[(hp.max_chars, hp.l2_tok if hp.nu else 0.0)]
+            out[hp][test] = hp.anchored(*parts[(hp.max_chars, hp.l2_emb)], tok)
     return out
 
 
@@ -296,8 +399,10 @@ def select(m: Matrices, idx: np.ndarray, hps: list[Hyper]) -> tuple[Hyper, dict[
     for hp, s in cv_scores(m, idx, hps).items():
         figs = metrics_by_dataset(m.examples, s, idx)
         results[hp] = float(np.mean([f["apgr"] for f in figs.values()]))
-    best = max(hps, key=lambda hp: (results[hp], -hp.lam, -hp.mu))  # ties: the smaller departure from length
-    return best, {f"{hp.max_chars}/{hp.lam}/{hp.l2_emb}/{hp.mu}": round(v, 4) for hp, v in results.items()}
+    best = max(hps, key=lambda hp: (results[hp], -hp.lam, -hp.mu, -hp.nu))  # ties: the smaller departure from length
+    return best, {
+        f"{hp.max_chars}/{hp.lam}/{hp.l2_emb}/{hp.mu}/{hp.nu}/{hp.l2_tok}": round(v, 4) for hp, v in results.items()
+    }
 
 
 def leave_out_groups(examples: list[Example], seed: int = SEED) -> np.ndarray:
@@ -331,6 +436,15 @@ def folds(examples: list[Example], seed: int = SEED, within: np.ndarray | None =
     return out
 
 
+def score_rows(model: LearnedScorer, m: Matrices, rows: np.ndarray) -> np.ndarray:
+    """The scorer's probabilities for rows of m, token term included when it has one."""
+    tok = None
+    if model.w_tok is not None:
+        assert m.tokens is not None, "this scorer reads token ids: build_matrices(tokenize=...)"
+        tok = m.tokens[model.max_chars][rows] @ model.w_tok
+    return model.score(m.embs[model.max_chars][rows], m.feats[rows], tok)
+
+
 def nested_out_of_fold_scores(m: Matrices, hps: list[Hyper], embedder: str) -> tuple[np.ndarray, list[dict]]:
     """Score of every example from a model whose fit AND hyperparameter choice never saw its fold."""
     oof = np.full(len(m.examples), np.nan)
@@ -339,7 +453,7 @@ def nested_out_of_fold_scores(m: Matrices, hps: list[Hyper], embedder: str) -> t
     for d, test in folds(m.examples):
         train = np.setdiff1d(everything, test)
         hp, _ = select(m, train, hps)
-        oof[test] = fit(m, train, hp, embedder).score(m.embs[hp.max_chars][test], m.feats[test])
+        oof[test] = score_rows(fit(m, train, hp, embedder), m, test)
         chosen.append({"fold": d, "rows": len(test), **asdict(hp)})
         log.info("outer fold %s (%d rows): chose %s", d, len(test), hp)
     return oof, chosen
@@ -403,8 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     examples, summary = load_all(args.data)
     log.info("loaded %s", summary)
     embedder = embedder_for(args.embedder)
-    hps = grid(tuple(args.max_chars))
-    m = build_matrices(examples, embedder.embed, args.embedder, tuple(args.max_chars))
+    tokenize, vocab = token_source(embedder)
+    hps = grid(tuple(args.max_chars), tokens=tokenize is not None)
+    m = build_matrices(examples, embedder.embed, args.embedder, tuple(args.max_chars), tokenize, vocab)
     validation, chosen = None, None
     if not args.skip_cv:
         oof, chosen = nested_out_of_fold_scores(m, hps, args.embedder)
@@ -414,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     hp, cv_table = select(m, everything, hps)
     log.info("chosen on all data: %s", hp)
     model = fit(m, everything, hp, args.embedder)
-    train_scores = model.score(m.embs[hp.max_chars], m.feats)
+    train_scores = score_rows(model, m, everything)
     thresholds = [round(float(np.quantile(train_scores, q)), 4) for q in TIER_QUANTILES]
     creative = list(DEFAULT_CREATIVE_EXAMPLES)
     creative_emb = embedder.embed(creative).astype(np.float32)
@@ -425,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         "artifact": args.out.name,
         "artifact_sha256": sha256_file(args.out),
         "model": "sigmoid(a + b (log chars + mu * litellm_complexity / sd + lam * ridge(quality gap ~ "
-        "structural features + embedding))), stored as one linear model",
+        "structural features + embedding) / sd + nu * ridge(quality gap ~ token presence) / sd)), stored as one "
+        "linear model with a weight per token id",
         "embedder": args.embedder,
         "embedding_model": EMBEDDING_MODEL[args.embedder],
         "embedding_dims": model.dims,
@@ -439,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
                 "lam": list(GRID_LAM),
                 "l2_emb": list(GRID_L2_EMB),
                 "mu": list(GRID_MU),
+                "nu": list(GRID_NU) if tokenize else [0.0],
+                "l2_tok": list(GRID_L2_TOK),
             },
             "complexity_scale": COMPLEXITY_SCALE,
             "cv_mean_apgr": cv_table,

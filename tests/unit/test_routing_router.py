@@ -187,3 +187,32 @@ def test_route_score_cli_round_trip(router: Router) -> None:
     assert errors == 2 and [r.get("id") for r in rows] == [1, None, "b", 3]
     assert rows[0]["tier"] == "local-llama" and 0 <= rows[0]["score"] <= 1 and rows[3]["tier"] == "claude-sonnet"
     assert "error" in rows[1] and "error" in rows[2]
+
+
+def test_token_weights_reach_the_score_on_both_paths(router: Router, embedder: Embedder) -> None:
+    """An artifact with token weights: the router reads the token ids of the text it embeds, on the
+    batch and async paths alike; an embedder with no tokenizer gets the structural rule, never a
+    score with the token term silently left out."""
+    refund = embedder.token_ids(["refund"])[0]  # type: ignore[attr-defined]
+    w_tok = np.zeros(embedder.table.shape[0], np.float32)  # type: ignore[attr-defined]
+    w_tok[refund] = 3.0
+    r = Router(router.settings, router.tiers, dataclasses.replace(router.scorer, w_tok=w_tok), embedder)
+    plain = Router(router.settings, router.tiers, dataclasses.replace(router.scorer, w_tok=None), embedder)
+    text = "How do I get a refund for my order?"
+    distinct = set(embedder.token_ids([text])[0])  # type: ignore[attr-defined]
+
+    def logit(p: float) -> float:
+        return float(np.log(p / (1 - p)))
+
+    d, d0 = r.decide(user(text)), plain.decide(user(text))
+    assert logit(d.score) - logit(d0.score) == pytest.approx(3.0 * len(set(refund)) / np.sqrt(len(distinct)), abs=1e-3)
+    assert asyncio.run(r.adecide(user(text))).score == pytest.approx(d.score)
+    other = user("How do I get a receipt for my order?")
+    assert r.decide(other).score == pytest.approx(plain.decide(other).score)
+
+    class NoTokenizer:
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return embedder.embed(texts)
+
+    d = Router(router.settings, router.tiers, r.scorer, NoTokenizer()).decide(user(text))
+    assert d.features["scorer"] == "heuristic" and "token ids" in d.reason

@@ -1,6 +1,7 @@
 """Training pieces of the router on small synthetic data: ridge, calibration, weight folding, folds, artifact."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -122,3 +123,60 @@ def test_artifact_round_trip_and_format_check(tmp_path: Path) -> None:
     manifest_path(path).write_text(json.dumps({**man, "artifact_sha256": sha256_file(path)}))
     with pytest.raises(ArtifactError, match="format"):
         load_artifact(path)
+
+
+def with_tokens(m: T.Matrices, vocab: int = 50, seed: int = 3) -> tuple[T.Matrices, list[list[int]]]:
+    """Token ids per row: filler tokens 10..49, plus token 7 in rows whose gap is high (a lexical cue
+    that lives within groups), and token 5 in every row of the groups with a high mean gap (a
+    group-level cue the per-group intercepts must absorb)."""
+    rng = np.random.default_rng(seed)
+    groups = m.groups
+    means = {g: m.gap[groups == g].mean() for g in set(groups)}
+    top = np.median(list(means.values()))
+    ids = []
+    for i in range(len(m.examples)):
+        row = list(rng.integers(10, vocab, 6))
+        if m.gap[i] > 0 and rng.random() < 0.8:
+            row.append(7)
+        if means[groups[i]] > top:
+            row.append(5)
+        ids.append(row)
+    m.tokens = {64: T.token_matrix(ids, vocab)}
+    return m, ids
+
+
+def test_token_ridge_learns_within_group_cues_and_serving_reads_the_same_term() -> None:
+    m, ids = with_tokens(synthetic(n_per_group=60))
+    idx = np.arange(len(m.examples))
+    tr = T.fit_token_ranker(m, idx, 64, 10.0)
+    assert tr.coef[7] > 3 * np.abs(tr.coef[10:]).max()  # the within-group cue stands out
+    # The group-level cue is left to the dropped intercepts; a fit without them learns it.
+    pooled = T.fit_token_ranker(dataclasses.replace(m, groups=np.full(len(idx), "one")), idx, 64, 10.0)
+    assert abs(tr.coef[5]) < abs(pooled.coef[5]) / 4
+    hp = T.Hyper(64, 0.5, 10.0, mu=0.5, nu=0.5, l2_tok=10.0)
+    scorer = T.fit(m, idx, hp, "test-embedder")
+    assert scorer.w_tok is not None and scorer.w_tok.shape == (50,)
+    # Serving computes the token term from ids; training from the sparse matrix: the same numbers.
+    assert scorer.token_term(ids) == pytest.approx(m.tokens[64] @ scorer.w_tok, abs=1e-5)
+    ranker = T.fit_ranker(m, idx, 64, 10.0)
+    s = hp.anchored(*ranker.parts(m.embs[64], m.feats), tr.part(m.tokens[64]))
+    a, b = T.platt(s, m.label, m.weight, m.dataset)
+    assert T.score_rows(scorer, m, idx) == pytest.approx(sigmoid(a + b * s), abs=1e-5)
+    with pytest.raises(ValueError, match="token ids"):
+        scorer.score(m.embs[64], m.feats)  # token weights and no token term: refused, never silently dropped
+
+
+def test_grid_with_tokens_is_selected_by_the_nested_cross_validation(tmp_path: Path) -> None:
+    m, ids = with_tokens(synthetic(n_per_group=60))
+    hps = [T.Hyper(64, 0.5, 10.0), T.Hyper(64, 0.5, 10.0, nu=2.0, l2_tok=10.0)]
+    assert len(T.grid((64,), tokens=False)) * 5 == len(T.grid((64,), tokens=True))
+    oof, chosen = T.nested_out_of_fold_scores(m, hps, "test")
+    assert all(c["nu"] == 2.0 for c in chosen if c["fold"] == "mmlu")  # the token cue pays off out of fold
+    assert T.metrics_by_dataset(m.examples, oof)["mmlu"]["apgr"] > 0.7
+    scorer = T.fit(m, np.arange(len(m.examples)), hps[1], "test-embedder")
+    path = tmp_path / "router.npz"
+    scorer.save(path)
+    manifest_path(path).write_text(json.dumps({"artifact_sha256": sha256_file(path), "embedder": "test-embedder"}))
+    loaded = load_artifact(path)
+    assert loaded.w_tok is not None
+    assert loaded.token_term(ids[:5]) == pytest.approx(scorer.token_term(ids[:5]), abs=1e-6)
