@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ DIMS = 256
 SIF_A = 3e-4  # smooth inverse frequency weight a / (a + p(token)); chosen on answer-question relevance
 FIRST_WORD_ID = 1996  # BERT's WordPiece vocabulary lists words by frequency from here on
 MAX_TOKENS = 512  # tokens read per text: the head carries the signal, and it bounds the cost
+# Texts whose ids are remembered whole: the router reads a text's ids twice in one decision
+# (its embedding, then its token term), and re-walking ~1,000 characters cost ~0.2 ms.
+RECENT_TEXTS = 32
 # Space, tab and newline end a word for BERT's normaliser and pre-tokeniser alike, so a text's
 # WordPiece ids are the concatenation of its chunks' ids (tests/unit/test_static_embedder.py checks).
 _CHUNK_SPLIT = re.compile(r"[ \t\n]+")
@@ -157,6 +161,7 @@ class StaticEmbedder:
         self._tok.no_padding()
         self._tok.no_truncation()
         self._chunks = ChunkCachedTokenizer(self._tok)
+        self._recent: OrderedDict[str, list[int]] = OrderedDict()
         self._lock = threading.Lock()  # a tokenizers.Tokenizer is not safe to share across threads mid-call
 
     @classmethod
@@ -169,8 +174,18 @@ class StaticEmbedder:
         return cls.load()
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """WordPiece ids of each text (at most MAX_TOKENS); shared lists: callers must not change them."""
         with self._lock:
-            return [self._chunks.ids(t, MAX_TOKENS) for t in texts]
+            return [self._ids_of(t) for t in texts]
+
+    def _ids_of(self, text: str) -> list[int]:
+        ids = self._recent.get(text)
+        if ids is None:
+            ids = self._chunks.ids(text, MAX_TOKENS)
+            self._recent[text] = ids
+            if len(self._recent) > RECENT_TEXTS:
+                self._recent.popitem(last=False)
+        return ids
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)

@@ -118,3 +118,16 @@ def test_chunk_cache_is_bounded() -> None:
     cached = ChunkCachedTokenizer(Tokenizer.from_file(str(resolve_embedding_model(None) / "tokenizer.json")), max_entries=5)
     cached.ids(" ".join(f"word{i}" for i in range(50)), 10_000)
     assert len(cached._ids) <= 5
+
+
+def test_recent_texts_are_remembered_whole_and_bounded(static: StaticEmbedder) -> None:
+    """The router reads a text's ids twice per decision (embedding, token term): the second read is
+    the same list, not a second walk; the memo keeps only the last RECENT_TEXTS texts."""
+    from policies.static_embedder import RECENT_TEXTS
+
+    text = "How do I get a refund for my order?"
+    first = static.token_ids([text])[0]
+    assert static.token_ids([text])[0] is first
+    static.token_ids([f"filler text {i}" for i in range(RECENT_TEXTS)])
+    again = static.token_ids([text])[0]
+    assert again == first and again is not first  # evicted, tokenised anew: the same ids
