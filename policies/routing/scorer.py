@@ -172,9 +172,8 @@ def load_artifact(path: Path = DEFAULT_ARTIFACT) -> LearnedScorer:
     k = len(FEATURE_NAMES)
     d = arrays["w_emb"].shape[0] if arrays["w_emb"].ndim == 1 else 0
     per_feature = all(arrays[x].shape == (k,) for x in ("w_feat", "feat_mean", "feat_std"))
-    shapes_ok = d > 0 and per_feature and arrays["bias"].shape == (1,)
+    shapes_ok = d > 0 and per_feature and arrays["bias"].shape == (1,) and arrays["w_tok"].ndim == 1
     numeric = ("w_emb", "w_feat", "bias", "feat_mean", "feat_std", "w_tok")
-    shapes_ok = shapes_ok and arrays["w_tok"].ndim == 1
     if not shapes_ok or not all(np.isfinite(arrays[a]).all() for a in numeric) or (arrays["feat_std"] <= 0).any():
         raise ArtifactError(f"router artifact {path} has inconsistent or non-finite weights")
     creative_emb = arrays.get("creative_emb")
