@@ -31,7 +31,7 @@ apply_offline_env()
 
 from policies.routing import train as T  # noqa: E402
 from policies.routing.config import RoutingSettings  # noqa: E402
-from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all  # noqa: E402
+from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all, outcomes  # noqa: E402
 from policies.routing.embedders import MINILM, STATIC, embedder_for, token_source  # noqa: E402
 from policies.routing.features import request_text  # noqa: E402
 from policies.routing.metrics import RouteMetrics, bootstrap_apgr, random_metrics, route_metrics  # noqa: E402
@@ -61,8 +61,7 @@ def length_scores(examples: list[Example]) -> np.ndarray:
 
 def evaluate(examples: list[Example], scores: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, RouteMetrics]:
     idx = np.nonzero(mask)[0]
-    weak = np.array([examples[i].weak_quality for i in idx])
-    strong = np.array([examples[i].strong_quality for i in idx])
+    weak, strong = outcomes(examples, idx)
     out = {"random": random_metrics(weak, strong)}
     for name, s in scores.items():
         out[name] = route_metrics(s[idx], weak, strong)
@@ -77,8 +76,7 @@ def spread_lines(examples: list[Example], scores: dict[str, np.ndarray], ours: l
     lines = [head + " | draws at or above the target |", "|" + " --- |" * (len(baselines) + 4)]
     for d in DATASETS:
         idx = np.array([i for i, e in enumerate(examples) if e.dataset == d and e.eval_row])
-        weak = np.array([examples[i].weak_quality for i in idx])
-        strong = np.array([examples[i].strong_quality for i in idx])
+        weak, strong = outcomes(examples, idx)
         groups = np.array([examples[i].group for i in idx]) if d == "mmlu" else None
         b = bootstrap_apgr({n: s[idx] for n, s in scores.items()}, weak, strong, groups, UNSEEN_SUBJECTS, draws)
         for i, name in enumerate(scores):

@@ -17,7 +17,9 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+import numpy as np
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -36,6 +38,12 @@ class Example:
     # Evaluation rows (the one routing decision per MT-Bench question); training-only rows are False.
     eval_row: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def outcomes(examples: list[Example], idx: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(weak, strong) quality of the rows idx: what route_metrics scores a ranking against."""
+    rows = [examples[i] for i in idx]
+    return np.array([e.weak_quality for e in rows]), np.array([e.strong_quality for e in rows])
 
 
 def _user(text: str) -> dict[str, Any]:

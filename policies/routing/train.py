@@ -52,6 +52,7 @@ from policies.routing.dataset import (
     Example,
     data_fingerprint,
     load_all,
+    outcomes,
 )
 from policies.routing.embedders import MINILM, STATIC, embedder_for, token_source
 from policies.routing.features import FEATURE_NAMES, embed_text, feature_vector, request_text, structural_features
@@ -468,8 +469,7 @@ def metrics_by_dataset(
         idx = [i for i, e in enumerate(examples) if e.dataset == d and e.eval_row and i in keep]
         if not idx:
             continue
-        weak = np.array([examples[i].weak_quality for i in idx])
-        strong = np.array([examples[i].strong_quality for i in idx])
+        weak, strong = outcomes(examples, idx)
         r = route_metrics(scores[idx], weak, strong)
         out[d] = {"apgr": round(r.apgr, 4), "cpt50": round(r.cpt50, 4), "cpt80": round(r.cpt80, 4), "n": len(idx)}
     return out
@@ -488,8 +488,7 @@ def fold_mean_apgr(examples: list[Example], scores: np.ndarray) -> dict[str, flo
         if d == "mt_bench":
             continue
         idx = [i for i in test if examples[i].eval_row]
-        weak = np.array([examples[i].weak_quality for i in idx])
-        strong = np.array([examples[i].strong_quality for i in idx])
+        weak, strong = outcomes(examples, idx)
         out.setdefault(d, []).append(route_metrics(scores[idx], weak, strong).apgr)
     return {d: round(float(np.mean(v)), 4) for d, v in out.items()}
 
