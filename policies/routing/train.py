@@ -336,7 +336,10 @@ def fit(
     """Rankers + length and complexity anchors + Platt calibration, folded into one linear scorer."""
     r = ranker or fit_ranker(m, idx, hp.max_chars, hp.l2_emb)
     tr = token_ranker or (fit_token_ranker(m, idx, hp.max_chars, hp.l2_tok) if hp.nu else None)
-    tok = tr.part(m.tokens[hp.max_chars][idx]) if tr is not None and m.tokens is not None else 0.0
+    tok = 0.0
+    if tr is not None:
+        assert m.tokens is not None, "a token ranker needs build_matrices(tokenize=...)"
+        tok = tr.part(m.tokens[hp.max_chars][idx])
     s = hp.anchored(*r.parts(m.embs[hp.max_chars][idx], m.feats[idx]), tok)
     a, b = platt(s, m.label[idx], m.weight[idx], m.dataset[idx])
     # b * (x_len + mu x_cx / scale + lam * (((x - mean)/std) c_feat + e c_emb - pred_mean) / pred_std) + a,
