@@ -34,7 +34,7 @@ from policies.routing.config import RoutingSettings  # noqa: E402
 from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all, outcomes  # noqa: E402
 from policies.routing.embedders import MINILM, STATIC, embedder_for, token_source  # noqa: E402
 from policies.routing.features import request_text  # noqa: E402
-from policies.routing.metrics import RouteMetrics, bootstrap_apgr, random_metrics, route_metrics  # noqa: E402
+from policies.routing.metrics import RouteMetrics, bootstrap_apgr, group_ranking, random_metrics, route_metrics  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "routing_eval.md"
 DATASETS = ("mmlu", "gsm8k", "mt_bench")
@@ -87,6 +87,20 @@ def spread_lines(examples: list[Example], scores: dict[str, np.ndarray], ours: l
             else:
                 cells += [""] * (len(baselines) + 1)
             lines.append(f"| {d if i == 0 else ''} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def subject_ranking_lines(examples: list[Example], scores: dict[str, np.ndarray]) -> list[str]:
+    """MMLU: how much of each router's ranking agrees with the gain inside subjects, and how well its
+    subject means order the subjects (metrics.group_ranking)."""
+    idx = np.array([i for i, e in enumerate(examples) if e.dataset == "mmlu"])
+    weak, strong = outcomes(examples, idx)
+    groups = np.array([examples[i].group for i in idx])
+    lines = ["| router | within subjects: mean Spearman rho | between subjects: Spearman rho | subjects |"]
+    lines.append("| --- | --- | --- | --- |")
+    for name, s in scores.items():
+        r = group_ranking(s[idx], strong - weak, groups)
+        lines.append(f"| {name} | {r.within:+.3f} | {r.between:+.3f} | {r.groups} |")
     return lines
 
 
@@ -167,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | --- | --- |",
     ]
     lines += [f"| {name} | {f['mmlu']:.3f} | {f['gsm8k']:.3f} |" for name, f in fold_means.items()]
+    lines += [
+        "",
+        "MMLU, where the ranking comes from: rank correlation of the score with the quality gain (strong minus "
+        "weak) inside each subject (row-weighted mean over subjects), and of the subjects' mean score with their "
+        "mean gain. Pooled held-out APGR rewards both; only the first is about the prompt rather than its subject:",
+        "",
+        *subject_ranking_lines(examples, scores),
+    ]
     lines += [
         "",
         f"How much each pooled figure moves with the sample ({args.draws} paired draws; MMLU: {UNSEEN_SUBJECTS} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import spearmanr
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,35 @@ def bootstrap_apgr(
         return {n: float(np.percentile(out[:, c], q)) for c, n in enumerate(names)}
 
     return BootstrapApgr(pct(50), pct(5), pct(95), out, names)
+
+
+@dataclass(frozen=True)
+class GroupRanking:
+    """Where a router's ranking of grouped prompts (e.g. MMLU subjects) comes from."""
+
+    within: float  # row-weighted mean Spearman rho of score vs gain inside each group
+    between: float  # Spearman rho of group mean score vs group mean gain
+    groups: int
+
+
+def group_ranking(scores: np.ndarray, gain: np.ndarray, groups: np.ndarray) -> GroupRanking:
+    """Split a ranking's agreement with the gain (strong - weak quality) into its within-group and
+    between-group parts. A pooled APGR mixes both; on held-out subjects only the within-group part
+    can come from what a router learnt about prompts, the between-group part is how it orders
+    subjects it has never seen. A group whose scores are all equal orders nothing inside it (rho 0);
+    a group whose gains are all equal has nothing to order and is left out of `within`."""
+    scores, gain = np.asarray(scores, dtype=np.float64), np.asarray(gain, dtype=np.float64)
+    labels = np.unique(groups)
+    rhos, weights, mean_score, mean_gain = [], [], [], []
+    for g in labels:
+        rows = groups == g
+        s, y = scores[rows], gain[rows]
+        mean_score.append(s.mean())
+        mean_gain.append(y.mean())
+        if np.ptp(y) == 0:
+            continue
+        rhos.append(0.0 if np.ptp(s) == 0 else float(spearmanr(s, y).statistic))
+        weights.append(rows.sum())
+    within = float(np.average(rhos, weights=weights)) if weights else float("nan")
+    between = float(spearmanr(mean_score, mean_gain).statistic) if len(labels) > 2 else float("nan")
+    return GroupRanking(within, between, len(labels))

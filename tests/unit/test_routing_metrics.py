@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.routing.metrics import bootstrap_apgr, pgr_curve, random_metrics, route_metrics
+from policies.routing.metrics import bootstrap_apgr, group_ranking, pgr_curve, random_metrics, route_metrics
 
 
 def _outcomes(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,3 +59,32 @@ def test_group_bootstrap_pools_whole_groups() -> None:
     # A score that only separates groups: every draw of one group ranks by ties alone (APGR 0.5).
     b = bootstrap_apgr({"group id": (groups == "a").astype(float)}, weak, strong, groups, n_groups=1, draws=30)
     assert np.allclose(b.draws, 0.5)
+
+
+def test_group_ranking_separates_within_from_between() -> None:
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.array(["a", "b", "c", "d"]), 200)
+    rate = {"a": 0.1, "b": 0.3, "c": 0.5, "d": 0.7}  # share of rows the strong model rescues
+    gain = np.array([float(rng.random() < rate[g]) for g in groups])
+    noise = rng.random(len(gain))
+    # Knows which rows gain, but pushes the groups in the reverse order of their gain rate.
+    offset = np.array([{"a": 3.0, "b": 2.0, "c": 1.0, "d": 0.0}[g] for g in groups])
+    inside = group_ranking(gain + 0.1 * noise + offset, gain, groups)
+    # (a binary gain caps Spearman's rho below 1: about 0.6-0.85 at these rates)
+    assert inside.within > 0.6 and inside.between == pytest.approx(-1.0) and inside.groups == 4
+    # Knows only the groups' rates: nothing inside a group, the subject order exactly.
+    rates_only = group_ranking(np.array([rate[g] for g in groups]), gain, groups)
+    assert rates_only.within == 0.0 and rates_only.between == pytest.approx(1.0)
+    # Noise: neither part.
+    blind = group_ranking(noise, gain, groups)
+    assert abs(blind.within) < 0.1
+
+
+def test_group_ranking_leaves_out_groups_with_nothing_to_order() -> None:
+    groups = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 4)
+    gain = np.array([0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0], dtype=float)  # b: all equal
+    scores = np.array([0, 1, 2, 3, 9, 8, 7, 6, 0, 1, 2, 3], dtype=float)  # a: agrees, c: reversed
+    r = group_ranking(scores, gain, groups)
+    a = 0.894427190999916  # spearman([0, 1, 2, 3], [0, 0, 1, 1])
+    c = 0.7745966692414834  # -spearman([0, 1, 2, 3], [1, 0, 0, 0])
+    assert r.within == pytest.approx((a - c) / 2)
