@@ -5,6 +5,9 @@ embedder the artifact was trained with and batched embeddings. A line that canno
 {"id": ..., "error": "..."} and the run goes on.
 
     synqra route-score --config litellm_config.yaml < requests.jsonl > scores.jsonl
+
+`synqra route-thresholds --shares 0.8 0.15 0.05 < requests.jsonl` places the tier
+thresholds so a sample of an application's own traffic splits in those shares.
 """
 from __future__ import annotations
 
@@ -84,26 +87,85 @@ def _load_config(path: str | None) -> Any:
     return AppConfig(path=repo_default, model_list=models, synqra=settings)
 
 
-def route_score_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="synqra route-score", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="litellm_config.yaml (default: the repo's, else built-in defaults)")
-    ap.add_argument("--batch-size", type=int, default=256, help="requests per embedding batch")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
-    apply_offline_env()
+def _router(config: str | None) -> Any:
+    """The proxy's Router for this config, with the in-process embedder the artifact was trained with
+    (fallback rule: MiniLM, for the creative rule). Raises ValueError on a bad config."""
     from policies.routing.embedders import MINILM, embedder_for
     from policies.routing.router import Router, load_scorer
 
-    try:
-        cfg = _load_config(args.config)
-    except ValueError as e:
-        print(f"synqra route-score: {e}", file=sys.stderr)
-        return 2
-    # The embedder the shipped artifact was trained with (fallback rule: MiniLM, for the creative rule).
+    cfg = _load_config(config)
     scorer = load_scorer(cfg.synqra.routing.artifact_path)
     embedder = embedder_for(scorer.embedder if scorer.needs_embedding else MINILM)
-    router = Router.from_config(cfg, embedder)
+    return Router.from_config(cfg, embedder)
+
+
+def _start(prog: str, ap: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Any]:
+    """Parse argv and build the router: (args, router), router None after printing why the config is wrong."""
+    ap.add_argument("--config", help="litellm_config.yaml (default: the repo's, else built-in defaults)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    apply_offline_env()
+    try:
+        return args, _router(args.config)
+    except ValueError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return args, None
+
+
+def route_score_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="synqra route-score", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch-size", type=int, default=256, help="requests per embedding batch")
+    args, router = _start("synqra route-score", ap, argv)
+    if router is None:
+        return 2
     errors = score_stream(router, sys.stdin, sys.stdout, args.batch_size)
     if errors:
         print(f"synqra route-score: {errors} line(s) could not be routed (see their 'error')", file=sys.stderr)
+    return 0
+
+
+def fit_thresholds(
+    router: Any, requests: list[dict[str, Any]], shares: list[float]
+) -> tuple[list[float], dict[str, float]]:
+    """(thresholds, resulting share of each tier) for a sample of requests: the thresholds put about
+    `shares` of the sample's scores on each tier; the resulting shares come from routing the sample
+    again with them (creative rule and capability constraints included)."""
+    from policies.routing.router import Router
+    from policies.routing.tiers import thresholds_for_shares
+
+    if len(shares) != len(router.tiers):
+        names = ", ".join(t.name for t in router.tiers)
+        raise ValueError(f"{len(router.tiers)} tiers ({names}) need {len(router.tiers)} shares, got {len(shares)}")
+    decisions = router.decide_batch(requests)
+    if any(d.features["scorer"] != router.scorer.name for d in decisions):
+        raise ValueError("some requests were scored by the structural fallback rule (another scale)")
+    thresholds = [round(t, 6) for t in thresholds_for_shares([d.score for d in decisions], shares)]
+    settings = router.settings.model_copy(update={"thresholds": thresholds})
+    refit = Router(settings, router.tiers, router.scorer, router.embedder)
+    served = [d.tier for d in refit.decide_batch(requests)]
+    return thresholds, {t.name: served.count(t.name) / len(served) for t in router.tiers}
+
+
+def route_thresholds_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="synqra route-thresholds",
+        description="Thresholds that give each tier a chosen share of a sample of your own requests "
+        "(JSON lines as for route-score on stdin); prints the synqra.routing.thresholds to configure.",
+    )
+    ap.add_argument("--shares", type=float, nargs="+", required=True, help="one share per tier, cheapest first, sum 1")
+    args, router = _start("synqra route-thresholds", ap, argv)
+    if router is None:
+        return 2
+    parsed = [_parse(line) for line in sys.stdin if line.strip()]
+    requests = [req for _, req, err in parsed if err is None and req is not None]
+    try:
+        thresholds, result = fit_thresholds(router, requests, args.shares)
+    except ValueError as e:
+        print(f"synqra route-thresholds: {e}", file=sys.stderr)
+        return 2
+    skipped = len(parsed) - len(requests)
+    shares = ", ".join(f"{name} {share:.3f}" for name, share in result.items())
+    print(f"# {len(requests)} requests ({skipped} unreadable lines skipped); tier shares with these thresholds: "
+          f"{shares}")
+    print(f"synqra:\n  routing:\n    thresholds: {json.dumps(thresholds)}")
     return 0

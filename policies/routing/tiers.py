@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class TierInfo:
@@ -81,3 +83,29 @@ def choose_tier(
             why = "; ".join(f"{n}: {w}" for n, w in skipped)
             return tiers[i].name, f"{reason}; skipped {why}"
     return tiers[-1].name, f"{reason}; no tier meets the request ({'; '.join(f'{n}: {w}' for n, w in skipped)})"
+
+
+def thresholds_for_shares(scores: list[float], shares: list[float]) -> list[float]:
+    """Thresholds that send about shares[i] of these scores to tier i (cheapest first; shares sum to 1).
+
+    Each cut lies halfway between the last score kept below it and the first sent above, so a
+    sample of an application's own traffic sets where its tiers split. Capability constraints and
+    the creative rule can still move single requests up; `synqra route-thresholds` reports the
+    shares that result.
+    """
+    if len(shares) < 2 or any(s < 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-3:
+        raise ValueError(f"shares must be one non-negative share per tier (at least 2) summing to 1, got {shares}")
+    if not scores:
+        raise ValueError("no scores to place thresholds between")
+    ordered = sorted(scores)
+    n, cum, out = len(ordered), 0.0, []
+    for share in shares[:-1]:
+        cum += share
+        k = min(n, max(0, round(cum * n)))  # requests below the cut
+        if k == 0:
+            out.append(ordered[0])  # nothing below: every score is at or above it
+        elif k == n:
+            out.append(float(np.nextafter(ordered[-1], np.inf)))  # everything below
+        else:
+            out.append((ordered[k - 1] + ordered[k]) / 2)
+    return out

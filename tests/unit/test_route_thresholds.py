@@ -1,0 +1,86 @@
+"""`synqra route-thresholds`: thresholds that split a sample of one's own traffic in chosen tier shares."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+import yaml
+
+from policies.routing import cli
+from policies.routing.config import RoutingSettings
+from policies.routing.embedders import embedder_for
+from policies.routing.router import Router
+from policies.routing.scorer import load_artifact
+from policies.routing.tiers import thresholds_for_shares, tier_index
+from tests.unit.test_routing_router import make_config, user
+
+SUBJECTS = ["refunds", "shipping times", "the pricing page", "password resets", "invoices", "API rate limits",
+            "a flaky unit test", "database indexes", "the quarterly report", "a caching strategy"]
+ASKS = ["What is {}?", "Explain {} in two sentences.",
+        "Compare three ways to handle {} and say which one you would pick, with the trade-offs of each.",
+        "Step by step, analyse why {} keeps failing in production, then propose a fix and a test that proves it."]
+
+
+def sample_requests() -> list[dict]:
+    return [user(ask.format(s)) for s in SUBJECTS for ask in ASKS for _ in range(2)] + [
+        user(f"{ask.format(s)} Keep it under {n} words.") for s in SUBJECTS for ask in ASKS for n in (50, 100, 200)
+    ]
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    return Router.from_config(make_config(), embedder_for(load_artifact().embedder), lookup=lambda _: None)
+
+
+def test_cuts_split_the_scores_in_the_asked_shares() -> None:
+    scores = [i / 100 for i in range(100)]
+    t = thresholds_for_shares(scores, [0.8, 0.15, 0.05])
+    tiers = [tier_index(s, t) for s in scores]
+    assert [tiers.count(i) for i in range(3)] == [80, 15, 5]
+    assert t == sorted(t)
+    # Whole sample on one tier, at either end.
+    assert [tier_index(s, thresholds_for_shares(scores, [1.0, 0.0, 0.0])) for s in scores] == [0] * 100
+    assert [tier_index(s, thresholds_for_shares(scores, [0.0, 0.0, 1.0])) for s in scores] == [2] * 100
+
+
+@pytest.mark.parametrize("shares", [[0.7, 0.2], [1.0], [0.9, 0.2, -0.1], [0.5, 0.2, 0.2]])
+def test_shares_must_be_a_split_of_the_whole(shares: list[float]) -> None:
+    with pytest.raises(ValueError, match="shares"):
+        thresholds_for_shares([0.1, 0.2], shares)
+
+
+def test_refit_router_serves_the_asked_shares(router: Router) -> None:
+    requests = sample_requests()
+    default_local = sum(d.tier == "local-llama" for d in router.decide_batch(requests)) / len(requests)
+    thresholds, shares = cli.fit_thresholds(router, requests, [0.8, 0.15, 0.05])
+    assert len(thresholds) == 2 and thresholds[0] <= thresholds[1]
+    assert shares["local-llama"] == pytest.approx(0.8, abs=0.02)
+    assert shares["claude-sonnet"] == pytest.approx(0.05, abs=0.02)
+    assert abs(default_local - 0.8) > 0.05  # the shipped thresholds split this sample otherwise
+    RoutingSettings(thresholds=thresholds)  # a valid config value
+
+
+def test_creative_rule_still_raises_requests_above_their_share(router: Router) -> None:
+    requests = sample_requests() + [user("Write a compelling brand story for a luxury tech startup")] * 20
+    _, shares = cli.fit_thresholds(router, requests, [1.0, 0.0, 0.0])
+    assert shares["claude-sonnet"] == pytest.approx(20 / len(requests))
+
+
+def test_command_prints_a_config_snippet(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    lines = [json.dumps({"id": i, **r}) for i, r in enumerate(sample_requests())] + ["not json"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert cli.route_thresholds_main(["--shares", "0.8", "0.15", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "(1 unreadable lines skipped)" in out and "local-llama 0.8" in out
+    thresholds = yaml.safe_load(out)["synqra"]["routing"]["thresholds"]
+    assert len(thresholds) == 2 and thresholds == sorted(thresholds)
+
+
+def test_command_names_the_tiers_when_shares_do_not_fit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(user("hi")) + "\n"))
+    assert cli.route_thresholds_main(["--shares", "0.8", "0.2"]) == 2
+    assert "local-llama, deepseek-chat, claude-sonnet" in capsys.readouterr().err
