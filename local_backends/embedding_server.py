@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from local_backends.model_files import resolve_embedding_model
-from proxy.settings import EmbedBackendSettings, load_config
+from proxy.settings import LOG_FORMAT, EmbedBackendSettings, load_config
 
 log = logging.getLogger("synqra.embed")
 
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     s = cfg.synqra.backends.embed
-    logging.basicConfig(level=cfg.synqra.server.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=cfg.synqra.server.log_level, format=LOG_FORMAT)
     uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=5)
 
 

@@ -31,7 +31,7 @@ from local_backends.logprobs import TokenLogprobRecorder
 from local_backends.model_files import resolve_gguf
 from local_backends.prompt_format import build_completion_prompt
 from proxy.request_checks import check_max_tokens, check_messages
-from proxy.settings import LlamaBackendSettings, load_config
+from proxy.settings import LOG_FORMAT, LlamaBackendSettings, load_config
 
 log = logging.getLogger("synqra.llama")
 
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     s = cfg.synqra.backends.llama
-    logging.basicConfig(level=cfg.synqra.server.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=cfg.synqra.server.log_level, format=LOG_FORMAT)
     uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=5)
 
 

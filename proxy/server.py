@@ -17,7 +17,7 @@ from proxy.import_guards import block_unavailable_otel_imports
 from proxy.master_key import resolve_master_key
 from proxy.offline import apply_offline_env
 from proxy.runtime import get_runtime, init_runtime
-from proxy.settings import AppConfig, load_config
+from proxy.settings import LOG_FORMAT, AppConfig, load_config
 
 
 def build_app(cfg: AppConfig, master_key: str):  # -> fastapi.FastAPI (litellm's app)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     s = cfg.synqra.server
-    logging.basicConfig(level=s.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=s.log_level, format=LOG_FORMAT)
     key, _ = resolve_master_key(s.data_path)
     app = build_app(cfg, key)
     server = uvicorn.Server(

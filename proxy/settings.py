@@ -88,6 +88,10 @@ class BackendsSettings(_Strict):
     restart_backoff_max_s: float = Field(30, gt=0)
 
 
+# How synqra's processes format their log lines (`synqra route-thresholds --from-log` reads the router's).
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=1, le=65535)

@@ -24,7 +24,7 @@ import httpx
 
 from proxy.master_key import resolve_master_key
 from proxy.offline import apply_offline_env
-from proxy.settings import AppConfig, ConfigError, load_config
+from proxy.settings import LOG_FORMAT, AppConfig, ConfigError, load_config
 
 log = logging.getLogger("synqra.supervisor")
 
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synqra: {e}", file=sys.stderr)
         return 2
     s = cfg.synqra.server
-    logging.basicConfig(level=s.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=s.log_level, format=LOG_FORMAT)
     key, origin = resolve_master_key(s.data_path)
     print(f"synqra: master key from {origin}", flush=True)
     sup = Supervisor(cfg, args.host or s.host, args.port or s.port, key)

@@ -1,9 +1,12 @@
 """`synqra route-thresholds`: thresholds that split a sample of one's own traffic in chosen tier shares."""
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,6 +17,7 @@ from policies.routing.embedders import embedder_for
 from policies.routing.router import Router
 from policies.routing.scorer import load_artifact
 from policies.routing.tiers import thresholds_for_shares, tier_index
+from proxy.settings import LOG_FORMAT
 from tests.unit.test_routing_router import make_config, user
 
 SUBJECTS = ["refunds", "shipping times", "the pricing page", "password resets", "invoices", "API rate limits",
@@ -84,3 +88,49 @@ def test_command_names_the_tiers_when_shares_do_not_fit(
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(user("hi")) + "\n"))
     assert cli.route_thresholds_main(["--shares", "0.8", "0.2"]) == 2
     assert "local-llama, deepseek-chat, claude-sonnet" in capsys.readouterr().err
+
+
+def proxy_log(router: Router, requests: list[dict], path: Path) -> None:
+    """The decision lines the proxy writes for these requests: Router.adecide logging through the
+    proxy's own format, with a line of another logger and one fallback-scored decision mixed in."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log = logging.getLogger("synqra.routing")
+    log.addHandler(handler)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        for r in requests:
+            asyncio.run(router.adecide(r))
+        log.info("route local-llama score=0.990 score 0.990; embedding unavailable (TimeoutError), structural fallback")
+        logging.getLogger("synqra.budget").warning("route claude-sonnet score=0.999 (another logger)")
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        handler.close()
+
+
+def test_log_scores_give_the_same_cut_as_the_requests(router: Router, tmp_path: Path) -> None:
+    requests = sample_requests()
+    proxy_log(router, requests, tmp_path / "proxy.log")
+    lines = (tmp_path / "proxy.log").read_text().splitlines()
+    scores = cli.logged_scores(lines)
+    assert len(scores) == len(requests)  # the fallback-scored and the foreign line are left out
+    assert scores == [pytest.approx(d.score, abs=5e-4) for d in router.decide_batch(requests)]
+    thresholds, shares = cli.thresholds_from_log(router, lines, [0.8, 0.15, 0.05])
+    assert shares["local-llama"] == pytest.approx(0.8, abs=0.02)
+    from_requests, _ = cli.fit_thresholds(router, requests, [0.8, 0.15, 0.05])
+    assert thresholds == pytest.approx(from_requests, abs=1e-3)
+
+
+def test_command_reads_the_log(
+    router: Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    proxy_log(router, sample_requests(), tmp_path / "proxy.log")
+    shares = ["--shares", "0.8", "0.15", "0.05"]
+    assert cli.route_thresholds_main([*shares, "--from-log", str(tmp_path / "proxy.log")]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(sample_requests())} logged decisions" in out
+    assert len(yaml.safe_load(out)["synqra"]["routing"]["thresholds"]) == 2
+    assert cli.route_thresholds_main([*shares, "--from-log", str(tmp_path / "none.log")]) == 2
+    assert "none.log" in capsys.readouterr().err
