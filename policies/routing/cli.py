@@ -6,27 +6,25 @@ embedder the artifact was trained with and batched embeddings. A line that canno
 
     synqra route-score --config litellm_config.yaml < requests.jsonl > scores.jsonl
 
-`synqra route-thresholds --shares 0.8 0.15 0.05 < requests.jsonl` (or `--from-log proxy.log`) places the tier
-thresholds so a sample of an application's own traffic splits in those shares.
+`synqra route-thresholds` (thresholds.py) builds its router with the same helpers.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import re
+import os
 import sys
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from policies.routing.features import request_text, structural_features
-from policies.routing.tiers import thresholds_for_shares, tier_index
 from proxy.offline import apply_offline_env
 
 log = logging.getLogger("synqra.routing.cli")
 
 
-def _parse(line: str) -> tuple[Any, dict[str, Any] | None, str | None]:
+def parse_line(line: str) -> tuple[Any, dict[str, Any] | None, str | None]:
     """(id, request, error) for one input line."""
     try:
         obj = json.loads(line)
@@ -67,7 +65,7 @@ def score_stream(router: Any, lines: IO[str], out: IO[str], batch_size: int = 25
     for line in lines:
         if not line.strip():
             continue
-        batch.append(_parse(line))
+        batch.append(parse_line(line))
         if len(batch) >= batch_size:
             flush()
     if batch:
@@ -101,7 +99,7 @@ def _router(config: str | None) -> Any:
     return Router.from_config(cfg, embedder)
 
 
-def _start(prog: str, ap: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Any]:
+def start_command(prog: str, ap: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Any]:
     """Parse argv and build the router: (args, router), router None after printing why the config is wrong."""
     ap.add_argument("--config", help="litellm_config.yaml (default: the repo's, else built-in defaults)")
     args = ap.parse_args(argv)
@@ -117,92 +115,14 @@ def _start(prog: str, ap: argparse.ArgumentParser, argv: list[str] | None) -> tu
 def route_score_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="synqra route-score", description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch-size", type=int, default=256, help="requests per embedding batch")
-    args, router = _start("synqra route-score", ap, argv)
-    if router is None:
-        return 2
-    errors = score_stream(router, sys.stdin, sys.stdout, args.batch_size)
-    if errors:
-        print(f"synqra route-score: {errors} line(s) could not be routed (see their 'error')", file=sys.stderr)
-    return 0
-
-
-def _tier_names(router: Any, shares: list[float]) -> list[str]:
-    names = [t.name for t in router.tiers]
-    if len(shares) != len(names):
-        raise ValueError(f"{len(names)} tiers ({', '.join(names)}) need {len(names)} shares, got {len(shares)}")
-    return names
-
-
-def fit_thresholds(
-    router: Any, requests: list[dict[str, Any]], shares: list[float]
-) -> tuple[list[float], dict[str, float]]:
-    """(thresholds, resulting share of each tier) for a sample of requests: the thresholds put about
-    `shares` of the sample's scores on each tier; the resulting shares come from routing the sample
-    again with them (creative rule and capability constraints included)."""
-    from policies.routing.router import Router
-
-    names = _tier_names(router, shares)
-    decisions = router.decide_batch(requests)
-    if any(d.features["scorer"] != router.scorer.name for d in decisions):
-        raise ValueError("some requests were scored by the structural fallback rule (another scale)")
-    thresholds = [round(t, 6) for t in thresholds_for_shares([d.score for d in decisions], shares)]
-    settings = router.settings.model_copy(update={"thresholds": thresholds})
-    refit = Router(settings, router.tiers, router.scorer, router.embedder)
-    served = [d.tier for d in refit.decide_batch(requests)]
-    return thresholds, {name: served.count(name) / len(served) for name in names}
-
-
-def thresholds_from_log(router: Any, lines: Iterable[str], shares: list[float]) -> tuple[list[float], dict[str, float]]:
-    """(thresholds, share of each tier by score alone) from the scores the proxy logged: no request
-    text needed, but the creative rule and capability checks are not applied again."""
-    names = _tier_names(router, shares)
-    scores = logged_scores(lines)
-    thresholds = [round(t, 6) for t in thresholds_for_shares(scores, shares)]
-    tiers = [tier_index(s, thresholds) for s in scores]
-    return thresholds, {name: tiers.count(i) / len(scores) for i, name in enumerate(names)}
-
-
-# The proxy's decision log line (router.adecide, INFO): "... synqra.routing INFO route <tier> score=<s> <reason>".
-_DECISION_LINE = re.compile(r"\bsynqra\.routing INFO route \S+ score=(-?\d+(?:\.\d+)?)")
-
-
-def logged_scores(lines: Iterable[str]) -> list[float]:
-    """Route scores of the decisions in proxy log lines, leaving out those the structural fallback
-    rule scored (its own scale)."""
-    out = []
-    for line in lines:
-        m = _DECISION_LINE.search(line)
-        if m and "structural fallback" not in line:
-            out.append(float(m.group(1)))
-    return out
-
-
-def route_thresholds_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="synqra route-thresholds",
-        description="Thresholds that give each tier a chosen share of a sample of your own requests "
-        "(JSON lines as for route-score on stdin, or the proxy's log of its decisions); prints the "
-        "synqra.routing.thresholds to configure.",
-    )
-    ap.add_argument("--shares", type=float, nargs="+", required=True, help="one share per tier, cheapest first, sum 1")
-    ap.add_argument("--from-log", type=Path, nargs="+", help="proxy.log file(s): use the scores the proxy logged")
-    args, router = _start("synqra route-thresholds", ap, argv)
+    args, router = start_command("synqra route-score", ap, argv)
     if router is None:
         return 2
     try:
-        if args.from_log:
-            lines = [ln for path in args.from_log for ln in path.read_text(errors="replace").splitlines()]
-            thresholds, result = thresholds_from_log(router, lines, args.shares)
-            what = f"{len(logged_scores(lines))} logged decisions; tier shares by score alone"
-        else:
-            parsed = [_parse(line) for line in sys.stdin if line.strip()]
-            requests = [req for _, req, err in parsed if err is None and req is not None]
-            thresholds, result = fit_thresholds(router, requests, args.shares)
-            what = f"{len(requests)} requests ({len(parsed) - len(requests)} unreadable lines skipped); tier shares"
-    except (OSError, ValueError) as e:
-        print(f"synqra route-thresholds: {e}", file=sys.stderr)
-        return 2
-    shares = ", ".join(f"{name} {share:.3f}" for name, share in result.items())
-    print(f"# {what} with these thresholds: {shares}")
-    print(f"synqra:\n  routing:\n    thresholds: {json.dumps(thresholds)}")
+        errors = score_stream(router, sys.stdin, sys.stdout, args.batch_size)
+    except BrokenPipeError:  # the reader stopped early (`| head`): end quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 1
+    if errors:
+        print(f"synqra route-score: {errors} line(s) could not be routed (see their 'error')", file=sys.stderr)
     return 0

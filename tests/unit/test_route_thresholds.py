@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from policies.routing import cli
+from policies.routing import thresholds as cli
 from policies.routing.config import RoutingSettings
 from policies.routing.embedders import embedder_for
 from policies.routing.router import Router

@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +189,21 @@ def test_route_score_cli_round_trip(router: Router) -> None:
     assert errors == 2 and [r.get("id") for r in rows] == [1, None, "b", 3]
     assert rows[0]["tier"] == "local-llama" and 0 <= rows[0]["score"] <= 1 and rows[3]["tier"] == "claude-sonnet"
     assert "error" in rows[1] and "error" in rows[2]
+
+
+def test_route_score_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
+    """`synqra route-score < big.jsonl | head -1`: the first line, then an exit without a traceback."""
+    line = json.dumps({"id": 1, "messages": [{"role": "user", "content": "What is your pricing?"}]})
+    (tmp_path / "in.jsonl").write_text((line + "\n") * 5000)
+    cmd = [sys.executable, "-m", "proxy.cli", "route-score", "--batch-size", "1"]
+    with (tmp_path / "in.jsonl").open() as stdin:
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout and proc.stderr
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away with most of the output unread
+        err = proc.stderr.read().decode()
+    assert json.loads(first)["id"] == 1
+    assert proc.wait(timeout=60) == 1 and "Traceback" not in err, err
 
 
 def test_token_weights_reach_the_score_on_both_paths(router: Router, embedder: Embedder) -> None:
