@@ -13,9 +13,8 @@ an unknown context window counts as "fits" (nothing to check against).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def thresholds_for_shares(scores: list[float], shares: list[float]) -> list[floa
         if k == 0:
             out.append(ordered[0])  # nothing below: every score is at or above it
         elif k == n:
-            out.append(float(np.nextafter(ordered[-1], np.inf)))  # everything below
+            out.append(math.nextafter(ordered[-1], math.inf))  # everything below
         else:
             out.append((ordered[k - 1] + ordered[k]) / 2)
     return out
