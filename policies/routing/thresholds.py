@@ -48,11 +48,12 @@ def fit_thresholds(
     return thresholds, {name: served.count(name) / len(served) for name in names}
 
 
-def thresholds_from_log(router: Any, lines: Iterable[str], shares: list[float]) -> tuple[list[float], dict[str, float]]:
-    """(thresholds, share of each tier by score alone) from the scores the proxy logged: no request
-    text needed, but the creative rule and capability checks are not applied again."""
+def thresholds_from_scores(
+    router: Any, scores: list[float], shares: list[float]
+) -> tuple[list[float], dict[str, float]]:
+    """(thresholds, share of each tier by score alone) from scores the proxy logged (logged_scores): no
+    request text needed, but the creative rule and capability checks are not applied again."""
     names = _tier_names(router, shares)
-    scores = logged_scores(lines)
     thresholds = [round(t, 6) for t in thresholds_for_shares(scores, shares)]
     tiers = [tier_index(s, thresholds) for s in scores]
     return thresholds, {name: tiers.count(i) / len(scores) for i, name in enumerate(names)}
@@ -87,9 +88,9 @@ def route_thresholds_main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.from_log:
-            lines = [ln for path in args.from_log for ln in path.read_text(errors="replace").splitlines()]
-            thresholds, result = thresholds_from_log(router, lines, args.shares)
-            what = f"{len(logged_scores(lines))} logged decisions; tier shares by score alone"
+            scores = logged_scores(ln for path in args.from_log for ln in path.read_text(errors="replace").splitlines())
+            thresholds, result = thresholds_from_scores(router, scores, args.shares)
+            what = f"{len(scores)} logged decisions; tier shares by score alone"
         else:
             parsed = [parse_line(line) for line in sys.stdin if line.strip()]
             requests = [req for _, req, err in parsed if err is None and req is not None]

@@ -117,7 +117,7 @@ def test_log_scores_give_the_same_cut_as_the_requests(router: Router, tmp_path: 
     scores = cli.logged_scores(lines)
     assert len(scores) == len(requests)  # the fallback-scored and the foreign line are left out
     assert scores == [pytest.approx(d.score, abs=5e-4) for d in router.decide_batch(requests)]
-    thresholds, shares = cli.thresholds_from_log(router, lines, [0.8, 0.15, 0.05])
+    thresholds, shares = cli.thresholds_from_scores(router, scores, [0.8, 0.15, 0.05])
     assert shares["local-llama"] == pytest.approx(0.8, abs=0.02)
     from_requests, _ = cli.fit_thresholds(router, requests, [0.8, 0.15, 0.05])
     assert thresholds == pytest.approx(from_requests, abs=1e-3)
