@@ -64,7 +64,9 @@ class SynqraHooks(CustomLogger):
             await budget.admit(rt.budget, state, data, served, cfg.synqra.backends.llama.model_alias, routed)
         except budget.BudgetRefused as e:
             raise _http_error(e.status, e.message) from e
-        state["routed"] = routed
+        # The quality gate judges answers from models synqra picked: not the incumbent a shadow-mode
+        # request is served by, unless the budget moved it to the local model.
+        state["routed"] = routed and ("route_shadow" not in state or state.get("budget") == "stopped")
         state["stream"] = bool(data.get("stream"))
         if call_type in CHAT_CALL_TYPES and rt.gate.applies(state):
             rt.gate.prepare(state, data)
@@ -80,9 +82,16 @@ class SynqraHooks(CustomLogger):
         data["model"] = decision.tier
         state["route_score"] = round(decision.score, 4)
         state["route_reason"] = decision.reason
+        settings = rt.router.settings
+        if settings.mode == "shadow":  # decided and logged; served as without synqra
+            state["route_shadow"] = decision.tier
+            cfg = rt.config
+            target = settings.shadow_target(state["requested_model"], lambda m: cfg.model(cfg.canonical(m)) is not None)
+            data["model"] = cfg.canonical(target)
+            log.info("shadow: router chose %s, serving %s", decision.tier, data["model"])
         if stopped:  # paid calls are stopped this month: auto is served locally, and says so
             state["budget"] = "stopped"
-            if not guard.is_free(decision.tier):
+            if not guard.is_free(data["model"]):
                 data["model"] = rt.config.synqra.backends.llama.model_alias
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
@@ -165,6 +174,8 @@ class SynqraHooks(CustomLogger):
         if "route_score" in state:
             headers["x-synqra-route-score"] = f"{state['route_score']:.4f}"
             headers["x-synqra-route-ms"] = str(state["route_ms"])
+        if "route_shadow" in state:
+            headers["x-synqra-route-shadow"] = state["route_shadow"]
         if "budget" in state:
             headers["x-synqra-budget"] = state["budget"]
         if "fallback" in state:

@@ -202,6 +202,10 @@ def _check_consistency(cfg: AppConfig) -> None:
             raise ConfigError(
                 f"invalid configuration:\n  synqra.routing.tiers[{i}]: {tier!r} is not a model_name in model_list"
             )
+    if s.routing.shadow_model is not None and s.routing.shadow_model not in names:
+        raise ConfigError(
+            f"invalid configuration:\n  synqra.routing.shadow_model: {s.routing.shadow_model!r} is not a model_name in model_list"
+        )
     if s.routing.virtual_model not in names:
         raise ConfigError(
             f"invalid configuration:\n  synqra.routing.virtual_model: {s.routing.virtual_model!r} "

@@ -1,6 +1,8 @@
 """`synqra.routing` settings."""
 from __future__ import annotations
 
+from typing import Callable, Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Product rule (agreed with the lead): creative and brand work goes to the creative tier
@@ -61,6 +63,12 @@ class RoutingSettings(BaseModel):
     embed_timeout_s: float = Field(0.5, gt=0)
     # Safety factor on the estimated prompt tokens when checking a tier's context window.
     context_safety_factor: float = Field(1.1, ge=1)
+    # "live": serve the router's choice. "shadow": decide and log as in live (x-synqra-route-shadow
+    # names the choice) but serve what the client would have got without synqra (shadow_target), so
+    # a team sees the split on its own traffic, and fits thresholds from the log, before trusting it.
+    mode: Literal["live", "shadow"] = "live"
+    # Serves the virtual model in shadow mode (None: the strongest tier, the last of tiers).
+    shadow_model: str | None = None
 
     @model_validator(mode="after")
     def _thresholds_match_tiers(self) -> "RoutingSettings":
@@ -74,3 +82,10 @@ class RoutingSettings(BaseModel):
         if self.creative_tier is not None and self.creative_tier not in self.tiers:
             raise ValueError(f"creative_tier {self.creative_tier!r} is not one of tiers")
         return self
+
+    def shadow_target(self, requested: str, is_configured: Callable[[str], bool]) -> str:
+        """The model a shadow-mode request is served by: an intercepted name that model_list serves
+        as it is (the incumbent the application asked for), else shadow_model."""
+        if requested != self.virtual_model and is_configured(requested):
+            return requested
+        return self.shadow_model or self.tiers[-1]

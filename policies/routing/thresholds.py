@@ -55,8 +55,13 @@ def thresholds_from_scores(
     request text needed, but the creative rule and capability checks are not applied again."""
     names = _tier_names(router, shares)
     thresholds = [round(t, 6) for t in thresholds_for_shares(scores, shares)]
+    return thresholds, shares_by_score(names, scores, thresholds)
+
+
+def shares_by_score(names: list[str], scores: list[float], thresholds: list[float]) -> dict[str, float]:
+    """Share of the scores each tier gets under these thresholds (no creative rule or capability checks)."""
     tiers = [tier_index(s, thresholds) for s in scores]
-    return thresholds, {name: tiers.count(i) / len(scores) for i, name in enumerate(names)}
+    return {name: tiers.count(i) / max(1, len(scores)) for i, name in enumerate(names)}
 
 
 # The proxy's decision log line (router.adecide, INFO): "... synqra.routing INFO route <tier> score=<s> <reason>".
@@ -91,6 +96,9 @@ def route_thresholds_main(argv: list[str] | None = None) -> int:
             scores = logged_scores(ln for path in args.from_log for ln in path.read_text(errors="replace").splitlines())
             thresholds, result = thresholds_from_scores(router, scores, args.shares)
             what = f"{len(scores)} logged decisions; tier shares by score alone"
+            # What the running thresholds do to the same scores: in shadow mode, the split going live would give.
+            now = shares_by_score([t.name for t in router.tiers], scores, router.thresholds)
+            print(f"# at the configured thresholds {router.thresholds}: " + ", ".join(f"{n} {v:.3f}" for n, v in now.items()))
         else:
             parsed = [parse_line(line) for line in sys.stdin if line.strip()]
             requests = [req for _, req, err in parsed if err is None and req is not None]

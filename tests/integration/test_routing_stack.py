@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.stack import MASTER_KEY, start_stack
+from tests.stack import MASTER_KEY, start_stack, wait_until
 
 PIXEL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 TIERS = ["local-llama", "deepseek-chat", "claude-sonnet"]
@@ -110,9 +110,11 @@ def test_intercepted_names_are_routed_like_auto(tmp_path: Path, stack, providers
         s.stop()
 
 
-@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
-def test_budget_stopped_auto_stays_local_and_says_so(tmp_path: Path, stack, providers, fresh_providers, sdk) -> None:
-    s = start_stack(tmp_path, providers, {"budget": {"monthly_limit_usd": 0.0004}}, backends_of=stack)
+@pytest.mark.parametrize(("sdk", "mode"), [("openai", "live"), ("anthropic", "live"), ("openai", "shadow")])
+def test_budget_stopped_auto_stays_local_and_says_so(tmp_path: Path, stack, providers, fresh_providers, sdk, mode) -> None:
+    # Shadow mode changes who answers while there is money, not the emergency stop.
+    overrides = {"budget": {"monthly_limit_usd": 0.0004}, "routing": {"mode": mode}}
+    s = start_stack(tmp_path, providers, overrides, backends_of=stack)
     brand = [{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}]
     auth = {"Authorization": f"Bearer {MASTER_KEY}"}
     try:
@@ -133,3 +135,44 @@ def test_budget_stopped_auto_stays_local_and_says_so(tmp_path: Path, stack, prov
         assert sum(len(p.requests) for p in fresh_providers.values()) == n, "no paid call once the budget is stopped"
     finally:
         s.stop()
+
+
+def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(tmp_path: Path, stack, providers, fresh_providers, capsys) -> None:
+    """Rollout step one: the router decides and says so, the incumbent answers, and the proxy's log
+    is enough for `synqra route-thresholds --from-log` to fit the next stage's cut."""
+    import anthropic
+    import openai
+
+    from policies.routing.thresholds import route_thresholds_main
+
+    s = start_stack(tmp_path, providers, {"routing": {"mode": "shadow", "intercept_models": ["claude-3-5-sonnet-*"]}}, backends_of=stack)
+    easy = [{"role": "user", "content": "What is your pricing?"}]
+    anthropic_calls = len(fresh_providers["anthropic"].requests)
+    try:
+        oai = openai.OpenAI(base_url=s.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=120)
+        raw = oai.chat.completions.with_raw_response.create(model="auto", messages=easy, max_tokens=8)
+        assert raw.headers["x-synqra-route"] == "claude-sonnet", "auto is served by the strongest tier"
+        assert raw.headers["x-synqra-route-shadow"] == "local-llama", "what live routing would have done"
+        assert 0.0 <= float(raw.headers["x-synqra-route-score"]) <= 1.0
+        assert "x-synqra-quality-score" not in raw.headers, "the incumbent's answers are not second-guessed"
+        assert raw.parse().choices[0].message.content.strip() == fresh_providers["anthropic"].default_text
+
+        ant = anthropic.Anthropic(base_url=s.base_url, api_key=MASTER_KEY, max_retries=0, timeout=120)
+        raw = ant.messages.with_raw_response.create(model="claude-3-5-sonnet-20241022", max_tokens=8, messages=easy)
+        assert raw.headers["x-synqra-route"] == "claude-sonnet" and raw.headers["x-synqra-route-shadow"] == "local-llama"
+        hard = "Step by step, prove that there are infinitely many primes, then analyse the complexity of the sieve of Eratosthenes."
+        raw = oai.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": hard}], max_tokens=8)
+        assert raw.headers["x-synqra-route"] == "claude-sonnet"
+        assert len(fresh_providers["anthropic"].requests) == anthropic_calls + 3, "every answer came from the incumbent"
+        status = lambda: httpx.get(f"{s.base_url}/api/budget/status", headers=s.headers(), timeout=30).json()  # noqa: E731
+        assert wait_until(lambda: status()["requests"] == 3, 30), status()
+        assert status()["local_share"] == 0.0
+    finally:
+        s.stop()
+    log = s.data_dir / "logs" / "proxy.log"
+    capsys.readouterr()
+    assert route_thresholds_main(["--config", str(s.config_path), "--shares", "0.5", "0.25", "0.25", "--from-log", str(log)]) == 0
+    out = capsys.readouterr().out
+    configured = next(line for line in out.splitlines() if line.startswith("# at the configured thresholds"))
+    assert "local-llama 0.667" in configured, "two of the three would have gone local"
+    assert "# 3 logged decisions" in out

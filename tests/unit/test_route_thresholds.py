@@ -131,6 +131,12 @@ def test_command_reads_the_log(
     assert cli.route_thresholds_main([*shares, "--from-log", str(tmp_path / "proxy.log")]) == 0
     out = capsys.readouterr().out
     assert f"{len(sample_requests())} logged decisions" in out
+    # The split the running thresholds give (what a shadow-mode log says going live would do) is the
+    # split of the logged decisions themselves (none of these prompts is creative or needs a capability).
+    tiers = [d.tier for d in router.decide_batch(sample_requests())]
+    expected = ", ".join(f"{t} {tiers.count(t) / len(tiers):.3f}" for t in ("local-llama", "deepseek-chat", "claude-sonnet"))
+    assert f"# at the configured thresholds {router.thresholds}: {expected}" in out
+    assert len(set(tiers)) > 1
     assert len(yaml.safe_load(out)["synqra"]["routing"]["thresholds"]) == 2
     assert cli.route_thresholds_main([*shares, "--from-log", str(tmp_path / "none.log")]) == 2
     assert "none.log" in capsys.readouterr().err

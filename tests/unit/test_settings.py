@@ -39,6 +39,8 @@ def test_shipped_config_is_valid() -> None:
         (lambda c: c["model_list"][2]["litellm_params"].pop("model"), "model_list[2]"),
         (lambda c: c["router_settings"]["fallbacks"].append({"local-llama": ["gpt-9"]}), "router_settings.fallbacks[3]"),
         (lambda c: c["router_settings"]["model_group_alias"].update(old="nope"), "model_group_alias.old"),
+        (lambda c: c["synqra"]["routing"].update(mode="shadw"), "synqra.routing.mode"),
+        (lambda c: c["synqra"]["routing"].update(mode="shadow", shadow_model="claude-opus-99"), "synqra.routing.shadow_model"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, mutate, key: str) -> None:
@@ -67,3 +69,16 @@ def test_serve_exits_with_the_message_on_bad_config(tmp_path: Path, capsys) -> N
     p = _write(tmp_path, lambda c: c["synqra"]["server"].update(port=0))
     assert main(["--config", str(p)]) == 2
     assert "synqra.server.port" in capsys.readouterr().err
+
+
+def test_shadow_mode_serves_the_incumbent() -> None:
+    """Shadow mode: an intercepted name the config serves stays as asked; the virtual model, and names
+    only the interception knows, go to shadow_model (default: the strongest tier)."""
+    cfg = load_config(REPO / "litellm_config.yaml")
+    r = cfg.synqra.routing.model_copy(update={"mode": "shadow", "intercept_models": ["claude-*", "gpt-4o"]})
+    known = lambda m: cfg.model(cfg.canonical(m)) is not None  # noqa: E731
+    assert r.shadow_target("auto", known) == "claude-sonnet" == r.tiers[-1]
+    assert r.shadow_target("gpt-4o", known) == "gpt-4o"
+    assert r.shadow_target("claude-3-5-sonnet-20241022", known) == "claude-3-5-sonnet-20241022"  # an alias
+    assert r.shadow_target("claude-3-opus-20240229", known) == "claude-sonnet"  # no model serves that name
+    assert r.model_copy(update={"shadow_model": "deepseek-chat"}).shadow_target("auto", known) == "deepseek-chat"
