@@ -15,7 +15,7 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget import hook_steps as budget
-from proxy import fallbacks
+from proxy import fallbacks, metrics
 from proxy.request_checks import check_context_window, check_max_tokens, check_messages
 from proxy.request_state import account_once, request_state, state_from_log_kwargs, usage_of
 from proxy.runtime import get_runtime
@@ -78,7 +78,9 @@ class SynqraHooks(CustomLogger):
         stopped = guard.is_stopped()
         t0 = time.perf_counter()
         decision = await rt.router.adecide(data, budget_pressure=1.0 if stopped else guard.pressure())
-        state["route_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        seconds = time.perf_counter() - t0
+        state["route_ms"] = round(seconds * 1000, 2)
+        metrics.observe_route(decision.tier, rt.router.settings.mode, seconds)
         data["model"] = decision.tier
         state["route_score"] = round(decision.score, 4)
         state["route_reason"] = decision.reason

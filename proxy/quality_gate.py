@@ -22,6 +22,7 @@ from policies.budget import hook_steps as budget
 from policies.quality.bands import is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict, extract_logprobs
+from proxy import metrics
 from proxy.request_state import mark_accounted, usage_of
 
 log = logging.getLogger("synqra.quality")
@@ -217,6 +218,7 @@ class QualityGate:
         if note:
             state["quality_note"] = note
         if first is not None:
+            metrics.observe_quality(attempts[0].tier, first.action, first.score, best.tier)
             log.info("quality %.3f %s (%s) -> chain %s served by %s%s", first.score, first.action, ", ".join(first.reasons) or "ok",
                      state["escalated"], best.tier, f" [{note}]" if note else "")
         return best

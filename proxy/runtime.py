@@ -35,8 +35,11 @@ class Runtime:
     @cached_property
     def budget(self) -> "BudgetGuard":
         from policies.budget.guard import BudgetGuard
+        from proxy.metrics import observe_ledger
 
-        return BudgetGuard.from_config(self.config)
+        guard = BudgetGuard.from_config(self.config)
+        guard.listeners.append(observe_ledger)
+        return guard
 
     @cached_property
     def embedder(self) -> "HttpEmbedder":

@@ -89,6 +89,8 @@ class BudgetGuard:
         self._down_reason = ""
         self._flusher: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None
+        # Told of every ledger row as it is written (or queued): metrics. Must not raise or block.
+        self.listeners: list[Callable[[LedgerRecord], None]] = []
 
     @classmethod
     def from_config(
@@ -147,6 +149,18 @@ class BudgetGuard:
 
     def is_free(self, model_name: str) -> bool:
         return self.prices.is_free(model_name)
+
+    def snapshot(self) -> dict[str, float | bool]:
+        """The month's figures this process knows without I/O (for metrics scrapes)."""
+        self._current_window()
+        return {
+            "limit_usd": self.settings.monthly_limit_usd,
+            "committed_usd": to_usd(self._committed),
+            "reserved_usd": to_usd(self._reserved),
+            "used_ratio": self._committed / self._limit_nano if self._limit_nano else 1.0,
+            "pressure": self.pressure(),
+            "stopped": self.is_stopped(),
+        }
 
     def count_prompt_tokens(self, model_name: str, messages: list[dict] | None = None, text: str | None = None) -> int:
         return self.prices.count_prompt_tokens(model_name, messages=messages, text=text)
@@ -260,13 +274,22 @@ class BudgetGuard:
         month = res.month if res is not None else self._current_window().key
         ledger = self._ledger_record(record, month)
         await self._write(ledger)
+        self._tell(ledger)
         return ledger
 
     async def record_free(self, record: CallRecord) -> LedgerRecord:
         """Record a call that had no reservation (local models). Never blocked, never raises for the store."""
         ledger = self._ledger_record(record, self._current_window().key)
         await self._write(ledger)
+        self._tell(ledger)
         return ledger
+
+    def _tell(self, ledger: LedgerRecord) -> None:
+        for listener in self.listeners:
+            try:
+                listener(ledger)
+            except Exception:  # a metrics bug must not fail a call that is already paid for
+                log.exception("ledger listener %r failed", listener)
 
     async def release(self, reservation: Reservation | str) -> None:
         """Give a failed call's reservation back. A store outage only delays it (the TTL frees it)."""

@@ -1,0 +1,38 @@
+"""`GET /metrics`: Prometheus text format, for the master key only (scrapers send it as a bearer token).
+
+Renders prometheus_client's default registry: synqra's metrics (proxy.metrics), the process's own,
+and LiteLLM's when its `prometheus` callback is configured. This route is registered before LiteLLM
+mounts its own /metrics at start-up, so it answers first; both render the same registry.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
+
+from policies.budget.guard import BudgetGuard
+from proxy.metrics import register_budget
+
+_budget_registered = False
+
+
+def make_metrics_router(get_guard: Callable[[], BudgetGuard | None], require_master_key: Callable[..., Any]) -> APIRouter:
+    global _budget_registered
+    if not _budget_registered:  # one collector per process, however many apps are built
+        register_budget(get_guard)
+        _budget_registered = True
+    router = APIRouter(tags=["metrics"])
+
+    @router.get("/metrics", dependencies=[Depends(require_master_key)])
+    async def metrics(request: Request) -> Response:
+        # The format the scraper asks for (Accept: OpenMetrics or the classic text format).
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        # Rendered off the event loop: with LiteLLM's per-key labels the registry can grow large.
+        body = await asyncio.to_thread(encoder, REGISTRY)
+        return Response(content=body, headers={"Content-Type": content_type})
+
+    return router

@@ -1,0 +1,90 @@
+"""Prometheus metrics of the request path: route, validate, account, and the month's budget.
+
+Registered on prometheus_client's default registry, so `GET /metrics` (proxy.api.metrics) also
+carries LiteLLM's own per-model request, latency and token metrics when its `prometheus` callback is
+added to `litellm_settings.callbacks` (LiteLLM renders the same registry). Observing is a few
+in-memory increments per request; nothing here does I/O.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from policies.budget.guard import BudgetGuard
+    from policies.budget.records import LedgerRecord
+
+ROUTE_DECISIONS = Counter(
+    "synqra_route_decisions", "Routing decisions by the tier the router chose; mode shadow: logged, not served",
+    ["tier", "mode"],
+)
+ROUTE_SECONDS = Histogram(
+    "synqra_route_decision_seconds", "Time to decide a route, embedding included",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+QUALITY_VERDICTS = Counter(
+    "synqra_quality_verdicts", "Quality verdicts on a validated tier's first answer", ["tier", "action"]
+)
+QUALITY_SCORE = Histogram(
+    "synqra_quality_score", "Quality score of a validated tier's first answer",
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+QUALITY_SERVED = Counter(
+    "synqra_quality_served", "Validated requests by the tier that answered first and the tier that served",
+    ["first_tier", "served_tier"],
+)
+CALLS = Counter("synqra_calls", "Model calls written to the ledger (escalations and fallbacks included)", ["model", "kind", "local"])
+COST_USD = Counter("synqra_cost_usd", "Actual cost of the ledger's calls, USD", ["model"])
+BASELINE_USD = Counter("synqra_baseline_usd", "What the same calls would have cost on the baseline model, USD", ["model"])
+TOKENS = Counter("synqra_tokens", "Tokens of the ledger's calls", ["model", "direction"])
+
+
+def observe_route(tier: str, mode: str, seconds: float) -> None:
+    ROUTE_DECISIONS.labels(tier=tier, mode=mode).inc()
+    ROUTE_SECONDS.observe(seconds)
+
+
+def observe_quality(first_tier: str, action: str, score: float, served_tier: str) -> None:
+    QUALITY_VERDICTS.labels(tier=first_tier, action=action).inc()
+    QUALITY_SCORE.observe(score)
+    QUALITY_SERVED.labels(first_tier=first_tier, served_tier=served_tier).inc()
+
+
+def observe_ledger(record: "LedgerRecord") -> None:
+    """A BudgetGuard listener: one call per ledger row, as written (or queued while the store is down)."""
+    model = record.served_model
+    CALLS.labels(model=model, kind=record.kind, local=str(record.local).lower()).inc()
+    COST_USD.labels(model=model).inc(record.cost_usd)
+    BASELINE_USD.labels(model=model).inc(record.baseline_usd)
+    TOKENS.labels(model=model, direction="prompt").inc(record.prompt_tokens)
+    TOKENS.labels(model=model, direction="completion").inc(record.completion_tokens)
+
+
+class BudgetCollector(Collector):
+    """The month's budget as this process knows it (the guard's cache, refreshed from the shared
+    store by its maintenance loop), read at scrape time."""
+
+    def __init__(self, guard: Callable[[], "BudgetGuard | None"]) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        guard = self._guard()
+        if guard is None:
+            return
+        v = guard.snapshot()
+        yield GaugeMetricFamily("synqra_budget_limit_usd", "Monthly hard limit, USD", value=v["limit_usd"])
+        yield GaugeMetricFamily("synqra_budget_committed_usd", "Spent this month (settled calls), USD", value=v["committed_usd"])
+        yield GaugeMetricFamily("synqra_budget_reserved_usd", "Reserved by calls in flight, USD", value=v["reserved_usd"])
+        yield GaugeMetricFamily("synqra_budget_used_ratio", "Committed share of the monthly limit", value=v["used_ratio"])
+        yield GaugeMetricFamily("synqra_budget_pressure", "Thrift pressure on routing, 0..1", value=v["pressure"])
+        yield GaugeMetricFamily("synqra_budget_stopped", "1 when paid calls are stopped", value=float(v["stopped"]))
+
+
+def register_budget(guard: Callable[[], "BudgetGuard | None"], registry: CollectorRegistry = REGISTRY) -> BudgetCollector:
+    collector = BudgetCollector(guard)
+    registry.register(collector)
+    return collector
