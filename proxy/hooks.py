@@ -83,6 +83,7 @@ class SynqraHooks(CustomLogger):
         metrics.observe_route(decision.tier, rt.router.settings.mode, seconds)
         data["model"] = decision.tier
         state["route_score"] = round(decision.score, 4)
+        state["route_scorer"] = decision.features.get("scorer")
         state["route_reason"] = decision.reason
         settings = rt.router.settings
         if settings.mode == "shadow":  # decided and logged; served as without synqra
@@ -91,6 +92,7 @@ class SynqraHooks(CustomLogger):
             target = settings.shadow_target(state["requested_model"], lambda m: cfg.model(cfg.canonical(m)) is not None)
             data["model"] = cfg.canonical(target)
             log.info("shadow: router chose %s, serving %s", decision.tier, data["model"])
+            rt.shadow_eval.maybe_start(state, data, decision)
         if stopped:  # paid calls are stopped this month: auto is served locally, and says so
             state["budget"] = "stopped"
             if not guard.is_free(data["model"]):

@@ -37,6 +37,9 @@ QUALITY_SERVED = Counter(
     "synqra_quality_served", "Validated requests by the tier that answered first and the tier that served",
     ["first_tier", "served_tier"],
 )
+SHADOW_EVALS = Counter(
+    "synqra_shadow_evaluations", "Shadow-mode answers of the local model by verdict (or skipped_busy, failed)", ["outcome"]
+)
 CALLS = Counter("synqra_calls", "Model calls written to the ledger (escalations and fallbacks included)", ["model", "kind", "local"])
 COST_USD = Counter("synqra_cost_usd", "Actual cost of the ledger's calls, USD", ["model"])
 BASELINE_USD = Counter("synqra_baseline_usd", "What the same calls would have cost on the baseline model, USD", ["model"])
@@ -52,6 +55,10 @@ def observe_quality(first_tier: str, action: str, score: float, served_tier: str
     QUALITY_VERDICTS.labels(tier=first_tier, action=action).inc()
     QUALITY_SCORE.observe(score)
     QUALITY_SERVED.labels(first_tier=first_tier, served_tier=served_tier).inc()
+
+
+def observe_shadow_eval(outcome: str) -> None:
+    SHADOW_EVALS.labels(outcome=outcome).inc()
 
 
 def observe_ledger(record: "LedgerRecord") -> None:

@@ -219,8 +219,10 @@ class QualityGate:
             state["quality_note"] = note
         if first is not None:
             metrics.observe_quality(attempts[0].tier, first.action, first.score, best.tier)
-            log.info("quality %.3f %s (%s) -> chain %s served by %s%s", first.score, first.action, ", ".join(first.reasons) or "ok",
-                     state["escalated"], best.tier, f" [{note}]" if note else "")
+            # route-thresholds --max-escalation reads first= and route_score= (routed requests have one).
+            log.info("quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s", first.score,
+                     first.action, ", ".join(first.reasons) or "ok", state["escalated"], best.tier, f" [{note}]" if note else "",
+                     attempts[0].tier, state.get("route_score", "none"), state.get("route_scorer", "none"))
         return best
 
     async def after_response(self, state: dict[str, Any], response: Any) -> Any:

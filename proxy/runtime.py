@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from policies.routing.router import Router
     from policies.static_embedder import StaticEmbedder
     from proxy.quality_gate import QualityGate
+    from proxy.shadow_eval import ShadowEvaluator
 
 log = logging.getLogger("synqra.runtime")
 
@@ -73,6 +74,12 @@ class Runtime:
         from policies.quality.scorer import QualityScorer
 
         return QualityScorer.from_config(self.config, self.embedder_of(self.config.synqra.quality.relevance_embedder))
+
+    @cached_property
+    def shadow_eval(self) -> "ShadowEvaluator":
+        from proxy.shadow_eval import ShadowEvaluator
+
+        return ShadowEvaluator(self)
 
     @cached_property
     def gate(self) -> "QualityGate":

@@ -69,6 +69,11 @@ class RoutingSettings(BaseModel):
     mode: Literal["live", "shadow"] = "live"
     # Serves the virtual model in shadow mode (None: the strongest tier, the last of tiers).
     shadow_model: str | None = None
+    # Shadow mode: share of requests the local model also answers in the background, unseen, for the
+    # quality scorer; the verdict is logged beside the route score (route-thresholds --max-escalation).
+    # At most shadow_eval_concurrency at once: requests arriving while they run are not evaluated.
+    shadow_eval_share: float = Field(0.0, ge=0, le=1)
+    shadow_eval_concurrency: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _thresholds_match_tiers(self) -> "RoutingSettings":

@@ -7,6 +7,11 @@ logged for each routed request:
     synqra route-thresholds --shares 0.8 0.15 0.05 < requests.jsonl
     synqra route-thresholds --shares 0.8 0.15 0.05 --from-log ~/.local/share/synqra/logs/proxy.log
 
+or places the local cut where the local tier's logged answers were still good enough (quality verdicts of
+live requests, and of shadow mode's background evaluations, which cover every score):
+
+    synqra route-thresholds --max-escalation 0.2 --from-log ~/.local/share/synqra/logs/proxy.log
+
 and prints the `synqra.routing.thresholds` to put in litellm_config.yaml.
 """
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -79,6 +85,75 @@ def logged_scores(lines: Iterable[str]) -> list[float]:
     return out
 
 
+# The quality verdict on a routed request's first answer: the live gate's "quality <q> <action> (...) ... first=<tier>
+# route_score=<s> scorer=<name>" and shadow mode's "shadow quality ..." with the same fields.
+_VERDICT_LINE = re.compile(
+    r"\bsynqra\.quality INFO (?:shadow )?quality \d+(?:\.\d+)? (\w+) .* first=(\S+) route_score=(\d+(?:\.\d+)?) scorer=(\S+)"
+)
+
+
+def logged_verdicts(lines: Iterable[str], tier: str, scorer: str) -> list[tuple[float, str]]:
+    """(route score, quality action) of the logged verdicts on `tier`'s first answers, for decisions
+    `scorer` scored (the structural fallback rule's scores are on another scale)."""
+    out = []
+    for line in lines:
+        m = _VERDICT_LINE.search(line)
+        if m and m.group(2) == tier and m.group(4) == scorer:
+            out.append((float(m.group(3)), m.group(1)))
+    return out
+
+
+@dataclass(frozen=True)
+class LocalCut:
+    threshold: float  # route scores below it go to the local tier
+    below: int  # logged verdicts below the cut
+    escalation_rate: float  # share of those the quality gate escalated
+
+
+def local_cut(verdicts: list[tuple[float, str]], max_escalation: float, min_requests: int = 20) -> LocalCut | None:
+    """The highest cut at which the local tier's answers to the requests scoring below it were escalated
+    at most `max_escalation` of the time (None when even the `min_requests` lowest-scored exceed it).
+    A cut is placed halfway between two distinct logged scores, so every logged request is on one side."""
+    ranked = sorted(verdicts)
+    best, escalated = None, 0
+    for k, (score, action) in enumerate(ranked, start=1):
+        escalated += action == "escalate"
+        last_of_tie = k == len(ranked) or ranked[k][0] > score
+        if k >= min_requests and last_of_tie and escalated <= max_escalation * k:
+            upper = ranked[k][0] if k < len(ranked) else min(1.0, score + 1e-3)
+            best = LocalCut(round((score + upper) / 2, 6), k, escalated / k)
+    return best
+
+
+def escalation_by_band(verdicts: list[tuple[float, str]], bands: int = 5) -> list[tuple[float, float, int, float]]:
+    """(lowest score, highest score, requests, escalation rate) of `bands` equal-count score bands."""
+    ranked = sorted(verdicts)
+    out = []
+    for b in range(bands):
+        part = ranked[b * len(ranked) // bands : (b + 1) * len(ranked) // bands]
+        if part:
+            out.append((part[0][0], part[-1][0], len(part), sum(a == "escalate" for _, a in part) / len(part)))
+    return out
+
+
+def _cut_report(router: Any, paths: list[Path], max_escalation: float) -> tuple[list[float] | None, list[str]]:
+    """Thresholds with the local cut placed by the logged quality verdicts, and the lines that explain it."""
+    lines = (ln for path in paths for ln in path.read_text(errors="replace").splitlines())
+    verdicts = logged_verdicts(lines, router.tiers[0].name, router.scorer.name)
+    report = [f"# {len(verdicts)} logged quality verdicts on {router.tiers[0].name} answers (live and shadow); "
+              "escalation rate by route-score band:"]
+    report += [f"#   {lo:.4f}-{hi:.4f}: {n} requests, {rate:.2f} escalated" for lo, hi, n, rate in escalation_by_band(verdicts)]
+    cut = local_cut(verdicts, max_escalation)
+    if cut is None:
+        report.append(f"# no cut keeps the escalation rate at or below {max_escalation} (20 requests at least)")
+        return None, report
+    report.append(f"# local cut {cut.threshold}: the {cut.below} logged requests below it were escalated {cut.escalation_rate:.2f} "
+                  "of the time; the cuts above it stay as configured (raised to it if lower)")
+    if cut.below == len(verdicts):
+        report.append("# every logged request is below this cut: nothing is known about higher scores yet")
+    return [cut.threshold, *(max(t, cut.threshold) for t in router.thresholds[1:])], report
+
+
 def route_thresholds_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="synqra route-thresholds",
@@ -86,11 +161,31 @@ def route_thresholds_main(argv: list[str] | None = None) -> int:
         "(JSON lines as for route-score on stdin, or the proxy's log of its decisions); prints the "
         "synqra.routing.thresholds to configure.",
     )
-    ap.add_argument("--shares", type=float, nargs="+", required=True, help="one share per tier, cheapest first, sum 1")
+    goal = ap.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--shares", type=float, nargs="+", help="one share per tier, cheapest first, sum 1")
+    goal.add_argument(
+        "--max-escalation", type=float, metavar="RATE",
+        help="with --from-log: the highest local cut at which the logged quality verdicts (live, and shadow mode's "
+        "evaluations) on the local tier's answers were escalated at most RATE of the time",
+    )
     ap.add_argument("--from-log", type=Path, nargs="+", help="proxy.log file(s): use the scores the proxy logged")
     args, router = start_command("synqra route-thresholds", ap, argv)
     if router is None:
         return 2
+    if args.max_escalation is not None:
+        if not args.from_log:
+            print("synqra route-thresholds: --max-escalation reads the proxy's log: give --from-log", file=sys.stderr)
+            return 2
+        try:
+            cut, report = _cut_report(router, args.from_log, args.max_escalation)
+        except OSError as e:
+            print(f"synqra route-thresholds: {e}", file=sys.stderr)
+            return 2
+        print("\n".join(report))
+        if cut is None:
+            return 1
+        print(f"synqra:\n  routing:\n    thresholds: {json.dumps(cut)}")
+        return 0
     try:
         if args.from_log:
             scores = logged_scores(ln for path in args.from_log for ln in path.read_text(errors="replace").splitlines())

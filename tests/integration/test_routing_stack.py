@@ -138,16 +138,20 @@ def test_budget_stopped_auto_stays_local_and_says_so(tmp_path: Path, stack, prov
 
 
 def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(tmp_path: Path, stack, providers, fresh_providers, capsys) -> None:
-    """Rollout step one: the router decides and says so, the incumbent answers, and the proxy's log
-    is enough for `synqra route-thresholds --from-log` to fit the next stage's cut."""
+    """Rollout step one: the router decides and says so, the incumbent answers, the local model answers
+    too (unseen) and is judged, and the proxy's log is enough for `synqra route-thresholds --from-log`."""
     import anthropic
     import openai
 
-    from policies.routing.thresholds import route_thresholds_main
+    from policies.routing.thresholds import local_cut, logged_verdicts, route_thresholds_main
 
-    s = start_stack(tmp_path, providers, {"routing": {"mode": "shadow", "intercept_models": ["claude-3-5-sonnet-*"]}}, backends_of=stack)
+    overrides = {"routing": {"mode": "shadow", "intercept_models": ["claude-3-5-sonnet-*"], "shadow_eval_share": 1.0}}
+    s = start_stack(tmp_path, providers, overrides, backends_of=stack)
+    log = s.data_dir / "logs" / "proxy.log"
+    evaluated = lambda: log.read_text().count("synqra.quality INFO shadow quality ")  # noqa: E731
     easy = [{"role": "user", "content": "What is your pricing?"}]
     anthropic_calls = len(fresh_providers["anthropic"].requests)
+    scores = []
     try:
         oai = openai.OpenAI(base_url=s.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=120)
         raw = oai.chat.completions.with_raw_response.create(model="auto", messages=easy, max_tokens=8)
@@ -156,23 +160,39 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(tmp_path: Path, st
         assert 0.0 <= float(raw.headers["x-synqra-route-score"]) <= 1.0
         assert "x-synqra-quality-score" not in raw.headers, "the incumbent's answers are not second-guessed"
         assert raw.parse().choices[0].message.content.strip() == fresh_providers["anthropic"].default_text
+        scores.append(raw.headers["x-synqra-route-score"])
+        assert wait_until(lambda: evaluated() == 1, 120), "the local model answered in the background and was judged"
 
         ant = anthropic.Anthropic(base_url=s.base_url, api_key=MASTER_KEY, max_retries=0, timeout=120)
-        raw = ant.messages.with_raw_response.create(model="claude-3-5-sonnet-20241022", max_tokens=8, messages=easy)
+        raw = ant.messages.with_raw_response.create(
+            model="claude-3-5-sonnet-20241022", max_tokens=8, system="Answer briefly.", messages=easy
+        )
         assert raw.headers["x-synqra-route"] == "claude-sonnet" and raw.headers["x-synqra-route-shadow"] == "local-llama"
+        scores.append(raw.headers["x-synqra-route-score"])
+        assert wait_until(lambda: evaluated() == 2, 120), "Anthropic-shaped requests are evaluated too"
         hard = "Step by step, prove that there are infinitely many primes, then analyse the complexity of the sieve of Eratosthenes."
         raw = oai.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": hard}], max_tokens=8)
         assert raw.headers["x-synqra-route"] == "claude-sonnet"
+        scores.append(raw.headers["x-synqra-route-score"])
+        assert wait_until(lambda: evaluated() == 3, 120)
         assert len(fresh_providers["anthropic"].requests) == anthropic_calls + 3, "every answer came from the incumbent"
         status = lambda: httpx.get(f"{s.base_url}/api/budget/status", headers=s.headers(), timeout=30).json()  # noqa: E731
         assert wait_until(lambda: status()["requests"] == 3, 30), status()
-        assert status()["local_share"] == 0.0
+        assert status()["local_share"] == 0.0, "the shadow answers are not in the ledger"
+        families = httpx.get(f"{s.base_url}/metrics", headers=s.headers(), timeout=30).text
+        outcomes = [ln for ln in families.splitlines() if ln.startswith("synqra_shadow_evaluations_total{")]
+        assert sum(float(ln.rsplit(" ", 1)[1]) for ln in outcomes) == 3, outcomes
     finally:
         s.stop()
-    log = s.data_dir / "logs" / "proxy.log"
+    verdicts = logged_verdicts(log.read_text().splitlines(), "local-llama", "learned")
+    assert sorted(f"{score:.4f}" for score, _ in verdicts) == sorted(scores), "each verdict carries its request's route score"
+    assert {action for _, action in verdicts} <= {"deliver", "rephrase", "escalate"}
+    assert local_cut(verdicts, 1.0, min_requests=1) is not None
     capsys.readouterr()
     assert route_thresholds_main(["--config", str(s.config_path), "--shares", "0.5", "0.25", "0.25", "--from-log", str(log)]) == 0
     out = capsys.readouterr().out
     configured = next(line for line in out.splitlines() if line.startswith("# at the configured thresholds"))
     assert "local-llama 0.667" in configured, "two of the three would have gone local"
     assert "# 3 logged decisions" in out
+    assert route_thresholds_main(["--config", str(s.config_path), "--max-escalation", "0.2", "--from-log", str(log)]) == 1
+    assert "# 3 logged quality verdicts on local-llama answers" in capsys.readouterr().out, "too few to place a cut"

@@ -140,3 +140,85 @@ def test_command_reads_the_log(
     assert len(yaml.safe_load(out)["synqra"]["routing"]["thresholds"]) == 2
     assert cli.route_thresholds_main([*shares, "--from-log", str(tmp_path / "none.log")]) == 2
     assert "none.log" in capsys.readouterr().err
+
+
+# --- the local cut from logged quality verdicts (--max-escalation) ------------------------------
+
+def verdicts_rising(n: int = 200, bad_above: float = 0.6) -> list[tuple[float, str]]:
+    """Scores spread over 0..1; the local answer is escalated exactly when the score is above bad_above."""
+    return [(i / n, "escalate" if i / n > bad_above else ("rephrase" if i % 3 else "deliver")) for i in range(n)]
+
+
+def test_local_cut_stops_where_escalations_pass_the_rate() -> None:
+    v = verdicts_rising()
+    strict = cli.local_cut(v, 0.0)
+    assert strict is not None and strict.escalation_rate == 0 and 0.6 < strict.threshold < 0.61
+    assert strict.below == sum(s <= 0.6 for s, _ in v)
+    loose = cli.local_cut(v, 0.25)  # 121 good below 0.605; a quarter escalated allows 40 more
+    assert loose is not None and loose.escalation_rate <= 0.25 and loose.below == 161
+    assert loose.threshold == pytest.approx((v[160][0] + v[161][0]) / 2)
+    everything = cli.local_cut(v, 1.0)
+    assert everything is not None and everything.below == len(v) and everything.threshold > v[-1][0]
+
+
+def test_local_cut_never_splits_tied_scores_and_needs_enough_requests() -> None:
+    tied = [(0.1, "deliver")] * 30 + [(0.2, "deliver")] * 5 + [(0.2, "escalate")] * 5 + [(0.3, "escalate")] * 10
+    cut = cli.local_cut(tied, 0.0)
+    assert cut is not None and cut.below == 30 and cut.threshold == pytest.approx(0.15)
+    assert cli.local_cut(tied, 0.0, min_requests=31) is None
+    assert cli.local_cut([(0.1, "escalate")] * 25, 0.5) is None
+
+
+def test_escalation_bands_cover_every_verdict() -> None:
+    bands = cli.escalation_by_band(verdicts_rising(), 5)
+    assert [n for _, _, n, _ in bands] == [40] * 5
+    assert [rate for *_, rate in bands] == [0.0, 0.0, 0.0, pytest.approx(0.975), 1.0]
+
+
+def quality_log(path: Path, verdicts: list[tuple[float, str]], tier: str = "local-llama") -> None:
+    """Verdict lines as the quality gate (live) and the shadow evaluator write them, through the proxy's format;
+    tests/integration checks the real lines read the same."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log = logging.getLogger("synqra.quality")
+    log.addHandler(handler)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        for i, (score, action) in enumerate(verdicts):
+            if i % 2:
+                log.info("quality 0.500 %s (ok) -> chain false served by %s first=%s route_score=%.4f scorer=learned",
+                         action, tier, tier, score)
+            else:
+                log.info("shadow quality 0.500 %s (ok) first=%s route_score=%.4f scorer=learned chosen=x request=r%d",
+                         action, tier, score, i)
+        log.info("quality 0.100 escalate (ok) -> chain a>b served by b first=%s route_score=0.0100 scorer=heuristic", tier)
+        log.info("quality 0.100 escalate (ok) -> chain a>b served by b first=deepseek-chat route_score=0.0100 scorer=learned")
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        handler.close()
+
+
+def test_command_places_the_local_cut_from_logged_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    v = verdicts_rising()
+    quality_log(tmp_path / "proxy.log", v)
+    lines = (tmp_path / "proxy.log").read_text().splitlines()
+    read = cli.logged_verdicts(lines, "local-llama", "learned")
+    assert sorted(read) == sorted(v), "live and shadow lines alike; fallback-scored and other tiers' left out"
+    assert cli.route_thresholds_main(["--max-escalation", "0.25", "--from-log", str(tmp_path / "proxy.log")]) == 0
+    out = capsys.readouterr().out
+    cut = cli.local_cut(v, 0.25)
+    assert cut is not None and f"# local cut {cut.threshold}: the 161 logged requests" in out
+    thresholds = yaml.safe_load(out)["synqra"]["routing"]["thresholds"]
+    assert thresholds[0] == cut.threshold and thresholds == sorted(thresholds)
+    assert "nothing is known about higher scores" not in out
+    assert cli.route_thresholds_main(["--max-escalation", "1", "--from-log", str(tmp_path / "proxy.log")]) == 0
+    assert "every logged request is below this cut" in capsys.readouterr().out
+    assert cli.route_thresholds_main(["--max-escalation", "0.25"]) == 2, "needs the log"
+    assert "--from-log" in capsys.readouterr().err
+    quality_log(tmp_path / "bad.log", [(0.1, "escalate")] * 30)
+    assert cli.route_thresholds_main(["--max-escalation", "0.1", "--from-log", str(tmp_path / "bad.log")]) == 1
+    assert "no cut keeps the escalation rate" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.route_thresholds_main(["--max-escalation", "0.1", "--shares", "0.8", "0.15", "0.05"])

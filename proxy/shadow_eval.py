@@ -1,0 +1,107 @@
+"""Shadow evaluation: in shadow mode the local model also answers, in the background and unseen, and
+the quality scorer judges that answer, so the log pairs each route score with how the local tier
+would have done. `synqra route-thresholds --max-escalation` reads those lines to place the local cut.
+
+The local answer costs no money and is not a call anybody was served: it is not in the ledger. It
+is counted in `synqra_shadow_evaluations_total`. At most `shadow_eval_concurrency` run at once;
+a request arriving while they are busy is not evaluated (no queue grows behind a slow local model).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import httpx
+
+from proxy import metrics
+from proxy.quality_gate import CARRIED_PARAMS, chat_answer
+
+log = logging.getLogger("synqra.quality")
+
+
+def openai_messages(data: dict[str, Any], call_type: str) -> list[dict[str, Any]]:
+    """The request as OpenAI chat messages (what the local llama.cpp server speaks)."""
+    if call_type != "anthropic_messages":
+        return list(data["messages"])
+    from litellm.llms.anthropic.pass_through.adapters.transformation import LiteLLMAnthropicMessagesAdapter
+
+    request = {k: data[k] for k in ("model", "messages", "system", "max_tokens") if k in data}
+    translated, _ = LiteLLMAnthropicMessagesAdapter().translate_anthropic_to_openai(request)  # type: ignore[arg-type]
+    return list(translated["messages"])
+
+
+class ShadowEvaluator:
+    def __init__(self, runtime: Any, rng: random.Random | None = None) -> None:
+        self.rt = runtime
+        cfg = runtime.config
+        self.settings = cfg.synqra.routing
+        self.model = cfg.synqra.backends.llama.model_alias
+        params = cfg.model(self.model).litellm_params
+        self.url = str(params["api_base"]).rstrip("/") + "/chat/completions"
+        self.timeout = float(params.get("timeout") or 120)
+        info = cfg.model(self.model).model_info
+        self.max_output_tokens = int(info.get("max_output_tokens") or 1024)
+        self.max_input_tokens = int(info.get("max_input_tokens") or 1 << 30)
+        self._rng = rng or random.Random()
+        self._busy = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    def maybe_start(self, state: dict[str, Any], data: dict[str, Any], decision: Any) -> bool:
+        """Start a background evaluation of this request on the local model, if it is sampled, the local
+        model could take it at all, and a slot is free. `decision`: the router's RouteDecision."""
+        s = self.settings
+        if s.shadow_eval_share <= 0 or self._rng.random() >= s.shadow_eval_share:
+            return False
+        f = decision.features
+        if f.get("has_tools") or f.get("has_tool_messages") or f.get("has_images") or f.get("prompt_tokens", 0) > self.max_input_tokens:
+            return False  # the router never sends these to the local tier: its answer would say nothing
+        if self._busy >= s.shadow_eval_concurrency:
+            metrics.observe_shadow_eval("skipped_busy")
+            return False
+        try:
+            messages = openai_messages(data, state["call_type"])
+        except Exception as e:  # a shape the adapter cannot read: the real call reports it
+            log.debug("shadow evaluation skipped: %s", e)
+            return False
+        # The client's own limit, as the local tier would get it live (a cut-off answer is a verdict too).
+        max_tokens = data.get("max_tokens") or data.get("max_completion_tokens") or self.max_output_tokens
+        body = {"model": self.model, "messages": messages, "max_tokens": int(max_tokens), "logprobs": True}
+        request = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
+        self._busy += 1
+        route = f"route_score={state['route_score']:.4f} scorer={state.get('route_scorer')}"
+        task = asyncio.create_task(self._run(state["request_id"], route, decision.tier, body, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _run(self, request_id: str, route: str, tier: str, body: dict[str, Any], request: dict[str, Any]) -> None:
+        try:
+            if self._client is None:
+                self._client = httpx.AsyncClient(timeout=self.timeout)
+            r = await self._client.post(self.url, json=body)
+            r.raise_for_status()
+            answer = chat_answer(r.json())
+            v = await self.rt.quality.ascore(request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
+            metrics.observe_shadow_eval(v.action)
+            log.info("shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s",
+                     v.score, v.action, ", ".join(v.reasons) or "ok", self.model, route, tier, request_id)
+        except Exception as e:  # the served answer is unaffected; only this sample is lost
+            metrics.observe_shadow_eval("failed")
+            log.warning("shadow evaluation of %s failed: %s: %s", request_id, type(e).__name__, e)
+        finally:
+            self._busy -= 1
+
+    async def drain(self) -> None:
+        """Wait for the evaluations in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()

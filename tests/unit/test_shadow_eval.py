@@ -1,0 +1,155 @@
+"""Shadow evaluation: the local model's unseen answer is judged by the real quality scorer and logged
+beside the route score; sampling, busy slots and requests the local tier never takes are skipped."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp import web
+from prometheus_client import REGISTRY
+
+from policies.quality.scorer import QualityScorer
+from policies.routing.router import RouteDecision
+from policies.static_embedder import StaticEmbedder
+from proxy.settings import AppConfig, ModelEntry, SynqraSettings
+from proxy.shadow_eval import ShadowEvaluator, openai_messages
+from tests.redis_server import free_port
+
+GOOD = "Our pricing has three plans: Starter at $10 a month, Team at $40 a month and Enterprise on request."
+
+
+class LocalModel:
+    """A llama.cpp-like OpenAI chat server on 127.0.0.1 that records what it was sent."""
+
+    def __init__(self, text: str = GOOD, finish: str = "stop", status: int = 200) -> None:
+        self.text, self.finish, self.status = text, finish, status
+        self.bodies: list[dict[str, Any]] = []
+
+    async def __aenter__(self) -> "LocalModel":
+        async def chat(req: web.Request) -> web.Response:
+            self.bodies.append(await req.json())
+            await asyncio.sleep(0.05)
+            if self.status != 200:
+                return web.json_response({"error": {"message": "boom"}}, status=self.status)
+            lp = {"content": [{"token": w, "logprob": -0.05, "top_logprobs": []} for w in self.text.split()]}
+            return web.json_response({
+                "id": "x", "object": "chat.completion", "model": "local-llama",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text}, "finish_reason": self.finish, "logprobs": lp}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25},
+            })
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        port = free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.api_base = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+def runtime(api_base: str, **routing: Any) -> SimpleNamespace:
+    models = [
+        ModelEntry(model_name="local-llama", litellm_params={"model": "openai/local-llama", "api_base": api_base},
+                   model_info={"max_input_tokens": 2048, "max_output_tokens": 64}),
+        ModelEntry(model_name="claude-sonnet", litellm_params={"model": "anthropic/claude-sonnet-4-5"}),
+    ]
+    synqra = SynqraSettings.model_validate({"routing": {"mode": "shadow", "shadow_eval_share": 1.0, **routing}})
+    cfg = AppConfig(path=Path("litellm_config.yaml"), model_list=models, synqra=synqra)
+    return SimpleNamespace(config=cfg, quality=QualityScorer.from_config(cfg, StaticEmbedder.default()))
+
+
+def decision(tier: str = "local-llama", **features: Any) -> RouteDecision:
+    return RouteDecision(tier, 0.1234, "test", {"prompt_tokens": 12, "scorer": "learned", **features})
+
+
+def state(n: int = 0, call_type: str = "acompletion") -> dict[str, Any]:
+    return {"request_id": f"req-{n}", "route_score": 0.1234, "route_scorer": "learned", "call_type": call_type}
+
+
+ASK = {"messages": [{"role": "user", "content": "What is your pricing?"}], "max_tokens": 32}
+
+
+def outcome(name: str) -> float:
+    return REGISTRY.get_sample_value("synqra_shadow_evaluations_total", {"outcome": name}) or 0.0
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_the_local_answer_is_judged_and_logged_with_its_route_score(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> tuple[LocalModel, LocalModel]:
+        async with LocalModel() as good, LocalModel(finish="length") as cut:
+            for model, n in ((good, 1), (cut, 2)):
+                ev = ShadowEvaluator(runtime(model.api_base))
+                assert ev.maybe_start(state(n), ASK, decision("claude-sonnet"))
+                await ev.drain()
+                await ev.aclose()
+        return good, cut
+
+    caplog.set_level(logging.INFO, logger="synqra.quality")
+    good, cut = run(main())
+    assert good.bodies[0]["max_tokens"] == 32 and good.bodies[0]["logprobs"] is True, "the client's own limit"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("shadow quality")]
+    assert len(lines) == 2
+    assert "first=local-llama route_score=0.1234 scorer=learned chosen=claude-sonnet request=req-1" in lines[0]
+    assert " deliver " in lines[0] or " rephrase " in lines[0], lines[0]
+    assert " escalate " in lines[1] and "cut off" in lines[1], "a cut-off answer is a hard failure"
+
+
+def test_anthropic_requests_reach_the_local_model_as_chat_messages() -> None:
+    data = {"model": "claude-3-5-sonnet-20241022", "max_tokens": 16, "system": "Answer briefly.",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "What is your pricing?"}]}]}
+    messages = openai_messages(data, "anthropic_messages")
+    assert messages[0] == {"role": "system", "content": "Answer briefly."}
+    assert messages[1]["role"] == "user" and "pricing" in str(messages[1]["content"])
+    assert openai_messages(ASK, "acompletion") == ASK["messages"]
+
+
+def test_sampling_busy_slots_and_requests_the_local_tier_never_takes() -> None:
+    async def main() -> tuple[list[bool], int, float]:
+        async with LocalModel() as local:
+            rt = runtime(local.api_base)
+            ev = ShadowEvaluator(rt)
+            before = outcome("skipped_busy")
+            started = [
+                ev.maybe_start(state(1), ASK, decision()),
+                ev.maybe_start(state(2), ASK, decision()),  # the one slot is taken
+                ev.maybe_start(state(3), ASK, decision(has_tools=1.0)),
+                ev.maybe_start(state(4), ASK, decision(has_images=1.0)),
+                ev.maybe_start(state(5), ASK, decision(prompt_tokens=5000)),  # over local-llama's 2048
+            ]
+            await ev.drain()
+            off = ShadowEvaluator(runtime(local.api_base, shadow_eval_share=0.0))
+            started.append(off.maybe_start(state(6), ASK, decision()))
+            await ev.aclose()
+            await off.aclose()
+            return started, len(local.bodies), outcome("skipped_busy") - before
+
+    started, calls, busy = run(main())
+    assert started == [True, False, False, False, False, False]
+    assert calls == 1 and busy == 1
+
+
+def test_a_failing_local_model_costs_only_the_sample(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> float:
+        async with LocalModel(status=500) as local:
+            ev = ShadowEvaluator(runtime(local.api_base))
+            before = outcome("failed")
+            assert ev.maybe_start(state(1), ASK, decision())
+            await ev.drain()
+            assert ev.maybe_start(state(2), ASK, decision()), "the slot is free again"
+            await ev.drain()
+            await ev.aclose()
+            return outcome("failed") - before
+
+    assert run(main()) == 2
+    assert any("shadow evaluation of req-1 failed" in r.getMessage() for r in caplog.records)
