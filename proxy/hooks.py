@@ -92,7 +92,8 @@ class SynqraHooks(CustomLogger):
             target = settings.shadow_target(state["requested_model"], lambda m: cfg.model(cfg.canonical(m)) is not None)
             data["model"] = cfg.canonical(target)
             log.info("shadow: router chose %s, serving %s", decision.tier, data["model"])
-            rt.shadow_eval.maybe_start(state, data, decision)
+            if not stopped:  # when stopped the local model serves it live and the gate's verdict is logged
+                rt.shadow_eval.maybe_start(state, data, decision)
         if stopped:  # paid calls are stopped this month: auto is served locally, and says so
             state["budget"] = "stopped"
             if not guard.is_free(data["model"]):
