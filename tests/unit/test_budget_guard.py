@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.redis_server import RedisServer, free_port
+from tests.fakes.local_http import LocalPostServer
+from tests.redis_server import RedisServer
 from policies.budget.guard import BudgetExhausted, BudgetGuard, DuplicateRequest
 from policies.budget.records import CallRecord
 from proxy.offline import apply_offline_env
@@ -99,32 +100,25 @@ def make_guard(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Cal
     return make
 
 
-class Receiver:
+class Receiver(LocalPostServer):
     """A webhook receiver on 127.0.0.1 collecting the JSON bodies it gets."""
+
+    path = "/hook"
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.fail_first = 0
 
-    async def __aenter__(self) -> "Receiver":
-        async def hook(req: web.Request) -> web.Response:
-            if self.fail_first > 0:
-                self.fail_first -= 1
-                return web.Response(status=503)
-            self.bodies.append(await req.json())
-            return web.Response(text="ok")
+    async def handle(self, req: web.Request) -> web.Response:
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return web.Response(status=503)
+        self.bodies.append(await req.json())
+        return web.Response(text="ok")
 
-        app = web.Application()
-        app.router.add_post("/hook", hook)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}/hook"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.cleanup()
+    @property
+    def url(self) -> str:
+        return self.base_url + self.path
 
 
 def cost(model: str, p: int, c: int) -> Decimal:

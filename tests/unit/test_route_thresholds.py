@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,24 +92,32 @@ def test_command_names_the_tiers_when_shares_do_not_fit(
     assert "local-llama, deepseek-chat, claude-sonnet" in capsys.readouterr().err
 
 
-def proxy_log(router: Router, requests: list[dict], path: Path) -> None:
-    """The decision lines the proxy writes for these requests: Router.adecide logging through the
-    proxy's own format, with a line of another logger and one fallback-scored decision mixed in."""
+@contextlib.contextmanager
+def logging_to(path: Path, name: str) -> Iterator[logging.Logger]:
+    """Every synqra.* logger writes to `path` in the proxy's own log format, as in the proxy; `name` logs at INFO."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    log = logging.getLogger("synqra.routing")
-    log.addHandler(handler)
+    root = logging.getLogger("synqra")
+    log = logging.getLogger(name)
+    root.addHandler(handler)
     old_level = log.level
     log.setLevel(logging.INFO)
     try:
+        yield log
+    finally:
+        root.removeHandler(handler)
+        log.setLevel(old_level)
+        handler.close()
+
+
+def proxy_log(router: Router, requests: list[dict], path: Path) -> None:
+    """The decision lines the proxy writes for these requests: Router.adecide logging through the
+    proxy's own format, with a line of another logger and one fallback-scored decision mixed in."""
+    with logging_to(path, "synqra.routing") as log:
         for r in requests:
             asyncio.run(router.adecide(r))
         log.info("route local-llama score=0.990 score 0.990; embedding unavailable (TimeoutError), structural fallback")
         logging.getLogger("synqra.budget").warning("route claude-sonnet score=0.999 (another logger)")
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(old_level)
-        handler.close()
 
 
 def test_log_scores_give_the_same_cut_as_the_requests(router: Router, tmp_path: Path) -> None:
@@ -178,13 +188,7 @@ def test_escalation_bands_cover_every_verdict() -> None:
 def quality_log(path: Path, verdicts: list[tuple[float, str]], tier: str = "local-llama") -> None:
     """Verdict lines as the quality gate (live) and the shadow evaluator write them, through the proxy's format;
     tests/integration checks the real lines read the same."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    log = logging.getLogger("synqra.quality")
-    log.addHandler(handler)
-    old_level = log.level
-    log.setLevel(logging.INFO)
-    try:
+    with logging_to(path, "synqra.quality") as log:
         for i, (score, action) in enumerate(verdicts):
             if i % 2:
                 log.info("quality 0.500 %s (ok) -> chain false served by %s first=%s route_score=%.4f scorer=learned",
@@ -194,10 +198,6 @@ def quality_log(path: Path, verdicts: list[tuple[float, str]], tier: str = "loca
                          action, tier, score, i)
         log.info("quality 0.100 escalate (ok) -> chain a>b served by b first=%s route_score=0.0100 scorer=heuristic", tier)
         log.info("quality 0.100 escalate (ok) -> chain a>b served by b first=deepseek-chat route_score=0.0100 scorer=learned")
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(old_level)
-        handler.close()
 
 
 def test_command_places_the_local_cut_from_logged_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -17,42 +17,35 @@ from policies.routing.router import RouteDecision
 from policies.static_embedder import StaticEmbedder
 from proxy.settings import AppConfig, ModelEntry, SynqraSettings
 from proxy.shadow_eval import ShadowEvaluator, openai_messages
-from tests.redis_server import free_port
+from tests.fakes.local_http import LocalPostServer
 
 GOOD = "Our pricing has three plans: Starter at $10 a month, Team at $40 a month and Enterprise on request."
 
 
-class LocalModel:
+class LocalModel(LocalPostServer):
     """A llama.cpp-like OpenAI chat server on 127.0.0.1 that records what it was sent."""
+
+    path = "/v1/chat/completions"
 
     def __init__(self, text: str = GOOD, finish: str = "stop", status: int = 200) -> None:
         self.text, self.finish, self.status = text, finish, status
         self.bodies: list[dict[str, Any]] = []
 
-    async def __aenter__(self) -> "LocalModel":
-        async def chat(req: web.Request) -> web.Response:
-            self.bodies.append(await req.json())
-            await asyncio.sleep(0.05)
-            if self.status != 200:
-                return web.json_response({"error": {"message": "boom"}}, status=self.status)
-            lp = {"content": [{"token": w, "logprob": -0.05, "top_logprobs": []} for w in self.text.split()]}
-            return web.json_response({
-                "id": "x", "object": "chat.completion", "model": "local-llama",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text}, "finish_reason": self.finish, "logprobs": lp}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25},
-            })
+    async def handle(self, req: web.Request) -> web.Response:
+        self.bodies.append(await req.json())
+        await asyncio.sleep(0.05)
+        if self.status != 200:
+            return web.json_response({"error": {"message": "boom"}}, status=self.status)
+        lp = {"content": [{"token": w, "logprob": -0.05, "top_logprobs": []} for w in self.text.split()]}
+        return web.json_response({
+            "id": "x", "object": "chat.completion", "model": "local-llama",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text}, "finish_reason": self.finish, "logprobs": lp}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25},
+        })
 
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", chat)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
-        self.api_base = f"http://127.0.0.1:{port}/v1"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.cleanup()
+    @property
+    def api_base(self) -> str:
+        return self.base_url + "/v1"
 
 
 def runtime(api_base: str, **routing: Any) -> SimpleNamespace:
