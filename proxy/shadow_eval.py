@@ -71,6 +71,7 @@ class ShadowEvaluator:
         body = {"model": self.model, "messages": messages, "max_tokens": int(max_tokens), "logprobs": True}
         request = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
         self._busy += 1
+        metrics.SHADOW_IN_FLIGHT.inc()
         route = f"route_score={state['route_score']:.4f} scorer={state.get('route_scorer')}"
         task = asyncio.create_task(self._run(state["request_id"], route, decision.tier, body, request))
         self._tasks.add(task)
@@ -93,6 +94,7 @@ class ShadowEvaluator:
             log.warning("shadow evaluation of %s failed: %s: %s", request_id, type(e).__name__, e)
         finally:
             self._busy -= 1
+            metrics.SHADOW_IN_FLIGHT.dec()
 
     async def drain(self) -> None:
         """Wait for the evaluations in flight (tests, shutdown)."""

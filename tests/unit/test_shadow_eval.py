@@ -130,6 +130,7 @@ def test_sampling_busy_slots_and_requests_the_local_tier_never_takes() -> None:
     started, calls, busy = run(main())
     assert started == [True, False, False, False, False, False]
     assert calls == 1 and busy == 1
+    assert REGISTRY.get_sample_value("synqra_shadow_evaluations_in_flight") == 0, "every slot was given back"
 
 
 def test_a_failing_local_model_costs_only_the_sample(caplog: pytest.LogCaptureFixture) -> None:
