@@ -66,9 +66,10 @@ class ShadowEvaluator:
         except Exception as e:  # a shape the adapter cannot read: the real call reports it
             log.debug("shadow evaluation skipped: %s", e)
             return False
-        # The client's own limit, as the local tier would get it live (a cut-off answer is a verdict too).
-        max_tokens = data.get("max_tokens") or data.get("max_completion_tokens") or self.max_output_tokens
-        body = {"model": self.model, "messages": messages, "max_tokens": int(max_tokens), "logprobs": True}
+        # The client's own limit, as the local tier would get it live (a cut-off answer is a verdict too),
+        # within what the local model can write.
+        max_tokens = min(int(data.get("max_tokens") or data.get("max_completion_tokens") or self.max_output_tokens), self.max_output_tokens)
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "logprobs": True}
         request = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
         self._busy += 1
         metrics.SHADOW_IN_FLIGHT.inc()

@@ -84,6 +84,9 @@ def test_the_local_answer_is_judged_and_logged_with_its_route_score(caplog: pyte
             for model, n in ((good, 1), (cut, 2)):
                 ev = ShadowEvaluator(runtime(model.api_base))
                 assert ev.maybe_start(state(n), ASK, decision("claude-sonnet"))
+                assert not ev.maybe_start(state(n + 10), ASK, decision()), "one at a time"
+                await ev.drain()
+                assert ev.maybe_start(state(n + 20), {**ASK, "max_tokens": 4096}, decision())
                 await ev.drain()
                 await ev.aclose()
         return good, cut
@@ -91,11 +94,12 @@ def test_the_local_answer_is_judged_and_logged_with_its_route_score(caplog: pyte
     caplog.set_level(logging.INFO, logger="synqra.quality")
     good, cut = run(main())
     assert good.bodies[0]["max_tokens"] == 32 and good.bodies[0]["logprobs"] is True, "the client's own limit"
+    assert good.bodies[1]["max_tokens"] == 64, "within what the local model can write (its max_output_tokens)"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("shadow quality")]
-    assert len(lines) == 2
+    assert len(lines) == 4
     assert "first=local-llama route_score=0.1234 scorer=learned chosen=claude-sonnet request=req-1" in lines[0]
     assert " deliver " in lines[0] or " rephrase " in lines[0], lines[0]
-    assert " escalate " in lines[1] and "cut off" in lines[1], "a cut-off answer is a hard failure"
+    assert " escalate " in lines[2] and "cut off" in lines[2], "a cut-off answer is a hard failure"
 
 
 def test_anthropic_requests_reach_the_local_model_as_chat_messages() -> None:
