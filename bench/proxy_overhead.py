@@ -49,6 +49,12 @@ async def timed_chat(session: aiohttp.ClientSession, base_url: str, model: str, 
         return (time.perf_counter() - t0) * 1000, dict(r.headers)
 
 
+def instant_providers() -> dict[str, FakeProvider]:
+    """Fake providers that answer "ok" at once: one OpenAI-protocol server for DeepSeek and GPT-4o, one Anthropic."""
+    openai_like = FakeProvider("openai", default_text="ok").start()
+    return {"deepseek": openai_like, "anthropic": FakeProvider("anthropic", default_text="ok").start(), "openai": openai_like}
+
+
 def variant(stack_name: str) -> str:
     return stack_name.split("#")[0]
 
@@ -103,9 +109,7 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=1, help="proxy processes per variant")
     ap.add_argument("--latency-requests", type=int, default=400, help="interleaved 1-client requests per proxy")
     args = ap.parse_args()
-    fake = FakeProvider("openai", default_text="ok").start()
-    claude = FakeProvider("anthropic", default_text="ok").start()
-    provs = {"deepseek": fake, "anthropic": claude, "openai": fake}
+    provs = instant_providers()
     root = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     base = start_stack(root / "base", provs)
     routing = {"tiers": ["deepseek-chat", "claude-sonnet"], "thresholds": [0.999], "creative_examples": []}

@@ -22,8 +22,7 @@ import aiohttp
 import httpx
 
 from bench.measure import median, pct, table, write_result
-from bench.proxy_overhead import AUTH, prompt
-from tests.fakes.fake_providers import FakeProvider
+from bench.proxy_overhead import AUTH, instant_providers, prompt
 from tests.stack import RunningStack, start_stack, wait_until
 
 MAX_TOKENS = 256
@@ -61,9 +60,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=60, help="requests per block")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    claude = FakeProvider("anthropic", default_text="ok").start()
-    other = FakeProvider("openai", default_text="ok").start()
-    provs = {"anthropic": claude, "openai": other, "deepseek": other}
+    provs = instant_providers()
     root = Path(tempfile.mkdtemp(prefix="bench-shadow-"))
     base = start_stack(root / "base", provs)
     stacks: dict[str, RunningStack] = {}
@@ -85,8 +82,8 @@ def main() -> None:
         for s in stacks.values():
             s.stop()
         base.stop()
-        claude.stop()
-        other.stop()
+        for p in {id(p): p for p in provs.values()}.values():
+            p.stop()
     p50 = {n: median(v) for n, v in lat.items()}
     rows = [
         {"proxy": n, "requests": len(v), "p50 ms": p50[n], "p99 ms": pct(v, 99), "p50 vs shadow": p50[n] / p50["shadow"]}
