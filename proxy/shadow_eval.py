@@ -21,13 +21,15 @@ from proxy.quality_gate import CARRIED_PARAMS, chat_answer
 log = logging.getLogger("synqra.quality")
 
 
-def openai_messages(data: dict[str, Any], call_type: str) -> list[dict[str, Any]]:
-    """The request as OpenAI chat messages (what the local llama.cpp server speaks)."""
+def openai_messages(data: dict[str, Any], call_type: str, model: str) -> list[dict[str, Any]]:
+    """The request as OpenAI chat messages (what the local llama.cpp server speaks). `model`: the local
+    model's LiteLLM name (e.g. "openai/local-llama"); with a name LiteLLM cannot place (such as "auto")
+    its adapter prints a provider list to stdout on every call."""
     if call_type != "anthropic_messages":
         return list(data["messages"])
     from litellm.llms.anthropic.pass_through.adapters.transformation import LiteLLMAnthropicMessagesAdapter
 
-    request = {k: data[k] for k in ("model", "messages", "system", "max_tokens") if k in data}
+    request = {**{k: data[k] for k in ("messages", "system", "max_tokens") if k in data}, "model": model}
     translated, _ = LiteLLMAnthropicMessagesAdapter().translate_anthropic_to_openai(request)  # type: ignore[arg-type]
     return list(translated["messages"])
 
@@ -39,6 +41,7 @@ class ShadowEvaluator:
         self.settings = cfg.synqra.routing
         self.model = cfg.synqra.backends.llama.model_alias
         params = cfg.model(self.model).litellm_params
+        self.litellm_model = str(params["model"])
         self.url = str(params["api_base"]).rstrip("/") + "/chat/completions"
         self.timeout = float(params.get("timeout") or 120)
         info = cfg.model(self.model).model_info
@@ -62,7 +65,7 @@ class ShadowEvaluator:
             metrics.observe_shadow_eval("skipped_busy")
             return False
         try:
-            messages = openai_messages(data, state["call_type"])
+            messages = openai_messages(data, state["call_type"], self.litellm_model)
         except Exception as e:  # a shape the adapter cannot read: the real call reports it
             log.debug("shadow evaluation skipped: %s", e)
             return False

@@ -102,13 +102,14 @@ def test_the_local_answer_is_judged_and_logged_with_its_route_score(caplog: pyte
     assert " escalate " in lines[2] and "cut off" in lines[2], "a cut-off answer is a hard failure"
 
 
-def test_anthropic_requests_reach_the_local_model_as_chat_messages() -> None:
-    data = {"model": "claude-3-5-sonnet-20241022", "max_tokens": 16, "system": "Answer briefly.",
+def test_anthropic_requests_reach_the_local_model_as_chat_messages(capfd: pytest.CaptureFixture) -> None:
+    data = {"model": "auto", "max_tokens": 16, "system": "Answer briefly.",
             "messages": [{"role": "user", "content": [{"type": "text", "text": "What is your pricing?"}]}]}
-    messages = openai_messages(data, "anthropic_messages")
+    messages = openai_messages(data, "anthropic_messages", "openai/local-llama")
     assert messages[0] == {"role": "system", "content": "Answer briefly."}
     assert messages[1]["role"] == "user" and "pricing" in str(messages[1]["content"])
-    assert openai_messages(ASK, "acompletion") == ASK["messages"]
+    assert "Provider List" not in capfd.readouterr().out, "nothing printed into the proxy's log"
+    assert openai_messages(ASK, "acompletion", "openai/local-llama") == ASK["messages"]
 
 
 def test_sampling_busy_slots_and_requests_the_local_tier_never_takes() -> None:
