@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from policies.routing.cli import parse_line, start_command
-from policies.routing.tiers import thresholds_for_shares, tier_index
+from policies.routing.tiers import cut_below, thresholds_for_shares, tier_index
 
 
 def _tier_names(router: Any, shares: list[float]) -> list[str]:
@@ -47,7 +47,7 @@ def fit_thresholds(
     decisions = router.decide_batch(requests)
     if any(d.features["scorer"] != router.scorer.name for d in decisions):
         raise ValueError("some requests were scored by the structural fallback rule (another scale)")
-    thresholds = [round(t, 6) for t in thresholds_for_shares([d.score for d in decisions], shares)]
+    thresholds = thresholds_for_shares([d.score for d in decisions], shares)
     settings = router.settings.model_copy(update={"thresholds": thresholds})
     refit = Router(settings, router.tiers, router.scorer, router.embedder)
     served = [d.tier for d in refit.decide_batch(requests)]
@@ -60,7 +60,7 @@ def thresholds_from_scores(
     """(thresholds, share of each tier by score alone) from scores the proxy logged (logged_scores): no
     request text needed, but the creative rule and capability checks are not applied again."""
     names = _tier_names(router, shares)
-    thresholds = [round(t, 6) for t in thresholds_for_shares(scores, shares)]
+    thresholds = thresholds_for_shares(scores, shares)
     return thresholds, shares_by_score(names, scores, thresholds)
 
 
@@ -113,16 +113,18 @@ class LocalCut:
 def local_cut(verdicts: list[tuple[float, str]], max_escalation: float, min_requests: int = 20) -> LocalCut | None:
     """The highest cut at which the local tier's answers to the requests scoring below it were escalated
     at most `max_escalation` of the time (None when even the `min_requests` lowest-scored exceed it).
-    A cut is placed halfway between two distinct logged scores, so every logged request is on one side."""
+    The cut is placed as tiers.cut_below places the --shares cuts; tied scores are never split."""
     ranked = sorted(verdicts)
     best, escalated = None, 0
     for k, (score, action) in enumerate(ranked, start=1):
         escalated += action == "escalate"
         last_of_tie = k == len(ranked) or ranked[k][0] > score
         if k >= min_requests and last_of_tie and escalated <= max_escalation * k:
-            upper = ranked[k][0] if k < len(ranked) else min(1.0, score + 1e-3)
-            best = LocalCut(round((score + upper) / 2, 6), k, escalated / k)
-    return best
+            best = (k, escalated / k)
+    if best is None:
+        return None
+    k, rate = best
+    return LocalCut(cut_below([s for s, _ in ranked], k), k, rate)
 
 
 def escalation_by_band(verdicts: list[tuple[float, str]], bands: int = 5) -> list[tuple[float, float, int, float]]:

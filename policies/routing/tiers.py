@@ -100,11 +100,21 @@ def thresholds_for_shares(scores: list[float], shares: list[float]) -> list[floa
     n, cum, out = len(ordered), 0.0, []
     for share in shares[:-1]:
         cum += share
-        k = min(n, max(0, round(cum * n)))  # requests below the cut
-        if k == 0:
-            out.append(ordered[0])  # nothing below: every score is at or above it
-        elif k == n:
-            out.append(math.nextafter(ordered[-1], math.inf))  # everything below
-        else:
-            out.append((ordered[k - 1] + ordered[k]) / 2)
+        out.append(cut_below(ordered, min(n, max(0, round(cum * n)))))
     return out
+
+
+def cut_below(ordered: list[float], k: int) -> float:
+    """A threshold with exactly the k lowest of these ascending scores below it (tier_index: a score
+    below a threshold stays under it): halfway between the k-th and the next, else just above the
+    top (k = n) or at the bottom (k = 0). Rounded to 6 decimals for the config file only when the
+    rounding keeps every score on its side. A tie at the k-th score cannot be split: callers choose k."""
+    if k <= 0:
+        return ordered[0]
+    last = ordered[k - 1]
+    if k >= len(ordered):
+        above = round(last + 1e-6, 6)  # the next 6-decimal value above the top score
+        return above if above > last else math.nextafter(last, math.inf)
+    mid = (last + ordered[k]) / 2
+    rounded = round(mid, 6)
+    return rounded if last < rounded <= ordered[k] else mid

@@ -49,6 +49,9 @@ def test_cuts_split_the_scores_in_the_asked_shares() -> None:
     # Whole sample on one tier, at either end.
     assert [tier_index(s, thresholds_for_shares(scores, [1.0, 0.0, 0.0])) for s in scores] == [0] * 100
     assert [tier_index(s, thresholds_for_shares(scores, [0.0, 0.0, 1.0])) for s in scores] == [2] * 100
+    # The printed (6-decimal) cut keeps the top score below it too.
+    top = thresholds_for_shares(scores, [1.0, 0.0, 0.0])
+    assert top == [0.990001, 0.990001] and top[0] == float(str(top[0]))
 
 
 @pytest.mark.parametrize("shares", [[0.7, 0.2], [1.0], [0.9, 0.2, -0.1], [0.5, 0.2, 0.2]])
