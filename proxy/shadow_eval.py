@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from policies.routing.tiers import TierInfo, unmet
 from proxy import metrics
 from proxy.quality_gate import CARRIED_PARAMS, chat_answer
 
@@ -46,9 +47,11 @@ class ShadowEvaluator:
         self.timeout = float(params.get("timeout") or 120)
         info = cfg.model(self.model).model_info
         self.max_output_tokens = int(info.get("max_output_tokens") or 1024)
-        self.max_input_tokens = int(info.get("max_input_tokens") or 1 << 30)
+        # What the router knows the local model can take (context window, vision, tools; config included);
+        # a local model that is not a routing tier is taken to have no vision and no tools.
+        tier_infos = {t.name: t for t in runtime.router.tiers}
+        self.tier = tier_infos.get(self.model) or TierInfo(self.model, info.get("max_input_tokens"))
         self._rng = rng or random.Random()
-        self._busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
 
@@ -58,10 +61,9 @@ class ShadowEvaluator:
         s = self.settings
         if s.shadow_eval_share <= 0 or self._rng.random() >= s.shadow_eval_share:
             return False
-        f = decision.features
-        if f.get("has_tools") or f.get("has_tool_messages") or f.get("has_images") or f.get("prompt_tokens", 0) > self.max_input_tokens:
+        if unmet(self.tier, decision.constraints):
             return False  # the router never sends these to the local tier: its answer would say nothing
-        if self._busy >= s.shadow_eval_concurrency:
+        if len(self._tasks) >= s.shadow_eval_concurrency:
             metrics.observe_shadow_eval("skipped_busy")
             return False
         try:
@@ -74,7 +76,6 @@ class ShadowEvaluator:
         max_tokens = min(int(data.get("max_tokens") or data.get("max_completion_tokens") or self.max_output_tokens), self.max_output_tokens)
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "logprobs": True}
         request = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
-        self._busy += 1
         metrics.SHADOW_IN_FLIGHT.inc()
         route = f"route_score={state['route_score']:.4f} scorer={state.get('route_scorer')}"
         task = asyncio.create_task(self._run(state["request_id"], route, decision.tier, body, request))
@@ -97,7 +98,6 @@ class ShadowEvaluator:
             metrics.observe_shadow_eval("failed")
             log.warning("shadow evaluation of %s failed: %s: %s", request_id, type(e).__name__, e)
         finally:
-            self._busy -= 1
             metrics.SHADOW_IN_FLIGHT.dec()
 
     async def drain(self) -> None:

@@ -51,6 +51,8 @@ class RouteDecision:
     score: float
     reason: str
     features: dict[str, Any] = field(default_factory=dict)
+    # What the request needs of a tier (tiers.unmet reads it): also asked of tiers it was not routed to.
+    constraints: Constraints = field(default_factory=Constraints)
 
 
 @dataclass
@@ -190,7 +192,7 @@ class Router:
             "scorer": scorer_name,
             "budget_pressure": budget_pressure,
         }
-        return RouteDecision(tier, score, reason, features)
+        return RouteDecision(tier, score, reason, features, p.constraints)
 
     def _token_term(self, text: str) -> np.ndarray | None:
         """The scorer's token term for the embedded text, when its artifact has token weights and the

@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from policies.quality.scorer import QualityScorer
-from policies.routing.router import RouteDecision
+from policies.routing.router import RouteDecision, Router
 from policies.static_embedder import StaticEmbedder
 from proxy.settings import AppConfig, ModelEntry, SynqraSettings
 from proxy.shadow_eval import ShadowEvaluator, openai_messages
@@ -56,11 +56,17 @@ def runtime(api_base: str, **routing: Any) -> SimpleNamespace:
     ]
     synqra = SynqraSettings.model_validate({"routing": {"mode": "shadow", "shadow_eval_share": 1.0, **routing}})
     cfg = AppConfig(path=Path("litellm_config.yaml"), model_list=models, synqra=synqra)
-    return SimpleNamespace(config=cfg, quality=QualityScorer.from_config(cfg, StaticEmbedder.default()))
+    embedder = StaticEmbedder.default()
+    router = Router.from_config(cfg, embedder, lookup=lambda _: None)
+    return SimpleNamespace(config=cfg, quality=QualityScorer.from_config(cfg, embedder), router=router)
 
 
-def decision(tier: str = "local-llama", **features: Any) -> RouteDecision:
-    return RouteDecision(tier, 0.1234, "test", {"prompt_tokens": 12, "scorer": "learned", **features})
+def decision(tier: str = "local-llama") -> RouteDecision:
+    return RouteDecision(tier, 0.1234, "test", {"prompt_tokens": 12, "scorer": "learned"})
+
+
+PIXEL = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+TOOL = {"type": "function", "function": {"name": "lookup_price", "parameters": {"type": "object", "properties": {}}}}
 
 
 def state(n: int = 0, call_type: str = "acompletion") -> dict[str, Any]:
@@ -118,13 +124,16 @@ def test_sampling_busy_slots_and_requests_the_local_tier_never_takes() -> None:
             rt = runtime(local.api_base)
             ev = ShadowEvaluator(rt)
             before = outcome("skipped_busy")
+            # The router's own decisions on requests it never sends to local-llama (its window is 2048 tokens).
+            tools = {**ASK, "tools": [TOOL]}
+            image = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, PIXEL]}]}
+            long = {"messages": [{"role": "user", "content": "Summarise this. " + "word " * 4000}]}
             started = [
                 ev.maybe_start(state(1), ASK, decision()),
                 ev.maybe_start(state(2), ASK, decision()),  # the one slot is taken
-                ev.maybe_start(state(3), ASK, decision(has_tools=1.0)),
-                ev.maybe_start(state(4), ASK, decision(has_images=1.0)),
-                ev.maybe_start(state(5), ASK, decision(prompt_tokens=5000)),  # over local-llama's 2048
             ]
+            await ev.drain()
+            started += [ev.maybe_start(state(n), r, rt.router.decide(r)) for n, r in ((3, tools), (4, image), (5, long))]
             await ev.drain()
             off = ShadowEvaluator(runtime(local.api_base, shadow_eval_share=0.0))
             started.append(off.maybe_start(state(6), ASK, decision()))
