@@ -80,12 +80,12 @@ class SynqraHooks(CustomLogger):
         decision = await rt.router.adecide(data, budget_pressure=1.0 if stopped else guard.pressure())
         seconds = time.perf_counter() - t0
         state["route_ms"] = round(seconds * 1000, 2)
-        metrics.observe_route(decision.tier, rt.router.settings.mode, seconds)
+        settings = rt.router.settings
+        metrics.observe_route(decision.tier, settings.mode, seconds)
         data["model"] = decision.tier
         state["route_score"] = round(decision.score, 4)
         state["route_scorer"] = decision.features.get("scorer")
         state["route_reason"] = decision.reason
-        settings = rt.router.settings
         if settings.mode == "shadow":  # decided and logged; served as without synqra
             state["route_shadow"] = decision.tier
             cfg = rt.config

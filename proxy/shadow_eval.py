@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from policies.routing.features import requested_max_tokens
 from policies.routing.tiers import TierInfo, unmet
 from proxy import metrics
 from proxy.quality_gate import CARRIED_PARAMS, chat_answer
@@ -73,7 +74,7 @@ class ShadowEvaluator:
             return False
         # The client's own limit, as the local tier would get it live (a cut-off answer is a verdict too),
         # within what the local model can write.
-        max_tokens = min(int(data.get("max_tokens") or data.get("max_completion_tokens") or self.max_output_tokens), self.max_output_tokens)
+        max_tokens = min(requested_max_tokens(data) or self.max_output_tokens, self.max_output_tokens)
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "logprobs": True}
         request = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
         metrics.SHADOW_IN_FLIGHT.inc()

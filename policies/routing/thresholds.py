@@ -22,7 +22,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from policies.routing.cli import parse_line, start_command
 from policies.routing.tiers import cut_below, thresholds_for_shares, tier_index
@@ -72,6 +72,12 @@ def shares_by_score(names: list[str], scores: list[float], thresholds: list[floa
 
 # The proxy's decision log line (router.adecide, INFO): "... synqra.routing INFO route <tier> score=<s> <reason>".
 _DECISION_LINE = re.compile(r"\bsynqra\.routing INFO route \S+ score=(-?\d+(?:\.\d+)?)")
+
+
+def log_lines(paths: list[Path]) -> Iterator[str]:
+    """The lines of these log files in turn (a cut-off last write is read as text, not an error)."""
+    for path in paths:
+        yield from path.read_text(errors="replace").splitlines()
 
 
 def logged_scores(lines: Iterable[str]) -> list[float]:
@@ -140,8 +146,7 @@ def escalation_by_band(verdicts: list[tuple[float, str]], bands: int = 5) -> lis
 
 def _cut_report(router: Any, paths: list[Path], max_escalation: float) -> tuple[list[float] | None, list[str]]:
     """Thresholds with the local cut placed by the logged quality verdicts, and the lines that explain it."""
-    lines = (ln for path in paths for ln in path.read_text(errors="replace").splitlines())
-    verdicts = logged_verdicts(lines, router.tiers[0].name, router.scorer.name)
+    verdicts = logged_verdicts(log_lines(paths), router.tiers[0].name, router.scorer.name)
     report = [f"# {len(verdicts)} logged quality verdicts on {router.tiers[0].name} answers (live and shadow); "
               "escalation rate by route-score band:"]
     report += [f"#   {lo:.4f}-{hi:.4f}: {n} requests, {rate:.2f} escalated" for lo, hi, n, rate in escalation_by_band(verdicts)]
@@ -190,7 +195,7 @@ def route_thresholds_main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.from_log:
-            scores = logged_scores(ln for path in args.from_log for ln in path.read_text(errors="replace").splitlines())
+            scores = logged_scores(log_lines(args.from_log))
             thresholds, result = thresholds_from_scores(router, scores, args.shares)
             what = f"{len(scores)} logged decisions; tier shares by score alone"
             # What the running thresholds do to the same scores: in shadow mode, the split going live would give.
