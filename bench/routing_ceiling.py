@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -31,12 +32,13 @@ from proxy.offline import apply_offline_env  # noqa: E402
 
 apply_offline_env()
 
+from bench.measure import write_result  # noqa: E402
 from bench.routing_eval import DATASETS, TARGET_APGR, complexity_router_scores, length_scores  # noqa: E402
 from policies.routing import train as T  # noqa: E402
 from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all  # noqa: E402
 from policies.routing.embedders import STATIC, embedder_for, token_source  # noqa: E402
+from policies.routing.scorer import DEFAULT_ARTIFACT, manifest_path  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "routing_ceiling.md"
 WIDE_LAM = (0.0, 0.25, 0.5, 1.0, 2.0)
 WIDE_MU = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 MIX = np.linspace(0.0, 1.0, 11)
@@ -71,24 +73,17 @@ def subject_oracle(examples: list[Example], scores: np.ndarray) -> tuple[float, 
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    ap.add_argument("--max-chars", type=int, nargs="+", default=list(T.GRID_MAX_CHARS))
-    args = ap.parse_args(argv)
-    t0 = time.perf_counter()
-    examples, _ = load_all(args.data)
-    baselines = {"prompt length": length_scores(examples), "LiteLLM complexity_router": complexity_router_scores(examples)}
+def shipped_setting() -> T.Hyper:
+    """The hyperparameters of the committed artifact, from its manifest."""
+    hp = json.loads(manifest_path(DEFAULT_ARTIFACT).read_text())["hyperparameters"]
+    return T.Hyper(hp["max_chars"], hp["lam"], hp["l2_emb"], hp["mu"], hp["nu"], hp["l2_tok"])
+
+
+def report(examples: list[Example], baselines: dict[str, np.ndarray], oof: dict[T.Hyper, np.ndarray]) -> list[str]:
     base = {name: apgr(examples, s) for name, s in baselines.items()}
     bar = {d: max(b[d] for b in base.values()) for d in DATASETS}  # the issue: above both baselines
-
-    embedder = embedder_for(STATIC)
-    tokenize, vocab = token_source(embedder)
-    max_chars = tuple(args.max_chars)
-    m = T.build_matrices(examples, embedder.embed, STATIC, max_chars, tokenize, vocab)
-    hps = wide_grid(max_chars)
-    oof = T.cv_scores(m, np.arange(len(examples)), hps)
     figs = {hp: apgr(examples, s) for hp, s in oof.items()}
+    hps = list(oof)
 
     def meets(f: dict[str, float]) -> bool:
         return all(f[d] > bar[d] and f[d] >= TARGET_APGR.get(d, 0.0) for d in DATASETS)
@@ -96,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     def margin(hp: T.Hyper) -> float:
         return min(figs[hp][d] - bar[d] for d in DATASETS)
 
-    shipped = T.Hyper(1024, 0.25, 10.0, 1.0, 0.5, 1000.0)
     rows = {f"best for {d}": max(hps, key=lambda hp, d=d: figs[hp][d]) for d in DATASETS}
     rows["best worst-case margin over both baselines"] = max(hps, key=margin)
-    rows["shipped setting (for reference)"] = shipped
+    shipped = shipped_setting()
+    if shipped in oof:
+        rows["shipped setting (for reference)"] = shipped
+    max_chars = sorted({hp.max_chars for hp in hps})
     lines = [
         "# Routing ceiling on this data (hindsight choice, optimistic)",
         "",
-        f"Command: `.venv/bin/python -m bench.routing_ceiling`. {len(hps)} candidates (max_chars {list(max_chars)}, "
+        f"Command: `.venv/bin/python -m bench.routing_ceiling`. {len(hps)} candidates (max_chars {max_chars}, "
         f"l2_emb {list(T.GRID_L2_EMB)}, lam {list(WIDE_LAM)}, mu {list(WIDE_MU)}, token term nu {list(T.GRID_NU)} "
         f"x l2_tok {list(T.GRID_L2_TOK)}), each scored out of fold with the training folds (MMLU: whole subjects "
         "held out), then chosen with hindsight on the held-out results. APGR pooled per dataset.",
@@ -119,11 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {name} | {f['mmlu']:.3f} | {f['gsm8k']:.3f} | {f['mt_bench']:.3f} | {margin(hp):+.4f} | {setting} |"
         )
-    n_meet = sum(meets(f) for f in figs.values())
     lines += [
         "",
         f"Candidates meeting every target at once (above both baselines on all three, MMLU and GSM8K >= 0.62): "
-        f"**{n_meet} of {len(hps)}**.",
+        f"**{sum(meets(f) for f in figs.values())} of {len(hps)}**.",
         "",
         "MMLU subject oracle: each prompt's score mixed with the mean score of its own (held-out) subject, mix "
         f"weight chosen with hindsight from {MIX[0]:.1f} to {MIX[-1]:.1f}:",
@@ -131,15 +127,31 @@ def main(argv: list[str] | None = None) -> int:
         "| signal | MMLU APGR as is | with the subject oracle | mix weight |",
         "| --- | --- | --- | --- |",
     ]
-    signals = {**baselines, "ours, best for MMLU": oof[rows["best for mmlu"]], "ours, shipped setting": oof[shipped]}
+    signals = {**baselines, "ours, best for MMLU": oof[rows["best for mmlu"]]}
+    if shipped in oof:
+        signals["ours, shipped setting"] = oof[shipped]
     for name, s in signals.items():
         best, a = subject_oracle(examples, s)
         lines.append(f"| {name} | {apgr(examples, s)['mmlu']:.3f} | {best:.3f} | {a:.1f} |")
-    lines += ["", f"Run time {time.perf_counter() - t0:.0f} s."]
-    text = "\n".join(lines) + "\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    sys.stdout.write(text)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    ap.add_argument("--max-chars", type=int, nargs="+", default=list(T.GRID_MAX_CHARS))
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    examples, _ = load_all(args.data)
+    baselines = {"prompt length": length_scores(examples), "LiteLLM complexity_router": complexity_router_scores(examples)}
+    embedder = embedder_for(STATIC)
+    tokenize, vocab = token_source(embedder)
+    max_chars = tuple(args.max_chars)
+    m = T.build_matrices(examples, embedder.embed, STATIC, max_chars, tokenize, vocab)
+    oof = T.cv_scores(m, np.arange(len(examples)), wide_grid(max_chars))
+    text = "\n".join([*report(examples, baselines, oof), "", f"Run time {time.perf_counter() - t0:.0f} s."])
+    print(text)
+    write_result("routing_ceiling", text)
     return 0
 
 

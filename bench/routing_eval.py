@@ -29,6 +29,7 @@ from proxy.offline import apply_offline_env  # noqa: E402
 
 apply_offline_env()
 
+from bench.measure import write_result  # noqa: E402
 from policies.routing import train as T  # noqa: E402
 from policies.routing.config import RoutingSettings  # noqa: E402
 from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all, outcomes  # noqa: E402
@@ -36,7 +37,6 @@ from policies.routing.embedders import MINILM, STATIC, embedder_for, token_sourc
 from policies.routing.features import request_text  # noqa: E402
 from policies.routing.metrics import RouteMetrics, bootstrap_apgr, group_ranking, random_metrics, route_metrics  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "routing_eval.md"
 DATASETS = ("mmlu", "gsm8k", "mt_bench")
 # MMLU has 57 subjects and the data here 38: a test on the others pools about 19 unseen subjects.
 UNSEEN_SUBJECTS = 19
@@ -206,10 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"- {name} (max_chars/lam/l2_emb/mu/nu/l2_tok): {picks}")
     lines += ["", "Creative/brand rule firing rate (default examples, threshold):"] + [f"- {c}" for c in creative]
     lines += ["", f"Run time {time.perf_counter() - t0:.0f} s."]
-    text = "\n".join(lines) + "\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    sys.stdout.write(text)
+    text = "\n".join(lines)
+    write_result("routing_eval", text)
+    sys.stdout.write(text + "\n")
     return 0
 
 
