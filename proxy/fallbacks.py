@@ -68,6 +68,16 @@ async def before_attempt(rt: Any, state: dict[str, Any], group: str, data: dict[
     children[group] = child
 
 
+def served_group(rt: Any, model_id: object) -> str | None:
+    """The model_list name of the deployment with this LiteLLM model id (aliases resolved), if known."""
+    from litellm.proxy.proxy_server import llm_router
+
+    if not model_id or llm_router is None:
+        return None
+    deployment = llm_router.get_deployment(model_id=str(model_id))
+    return rt.config.canonical(deployment.model_name) if deployment is not None else None
+
+
 def apply(state: dict[str, Any]) -> bool:
     """If a fallback answered this request, update this copy of its state (route, accounted) and say so."""
     hit = _served_by_fallback.get(state.get("request_id", ""))

@@ -140,6 +140,12 @@ class SynqraHooks(CustomLogger):
         rt = get_runtime()
         slo = kwargs.get("standard_logging_object") or {}
         usage = {"prompt_tokens": slo.get("prompt_tokens") or 0, "completion_tokens": slo.get("completion_tokens") or 0}
+        # LiteLLM runs the success-deployment hook for non-streamed answers only: a stream that a
+        # fallback served is settled here, where the deployment that answered is known (a no-op
+        # when the hook has already settled it).
+        _, group = fallbacks.attempt_group(rt, kwargs)
+        if group:
+            await fallbacks.settle(rt, state, group, usage)
         child = fallbacks.take_unbilled(state)
         if child is not None:
             await budget.account(rt.budget, child, state["call_type"], usage, child["route"])
@@ -176,6 +182,10 @@ class SynqraHooks(CustomLogger):
         headers = {"x-synqra-request-id": state["request_id"]}
         if "route" in state:
             headers["x-synqra-route"] = state["route"]
+            # A stream's fallback is settled only once it ends; the deployment that opened it is known now.
+            served = fallbacks.served_group(get_runtime(), (litellm_call_info or {}).get("model_id"))
+            if "fallback" not in state and served and served != state["route"]:
+                headers["x-synqra-route"], headers["x-synqra-fallback"] = served, f"{state['route']}>{served}"
         if "route_score" in state:
             headers["x-synqra-route-score"] = f"{state['route_score']:.4f}"
             headers["x-synqra-route-ms"] = str(state["route_ms"])

@@ -12,6 +12,7 @@ followed by another. Streams from an unvalidated tier pass straight through.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from policies.budget import hook_steps as budget
 from policies.quality.bands import is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict, extract_logprobs
-from proxy import metrics
+from proxy import fallbacks, metrics
 from proxy.request_state import mark_accounted, usage_of
 
 log = logging.getLogger("synqra.quality")
@@ -109,6 +110,12 @@ def stream_answer(chunks: list[Any]) -> Answer:
 
 # --- the cascade ------------------------------------------------------------------------------
 
+def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded call's outcome as seen: its caller may have been cancelled meanwhile."""
+    if not task.cancelled():
+        task.exception()
+
+
 class QualityGate:
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
@@ -129,8 +136,9 @@ class QualityGate:
     async def score(self, state: dict[str, Any], answer: Answer) -> QualityVerdict:
         return await self.rt.quality.ascore(state["request"], answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
 
-    async def _call(self, state: dict[str, Any], step: Step, n: int, stream: bool) -> Any:
-        """One extra call (rephrase or escalation) through LiteLLM's router, budgeted and recorded."""
+    async def _call(self, state: dict[str, Any], step: Step, n: int, stream: bool) -> Attempt:
+        """One extra call (rephrase or escalation) through LiteLLM's router, budgeted and recorded;
+        a stream is read to its end (LiteLLM then logs its usage, which settles it)."""
         from litellm.proxy.proxy_server import llm_router
 
         req = dict(state["request"])
@@ -157,15 +165,22 @@ class QualityGate:
                 if stream:
                     kwargs["stream_options"] = {"include_usage": True}
                 resp = await llm_router.acompletion(stream=stream, **kwargs)
-        except Exception:
+            chunks = [c async for c in resp] if stream else []
+        except BaseException:
             await budget.release(self.rt.budget, child)
             raise
-        if not stream:
+        served = step.tier
+        if stream:  # settled when LiteLLM logs it; the deployment that opened it is known now
+            served = fallbacks.served_group(self.rt, (getattr(resp, "_hidden_params", None) or {}).get("model_id")) or served
+        else:
             usage = usage_of(resp)
-            if usage is not None:
+            # A LiteLLM fallback answered for step.tier: settle() has billed it and released this reservation.
+            if fallbacks.apply(child):
+                served = child["route"]
+            elif usage is not None:
                 await budget.account(self.rt.budget, child, state["call_type"], usage, step.tier)
                 mark_accounted(child)
-        return resp
+        return Attempt(str(served), resp, None, chunks)
 
     async def _cascade(self, state: dict[str, Any], first: Attempt, stream: bool) -> tuple[list[Attempt], str | None]:
         """Run steps until deliver; returns every attempt and why it stopped early (if it did)."""
@@ -183,8 +198,12 @@ class QualityGate:
             if step.kind == "deliver":
                 note = step.note
                 break
+            # Shielded: a client that hangs up must not cut off a call the provider is already
+            # billing; it runs to its end and is accounted (the rest of the cascade is dropped).
+            call = asyncio.ensure_future(self._call(state, step, len(chain), stream))
+            call.add_done_callback(_retrieve_exception)
             try:
-                resp = await self._call(state, step, len(chain), stream)
+                attempt = await asyncio.shield(call)
             except budget.BudgetRefused:
                 note = "budget_stopped"
                 break
@@ -193,12 +212,9 @@ class QualityGate:
                 note = f"{step.kind}_failed"
                 break
             rephrased = rephrased or step.kind == "rephrase"
-            chain.append(str(step.tier))
-            attempt = Attempt(str(step.tier), resp, None)
-            if stream:
-                attempt.chunks = [c async for c in resp]
+            chain.append(attempt.tier)
             if is_validated(attempt.tier, self.settings, self.tiers):
-                ans = stream_answer(attempt.chunks) if stream else self._answer(state, resp)
+                ans = stream_answer(attempt.chunks) if stream else self._answer(state, attempt.response)
                 attempt.verdict = await self.score(state, ans)
             attempts.append(attempt)
         return attempts, note

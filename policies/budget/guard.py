@@ -213,8 +213,11 @@ class BudgetGuard:
             self._flush_soon()
 
     # -- reserve / settle / release ---------------------------------------------------------
-    async def reserve(self, request_id: str, model_name: str, prompt_tokens: int, max_tokens: int | None = None) -> Reservation:
-        """Hold the call's worst-case cost; raise BudgetExhausted if it would pass the stop level.
+    async def reserve(
+        self, request_id: str, model_name: str, prompt_tokens: int, max_tokens: int | None = None, choices: int = 1
+    ) -> Reservation:
+        """Hold the call's worst-case cost (`choices` completions of up to max_tokens each); raise
+        BudgetExhausted if it would pass the stop level.
 
         Free models get an unheld zero reservation (never blocked, no store access).
         Raises DuplicateRequest if request_id is already reserved or recorded.
@@ -226,7 +229,7 @@ class BudgetGuard:
         if price.free:
             return Reservation(request_id, model_name, win.key, 0, now, held=False)
         counted = math.ceil(prompt_tokens * self.settings.prompt_token_margin - 1e-9)  # 100 * 1.1 is 110.00000000000001
-        amount = max(1, to_nano(worst_case_cost(price, counted, max_tokens, self.settings.default_max_output_tokens)))
+        amount = max(1, to_nano(worst_case_cost(price, counted, max_tokens, self.settings.default_max_output_tokens, choices)))
         expires = now + self.settings.reservation_ttl_s
         try:
             out = await self._store_call(

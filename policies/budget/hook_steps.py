@@ -9,6 +9,7 @@ release(): after a failed call: give the reservation back.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from policies.budget.guard import BudgetExhausted, BudgetGuard, DuplicateRequest
@@ -39,7 +40,20 @@ def _prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any]) -> int:
     if system:
         text = system if isinstance(system, str) else " ".join(str(p.get("text", "")) for p in system if isinstance(p, dict))
         n += guard.count_prompt_tokens(model, text=text)
+    # Tool definitions are billed as input by OpenAI and Anthropic alike (JSON schemas can
+    # outweigh the messages); counted as their JSON text, whichever API's shape they have.
+    defs = [d for key in ("tools", "functions") if isinstance(data.get(key), list) for d in data[key]]
+    if defs:
+        n += guard.count_prompt_tokens(model, text=json.dumps(defs, separators=(",", ":")))
     return n
+
+
+def _choices(data: dict[str, Any]) -> int:
+    """OpenAI's `n`: that many completions, each billed (Anthropic has no such field)."""
+    try:
+        return max(1, int(data.get("n") or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 async def admit(
@@ -53,7 +67,7 @@ async def admit(
         return
     max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
     try:
-        await guard.reserve(state["request_id"], model, _prompt_tokens(guard, model, data), max_tokens)
+        await guard.reserve(state["request_id"], model, _prompt_tokens(guard, model, data), max_tokens, _choices(data))
         state["reserved"] = True
     except BudgetExhausted as e:
         if routed:

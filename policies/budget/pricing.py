@@ -39,10 +39,13 @@ def call_cost(price: ModelPrice, prompt_tokens: int, completion_tokens: int) -> 
     return prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
 
 
-def worst_case_cost(price: ModelPrice, prompt_tokens: int, max_tokens: int | None, default_max_output: int) -> float:
-    """Cost if the model writes its whole allowance: max_tokens, else its output ceiling."""
+def worst_case_cost(
+    price: ModelPrice, prompt_tokens: int, max_tokens: int | None, default_max_output: int, choices: int = 1
+) -> float:
+    """Cost if the model writes its whole allowance: max_tokens, else its output ceiling, for each of
+    `choices` completions (OpenAI's `n`: every choice is billed as output)."""
     ceiling = max_tokens if max_tokens is not None else (price.max_output_tokens or default_max_output)
-    return call_cost(price, prompt_tokens, ceiling)
+    return call_cost(price, prompt_tokens, ceiling * max(1, choices))
 
 
 def _cost_map_entry(litellm_model: str) -> dict[str, Any] | None:
@@ -129,8 +132,8 @@ class PriceBook:
     def cost(self, model_name: str, prompt_tokens: int, completion_tokens: int) -> float:
         return call_cost(self.price(model_name), prompt_tokens, completion_tokens)
 
-    def worst_case(self, model_name: str, prompt_tokens: int, max_tokens: int | None) -> float:
-        return worst_case_cost(self.price(model_name), prompt_tokens, max_tokens, self.default_max_output)
+    def worst_case(self, model_name: str, prompt_tokens: int, max_tokens: int | None, choices: int = 1) -> float:
+        return worst_case_cost(self.price(model_name), prompt_tokens, max_tokens, self.default_max_output, choices)
 
     def baseline(self, prompt_tokens: int, completion_tokens: int) -> float:
         return call_cost(self.prices[self.baseline_model], prompt_tokens, completion_tokens)

@@ -6,7 +6,9 @@
   events) or not.
 
 They count tokens (one token per whitespace-separated word, the same rule for
-prompt and answer, so tests can recompute the bill), record every request (path,
+prompt and answer, so tests can recompute the bill) and bill as the real APIs do:
+tool definitions are input (their JSON's words here) and each of OpenAI's `n`
+choices is output. They record every request (path,
 headers, JSON body), and can be scripted to answer with given text, an HTTP error,
 or a delay. Cloud providers cannot be reached from the test machines; the proxy
 reaches these through its configurable API bases.
@@ -47,7 +49,13 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     system = body.get("system")
     if isinstance(system, (str, list)):
         n += count_tokens(_content_text(system))
+    if body.get("tools"):
+        n += count_tokens(json.dumps(body["tools"]))
     return n
+
+
+def choices(body: dict[str, Any]) -> int:
+    return max(1, int(body.get("n") or 1))
 
 
 @dataclass
@@ -116,9 +124,10 @@ class FakeProvider:
             return self._error(step.status, messages_api)
         text = step.text if step.text is not None else self.default_text
         p, c = prompt_tokens(body), count_tokens(text)
-        body["_prompt_tokens"], body["_completion_tokens"] = p, c
         if messages_api:
+            body["_prompt_tokens"], body["_completion_tokens"] = p, c
             return self._anthropic(body, text, p, c)
+        body["_prompt_tokens"], body["_completion_tokens"] = p, c * choices(body)
         return self._openai(body, text, p, c)
 
     def _error(self, status: int, messages_api: bool) -> Response:
@@ -129,7 +138,8 @@ class FakeProvider:
 
     def _openai(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
         cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
-        usage = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+        n = choices(body)
+        usage = {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n}
         if not body.get("stream"):
             return JSONResponse(
                 {
@@ -137,21 +147,24 @@ class FakeProvider:
                     "object": "chat.completion",
                     "created": created,
                     "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "choices": [
+                        {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"} for i in range(n)
+                    ],
                     "usage": usage,
                 }
             )
 
-        def chunk(delta: dict[str, Any], finish: str | None) -> str:
+        def chunk(delta: dict[str, Any], finish: str | None, index: int) -> str:
             d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                 "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
             return f"data: {json.dumps(d)}\n\n"
 
         async def gen():
-            yield chunk({"role": "assistant", "content": ""}, None)
-            for w in text.split(" "):
-                yield chunk({"content": w + " "}, None)
-            yield chunk({}, "stop")
+            for i in range(n):
+                yield chunk({"role": "assistant", "content": ""}, None, i)
+                for w in text.split(" "):
+                    yield chunk({"content": w + " "}, None, i)
+                yield chunk({}, "stop", i)
             if (body.get("stream_options") or {}).get("include_usage"):
                 d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}
                 yield f"data: {json.dumps(d)}\n\n"

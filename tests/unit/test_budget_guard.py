@@ -6,6 +6,7 @@ the test config, computed independently with Decimal.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable
@@ -453,3 +454,34 @@ def test_status_router_requires_master_key(make_guard: Callable[..., BudgetGuard
     body = ok.json()
     assert ok.status_code == 200 and body["month"] == "2026-03" and body["monthly_limit"] == 200.0
     assert body["state"] == "ok" and body["percentage"] == 0
+
+
+def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callable[..., BudgetGuard]) -> None:
+    """Providers bill tool schemas as input and each of OpenAI's n choices as output: so does the worst case."""
+    from policies.budget import hook_steps
+
+    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+    tools = [
+        {"type": "function", "function": {"name": f"lookup_{i}", "description": "Look something up. " * 20,
+                                          "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+        for i in range(10)
+    ]
+
+    async def reserved_for(g: BudgetGuard, rid: str, data: dict[str, Any]) -> Decimal:
+        before = g.snapshot()["reserved_usd"]
+        await hook_steps.admit(g, {"request_id": rid}, data, "claude-sonnet", "local-llama", routed=False)
+        return Decimal(str(g.snapshot()["reserved_usd"])) - Decimal(str(before))
+
+    async def main() -> None:
+        g = make_guard()
+        bare = await reserved_for(g, "bare", {"messages": msgs, "max_tokens": 100})
+        with_tools = await reserved_for(g, "tools", {"messages": msgs, "max_tokens": 100, "tools": tools})
+        four = await reserved_for(g, "four", {"messages": msgs, "max_tokens": 100, "n": 4})
+        tool_tokens = g.count_prompt_tokens("claude-sonnet", text=json.dumps(tools, separators=(",", ":")))
+        await g.aclose()
+        price_in, price_out = PRICES["claude-sonnet"]
+        # The guard adds its prompt-token margin (1.1x, rounded up) to whatever was counted.
+        assert with_tools - bare >= tool_tokens * price_in > 0
+        assert float(four - bare) == pytest.approx(float(3 * 100 * price_out), abs=2e-9)  # nano-dollar rounding
+
+    asyncio.run(main())
