@@ -17,7 +17,14 @@ from litellm.integrations.custom_logger import CustomLogger
 from policies.budget import hook_steps as budget
 from proxy import fallbacks, metrics
 from proxy.request_checks import check_context_window, check_max_tokens, check_messages
-from proxy.request_state import account_once, request_state, state_from_log_kwargs, usage_of
+from proxy.request_state import (
+    account_once,
+    estimated_usage,
+    new_request_state,
+    request_state,
+    state_from_log_kwargs,
+    usage_of,
+)
 from proxy.runtime import get_runtime
 
 log = logging.getLogger("synqra.hooks")
@@ -34,7 +41,7 @@ class SynqraHooks(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict:
         rt = get_runtime()
         cfg = rt.config
-        state = request_state(data)
+        state = new_request_state(data)
         if call_type not in CHAT_CALL_TYPES | EMBEDDING_CALL_TYPES:
             return data
         state["call_type"] = call_type
@@ -140,6 +147,8 @@ class SynqraHooks(CustomLogger):
         rt = get_runtime()
         slo = kwargs.get("standard_logging_object") or {}
         usage = {"prompt_tokens": slo.get("prompt_tokens") or 0, "completion_tokens": slo.get("completion_tokens") or 0}
+        if not any(usage.values()):  # a paid answer is never recorded as free for want of a usage report
+            usage = estimated_usage(kwargs, response_obj) or usage
         # LiteLLM runs the success-deployment hook for non-streamed answers only: a stream that a
         # fallback served is settled here, where the deployment that answered is known (a no-op
         # when the hook has already settled it).

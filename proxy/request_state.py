@@ -7,12 +7,14 @@ a `synqra` entry under its metadata carries our decisions from one to the next
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 STATE_KEY = "synqra"
+log = logging.getLogger("synqra.accounting")
 
 # LiteLLM hands the logging events a copy of the request's metadata, so a flag set in
 # the post-call hook is not seen there: remember settled request ids in the process too.
@@ -86,6 +88,16 @@ def request_state(data: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+def new_request_state(data: dict[str, Any]) -> dict[str, Any]:
+    """The state of a request entering the proxy. Whatever a client sent under our key is dropped:
+    adopted, it would choose the request id the budget and ledger key on, or claim to be accounted."""
+    for key in ("litellm_metadata", "metadata"):
+        md = data.get(key)
+        if isinstance(md, dict):
+            md.pop(STATE_KEY, None)
+    return request_state(data)
+
+
 def state_from_log_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """Our state as LiteLLM passes it to the logging events (inside litellm_params)."""
     params = kwargs.get("litellm_params") or {}
@@ -94,6 +106,36 @@ def state_from_log_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(md, dict) and isinstance(md.get(STATE_KEY), dict):
             return md[STATE_KEY]
     return None
+
+
+def _answer_text(response: Any) -> str:
+    """The generated text of a chat completion (content and tool-call arguments)."""
+    parts: list[str] = []
+    for choice in getattr(response, "choices", None) or []:
+        message = getattr(choice, "message", None)
+        parts.append(str(getattr(message, "content", None) or ""))
+        for call in getattr(message, "tool_calls", None) or []:
+            parts.append(str(getattr(getattr(call, "function", None), "arguments", None) or ""))
+    return "".join(parts)
+
+
+def estimated_usage(kwargs: dict[str, Any], response: Any) -> dict[str, int] | None:
+    """Tokens by LiteLLM's tokenizer for an answer whose provider reported no usage: a stream opened
+    without `include_usage` (LiteLLM asks for it only where it knows the deployment supports it, so
+    not on a fallback to an OpenAI-protocol base URL it does not recognise). None when there is no text."""
+    text = _answer_text(response)
+    if not text:
+        return None
+    import litellm  # loaded by the proxy already
+
+    model = str(kwargs.get("model") or "")
+    try:
+        prompt = litellm.token_counter(model=model, messages=kwargs.get("messages") or [])
+        completion = litellm.token_counter(model=model, text=text, count_response_tokens=True)
+    except Exception:  # a content type the tokenizer does not know: better the answer's tokens than nothing
+        prompt, completion = 0, len(text) // 4 + 1
+    log.warning("%s reported no token usage; recorded LiteLLM's count (%d in, %d out)", model, prompt, completion)
+    return {"prompt_tokens": int(prompt), "completion_tokens": int(completion)}
 
 
 def usage_of(response: Any) -> dict[str, int] | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fakes.fake_providers import Scripted, free_port
-from tests.stack import MASTER_KEY, start_stack
+from tests.stack import MASTER_KEY, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 Q = [{"role": "user", "content": "What is the capital of Japan?"}]
@@ -92,3 +93,37 @@ def test_paid_fallbacks_obey_the_budget_stop(tmp_path: Path, stack, providers, f
         assert status["reserved"] == 0 and status["monthly_used"] <= 0.0004
     finally:
         s.stop()
+
+
+def _stream(base: str, model: str, path: str) -> httpx.Response:
+    """A streamed request read to its end (the stream's usage is logged, and settled, once it ends)."""
+    body = {"model": model, "messages": Q, "max_tokens": 16, "stream": True}
+    with httpx.stream("POST", f"{base}{path}", json=body, headers=AUTH, timeout=120) as r:
+        r.read()
+    return r
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_streamed_fallback_bills_the_model_that_answered(stack, fresh_providers, path: str) -> None:
+    """LiteLLM runs the success-deployment hook for non-streamed answers only: a streamed fallback
+    must still be billed to the model that answered, at its tokens, and hold nothing afterwards."""
+    for failed, served in (("claude-sonnet", "gpt-4o"), ("deepseek-chat", "claude-sonnet")):
+        provider = {"gpt-4o": "openai", "claude-sonnet": "anthropic"}[served]
+        fresh_providers["anthropic" if failed == "claude-sonnet" else "deepseek"].push(Scripted(status=500))
+        r = _stream(stack.base_url, failed, path)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-synqra-fallback"] == f"{failed}>{served}"
+        assert r.headers["x-synqra-route"] == served
+        rid = r.headers["x-synqra-request-id"]
+        assert wait_until(lambda: f"{rid}:fallback:{served}" in ledger(stack.base_url), timeout_s=30)
+        row = ledger(stack.base_url)[f"{rid}:fallback:{served}"]
+        billed_in, billed_out = fresh_providers[provider].billed_tokens()
+        assert row["served_model"] == served and row["kind"] == "fallback"
+        # Exact when the provider reports usage; LiteLLM's token count (never fewer than the fake's
+        # words) when a stream was opened without include_usage, as LiteLLM does for this fallback.
+        assert row["prompt_tokens"] >= billed_in and row["completion_tokens"] >= billed_out > 0
+        assert row["cost_usd"] > 0
+        assert rid not in ledger(stack.base_url), "the failed primary costs nothing"
+        assert wait_until(lambda: reserved(stack.base_url) == 0, timeout_s=30)
+        fresh_providers["openai"].reset()
+        fresh_providers["anthropic"].reset()

@@ -126,3 +126,26 @@ def test_every_call_is_in_the_ledger_with_cost_and_baseline(stack, openai_client
     assert deepseek["baseline_usd"] > deepseek["cost_usd"]
     assert embed["kind"] == "embedding" and embed["cost_usd"] == 0
     assert messages["kind"] == "messages" and messages["cost_usd"] > 0
+
+
+def test_client_metadata_cannot_stand_in_for_synqra_state(stack, openai_client) -> None:
+    """synqra carries its per-request state under metadata["synqra"]; a client sending that key must not
+    choose the request id the ledger keys on, nor claim the call is already accounted."""
+    import httpx
+
+    forged = {"request_id": "synqra-client-chosen", "accounted": True, "call_type": "acompletion"}
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello there"}], max_tokens=8, metadata={"synqra": forged}
+    )
+    rid = raw.headers["x-synqra-request-id"]
+    assert rid != forged["request_id"] and raw.parse().choices[0].message.content
+    body = {"model": "claude-sonnet", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"synqra": forged}, "litellm_metadata": {"synqra": forged}}
+    r = httpx.post(f"{stack.base_url}/v1/messages", json=body, headers=stack.headers(), timeout=60)
+    assert r.status_code == 200 and r.headers["x-synqra-request-id"] != forged["request_id"], r.text
+    rows = {x["request_id"]: x for x in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=stack.headers(), timeout=30).json()["records"]}
+    assert rows[rid]["served_model"] == "gpt-4o" and rows[rid]["cost_usd"] > 0
+    assert rows[r.headers["x-synqra-request-id"]]["served_model"] == "claude-sonnet"
+    assert forged["request_id"] not in rows
+    status = httpx.get(f"{stack.base_url}/api/budget/status", headers=stack.headers(), timeout=30).json()
+    assert status["reserved"] == 0

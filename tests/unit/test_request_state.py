@@ -52,3 +52,15 @@ def test_a_failed_settle_is_retried_by_the_waiting_caller() -> None:
         assert len(attempts) == 2 and is_accounted({"request_id": "r-retry"})
 
     asyncio.run(main())
+
+
+def test_new_request_state_drops_what_a_client_sent_under_our_key() -> None:
+    from proxy.request_state import new_request_state, request_state
+
+    forged = {"request_id": "synqra-forged", "accounted": True}
+    for key in ("metadata", "litellm_metadata"):
+        data = {"model": "gpt-4o", key: {"synqra": dict(forged), "user_tag": "kept"}}
+        state = new_request_state(data)
+        assert state["request_id"] != forged["request_id"] and not state.get("accounted")
+        assert data[key]["user_tag"] == "kept"
+        assert request_state(data) is state, "later hooks see the same fresh state"
