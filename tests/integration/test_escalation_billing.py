@@ -1,0 +1,76 @@
+"""Quality-gate escalations pay exactly what the providers bill, when things go wrong.
+
+The local answer to "Say hello." with max_tokens 3 is cut off, so the gate escalates it to
+DeepSeek. Here DeepSeek either fails (LiteLLM's fallback, Claude, answers instead) or answers
+only after the client has hung up. Either way every provider call is in the ledger once, at
+the provider's token counts, and nothing stays reserved.
+"""
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.fakes.fake_providers import FakeProvider, Scripted
+from tests.stack import MASTER_KEY, RunningStack, wait_until
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+CUT_OFF = {"model": "auto", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "Say hello."}]}
+PATHS = ["/v1/chat/completions", "/v1/messages"]
+
+
+def rows_of(stack: RunningStack, rid: str) -> list[dict]:
+    records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+    return [r for r in records if r["request_id"] == rid or r["request_id"].startswith(rid + ":")]
+
+
+def reserved(stack: RunningStack) -> float:
+    return httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"]
+
+
+def billed_as_recorded(rows: list[dict], provider: FakeProvider, model: str) -> bool:
+    """The ledger's tokens for `model` equal what its provider billed (0 calls included)."""
+    mine = [r for r in rows if r["served_model"] == model]
+    recorded = (sum(r["prompt_tokens"] for r in mine), sum(r["completion_tokens"] for r in mine))
+    return recorded == provider.billed_tokens()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path", PATHS)
+def test_an_escalation_answered_by_a_fallback_is_billed_once(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str, stream: bool
+) -> None:
+    fresh_providers["deepseek"].push(Scripted(status=500))  # the escalation fails; LiteLLM falls back to Claude
+    r = httpx.post(f"{stack.base_url}{path}", json={**CUT_OFF, "stream": stream}, headers=AUTH, timeout=120)
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-synqra-request-id"]
+    claude = fresh_providers["anthropic"]
+    assert wait_until(lambda: reserved(stack) == 0 and billed_as_recorded(rows_of(stack, rid), claude, "claude-sonnet"), 30), (
+        rows_of(stack, rid), claude.billed_tokens()
+    )
+    rows = rows_of(stack, rid)
+    assert len(claude.requests) >= 1 and claude.billed_tokens()[1] > 0
+    assert not [x for x in rows if x["served_model"] == "deepseek-chat"], "DeepSeek failed: it costs nothing"
+    assert [x for x in rows if x["kind"] == "fallback" and x["served_model"] == "claude-sonnet"]
+    if not stream:  # a non-streamed answer's headers come after the cascade: they name the model that served
+        assert r.headers["x-synqra-escalated"] == "local-llama>claude-sonnet"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path", PATHS)
+def test_a_client_hanging_up_during_an_escalation_loses_no_record(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str, stream: bool
+) -> None:
+    deepseek = fresh_providers["deepseek"]
+    deepseek.push(Scripted(text=" ".join(f"w{i}" for i in range(60)), delay_s=4))  # answers after the client left
+    t0 = time.time()  # the client never sees the request id: this request's rows are the ones after t0
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{stack.base_url}{path}", json={**CUT_OFF, "stream": stream}, headers=AUTH, timeout=2.5)
+    assert wait_until(lambda: deepseek.billed_tokens()[1] == 60, 30), "DeepSeek answered (and billed) the escalation"
+
+    def settled() -> bool:
+        records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+        return reserved(stack) == 0 and billed_as_recorded([r for r in records if r["ts"] >= t0], deepseek, "deepseek-chat")
+
+    assert wait_until(settled, 30), "the escalation DeepSeek billed is in the ledger and holds no reservation"
