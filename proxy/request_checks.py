@@ -32,18 +32,21 @@ def check_messages(data: dict[str, Any]) -> str | None:
     return None
 
 
+def _text_chars(content: Any) -> int:
+    """Characters of text in a message's content or a system prompt: a string, or a list of blocks
+    (OpenAI content parts, Anthropic blocks) whose text is counted; other parts add nothing, which
+    keeps the estimate a lower bound."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
+    return 0
+
+
 def approx_prompt_chars(data: dict[str, Any]) -> int:
-    total = 0
-    for m in data.get("messages") or []:
-        c = m.get("content") if isinstance(m, dict) else None
-        if isinstance(c, str):
-            total += len(c)
-        elif isinstance(c, list):
-            total += sum(len(str(p.get("text", ""))) for p in c if isinstance(p, dict))
-    system = data.get("system")
-    if isinstance(system, str):
-        total += len(system)
-    return total
+    # `system` is the Messages API's: a string or, as often, a list of text blocks.
+    messages = data.get("messages") or []
+    return sum(_text_chars(m.get("content")) for m in messages if isinstance(m, dict)) + _text_chars(data.get("system"))
 
 
 def check_context_window(data: dict[str, Any], model: str, max_input_tokens: int | None) -> str | None:

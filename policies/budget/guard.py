@@ -45,10 +45,15 @@ log = logging.getLogger("synqra.budget")
 T = TypeVar("T")
 
 
+def _usd(x: float) -> str:
+    return f"${x:,.2f}" if x >= 0.01 or x == 0 else f"${x:.6f}"  # tiny test budgets would all read $0.00
+
+
 class BudgetExhausted(Exception):
     """A paid call refused: the month's budget is spent (or cannot be checked).
 
-    `reason` is "exhausted" or "store_unavailable"; `resets_at` is when the month ends.
+    `reason` is "exhausted", "store_unavailable" or "too_costly" (CallTooCostly); `resets_at` is when
+    the month ends.
     Map it to HTTP 429 for explicit paid models, to the local model for `auto`.
     """
 
@@ -57,6 +62,19 @@ class BudgetExhausted(Exception):
         self.message = message
         self.resets_at = resets_at
         self.reason = reason
+
+
+class CallTooCostly(BudgetExhausted):
+    """One call whose worst case alone passes the stop level: no month, however empty, pays for it.
+
+    A BudgetExhausted (callers that only know that one still refuse it), but waiting for the reset
+    does not help: the request itself must shrink (max_tokens), so it maps to HTTP 400, not 429.
+    """
+
+    def __init__(self, message: str, resets_at: datetime, worst_case_usd: float, allowed_usd: float) -> None:
+        super().__init__(message, resets_at, reason="too_costly")
+        self.worst_case_usd = worst_case_usd
+        self.allowed_usd = allowed_usd
 
 
 class DuplicateRequest(ValueError):
@@ -230,6 +248,10 @@ class BudgetGuard:
             return Reservation(request_id, model_name, win.key, 0, now, held=False)
         counted = math.ceil(prompt_tokens * self.settings.prompt_token_margin - 1e-9)  # 100 * 1.1 is 110.00000000000001
         amount = max(1, to_nano(worst_case_cost(price, counted, max_tokens, self.settings.default_max_output_tokens, choices)))
+        if amount > self._stop_nano:
+            # Refused by any month: answered without a store round trip, and not remembered in
+            # _min_refused (it says nothing about how full this month is).
+            raise self._too_costly(win, model_name, amount)
         expires = now + self.settings.reservation_ttl_s
         try:
             out = await self._store_call(
@@ -259,6 +281,16 @@ class BudgetGuard:
         res = Reservation(request_id, model_name, win.key, amount, expires)
         self._open[request_id] = res
         return res
+
+    def _too_costly(self, win: MonthWindow, model_name: str, amount_nano: int) -> CallTooCostly:
+        s = self.settings
+        return CallTooCostly(
+            f"its worst case on {model_name}, {_usd(to_usd(amount_nano))}, is more than paid calls may spend in a whole "
+            f"month ({_usd(to_usd(self._stop_nano))}: {s.stop_at:.0%} of the {_usd(s.monthly_limit_usd)} limit)",
+            win.end,
+            worst_case_usd=to_usd(amount_nano),
+            allowed_usd=to_usd(self._stop_nano),
+        )
 
     def _exhausted_message(self, win: MonthWindow, spent_nano: int) -> str:
         s = self.settings

@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 from typing import Any
 
-from policies.budget.guard import BudgetExhausted, BudgetGuard, DuplicateRequest
+from policies.budget.guard import BudgetExhausted, BudgetGuard, CallTooCostly, DuplicateRequest
 from policies.budget.records import CallRecord
+
+log = logging.getLogger("synqra.budget")
+
+# What the tokenizer cannot count is bounded by its JSON size instead: the tokenizers we price average
+# 3-4 characters per token of prose, code or JSON, base64 media and encrypted blocks are billed far
+# below this bound, and non-ASCII text is escaped to 6 characters a character. An upper bound for all
+# but pathological strings, as a reservation guarding the hard monthly limit must be.
+JSON_CHARS_PER_TOKEN = 2
+# Role and separators of a message estimated that way (LiteLLM counts 3, plus 3 to prime the reply).
+MESSAGE_OVERHEAD_TOKENS = 4
 
 KIND_BY_CALL_TYPE = {"acompletion": "chat", "completion": "chat", "anthropic_messages": "messages", "aembedding": "embedding", "embedding": "embedding"}
 
@@ -35,7 +47,7 @@ def _prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any]) -> int:
     if "input" in data and "messages" not in data:
         raw = data["input"]
         return guard.count_prompt_tokens(model, text=raw if isinstance(raw, str) else "\n".join(map(str, raw)))
-    n = guard.count_prompt_tokens(model, messages=data.get("messages") or [])
+    n = _messages_tokens(guard, model, data.get("messages") or [])
     system = data.get("system")
     if system:
         text = system if isinstance(system, str) else " ".join(str(p.get("text", "")) for p in system if isinstance(p, dict))
@@ -46,6 +58,44 @@ def _prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any]) -> int:
     if defs:
         n += guard.count_prompt_tokens(model, text=json.dumps(defs, separators=(",", ":")))
     return n
+
+
+def _json_tokens(value: Any) -> int:
+    return math.ceil(len(json.dumps(value, separators=(",", ":"), default=str)) / JSON_CHARS_PER_TOKEN)
+
+
+def _try_count(guard: BudgetGuard, model: str, messages: list[Any]) -> int | None:
+    try:
+        return guard.count_prompt_tokens(model, messages=messages)
+    except Exception:  # LiteLLM's counter raises on content it does not know (input_audio, refusal, server_tool_use...)
+        return None
+
+
+def _messages_tokens(guard: BudgetGuard, model: str, messages: list[Any]) -> int:
+    """The tokenizer's count; where it fails, each message and then each content part it cannot
+    count is bounded by its JSON size. Never raises: unusual but valid content must reach the
+    provider (which answers invalid content with a 400 in its API's format), not fail here with a 500."""
+    n = _try_count(guard, model, messages)
+    if n is not None:
+        return n
+    log.debug("token counter cannot count the messages for %s; bounding the parts it cannot count by JSON size", model)
+    return sum(_message_tokens(guard, model, m) for m in messages)
+
+
+def _message_tokens(guard: BudgetGuard, model: str, message: Any) -> int:
+    n = _try_count(guard, model, [message])
+    if n is not None:
+        return n
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return _json_tokens(message) + MESSAGE_OVERHEAD_TOKENS
+    role = message.get("role")
+    rest = {k: v for k, v in message.items() if k not in ("role", "content")}  # tool_calls, name...
+    total = (_json_tokens(rest) if rest else 0) + MESSAGE_OVERHEAD_TOKENS
+    for part in content:
+        counted = _try_count(guard, model, [{"role": role, "content": [part]}])
+        total += counted if counted is not None else _json_tokens(part)
+    return total
 
 
 def _choices(data: dict[str, Any]) -> int:
@@ -70,14 +120,23 @@ async def admit(
         await guard.reserve(state["request_id"], model, _prompt_tokens(guard, model, data), max_tokens, _choices(data))
         state["reserved"] = True
     except BudgetExhausted as e:
-        if routed:
+        if routed:  # synqra picked the paid tier: the free one serves instead (also when the call is too costly)
             data["model"] = local_model
             state["route"] = local_model
             state["budget"] = "stopped"
             return
+        if isinstance(e, CallTooCostly):  # no month pays for it: a retry after the reset would fail too
+            raise BudgetRefused(_too_costly_message(data, e), status=400) from e
         raise BudgetRefused(e.message) from e
     except DuplicateRequest as e:
         raise BudgetRefused(f"duplicate request id {state['request_id']!r}: {e}", status=400) from e
+
+
+def _too_costly_message(data: dict[str, Any], e: CallTooCostly) -> str:
+    key = next((k for k in ("max_tokens", "max_completion_tokens") if data.get(k)), None)
+    if key is None:  # the model's output ceiling was assumed
+        return f"this request is too large for the monthly budget: {e.message}; set a smaller max_tokens"
+    return f"'{key}' ({data[key]}) is too large for the monthly budget: {e.message}; lower {key}"
 
 
 async def account(guard: BudgetGuard, state: dict[str, Any], call_type: str, usage: dict[str, int], served: str) -> None:

@@ -7,10 +7,13 @@ import httpx
 import pytest
 
 from tests.stack import MASTER_KEY
+from tests.unit.test_budget_admit import UNCOUNTABLE
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 MSG = [{"role": "user", "content": "hi"}]
 TWO_MB = "word " * (2 * 1024 * 1024 // 5)
+LONG_SYSTEM = "Policy clause about refunds and returns for the store. " * 300  # ~16,500 chars: over local-llama's 2,048 tokens
+HUGE = 10**9  # max_tokens whose worst case on Claude ($15,000) no $200 month can pay
 
 OPENAI_CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("malformed json", {"content": b'{"model": "local-llama", "messages": [', "headers": {**AUTH, "content-type": "application/json"}}, 400, "json"),
@@ -21,6 +24,7 @@ OPENAI_CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("2 MB message", {"json": {"model": "local-llama", "messages": [{"role": "user", "content": TWO_MB}]}, "headers": AUTH}, 400, "too long"),
     ("negative max_tokens", {"json": {"model": "local-llama", "messages": MSG, "max_tokens": -1}, "headers": AUTH}, 400, "max_tokens"),
     ("string max_tokens", {"json": {"model": "local-llama", "messages": MSG, "max_tokens": "ten"}, "headers": AUTH}, 400, "max_tokens"),
+    ("max_tokens no month can pay", {"json": {"model": "claude-sonnet", "messages": MSG, "max_tokens": HUGE}, "headers": AUTH}, 400, "'max_tokens' (1000000000) is too large"),
 ]
 
 ANTHROPIC_CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
@@ -31,6 +35,11 @@ ANTHROPIC_CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("absent key", {"json": {"model": "claude-sonnet", "max_tokens": 10, "messages": MSG}}, 401, "authentication_error", "missing api key"),
     ("2 MB message", {"json": {"model": "claude-sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": TWO_MB * 2}]}, "headers": AUTH}, 400, "invalid_request_error", "too long"),
     ("zero max_tokens", {"json": {"model": "claude-sonnet", "max_tokens": 0, "messages": MSG}, "headers": AUTH}, 400, "invalid_request_error", "max_tokens"),
+    ("max_tokens no month can pay", {"json": {"model": "claude-sonnet", "max_tokens": HUGE, "messages": MSG}, "headers": AUTH}, 400, "invalid_request_error", "'max_tokens' (1000000000) is too large"),
+    # The block form of `system` is as long as the string form: rejected up front, not failed in
+    # llama.cpp and answered by a paid fallback.
+    ("system blocks too long", {"json": {"model": "local-llama", "max_tokens": 10, "messages": MSG, "system": [{"type": "text", "text": LONG_SYSTEM}]},
+                                "headers": AUTH}, 400, "invalid_request_error", "too long"),
 ]
 
 
@@ -74,3 +83,41 @@ def test_sdk_raises_typed_errors(openai_client, anthropic_client) -> None:
         openai_client.chat.completions.create(model="local-llama", messages=MSG, max_tokens=-3)
     with pytest.raises(anthropic.AuthenticationError):
         anthropic_client.with_options(api_key="sk-wrong").messages.create(model="claude-sonnet", max_tokens=5, messages=MSG)
+
+
+# Content LiteLLM's token counter does not know (tests/unit/test_budget_admit.py): valid, so forwarded as
+# bare LiteLLM would; the image block without `source` is invalid and left to the provider to refuse.
+UNCOUNTED = {name: messages for name, messages, _ in UNCOUNTABLE}
+UNCOUNTED_CASES: list[tuple[str, str, str, str]] = [
+    ("input_audio", "/v1/chat/completions", "gpt-4o", "openai"),
+    ("refusal", "/v1/chat/completions", "gpt-4o", "openai"),
+    ("web search blocks", "/v1/messages", "claude-sonnet", "anthropic"),
+    ("image without source", "/v1/messages", "claude-sonnet", "anthropic"),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "model", "provider"), UNCOUNTED_CASES, ids=[c[0] for c in UNCOUNTED_CASES])
+def test_content_the_tokenizer_cannot_count_reaches_the_provider(stack, fresh_providers, name, path, model, provider) -> None:
+    body = {"model": model, "max_tokens": 16, "messages": UNCOUNTED[name]}
+    r = httpx.post(f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=120)
+    assert r.status_code < 500, r.text  # never a 500 (which SDKs retry) from synqra's own budget step
+    if r.status_code >= 400:  # a provider's refusal, in the API's own format
+        err = r.json()
+        assert (err["type"] == "error" and err["error"]["message"]) if path == "/v1/messages" else err["error"]["message"]
+    assert len(fresh_providers[provider].requests) == 1, "forwarded once, as bare LiteLLM does"
+    status = httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+    assert status["reserved"] == 0, "the reservation was settled or released"
+    _still_serving(stack.base_url)
+
+
+def test_sdks_get_a_bad_request_not_a_retried_429_for_max_tokens_no_month_can_pay(openai_client, anthropic_client, fresh_providers) -> None:
+    import anthropic
+    import openai
+
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        openai_client.chat.completions.create(model="claude-sonnet", messages=MSG, max_tokens=HUGE)
+    with pytest.raises(openai.BadRequestError, match="max_completion_tokens"):
+        openai_client.chat.completions.create(model="gpt-4o", messages=MSG, max_completion_tokens=HUGE)
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        anthropic_client.messages.create(model="claude-sonnet", max_tokens=HUGE, messages=MSG)
+    assert not any(p.requests for p in fresh_providers.values())

@@ -485,3 +485,26 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
         assert float(four - bare) == pytest.approx(float(3 * 100 * price_out), abs=2e-9)  # nano-dollar rounding
 
     asyncio.run(main())
+
+
+def test_call_no_month_can_pay_is_refused_as_too_costly_and_stops_nothing(make_guard: Callable[..., BudgetGuard]) -> None:
+    """Past the alert level, a call whose worst case alone passes the stop level must not read as a
+    spent month (is_stopped would send every routed request to the local model until it fits)."""
+    from policies.budget.guard import CallTooCostly
+
+    async def main() -> None:
+        g = make_guard(monthly_limit_usd=1.0)
+        res = await g.reserve("spent", "claude-sonnet", 100_000, 33_000)
+        await g.settle(res, CallRecord("spent", "claude-sonnet", "claude-sonnet", 100_000, 33_000))  # $0.795: past 70%
+        with pytest.raises(CallTooCostly) as err:
+            await g.reserve("absurd", "claude-sonnet", 10, 10**9)  # $15,000 worst case > $0.95 stop level
+        assert isinstance(err.value, BudgetExhausted) and err.value.reason == "too_costly"
+        assert err.value.worst_case_usd > 14_999 and err.value.allowed_usd == pytest.approx(0.95)
+        stopped = g.is_stopped()
+        status = await g.status()
+        small = await g.reserve("small", "deepseek-chat", 1000, 1000)
+        await g.release(small)
+        await g.aclose()
+        assert not stopped and status["state"] != "stopped" and status["reserved"] == 0
+
+    asyncio.run(main())

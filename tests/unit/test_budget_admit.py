@@ -1,0 +1,124 @@
+"""The budget step of a request (policies/budget/hook_steps.py): what it reserves for content the
+tokenizer cannot count, and how it refuses a call that no month's budget could pay for."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policies.budget import hook_steps
+from policies.budget.guard import BudgetGuard
+from tests.unit.test_budget_guard import START, Clock, app_config
+
+WAV = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA="
+AUDIO = {"type": "input_audio", "input_audio": {"data": WAV * 20, "format": "wav"}}
+REFUSAL = {"type": "refusal", "refusal": "I can't help with that."}
+SEARCH = [
+    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "news"}},
+    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+     "content": [{"type": "web_search_result", "url": "https://example.com", "title": "Ex", "encrypted_content": "abc" * 200}]},
+]
+NO_SOURCE_IMAGE = {"type": "image"}  # invalid for Anthropic: the provider answers it with a 400, not synqra with a 500
+LONG_TEXT = "Please transcribe this recording of our quarterly planning meeting carefully. " * 40
+
+# (name, messages, the parts LiteLLM's token counter cannot count)
+UNCOUNTABLE: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
+    ("input_audio", [{"role": "user", "content": [{"type": "text", "text": LONG_TEXT}, AUDIO]}], [AUDIO]),
+    ("refusal", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [REFUSAL]},
+                 {"role": "user", "content": LONG_TEXT}], [REFUSAL]),
+    ("web search blocks", [{"role": "user", "content": "Latest news?"},
+                           {"role": "assistant", "content": [*SEARCH, {"type": "text", "text": LONG_TEXT}]},
+                           {"role": "user", "content": "Thanks, summarise"}], SEARCH),
+    ("image without source", [{"role": "user", "content": [NO_SOURCE_IMAGE, {"type": "text", "text": LONG_TEXT}]}], [NO_SOURCE_IMAGE]),
+]
+
+
+@pytest.fixture
+def guard(tmp_path: Path) -> BudgetGuard:
+    return BudgetGuard.from_config(app_config(tmp_path, {"store": "sqlite"}), now=Clock(START), env={})
+
+
+def _text_tokens(guard: BudgetGuard, messages: list[dict[str, Any]]) -> int:
+    texts = [m["content"] if isinstance(m["content"], str) else "" for m in messages]
+    texts += [p.get("text", "") for m in messages if isinstance(m["content"], list) for p in m["content"]]
+    return guard.count_prompt_tokens("claude-sonnet", text="\n".join(t for t in texts if t))
+
+
+@pytest.mark.parametrize(("name", "messages", "unknown"), UNCOUNTABLE, ids=[c[0] for c in UNCOUNTABLE])
+def test_uncountable_content_is_estimated_from_above_not_a_crash(guard: BudgetGuard, name: str, messages, unknown) -> None:
+    with pytest.raises(Exception):  # the premise: LiteLLM's counter gives up on these
+        guard.count_prompt_tokens("claude-sonnet", messages=messages)
+    est = hook_steps._prompt_tokens(guard, "claude-sonnet", {"messages": messages})
+    text = _text_tokens(guard, messages)
+    opaque = sum(len(json.dumps(p, separators=(",", ":"))) for p in unknown) / hook_steps.JSON_CHARS_PER_TOKEN
+    # Never under: every text token plus a JSON-size bound for what could not be counted...
+    assert est >= text + opaque
+    # ...and not the whole conversation at the JSON rate: the text is still counted as text.
+    assert est <= text + opaque + 20 * (len(messages) + sum(isinstance(m["content"], list) and len(m["content"]) for m in messages))
+    asyncio.run(guard.aclose())
+
+
+def test_admit_reserves_for_uncountable_content(guard: BudgetGuard) -> None:
+    async def main() -> float:
+        state: dict[str, Any] = {"request_id": "audio"}
+        await hook_steps.admit(guard, state, {"messages": UNCOUNTABLE[0][1], "max_tokens": 16}, "claude-sonnet", "local-llama", routed=False)
+        assert state["reserved"]
+        reserved = guard.snapshot()["reserved_usd"]
+        await guard.aclose()
+        return float(reserved)
+
+    assert asyncio.run(main()) > 0
+
+
+@pytest.mark.parametrize("key", ["max_tokens", "max_completion_tokens"])
+def test_a_call_no_month_can_pay_is_a_400_naming_max_tokens(guard: BudgetGuard, key: str) -> None:
+    """$15,000 of worst case against a $200 month: not "the budget is exhausted" (429, retried by SDKs)
+    with nothing spent, but a 400 telling the caller which parameter to lower."""
+    data = {"messages": [{"role": "user", "content": "hi"}], key: 10**9}
+
+    async def main() -> hook_steps.BudgetRefused:
+        with pytest.raises(hook_steps.BudgetRefused) as err:
+            await hook_steps.admit(guard, {"request_id": "huge"}, dict(data), "claude-sonnet", "local-llama", routed=False)
+        # Nothing was held and the month is not stopped by it: an ordinary call still goes through.
+        assert guard.snapshot()["reserved_usd"] == 0 and not guard.is_stopped()
+        ok: dict[str, Any] = {"request_id": "ok"}
+        await hook_steps.admit(guard, ok, {**data, key: 100}, "claude-sonnet", "local-llama", routed=False)
+        assert ok["reserved"]
+        await guard.aclose()
+        return err.value
+
+    refused = asyncio.run(main())
+    assert refused.status == 400
+    assert f"'{key}' (1000000000) is too large" in refused.message and f"lower {key}" in refused.message
+    assert "$15,000.00" in refused.message and "$190.00" in refused.message and "exhausted" not in refused.message
+
+
+def test_too_costly_without_max_tokens_says_to_set_one(tmp_path: Path) -> None:
+    # A tiny budget: the model's output ceiling (64,000 tokens on claude-sonnet, $0.96) alone passes it.
+    g = BudgetGuard.from_config(app_config(tmp_path, {"store": "sqlite", "monthly_limit_usd": 0.5}), now=Clock(START), env={})
+
+    async def main() -> hook_steps.BudgetRefused:
+        with pytest.raises(hook_steps.BudgetRefused) as err:
+            await hook_steps.admit(g, {"request_id": "r"}, {"messages": [{"role": "user", "content": "hi"}]},
+                                   "claude-sonnet", "local-llama", routed=False)
+        await g.aclose()
+        return err.value
+
+    refused = asyncio.run(main())
+    assert refused.status == 400 and "set a smaller max_tokens" in refused.message
+
+
+def test_routed_call_too_costly_for_its_tier_is_served_locally(guard: BudgetGuard) -> None:
+    """`auto` keeps working: synqra chose the paid tier, so the free one answers instead of a refusal."""
+    data: dict[str, Any] = {"model": "claude-sonnet", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9}
+    state: dict[str, Any] = {"request_id": "auto"}
+
+    async def main() -> None:
+        await hook_steps.admit(guard, state, data, "claude-sonnet", "local-llama", routed=True)
+        await guard.aclose()
+
+    asyncio.run(main())
+    assert data["model"] == state["route"] == "local-llama" and "reserved" not in state
