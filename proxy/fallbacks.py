@@ -63,6 +63,9 @@ async def before_attempt(rt: Any, state: dict[str, Any], group: str, data: dict[
         "kind": "fallback",
         "key_hash": state.get("key_hash"),
         "user": state.get("user"),
+        # Standing in for the call that failed: a client request if that was one, else (an escalation) not.
+        "counts_request": state.get("counts_request", True),
+        "leaves_local": state.get("leaves_local", False),
     }
     await budget.admit(rt.budget, child, data, group, rt.config.synqra.backends.llama.model_alias, routed=False)
     children[group] = child
@@ -118,13 +121,11 @@ async def release_all(rt: Any, state: dict[str, Any]) -> None:
 
 
 async def release_attempt(rt: Any, state: dict[str, Any], group: str | None) -> None:
-    """A failed attempt: release the primary's reservation, or that fallback's."""
+    """A failed attempt: release the primary's reservation.
+
+    A failed fallback's reservation is left to settle() or release_all(), when the request ends: the
+    failure event is processed in the background and reads request metadata that LiteLLM has meanwhile
+    updated for the next attempt, so a primary that failed (e.g. in cooldown) can arrive here named as
+    the fallback now answering, whose reservation it would drop, and the answer would go unbilled."""
     if group is None or group == state.get("route"):
         await budget.release(rt.budget, state)
-        return
-    children = _pending.get(state.get("request_id", ""), {})
-    child = children.pop(group, None)
-    if not children:
-        _pending.pop(state.get("request_id", ""), None)
-    if child is not None:
-        await budget.release(rt.budget, child)

@@ -164,8 +164,8 @@ class SynqraHooks(CustomLogger):
         await account_once(state, lambda: budget.account(rt.budget, state, state["call_type"], usage, served))
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
-        # Called per failed deployment attempt: give back that attempt's reservation only
-        # (a fallback may still be running on another model group).
+        # Called per failed deployment attempt: give back the primary's reservation early
+        # (a fallback may still be running on another model group; see release_attempt).
         state, group = fallbacks.attempt_group(get_runtime(), kwargs)
         if state is not None:
             await fallbacks.release_attempt(get_runtime(), state, group)

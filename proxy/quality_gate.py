@@ -13,10 +13,12 @@ followed by another. Streams from an unvalidated tier pass straight through.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from policies.budget import hook_steps as budget
@@ -24,15 +26,46 @@ from policies.quality.bands import is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict, extract_logprobs
 from proxy import fallbacks, metrics
-from proxy.request_state import mark_accounted, usage_of
+from proxy.request_state import STATE_KEY, mark_accounted, usage_of
 
 log = logging.getLogger("synqra.quality")
 
-# Request fields carried over to a rephrase / escalation call (the client's own parameters).
+# The request fields proxy/shadow_eval.py copies into the request it scores (the scorer reads messages,
+# response_format and tools). A rephrase / escalation carries every client parameter: see client_params.
 CARRIED_PARAMS = (
     "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stop_sequences", "tools", "tool_choice",
     "response_format", "system", "seed", "user", "metadata_user",
 )
+# Set by the gate itself on every extra call: the tier, streaming (the buffered stream asks for its usage),
+# and the metadata carrying synqra's state for that call.
+GATE_PARAMS = frozenset({"model", "stream", "stream_options", "metadata", "litellm_metadata"})
+
+
+@cache
+def _litellm_keys() -> frozenset[str]:
+    """Keys of LiteLLM's own in `data` (proxy bookkeeping, credentials, routing, callbacks): not the client's
+    parameters to the model. Imported late: litellm is loaded in the proxy anyway, and only there."""
+    from litellm.types.utils import all_litellm_params
+
+    return frozenset(all_litellm_params)
+
+
+def client_params(data: dict[str, Any], call_type: str) -> dict[str, Any]:
+    """The client's request, messages included, as a rephrase / escalation call must repeat it: every
+    parameter but the ones the gate sets and LiteLLM's own (call ids, proxy request, keys, "_"-internals).
+
+    Call it before the gate adds anything to `data` (the logprobs it asks llama.cpp for). On /v1/messages
+    `metadata` is the client's Anthropic metadata (synqra's state and LiteLLM's live in litellm_metadata):
+    carried, without synqra's state should it have been put there.
+    """
+    own = _litellm_keys()
+    out = {k: v for k, v in data.items() if k not in GATE_PARAMS and k not in own and not k.startswith("_")}
+    md = data.get("metadata")
+    if call_type == "anthropic_messages" and isinstance(md, dict):
+        client_md = {k: v for k, v in md.items() if k != STATE_KEY}
+        if client_md:
+            out["metadata"] = client_md
+    return out
 
 
 @dataclass
@@ -79,33 +112,99 @@ def messages_answer(response: Any) -> Answer:
     return Answer(text, ANTHROPIC_STOP.get(str(stop), stop), None, tools)
 
 
-def stream_answer(chunks: list[Any]) -> Answer:
-    """Text, finish reason and logprobs of a buffered stream (OpenAI chunks or Anthropic SSE bytes)."""
-    text: list[str] = []
-    finish: str | None = None
-    logprobs: list[float] = []
-    for c in chunks:
-        if isinstance(c, (bytes, str)):
-            for line in (c.decode() if isinstance(c, bytes) else c).splitlines():
-                if not line.startswith("data:"):
-                    continue
+def _stream_items(chunks: Iterable[Any]) -> Iterator[Any]:
+    """The stream's items in order: OpenAI chunks and Anthropic event dicts as they are, Anthropic SSE text
+    (bytes or str, as LiteLLM relays /v1/messages streams) parsed into event dicts. SSE frames and UTF-8
+    characters may straddle chunks: the text is read as one stream, line by line."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+
+    def events(lines: list[str]) -> Iterator[dict[str, Any]]:
+        for line in lines:
+            line = line.strip()
+            if line.startswith("data:"):
                 try:
                     ev = json.loads(line[5:].strip())
-                except ValueError:
+                except ValueError:  # e.g. OpenAI's "[DONE]"
                     continue
-                if ev.get("type") == "content_block_delta":
-                    text.append(str((ev.get("delta") or {}).get("text") or ""))
-                elif ev.get("type") == "message_delta":
-                    stop = (ev.get("delta") or {}).get("stop_reason")
-                    finish = ANTHROPIC_STOP.get(str(stop), stop) or finish
-            continue
-        for choice in _get(c, "choices") or []:
+                if isinstance(ev, dict):
+                    yield ev
+
+    for c in chunks:
+        if isinstance(c, (bytes, str)):
+            pending += decoder.decode(c) if isinstance(c, bytes) else c
+            *lines, pending = pending.split("\n")
+            yield from events(lines)
+        else:
+            yield c
+    yield from events([pending + decoder.decode(b"", final=True)])
+
+
+@dataclass
+class _StreamReader:
+    """Accumulates a buffered stream into an Answer. Tool calls are keyed by index: OpenAI's
+    `delta.tool_calls[].index` (arguments arrive as text fragments) or Anthropic's content block index
+    (`content_block_start` with a tool_use block, then `input_json_delta` fragments)."""
+
+    text: list[str] = field(default_factory=list)
+    finish: str | None = None
+    logprobs: list[float] = field(default_factory=list)
+    tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+    tool_json: dict[int, list[str]] = field(default_factory=dict)  # Anthropic input_json_delta fragments
+
+    def openai_chunk(self, chunk: Any) -> None:
+        for choice in _get(chunk, "choices") or []:
+            if (_get(choice, "index") or 0) != 0:  # the first choice is the one scored, as in chat_answer
+                continue
             delta = _get(choice, "delta")
             if delta is not None and _get(delta, "content"):
-                text.append(str(_get(delta, "content")))
-            finish = _get(choice, "finish_reason") or finish
-            logprobs += extract_logprobs(_get(choice, "logprobs")) or []
-    return Answer("".join(text), finish, logprobs or None, None)
+                self.text.append(str(_get(delta, "content")))
+            for tc in (_get(delta, "tool_calls") if delta is not None else None) or []:
+                empty = {"id": None, "type": "function", "function": {"name": None, "arguments": ""}}
+                call = self.tools.setdefault(_get(tc, "index") or 0, empty)
+                fn = _get(tc, "function")
+                # id and name come once (some providers repeat them); the arguments come in fragments.
+                call["id"] = _get(tc, "id") or call["id"]
+                call["function"]["name"] = _get(fn, "name") or call["function"]["name"]
+                call["function"]["arguments"] += str(_get(fn, "arguments") or "")
+            self.finish = _get(choice, "finish_reason") or self.finish
+            self.logprobs += extract_logprobs(_get(choice, "logprobs")) or []
+
+    def anthropic_event(self, ev: Any) -> None:
+        kind, index = _get(ev, "type"), _get(ev, "index") or 0
+        if kind == "content_block_start":
+            block = _get(ev, "content_block")
+            if _get(block, "type") == "tool_use":
+                self.tools[index] = {"type": "tool_use", "id": _get(block, "id"), "name": _get(block, "name"),
+                                     "input": _get(block, "input")}
+        elif kind == "content_block_delta":
+            delta = _get(ev, "delta")
+            if _get(delta, "type") == "input_json_delta":
+                self.tool_json.setdefault(index, []).append(str(_get(delta, "partial_json") or ""))
+            else:
+                self.text.append(str(_get(delta, "text") or ""))
+        elif kind == "message_delta":
+            stop = _get(_get(ev, "delta"), "stop_reason")
+            self.finish = ANTHROPIC_STOP.get(str(stop), stop) or self.finish
+
+    def answer(self) -> Answer:
+        for index, parts in self.tool_json.items():
+            if index in self.tools and "".join(parts):
+                # Left as JSON text: the tool_args signal parses it and reports text that does not parse.
+                self.tools[index]["input"] = "".join(parts)
+        tools = [self.tools[i] for i in sorted(self.tools)] or None
+        return Answer("".join(self.text), self.finish, self.logprobs or None, tools)
+
+
+def stream_answer(chunks: list[Any]) -> Answer:
+    """Text, finish reason, logprobs and tool calls of a buffered stream (OpenAI chunks, or Anthropic events)."""
+    reader = _StreamReader()
+    for item in _stream_items(chunks):
+        if _get(item, "choices") is None and _get(item, "type"):
+            reader.anthropic_event(item)
+        else:
+            reader.openai_chunk(item)
+    return reader.answer()
 
 
 # --- the cascade ------------------------------------------------------------------------------
@@ -127,7 +226,7 @@ class QualityGate:
 
     def prepare(self, state: dict[str, Any], data: dict[str, Any]) -> None:
         """Before the call: remember the client's request; ask llama.cpp for token logprobs."""
-        state["request"] = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
+        state["request"] = client_params(data, state["call_type"])  # before the logprobs below: not the client's
         if state["call_type"] != "anthropic_messages" and state["route"] == self.rt.config.synqra.backends.llama.model_alias:
             if not data.get("logprobs"):
                 data["logprobs"] = True
@@ -136,7 +235,7 @@ class QualityGate:
     async def score(self, state: dict[str, Any], answer: Answer) -> QualityVerdict:
         return await self.rt.quality.ascore(state["request"], answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
 
-    async def _call(self, state: dict[str, Any], step: Step, n: int, stream: bool) -> Attempt:
+    async def _call(self, state: dict[str, Any], step: Step, n: int, stream: bool, leaves_local: bool) -> Attempt:
         """One extra call (rephrase or escalation) through LiteLLM's router, budgeted and recorded;
         a stream is read to its end (LiteLLM then logs its usage, which settles it)."""
         from litellm.proxy.proxy_server import llm_router
@@ -144,6 +243,8 @@ class QualityGate:
         req = dict(state["request"])
         if step.messages is not None:
             req["messages"] = step.messages
+        if step.system is not None:
+            req["system"] = step.system
         child = {
             "request_id": f"{state['request_id']}:{n}",
             "parent_id": state["request_id"],
@@ -153,6 +254,10 @@ class QualityGate:
             "kind": "escalation",
             "key_hash": state.get("key_hash"),
             "user": state.get("user"),
+            # Part of a client request already counted (its baseline too); the first paid call after
+            # local answers takes the request out of the local share.
+            "counts_request": False,
+            "leaves_local": leaves_local,
         }
         data = {"model": step.tier, **req}
         await budget.admit(self.rt.budget, child, data, step.tier, self.rt.config.synqra.backends.llama.model_alias, routed=False)
@@ -194,13 +299,16 @@ class QualityGate:
             if verdict is None:  # an unvalidated (top) tier answered: deliver it
                 break
             step = next_step(verdict, chain, self.settings, stopped, tiers=self.tiers,
-                             messages=state["request"].get("messages"), rephrased=rephrased)
+                             messages=state["request"].get("messages"), rephrased=rephrased,
+                             system=state["request"].get("system"), anthropic=state["call_type"] == "anthropic_messages")
             if step.kind == "deliver":
                 note = step.note
                 break
             # Shielded: a client that hangs up must not cut off a call the provider is already
             # billing; it runs to its end and is accounted (the rest of the cascade is dropped).
-            call = asyncio.ensure_future(self._call(state, step, len(chain), stream))
+            free = self.rt.budget.is_free
+            leaves_local = all(free(a.tier) for a in attempts) and not free(str(step.tier))
+            call = asyncio.ensure_future(self._call(state, step, len(chain), stream, leaves_local))
             call.add_done_callback(_retrieve_exception)
             try:
                 attempt = await asyncio.shield(call)

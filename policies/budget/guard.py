@@ -363,6 +363,8 @@ class BudgetGuard:
             user=call.user,
             parent_id=call.parent_id,
             local=free,
+            counts_request=call.counts_request,
+            leaves_local=call.leaves_local,
         )
 
     async def _write(self, ledger: LedgerRecord) -> None:

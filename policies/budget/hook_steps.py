@@ -150,6 +150,8 @@ async def account(guard: BudgetGuard, state: dict[str, Any], call_type: str, usa
         api_key_hash=state.get("key_hash"),
         user=state.get("user"),
         parent_id=state.get("parent_id"),
+        counts_request=state.get("counts_request", True),
+        leaves_local=bool(state.get("leaves_local")),
     )
     if state.get("reserved"):
         await guard.settle(state["request_id"], record)

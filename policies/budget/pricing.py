@@ -141,11 +141,18 @@ class PriceBook:
     def price_call(self, call: CallRecord) -> tuple[int, int, bool]:
         """(cost, baseline cost) in nano-dollars and whether the served model is free.
 
-        Embeddings claim no savings (the chat baseline cannot embed): baseline = cost.
+        Embeddings claim no savings (the chat baseline cannot embed): baseline = cost. The baseline
+        is the all-Claude setup's one call per client request: a call within a request already
+        counted (an escalation) adds none.
         """
         price = self.price(call.served_model)
         cost = call.cost_usd if call.cost_usd is not None else call_cost(price, call.prompt_tokens, call.completion_tokens)
-        baseline = cost if call.kind == "embedding" else self.baseline(call.prompt_tokens, call.completion_tokens)
+        if call.kind == "embedding":
+            baseline = cost
+        elif not call.counts_request:
+            baseline = 0.0
+        else:
+            baseline = self.baseline(call.prompt_tokens, call.completion_tokens)
         return to_nano(cost), to_nano(baseline), price.free
 
     def count_prompt_tokens(self, model_name: str, messages: list[dict] | None = None, text: str | None = None) -> int:

@@ -43,6 +43,11 @@ class CallRecord:
     parent_id: str | None = None
     # None: tokens x the served model's prices. Set it to bill a provider-reported cost.
     cost_usd: float | None = None
+    # The month's request count, all-Claude baseline and local share are per client request, not per
+    # call: a call made within a request already counted (a quality escalation, or a fallback of one)
+    # sets counts_request False, and the first paid call that replaces a local answer sets leaves_local.
+    counts_request: bool = True
+    leaves_local: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,18 @@ class LedgerRecord:
     user: str | None = None
     parent_id: str | None = None
     local: bool = False
+    counts_request: bool = True  # see CallRecord
+    leaves_local: bool = False
+
+    @property
+    def request_delta(self) -> int:
+        """What this row adds to the month's request count."""
+        return int(self.counts_request)
+
+    @property
+    def local_delta(self) -> int:
+        """What this row adds to the month's locally served requests (-1: a paid call took one over)."""
+        return int(self.counts_request and self.local) - int(self.leaves_local)
 
     @property
     def cost_usd(self) -> float:

@@ -70,14 +70,15 @@ redis.call('HINCRBY', KEYS[1], 'reserved', amount)
 return {1, committed, reserved + amount}
 """
 
-# KEYS totals resv resv_exp ledger; ARGV request_id json cost baseline local prompt_tokens completion_tokens
+# KEYS totals resv resv_exp ledger; ARGV request_id json cost baseline local_delta prompt_tokens completion_tokens
+# request_delta (LedgerRecord: requests and local share count client requests, not calls)
 _SETTLE = _EXPIRE + """
 local inserted = redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[2])
 drop(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 if inserted == 1 then
   redis.call('HINCRBY', KEYS[1], 'committed', ARGV[3])
   redis.call('HINCRBY', KEYS[1], 'baseline', ARGV[4])
-  redis.call('HINCRBY', KEYS[1], 'requests', 1)
+  redis.call('HINCRBY', KEYS[1], 'requests', ARGV[8])
   redis.call('HINCRBY', KEYS[1], 'local_requests', ARGV[5])
   redis.call('HINCRBY', KEYS[1], 'prompt_tokens', ARGV[6])
   redis.call('HINCRBY', KEYS[1], 'completion_tokens', ARGV[7])
@@ -161,9 +162,10 @@ class RedisStore:
             record.to_json(),
             record.cost_nano,
             record.baseline_nano,
-            int(record.local),
+            record.local_delta,
             record.prompt_tokens,
             record.completion_tokens,
+            record.request_delta,
         ]
         inserted, committed, reserved = await self._script(self._settle, self._keys(record.month), args)
         return SettleOutcome(inserted == 1, int(committed), int(reserved))

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     requested_model TEXT NOT NULL, served_model TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     cost_nano INTEGER NOT NULL, baseline_nano INTEGER NOT NULL, kind TEXT NOT NULL,
-    api_key_hash TEXT, user TEXT, parent_id TEXT, local INTEGER NOT NULL
+    api_key_hash TEXT, user TEXT, parent_id TEXT, local INTEGER NOT NULL,
+    counts_request INTEGER NOT NULL DEFAULT 1, leaves_local INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS ledger_month_ts ON ledger (month, ts);
 CREATE TABLE IF NOT EXISTS totals (
@@ -48,17 +49,6 @@ CREATE TABLE IF NOT EXISTS totals (
     requests INTEGER NOT NULL, local_requests INTEGER NOT NULL,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS ledger_totals AFTER INSERT ON ledger BEGIN
-    INSERT INTO totals VALUES (NEW.month, NEW.cost_nano, NEW.baseline_nano, 1, NEW.local,
-                               NEW.prompt_tokens, NEW.completion_tokens)
-    ON CONFLICT (month) DO UPDATE SET
-        committed_nano = committed_nano + excluded.committed_nano,
-        baseline_nano = baseline_nano + excluded.baseline_nano,
-        requests = requests + 1,
-        local_requests = local_requests + excluded.local_requests,
-        prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-        completion_tokens = completion_tokens + excluded.completion_tokens;
-END;
 CREATE TABLE IF NOT EXISTS reservations (
     request_id TEXT PRIMARY KEY, month TEXT NOT NULL, amount_nano INTEGER NOT NULL, expires_at REAL NOT NULL
 );
@@ -67,6 +57,46 @@ CREATE TABLE IF NOT EXISTS alerts (
     month TEXT NOT NULL, level TEXT NOT NULL, fired_at REAL NOT NULL, PRIMARY KEY (month, level)
 );
 """
+
+# Requests and local share count client requests, not calls (LedgerRecord.request_delta/local_delta).
+# Installed by _migrate, which also replaces the rule of a ledger written by an older version.
+_TRIGGER = """
+CREATE TRIGGER ledger_totals AFTER INSERT ON ledger BEGIN
+    INSERT INTO totals VALUES (NEW.month, NEW.cost_nano, NEW.baseline_nano, NEW.counts_request,
+                               NEW.counts_request * NEW.local - NEW.leaves_local,
+                               NEW.prompt_tokens, NEW.completion_tokens)
+    ON CONFLICT (month) DO UPDATE SET
+        committed_nano = committed_nano + excluded.committed_nano,
+        baseline_nano = baseline_nano + excluded.baseline_nano,
+        requests = requests + excluded.requests,
+        local_requests = local_requests + excluded.local_requests,
+        prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = completion_tokens + excluded.completion_tokens;
+END
+"""
+
+
+# Ledger columns added after the first release: (name, declaration) for ALTER TABLE on older files.
+_ADDED_COLUMNS = (("counts_request", "INTEGER NOT NULL DEFAULT 1"), ("leaves_local", "INTEGER NOT NULL DEFAULT 0"))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a ledger file to today's columns and totals rule, in one transaction: a process writing
+    to the same file meanwhile never inserts a row with no trigger to count it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE ledger ADD COLUMN {name} {decl}")
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'ledger_totals'").fetchone()
+        if row is None or row[0].strip() != _TRIGGER.strip():
+            conn.execute("DROP TRIGGER IF EXISTS ledger_totals")
+            conn.execute(_TRIGGER)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 _CHECKPOINT_EVERY = 200  # event-loop commits between WAL checkpoints (run on the thread)
@@ -111,6 +141,7 @@ class SqliteStore:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.executescript(_SCHEMA)
+                _migrate(conn)
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
@@ -298,7 +329,8 @@ class SqliteStore:
             out = []
             for r in rows:
                 d = dict(zip(_COLUMNS, r))
-                d["local"] = bool(d["local"])
+                for flag in ("local", "counts_request", "leaves_local"):
+                    d[flag] = bool(d[flag])
                 out.append(LedgerRecord(**d))
             return out
 

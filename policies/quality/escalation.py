@@ -4,7 +4,7 @@ The hook calls `next_step` after each scored attempt and carries out the Step:
 
     chain = ["local-llama"]
     step = next_step(verdict, chain, settings, budget_stopped, tiers=routing.tiers)
-    if step.kind == "rephrase": call step.tier with step.messages, score, chain.append(step.tier)
+    if step.kind == "rephrase": call step.tier with step.messages / step.system, score, chain.append(step.tier)
     if step.kind == "escalate": call step.tier with the original messages, chain.append(step.tier)
     if step.kind == "deliver": deliver `best_attempt(...)`; step.note says why when it is not a clean pass
 
@@ -29,7 +29,9 @@ StepKind = Literal["deliver", "rephrase", "escalate"]
 class Step:
     kind: StepKind
     tier: str | None = None  # the tier to call (rephrase / escalate)
-    messages: list[dict[str, Any]] | None = None  # the improved prompt (rephrase only)
+    messages: list[dict[str, Any]] | None = None  # the improved prompt (rephrase only; None: unchanged)
+    # The improved top-level system prompt (rephrase on the Anthropic Messages API only; None: unchanged).
+    system: str | list[dict[str, Any]] | None = None
     # Why a non-passing answer is delivered: "top_tier", "max_extra_calls", "budget_stopped", "already_rephrased".
     note: str | None = None
 
@@ -50,13 +52,17 @@ def next_step(
     messages: list[dict[str, Any]] | None = None,
     rephrased: bool = False,
     free_tiers: Collection[str] | None = None,
+    system: str | list[dict[str, Any]] | None = None,
+    anthropic: bool = False,
 ) -> Step:
     """The next step for a request whose calls so far went to `tier_chain` (last = the scored one).
 
     `tiers` is the routing ladder, cheapest first; `free_tiers` (default: the
     cheapest tier) may still be called when the budget is stopped; `rephrased`
     says a rephrase was already spent on this request; `messages` are the
-    original request messages (needed to build the rephrase prompt).
+    original request messages (needed to build the rephrase prompt). `anthropic`: the request is
+    an Anthropic Messages one, whose API has no system role in `messages`: the rephrase instruction
+    then goes into its top-level `system` (the client's `system`, kept).
     """
     if verdict.action == "deliver":
         return Step("deliver")
@@ -77,6 +83,8 @@ def next_step(
         return Step("deliver", note="top_tier")
     if budget_stopped and target not in free:
         return Step("deliver", note="budget_stopped")
+    if kind == "rephrase" and anthropic:
+        return Step("rephrase", target, system=rephrase_system(system, verdict))
     if kind == "rephrase":
         return Step("rephrase", target, rephrase_messages(messages or [], verdict))
     return Step("escalate", target)
@@ -118,6 +126,14 @@ def rephrase_messages(messages: list[dict[str, Any]], verdict: QualityVerdict) -
             m["content"] = f"{m['content']}\n\n{instruction}"
             return out
     return [{"role": "system", "content": instruction}, *out]
+
+
+def rephrase_system(system: str | list[dict[str, Any]] | None, verdict: QualityVerdict) -> str | list[dict[str, Any]]:
+    """An Anthropic top-level `system` (a string or a list of content blocks) with the instruction added."""
+    instruction = rephrase_instruction(verdict)
+    if isinstance(system, list):  # blocks may carry cache_control: kept as they are, the instruction is a block of its own
+        return [*system, {"type": "text", "text": instruction}]
+    return f"{system}\n\n{instruction}" if system else instruction
 
 
 def best_attempt(verdicts: list[QualityVerdict | None]) -> int:

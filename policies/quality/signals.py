@@ -249,13 +249,30 @@ def json_valid(request: dict[str, Any], answer: str) -> Signal:
     return OK
 
 
+def _field(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
 def _tool_schemas(request: dict[str, Any]) -> dict[str, dict]:
+    """Offered tools by name -> argument schema. OpenAI: {"type": "function", "function": {"name", "parameters"}};
+    Anthropic: {"name", "input_schema"} (its server tools, e.g. web search, have a name and no schema)."""
     out: dict[str, dict] = {}
     for t in request.get("tools") or []:
-        fn = t.get("function") if isinstance(t, dict) else None
-        if isinstance(fn, dict) and fn.get("name"):
-            out[fn["name"]] = fn.get("parameters") or {}
+        if not isinstance(t, dict):
+            continue
+        fn = t["function"] if isinstance(t.get("function"), dict) else t
+        if fn.get("name"):
+            out[fn["name"]] = fn.get("parameters") or fn.get("input_schema") or {}
     return out
+
+
+def _tool_call(call: Any) -> tuple[Any, Any]:
+    """(name, arguments) of a tool call, dict or SDK object. OpenAI: {"function": {"name", "arguments": JSON text}};
+    Anthropic: {"type": "tool_use", "name", "input": an object, or JSON text when read from a stream}."""
+    fn = _field(call, "function")
+    if fn is not None:
+        return _field(fn, "name"), _field(fn, "arguments")
+    return _field(call, "name"), _field(call, "input")
 
 
 def tool_args_valid(request: dict[str, Any], tool_calls: list | None) -> Signal:
@@ -264,9 +281,7 @@ def tool_args_valid(request: dict[str, Any], tool_calls: list | None) -> Signal:
         return OK
     schemas = _tool_schemas(request)
     for call in tool_calls:
-        fn = call.get("function") if isinstance(call, dict) else getattr(call, "function", None)
-        name = fn.get("name") if isinstance(fn, dict) else getattr(fn, "name", None)
-        raw = fn.get("arguments") if isinstance(fn, dict) else getattr(fn, "arguments", None)
+        name, raw = _tool_call(call)
         if schemas and name not in schemas:
             return Signal(0.0, f"tool call to unknown tool {name!r}")
         try:

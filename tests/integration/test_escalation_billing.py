@@ -25,8 +25,12 @@ def rows_of(stack: RunningStack, rid: str) -> list[dict]:
     return [r for r in records if r["request_id"] == rid or r["request_id"].startswith(rid + ":")]
 
 
+def status(stack: RunningStack) -> dict:
+    return httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+
+
 def reserved(stack: RunningStack) -> float:
-    return httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"]
+    return status(stack)["reserved"]
 
 
 def billed_as_recorded(rows: list[dict], provider: FakeProvider, model: str) -> bool:
@@ -42,6 +46,7 @@ def test_an_escalation_answered_by_a_fallback_is_billed_once(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str, stream: bool
 ) -> None:
     fresh_providers["deepseek"].push(Scripted(status=500))  # the escalation fails; LiteLLM falls back to Claude
+    before = status(stack)
     r = httpx.post(f"{stack.base_url}{path}", json={**CUT_OFF, "stream": stream}, headers=AUTH, timeout=120)
     assert r.status_code == 200, r.text
     rid = r.headers["x-synqra-request-id"]
@@ -53,6 +58,11 @@ def test_an_escalation_answered_by_a_fallback_is_billed_once(
     assert len(claude.requests) >= 1 and claude.billed_tokens()[1] > 0
     assert not [x for x in rows if x["served_model"] == "deepseek-chat"], "DeepSeek failed: it costs nothing"
     assert [x for x in rows if x["kind"] == "fallback" and x["served_model"] == "claude-sonnet"]
+    # One client request, not served locally, whose all-Claude baseline is that of one call (the first row).
+    after, first = status(stack), next(x for x in rows if x["request_id"] == rid)
+    assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 0)
+    assert after["baseline_cost"] - before["baseline_cost"] == pytest.approx(first["baseline_usd"], abs=1e-9)
+    assert first["served_model"] == "local-llama" and first["baseline_usd"] > 0
     if not stream:  # a non-streamed answer's headers come after the cascade: they name the model that served
         assert r.headers["x-synqra-escalated"] == "local-llama>claude-sonnet"
 

@@ -127,3 +127,26 @@ def test_streamed_fallback_bills_the_model_that_answered(stack, fresh_providers,
         assert wait_until(lambda: reserved(stack.base_url) == 0, timeout_s=30)
         fresh_providers["openai"].reset()
         fresh_providers["anthropic"].reset()
+
+
+def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(stack, fresh_providers) -> None:
+    """One failed local call puts llama.cpp's only deployment into LiteLLM's cooldown; for the next seconds
+    LiteLLM sends local requests straight to the fallback. Each of those paid answers is in the ledger."""
+    import time
+
+    # LiteLLM sends an Anthropic `thinking` request for an openai/ model to /v1/responses: llama.cpp says 404.
+    httpx.post(f"{stack.base_url}/v1/messages", headers=AUTH, timeout=120, json={
+        "model": "local-llama", "max_tokens": 64, "thinking": {"type": "enabled", "budget_tokens": 32}, "messages": Q})
+    deepseek = fresh_providers["deepseek"]
+    deepseek.reset()
+    t0 = time.time()
+    for model in ("local-llama", "auto", "auto"):  # explicit, and routed to the local tier (quality-gated)
+        r = chat(stack.base_url, model)
+        assert r.status_code == 200, r.text
+        if model == "local-llama":
+            assert r.headers.get("x-synqra-fallback") == "local-llama>deepseek-chat", "the cooldown did not start"
+    rows = lambda: [x for x in ledger(stack.base_url).values() if x["ts"] >= t0 and x["served_model"] == "deepseek-chat"]  # noqa: E731
+    recorded = lambda: (sum(x["prompt_tokens"] for x in rows()), sum(x["completion_tokens"] for x in rows()))  # noqa: E731
+    assert wait_until(lambda: recorded() == deepseek.billed_tokens() and reserved(stack.base_url) == 0, timeout_s=30), (
+        recorded(), deepseek.billed_tokens(), [(x["request_id"][-30:], x["kind"], x["requested_model"], x["served_model"], x["prompt_tokens"]) for x in ledger(stack.base_url).values() if x["ts"] >= t0]
+    )

@@ -508,3 +508,29 @@ def test_call_no_month_can_pay_is_refused_as_too_costly_and_stops_nothing(make_g
         assert not stopped and status["state"] != "stopped" and status["reserved"] == 0
 
     asyncio.run(main())
+
+
+def test_requests_baseline_and_local_share_count_client_requests_not_calls(make_guard: Callable[..., BudgetGuard]) -> None:
+    """A request the local model answered badly, escalated to DeepSeek and then Claude, is one request,
+    served by a paid model, whose all-Claude baseline is that of one call."""
+
+    async def main() -> None:
+        g = make_guard()
+        await g.record_free(CallRecord("esc", "auto", "local-llama", 100, 20))
+        ds = await g.reserve("esc:1", "deepseek-chat", 100, 50)
+        await g.settle(ds, CallRecord("esc:1", "auto", "deepseek-chat", 100, 50, kind="escalation", parent_id="esc",
+                                      counts_request=False, leaves_local=True))
+        cl = await g.reserve("esc:2", "claude-sonnet", 100, 50)
+        await g.settle(cl, CallRecord("esc:2", "auto", "claude-sonnet", 100, 50, kind="escalation", parent_id="esc",
+                                      counts_request=False))
+        await g.record_free(CallRecord("easy", "auto", "local-llama", 30, 10))  # delivered locally
+        status = await g.status()
+        await g.aclose()
+        cin, cout = PRICES["claude-sonnet"]
+        din, dout = PRICES["deepseek-chat"]
+        assert status["requests"] == 2 and status["local_requests"] == 1 and status["local_share"] == 0.5
+        baseline = (100 + 30) * cin + (20 + 10) * cout  # one all-Claude call per client request
+        assert Decimal(str(status["baseline_cost"])) == baseline
+        assert Decimal(str(status["monthly_used"])) == 100 * din + 50 * dout + 100 * cin + 50 * cout
+
+    asyncio.run(main())

@@ -53,3 +53,52 @@ def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
     assert store._commit_bodies(conn, [lambda c: c.execute("INSERT INTO parent VALUES (1)").rowcount]) == [1]
     assert conn.execute("SELECT COUNT(*) FROM child").fetchall() == [(0,)]
     conn.close()
+
+
+def test_a_ledger_written_by_the_previous_release_is_migrated(tmp_path: Path) -> None:
+    """Ledger files of the release before per-request counting: the columns are added with the
+    values the old rows meant (each row a request) and new rows follow today's rule."""
+    import sqlite3
+
+    from policies.budget.records import LedgerRecord
+
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(  # the previous release's ledger, totals and trigger
+        """
+        CREATE TABLE ledger (
+            request_id TEXT PRIMARY KEY, month TEXT NOT NULL, ts REAL NOT NULL,
+            requested_model TEXT NOT NULL, served_model TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+            cost_nano INTEGER NOT NULL, baseline_nano INTEGER NOT NULL, kind TEXT NOT NULL,
+            api_key_hash TEXT, user TEXT, parent_id TEXT, local INTEGER NOT NULL);
+        CREATE TABLE totals (
+            month TEXT PRIMARY KEY, committed_nano INTEGER NOT NULL, baseline_nano INTEGER NOT NULL,
+            requests INTEGER NOT NULL, local_requests INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL);
+        CREATE TRIGGER ledger_totals AFTER INSERT ON ledger BEGIN
+            INSERT INTO totals VALUES (NEW.month, NEW.cost_nano, NEW.baseline_nano, 1, NEW.local,
+                                       NEW.prompt_tokens, NEW.completion_tokens)
+            ON CONFLICT (month) DO UPDATE SET requests = requests + 1,
+                local_requests = local_requests + excluded.local_requests;
+        END;
+        INSERT INTO ledger VALUES ('old', '2026-03', 1.0, 'auto', 'local-llama', 5, 5, 0, 100, 'chat', NULL, NULL, NULL, 1);
+        """
+    )
+    old.close()
+
+    async def main() -> None:
+        store = SqliteStore(path)
+        try:
+            esc = LedgerRecord("old:1", "2026-03", 2.0, "auto", "deepseek-chat", 5, 5, 40, 0, "escalation",
+                               parent_id="old", counts_request=False, leaves_local=True)
+            assert (await store.settle(esc)).inserted
+            t = await store.totals("2026-03")
+            assert (t.requests, t.local_requests, t.committed_nano, t.baseline_nano) == (1, 0, 40, 100)
+            rows = {r.request_id: r for r in await store.records("2026-03")}
+            assert rows["old"].counts_request and not rows["old"].leaves_local and rows["old"].local
+            assert not rows["old:1"].counts_request and rows["old:1"].leaves_local
+        finally:
+            await store.close()
+
+    asyncio.run(main())

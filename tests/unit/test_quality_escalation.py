@@ -77,6 +77,22 @@ def test_rephrase_prompt_extends_existing_system_message() -> None:
     assert text.index("harmless") < text.index("same language")
 
 
+def test_anthropic_rephrase_goes_into_the_top_level_system() -> None:
+    # The Messages API has no system role in `messages`: the instruction joins the client's `system`.
+    v = verdict("rephrase", 0.7, arithmetic=0.15)
+    blocks = [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]
+    for system in (None, "You are terse.", blocks):
+        s = step(v, ["local-llama"], anthropic=True, system=system)
+        assert s.kind == "rephrase" and s.messages is None, "the messages are sent unchanged"
+        if system is None:
+            assert s.system == rephrase_instruction(v)
+        elif isinstance(system, str):
+            assert s.system == f"You are terse.\n\n{rephrase_instruction(v)}"
+        else:
+            assert s.system == [*blocks, {"type": "text", "text": rephrase_instruction(v)}] and len(blocks) == 1
+    assert step(v, ["local-llama"]).system is None, "OpenAI requests get a system message instead"
+
+
 def test_best_attempt() -> None:
     assert best_attempt([verdict("rephrase", 0.7), verdict("rephrase", 0.65)]) == 0
     assert best_attempt([verdict("rephrase", 0.7), verdict("deliver", 0.9)]) == 1

@@ -85,6 +85,23 @@ def test_tool_args_valid() -> None:
     assert sg.tool_args_valid(req, None).value == 1.0
 
 
+def test_tool_args_valid_anthropic_shapes() -> None:
+    # /v1/messages: tools offered as {name, input_schema}, called with tool_use blocks whose input is an object
+    # (or the JSON text a stream's input_json_delta fragments add up to).
+    req = {"tools": [{"name": "weather", "description": "d", "input_schema": {"type": "object", "required": ["city"]}},
+                     {"type": "web_search_20250305", "name": "web_search"}]}
+
+    def use(name: str, args: object) -> list[dict]:
+        return [{"type": "tool_use", "id": "toolu_1", "name": name, "input": args}]
+
+    assert sg.tool_args_valid(req, use("weather", {"city": "Oslo"})).value == 1.0
+    assert sg.tool_args_valid(req, use("weather", '{"city": "Oslo"}')).value == 1.0
+    assert sg.tool_args_valid(req, use("web_search", {"query": "Oslo"})).value == 1.0
+    assert "lacks required" in sg.tool_args_valid(req, use("weather", {})).reason
+    assert "do not parse" in sg.tool_args_valid(req, use("weather", '{"city": ')).reason
+    assert "unknown tool" in sg.tool_args_valid(req, use("stocks", {"city": "Oslo"})).reason
+
+
 def test_logprob_mean_and_min() -> None:
     assert sg.logprob_mean([-0.1, -0.3, -0.2]).value == 1.0
     assert sg.logprob_mean([-3.0, -4.0, -2.8]).value == 0.0
