@@ -129,24 +129,32 @@ def test_streamed_fallback_bills_the_model_that_answered(stack, fresh_providers,
         fresh_providers["anthropic"].reset()
 
 
-def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(stack, fresh_providers) -> None:
+def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(tmp_path: Path, stack, providers, fresh_providers) -> None:
     """One failed local call puts llama.cpp's only deployment into LiteLLM's cooldown; for the next seconds
-    LiteLLM sends local requests straight to the fallback. Each of those paid answers is in the ledger."""
+    LiteLLM sends local requests straight to the fallback. Each of those paid answers is in the ledger.
+    Its own proxy: the cooldown would send the next tests' local requests to DeepSeek too."""
     import time
 
-    # LiteLLM sends an Anthropic `thinking` request for an openai/ model to /v1/responses: llama.cpp says 404.
-    httpx.post(f"{stack.base_url}/v1/messages", headers=AUTH, timeout=120, json={
-        "model": "local-llama", "max_tokens": 64, "thinking": {"type": "enabled", "budget_tokens": 32}, "messages": Q})
-    deepseek = fresh_providers["deepseek"]
-    deepseek.reset()
-    t0 = time.time()
-    for model in ("local-llama", "auto", "auto"):  # explicit, and routed to the local tier (quality-gated)
-        r = chat(stack.base_url, model)
-        assert r.status_code == 200, r.text
-        if model == "local-llama":
-            assert r.headers.get("x-synqra-fallback") == "local-llama>deepseek-chat", "the cooldown did not start"
-    rows = lambda: [x for x in ledger(stack.base_url).values() if x["ts"] >= t0 and x["served_model"] == "deepseek-chat"]  # noqa: E731
-    recorded = lambda: (sum(x["prompt_tokens"] for x in rows()), sum(x["completion_tokens"] for x in rows()))  # noqa: E731
-    assert wait_until(lambda: recorded() == deepseek.billed_tokens() and reserved(stack.base_url) == 0, timeout_s=30), (
-        recorded(), deepseek.billed_tokens(), [(x["request_id"][-30:], x["kind"], x["requested_model"], x["served_model"], x["prompt_tokens"]) for x in ledger(stack.base_url).values() if x["ts"] >= t0]
-    )
+    s = start_stack(tmp_path, providers, backends_of=stack)
+    try:
+        # LiteLLM sends an Anthropic `thinking` request for an openai/ model to /v1/responses: llama.cpp says 404.
+        httpx.post(f"{s.base_url}/v1/messages", headers=AUTH, timeout=120, json={
+            "model": "local-llama", "max_tokens": 64, "thinking": {"type": "enabled", "budget_tokens": 32}, "messages": Q})
+        deepseek = fresh_providers["deepseek"]
+        deepseek.reset()
+        t0 = time.time()
+        for model in ("local-llama", "auto", "auto"):  # explicit, and routed to the local tier (quality-gated)
+            r = chat(s.base_url, model)
+            assert r.status_code == 200, r.text
+            if model == "local-llama":
+                assert r.headers.get("x-synqra-fallback") == "local-llama>deepseek-chat", "the cooldown did not start"
+
+        def recorded() -> tuple[int, int]:
+            rows = [x for x in ledger(s.base_url).values() if x["ts"] >= t0 and x["served_model"] == "deepseek-chat"]
+            return sum(x["prompt_tokens"] for x in rows), sum(x["completion_tokens"] for x in rows)
+
+        assert wait_until(lambda: recorded() == deepseek.billed_tokens() and reserved(s.base_url) == 0, timeout_s=30), (
+            recorded(), deepseek.billed_tokens()
+        )
+    finally:
+        s.stop()
