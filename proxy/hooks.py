@@ -191,9 +191,12 @@ class SynqraHooks(CustomLogger):
         headers = {"x-synqra-request-id": state["request_id"]}
         if "route" in state:
             headers["x-synqra-route"] = state["route"]
-            # A stream's fallback is settled only once it ends; the deployment that opened it is known now.
-            served = fallbacks.served_group(get_runtime(), (litellm_call_info or {}).get("model_id"))
-            if "fallback" not in state and served and served != state["route"]:
+            # A stream's fallback is settled only once it ends; the deployment that opened it is known now
+            # (a non-streamed one has set state["fallback"] already).
+            served = None
+            if state.get("stream") and "fallback" not in state:
+                served = fallbacks.served_group(get_runtime(), (litellm_call_info or {}).get("model_id"))
+            if served and served != state["route"]:
                 headers["x-synqra-route"], headers["x-synqra-fallback"] = served, f"{state['route']}>{served}"
         if "route_score" in state:
             headers["x-synqra-route-score"] = f"{state['route_score']:.4f}"
