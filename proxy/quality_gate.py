@@ -272,7 +272,9 @@ class QualityGate:
                 resp = await llm_router.acompletion(stream=stream, **kwargs)
             chunks = [c async for c in resp] if stream else []
         except BaseException:
-            await budget.release(self.rt.budget, child)
+            # Nothing answered: this call's reservation and those of LiteLLM fallbacks it tried go back
+            # (an internal call gets no post-call failure hook to do it).
+            await fallbacks.release_all(self.rt, child)
             raise
         served = step.tier
         if stream:  # settled when LiteLLM logs it; the deployment that opened it is known now

@@ -84,3 +84,19 @@ def test_a_client_hanging_up_during_an_escalation_loses_no_record(
         return reserved(stack) == 0 and billed_as_recorded([r for r in records if r["ts"] >= t0], deepseek, "deepseek-chat")
 
     assert wait_until(settled, 30), "the escalation DeepSeek billed is in the ledger and holds no reservation"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_escalation_failing_everywhere_holds_no_money(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str
+) -> None:
+    """DeepSeek fails, and so do the fallbacks LiteLLM tries after it: the local answer is delivered
+    (escalate_failed) and every reservation the escalation and its fallbacks made goes back."""
+    for kind in ("deepseek", "anthropic", "openai"):
+        fresh_providers[kind].push(*[Scripted(status=500)] * 4)
+    r = httpx.post(f"{stack.base_url}{path}", json=CUT_OFF, headers=AUTH, timeout=120)
+    assert r.status_code == 200 and r.headers["x-synqra-quality-note"] == "escalate_failed", r.text
+    assert len(fresh_providers["anthropic"].requests) >= 1, "LiteLLM tried the fallback"
+    assert wait_until(lambda: reserved(stack) == 0, 30), status(stack)
+    rows = rows_of(stack, r.headers["x-synqra-request-id"])
+    assert [x["served_model"] for x in rows] == ["local-llama"]
