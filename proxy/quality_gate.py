@@ -25,6 +25,7 @@ from policies.budget import hook_steps as budget
 from policies.quality.bands import is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict, extract_logprobs
+from policies.quality.signals import get_field
 from proxy import fallbacks, metrics
 from proxy.request_state import STATE_KEY, mark_accounted, usage_of
 
@@ -86,18 +87,14 @@ class Attempt:
 
 # --- reading answers out of the two API shapes ------------------------------------------------
 
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-
-
 def chat_answer(response: Any) -> Answer:
-    choice = (_get(response, "choices") or [None])[0]
-    msg = _get(choice, "message") if choice is not None else None
+    choice = (get_field(response, "choices") or [None])[0]
+    msg = get_field(choice, "message") if choice is not None else None
     return Answer(
-        text=str(_get(msg, "content") or "") if msg is not None else "",
-        finish_reason=_get(choice, "finish_reason") if choice is not None else None,
-        logprobs=extract_logprobs(_get(choice, "logprobs")) if choice is not None else None,
-        tool_calls=_get(msg, "tool_calls") if msg is not None else None,
+        text=str(get_field(msg, "content") or "") if msg is not None else "",
+        finish_reason=get_field(choice, "finish_reason") if choice is not None else None,
+        logprobs=extract_logprobs(get_field(choice, "logprobs")) if choice is not None else None,
+        tool_calls=get_field(msg, "tool_calls") if msg is not None else None,
     )
 
 
@@ -105,10 +102,10 @@ ANTHROPIC_STOP = {"max_tokens": "length", "end_turn": "stop", "stop_sequence": "
 
 
 def messages_answer(response: Any) -> Answer:
-    blocks = _get(response, "content") or []
-    text = "".join(str(_get(b, "text") or "") for b in blocks if _get(b, "type") == "text")
-    tools = [b for b in blocks if _get(b, "type") == "tool_use"] or None
-    stop = _get(response, "stop_reason")
+    blocks = get_field(response, "content") or []
+    text = "".join(str(get_field(b, "text") or "") for b in blocks if get_field(b, "type") == "text")
+    tools = [b for b in blocks if get_field(b, "type") == "tool_use"] or None
+    stop = get_field(response, "stop_reason")
     return Answer(text, ANTHROPIC_STOP.get(str(stop), stop), None, tools)
 
 
@@ -153,38 +150,38 @@ class _StreamReader:
     tool_json: dict[int, list[str]] = field(default_factory=dict)  # Anthropic input_json_delta fragments
 
     def openai_chunk(self, chunk: Any) -> None:
-        for choice in _get(chunk, "choices") or []:
-            if (_get(choice, "index") or 0) != 0:  # the first choice is the one scored, as in chat_answer
+        for choice in get_field(chunk, "choices") or []:
+            if (get_field(choice, "index") or 0) != 0:  # the first choice is the one scored, as in chat_answer
                 continue
-            delta = _get(choice, "delta")
-            if delta is not None and _get(delta, "content"):
-                self.text.append(str(_get(delta, "content")))
-            for tc in (_get(delta, "tool_calls") if delta is not None else None) or []:
+            delta = get_field(choice, "delta")
+            if delta is not None and get_field(delta, "content"):
+                self.text.append(str(get_field(delta, "content")))
+            for tc in (get_field(delta, "tool_calls") if delta is not None else None) or []:
                 empty = {"id": None, "type": "function", "function": {"name": None, "arguments": ""}}
-                call = self.tools.setdefault(_get(tc, "index") or 0, empty)
-                fn = _get(tc, "function")
+                call = self.tools.setdefault(get_field(tc, "index") or 0, empty)
+                fn = get_field(tc, "function")
                 # id and name come once (some providers repeat them); the arguments come in fragments.
-                call["id"] = _get(tc, "id") or call["id"]
-                call["function"]["name"] = _get(fn, "name") or call["function"]["name"]
-                call["function"]["arguments"] += str(_get(fn, "arguments") or "")
-            self.finish = _get(choice, "finish_reason") or self.finish
-            self.logprobs += extract_logprobs(_get(choice, "logprobs")) or []
+                call["id"] = get_field(tc, "id") or call["id"]
+                call["function"]["name"] = get_field(fn, "name") or call["function"]["name"]
+                call["function"]["arguments"] += str(get_field(fn, "arguments") or "")
+            self.finish = get_field(choice, "finish_reason") or self.finish
+            self.logprobs += extract_logprobs(get_field(choice, "logprobs")) or []
 
     def anthropic_event(self, ev: Any) -> None:
-        kind, index = _get(ev, "type"), _get(ev, "index") or 0
+        kind, index = get_field(ev, "type"), get_field(ev, "index") or 0
         if kind == "content_block_start":
-            block = _get(ev, "content_block")
-            if _get(block, "type") == "tool_use":
-                self.tools[index] = {"type": "tool_use", "id": _get(block, "id"), "name": _get(block, "name"),
-                                     "input": _get(block, "input")}
+            block = get_field(ev, "content_block")
+            if get_field(block, "type") == "tool_use":
+                self.tools[index] = {"type": "tool_use", "id": get_field(block, "id"), "name": get_field(block, "name"),
+                                     "input": get_field(block, "input")}
         elif kind == "content_block_delta":
-            delta = _get(ev, "delta")
-            if _get(delta, "type") == "input_json_delta":
-                self.tool_json.setdefault(index, []).append(str(_get(delta, "partial_json") or ""))
+            delta = get_field(ev, "delta")
+            if get_field(delta, "type") == "input_json_delta":
+                self.tool_json.setdefault(index, []).append(str(get_field(delta, "partial_json") or ""))
             else:
-                self.text.append(str(_get(delta, "text") or ""))
+                self.text.append(str(get_field(delta, "text") or ""))
         elif kind == "message_delta":
-            stop = _get(_get(ev, "delta"), "stop_reason")
+            stop = get_field(get_field(ev, "delta"), "stop_reason")
             self.finish = ANTHROPIC_STOP.get(str(stop), stop) or self.finish
 
     def answer(self) -> Answer:
@@ -200,7 +197,7 @@ def stream_answer(chunks: list[Any]) -> Answer:
     """Text, finish reason, logprobs and tool calls of a buffered stream (OpenAI chunks, or Anthropic events)."""
     reader = _StreamReader()
     for item in _stream_items(chunks):
-        if _get(item, "choices") is None and _get(item, "type"):
+        if get_field(item, "choices") is None and get_field(item, "type"):
             reader.anthropic_event(item)
         else:
             reader.openai_chunk(item)
@@ -357,7 +354,7 @@ class QualityGate:
         attempts, note = await self._cascade(state, Attempt(state["route"], response, verdict), stream=False)
         best = self._pick(state, attempts, note)
         if state.get("strip_logprobs") and best is attempts[0]:
-            for choice in _get(response, "choices") or []:
+            for choice in get_field(response, "choices") or []:
                 if isinstance(choice, dict):
                     choice["logprobs"] = None
                 else:
@@ -372,7 +369,7 @@ class QualityGate:
         best = self._pick(state, attempts, note)
         for c in best.chunks:
             if state.get("strip_logprobs") and best is attempts[0] and not isinstance(c, (bytes, str)):
-                for choice in _get(c, "choices") or []:
+                for choice in get_field(c, "choices") or []:
                     if not isinstance(choice, dict):
                         choice.logprobs = None
             yield c

@@ -249,7 +249,8 @@ def json_valid(request: dict[str, Any], answer: str) -> Signal:
     return OK
 
 
-def _field(obj: Any, key: str) -> Any:
+def get_field(obj: Any, key: str) -> Any:
+    """A field of a response part, whether a plain dict (JSON, Anthropic events) or an SDK / LiteLLM object."""
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
@@ -269,10 +270,10 @@ def _tool_schemas(request: dict[str, Any]) -> dict[str, dict]:
 def _tool_call(call: Any) -> tuple[Any, Any]:
     """(name, arguments) of a tool call, dict or SDK object. OpenAI: {"function": {"name", "arguments": JSON text}};
     Anthropic: {"type": "tool_use", "name", "input": an object, or JSON text when read from a stream}."""
-    fn = _field(call, "function")
+    fn = get_field(call, "function")
     if fn is not None:
-        return _field(fn, "name"), _field(fn, "arguments")
-    return _field(call, "name"), _field(call, "input")
+        return get_field(fn, "name"), get_field(fn, "arguments")
+    return get_field(call, "name"), get_field(call, "input")
 
 
 def tool_args_valid(request: dict[str, Any], tool_calls: list | None) -> Signal:
