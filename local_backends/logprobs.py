@@ -19,10 +19,16 @@ import numpy as np
 
 
 class TokenLogprobRecorder:
-    """Called once per sampled token with (input_ids so far, logits of the next token)."""
+    """Called once per sampled token with (input_ids so far, logits of the next token).
 
-    def __init__(self) -> None:
+    `top_k` > 0 also keeps the k most likely tokens of each step (OpenAI's `top_logprobs`) in `top`:
+    one list of (token id, logprob) per recorded token, most likely first.
+    """
+
+    def __init__(self, top_k: int = 0) -> None:
         self.logprobs: list[float] = []
+        self.top: list[list[tuple[int, float]]] = []
+        self.top_k = top_k
         self._pending: tuple[np.ndarray, float] | None = None
         self._n_seen = -1
 
@@ -30,6 +36,11 @@ class TokenLogprobRecorder:
         if self._pending is not None:
             logits, lse = self._pending
             self.logprobs.append(float(logits[token_id] - lse))
+            if self.top_k > 0:
+                k = min(self.top_k, len(logits))
+                ids = np.argpartition(logits, -k)[-k:]
+                ids = ids[np.argsort(-logits[ids])]
+                self.top.append([(int(i), float(logits[i] - lse)) for i in ids])
             self._pending = None
 
     def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget import hook_steps as budget
 from proxy import fallbacks, metrics
-from proxy.request_checks import check_context_window, check_max_tokens, check_messages
+from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, chat_view
+from proxy.request_checks import check_context_window, check_embedding_input, check_max_tokens, check_request
 from proxy.request_state import (
     account_once,
     estimated_usage,
@@ -29,10 +30,6 @@ from proxy.runtime import get_runtime
 
 log = logging.getLogger("synqra.hooks")
 
-CHAT_CALL_TYPES = {"acompletion", "completion", "anthropic_messages"}
-EMBEDDING_CALL_TYPES = {"aembedding", "embedding"}
-
-
 def _http_error(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail={"error": message})
 
@@ -42,7 +39,7 @@ class SynqraHooks(CustomLogger):
         rt = get_runtime()
         cfg = rt.config
         state = new_request_state(data)
-        if call_type not in CHAT_CALL_TYPES | EMBEDDING_CALL_TYPES:
+        if call_type not in GENERATION_CALLS | EMBEDDING_CALLS:
             return data
         state["call_type"] = call_type
         state["key_hash"] = budget.key_hash(getattr(user_api_key_dict, "api_key", None))
@@ -51,18 +48,25 @@ class SynqraHooks(CustomLogger):
         requested = str(data.get("model", ""))
         state["requested_model"] = requested
         routed = False
-        if call_type in CHAT_CALL_TYPES:
-            for problem in (check_messages(data), check_max_tokens(data)):
+        if call_type in GENERATION_CALLS:
+            view = chat_view(data, call_type)  # completions and Responses API requests read as chat
+            for problem in (check_request(data, view, call_type), check_max_tokens(data)):
                 if problem:
                     raise _http_error(400, problem)
             if rt.router.handles(requested):
                 routed = True
-                await self._route(rt, state, data)
+                await self._route(rt, state, data, view)
             entry = cfg.model(cfg.canonical(str(data["model"])))
             if entry is not None:
-                problem = check_context_window(data, entry.model_name, entry.model_info.get("max_input_tokens"))
+                problem = check_context_window(view, entry.model_name, entry.model_info.get("max_input_tokens"))
                 if problem:
                     raise _http_error(400, problem)
+        else:
+            problem = check_embedding_input(data)
+            if problem:
+                raise _http_error(400, problem)
+            if requested == rt.router.settings.virtual_model:  # "auto" embeds locally: there is one embedding tier
+                data["model"] = cfg.synqra.backends.embed.model_alias
         served = cfg.canonical(str(data["model"]))
         state["route"] = served
         if cfg.model(served) is None:
@@ -75,16 +79,16 @@ class SynqraHooks(CustomLogger):
         # request is served by, unless the budget moved it to the local model.
         state["routed"] = routed and ("route_shadow" not in state or state.get("budget") == "stopped")
         state["stream"] = bool(data.get("stream"))
-        if call_type in CHAT_CALL_TYPES and rt.gate.applies(state):
+        if rt.gate.applies(state):
             rt.gate.prepare(state, data)
         return data
 
-    async def _route(self, rt: Any, state: dict[str, Any], data: dict[str, Any]) -> None:
+    async def _route(self, rt: Any, state: dict[str, Any], data: dict[str, Any], view: dict[str, Any]) -> None:
         """Pick the tier for a routed request; thriftier as the month's money runs out."""
         guard = rt.budget
         stopped = guard.is_stopped()
         t0 = time.perf_counter()
-        decision = await rt.router.adecide(data, budget_pressure=1.0 if stopped else guard.pressure())
+        decision = await rt.router.adecide(view, budget_pressure=1.0 if stopped else guard.pressure())
         seconds = time.perf_counter() - t0
         state["route_ms"] = round(seconds * 1000, 2)
         settings = rt.router.settings
@@ -100,7 +104,7 @@ class SynqraHooks(CustomLogger):
             data["model"] = cfg.canonical(target)
             log.info("shadow: router chose %s, serving %s", decision.tier, data["model"])
             if not stopped:  # when stopped the local model serves it live and the gate's verdict is logged
-                rt.shadow_eval.maybe_start(state, data, decision)
+                rt.shadow_eval.maybe_start(state, view, decision)
         if stopped:  # paid calls are stopped this month: auto is served locally, and says so
             state["budget"] = "stopped"
             if not guard.is_free(data["model"]):
@@ -116,7 +120,7 @@ class SynqraHooks(CustomLogger):
         usage = usage_of(response)
         if not fallbacks.apply(state) and usage is not None:
             await account_once(state, lambda: budget.account(rt.budget, state, state["call_type"], usage, state["route"]))
-        if state["call_type"] in CHAT_CALL_TYPES and rt.gate.applies(state):
+        if rt.gate.applies(state):
             return await rt.gate.after_response(state, response)
         return None
 
@@ -222,7 +226,7 @@ class SynqraHooks(CustomLogger):
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any, request_data: dict):
         rt = get_runtime()
         state = request_state(request_data)
-        if state.get("call_type") in CHAT_CALL_TYPES and rt.gate.applies(state):
+        if "call_type" in state and rt.gate.applies(state):
             async for item in rt.gate.stream(state, response):
                 yield item
             return

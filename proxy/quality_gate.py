@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any
 
 from policies.budget import hook_steps as budget
+from policies.common.api_shapes import CHAT_CALLS, GENERATION_CALLS, MESSAGES_CALLS, RESPONSES_CALLS, TEXT_CALLS, chat_view
 from policies.quality.bands import is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict, extract_logprobs
@@ -56,13 +57,13 @@ def client_params(data: dict[str, Any], call_type: str) -> dict[str, Any]:
     parameter but the ones the gate sets and LiteLLM's own (call ids, proxy request, keys, "_"-internals).
 
     Call it before the gate adds anything to `data` (the logprobs it asks llama.cpp for). On /v1/messages
-    `metadata` is the client's Anthropic metadata (synqra's state and LiteLLM's live in litellm_metadata):
+    and /v1/responses `metadata` is the client's own (synqra's state and LiteLLM's live in litellm_metadata):
     carried, without synqra's state should it have been put there.
     """
     own = _litellm_keys()
     out = {k: v for k, v in data.items() if k not in GATE_PARAMS and k not in own and not k.startswith("_")}
     md = data.get("metadata")
-    if call_type == "anthropic_messages" and isinstance(md, dict):
+    if call_type in MESSAGES_CALLS | RESPONSES_CALLS and isinstance(md, dict):
         client_md = {k: v for k, v in md.items() if k != STATE_KEY}
         if client_md:
             out["metadata"] = client_md
@@ -109,6 +110,34 @@ def messages_answer(response: Any) -> Answer:
     return Answer(text, ANTHROPIC_STOP.get(str(stop), stop), None, tools)
 
 
+def text_answer(response: Any) -> Answer:
+    """An OpenAI text completion (/v1/completions): the first choice's text and token logprobs."""
+    choice = (get_field(response, "choices") or [None])[0]
+    if choice is None:
+        return Answer("", None, None, None)
+    lp = get_field(choice, "logprobs")
+    values = get_field(lp, "token_logprobs") if lp is not None else None
+    return Answer(str(get_field(choice, "text") or ""), get_field(choice, "finish_reason"),
+                  [float(v) for v in values if v is not None] if values else None, None)
+
+
+def responses_answer(response: Any) -> Answer:
+    """A Responses API response: its output text, function calls (as OpenAI tool calls) and why it ended."""
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in get_field(response, "output") or []:
+        kind = get_field(item, "type")
+        if kind == "message":
+            text += [str(get_field(c, "text") or "") for c in get_field(item, "content") or [] if get_field(c, "type") == "output_text"]
+        elif kind == "function_call":
+            calls.append({"id": get_field(item, "call_id"), "type": "function",
+                          "function": {"name": get_field(item, "name"), "arguments": get_field(item, "arguments") or ""}})
+    status = get_field(response, "status")
+    reason = get_field(get_field(response, "incomplete_details"), "reason") if status == "incomplete" else None
+    finish = "length" if reason == "max_output_tokens" else reason or ("tool_calls" if calls else "stop")
+    return Answer("".join(text), finish, None, calls or None)
+
+
 def _stream_items(chunks: Iterable[Any]) -> Iterator[Any]:
     """The stream's items in order: OpenAI chunks and Anthropic event dicts as they are, Anthropic SSE text
     (bytes or str, as LiteLLM relays /v1/messages streams) parsed into event dicts. SSE frames and UTF-8
@@ -153,6 +182,8 @@ class _StreamReader:
         for choice in get_field(chunk, "choices") or []:
             if (get_field(choice, "index") or 0) != 0:  # the first choice is the one scored, as in chat_answer
                 continue
+            if get_field(choice, "text"):  # a text completion's chunk
+                self.text.append(str(get_field(choice, "text")))
             delta = get_field(choice, "delta")
             if delta is not None and get_field(delta, "content"):
                 self.text.append(str(get_field(delta, "content")))
@@ -193,8 +224,16 @@ class _StreamReader:
         return Answer("".join(self.text), self.finish, self.logprobs or None, tools)
 
 
-def stream_answer(chunks: list[Any]) -> Answer:
-    """Text, finish reason, logprobs and tool calls of a buffered stream (OpenAI chunks, or Anthropic events)."""
+_RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
+
+
+def stream_answer(chunks: list[Any], call_type: str = "acompletion") -> Answer:
+    """Text, finish reason, logprobs and tool calls of a buffered stream: OpenAI chat or text completion chunks,
+    Anthropic events, or Responses API events (whose last event carries the whole response)."""
+    if call_type in RESPONSES_CALLS:
+        ends = [get_field(e, "response") for e in _stream_items(chunks) if str(get_field(e, "type")) in _RESPONSE_ENDS
+                or getattr(get_field(e, "type"), "value", None) in _RESPONSE_ENDS]
+        return responses_answer(ends[-1]) if ends else Answer("", None, None, None)
     reader = _StreamReader()
     for item in _stream_items(chunks):
         if get_field(item, "choices") is None and get_field(item, "type"):
@@ -219,29 +258,42 @@ class QualityGate:
         self.tiers = runtime.config.synqra.routing.tiers
 
     def applies(self, state: dict[str, Any]) -> bool:
-        return bool(state.get("routed")) and is_validated(state["route"], self.settings, self.tiers)
+        return (bool(state.get("routed")) and state.get("call_type") in GENERATION_CALLS
+                and is_validated(state["route"], self.settings, self.tiers))
 
     def prepare(self, state: dict[str, Any], data: dict[str, Any]) -> None:
         """Before the call: remember the client's request; ask llama.cpp for token logprobs."""
-        state["request"] = client_params(data, state["call_type"])  # before the logprobs below: not the client's
-        if state["call_type"] != "anthropic_messages" and state["route"] == self.rt.config.synqra.backends.llama.model_alias:
-            if not data.get("logprobs"):
-                data["logprobs"] = True
-                state["strip_logprobs"] = True
+        call_type = state["call_type"]
+        state["request"] = client_params(data, call_type)  # before the logprobs below: not the client's
+        if state["route"] != self.rt.config.synqra.backends.llama.model_alias or data.get("logprobs") is not None:
+            return
+        if call_type in CHAT_CALLS:
+            data["logprobs"] = True
+            state["strip_logprobs"] = True
+        elif call_type in TEXT_CALLS:
+            data["logprobs"] = 0  # the completions API's form: the chosen tokens' logprobs, no alternatives
+            state["strip_logprobs"] = True
 
     async def score(self, state: dict[str, Any], answer: Answer) -> QualityVerdict:
-        return await self.rt.quality.ascore(state["request"], answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
+        request = chat_view(state["request"], state["call_type"])  # the scorer reads chat messages
+        return await self.rt.quality.ascore(request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
 
     async def _call(self, state: dict[str, Any], step: Step, n: int, stream: bool, leaves_local: bool) -> Attempt:
         """One extra call (rephrase or escalation) through LiteLLM's router, budgeted and recorded;
         a stream is read to its end (LiteLLM then logs its usage, which settles it)."""
         from litellm.proxy.proxy_server import llm_router
 
+        call_type = state["call_type"]
         req = dict(state["request"])
         if step.messages is not None:
             req["messages"] = step.messages
-        if step.system is not None:
-            req["system"] = step.system
+        if step.system is not None:  # the rephrase instruction, where each API keeps its system prompt
+            if call_type in RESPONSES_CALLS:
+                req["instructions"] = step.system
+            elif call_type in TEXT_CALLS and isinstance(req.get("prompt"), str):
+                req["prompt"] = f"{step.system}\n\n{req['prompt']}"
+            elif call_type in MESSAGES_CALLS:
+                req["system"] = step.system
         child = {
             "request_id": f"{state['request_id']}:{n}",
             "parent_id": state["request_id"],
@@ -258,15 +310,18 @@ class QualityGate:
         }
         data = {"model": step.tier, **req}
         await budget.admit(self.rt.budget, child, data, step.tier, self.rt.config.synqra.backends.llama.model_alias, routed=False)
-        meta_key = "litellm_metadata" if state["call_type"] == "anthropic_messages" else "metadata"
+        meta_key = "litellm_metadata" if call_type in MESSAGES_CALLS | RESPONSES_CALLS else "metadata"
         kwargs = {**req, "model": step.tier, meta_key: {"synqra": child}}
         try:
-            if state["call_type"] == "anthropic_messages":
+            if call_type in MESSAGES_CALLS:
                 resp = await llm_router.aanthropic_messages(stream=stream, **kwargs)
+            elif call_type in RESPONSES_CALLS:
+                resp = await llm_router.aresponses(stream=stream, **kwargs)
             else:
                 if stream:
                     kwargs["stream_options"] = {"include_usage": True}
-                resp = await llm_router.acompletion(stream=stream, **kwargs)
+                call = llm_router.atext_completion if call_type in TEXT_CALLS else llm_router.acompletion
+                resp = await call(stream=stream, **kwargs)
             chunks = [c async for c in resp] if stream else []
         except BaseException:
             # Nothing answered: this call's reservation and those of LiteLLM fallbacks it tried go back
@@ -282,7 +337,7 @@ class QualityGate:
             if fallbacks.apply(child):
                 served = child["route"]
             elif usage is not None:
-                await budget.account(self.rt.budget, child, state["call_type"], usage, step.tier)
+                await budget.account(self.rt.budget, child, call_type, usage, step.tier)
                 mark_accounted(child)
         return Attempt(str(served), resp, None, chunks)
 
@@ -297,9 +352,13 @@ class QualityGate:
             verdict = attempts[-1].verdict
             if verdict is None:  # an unvalidated (top) tier answered: deliver it
                 break
+            call_type, request = state["call_type"], state["request"]
+            # Only chat keeps its system prompt in `messages`; the other APIs get the rephrase instruction
+            # in their own system field (Messages `system`, Responses `instructions`, a text prompt's head).
             step = next_step(verdict, chain, self.settings, stopped, tiers=self.tiers,
-                             messages=state["request"].get("messages"), rephrased=rephrased,
-                             system=state["request"].get("system"), anthropic=state["call_type"] == "anthropic_messages")
+                             messages=request.get("messages"), rephrased=rephrased,
+                             system=request.get("instructions") if call_type in RESPONSES_CALLS else request.get("system"),
+                             anthropic=call_type not in CHAT_CALLS)
             if step.kind == "deliver":
                 note = step.note
                 break
@@ -321,13 +380,18 @@ class QualityGate:
             rephrased = rephrased or step.kind == "rephrase"
             chain.append(attempt.tier)
             if is_validated(attempt.tier, self.settings, self.tiers):
-                ans = stream_answer(attempt.chunks) if stream else self._answer(state, attempt.response)
+                ans = stream_answer(attempt.chunks, state["call_type"]) if stream else self._answer(state, attempt.response)
                 attempt.verdict = await self.score(state, ans)
             attempts.append(attempt)
         return attempts, note
 
     def _answer(self, state: dict[str, Any], response: Any) -> Answer:
-        return messages_answer(response) if state["call_type"] == "anthropic_messages" else chat_answer(response)
+        call_type = state["call_type"]
+        if call_type in MESSAGES_CALLS:
+            return messages_answer(response)
+        if call_type in RESPONSES_CALLS:
+            return responses_answer(response)
+        return text_answer(response) if call_type in TEXT_CALLS else chat_answer(response)
 
     def _pick(self, state: dict[str, Any], attempts: list[Attempt], note: str | None) -> Attempt:
         # An unscored (top-tier) answer is the best available; else the best score.
@@ -364,7 +428,7 @@ class QualityGate:
     async def stream(self, state: dict[str, Any], response: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """Streamed: buffer, score, then replay the chosen attempt's chunks."""
         chunks = [c async for c in response]
-        verdict = await self.score(state, stream_answer(chunks))
+        verdict = await self.score(state, stream_answer(chunks, state["call_type"]))
         attempts, note = await self._cascade(state, Attempt(state["route"], None, verdict, chunks), stream=True)
         best = self._pick(state, attempts, note)
         for c in best.chunks:

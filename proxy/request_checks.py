@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from policies.common.api_shapes import RESPONSES_CALLS, TEXT_CALLS
+
 # A cheap upper bound on tokens without running a tokenizer on megabytes of text:
 # no tokenizer we route to packs more than ~1 token per 1.5 characters of prose,
 # so chars / 4 under-estimates and is safe to reject on.
@@ -30,6 +32,35 @@ def check_messages(data: dict[str, Any]) -> str | None:
         if not isinstance(m, dict) or "role" not in m:
             return f"messages[{i}] must be an object with a 'role'"
     return None
+
+
+def check_request(data: dict[str, Any], view: dict[str, Any], call_type: str) -> str | None:
+    """The request's own content field, in the API it came in: messages, prompt or input."""
+    if call_type in TEXT_CALLS:
+        return None if view["messages"] and all(m["content"] for m in view["messages"]) else (
+            "'prompt' must be a non-empty string, a list of non-empty strings, or token ids")
+    if call_type in RESPONSES_CALLS:
+        raw = data.get("input")
+        if not (isinstance(raw, str) and raw) and not (isinstance(raw, list) and raw):
+            return "'input' must be a non-empty string or a non-empty list of input items"
+        return None
+    return check_messages(data)
+
+
+def _is_token_ids(x: Any) -> bool:
+    return isinstance(x, list) and bool(x) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in x)
+
+
+def check_embedding_input(data: dict[str, Any]) -> str | None:
+    """OpenAI's embedding inputs: a string, strings, token ids, or lists of token ids, none of them empty."""
+    raw = data.get("input")
+    if isinstance(raw, str) and raw:
+        return None
+    if isinstance(raw, list) and raw:
+        if all(isinstance(t, str) and t for t in raw) or _is_token_ids(raw) or all(_is_token_ids(t) for t in raw):
+            return None
+    return ("'input' must be a non-empty string, a list of non-empty strings, a list of token ids, "
+            "or a list of non-empty lists of token ids")
 
 
 def _text_chars(content: Any) -> int:

@@ -67,14 +67,17 @@ async def account_once(state: dict[str, Any], settle: Callable[[], Awaitable[Non
 
 
 def _metadata(data: dict[str, Any]) -> dict[str, Any]:
-    # /v1/chat/completions uses "metadata"; LiteLLM's /v1/messages path uses "litellm_metadata".
-    for key in ("litellm_metadata", "metadata"):
-        md = data.get(key)
-        if isinstance(md, dict) and STATE_KEY in md:
-            return md
+    """LiteLLM's own metadata bucket of this request, where our state lives.
+
+    /v1/chat/completions keeps LiteLLM's metadata in "metadata"; /v1/messages, /v1/responses (and batches,
+    files) in "litellm_metadata", and there "metadata" is the client's own field, sent on to the provider
+    and dropped by LiteLLM's streaming Messages path: state put there was never settled."""
+    md = data.get("litellm_metadata")
+    if isinstance(md, dict):
+        return md
     md = data.get("metadata")
     if not isinstance(md, dict):
-        md = data.setdefault("litellm_metadata", {}) if "litellm_metadata" in data else data.setdefault("metadata", {})
+        md = data["metadata"] = {}
     return md
 
 

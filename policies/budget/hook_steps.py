@@ -16,6 +16,7 @@ from typing import Any
 
 from policies.budget.guard import BudgetExhausted, BudgetGuard, CallTooCostly, DuplicateRequest
 from policies.budget.records import CallRecord
+from policies.common.api_shapes import EMBEDDING_CALLS, KIND_BY_CALL_TYPE, chat_view
 
 log = logging.getLogger("synqra.budget")
 
@@ -26,8 +27,6 @@ log = logging.getLogger("synqra.budget")
 JSON_CHARS_PER_TOKEN = 2
 # Role and separators of a message estimated that way (LiteLLM counts 3, plus 3 to prime the reply).
 MESSAGE_OVERHEAD_TOKENS = 4
-
-KIND_BY_CALL_TYPE = {"acompletion": "chat", "completion": "chat", "anthropic_messages": "messages", "aembedding": "embedding", "embedding": "embedding"}
 
 
 class BudgetRefused(Exception):
@@ -43,10 +42,10 @@ def key_hash(api_key: str | None) -> str | None:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
 
 
-def _prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any]) -> int:
-    if "input" in data and "messages" not in data:
-        raw = data["input"]
-        return guard.count_prompt_tokens(model, text=raw if isinstance(raw, str) else "\n".join(map(str, raw)))
+def _prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_type: str = "acompletion") -> int:
+    if call_type in EMBEDDING_CALLS:
+        raw = data.get("input")
+        return guard.count_prompt_tokens(model, text=raw if isinstance(raw, str) else "\n".join(map(str, raw or [])))
     n = _messages_tokens(guard, model, data.get("messages") or [])
     system = data.get("system")
     if system:
@@ -115,9 +114,11 @@ async def admit(
     """
     if guard.is_free(model):
         return
-    max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
+    call_type = state.get("call_type", "acompletion")
+    view = chat_view(data, call_type)  # completions and Responses API requests read as chat
+    max_tokens = view.get("max_tokens") or view.get("max_completion_tokens")
     try:
-        await guard.reserve(state["request_id"], model, _prompt_tokens(guard, model, data), max_tokens, _choices(data))
+        await guard.reserve(state["request_id"], model, _prompt_tokens(guard, model, view, call_type), max_tokens, _choices(view))
         state["reserved"] = True
     except BudgetExhausted as e:
         if routed:  # synqra picked the paid tier: the free one serves instead (also when the call is too costly)
@@ -133,7 +134,8 @@ async def admit(
 
 
 def _too_costly_message(data: dict[str, Any], e: CallTooCostly) -> str:
-    key = next((k for k in ("max_tokens", "max_completion_tokens") if data.get(k)), None)
+    # Named as the client sent it: max_output_tokens on the Responses API.
+    key = next((k for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if data.get(k)), None)
     if key is None:  # the model's output ceiling was assumed
         return f"this request is too large for the monthly budget: {e.message}; set a smaller max_tokens"
     return f"'{key}' ({data[key]}) is too large for the monthly budget: {e.message}; lower {key}"

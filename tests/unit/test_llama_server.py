@@ -54,3 +54,68 @@ def test_bad_requests_are_400(client, body) -> None:
 
 def test_non_json_is_400(client) -> None:
     assert client.post("/v1/chat/completions", content=b"{nope").status_code == 400
+
+
+# --- what the local model honours: never a 200 with less than was asked ----------------------------
+
+def test_text_completions_take_a_raw_prompt_in_every_openai_shape(client) -> None:
+    ids = client.post("/extras/tokenize", json={"input": "The capital of France is"}).json()["count"]
+    assert ids > 3
+    for prompt in ("The capital of France is", ["One, two,", "A, B,"]):
+        body = client.post("/v1/completions", json={"prompt": prompt, "max_tokens": 4, "temperature": 0}).json()
+        assert body["object"] == "text_completion"
+        assert len(body["choices"]) == (1 if isinstance(prompt, str) else 2)
+        assert body["usage"]["completion_tokens"] > 0
+    echoed = client.post("/v1/completions", json={"prompt": "Paris is", "max_tokens": 3, "echo": True}).json()
+    assert echoed["choices"][0]["text"].startswith("Paris is")
+
+
+def test_text_completions_stream_with_usage(client) -> None:
+    with client.stream("POST", "/v1/completions", json={"prompt": "One, two,", "max_tokens": 4, "stream": True,
+                                                        "stream_options": {"include_usage": True}}) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    assert "".join(c["text"] for e in events for c in e["choices"]).strip()
+    assert events[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_n_choices_and_top_logprobs_are_honoured(client) -> None:
+    body = client.post("/v1/chat/completions", json={"messages": Q, "max_tokens": 4, "n": 2, "logprobs": True,
+                                                     "top_logprobs": 3}).json()
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    first = body["choices"][0]["logprobs"]["content"][0]
+    assert len(first["top_logprobs"]) == 3
+    assert first["top_logprobs"][0]["logprob"] >= first["top_logprobs"][-1]["logprob"]
+    assert first["top_logprobs"][0]["logprob"] >= first["logprob"] - 1e-6
+
+
+def test_response_format_is_enforced_with_a_grammar(client) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    for rf in ({"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}):
+        body = client.post("/v1/chat/completions", json={"messages": Q, "max_tokens": 40, "response_format": rf}).json()
+        text = body["choices"][0]["message"]["content"]
+        if body["choices"][0]["finish_reason"] == "stop":
+            parsed = json.loads(text)
+            assert isinstance(parsed, dict)
+            if rf["type"] == "json_schema":
+                assert isinstance(parsed["city"], str)
+        else:  # cut off by max_tokens: still the start of a JSON object, never prose
+            assert text.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize("extra,param", [
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
+    ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"n": 99}, "n"),
+    ({"response_format": {"type": "xml"}}, "response_format"),
+])
+def test_what_the_model_cannot_honour_is_a_400_naming_it(client, extra, param) -> None:
+    r = client.post("/v1/chat/completions", json={"messages": Q, "max_tokens": 4, **extra})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+def test_completions_refuse_what_they_cannot_do(client) -> None:
+    assert client.post("/v1/completions", json={"prompt": "x", "suffix": "y"}).json()["error"]["param"] == "suffix"
+    assert client.post("/v1/completions", json={"prompt": [[]]}).status_code == 400
+    assert client.post("/v1/completions", json={"prompt": 5}).json()["error"]["param"] == "prompt"

@@ -1,0 +1,93 @@
+"""The four request shapes a client may send, read one way.
+
+LiteLLM hands synqra's hooks the request as the client sent it: an OpenAI chat completion, an Anthropic
+message, an OpenAI text completion (`prompt`) or an OpenAI Responses API request (`input`, `instructions`,
+`max_output_tokens`). The router, the budget and the quality gate read a *chat view* of it: the same
+request as chat messages with OpenAI's field names, so each of them has one reader, not four.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# LiteLLM's call types (the hooks' `call_type`), grouped by request shape.
+CHAT_CALLS = frozenset({"acompletion", "completion"})
+MESSAGES_CALLS = frozenset({"anthropic_messages"})
+TEXT_CALLS = frozenset({"atext_completion", "text_completion"})
+RESPONSES_CALLS = frozenset({"aresponses", "responses"})
+EMBEDDING_CALLS = frozenset({"aembedding", "embedding"})
+GENERATION_CALLS = CHAT_CALLS | MESSAGES_CALLS | TEXT_CALLS | RESPONSES_CALLS
+
+# The ledger's `kind` of a client's call, by call type.
+KIND_BY_CALL_TYPE = {
+    **{c: "chat" for c in CHAT_CALLS},
+    **{c: "messages" for c in MESSAGES_CALLS},
+    **{c: "completion" for c in TEXT_CALLS},
+    **{c: "responses" for c in RESPONSES_CALLS},
+    **{c: "embedding" for c in EMBEDDING_CALLS},
+}
+
+
+def prompt_texts(prompt: Any) -> list[str]:
+    """A text completion's prompts: a string, strings, or token ids (read as their JSON for counting and routing)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    if isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):
+        return [" ".join(map(str, p)) for p in prompt]
+    if isinstance(prompt, list):
+        return [" ".join(map(str, prompt))]
+    return []
+
+
+def _responses_messages(data: dict[str, Any]) -> list[Any]:
+    from litellm.responses.litellm_completion_transformation.transformation import LiteLLMCompletionResponsesConfig
+
+    raw = data.get("input")
+    if not isinstance(raw, (str, list)):
+        return []
+    try:
+        return list(LiteLLMCompletionResponsesConfig.transform_responses_api_input_to_messages(
+            raw, {"instructions": data.get("instructions")}))
+    except Exception:  # an item LiteLLM cannot read: the provider answers it with a 400 in its format
+        return [{"role": "user", "content": str(raw)}]
+
+
+def _responses_format(data: dict[str, Any]) -> dict[str, Any] | None:
+    """`text.format` of the Responses API as chat's `response_format`."""
+    fmt = (data.get("text") or {}).get("format") if isinstance(data.get("text"), dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
+        return None
+    if fmt.get("type") == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": fmt.get("name"), "schema": fmt.get("schema")}}
+    return {"type": fmt.get("type")}
+
+
+def chat_view(data: dict[str, Any], call_type: str) -> dict[str, Any]:
+    """The request as a chat completion (messages, max_tokens, n, tools, response_format...). Chat and
+    Anthropic requests are returned as they are (the readers already take both); the others are new dicts,
+    `data` itself is never changed."""
+    if call_type in TEXT_CALLS:
+        prompts = prompt_texts(data.get("prompt"))
+        view = {k: v for k, v in data.items() if k != "prompt"}
+        view["messages"] = [{"role": "user", "content": p} for p in prompts]
+        # Each prompt gets its own n answers, each billed.
+        view["n"] = max(1, len(prompts)) * _int_or_1(data.get("n"))
+        return view
+    if call_type in RESPONSES_CALLS:
+        view = {k: v for k, v in data.items() if k not in ("input", "instructions", "max_output_tokens", "text")}
+        view["messages"] = _responses_messages(data)
+        if data.get("max_output_tokens") is not None:
+            view["max_tokens"] = data["max_output_tokens"]
+        rf = _responses_format(data)
+        if rf is not None:
+            view["response_format"] = rf
+        return view
+    return data
+
+
+def _int_or_1(v: Any) -> int:
+    try:
+        return max(1, int(v or 1))
+    except (TypeError, ValueError):
+        return 1

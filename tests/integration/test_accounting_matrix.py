@@ -1,0 +1,90 @@
+"""Every API shape settles: chat, Messages, text completions and Responses, streamed or not, with and without the
+client's own `metadata`, answered locally, by a paid model, by a LiteLLM fallback, or after a quality escalation.
+
+After each request nothing stays reserved, the request is counted once, and for every paid model the ledger's
+tokens equal what its fake provider billed (so cost equals the bill at the configured prices).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.fake_providers import FakeProvider, Scripted
+from tests.stack import MASTER_KEY, RunningStack, wait_until
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+PROVIDER_OF = {"deepseek-chat": "deepseek", "claude-sonnet": "anthropic", "gpt-4o": "openai"}
+
+
+def body(api: str, model: str, text: str, max_tokens: int, stream: bool, metadata: bool) -> tuple[str, dict[str, Any]]:
+    extra: dict[str, Any] = {"stream": stream, "temperature": 0}
+    if metadata:  # what real clients put there (Claude Code always sends metadata.user_id)
+        extra["metadata"] = {"user_id": "client-user-1"}
+    if api == "chat":
+        return "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens, **extra}
+    if api == "messages":
+        return "/v1/messages", {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens, **extra}
+    if api == "completions":
+        return "/v1/completions", {"model": model, "prompt": f"Question: {text}\nAnswer:", "max_tokens": max_tokens, **extra}
+    return "/v1/responses", {"model": model, "input": text, "max_output_tokens": max_tokens, **extra}
+
+
+# scenario -> (model asked for, prompt, max_tokens, what the fakes are scripted to do)
+SCENARIOS = {
+    "local": ("local-llama", "What is the capital of France?", 8, None),
+    "paid": ("claude-sonnet", "What is the capital of France?", 64, None),
+    "fallback": ("deepseek-chat", "What is the capital of France?", 64, ("deepseek", Scripted(status=500))),
+    # The local answer to "Say hello." with 3 tokens is cut off: the quality gate escalates it to DeepSeek.
+    "escalation": ("auto", "Say hello.", 3, None),
+}
+
+
+def ledger_rows(stack: RunningStack, rid: str) -> list[dict[str, Any]]:
+    records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+    return [r for r in records if r["request_id"] == rid or r["request_id"].startswith(rid + ":")]
+
+
+def status(stack: RunningStack) -> dict[str, Any]:
+    return httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+
+
+def bill_matches(rows: list[dict[str, Any]], providers: dict[str, FakeProvider]) -> bool:
+    for model, provider in PROVIDER_OF.items():
+        mine = [r for r in rows if r["served_model"] == model]
+        if (sum(r["prompt_tokens"] for r in mine), sum(r["completion_tokens"] for r in mine)) != providers[provider].billed_tokens():
+            return False
+    return True
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("metadata", [False, True], ids=["no-metadata", "metadata"])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("api", ["chat", "messages", "completions", "responses"])
+def test_every_shape_settles_and_matches_the_bill(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], api: str, stream: bool, metadata: bool, scenario: str
+) -> None:
+    model, text, max_tokens, script = SCENARIOS[scenario]
+    if script is not None:
+        fresh_providers[script[0]].push(script[1])
+    path, payload = body(api, model, text, max_tokens, stream, metadata)
+    before = status(stack)
+    r = httpx.post(f"{stack.base_url}{path}", json=payload, headers=AUTH, timeout=180)
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-synqra-request-id"]
+    ok = wait_until(lambda: status(stack)["reserved"] == 0 and bill_matches(ledger_rows(stack, rid), fresh_providers), 30)
+    rows = ledger_rows(stack, rid)
+    assert ok, (rows, {k: p.billed_tokens() for k, p in fresh_providers.items()}, status(stack)["reserved"])
+    assert rows, "every request leaves a ledger row, local ones too"
+    after = status(stack)
+    assert after["requests"] - before["requests"] == 1, "one client request, counted once"
+    paid = [x for x in rows if x["served_model"] != "local-llama"]
+    if scenario == "local":
+        assert not paid and after["local_requests"] - before["local_requests"] == 1
+    elif scenario == "escalation":
+        assert rows[0]["served_model"] == "local-llama" and paid, "the cut-off local answer was escalated to a paid tier"
+        assert after["local_requests"] == before["local_requests"], "an escalated request is not a local one"
+    else:
+        assert paid and all(x["served_model"] == "claude-sonnet" for x in paid)
+        assert sum(p.billed_tokens()[1] for p in fresh_providers.values()) > 0
