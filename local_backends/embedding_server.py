@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from local_backends import token_ids
 from local_backends.model_files import resolve_embedding_model
 from proxy.settings import LOG_FORMAT, EmbedBackendSettings, load_config
 
@@ -134,22 +135,41 @@ def _error(status: int, message: str, param: str | None = None) -> Response:
     return _json({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}, status)
 
 
-def parse_embedding_request(body: Any) -> tuple[list[str], str] | str:
-    """Validated (texts, encoding_format), or an error message."""
+def _is_ids(x: Any) -> bool:
+    return isinstance(x, list) and bool(x) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in x)
+
+
+class InputError(ValueError):
+    """A request this server cannot embed; `param` names the field."""
+
+    def __init__(self, message: str, param: str = "input") -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def parse_embedding_request(body: Any) -> tuple[list[str], str]:
+    """(texts, encoding_format) of a request; raises InputError naming the bad field.
+
+    `input` takes OpenAI's four shapes: a string, strings, token ids, or lists of token ids (read as
+    cl100k_base tokens, local_backends/token_ids.py)."""
     if not isinstance(body, dict):
-        return "request body must be a JSON object"
+        raise InputError("request body must be a JSON object")
     raw = body.get("input")
     if isinstance(raw, str):
         texts = [raw]
     elif isinstance(raw, list) and raw and all(isinstance(t, str) for t in raw):
         texts = raw
+    elif _is_ids(raw):
+        texts = [token_ids.decode(raw)]
+    elif isinstance(raw, list) and raw and all(_is_ids(t) for t in raw):
+        texts = [token_ids.decode(t) for t in raw]
     else:
-        return "'input' must be a non-empty string or a non-empty list of strings"
+        raise InputError("'input' must be a non-empty string, list of strings, token ids or lists of token ids")
     if any(not t for t in texts):
-        return "'input' must not contain empty strings"
+        raise InputError("'input' must not contain empty strings")
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
-        return "'encoding_format' must be 'float' or 'base64'"
+        raise InputError("'encoding_format' must be 'float' or 'base64'", "encoding_format")
     return texts, fmt
 
 
@@ -179,10 +199,16 @@ def create_app(settings: EmbedBackendSettings, encoder: Encoder | None = None) -
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return _error(400, "request body is not valid JSON")
-        parsed = parse_embedding_request(body)
-        if isinstance(parsed, str):
-            return _error(400, parsed, "input")
-        texts, fmt = parsed
+        try:
+            texts, fmt = parse_embedding_request(body)
+        except InputError as e:
+            return _error(400, str(e), e.param)
+        except ValueError as e:  # token ids outside the vocabulary
+            return _error(400, str(e), "input")
+        dims = body.get("dimensions")
+        enc: Encoder = state["encoder"]
+        if dims is not None and dims != enc.dim:  # never a silent 384 for a 128 asked
+            return _error(400, f"'dimensions' must be {enc.dim} (this model's only size), got {dims!r}", "dimensions")
         vecs, counts = await state["batcher"].submit(texts)
         data = [
             {

@@ -40,6 +40,30 @@ def _metadata(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+# A backend's answer to a bad request: the client's to fix, not a reason to pay another tier (LiteLLM falls
+# back on 404 and, without fallback_on_unsupported_params, on 400). Provider faults (429, 5xx, timeouts,
+# connection errors, auth) still fall back.
+CLIENT_ERRORS = ("BadRequestError", "UnsupportedParamsError", "NotFoundError", "UnprocessableEntityError")
+
+
+def client_error_behind(kwargs: dict[str, Any]) -> Exception | None:
+    """On a fallback attempt: the client error that made LiteLLM fall back, as the error to answer with, or None.
+
+    LiteLLM records each failed attempt in the request metadata (`previous_models`) before it tries the next
+    model group; the deployment hook raising this ends the fallback chain with the backend's own error."""
+    import litellm
+
+    failures = _metadata(kwargs).get("previous_models") or []
+    last = failures[-1] if failures and isinstance(failures[-1], dict) else None
+    if last is None or last.get("exception_type") not in CLIENT_ERRORS:
+        return None
+    message = f"{last.get('exception_string')} (a client error: not retried on another model)"
+    model, provider = str(last.get("model_group") or ""), "synqra"
+    if last["exception_type"] == "NotFoundError":
+        return litellm.NotFoundError(message=message, model=model, llm_provider=provider)
+    return litellm.BadRequestError(message=message, model=model, llm_provider=provider)
+
+
 def attempt_group(rt: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """(the request's synqra state, the model_list name of this deployment attempt, aliases resolved)."""
     md = _metadata(kwargs)

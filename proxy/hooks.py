@@ -17,7 +17,15 @@ from litellm.integrations.custom_logger import CustomLogger
 from policies.budget import hook_steps as budget
 from proxy import fallbacks, metrics
 from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, chat_view
-from proxy.request_checks import check_context_window, check_embedding_input, check_max_tokens, check_request
+from policies.routing.tiers import unmet
+from proxy.request_checks import (
+    capability_error,
+    check_context_window,
+    check_dimensions,
+    check_embedding_input,
+    check_max_tokens,
+    check_request,
+)
 from proxy.request_state import (
     account_once,
     estimated_usage,
@@ -47,26 +55,36 @@ class SynqraHooks(CustomLogger):
             state["user"] = str(data["user"])
         requested = str(data.get("model", ""))
         state["requested_model"] = requested
+        resolved = cfg.resolve_requested(requested)  # e.g. Claude Code's claude-opus-4-* names
+        if resolved != requested:
+            data["model"] = resolved
         routed = False
         if call_type in GENERATION_CALLS:
             view = chat_view(data, call_type)  # completions and Responses API requests read as chat
             for problem in (check_request(data, view, call_type), check_max_tokens(data)):
                 if problem:
                     raise _http_error(400, problem)
-            if rt.router.handles(requested):
+            if rt.router.handles(requested) or rt.router.handles(resolved):
                 routed = True
                 await self._route(rt, state, data, view)
+            else:  # asked for by name: what that model cannot do is refused before any money moves
+                caps = rt.model_caps.get(cfg.canonical(resolved))
+                why = unmet(caps, rt.router.constraints(view), unknown_is_no=False) if caps else None
+                problem = capability_error(cfg.canonical(resolved), why, data)
+                if problem:
+                    raise _http_error(400, problem)
             entry = cfg.model(cfg.canonical(str(data["model"])))
             if entry is not None:
                 problem = check_context_window(view, entry.model_name, entry.model_info.get("max_input_tokens"))
                 if problem:
                     raise _http_error(400, problem)
         else:
-            problem = check_embedding_input(data)
+            if resolved == rt.router.settings.virtual_model:  # "auto" embeds locally: there is one embedding tier
+                data["model"] = cfg.synqra.backends.embed.model_alias
+            entry = cfg.model(cfg.canonical(str(data["model"])))
+            problem = check_embedding_input(data) or check_dimensions(data, entry.model_info if entry else {})
             if problem:
                 raise _http_error(400, problem)
-            if requested == rt.router.settings.virtual_model:  # "auto" embeds locally: there is one embedding tier
-                data["model"] = cfg.synqra.backends.embed.model_alias
         served = cfg.canonical(str(data["model"]))
         state["route"] = served
         if cfg.model(served) is None:
@@ -100,7 +118,7 @@ class SynqraHooks(CustomLogger):
         if settings.mode == "shadow":  # decided and logged; served as without synqra
             state["route_shadow"] = decision.tier
             cfg = rt.config
-            target = settings.shadow_target(state["requested_model"], lambda m: cfg.model(cfg.canonical(m)) is not None)
+            target = settings.shadow_target(cfg.resolve_requested(state["requested_model"]), lambda m: cfg.model(cfg.canonical(m)) is not None)
             data["model"] = cfg.canonical(target)
             log.info("shadow: router chose %s, serving %s", decision.tier, data["model"])
             if not stopped:  # when stopped the local model serves it live and the gate's verdict is logged
@@ -128,6 +146,10 @@ class SynqraHooks(CustomLogger):
         # Every deployment attempt passes here, LiteLLM fallbacks included: budget them.
         state, group = fallbacks.attempt_group(get_runtime(), kwargs)
         if state is not None and group:
+            if group != state.get("route"):
+                stop = fallbacks.client_error_behind(kwargs)
+                if stop is not None:  # a client error is the client's: no paid tier retries it
+                    raise stop
             try:
                 await fallbacks.before_attempt(get_runtime(), state, group, kwargs)
             except budget.BudgetRefused as e:

@@ -63,6 +63,14 @@ def check_embedding_input(data: dict[str, Any]) -> str | None:
             "or a list of non-empty lists of token ids")
 
 
+def check_dimensions(data: dict[str, Any], model_info: dict[str, Any]) -> str | None:
+    """`dimensions` the embedding model cannot give (LiteLLM would drop it and answer with its own size)."""
+    asked, size = data.get("dimensions"), model_info.get("output_vector_size")
+    if asked is None or size is None or asked == size:
+        return None
+    return f"'dimensions' must be {size} for model '{data.get('model')}' (its only size), got {asked!r}"
+
+
 def _text_chars(content: Any) -> int:
     """Characters of text in a message's content or a system prompt: a string, or a list of blocks
     (OpenAI content parts, Anthropic blocks) whose text is counted; other parts add nothing, which
@@ -89,4 +97,50 @@ def check_context_window(data: dict[str, Any], model: str, max_input_tokens: int
             f"this request is too long for model '{model}': at least {int(est)} prompt tokens, "
             f"its context window is {max_input_tokens} tokens"
         )
+    return None
+
+
+# Why a model cannot serve a request (policies.routing.tiers.unmet) -> the request fields that asked for it.
+_CAPABILITY_PARAMS = {
+    "no tools": ("tools", "tool_choice", "functions"),
+    "no reasoning": ("thinking", "reasoning_effort", "reasoning"),
+    "no vision": ("messages",),
+}
+
+
+def capability_error(model: str, why: str | None, data: dict[str, Any]) -> str | None:
+    """The 400 message for a request to a model that cannot do what it asks (never a silent 200 with less)."""
+    if why is None or why not in _CAPABILITY_PARAMS:
+        return None  # context windows are checked by check_context_window, with the numbers
+    asked = next((p for p in _CAPABILITY_PARAMS[why] if data.get(p)), _CAPABILITY_PARAMS[why][0])
+    what = {"no tools": "tools", "no reasoning": "extended thinking", "no vision": "images"}[why]
+    return (f"model '{model}' does not support {what} ('{asked}'): send the request to a model that does, "
+            "or to 'auto', which picks one")
+
+
+def body_problem(path: str, body: Any) -> str | None:
+    """Checks at the front door, before LiteLLM parses the body: shapes that crash LiteLLM's own handlers
+    (e.g. embeddings [[], []] indexes input[0][0]) or that no provider could accept, as a clear 400."""
+    if not isinstance(body, dict):
+        return "request body must be a JSON object"
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "'model' must be a non-empty string"
+    if path.endswith("/embeddings"):
+        return check_embedding_input(body)
+    problem = check_max_tokens(body)
+    if problem:
+        return problem
+    if path.endswith("/chat/completions") or path.endswith("/messages"):
+        problem = check_messages(body)
+        system = body.get("system")
+        if not problem and system is not None and not isinstance(system, (str, list)):
+            problem = "'system' must be a string or a list of content blocks"
+        tools = body.get("tools")
+        if not problem and tools is not None and not isinstance(tools, list):
+            problem = "'tools' must be a list"
+        return problem
+    if path.endswith("/completions") and body.get("prompt") is None:
+        return "'prompt' is required"
+    if path.endswith("/responses") and body.get("input") is None:
+        return "'input' is required"
     return None

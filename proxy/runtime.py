@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from policies.embedder import Embedder, HttpEmbedder
     from policies.quality.scorer import QualityScorer
     from policies.routing.router import Router
+    from policies.routing.tiers import TierInfo
     from policies.static_embedder import StaticEmbedder
     from proxy.quality_gate import QualityGate
     from proxy.shadow_eval import ShadowEvaluator
@@ -68,6 +69,13 @@ class Runtime:
         # Embed with what the artifact was trained on: the static table in-process (shipped), or full
         # MiniLM via the embedding server (also what the fallback rule's creative check uses).
         return Router.from_config(self.config, lambda trained_on: self.embedder_of("static" if trained_on == STATIC else "minilm"))
+
+    @cached_property
+    def model_caps(self) -> "dict[str, TierInfo]":
+        """What each model_list entry can take (vision, tools, reasoning, context window), read once."""
+        from policies.routing.capabilities import model_info_of
+
+        return {name: model_info_of(self.config, name) for name in self.config.model_names}
 
     @cached_property
     def quality(self) -> "QualityScorer":

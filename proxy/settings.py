@@ -6,6 +6,7 @@ with the dotted path of the bad key instead of being silently ignored.
 """
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +101,9 @@ class ServerSettings(_Strict):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # LiteLLM worker processes; 1 keeps module state (budget cache) in one place.
     num_workers: int = Field(1, ge=1)
+    # Routes of LiteLLM's proxy that synqra does not account for are closed (proxy/route_policy.py). Each entry
+    # opens more, unaccounted: "METHOD /path/glob" or "/path/glob" (any method), e.g. "GET /key/info".
+    open_routes: list[str] = Field(default_factory=list)
 
     @property
     def data_path(self) -> Path:
@@ -147,6 +151,16 @@ class AppConfig(BaseModel):
     def canonical(self, name: str) -> str:
         """The model_list name a requested name resolves to (through aliases), or the name itself."""
         return self.aliases.get(name, name)
+
+    def resolve_requested(self, name: str) -> str:
+        """What a client's model name asks for: a model_list name or alias as it is, else the first
+        `synqra.routing.alias_patterns` glob it matches (e.g. Claude Code's claude-opus-4-* names), else itself."""
+        if name in self.aliases or self.model(name) is not None:
+            return name
+        for pattern, target in self.synqra.routing.alias_patterns.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return target
+        return name
 
     @property
     def model_names(self) -> list[str]:
@@ -206,6 +220,11 @@ def _check_consistency(cfg: AppConfig) -> None:
         raise ConfigError(
             f"invalid configuration:\n  synqra.routing.shadow_model: {s.routing.shadow_model!r} is not a model_name in model_list"
         )
+    for pattern, target in s.routing.alias_patterns.items():
+        if target not in names:
+            raise ConfigError(
+                f"invalid configuration:\n  synqra.routing.alias_patterns.{pattern}: {target!r} is not a model_name in model_list"
+            )
     if s.routing.virtual_model not in names:
         raise ConfigError(
             f"invalid configuration:\n  synqra.routing.virtual_model: {s.routing.virtual_model!r} "

@@ -42,7 +42,7 @@ def key_hash(api_key: str | None) -> str | None:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
 
 
-def _prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_type: str = "acompletion") -> int:
+def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_type: str = "acompletion") -> int:
     if call_type in EMBEDDING_CALLS:
         raw = data.get("input")
         return guard.count_prompt_tokens(model, text=raw if isinstance(raw, str) else "\n".join(map(str, raw or [])))
@@ -118,7 +118,7 @@ async def admit(
     view = chat_view(data, call_type)  # completions and Responses API requests read as chat
     max_tokens = view.get("max_tokens") or view.get("max_completion_tokens")
     try:
-        await guard.reserve(state["request_id"], model, _prompt_tokens(guard, model, view, call_type), max_tokens, _choices(view))
+        await guard.reserve(state["request_id"], model, prompt_tokens(guard, model, view, call_type), max_tokens, _choices(view))
         state["reserved"] = True
     except BudgetExhausted as e:
         if routed:  # synqra picked the paid tier: the free one serves instead (also when the call is too costly)

@@ -43,22 +43,27 @@ def tier_info(
     ctx = _first(model_info.get("max_input_tokens"), mapped.get("max_input_tokens"), mapped.get("max_tokens"))
     vision = _first(model_info.get("supports_vision"), mapped.get("supports_vision"))
     tools = _first(model_info.get("supports_function_calling"), mapped.get("supports_function_calling"))
+    reasoning = _first(model_info.get("supports_reasoning"), mapped.get("supports_reasoning"))
     return TierInfo(
         name=name,
         max_input_tokens=int(ctx) if ctx else None,
         supports_vision=True if name in vision_tiers else (bool(vision) if vision is not None else None),
         supports_function_calling=True if name in tool_tiers else (bool(tools) if tools is not None else None),
+        supports_reasoning=bool(reasoning) if reasoning is not None else None,
     )
+
+
+def model_info_of(cfg: Any, name: str, lookup: ModelInfoLookup = litellm_model_info) -> TierInfo:
+    """TierInfo of any model_list name of an AppConfig (a tier or a model asked for by name)."""
+    r = cfg.synqra.routing
+    entry = cfg.model(name)
+    model = entry.litellm_params.get("model") if entry else None
+    info = dict(entry.model_info) if entry else {}
+    return tier_info(name, model, info, r.vision_tiers, r.tool_tiers, lookup)
 
 
 def tier_infos_from_config(cfg: Any, lookup: ModelInfoLookup = litellm_model_info) -> list[TierInfo]:
     """TierInfo for every `synqra.routing.tiers` entry of an AppConfig."""
-    r = cfg.synqra.routing
-    out = []
-    for name in r.tiers:
-        entry = cfg.model(name)
-        model = entry.litellm_params.get("model") if entry else None
-        info = dict(entry.model_info) if entry else {}
-        out.append(tier_info(name, model, info, r.vision_tiers, r.tool_tiers, lookup))
+    out = [model_info_of(cfg, name, lookup) for name in cfg.synqra.routing.tiers]
     log.info("routing tiers: %s", out)
     return out

@@ -42,6 +42,10 @@ class RoutingSettings(BaseModel):
     # Explicit model names (glob patterns, e.g. "claude-3-5-sonnet-*") routed as if they were
     # the virtual model: drop-in savings for code that hard-codes a model.
     intercept_models: list[str] = Field(default_factory=list)
+    # Model names clients send that are not in model_list, by glob -> the model_list name (or the virtual
+    # model) that serves them, first match wins: Claude Code and other Anthropic clients ask for dated
+    # names (claude-opus-4-*, claude-haiku-4-5-*...). Exact names in model_list or model_group_alias win.
+    alias_patterns: dict[str, str] = Field(default_factory=dict)
     # Tiers known to accept images, in addition to model_info.supports_vision (config or
     # LiteLLM's model map). Requests with images only go to vision-capable tiers.
     vision_tiers: list[str] = Field(default_factory=list)

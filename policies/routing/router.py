@@ -41,6 +41,16 @@ from policies.routing.tiers import Constraints, TierInfo, choose_tier
 log = logging.getLogger("synqra.routing")
 
 
+def wants_reasoning(request: dict[str, Any]) -> bool:
+    """Extended thinking asked for: Anthropic `thinking` (enabled), chat `reasoning_effort`, Responses `reasoning`."""
+    thinking = request.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"):
+        return True
+    reasoning = request.get("reasoning")
+    effort = request.get("reasoning_effort") or (reasoning.get("effort") if isinstance(reasoning, dict) else None)
+    return effort not in (None, "none", "minimal")
+
+
 class Embedder(Protocol):
     def embed(self, texts: list[str]) -> np.ndarray: ...
 
@@ -143,13 +153,19 @@ class Router:
     def _prepare(self, request: dict[str, Any]) -> _Prepared:
         rt = request_text(request)
         feats = structural_features(request, rt)
-        tokens = estimate_prompt_tokens(request, rt)
-        c = Constraints(
-            prompt_tokens=int(tokens * self.settings.context_safety_factor),
+        return _Prepared(embed_text(rt, self.scorer.max_chars), feats, self._constraints(request, rt))
+
+    def _constraints(self, request: dict[str, Any], rt: Any) -> Constraints:
+        return Constraints(
+            prompt_tokens=int(estimate_prompt_tokens(request, rt) * self.settings.context_safety_factor),
             images=rt.images > 0,
             tools=has_tools(request) > 0 or rt.tool_messages > 0,
+            reasoning=wants_reasoning(request),
         )
-        return _Prepared(embed_text(rt, self.scorer.max_chars), feats, c)
+
+    def constraints(self, request: dict[str, Any]) -> Constraints:
+        """What a request needs of the model that serves it (also checked for models asked for by name)."""
+        return self._constraints(request, request_text(request))
 
     def _finish(self, p: _Prepared, emb: np.ndarray | None, budget_pressure: float, note: str = "") -> RouteDecision:
         fv = feature_vector(p.feats)[None, :]

@@ -23,6 +23,7 @@ class TierInfo:
     max_input_tokens: int | None = None
     supports_vision: bool | None = None
     supports_function_calling: bool | None = None
+    supports_reasoning: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Constraints:
     prompt_tokens: int = 0
     images: bool = False
     tools: bool = False
+    reasoning: bool = False  # extended thinking asked for (Anthropic `thinking`, OpenAI reasoning effort)
 
 
 def shifted_thresholds(thresholds: list[float], budget_pressure: float, max_shift: float) -> list[float]:
@@ -43,12 +45,18 @@ def tier_index(score: float, thresholds: list[float]) -> int:
     return sum(1 for t in thresholds if score >= t)
 
 
-def unmet(tier: TierInfo, c: Constraints) -> str | None:
-    """Why this tier cannot serve the request, or None."""
-    if c.images and not tier.supports_vision:
+def unmet(tier: TierInfo, c: Constraints, unknown_is_no: bool = True) -> str | None:
+    """Why this tier cannot serve the request, or None. `unknown_is_no=False` only refuses what the tier is
+    known not to do (a model the client asked for by name: its provider has the last word)."""
+    def lacks(support: bool | None) -> bool:
+        return support is False or (unknown_is_no and support is None)
+
+    if c.images and lacks(tier.supports_vision):
         return "no vision"
-    if c.tools and not tier.supports_function_calling:
+    if c.tools and lacks(tier.supports_function_calling):
         return "no tools"
+    if c.reasoning and lacks(tier.supports_reasoning):
+        return "no reasoning"
     if tier.max_input_tokens is not None and c.prompt_tokens > tier.max_input_tokens:
         return f"context {tier.max_input_tokens} < {c.prompt_tokens} tokens"
     return None

@@ -51,7 +51,7 @@ def _text_tokens(guard: BudgetGuard, messages: list[dict[str, Any]]) -> int:
 def test_uncountable_content_is_estimated_from_above_not_a_crash(guard: BudgetGuard, name: str, messages, unknown) -> None:
     with pytest.raises(Exception):  # the premise: LiteLLM's counter gives up on these
         guard.count_prompt_tokens("claude-sonnet", messages=messages)
-    est = hook_steps._prompt_tokens(guard, "claude-sonnet", {"messages": messages})
+    est = hook_steps.prompt_tokens(guard, "claude-sonnet", {"messages": messages})
     text = _text_tokens(guard, messages)
     opaque = sum(len(json.dumps(p, separators=(",", ":"))) for p in unknown) / hook_steps.JSON_CHARS_PER_TOKEN
     # Never under: every text token plus a JSON-size bound for what could not be counted...

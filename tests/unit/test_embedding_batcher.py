@@ -61,14 +61,26 @@ def test_max_batch_is_respected(encoder: CountingEncoder) -> None:
         ({"input": "a"}, True),
         ({"input": ["a", "b"], "encoding_format": "base64"}, True),
         ({"input": []}, False),
-        ({"input": [1, 2]}, False),
+        ({"input": [[], []]}, False),
+        ({"input": [1, 2]}, True),  # token ids (OpenAI's convention: cl100k_base), as LangChain sends them
+        ({"input": [[15339, 1917], [15339]]}, True),
+        ({"input": [1, "a"]}, False),
         ({"input": ""}, False),
         ({"input": "a", "encoding_format": "int8"}, False),
         (["a"], False),
     ],
 )
 def test_request_validation(body, ok: bool) -> None:
-    assert isinstance(parse_embedding_request(body), tuple) is ok
+    try:
+        texts, _ = parse_embedding_request(body)
+    except ValueError:
+        assert not ok
+    else:
+        assert ok and all(texts)
+
+
+def test_token_ids_are_read_back_as_their_text() -> None:
+    assert parse_embedding_request({"input": [[15339, 1917]]})[0] == ["hello world"]
 
 
 def test_a_lone_request_does_not_wait_for_the_batching_window(encoder: CountingEncoder) -> None:

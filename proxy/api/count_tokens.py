@@ -1,0 +1,80 @@
+"""`POST /v1/messages/count_tokens` for every model, answered here: no provider is called.
+
+Anthropic clients (Claude Code) ask before sending how many input tokens a request holds. LiteLLM answers
+only for Anthropic models, by calling Anthropic; here every model answers: the local model (and `auto`, whose
+answer may come from it) with the llama.cpp server's own tokenizer, a paid model with the count the budget
+reserves by (LiteLLM's tokenizer for that model, tool definitions and system blocks included). Errors are
+in Anthropic's format.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from policies.budget.hook_steps import prompt_tokens
+from proxy.api.auth import presented_key
+from proxy.message_content import join_parts
+from proxy.runtime import get_runtime
+
+PATH = "/v1/messages/count_tokens"
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"type": "error", "error": {"type": kind, "message": message}}, status_code=status)
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, dict) and part.get("type") == "text":
+        return str(part.get("text", ""))
+    return json.dumps(part)  # tool_use / tool_result / images: their JSON, as the prompt carries them
+
+
+def request_text(body: dict[str, Any]) -> str:
+    """Everything of a Messages request the model reads, as one text: system, turns, tool definitions."""
+    parts = [join_parts(body.get("system"), _part_text)]
+    parts += [join_parts(m.get("content"), _part_text) for m in body.get("messages") or [] if isinstance(m, dict)]
+    if body.get("tools"):
+        parts.append(json.dumps(body["tools"]))
+    return "\n".join(p for p in parts if p)
+
+
+async def _local_count(url: str, text: str) -> int:
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{url}/extras/tokenize", json={"input": text})
+        r.raise_for_status()
+        return int(r.json()["count"])
+
+
+def make_count_tokens_router() -> APIRouter:
+    router = APIRouter(tags=["anthropic"])
+
+    @router.post(PATH)
+    async def count_tokens(request: Request) -> JSONResponse:
+        rt = get_runtime()
+        key = presented_key(request)
+        if not key or not secrets.compare_digest(key.encode(), rt.master_key.encode()):
+            return _error(401, "authentication_error", "invalid API key")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "invalid_request_error", "request body is not valid JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not isinstance(body.get("model"), str):
+            return _error(400, "invalid_request_error", "'model' (a string) and 'messages' (a list) are required")
+        cfg = rt.config
+        name = cfg.canonical(cfg.resolve_requested(body["model"]))
+        if cfg.model(name) is None:
+            return _error(404, "not_found_error", f"model {body['model']!r} is not served here; models: {', '.join(cfg.model_names)}")
+        local = cfg.synqra.backends.llama
+        if name in (rt.router.settings.virtual_model, local.model_alias):
+            try:
+                return JSONResponse({"input_tokens": await _local_count(local.url, request_text(body))})
+            except (httpx.HTTPError, KeyError, ValueError) as e:
+                return _error(529, "overloaded_error", f"the local model's tokenizer is unavailable: {type(e).__name__}")
+        return JSONResponse({"input_tokens": prompt_tokens(rt.budget, name, body, "anthropic_messages")})
+
+    return router
