@@ -21,14 +21,14 @@ import time
 from pathlib import Path
 
 from bench.measure import write_result
-from proxy.offline import apply_offline_env
+from policies.common.offline import apply_offline_env
 
 apply_offline_env()
 
 from tests.redis_server import RedisServer  # noqa: E402
 from policies.budget.guard import BudgetGuard  # noqa: E402
 from policies.budget.records import CallRecord, Reservation  # noqa: E402
-from proxy.settings import AppConfig, ModelEntry, SynqraSettings  # noqa: E402
+from policies.common.settings import AppConfig, ModelEntry, SynqraSettings  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Summarise the causes of the French revolution in three short paragraphs. " * 4}]
 

@@ -37,7 +37,7 @@ def reference_model() -> Any:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from local_backends.model_files import resolve_embedding_model
+    from policies.common.model_files import resolve_embedding_model
 
     torch.set_num_threads(2)
     model = SentenceTransformer(str(resolve_embedding_model(None)), device="cpu")

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from bench.measure import median, table, write_result
-from local_backends.model_files import resolve_gguf
+from policies.common.model_files import resolve_gguf
 from local_backends.prompt_format import build_completion_prompt
-from proxy.settings import load_config
+from policies.common.settings import load_config
 from tests.stack import MASTER_KEY, REPO, start_stack
 
 MESSAGES = [{"role": "user", "content": "Write a long, detailed story about a dragon who learns to bake bread in a small village."}]

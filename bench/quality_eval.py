@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from policies.embedder import RELEVANCE_BANDS  # noqa: E402
-from policies.quality.config import QualitySettings  # noqa: E402
+from policies.embedding.base import RELEVANCE_BANDS  # noqa: E402
+from policies.common.quality_settings import QualitySettings  # noqa: E402
 from policies.quality.scorer import HARD_SIGNALS as HARD  # noqa: E402
 from policies.quality.scorer import ScoreItem, _needs_relevance, combine, compute_signals  # noqa: E402
 
@@ -103,7 +103,7 @@ def embed_cached(texts: list[str], cache: Path | None, kind: str = QualitySettin
     key = hashlib.sha1(("\x00".join(texts) + kind).encode()).hexdigest()[:16]
     if cache and (cache / f"emb_{key}.npy").exists():
         return np.load(cache / f"emb_{key}.npy")
-    from policies.embedder import make_embedder
+    from policies.embedding.names import make_embedder
 
     vecs = make_embedder(kind).embed(texts)
     if cache:
@@ -351,9 +351,9 @@ def sample_prompts(n: int) -> list[str]:
 
 def generate(prompts: list[str], max_tokens: int, cache: Path | None) -> tuple[list[ScoreItem], float]:
     """Local model answers with token logprobs (cached, so re-scoring does not regenerate)."""
-    from local_backends.model_files import resolve_gguf
+    from policies.common.model_files import resolve_gguf
     from local_backends.prompt_format import build_completion_prompt
-    from proxy.settings import CompletionPromptFormat
+    from policies.common.settings import CompletionPromptFormat
 
     import hashlib
 
@@ -389,7 +389,7 @@ def generate(prompts: list[str], max_tokens: int, cache: Path | None) -> tuple[l
 
 
 def local_sample(n: int, max_tokens: int, cache: Path | None) -> list[str]:
-    from policies.embedder import make_embedder
+    from policies.embedding.names import make_embedder
     from policies.quality.scorer import QualityScorer
 
     items, t_gen = generate(sample_prompts(n), max_tokens, cache)

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import write_result  # noqa: E402
-from policies.embedder import make_embedder  # noqa: E402
-from policies.quality.config import QualitySettings  # noqa: E402
+from policies.embedding.names import make_embedder  # noqa: E402
+from policies.common.quality_settings import QualitySettings  # noqa: E402
 from policies.quality import signals as sg  # noqa: E402
 from policies.quality.scorer import QualityScorer, _needs_relevance, combine, compute_signals  # noqa: E402
 

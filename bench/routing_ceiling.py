@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proxy.offline import apply_offline_env  # noqa: E402
+from policies.common.offline import apply_offline_env  # noqa: E402
 
 apply_offline_env()
 
@@ -36,7 +36,7 @@ from bench.measure import write_result  # noqa: E402
 from bench.routing_eval import DATASETS, TARGET_APGR, complexity_router_scores, length_scores  # noqa: E402
 from policies.routing import train as T  # noqa: E402
 from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all  # noqa: E402
-from policies.routing.embedders import STATIC, embedder_for, token_source  # noqa: E402
+from policies.embedding.names import STATIC, embedder_for, token_source  # noqa: E402
 from policies.routing.scorer import DEFAULT_ARTIFACT, manifest_path  # noqa: E402
 
 WIDE_LAM = (0.0, 0.25, 0.5, 1.0, 2.0)

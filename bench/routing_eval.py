@@ -25,15 +25,15 @@ from typing import Callable
 
 import numpy as np
 
-from proxy.offline import apply_offline_env  # noqa: E402
+from policies.common.offline import apply_offline_env  # noqa: E402
 
 apply_offline_env()
 
 from bench.measure import write_result  # noqa: E402
 from policies.routing import train as T  # noqa: E402
-from policies.routing.config import RoutingSettings  # noqa: E402
+from policies.common.routing_settings import RoutingSettings  # noqa: E402
 from policies.routing.dataset import DEFAULT_DATA_DIR, Example, load_all, outcomes  # noqa: E402
-from policies.routing.embedders import MINILM, STATIC, embedder_for, token_source  # noqa: E402
+from policies.embedding.names import MINILM, STATIC, embedder_for, token_source  # noqa: E402
 from policies.routing.features import request_text  # noqa: E402
 from policies.routing.metrics import RouteMetrics, bootstrap_apgr, group_ranking, random_metrics, route_metrics  # noqa: E402
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from bench.measure import pct, table, write_result
-from proxy.offline import apply_offline_env
+from policies.common.offline import apply_offline_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -116,7 +116,7 @@ async def time_decisions(router, texts: list[str]) -> list[float]:
 def proxy_router(config: Path):
     """The Router exactly as proxy.runtime builds it."""
     from proxy.runtime import Runtime
-    from proxy.settings import load_config
+    from policies.common.settings import load_config
 
     return Runtime(load_config(config), master_key="bench").router
 
@@ -141,10 +141,10 @@ def router_latency(config: Path) -> list[dict[str, object]]:
 
 def embedding_options(embed_url: str) -> list[dict[str, object]]:
     """The embedding alone, on the text the router reads, for each way to get it (interleaved)."""
-    from policies.embedder import HttpEmbedder, InProcessEmbedder
+    from policies.embedding.base import HttpEmbedder, InProcessEmbedder
     from policies.routing.features import embed_text, request_text
     from policies.routing.scorer import load_artifact
-    from policies.static_embedder import StaticEmbedder
+    from policies.embedding.static import StaticEmbedder
 
     max_chars = load_artifact().max_chars
     texts = {
@@ -174,11 +174,11 @@ def embedding_options(embed_url: str) -> list[dict[str, object]]:
 
 RSS_PROBE = """
 import os, sys, json, asyncio
-import litellm, proxy.settings
+import litellm, policies.common.settings
 from bench.measure import rss_mb
 before = rss_mb(os.getpid())
 from proxy.runtime import Runtime
-r = Runtime(proxy.settings.load_config(sys.argv[1]), master_key="bench").router
+r = Runtime(policies.common.settings.load_config(sys.argv[1]), master_key="bench").router
 for i in range(50):
     asyncio.run(r.adecide({"messages": [{"role": "user", "content": f"{i} what is your pricing?"}]}))
 print(json.dumps({"before": before, "after": rss_mb(os.getpid()), "torch": "torch" in sys.modules,

@@ -18,9 +18,9 @@ from typing import Any
 
 from local_backends.llama_params import Generation
 from local_backends.logprobs import TokenLogprobRecorder
-from local_backends.model_files import resolve_gguf
+from policies.common.model_files import resolve_gguf
 from local_backends.prompt_format import build_completion_prompt
-from proxy.settings import LlamaBackendSettings
+from policies.common.settings import LlamaBackendSettings
 
 log = logging.getLogger("synqra.llama")
 

@@ -28,8 +28,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from local_backends.llama_engine import LlamaEngine
 from local_backends.llama_params import ParamError, chat_generation, text_generation
-from proxy.request_checks import check_max_tokens, check_messages
-from proxy.settings import LOG_FORMAT, LlamaBackendSettings, load_config
+from policies.common.request_checks import check_max_tokens, check_messages
+from policies.common.settings import LOG_FORMAT, LlamaBackendSettings, load_config
 
 log = logging.getLogger("synqra.llama")
 

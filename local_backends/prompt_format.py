@@ -8,19 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.message_content import join_parts
-from proxy.settings import CompletionPromptFormat
-
-
-def _text_part(part: Any) -> str:
-    if isinstance(part, dict) and part.get("type") in ("text", "input_text"):
-        return str(part.get("text", ""))
-    return ""
-
-
-def message_text(content: Any) -> str:
-    """OpenAI content may be a string or a list of typed parts; keep the text parts only."""
-    return join_parts(content, _text_part)
+from policies.common.message_content import message_text
+from policies.common.settings import CompletionPromptFormat
 
 
 def build_completion_prompt(messages: list[dict[str, Any]], fmt: CompletionPromptFormat) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from proxy.error_format import ANTHROPIC_PATHS
-from proxy.request_checks import body_problem
+from policies.common.request_checks import body_problem
 from proxy.route_policy import RoutePolicy, closed_message
 
 # Response headers that would tell a client where the proxy's backends live.

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from proxy.settings import AppConfig
+from policies.common.settings import AppConfig
 
 if TYPE_CHECKING:
+    from policies.budget.accountant import Accountant
     from policies.budget.guard import BudgetGuard
-    from policies.embedder import Embedder, HttpEmbedder
+    from policies.embedding.base import Embedder, HttpEmbedder
     from policies.quality.scorer import QualityScorer
     from policies.routing.router import Router
     from policies.routing.tiers import TierInfo
-    from policies.static_embedder import StaticEmbedder
+    from policies.embedding.static import StaticEmbedder
     from proxy.quality_gate import QualityGate
     from proxy.shadow_eval import ShadowEvaluator
 
@@ -44,9 +45,16 @@ class Runtime:
         return guard
 
     @cached_property
+    def accounts(self) -> "Accountant":
+        """The one owner of money: every reserve, settle, release and ledger record goes through it."""
+        from policies.budget.accountant import Accountant
+
+        return Accountant(self.budget, self.config.synqra.backends.llama.model_alias)
+
+    @cached_property
     def embedder(self) -> "HttpEmbedder":
         """The local embedding server (full MiniLM), as the policies reach it."""
-        from policies.embedder import HttpEmbedder
+        from policies.embedding.base import HttpEmbedder
 
         b = self.config.synqra.backends.embed
         return HttpEmbedder(b.url, b.model_alias)
@@ -54,7 +62,7 @@ class Runtime:
     @cached_property
     def static_embedder(self) -> "StaticEmbedder":
         """MiniLM distilled to a token table, in this process (sub-millisecond, no torch)."""
-        from policies.static_embedder import StaticEmbedder
+        from policies.embedding.static import StaticEmbedder
 
         return StaticEmbedder.default()
 
@@ -63,7 +71,7 @@ class Runtime:
 
     @cached_property
     def router(self) -> "Router":
-        from policies.routing.embedders import STATIC
+        from policies.embedding.names import STATIC
         from policies.routing.router import Router
 
         # Embed with what the artifact was trained on: the static table in-process (shipped), or full

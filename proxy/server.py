@@ -15,9 +15,9 @@ import os
 
 from proxy.import_guards import block_unavailable_otel_imports
 from proxy.master_key import resolve_master_key
-from proxy.offline import apply_offline_env
+from policies.common.offline import apply_offline_env
 from proxy.runtime import get_runtime, init_runtime
-from proxy.settings import LOG_FORMAT, AppConfig, load_config
+from policies.common.settings import LOG_FORMAT, AppConfig, load_config
 
 
 def build_app(cfg: AppConfig, master_key: str):  # -> fastapi.FastAPI (litellm's app)

@@ -18,7 +18,9 @@ import httpx
 from policies.routing.features import requested_max_tokens
 from policies.routing.tiers import TierInfo, unmet
 from proxy import metrics
-from proxy.quality_gate import CARRIED_PARAMS, chat_answer
+from policies.common.api_answers import chat_answer
+from policies.common.request_state import RequestState
+from proxy.quality_gate import CARRIED_PARAMS
 
 log = logging.getLogger("synqra.quality")
 
@@ -56,7 +58,7 @@ class ShadowEvaluator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
 
-    def maybe_start(self, state: dict[str, Any], data: dict[str, Any], decision: Any) -> bool:
+    def maybe_start(self, state: RequestState, data: dict[str, Any], decision: Any) -> bool:
         """Start a background evaluation of this request on the local model, if it is sampled, the local
         model could take it at all, and a slot is free. `decision`: the router's RouteDecision."""
         s = self.settings
@@ -68,7 +70,7 @@ class ShadowEvaluator:
             metrics.observe_shadow_eval("skipped_busy")
             return False
         try:
-            messages = openai_messages(data, state["call_type"], self.litellm_model)
+            messages = openai_messages(data, state.call_type, self.litellm_model)
         except Exception as e:  # a shape the adapter cannot read: the real call reports it
             log.debug("shadow evaluation skipped: %s", e)
             return False
@@ -78,8 +80,8 @@ class ShadowEvaluator:
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "logprobs": True}
         request = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
         metrics.SHADOW_IN_FLIGHT.inc()
-        route = f"route_score={state['route_score']:.4f} scorer={state.get('route_scorer')}"
-        task = asyncio.create_task(self._run(state["request_id"], route, decision.tier, body, request))
+        route = f"route_score={decision.score:.4f} scorer={decision.features.get('scorer')}"
+        task = asyncio.create_task(self._run(state.request_id, route, decision.tier, body, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 
 from proxy.master_key import resolve_master_key
-from proxy.offline import apply_offline_env
-from proxy.settings import LOG_FORMAT, AppConfig, ConfigError, load_config
+from policies.common.offline import apply_offline_env
+from policies.common.settings import LOG_FORMAT, AppConfig, ConfigError, load_config
 
 log = logging.getLogger("synqra.supervisor")
 
@@ -100,7 +100,7 @@ class _StaticTableBuild:
         self.thread.start()
 
     def _run(self) -> None:
-        from policies.static_embedder import ensure_table
+        from policies.embedding.static import ensure_table
 
         try:
             t0 = time.monotonic()

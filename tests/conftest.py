@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.offline import apply_offline_env
+from policies.common.offline import apply_offline_env
 from tests.fakes.fake_providers import FakeProvider
 from tests.stack import MASTER_KEY, RunningStack, start_stack
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from policies.budget.alerts import WebhookAlerter
-from policies.budget.config import BudgetSettings
+from policies.common.budget_settings import BudgetSettings
 from policies.budget.policy import (
     STOP_ALERT,
     budget_state,
@@ -35,11 +35,12 @@ from policies.budget.policy import (
 )
 from policies.budget.pricing import PriceBook, worst_case_cost
 from policies.budget.records import CallRecord, LedgerRecord, MonthTotals, Reservation, to_nano, to_usd
-from policies.budget.store import BudgetStore, StoreUnavailable, open_store
+from policies.budget.store import BudgetStore, StoreUnavailable
+from policies.budget.stores import open_store
 from policies.budget.window import MonthWindow, month_window, utc_now
 
 if TYPE_CHECKING:
-    from proxy.settings import AppConfig
+    from policies.common.settings import AppConfig
 
 log = logging.getLogger("synqra.budget")
 T = TypeVar("T")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from policies.budget.config import ThriftSettings
+from policies.common.budget_settings import ThriftSettings
 
 STOP_ALERT = "stop"
 

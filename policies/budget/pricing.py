@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from policies.budget.records import CallRecord, to_nano
 
 if TYPE_CHECKING:
-    from proxy.settings import AppConfig, ModelEntry
+    from policies.common.settings import AppConfig, ModelEntry
 
 
 class PricingError(ValueError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from policies.quality.config import QualitySettings
+from policies.common.quality_settings import QualitySettings
 
 Action = Literal["deliver", "rephrase", "escalate"]
 

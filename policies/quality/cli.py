@@ -24,7 +24,7 @@ import os
 import sys
 from typing import IO, Any
 
-from policies.quality.config import QualitySettings
+from policies.common.quality_settings import QualitySettings
 from policies.quality.scorer import QualityScorer, ScoreItem
 
 BATCH = 256
@@ -41,7 +41,7 @@ def _item(row: dict[str, Any]) -> ScoreItem:
 def _settings(config: str | None) -> tuple[QualitySettings, str | None, int]:
     if not config:
         return QualitySettings(), None, os.cpu_count() or 1
-    from proxy.settings import load_config
+    from policies.common.settings import load_config
 
     cfg = load_config(config)
     embed = cfg.synqra.backends.embed
@@ -88,7 +88,7 @@ def quality_score_main(argv: list[str]) -> int:
     settings, model_path, n_threads = _settings(args.config)
     embedder = None
     if settings.weights.relevance > 0:
-        from policies.embedder import make_embedder
+        from policies.embedding.names import make_embedder
 
         embedder = make_embedder(settings.relevance_embedder, model_path=model_path, n_threads=n_threads)
     scorer = QualityScorer(settings, embedder)

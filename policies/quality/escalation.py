@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from policies.quality.config import QualitySettings
+from policies.common.quality_settings import QualitySettings
 from policies.quality.scorer import QualityVerdict
 
 StepKind = Literal["deliver", "rephrase", "escalate"]

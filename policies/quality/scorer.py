@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from policies.embedder import RELEVANCE_BANDS
+from policies.embedding.base import RELEVANCE_BANDS
 from policies.quality import signals as sg
 from policies.quality.bands import Action, band
-from policies.quality.config import QualitySettings
+from policies.common.quality_settings import QualitySettings
 
 if TYPE_CHECKING:
-    from policies.embedder import Embedder
-    from proxy.settings import AppConfig
+    from policies.embedding.base import Embedder
+    from policies.common.settings import AppConfig
 
 # A hard failure forces escalation: the answer is unusable whatever else holds.
 HARD_SIGNALS = ("empty", "cut_off", "loop", "json_valid", "tool_args")
@@ -112,24 +112,6 @@ def combine(signals: dict[str, sg.Signal], settings: QualitySettings) -> Quality
         signals={k: round(float(s.value), 4) for k, s in signals.items()},
         hard_failures=hard,
     )
-
-
-def extract_logprobs(choice_logprobs: Any) -> list[float] | None:
-    """Token logprobs from an OpenAI-style `choices[i].logprobs` (dict or LiteLLM object), or None.
-
-    Chat shape: {"content": [{"token", "logprob", ...}, ...]}; completion shape:
-    {"token_logprobs": [...]}. For a stream, concatenate what each chunk returns.
-    """
-    if choice_logprobs is None:
-        return None
-    get = choice_logprobs.get if isinstance(choice_logprobs, dict) else lambda k: getattr(choice_logprobs, k, None)
-    content = get("content")
-    if content:
-        vals = [c.get("logprob") if isinstance(c, dict) else getattr(c, "logprob", None) for c in content]
-    else:
-        vals = list(get("token_logprobs") or [])
-    out = [float(v) for v in vals if v is not None]
-    return out or None
 
 
 def _needs_relevance(question: str, answer: str) -> bool:

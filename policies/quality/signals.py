@@ -13,6 +13,8 @@ import re
 import unicodedata
 from typing import Any, NamedTuple
 
+from policies.common.api_answers import get_field
+
 
 class Signal(NamedTuple):
     value: float
@@ -247,11 +249,6 @@ def json_valid(request: dict[str, Any], answer: str) -> Signal:
         if missing:
             return Signal(0.0, f"JSON lacks required keys {missing}")
     return OK
-
-
-def get_field(obj: Any, key: str) -> Any:
-    """A field of a response part, whether a plain dict (JSON, Anthropic events) or an SDK / LiteLLM object."""
-    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
 def _tool_schemas(request: dict[str, Any]) -> dict[str, dict]:
@@ -642,7 +639,7 @@ def hedging(answer: str) -> Signal:
 
 def question_text(request: dict[str, Any]) -> str:
     """The last user turn's text (what the answer must address)."""
-    from local_backends.prompt_format import message_text
+    from policies.common.message_content import message_text
 
     for m in reversed(request.get("messages") or []):
         if m.get("role") == "user":

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from policies.routing.features import request_text, structural_features
-from proxy.offline import apply_offline_env
+from policies.common.offline import apply_offline_env
 
 log = logging.getLogger("synqra.routing.cli")
 
@@ -74,7 +74,7 @@ def score_stream(router: Any, lines: IO[str], out: IO[str], batch_size: int = 25
 
 
 def _load_config(path: str | None) -> Any:
-    from proxy.settings import AppConfig, ModelEntry, SynqraSettings, load_config
+    from policies.common.settings import AppConfig, ModelEntry, SynqraSettings, load_config
 
     if path:
         return load_config(path)
@@ -90,7 +90,7 @@ def _load_config(path: str | None) -> Any:
 def _router(config: str | None) -> Any:
     """The proxy's Router for this config, with the in-process embedder the artifact was trained with
     (fallback rule: MiniLM, for the creative rule). Raises ValueError on a bad config."""
-    from policies.routing.embedders import MINILM, embedder_for
+    from policies.embedding.names import MINILM, embedder_for
     from policies.routing.router import Router, load_scorer
 
     cfg = _load_config(config)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from proxy.offline import apply_offline_env
+from policies.common.offline import apply_offline_env
 
 apply_offline_env()  # importing litellm must not try to download its price map
 

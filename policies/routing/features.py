@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from policies.routing.complexity import litellm_complexity
-from proxy.message_content import join_parts
+from policies.common.message_content import join_parts
 
 # Order is part of the artifact format: the trained weights line up with it.
 FEATURE_NAMES: tuple[str, ...] = (

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from policies.routing.capabilities import ModelInfoLookup, litellm_model_info, tier_infos_from_config
-from policies.routing.config import RoutingSettings
-from policies.routing.embedders import STATIC, embedder_for, embedder_name
+from policies.common.routing_settings import RoutingSettings
+from policies.embedding.names import STATIC, embedder_for, embedder_name
 from policies.routing.features import (
     embed_text,
     estimate_prompt_tokens,

@@ -45,7 +45,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.sparse.linalg import LinearOperator, lsqr
 
-from policies.routing.config import DEFAULT_CREATIVE_EXAMPLES
+from policies.common.routing_settings import DEFAULT_CREATIVE_EXAMPLES
 from policies.routing.dataset import (
     DEFAULT_DATA_DIR,
     MT_BENCH_GAP_FOR_CLEARLY_WORSE,
@@ -54,7 +54,7 @@ from policies.routing.dataset import (
     load_all,
     outcomes,
 )
-from policies.routing.embedders import MINILM, STATIC, embedder_for, token_source
+from policies.embedding.names import MINILM, STATIC, embedder_for, token_source
 from policies.routing.features import FEATURE_NAMES, embed_text, feature_vector, request_text, structural_features
 from policies.routing.metrics import route_metrics
 from policies.routing.scorer import (

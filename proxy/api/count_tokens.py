@@ -16,9 +16,9 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from policies.budget.hook_steps import prompt_tokens
+from policies.budget.worst_case import prompt_tokens
 from proxy.api.auth import presented_key
-from proxy.message_content import join_parts
+from policies.common.message_content import join_parts
 from proxy.runtime import get_runtime
 
 PATH = "/v1/messages/count_tokens"

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends
 
 from proxy.api.auth import require_master_key
 from proxy.runtime import get_runtime
-from proxy.settings import AppConfig
+from policies.common.settings import AppConfig
 
 router = APIRouter(prefix="/api/models", dependencies=[Depends(require_master_key)])
 

@@ -1,4 +1,4 @@
-"""The budget step of a request (policies/budget/hook_steps.py): what it reserves for content the
+"""The budget step of a request (policies/budget/accountant.py, worst_case.py): what it reserves for content the
 tokenizer cannot count, and how it refuses a call that no month's budget could pay for."""
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from policies.budget import hook_steps
+from policies.budget import worst_case
+from policies.budget.accountant import Accountant, BudgetRefused
+from policies.common.request_state import RequestState
 from policies.budget.guard import BudgetGuard
 from tests.unit.test_budget_guard import START, Clock, app_config
 
@@ -51,9 +53,9 @@ def _text_tokens(guard: BudgetGuard, messages: list[dict[str, Any]]) -> int:
 def test_uncountable_content_is_estimated_from_above_not_a_crash(guard: BudgetGuard, name: str, messages, unknown) -> None:
     with pytest.raises(Exception):  # the premise: LiteLLM's counter gives up on these
         guard.count_prompt_tokens("claude-sonnet", messages=messages)
-    est = hook_steps.prompt_tokens(guard, "claude-sonnet", {"messages": messages})
+    est = worst_case.prompt_tokens(guard, "claude-sonnet", {"messages": messages})
     text = _text_tokens(guard, messages)
-    opaque = sum(len(json.dumps(p, separators=(",", ":"))) for p in unknown) / hook_steps.JSON_CHARS_PER_TOKEN
+    opaque = sum(len(json.dumps(p, separators=(",", ":"))) for p in unknown) / worst_case.JSON_CHARS_PER_TOKEN
     # Never under: every text token plus a JSON-size bound for what could not be counted...
     assert est >= text + opaque
     # ...and not the whole conversation at the JSON rate: the text is still counted as text.
@@ -63,9 +65,9 @@ def test_uncountable_content_is_estimated_from_above_not_a_crash(guard: BudgetGu
 
 def test_admit_reserves_for_uncountable_content(guard: BudgetGuard) -> None:
     async def main() -> float:
-        state: dict[str, Any] = {"request_id": "audio"}
-        await hook_steps.admit(guard, state, {"messages": UNCOUNTABLE[0][1], "max_tokens": 16}, "claude-sonnet", "local-llama", routed=False)
-        assert state["reserved"]
+        state = RequestState("audio", call_type="acompletion")
+        await Accountant(guard, "local-llama").admit(state, {"messages": UNCOUNTABLE[0][1], "max_tokens": 16}, "claude-sonnet", routed=False)
+        assert state.reserved
         reserved = guard.snapshot()["reserved_usd"]
         await guard.aclose()
         return float(reserved)
@@ -79,14 +81,14 @@ def test_a_call_no_month_can_pay_is_a_400_naming_max_tokens(guard: BudgetGuard, 
     with nothing spent, but a 400 telling the caller which parameter to lower."""
     data = {"messages": [{"role": "user", "content": "hi"}], key: 10**9}
 
-    async def main() -> hook_steps.BudgetRefused:
-        with pytest.raises(hook_steps.BudgetRefused) as err:
-            await hook_steps.admit(guard, {"request_id": "huge"}, dict(data), "claude-sonnet", "local-llama", routed=False)
+    async def main() -> BudgetRefused:
+        with pytest.raises(BudgetRefused) as err:
+            await Accountant(guard, "local-llama").admit(RequestState("huge", call_type="acompletion"), dict(data), "claude-sonnet", routed=False)
         # Nothing was held and the month is not stopped by it: an ordinary call still goes through.
         assert guard.snapshot()["reserved_usd"] == 0 and not guard.is_stopped()
-        ok: dict[str, Any] = {"request_id": "ok"}
-        await hook_steps.admit(guard, ok, {**data, key: 100}, "claude-sonnet", "local-llama", routed=False)
-        assert ok["reserved"]
+        ok = RequestState("ok", call_type="acompletion")
+        await Accountant(guard, "local-llama").admit(ok, {**data, key: 100}, "claude-sonnet", routed=False)
+        assert ok.reserved
         await guard.aclose()
         return err.value
 
@@ -100,10 +102,10 @@ def test_too_costly_without_max_tokens_says_to_set_one(tmp_path: Path) -> None:
     # A tiny budget: the model's output ceiling (64,000 tokens on claude-sonnet, $0.96) alone passes it.
     g = BudgetGuard.from_config(app_config(tmp_path, {"store": "sqlite", "monthly_limit_usd": 0.5}), now=Clock(START), env={})
 
-    async def main() -> hook_steps.BudgetRefused:
-        with pytest.raises(hook_steps.BudgetRefused) as err:
-            await hook_steps.admit(g, {"request_id": "r"}, {"messages": [{"role": "user", "content": "hi"}]},
-                                   "claude-sonnet", "local-llama", routed=False)
+    async def main() -> BudgetRefused:
+        with pytest.raises(BudgetRefused) as err:
+            await Accountant(g, "local-llama").admit(RequestState("r", call_type="acompletion"), {"messages": [{"role": "user", "content": "hi"}]},
+                                   "claude-sonnet", routed=False)
         await g.aclose()
         return err.value
 
@@ -114,11 +116,11 @@ def test_too_costly_without_max_tokens_says_to_set_one(tmp_path: Path) -> None:
 def test_routed_call_too_costly_for_its_tier_is_served_locally(guard: BudgetGuard) -> None:
     """`auto` keeps working: synqra chose the paid tier, so the free one answers instead of a refusal."""
     data: dict[str, Any] = {"model": "claude-sonnet", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9}
-    state: dict[str, Any] = {"request_id": "auto"}
+    state = RequestState("auto", call_type="acompletion")
 
     async def main() -> None:
-        await hook_steps.admit(guard, state, data, "claude-sonnet", "local-llama", routed=True)
+        await Accountant(guard, "local-llama").admit(state, data, "claude-sonnet", routed=True)
         await guard.aclose()
 
     asyncio.run(main())
-    assert data["model"] == state["route"] == "local-llama" and "reserved" not in state
+    assert data["model"] == state.route == "local-llama" and not state.reserved

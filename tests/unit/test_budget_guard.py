@@ -22,8 +22,8 @@ from tests.fakes.local_http import LocalPostServer
 from tests.redis_server import RedisServer
 from policies.budget.guard import BudgetExhausted, BudgetGuard, DuplicateRequest
 from policies.budget.records import CallRecord
-from proxy.offline import apply_offline_env
-from proxy.settings import AppConfig, ModelEntry, SynqraSettings
+from policies.common.offline import apply_offline_env
+from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
 
 apply_offline_env()
 
@@ -458,7 +458,8 @@ def test_status_router_requires_master_key(make_guard: Callable[..., BudgetGuard
 
 def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callable[..., BudgetGuard]) -> None:
     """Providers bill tool schemas as input and each of OpenAI's n choices as output: so does the worst case."""
-    from policies.budget import hook_steps
+    from policies.budget.accountant import Accountant
+    from policies.common.request_state import RequestState
 
     msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
     tools = [
@@ -469,7 +470,7 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
 
     async def reserved_for(g: BudgetGuard, rid: str, data: dict[str, Any]) -> Decimal:
         before = g.snapshot()["reserved_usd"]
-        await hook_steps.admit(g, {"request_id": rid}, data, "claude-sonnet", "local-llama", routed=False)
+        await Accountant(g, "local-llama").admit(RequestState(rid, call_type="acompletion"), data, "claude-sonnet", routed=False)
         return Decimal(str(g.snapshot()["reserved_usd"])) - Decimal(str(before))
 
     async def main() -> None:

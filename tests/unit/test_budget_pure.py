@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from policies.budget.config import BudgetSettings, ThriftSettings
+from policies.common.budget_settings import BudgetSettings, ThriftSettings
 from policies.budget.policy import budget_state, levels_to_fire, projected_month_spend, thrift_pressure
 from policies.budget.pricing import PriceBook, PricingError
 from policies.budget.records import CallRecord
-from policies.budget.store import open_store, sqlite_path
+from policies.budget.stores import open_store, sqlite_path
 from policies.budget.window import month_window
-from proxy.offline import apply_offline_env
-from proxy.settings import AppConfig, ModelEntry, SynqraSettings
+from policies.common.offline import apply_offline_env
+from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
 
 apply_offline_env()
 

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from proxy.settings import load_config
+from policies.common.settings import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())

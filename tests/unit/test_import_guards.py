@@ -7,7 +7,7 @@ import sys
 
 CHECK = """
 import importlib.util, sys
-from proxy.offline import apply_offline_env
+from policies.common.offline import apply_offline_env
 apply_offline_env()
 from proxy.import_guards import block_unavailable_otel_imports, otel_sdk_available
 blocked = block_unavailable_otel_imports()

@@ -27,7 +27,7 @@ def test_unfed_last_token_is_dropped() -> None:
 
 def test_matches_logits_all_on_real_model() -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
-    from local_backends.model_files import resolve_gguf
+    from policies.common.model_files import resolve_gguf
 
     path = str(resolve_gguf(None))
     prompt = "Question: What is the capital of France?\nAnswer:"

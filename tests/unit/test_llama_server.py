@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from local_backends.llama_server import create_app
-from proxy.settings import LlamaBackendSettings
+from policies.common.settings import LlamaBackendSettings
 
 Q = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -1,6 +1,6 @@
 from policies.routing.features import content_text
 from local_backends.prompt_format import message_text
-from proxy.message_content import join_parts
+from policies.common.message_content import join_parts
 
 PARTS = [
     {"type": "text", "text": "look at this"},

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from local_backends.prompt_format import build_completion_prompt, message_text
-from proxy.settings import CompletionPromptFormat
+from policies.common.settings import CompletionPromptFormat
 
 
 def test_base_model_prompt_frames_turns_and_ends_with_answer_prefix() -> None:

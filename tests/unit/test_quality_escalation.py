@@ -1,7 +1,7 @@
 """The escalation planner: every branch of next_step, the rephrase prompt, best_attempt."""
 from __future__ import annotations
 
-from policies.quality.config import QualitySettings
+from policies.common.quality_settings import QualitySettings
 from policies.quality.escalation import best_attempt, next_step, rephrase_instruction, rephrase_messages
 from policies.quality.scorer import QualityVerdict
 

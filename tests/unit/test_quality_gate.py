@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from policies.quality.config import QualitySettings
+from policies.common.quality_settings import QualitySettings
 from policies.quality.scorer import QualityScorer
-from proxy.quality_gate import Answer, QualityGate, chat_answer, client_params, messages_answer, stream_answer
+from policies.common.api_answers import Answer, chat_answer, messages_answer, stream_answer
+from policies.common.request_state import RequestState
+from proxy.quality_gate import QualityGate, client_params
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 OPENAI_REQUEST = {"messages": [{"role": "user", "content": "Weather in Paris?"}],
@@ -146,8 +148,8 @@ def _gate() -> QualityGate:
 @pytest.mark.parametrize("asked", [{}, {"logprobs": True, "top_logprobs": 2}], ids=["not-asked", "asked"])
 def test_prepare_keeps_the_logprobs_it_adds_out_of_the_clients_request(asked: dict) -> None:
     data = {"model": "local-llama", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, **asked}
-    state = {"call_type": "acompletion", "route": "local-llama"}
+    state = RequestState("r", call_type="acompletion", route="local-llama")
     _gate().prepare(state, data)
     assert data["logprobs"] is True, "llama.cpp is asked for the logprobs the scorer reads"
-    assert state["request"] == {"messages": data["messages"], "temperature": 0, **asked}
-    assert state.get("strip_logprobs", False) is not bool(asked)
+    assert state.quality is not None and state.quality.request == {"messages": data["messages"], "temperature": 0, **asked}
+    assert state.quality.strip_logprobs is not bool(asked)

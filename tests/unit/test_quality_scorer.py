@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from policies.quality.bands import band, is_validated, validated_tiers
-from policies.quality.config import QualitySettings
+from policies.common.quality_settings import QualitySettings
 from policies.quality.scorer import QualityScorer, ScoreItem, combine, compute_signals
 
 TIERS = ["local-llama", "deepseek-chat", "claude-sonnet"]
@@ -27,7 +27,7 @@ def req(question: str = Q, **extra: object) -> dict:
 @pytest.fixture(scope="module", params=["static", "minilm"])
 def embedder(request: pytest.FixtureRequest):
     """Both embedding spaces the relevance signal can use, each judged by its own band."""
-    from policies.embedder import make_embedder
+    from policies.embedding.names import make_embedder
 
     return make_embedder(request.param, n_threads=1)
 
@@ -168,7 +168,7 @@ def test_embedder_failure_scores_without_relevance(emb, error: str) -> None:
 
 
 def test_extract_logprobs_shapes() -> None:
-    from policies.quality.scorer import extract_logprobs
+    from policies.common.api_answers import extract_logprobs
 
     chat = {"content": [{"token": "Hi", "logprob": -0.5, "top_logprobs": []}, {"token": "!", "logprob": -1.5}]}
     assert extract_logprobs(chat) == [-0.5, -1.5]

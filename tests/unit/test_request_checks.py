@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.request_checks import check_context_window, check_max_tokens, check_messages
+from policies.common.request_checks import check_context_window, check_max_tokens, check_messages
 
 
 @pytest.mark.parametrize("value", [0, -1, "10", 1.5, True])

@@ -22,7 +22,7 @@ from proxy.route_policy import ACCOUNTED, FREE, RoutePolicy
 REPO = Path(__file__).resolve().parents[2]
 WALK = r'''
 import json, os, sys
-from proxy.offline import apply_offline_env
+from policies.common.offline import apply_offline_env
 apply_offline_env()
 os.environ["LITELLM_DISABLE_LAZY_ROUTES"] = "1"
 os.environ["CONFIG_FILE_PATH"] = sys.argv[1]

@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from policies.routing import thresholds as cli
-from policies.routing.config import RoutingSettings
-from policies.routing.embedders import embedder_for
+from policies.common.routing_settings import RoutingSettings
+from policies.embedding.names import embedder_for
 from policies.routing.router import Router
 from policies.routing.scorer import load_artifact
 from policies.routing.tiers import thresholds_for_shares, tier_index
-from proxy.settings import LOG_FORMAT
+from policies.common.settings import LOG_FORMAT
 from tests.unit.test_routing_router import make_config, user
 
 SUBJECTS = ["refunds", "shipping times", "the pricing page", "password resets", "invoices", "API rate limits",

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.embedder import Embedder
+from policies.embedding.base import Embedder
 from policies.routing import cli
-from policies.routing.config import RoutingSettings
-from policies.routing.embedders import STATIC, embedder_for, embedder_name
+from policies.common.routing_settings import RoutingSettings
+from policies.embedding.names import STATIC, embedder_for, embedder_name
 from policies.routing.router import Router
 from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact, manifest_path
-from proxy.settings import AppConfig, ModelEntry, SynqraSettings
+from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
 
 
 def make_config(**routing: object) -> AppConfig:

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from proxy.runtime import Runtime
-from proxy.settings import load_config
+from policies.common.settings import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.settings import ConfigError, load_config
+from policies.common.settings import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

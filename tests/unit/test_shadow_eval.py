@@ -12,10 +12,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from policies.common.request_state import RequestState, RouteInfo
 from policies.quality.scorer import QualityScorer
 from policies.routing.router import RouteDecision, Router
-from policies.static_embedder import StaticEmbedder
-from proxy.settings import AppConfig, ModelEntry, SynqraSettings
+from policies.embedding.static import StaticEmbedder
+from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
 from proxy.shadow_eval import ShadowEvaluator, openai_messages
 from tests.fakes.local_http import LocalPostServer
 
@@ -69,8 +70,8 @@ PIXEL = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw
 TOOL = {"type": "function", "function": {"name": "lookup_price", "parameters": {"type": "object", "properties": {}}}}
 
 
-def state(n: int = 0, call_type: str = "acompletion") -> dict[str, Any]:
-    return {"request_id": f"req-{n}", "route_score": 0.1234, "route_scorer": "learned", "call_type": call_type}
+def state(n: int = 0, call_type: str = "acompletion") -> RequestState:
+    return RequestState(f"req-{n}", call_type=call_type, routing=RouteInfo(0.1234, 1.0, "learned", "test"))
 
 
 ASK = {"messages": [{"role": "user", "content": "What is your pricing?"}], "max_tokens": 32}

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from local_backends.model_files import resolve_embedding_model
-from policies.embedder import RELEVANCE_BANDS, InProcessEmbedder, make_embedder
-from policies.quality.config import QualitySettings
+from policies.common.model_files import resolve_embedding_model
+from policies.embedding.base import RELEVANCE_BANDS, InProcessEmbedder
+from policies.embedding.names import make_embedder
+from policies.common.quality_settings import QualitySettings
 from policies.quality.scorer import QualityScorer
-from policies.static_embedder import DIMS, MAX_TOKENS, NAME, ChunkCachedTokenizer, StaticEmbedder, sif_weights, table_path
+from policies.embedding.static import DIMS, MAX_TOKENS, NAME, ChunkCachedTokenizer, StaticEmbedder, sif_weights, table_path
 
 QUESTIONS = [
     "How do I reset my password?",
@@ -123,7 +124,7 @@ def test_chunk_cache_is_bounded() -> None:
 def test_recent_texts_are_remembered_whole_and_bounded(static: StaticEmbedder) -> None:
     """The router reads a text's ids twice per decision (embedding, token term): the second read is
     the same list, not a second walk; the memo keeps only the last RECENT_TEXTS texts."""
-    from policies.static_embedder import RECENT_TEXTS
+    from policies.embedding.static import RECENT_TEXTS
 
     text = "How do I get a refund for my order?"
     first = static.token_ids([text])[0]

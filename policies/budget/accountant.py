@@ -1,0 +1,196 @@
+"""The one owner of a request's money: every reserve, settle, release and ledger record goes through here.
+
+The hooks and the quality gate ask the Accountant (on the runtime, `rt.accounts`); nothing else touches the
+budget guard's reservations or the ledger. Calls of every kind are handled alike: the client's own call, a
+LiteLLM fallback, a quality escalation or rephrase, later judge calls: each is a RequestState (child states
+carry their own request id and a parent id).
+
+Invariants, for every call to a paid model:
+1. it is reserved before it is made, at its worst case (prompt tokens, tool definitions, max_tokens for each
+   of `n` choices), or refused: 429 when the month's money is gone, 400 when no month could pay for it; a
+   request synqra routed goes to the local model instead of being refused;
+2. its reservation is settled (to the provider's usage) or released exactly once: `settle` runs once per state
+   however many hooks and events race to it, `release` only gives back a reservation still held;
+3. one ledger row per provider call that answered, free calls included (the local share counts them); a call
+   that failed costs nothing and writes nothing;
+4. a LiteLLM fallback that answers is billed as its own row (kind "fallback"), the failed primary is released,
+   every other fallback tried is released; an answer whose provider reported no usage is recorded at LiteLLM's
+   token count, never as free.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any
+
+from policies.budget.guard import BudgetExhausted, BudgetGuard, CallTooCostly, DuplicateRequest
+from policies.budget.records import CallRecord
+from policies.budget.worst_case import choices, prompt_tokens
+from policies.common.api_shapes import KIND_BY_CALL_TYPE, chat_view
+from policies.common.request_state import RequestState
+
+log = logging.getLogger("synqra.accounting")
+
+
+class BudgetRefused(Exception):
+    """A paid call refused by the budget; carries the client-facing message."""
+
+    def __init__(self, message: str, status: int = 429) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def key_hash(api_key: str | None) -> str | None:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
+
+
+def _too_costly_message(data: dict[str, Any], e: CallTooCostly) -> str:
+    # Named as the client sent it: max_output_tokens on the Responses API.
+    key = next((k for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if data.get(k)), None)
+    if key is None:  # the model's output ceiling was assumed
+        return f"this request is too large for the monthly budget: {e.message}; set a smaller max_tokens"
+    return f"'{key}' ({data[key]}) is too large for the monthly budget: {e.message}; lower {key}"
+
+
+class Accountant:
+    def __init__(self, guard: BudgetGuard, local_model: str) -> None:
+        self.guard = guard
+        self.local_model = local_model
+
+    def is_free(self, model: str) -> bool:
+        return self.guard.is_free(model)
+
+    # --- before a call ------------------------------------------------------------------------------
+
+    async def admit(self, state: RequestState, data: dict[str, Any], model: str, routed: bool) -> None:
+        """Reserve for a call to `model` (a model_list name, aliases resolved); free models pass.
+
+        `routed`: synqra chose the model, so when the money is gone the local model serves instead
+        (`data["model"]` and `state.route` are moved, `state.budget_note` says "stopped")."""
+        if self.guard.is_free(model):
+            return
+        view = chat_view(data, state.call_type)  # completions and Responses API requests read as chat
+        max_tokens = view.get("max_tokens") or view.get("max_completion_tokens")
+        try:
+            await self.guard.reserve(state.request_id, model, prompt_tokens(self.guard, model, view, state.call_type),
+                                     max_tokens, choices(view))
+            state.reserved = True
+        except BudgetExhausted as e:
+            if routed:  # synqra picked the paid tier: the free one serves instead (also when the call is too costly)
+                data["model"] = self.local_model
+                state.route = self.local_model
+                state.budget_note = "stopped"
+                return
+            if isinstance(e, CallTooCostly):  # no month pays for it: a retry after the reset would fail too
+                raise BudgetRefused(_too_costly_message(data, e), status=400) from e
+            raise BudgetRefused(e.message) from e
+        except DuplicateRequest as e:
+            raise BudgetRefused(f"duplicate request id {state.request_id!r}: {e}", status=400) from e
+
+    # --- after a call -------------------------------------------------------------------------------
+
+    async def _record(self, state: RequestState, usage: dict[str, int], served: str) -> None:
+        record = CallRecord(
+            request_id=state.request_id,
+            requested_model=state.requested_model or served,
+            served_model=served,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            kind=state.kind if state.kind != "client" else KIND_BY_CALL_TYPE.get(state.call_type, "chat"),
+            api_key_hash=state.key_hash,
+            user=state.user,
+            parent_id=state.parent_id,
+            counts_request=state.counts_request,
+            leaves_local=state.leaves_local,
+        )
+        if state.reserved:
+            await self.guard.settle(state.request_id, record)
+        else:
+            await self.guard.record_free(record)
+
+    async def settle(self, state: RequestState, usage: dict[str, int], served: str | None = None) -> None:
+        """Record the call at its usage (settling its reservation), once.
+
+        The post-call hook and LiteLLM's success-logging task run concurrently for one request and both settle
+        it: a caller that finds a settle running waits for it (so the post-call hook returns only once the record
+        is written) and settles itself only if that one failed."""
+        if state.accounted:
+            return
+        if state.settling is not None:
+            if await asyncio.shield(state.settling):
+                return
+            return await self.settle(state, usage, served)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        state.settling = done
+        ok = False
+        try:
+            await self._record(state, usage, served or state.route)
+            state.accounted = ok = True
+        finally:
+            state.settling = None
+            done.set_result(ok)
+
+    async def release(self, state: RequestState) -> None:
+        """The call failed: give back what it reserved (nothing is recorded)."""
+        if state.reserved and not state.accounted:
+            await self.guard.release(state.request_id)
+
+    # --- LiteLLM fallbacks (attempts on other model groups within one call) -------------------------
+
+    async def reserve_attempt(self, state: RequestState, group: str, data: dict[str, Any]) -> None:
+        """LiteLLM is about to try another model group for this call: reserve it as a call of its own.
+
+        LiteLLM's fallbacks skip the proxy's pre-call hook, so without this a paid fallback would bypass
+        the budget. Raises BudgetRefused when the month's money is gone."""
+        if group == state.route or group in state.attempts:
+            return
+        # Standing in for the call that failed: a client request if that was one, else (an escalation) not.
+        child = state.child("fallback", group, f"fallback:{group}", counts_request=state.counts_request,
+                            leaves_local=state.leaves_local)
+        await self.admit(child, data, group, routed=False)
+        state.attempts[group] = child
+
+    async def attempt_answered(self, state: RequestState, served: str, usage: dict[str, int] | None) -> None:
+        """A deployment answered this call (called per successful attempt, before the post-call hook and any
+        logging): if it was a fallback, bill it, release the failed primary and every other attempt.
+        A stream's usage is known only once LiteLLM logs it (`settle_unbilled_attempt`)."""
+        if served == state.route and not state.attempts:
+            return
+        attempts, state.attempts = state.attempts, {}
+        fell_back = served != state.route and served in attempts
+        for group, child in attempts.items():
+            if fell_back and group == served:
+                if usage is None:
+                    state.unbilled_attempt = child
+                else:
+                    await self.settle(child, usage, group)
+            else:
+                await self.release(child)
+        if fell_back:
+            await self.release(state)  # the primary failed: it costs nothing
+            state.fallback, state.route = f"{state.route}>{served}", served
+            state.accounted = True  # its answer is the fallback's row
+
+    async def settle_unbilled_attempt(self, state: RequestState, usage: dict[str, int]) -> None:
+        child, state.unbilled_attempt = state.unbilled_attempt, None
+        if child is not None:
+            await self.settle(child, usage, child.route)
+
+    async def attempt_failed(self, state: RequestState, group: str | None) -> None:
+        """A failed attempt: release the primary's reservation.
+
+        A failed fallback's reservation is left to `attempt_answered` or `release_all`, when the call ends:
+        LiteLLM processes the failure event in the background from request metadata it has meanwhile updated
+        for the next attempt, so a primary that failed (e.g. in cooldown) can arrive here named as the fallback
+        now answering, whose reservation it would drop, and the answer would go unbilled."""
+        if group is None or group == state.route:
+            await self.release(state)
+
+    async def release_all(self, state: RequestState) -> None:
+        """The call failed as a whole (every fallback too): nothing it reserved is spent."""
+        await self.release(state)
+        attempts, state.attempts = state.attempts, {}
+        for child in attempts.values():
+            await self.release(child)

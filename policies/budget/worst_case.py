@@ -1,0 +1,89 @@
+"""The worst case of a call, as its reservation counts it: prompt tokens and choices.
+
+Prompt tokens are LiteLLM's tokenizer's count of the messages, the system prompt and the tool definitions
+(billed as input by OpenAI and Anthropic alike); content the tokenizer cannot count is bounded by its JSON
+size. Never raises: unusual but valid content must reach the provider (which answers invalid content with a
+400 in its API's format), not fail here with a 500.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from policies.budget.guard import BudgetGuard
+from policies.common.api_shapes import EMBEDDING_CALLS
+
+log = logging.getLogger("synqra.budget")
+
+# What the tokenizer cannot count is bounded by its JSON size instead: the tokenizers we price average
+# 3-4 characters per token of prose, code or JSON, base64 media and encrypted blocks are billed far
+# below this bound, and non-ASCII text is escaped to 6 characters a character. An upper bound for all
+# but pathological strings, as a reservation guarding the hard monthly limit must be.
+JSON_CHARS_PER_TOKEN = 2
+# Role and separators of a message estimated that way (LiteLLM counts 3, plus 3 to prime the reply).
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_type: str = "acompletion") -> int:
+    if call_type in EMBEDDING_CALLS:
+        raw = data.get("input")
+        return guard.count_prompt_tokens(model, text=raw if isinstance(raw, str) else "\n".join(map(str, raw or [])))
+    n = _messages_tokens(guard, model, data.get("messages") or [])
+    system = data.get("system")
+    if system:
+        text = system if isinstance(system, str) else " ".join(str(p.get("text", "")) for p in system if isinstance(p, dict))
+        n += guard.count_prompt_tokens(model, text=text)
+    # Tool definitions are billed as input by OpenAI and Anthropic alike (JSON schemas can
+    # outweigh the messages); counted as their JSON text, whichever API's shape they have.
+    defs = [d for key in ("tools", "functions") if isinstance(data.get(key), list) for d in data[key]]
+    if defs:
+        n += guard.count_prompt_tokens(model, text=json.dumps(defs, separators=(",", ":")))
+    return n
+
+
+def _json_tokens(value: Any) -> int:
+    return math.ceil(len(json.dumps(value, separators=(",", ":"), default=str)) / JSON_CHARS_PER_TOKEN)
+
+
+def _try_count(guard: BudgetGuard, model: str, messages: list[Any]) -> int | None:
+    try:
+        return guard.count_prompt_tokens(model, messages=messages)
+    except Exception:  # LiteLLM's counter raises on content it does not know (input_audio, refusal, server_tool_use...)
+        return None
+
+
+def _messages_tokens(guard: BudgetGuard, model: str, messages: list[Any]) -> int:
+    """The tokenizer's count; where it fails, each message and then each content part it cannot
+    count is bounded by its JSON size. Never raises: unusual but valid content must reach the
+    provider (which answers invalid content with a 400 in its API's format), not fail here with a 500."""
+    n = _try_count(guard, model, messages)
+    if n is not None:
+        return n
+    log.debug("token counter cannot count the messages for %s; bounding the parts it cannot count by JSON size", model)
+    return sum(_message_tokens(guard, model, m) for m in messages)
+
+
+def _message_tokens(guard: BudgetGuard, model: str, message: Any) -> int:
+    n = _try_count(guard, model, [message])
+    if n is not None:
+        return n
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return _json_tokens(message) + MESSAGE_OVERHEAD_TOKENS
+    role = message.get("role")
+    rest = {k: v for k, v in message.items() if k not in ("role", "content")}  # tool_calls, name...
+    total = (_json_tokens(rest) if rest else 0) + MESSAGE_OVERHEAD_TOKENS
+    for part in content:
+        counted = _try_count(guard, model, [{"role": role, "content": [part]}])
+        total += counted if counted is not None else _json_tokens(part)
+    return total
+
+
+def choices(data: dict[str, Any]) -> int:
+    """OpenAI's `n`: that many completions, each billed (Anthropic has no such field)."""
+    try:
+        return max(1, int(data.get("n") or 1))
+    except (TypeError, ValueError):
+        return 1

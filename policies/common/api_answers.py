@@ -1,0 +1,262 @@
+"""What a model answered, read one way from every API shape: OpenAI chat and text completions, Anthropic
+messages, the Responses API, whole or streamed, as SDK objects or plain JSON.
+
+The quality gate scores an `Answer` (text, finish reason, token logprobs, tool calls); the accountant settles
+at `usage_of` (or, when a provider reported no usage, `estimated_usage`: LiteLLM's token count, never free).
+"""
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.common.api_shapes import MESSAGES_CALLS, RESPONSES_CALLS, TEXT_CALLS
+
+log = logging.getLogger("synqra.accounting")
+
+
+def get_field(obj: Any, key: str) -> Any:
+    """A field of a response part, whether a plain dict (JSON, Anthropic events) or an SDK / LiteLLM object."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+@dataclass
+class Answer:
+    text: str
+    finish_reason: str | None
+    logprobs: list[float] | None
+    tool_calls: list | None
+
+
+def extract_logprobs(choice_logprobs: Any) -> list[float] | None:
+    """Token logprobs from an OpenAI-style `choices[i].logprobs` (dict or LiteLLM object), or None.
+
+    Chat shape: {"content": [{"token", "logprob", ...}, ...]}; completion shape:
+    {"token_logprobs": [...]}. For a stream, concatenate what each chunk returns.
+    """
+    if choice_logprobs is None:
+        return None
+    get = choice_logprobs.get if isinstance(choice_logprobs, dict) else lambda k: getattr(choice_logprobs, k, None)
+    content = get("content")
+    if content:
+        vals = [c.get("logprob") if isinstance(c, dict) else getattr(c, "logprob", None) for c in content]
+    else:
+        vals = list(get("token_logprobs") or [])
+    out = [float(v) for v in vals if v is not None]
+    return out or None
+
+
+def chat_answer(response: Any) -> Answer:
+    choice = (get_field(response, "choices") or [None])[0]
+    msg = get_field(choice, "message") if choice is not None else None
+    return Answer(
+        text=str(get_field(msg, "content") or "") if msg is not None else "",
+        finish_reason=get_field(choice, "finish_reason") if choice is not None else None,
+        logprobs=extract_logprobs(get_field(choice, "logprobs")) if choice is not None else None,
+        tool_calls=get_field(msg, "tool_calls") if msg is not None else None,
+    )
+
+
+ANTHROPIC_STOP = {"max_tokens": "length", "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls"}
+
+
+def messages_answer(response: Any) -> Answer:
+    blocks = get_field(response, "content") or []
+    text = "".join(str(get_field(b, "text") or "") for b in blocks if get_field(b, "type") == "text")
+    tools = [b for b in blocks if get_field(b, "type") == "tool_use"] or None
+    stop = get_field(response, "stop_reason")
+    return Answer(text, ANTHROPIC_STOP.get(str(stop), stop), None, tools)
+
+
+def text_answer(response: Any) -> Answer:
+    """An OpenAI text completion (/v1/completions): the first choice's text and token logprobs."""
+    choice = (get_field(response, "choices") or [None])[0]
+    if choice is None:
+        return Answer("", None, None, None)
+    lp = get_field(choice, "logprobs")
+    values = get_field(lp, "token_logprobs") if lp is not None else None
+    return Answer(str(get_field(choice, "text") or ""), get_field(choice, "finish_reason"),
+                  [float(v) for v in values if v is not None] if values else None, None)
+
+
+def responses_answer(response: Any) -> Answer:
+    """A Responses API response: its output text, function calls (as OpenAI tool calls) and why it ended."""
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for item in get_field(response, "output") or []:
+        kind = get_field(item, "type")
+        if kind == "message":
+            text += [str(get_field(c, "text") or "") for c in get_field(item, "content") or [] if get_field(c, "type") == "output_text"]
+        elif kind == "function_call":
+            calls.append({"id": get_field(item, "call_id"), "type": "function",
+                          "function": {"name": get_field(item, "name"), "arguments": get_field(item, "arguments") or ""}})
+    status = get_field(response, "status")
+    reason = get_field(get_field(response, "incomplete_details"), "reason") if status == "incomplete" else None
+    finish = "length" if reason == "max_output_tokens" else reason or ("tool_calls" if calls else "stop")
+    return Answer("".join(text), finish, None, calls or None)
+
+
+def answer_of(response: Any, call_type: str) -> Answer:
+    """The answer of a whole (not streamed) response of the API `call_type` belongs to."""
+    if call_type in MESSAGES_CALLS:
+        return messages_answer(response)
+    if call_type in RESPONSES_CALLS:
+        return responses_answer(response)
+    return text_answer(response) if call_type in TEXT_CALLS else chat_answer(response)
+
+
+def _stream_items(chunks: Iterable[Any]) -> Iterator[Any]:
+    """The stream's items in order: OpenAI chunks and Anthropic event dicts as they are, Anthropic SSE text
+    (bytes or str, as LiteLLM relays /v1/messages streams) parsed into event dicts. SSE frames and UTF-8
+    characters may straddle chunks: the text is read as one stream, line by line."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+
+    def events(lines: list[str]) -> Iterator[dict[str, Any]]:
+        for line in lines:
+            line = line.strip()
+            if line.startswith("data:"):
+                try:
+                    ev = json.loads(line[5:].strip())
+                except ValueError:  # e.g. OpenAI's "[DONE]"
+                    continue
+                if isinstance(ev, dict):
+                    yield ev
+
+    for c in chunks:
+        if isinstance(c, (bytes, str)):
+            pending += decoder.decode(c) if isinstance(c, bytes) else c
+            *lines, pending = pending.split("\n")
+            yield from events(lines)
+        else:
+            yield c
+    yield from events([pending + decoder.decode(b"", final=True)])
+
+
+@dataclass
+class _StreamReader:
+    """Accumulates a buffered stream into an Answer. Tool calls are keyed by index: OpenAI's
+    `delta.tool_calls[].index` (arguments arrive as text fragments) or Anthropic's content block index
+    (`content_block_start` with a tool_use block, then `input_json_delta` fragments)."""
+
+    text: list[str] = field(default_factory=list)
+    finish: str | None = None
+    logprobs: list[float] = field(default_factory=list)
+    tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+    tool_json: dict[int, list[str]] = field(default_factory=dict)  # Anthropic input_json_delta fragments
+
+    def openai_chunk(self, chunk: Any) -> None:
+        for choice in get_field(chunk, "choices") or []:
+            if (get_field(choice, "index") or 0) != 0:  # the first choice is the one scored, as in chat_answer
+                continue
+            if get_field(choice, "text"):  # a text completion's chunk
+                self.text.append(str(get_field(choice, "text")))
+            delta = get_field(choice, "delta")
+            if delta is not None and get_field(delta, "content"):
+                self.text.append(str(get_field(delta, "content")))
+            for tc in (get_field(delta, "tool_calls") if delta is not None else None) or []:
+                empty = {"id": None, "type": "function", "function": {"name": None, "arguments": ""}}
+                call = self.tools.setdefault(get_field(tc, "index") or 0, empty)
+                fn = get_field(tc, "function")
+                # id and name come once (some providers repeat them); the arguments come in fragments.
+                call["id"] = get_field(tc, "id") or call["id"]
+                call["function"]["name"] = get_field(fn, "name") or call["function"]["name"]
+                call["function"]["arguments"] += str(get_field(fn, "arguments") or "")
+            self.finish = get_field(choice, "finish_reason") or self.finish
+            self.logprobs += extract_logprobs(get_field(choice, "logprobs")) or []
+
+    def anthropic_event(self, ev: Any) -> None:
+        kind, index = get_field(ev, "type"), get_field(ev, "index") or 0
+        if kind == "content_block_start":
+            block = get_field(ev, "content_block")
+            if get_field(block, "type") == "tool_use":
+                self.tools[index] = {"type": "tool_use", "id": get_field(block, "id"), "name": get_field(block, "name"),
+                                     "input": get_field(block, "input")}
+        elif kind == "content_block_delta":
+            delta = get_field(ev, "delta")
+            if get_field(delta, "type") == "input_json_delta":
+                self.tool_json.setdefault(index, []).append(str(get_field(delta, "partial_json") or ""))
+            else:
+                self.text.append(str(get_field(delta, "text") or ""))
+        elif kind == "message_delta":
+            stop = get_field(get_field(ev, "delta"), "stop_reason")
+            self.finish = ANTHROPIC_STOP.get(str(stop), stop) or self.finish
+
+    def answer(self) -> Answer:
+        for index, parts in self.tool_json.items():
+            if index in self.tools and "".join(parts):
+                # Left as JSON text: the tool_args signal parses it and reports text that does not parse.
+                self.tools[index]["input"] = "".join(parts)
+        tools = [self.tools[i] for i in sorted(self.tools)] or None
+        return Answer("".join(self.text), self.finish, self.logprobs or None, tools)
+
+
+_RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
+
+
+def stream_answer(chunks: list[Any], call_type: str = "acompletion") -> Answer:
+    """Text, finish reason, logprobs and tool calls of a buffered stream: OpenAI chat or text completion chunks,
+    Anthropic events, or Responses API events (whose last event carries the whole response)."""
+    if call_type in RESPONSES_CALLS:
+        ends = [get_field(e, "response") for e in _stream_items(chunks) if str(get_field(e, "type")) in _RESPONSE_ENDS
+                or getattr(get_field(e, "type"), "value", None) in _RESPONSE_ENDS]
+        return responses_answer(ends[-1]) if ends else Answer("", None, None, None)
+    reader = _StreamReader()
+    for item in _stream_items(chunks):
+        if get_field(item, "choices") is None and get_field(item, "type"):
+            reader.anthropic_event(item)
+        else:
+            reader.openai_chunk(item)
+    return reader.answer()
+
+
+def _answer_text(response: Any) -> str:
+    """The generated text of a chat completion (content and tool-call arguments)."""
+    parts: list[str] = []
+    for choice in getattr(response, "choices", None) or []:
+        message = getattr(choice, "message", None)
+        parts.append(str(getattr(message, "content", None) or ""))
+        for call in getattr(message, "tool_calls", None) or []:
+            parts.append(str(getattr(getattr(call, "function", None), "arguments", None) or ""))
+    return "".join(parts)
+
+
+def estimated_usage(kwargs: dict[str, Any], response: Any) -> dict[str, int] | None:
+    """Tokens by LiteLLM's tokenizer for an answer whose provider reported no usage: a stream opened
+    without `include_usage` (LiteLLM asks for it only where it knows the deployment supports it, so
+    not on a fallback to an OpenAI-protocol base URL it does not recognise). None when there is no text."""
+    text = _answer_text(response)
+    if not text:
+        return None
+    import litellm  # loaded by the proxy already
+
+    model = str(kwargs.get("model") or "")
+    try:
+        prompt = litellm.token_counter(model=model, messages=kwargs.get("messages") or [])
+        completion = litellm.token_counter(model=model, text=text, count_response_tokens=True)
+    except Exception:  # a content type the tokenizer does not know: better the answer's tokens than nothing
+        prompt, completion = 0, len(text) // 4 + 1
+    log.warning("%s reported no token usage; recorded LiteLLM's count (%d in, %d out)", model, prompt, completion)
+    return {"prompt_tokens": int(prompt), "completion_tokens": int(completion)}
+
+
+def usage_of(response: Any) -> dict[str, int] | None:
+    """prompt/completion tokens of a finished response: OpenAI objects, embeddings, or Anthropic dicts."""
+    usage = getattr(response, "usage", None)
+    if usage is None and isinstance(response, dict):
+        usage = response.get("usage")
+    if usage is None:
+        return None
+    get = (lambda k: usage.get(k)) if isinstance(usage, dict) else (lambda k: getattr(usage, k, None))
+    prompt = get("prompt_tokens")
+    if prompt is None:
+        prompt = get("input_tokens")
+    completion = get("completion_tokens")
+    if completion is None:
+        completion = get("output_tokens")
+    if prompt is None and completion is None:
+        return None
+    return {"prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0)}

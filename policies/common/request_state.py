@@ -1,0 +1,100 @@
+"""Everything synqra keeps about one model call of a client request, in one typed object.
+
+A client request starts one RequestState in the pre-call hook; each extra call made for it (a LiteLLM fallback,
+a quality escalation or rephrase, later a judge call) is a child state derived by `child()`, with its own request
+id (the ledger keys on it) and a pointer to its parent. The state rides in LiteLLM's request metadata under
+"synqra" from the pre-call hook to the logging events. LiteLLM copies request metadata on the way (deep copies
+included); copying a RequestState returns the very same object, so every hook and event of a request reads and
+updates one live state, and nothing needs a second, process-wide registry.
+
+Money fields (`reserved`, `accounted`, `attempts`, `unbilled_attempt`, `settling`) are the Accountant's
+(policies/budget/accountant.py): only it writes them.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+STATE_KEY = "synqra"  # the metadata key the state travels under
+
+# Why a call was made: the client's own call, or an extra one synqra made for it.
+CallKind = Literal["client", "fallback", "escalation", "judge"]
+
+
+@dataclass(eq=False)
+class RouteInfo:
+    """The router's decision for a routed request (x-synqra-route-* headers, logs)."""
+
+    score: float
+    ms: float
+    scorer: str | None
+    reason: str
+    shadow: str | None = None  # shadow mode: the tier the router chose while the incumbent served
+
+
+@dataclass(eq=False)
+class QualityInfo:
+    """The quality gate's side of a request it validates."""
+
+    request: dict[str, Any] = field(default_factory=dict)  # the client's parameters, to repeat on extra calls
+    strip_logprobs: bool = False  # synqra asked the local model for logprobs the client did not ask for
+    score: float | None = None  # the first answer's score
+    action: str | None = None
+    escalated: str | None = None  # "false", or the chain of tiers ("local-llama>deepseek-chat")
+    note: str | None = None  # why a non-passing answer was delivered (budget_stopped, escalate_failed...)
+
+
+@dataclass(eq=False)
+class RequestState:
+    request_id: str
+    call_type: str = ""  # LiteLLM's call type (acompletion, anthropic_messages, aresponses...)
+    requested_model: str = ""  # the name the client sent
+    route: str = ""  # the model_list name serving this call (updated when a fallback or escalation answers)
+    key_hash: str | None = None
+    user: str | None = None
+    kind: CallKind = "client"
+    parent_id: str | None = None
+    # A client request counts once (requests, the all-Claude baseline); its extra calls add cost only. The first
+    # paid call after local answers takes the request out of the local share.
+    counts_request: bool = True
+    leaves_local: bool = False
+    stream: bool = False
+    routed: bool = False  # synqra chose the model, so the quality gate validates the answer
+    routing: RouteInfo | None = None
+    budget_note: str | None = None  # "stopped": paid calls stopped this month, served locally
+    fallback: str | None = None  # "failed>answered" when a LiteLLM fallback answered
+    quality: QualityInfo | None = None
+    # --- money, written by the Accountant only ---
+    reserved: bool = False
+    accounted: bool = False
+    attempts: dict[str, RequestState] = field(default_factory=dict)  # LiteLLM fallbacks tried, by model group
+    unbilled_attempt: RequestState | None = None  # a streamed fallback that answered, awaiting its usage
+    settling: asyncio.Future[bool] | None = field(default=None, repr=False)
+
+    @classmethod
+    def new(cls, **fields: Any) -> RequestState:
+        return cls(request_id="synqra-" + uuid.uuid4().hex, **fields)
+
+    def child(self, kind: CallKind, route: str, suffix: str, *, counts_request: bool, leaves_local: bool) -> RequestState:
+        """The state of an extra call made for this request: same client, key and call type, its own id."""
+        return RequestState(
+            request_id=f"{self.request_id}:{suffix}",
+            call_type=self.call_type,
+            requested_model=self.requested_model,
+            route=route,
+            key_hash=self.key_hash,
+            user=self.user,
+            kind=kind,
+            parent_id=self.request_id,
+            counts_request=counts_request,
+            leaves_local=leaves_local,
+        )
+
+    # LiteLLM copies request metadata (deep copies included): every copy is this live state.
+    def __copy__(self) -> RequestState:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RequestState:
+        return self

