@@ -11,8 +11,11 @@ the check polls briefly before it fails.
 """
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +87,15 @@ class BillCheck:
     rows_before: int
     # What an earlier test may have left reserved (a leak it already reported): this test adds none.
     reserved_before: float
+    log_offset: int = 0
+    checked: bool = False
+
+    def cooldowns(self) -> list[dict[str, Any]]:
+        """LiteLLM cooldowns that started during this test (from the proxy log), one per event."""
+        return cooldowns_in(proxy_log(self.stack)[self.log_offset:])
+
+    def client_error_cooldowns(self) -> list[dict[str, Any]]:
+        return [c for c in self.cooldowns() if str(c.get("status_code", "")).startswith("4") and c.get("status_code") != "429"]
 
     def rows(self) -> list[dict[str, Any]]:
         return ledger(self.stack)[self.rows_before:]
@@ -109,7 +121,9 @@ class BillCheck:
         return sum(len(p.requests) for p in self.providers.values())
 
     def settled(self, timeout_s: float = SETTLE_S) -> None:
-        """Assert: ledger == providers' bill for every paid model, and nothing left reserved (polls up to timeout_s)."""
+        """Assert: ledger == providers' bill for every paid model, nothing left reserved (polls up to
+        timeout_s), and no client error (a 4xx other than 429) put a deployment into cooldown."""
+        self.checked = True
         deadline = time.monotonic() + timeout_s
         while True:
             bad = self.mismatches()
@@ -122,6 +136,25 @@ class BillCheck:
             for r in self.rows()]}, indent=1, default=str)
         assert not bad, f"ledger != fake providers' bill:\n{detail}"
         assert reserved <= 0, f"money still reserved after the request: {reserved}\n{detail}"
+        cooled = self.client_error_cooldowns()
+        assert not cooled, f"a client error put a deployment into cooldown (the next requests go elsewhere): {cooled}"
+
+    def describe(self, wait_s: float = 5.0) -> str:
+        """The bill check's figures, for the report of a test that failed before reaching it."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            bad = self.mismatches()
+            reserved = round(budget_status(self.stack)["reserved"] - self.reserved_before, 9)
+            if (not bad and reserved <= 0) or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        rows = [{k: r.get(k) for k in ("request_id", "requested_model", "served_model", "kind", "prompt_tokens", "completion_tokens", "cost_usd")}
+                for r in self.rows()]
+        calls = {name: [(r.path, r.body.get("model"), r.body.get("_prompt_tokens"), r.body.get("_completion_tokens"))
+                        for r in fp.requests] for name, fp in self.providers.items() if fp.requests}
+        return json.dumps({"ledger_matches_bill": not bad, "mismatches": bad, "reserved_added": reserved,
+                           "new_rows": rows, "provider_calls (path, model, in, out)": calls,
+                           "cooldowns": self.cooldowns()}, indent=1, default=str)
 
 
 def ledger(s: RunningStack) -> list[dict[str, Any]]:
@@ -139,20 +172,52 @@ def bill(client_stack: RunningStack, client_providers: dict[str, FakeProvider]) 
         fp.reset()
     # A previous test's failed local call may have put local-llama into LiteLLM's cooldown
     # (issue 14 defect 3): let it expire so each test shows its own behaviour, not the last one's.
-    _wait_out_cooldown(client_stack)
-    yield BillCheck(client_stack, client_providers, len(ledger(client_stack)), budget_status(client_stack)["reserved"])
+    _wait_out_cooldowns(client_stack)
+    yield BillCheck(client_stack, client_providers, len(ledger(client_stack)), budget_status(client_stack)["reserved"],
+                    len(proxy_log(client_stack)))
 
 
-_COOLDOWN_MARKS = ("cooldown", "Cooldown")
+def proxy_log(s: RunningStack) -> str:
+    path = s.data_dir / "logs" / "proxy.log"
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _wait_out_cooldown(s: RunningStack) -> None:
-    log = s.log_path.read_text(errors="replace")
-    seen = getattr(s, "_cooldown_lines_seen", 0)
-    lines = [ln for ln in log.splitlines() if any(m in ln for m in _COOLDOWN_MARKS)]
-    if len(lines) > seen:
-        time.sleep(6)  # LiteLLM's default cooldown is 5 s
-    s._cooldown_lines_seen = len(lines)  # type: ignore[attr-defined]
+_COOLDOWN = re.compile(r"Cooldown Deployments=(\[.*\])")
+
+
+def cooldowns_in(log: str) -> list[dict[str, Any]]:
+    """LiteLLM logs its cooldown list (`Cooldown Deployments=[(id, {...})]`) whenever it filters deployments."""
+    seen: dict[tuple[str, float], dict[str, Any]] = {}
+    for m in _COOLDOWN.finditer(log):
+        try:
+            entries = ast.literal_eval(m.group(1))
+        except (ValueError, SyntaxError):
+            continue
+        for dep_id, info in entries:
+            seen[(dep_id, float(info.get("timestamp", 0)))] = {"deployment": dep_id[:12], **info}
+    return list(seen.values())
+
+
+def _wait_out_cooldowns(s: RunningStack) -> None:
+    """Let LiteLLM cooldowns an earlier test caused expire (issue 14 defect 3), so each test shows
+    its own behaviour, not the previous one's."""
+    ends = [float(c.get("timestamp", 0)) + float(c.get("cooldown_time", 5)) for c in cooldowns_in(proxy_log(s))]
+    wait = max(ends, default=0) + 0.5 - time.time()
+    if wait > 0:
+        time.sleep(min(wait, 65))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test that failed before its bill check still reports the ledger against the bill."""
+    outcome = yield
+    rep = outcome.get_result()
+    check = getattr(item, "funcargs", {}).get("bill")
+    if rep.when == "call" and rep.failed and isinstance(check, BillCheck) and not check.checked:
+        try:
+            rep.sections.append(("ledger vs fake providers' bill", check.describe()))
+        except Exception as exc:  # the report must not hide the failure itself
+            rep.sections.append(("ledger vs fake providers' bill", f"could not read: {exc!r}"))
 
 
 @pytest.fixture
@@ -169,3 +234,8 @@ def internal_addresses(s: RunningStack) -> list[str]:
 
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+# tiktoken (LangChain's OpenAIEmbeddings tokenizes with it) downloads its encodings unless cached;
+# there is no internet here: use the copies LiteLLM ships, as LiteLLM itself does.
+_litellm = importlib.util.find_spec("litellm")
+if _litellm is not None and _litellm.submodule_search_locations:
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(list(_litellm.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"))

@@ -37,21 +37,28 @@ class Forecast(BaseModel):
 def chat_openai(base_url: str, model: str, **kw: Any):
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(model=model, base_url=base_url + "/v1", api_key=MASTER_KEY, max_tokens=24,
-                      max_retries=0, timeout=120, **kw)
+    kw.setdefault("max_tokens", 24)
+    return ChatOpenAI(model=model, base_url=base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=120, **kw)
 
 
 def chat_anthropic(base_url: str, model: str, **kw: Any):
     from langchain_anthropic import ChatAnthropic
 
-    return ChatAnthropic(model=model, base_url=base_url, api_key=MASTER_KEY, max_tokens=24,
-                         max_retries=0, timeout=120, **kw)
+    kw.setdefault("max_tokens", 24)
+    return ChatAnthropic(model=model, base_url=base_url, api_key=MASTER_KEY, max_retries=0, timeout=120, **kw)
 
 
 def refused_naming(exc: BaseException, *params: str) -> bool:
     """A clear 400 that names one of `params` (what an explicit local model may answer)."""
     status = getattr(exc, "status_code", None)
     return status == 400 and any(p in str(exc) for p in params)
+
+
+def expect_refusal(model: str, exc: BaseException, *params: str, allowed: str = "local-llama") -> None:
+    """Only `allowed` may fail here, and only with a 400 naming one of `params`; never a silent 200 with less."""
+    assert model == allowed, f"{model} failed: {exc!r}"[:3000]
+    assert refused_naming(exc, *params), (
+        f"{model} neither honoured nor refused (400 naming {'/'.join(params)}) the request: {exc!r}"[:3000])
 
 
 # ---------------------------------------------------------------- langchain-openai
@@ -90,7 +97,7 @@ def test_chat_openai_tool_round_trip(client_stack, bill: BillCheck, model: str) 
     try:
         ai = forced.invoke([question])
     except Exception as exc:  # an explicit local model may refuse tools clearly
-        assert model == LOCAL and refused_naming(exc, "tools", "tool_choice"), repr(exc)
+        expect_refusal(model, exc, "tools", "tool_choice")
         bill.settled()
         return
     assert ai.tool_calls, f"{model}: tool_choice forced get_weather, got no tool call: {ai!r}"
@@ -109,10 +116,10 @@ def test_chat_openai_structured_output(client_stack, bill: BillCheck, model: str
     try:
         out = llm.with_structured_output(Forecast).invoke("Forecast for Paris tomorrow.")
     except Exception as exc:
-        assert model == LOCAL and refused_naming(exc, "response_format"), repr(exc)
+        expect_refusal(model, exc, "response_format")
         bill.settled()
         return
-    assert isinstance(out, Forecast), out
+    assert isinstance(out, Forecast), f"{model}: no structured output: {out!r}"
     bill.settled()
 
 
@@ -132,7 +139,7 @@ def test_openai_embeddings_with_defaults(client_stack, bill: BillCheck, model: s
         query = emb.embed_query("Where did the cat sit?")
     except Exception as exc:
         # `auto` is a chat model: a clear 400 is a fair answer; a 404 or a cooldown 429 is not.
-        assert model == "auto" and refused_naming(exc, "auto", "embedding"), repr(exc)
+        expect_refusal(model, exc, "auto", "embedding", allowed="auto")
         bill.settled()
         return
     want = kw.get("dimensions", 384)
@@ -170,7 +177,7 @@ def test_chat_anthropic_tool_round_trip(client_stack, bill: BillCheck, model: st
     try:
         ai = llm.bind_tools([get_weather], tool_choice="get_weather").invoke([question])
     except Exception as exc:
-        assert model == LOCAL and refused_naming(exc, "tools", "tool_choice"), repr(exc)
+        expect_refusal(model, exc, "tools", "tool_choice")
         bill.settled()
         return
     assert ai.tool_calls, f"{model}: tool_choice forced get_weather, got no tool call: {ai!r}"
@@ -189,8 +196,8 @@ def test_chat_anthropic_structured_output(client_stack, bill: BillCheck, model: 
     try:
         out = llm.with_structured_output(Forecast).invoke("Forecast for Paris tomorrow.")
     except Exception as exc:
-        assert model == LOCAL and refused_naming(exc, "tools", "tool_choice"), repr(exc)
+        expect_refusal(model, exc, "tools", "tool_choice")
         bill.settled()
         return
-    assert isinstance(out, Forecast), out
+    assert isinstance(out, Forecast), f"{model}: no structured output (the forced tool was not called): {out!r}"
     bill.settled()

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.skipif(not PYTHON.exists(), reason=f"LlamaIndex venv mi
 def drive(base_url: str, model: str, op: str) -> dict:
     p = subprocess.run([str(PYTHON), str(DRIVER), base_url, MASTER_KEY, model, op], capture_output=True, text=True,
                        timeout=240, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
-    assert p.returncode == 0, f"LlamaIndex {op} on {model} failed:\n{p.stderr[-3000:]}"
+    last = [ln for ln in p.stderr.strip().splitlines() if ln and not ln.startswith((" ", "Traceback"))][-3:]
+    assert p.returncode == 0, f"LlamaIndex {op} on {model} failed: {' | '.join(last)[-2500:]}"
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 

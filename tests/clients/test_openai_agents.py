@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,23 +19,32 @@ def _run_config(base_url: str):
     return RunConfig(model_provider=OpenAIProvider(base_url=base_url + "/v1", api_key=MASTER_KEY), tracing_disabled=True)
 
 
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for every agent run: the SDK keeps one shared HTTP client, bound to the loop that made it."""
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
 def get_weather(city: str) -> str:
     """Get the weather for a city."""
     return f"Sunny in {city}."
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_agent_run(client_stack, bill: BillCheck, model: str) -> None:
+def test_agent_run(client_stack, bill: BillCheck, loop, model: str) -> None:
     from agents import Agent, ModelSettings, Runner
 
     agent = Agent(name="helper", instructions="Answer briefly.", model=model, model_settings=ModelSettings(max_tokens=24))
-    result = Runner.run_sync(agent, "What is the capital of France?", run_config=_run_config(client_stack.base_url))
+    result = loop.run_until_complete(
+        Runner.run(agent, "What is the capital of France?", run_config=_run_config(client_stack.base_url)))
     assert isinstance(result.final_output, str)
     bill.settled()
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_agent_run_streamed(client_stack, bill: BillCheck, model: str) -> None:
+def test_agent_run_streamed(client_stack, bill: BillCheck, loop, model: str) -> None:
     from agents import Agent, ModelSettings, Runner
 
     agent = Agent(name="helper", instructions="Answer briefly.", model=model, model_settings=ModelSettings(max_tokens=24))
@@ -45,18 +55,19 @@ def test_agent_run_streamed(client_stack, bill: BillCheck, model: str) -> None:
             pass
         return str(r.final_output)
 
-    assert isinstance(asyncio.run(run()), str)
+    assert isinstance(loop.run_until_complete(run()), str)
     bill.settled()
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_agent_with_a_tool(client_stack, bill: BillCheck, model: str) -> None:
+def test_agent_with_a_tool(client_stack, bill: BillCheck, loop, model: str) -> None:
     """tool_choice required: the model calls the tool, the SDK runs it, then (tool_choice reset) the model answers."""
     from agents import Agent, ModelSettings, Runner, function_tool
 
     agent = Agent(name="weather", instructions="Use the tool.", model=model, tools=[function_tool(get_weather)],
                   model_settings=ModelSettings(max_tokens=64, tool_choice="required"))
-    result = Runner.run_sync(agent, "Weather in Paris?", run_config=_run_config(client_stack.base_url), max_turns=4)
+    result = loop.run_until_complete(
+        Runner.run(agent, "Weather in Paris?", run_config=_run_config(client_stack.base_url), max_turns=4))
     calls = [i for i in result.new_items if i.type == "tool_call_item"]
     assert calls, f"{model}: tool_choice required, but no tool was called: {result.new_items}"
     bill.settled()
