@@ -162,8 +162,9 @@ def test_chat_anthropic_invoke(client_stack, bill: BillCheck, model: str) -> Non
 @pytest.mark.parametrize("model", ANTHROPIC_MODELS)
 def test_chat_anthropic_stream(client_stack, bill: BillCheck, model: str, metadata: bool) -> None:
     """Streamed /v1/messages, also with the `metadata.user_id` many apps (and Claude Code) send."""
-    kw = {"model_kwargs": {"metadata": {"user_id": "user-42"}}} if metadata else {}
-    chunks = list(chat_anthropic(client_stack.base_url, model, **kw).stream("Name three colours."))
+    # A call keyword goes into the request body (ChatAnthropic's own `metadata` field is LangChain's run metadata).
+    kw = {"metadata": {"user_id": "user-42"}} if metadata else {}
+    chunks = list(chat_anthropic(client_stack.base_url, model).stream("Name three colours.", **kw))
     assert chunks, "the stream yielded nothing"
     bill.settled()
 
