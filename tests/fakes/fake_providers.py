@@ -12,6 +12,15 @@ choices is output. They record every request (path,
 headers, JSON body), and can be scripted to answer with given text, an HTTP error,
 or a delay. Cloud providers cannot be reached from the test machines; the proxy
 reaches these through its configurable API bases.
+
+Tools and JSON output (what real clients such as LangChain, the Agents SDK and Claude Code
+need): a request whose `tool_choice` forces a tool (OpenAI "required" or a named function,
+Anthropic "any" or a named tool), or a `Scripted(tool=...)` step, is answered with a tool call
+(OpenAI `tool_calls`, Anthropic `tool_use`; streamed or not) whose arguments fit the tool's JSON
+schema, unless the conversation already holds a tool result (the model then answers in text, so
+agent loops end). `response_format` json_object / json_schema (and Anthropic `output_format`)
+get a JSON text valid for the schema. The bill keeps the one rule: a tool call's completion
+tokens are the words of "name arguments-JSON".
 """
 from __future__ import annotations
 
@@ -65,6 +74,7 @@ class Scripted:
     text: str | None = None
     status: int = 200
     delay_s: float = 0.0
+    tool: str | None = None  # answer with a call to this tool (its arguments fit its schema)
 
 
 @dataclass
@@ -122,7 +132,10 @@ class FakeProvider:
         messages_api = request.url.path.endswith("/messages")
         if step.status != 200:
             return self._error(step.status, messages_api)
-        text = step.text if step.text is not None else self.default_text
+        text = step.text if step.text is not None else structured_text(body) or self.default_text
+        call = tool_call_for(body, step.tool)
+        if call is not None:
+            return self._tool_answer(body, call, messages_api)
         p, c = prompt_tokens(body), count_tokens(text)
         if messages_api:
             body["_prompt_tokens"], body["_completion_tokens"] = p, c
@@ -205,6 +218,76 @@ class FakeProvider:
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
+    # --- tool calls (kept apart from the text paths above) ---
+
+    def _tool_answer(self, body: dict[str, Any], call: "ToolCall", messages_api: bool) -> Response:
+        p, c = prompt_tokens(body), count_tokens(call.billed_text())
+        body["_prompt_tokens"] = p
+        if messages_api:
+            body["_completion_tokens"] = c
+            return self._anthropic_tool(body, call, p, c)
+        body["_completion_tokens"] = c * choices(body)
+        return self._openai_tool(body, call, p, c)
+
+    def _openai_tool(self, body: dict[str, Any], call: "ToolCall", p: int, c: int) -> Response:
+        cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
+        n = choices(body)
+        usage = {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n}
+        fn = {"name": call.name, "arguments": call.arguments}
+        if not body.get("stream"):
+            msg = {"role": "assistant", "content": None,
+                   "tool_calls": [{"id": call.id, "type": "function", "function": fn}]}
+            return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": model,
+                                 "choices": [{"index": i, "message": msg, "finish_reason": "tool_calls"} for i in range(n)],
+                                 "usage": usage})
+
+        def chunk(delta: dict[str, Any], finish: str | None, index: int) -> str:
+            d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+            return f"data: {json.dumps(d)}\n\n"
+
+        async def gen():
+            for i in range(n):
+                yield chunk({"role": "assistant", "content": None, "tool_calls": [
+                    {"index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]}, None, i)
+                for piece in call.pieces():
+                    yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None, i)
+                yield chunk({}, "tool_calls", i)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}
+                yield f"data: {json.dumps(d)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    def _anthropic_tool(self, body: dict[str, Any], call: "ToolCall", p: int, c: int) -> Response:
+        mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
+        tid = "toolu_" + call.id.removeprefix("call_")
+        if not body.get("stream"):
+            return JSONResponse({"id": mid, "type": "message", "role": "assistant", "model": model,
+                                 "content": [{"type": "tool_use", "id": tid, "name": call.name, "input": call.input}],
+                                 "stop_reason": "tool_use", "stop_sequence": None,
+                                 "usage": {"input_tokens": p, "output_tokens": c}})
+
+        def ev(name: str, data: dict[str, Any]) -> str:
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+        async def gen():
+            yield ev("message_start", {"type": "message_start", "message": {
+                "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": p, "output_tokens": 1}}})
+            yield ev("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": {"type": "tool_use", "id": tid, "name": call.name, "input": {}}})
+            for piece in call.pieces():
+                yield ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                 "delta": {"type": "input_json_delta", "partial_json": piece}})
+            yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
+            yield ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                                       "usage": {"output_tokens": c}})
+            yield ev("message_stop", {"type": "message_stop"})
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
     def app(self) -> Starlette:
         paths = {
             "anthropic": ["/v1/messages"],
@@ -229,6 +312,130 @@ class FakeProvider:
     def stop(self) -> None:
         if self._server:
             self._server.should_exit = True
+
+
+# --- tools and JSON output: what to answer ---
+
+
+@dataclass
+class ToolCall:
+    name: str
+    input: dict[str, Any]
+    id: str = field(default_factory=lambda: "call_" + uuid.uuid4().hex[:24])
+
+    @property
+    def arguments(self) -> str:
+        return json.dumps(self.input)
+
+    def billed_text(self) -> str:
+        return f"{self.name} {self.arguments}"
+
+    def pieces(self) -> list[str]:
+        """The arguments JSON in a few stream fragments (split mid-token, as real streams do)."""
+        a = self.arguments
+        step = max(1, len(a) // 3)
+        return [a[i:i + step] for i in range(0, len(a), step)]
+
+
+def _tools(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Tool name -> its JSON schema, for OpenAI (`function.parameters`) and Anthropic (`input_schema`) tools."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in body.get("tools") or []:
+        if not isinstance(t, dict):
+            continue
+        fn = t.get("function") if isinstance(t.get("function"), dict) else t
+        if fn.get("name"):
+            out[str(fn["name"])] = fn.get("parameters") or fn.get("input_schema") or {"type": "object"}
+    return out
+
+
+def _forced_tool(body: dict[str, Any], tools: dict[str, dict[str, Any]]) -> str | None:
+    choice = body.get("tool_choice")
+    if choice in ("required", "any"):
+        return next(iter(tools), None)
+    if isinstance(choice, dict):
+        if choice.get("type") == "any":
+            return next(iter(tools), None)
+        name = choice.get("name") or (choice.get("function") or {}).get("name")
+        if name in tools:
+            return str(name)
+    return None
+
+
+def _has_tool_result(body: dict[str, Any]) -> bool:
+    for m in body.get("messages") or []:
+        if m.get("role") == "tool":
+            return True
+        content = m.get("content")
+        if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+            return True
+    return False
+
+
+def tool_call_for(body: dict[str, Any], scripted: str | None) -> ToolCall | None:
+    """The tool call to answer with: a scripted one, or the one `tool_choice` forces before any tool result."""
+    tools = _tools(body)
+    name = scripted if scripted is not None else (None if _has_tool_result(body) else _forced_tool(body, tools))
+    if name is None:
+        return None
+    return ToolCall(name, value_for_schema(tools.get(name, {"type": "object"}), tools.get(name, {})))
+
+
+def structured_text(body: dict[str, Any]) -> str | None:
+    """A JSON answer when the request asks for one (OpenAI response_format, Anthropic output_format)."""
+    fmt = body.get("response_format") or body.get("output_format") or (body.get("output_config") or {}).get("format")
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_object":
+        return json.dumps({"answer": "a fake JSON answer"})
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema") or {"type": "object"}
+        return json.dumps(value_for_schema(schema, schema))
+    return None
+
+
+def value_for_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> Any:
+    """A small value valid for `schema` (the subset tools and structured outputs use)."""
+    if depth > 8:
+        return None
+    if "$ref" in schema:
+        ref = str(schema["$ref"])
+        target: Any = root
+        for part in ref.removeprefix("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return value_for_schema(target, root, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "default" in schema and schema["default"] is not None:
+        return schema["default"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return value_for_schema(options[0], root, depth + 1)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {k: value_for_schema(v, root, depth + 1) for k, v in props.items()}
+    if kind == "array":
+        return [value_for_schema(schema.get("items") or {"type": "string"}, root, depth + 1)] * max(1, int(schema.get("minItems", 1)))
+    if kind == "integer":
+        return max(1, int(schema.get("minimum", 1)))
+    if kind == "number":
+        return float(schema.get("minimum", 1.5))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    text = _FORMATS.get(str(schema.get("format")), "fake")
+    return text.ljust(int(schema.get("minLength", 0)), "x")
+
+
+_FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "email": "fake@example.com",
+            "uri": "https://example.com/", "uuid": "00000000-0000-4000-8000-000000000000"}
 
 
 def free_port() -> int:

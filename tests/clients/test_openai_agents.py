@@ -1,0 +1,73 @@
+"""The OpenAI Agents SDK with its default model class (Responses API, `/v1/responses`), tracing off."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from tests.clients.conftest import BillCheck
+from tests.stack import MASTER_KEY
+
+MODELS = ["auto", "local-llama", "claude-sonnet", "gpt-4o"]
+
+
+def _run_config(base_url: str):
+    from agents import OpenAIProvider, RunConfig
+
+    # The default provider (Responses API), only pointed at the proxy.
+    return RunConfig(model_provider=OpenAIProvider(base_url=base_url + "/v1", api_key=MASTER_KEY), tracing_disabled=True)
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for every agent run: the SDK keeps one shared HTTP client, bound to the loop that made it."""
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+def get_weather(city: str) -> str:
+    """Get the weather for a city."""
+    return f"Sunny in {city}."
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_agent_run(client_stack, bill: BillCheck, loop, model: str) -> None:
+    from agents import Agent, ModelSettings, Runner
+
+    agent = Agent(name="helper", instructions="Answer briefly.", model=model, model_settings=ModelSettings(max_tokens=24))
+    result = loop.run_until_complete(
+        Runner.run(agent, "What is the capital of France?", run_config=_run_config(client_stack.base_url)))
+    assert isinstance(result.final_output, str)
+    bill.settled()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_agent_run_streamed(client_stack, bill: BillCheck, loop, model: str) -> None:
+    from agents import Agent, ModelSettings, Runner
+
+    agent = Agent(name="helper", instructions="Answer briefly.", model=model, model_settings=ModelSettings(max_tokens=24))
+
+    async def run() -> str:
+        r = Runner.run_streamed(agent, "Name three colours.", run_config=_run_config(client_stack.base_url))
+        async for _ in r.stream_events():
+            pass
+        return str(r.final_output)
+
+    assert isinstance(loop.run_until_complete(run()), str)
+    bill.settled()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_agent_with_a_tool(client_stack, bill: BillCheck, loop, model: str) -> None:
+    """tool_choice required: the model calls the tool, the SDK runs it, then (tool_choice reset) the model answers."""
+    from agents import Agent, ModelSettings, Runner, function_tool
+
+    agent = Agent(name="weather", instructions="Use the tool.", model=model, tools=[function_tool(get_weather)],
+                  model_settings=ModelSettings(max_tokens=64, tool_choice="required"))
+    result = loop.run_until_complete(
+        Runner.run(agent, "Weather in Paris?", run_config=_run_config(client_stack.base_url), max_turns=4))
+    calls = [i for i in result.new_items if i.type == "tool_call_item"]
+    assert calls, f"{model}: tool_choice required, but no tool was called: {result.new_items}"
+    bill.settled()
