@@ -130,16 +130,26 @@ def test_streamed_fallback_bills_the_model_that_answered(stack, fresh_providers,
 
 
 def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(tmp_path: Path, stack, providers, fresh_providers) -> None:
-    """One failed local call puts llama.cpp's only deployment into LiteLLM's cooldown; for the next seconds
-    LiteLLM sends local requests straight to the fallback. Each of those paid answers is in the ledger.
-    Its own proxy: the cooldown would send the next tests' local requests to DeepSeek too."""
+    """One failed local call (a fault: 503) puts the local model's only deployment into LiteLLM's cooldown;
+    for the next seconds LiteLLM sends local requests straight to the fallback. Each of those paid answers
+    is in the ledger. Its own proxy, whose local model is a fake that can fail: the cooldown would send the
+    next tests' local requests to DeepSeek too."""
     import time
 
-    s = start_stack(tmp_path, providers, backends_of=stack)
+    from tests.fakes.fake_providers import FakeProvider
+
+    local = FakeProvider("openai", default_text="Tokyo is the capital of Japan.").start()
+    local.push(Scripted(status=503))
+
+    def local_model_is_the_fake(cfg: dict) -> None:
+        cfg["synqra"]["backends"]["llama"]["external_url"] = local.base_url
+        for m in cfg["model_list"]:
+            if m["model_name"] in ("local-llama", "auto"):
+                m["litellm_params"]["api_base"] = local.base_url + "/v1"
+
+    s = start_stack(tmp_path, providers, backends_of=stack, edit=local_model_is_the_fake)
     try:
-        # LiteLLM sends an Anthropic `thinking` request for an openai/ model to /v1/responses: llama.cpp says 404.
-        httpx.post(f"{s.base_url}/v1/messages", headers=AUTH, timeout=120, json={
-            "model": "local-llama", "max_tokens": 64, "thinking": {"type": "enabled", "budget_tokens": 32}, "messages": Q})
+        chat(s.base_url, "local-llama")  # the local model fails: a fault, so LiteLLM cools it down
         deepseek = fresh_providers["deepseek"]
         deepseek.reset()
         t0 = time.time()
@@ -158,3 +168,4 @@ def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(tmp_path: Pa
         )
     finally:
         s.stop()
+        local.stop()
