@@ -46,7 +46,6 @@ class LlamaEngine:
         fmt = settings.prompt_format
         self.use_chat_template = fmt == "chat_template" or (fmt == "auto" and has_template)
         self.lock = threading.Lock()
-        self.loaded_at = time.time()
         log.info(
             "loaded %s (chat template: %s, prompt format: %s)",
             self.model_path,
@@ -208,7 +207,7 @@ class LlamaEngine:
         """Non-streamed /v1/completions: `g.n` choices for each prompt, prompt by prompt."""
         choices, prompt_tokens, completion_tokens = [], 0, 0
         with self.lock:
-            for p_i, prompt in enumerate(prompts):
+            for prompt in prompts:
                 for i in range(g.n):
                     kw = self._kwargs(g, i)
                     rec = self._recorder(g, kw)

@@ -7,16 +7,15 @@ key; this gives a plain 401 instead, with the key compared in constant time.
 """
 from __future__ import annotations
 
-import secrets
-
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
+from proxy.master_key import bearer_token, is_master_key
 from proxy.runtime import get_runtime
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
-    key = (api_key or "").removeprefix("Bearer ").strip()
+    key = bearer_token(api_key)
     if not key:
         raise ProxyException(
             message="missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
@@ -24,6 +23,6 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
             param="api_key",
             code=401,
         )
-    if not secrets.compare_digest(key.encode(), get_runtime().master_key.encode()):
+    if not is_master_key(key, get_runtime().master_key):
         raise ProxyException(message="invalid API key", type="authentication_error", param="api_key", code=401)
     return UserAPIKeyAuth(api_key=key, user_role=LitellmUserRoles.PROXY_ADMIN)

@@ -1,7 +1,10 @@
-"""The proxy's master key: from the environment, or generated once and kept on disk.
+"""The proxy's master key: from the environment, or generated once and kept on disk; and how a request
+presents it.
 
 LiteLLM refuses to start without one (and refuses `sk-1234`), so a first run on a
 fresh machine creates a strong key, stores it owner-only, and says where it is.
+Clients present it as `Authorization: Bearer <key>` (OpenAI SDKs, Prometheus) or
+`x-api-key: <key>` (the Anthropic SDK); it is compared in constant time.
 """
 from __future__ import annotations
 
@@ -32,3 +35,13 @@ def resolve_master_key(data_dir: Path) -> tuple[str, str]:
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key, f"{path} (generated on first run)"
+
+
+def bearer_token(value: str | None) -> str:
+    """The key in an Authorization header value ("Bearer <key>", any case), or the value itself (x-api-key)."""
+    value = (value or "").strip()
+    return value[7:].strip() if value[:7].lower() == "bearer " else value
+
+
+def is_master_key(presented: str, master_key: str) -> bool:
+    return bool(presented) and secrets.compare_digest(presented.encode(), master_key.encode())

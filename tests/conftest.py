@@ -13,6 +13,15 @@ from tests.stack import MASTER_KEY, RunningStack, start_stack
 
 apply_offline_env()
 
+STACK_DIRS = ("integration", "clients")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that drive the running stack carry the `stack` marker: `-m "not stack"` is the fast unit loop."""
+    for item in items:
+        if Path(str(item.fspath)).parent.name in STACK_DIRS:
+            item.add_marker(pytest.mark.stack)
+
 
 @pytest.fixture(scope="session")
 def providers() -> Iterator[dict[str, FakeProvider]]:

@@ -10,8 +10,9 @@ import orjson
 from dataclasses import dataclass, field
 from typing import Literal
 
-CallKind = Literal["chat", "messages", "embedding", "escalation", "fallback"]
-CALL_KINDS: tuple[str, ...] = ("chat", "messages", "embedding", "escalation", "fallback")
+# A ledger row's kind: the client's own call by API (policies.common.api_shapes.KIND_BY_CALL_TYPE), or an
+# extra call synqra made for it.
+LedgerKind = Literal["chat", "messages", "completion", "responses", "embedding", "escalation", "fallback", "judge"]
 
 NANO = 1_000_000_000
 
@@ -37,7 +38,7 @@ class CallRecord:
     served_model: str
     prompt_tokens: int
     completion_tokens: int
-    kind: CallKind = "chat"
+    kind: LedgerKind = "chat"
     api_key_hash: str | None = None
     user: str | None = None
     parent_id: str | None = None
@@ -89,10 +90,6 @@ class LedgerRecord:
     def baseline_usd(self) -> float:
         return to_usd(self.baseline_nano)
 
-    @property
-    def savings_usd(self) -> float:
-        return to_usd(self.baseline_nano - self.cost_nano)
-
     def to_json(self) -> str:
         # vars(), not dataclasses.asdict(): the fields are flat, and asdict's deep copy is the
         # slowest step of a settle on this per-request path.
@@ -115,10 +112,6 @@ class Reservation:
     # False when nothing was written to the store (free model, or fail_mode "open" outage).
     held: bool = True
 
-    @property
-    def amount_usd(self) -> float:
-        return to_usd(self.amount_nano)
-
 
 @dataclass(frozen=True)
 class MonthTotals:
@@ -131,14 +124,6 @@ class MonthTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     alerts: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def committed_usd(self) -> float:
-        return to_usd(self.committed_nano)
-
-    @property
-    def reserved_usd(self) -> float:
-        return to_usd(self.reserved_nano)
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,22 @@
 """Master-key check for synqra's admin endpoints (/api/*)."""
 from __future__ import annotations
 
-import secrets
-
 from fastapi import HTTPException, Request
 
+from proxy.master_key import bearer_token, is_master_key
 from proxy.runtime import get_runtime
 
 
 def presented_key(request: Request) -> str:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return request.headers.get("x-api-key", "").strip()
+    return bearer_token(request.headers.get("authorization")) or request.headers.get("x-api-key", "").strip()
+
+
+def holds_master_key(request: Request) -> bool:
+    return is_master_key(presented_key(request), get_runtime().master_key)
 
 
 async def require_master_key(request: Request) -> None:
-    key = presented_key(request)
-    if not key or not secrets.compare_digest(key.encode(), get_runtime().master_key.encode()):
+    if not holds_master_key(request):
         raise HTTPException(
             status_code=401,
             detail={"error": {"message": "this endpoint needs the proxy's master key", "type": "auth_error"}},

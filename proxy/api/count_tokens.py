@@ -9,7 +9,6 @@ in Anthropic's format.
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from policies.budget.worst_case import prompt_tokens
-from proxy.api.auth import presented_key
+from proxy.api.auth import holds_master_key
 from policies.common.message_content import join_parts
 from proxy.runtime import get_runtime
 
@@ -56,8 +55,7 @@ def make_count_tokens_router() -> APIRouter:
     @router.post(PATH)
     async def count_tokens(request: Request) -> JSONResponse:
         rt = get_runtime()
-        key = presented_key(request)
-        if not key or not secrets.compare_digest(key.encode(), rt.master_key.encode()):
+        if not holds_master_key(request):
             return _error(401, "authentication_error", "invalid API key")
         try:
             body = json.loads(await request.body())

@@ -50,7 +50,7 @@ def cloud_models(cfg: AppConfig) -> dict[str, dict[str, Any]]:
         if m.model_name in local:
             continue
         key_var, has_key = _env_ref(m.litellm_params.get("api_key"))
-        base_var, base_set = _env_ref(m.litellm_params.get("api_base"))
+        base_var, _ = _env_ref(m.litellm_params.get("api_base"))
         out[m.model_name] = {
             "provider_model": m.litellm_params["model"],
             "configured": True,

@@ -26,6 +26,7 @@ def encoder() -> CountingEncoder:
     return CountingEncoder()
 
 
+@pytest.mark.stack
 def test_concurrent_requests_share_batches_and_keep_their_own_results(encoder: CountingEncoder) -> None:
     sentences = [f"sentence number {i} about topic {i % 5}" for i in range(24)]
 

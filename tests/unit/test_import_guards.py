@@ -1,6 +1,8 @@
 """proxy.import_guards: LiteLLM's per-request OTel import fails at once when the SDK is missing."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -22,6 +24,7 @@ print(json.dumps([otel_sdk_available(), blocked, outcome]))
 """
 
 
+@pytest.mark.stack
 def test_otel_logger_import_is_blocked_only_without_the_sdk() -> None:
     out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=300, check=True)
     sdk, blocked, outcome = json.loads(out.stdout.strip().splitlines()[-1])

@@ -25,6 +25,7 @@ def test_unfed_last_token_is_dropped() -> None:
     assert rec.finish(np.array([1])) == []
 
 
+@pytest.mark.stack
 def test_matches_logits_all_on_real_model() -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
     from policies.common.model_files import resolve_gguf

@@ -9,6 +9,9 @@ from fastapi.testclient import TestClient
 from local_backends.llama_server import create_app
 from policies.common.settings import LlamaBackendSettings
 
+# Every test here runs the real GGUF through llama.cpp.
+pytestmark = pytest.mark.stack
+
 Q = [{"role": "user", "content": "What is the capital of France?"}]
 
 

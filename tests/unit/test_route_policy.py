@@ -62,6 +62,7 @@ def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "x", path)
 
 
+@pytest.mark.stack
 def test_the_table_is_walked_whole(litellm_routes: list[tuple[str, str]]) -> None:
     paths = {p for _, p in litellm_routes}
     # Routes of the lazily loaded routers are in the walk too (e.g. /v1/messages, pass-through, images).
@@ -69,6 +70,7 @@ def test_the_table_is_walked_whole(litellm_routes: list[tuple[str, str]]) -> Non
     assert len(litellm_routes) > 500
 
 
+@pytest.mark.stack
 def test_only_the_allow_list_is_served_and_all_of_it_exists(litellm_routes: list[tuple[str, str]]) -> None:
     policy = RoutePolicy()
     served = {(m, p) for m, p in litellm_routes if m not in ("MOUNT", "WS") and policy.verdict(m, _concrete(p)) != "closed"}
@@ -83,6 +85,7 @@ def test_only_the_allow_list_is_served_and_all_of_it_exists(litellm_routes: list
     assert len(closed) > 500, "images, audio, rerank, batches, files, fine-tuning, realtime, pass-through, management"
 
 
+@pytest.mark.stack
 def test_every_closed_route_is_answered_before_litellm(litellm_routes: list[tuple[str, str]]) -> None:
     """The guard in front of an app that records what reaches it: closed routes never do."""
     reached: list[str] = []

@@ -191,6 +191,7 @@ def test_route_score_cli_round_trip(router: Router) -> None:
     assert "error" in rows[1] and "error" in rows[2]
 
 
+@pytest.mark.stack
 def test_route_score_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
     """`synqra route-score < big.jsonl | head -1`: the first line, then an exit without a traceback."""
     line = json.dumps({"id": 1, "messages": [{"role": "user", "content": "What is your pricing?"}]})
