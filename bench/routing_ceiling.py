@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -146,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     examples, _ = load_all(args.data)
-    baselines = {"prompt length": length_scores(examples), "LiteLLM complexity_router": complexity_router_scores(examples)}
+    baselines = {
+        "prompt length": length_scores(examples),
+        "LiteLLM complexity_router": complexity_router_scores(examples),
+    }
     embedder = embedder_for(STATIC)
     tokenize, vocab = token_source(embedder)
     max_chars = tuple(args.max_chars)

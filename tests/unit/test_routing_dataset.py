@@ -40,7 +40,8 @@ def make_data(root: Path) -> Path:
         rows.append(["contaminated question", "True", "True"])
         write_csv(rl / "mmlu" / f"mmlu_{subject}.csv", ["prompt", D.WEAK, D.STRONG], rows)
     write_jsonl(rl / "mmlu_contaminated_prompts.jsonl", [{"eval_prompt": "contaminated question"}])
-    write_csv(rl / "gsm8k_responses.csv", ["prompt", D.WEAK, D.STRONG], [[f"How many apples {j}?", "False", "True"] for j in range(10)])
+    gsm = [[f"How many apples {j}?", "False", "True"] for j in range(10)]
+    write_csv(rl / "gsm8k_responses.csv", ["prompt", D.WEAK, D.STRONG], gsm)
     write_jsonl(rl / "mt_bench_question.jsonl", [
         {"question_id": 1, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},
         {"question_id": 2, "category": "math", "turns": ["Solve x^2 = 4.", "And x^3 = 8?"]},
@@ -50,7 +51,9 @@ def make_data(root: Path) -> Path:
         for model, sc in ((D.WEAK, w), (D.STRONG, s)):
             for turn in (1, 2):
                 prompt = "### User:\nq\n\n### Assistant A:\nfirst answer\n\n### User:\nq2" if turn == 2 else "q"
-                judgements.append({"question_id": qid, "model": model, "turn": turn, "score": sc[turn - 1], "user_prompt": prompt})
+                judgements.append(
+                    {"question_id": qid, "model": model, "turn": turn, "score": sc[turn - 1], "user_prompt": prompt}
+                )
     write_jsonl(rl / "mt_bench_judgements.jsonl", judgements)
     # MMLU-Pro: two rows from RouteLLM's subjects, two from a STEM source, one with an empty cell.
     header = ["question_id", "src", "category", "question", "options", "answer", "prompt", *MMLU_PRO_MODELS]
@@ -74,7 +77,9 @@ def make_data(root: Path) -> Path:
     answers = []
     for q in range(7):
         for m in (*D.WEAK_MODELS["arena_hard"], *D.STRONG_MODELS["arena_hard"], "llama-13b"):
-            score = None if (q == 6) or (q == 5 and m == "openchat_3.5") else float(2 + q if m in D.WEAK_MODELS["arena_hard"] else 9)
+            weak = m in D.WEAK_MODELS["arena_hard"]
+            unrated = q == 6 or (q == 5 and m == "openchat_3.5")
+            score = None if unrated else float(2 + q if weak else 9)
             answers.append({"question_id": f"q{q}", "prompt": f"arena prompt {q}", "model": m, "score": score})
     write_jsonl(root / "quality" / "arena_hard" / "answers.jsonl", answers)
     return root / "routing"
