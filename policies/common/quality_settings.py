@@ -57,7 +57,7 @@ class QualitySettings(BaseModel):
     embed_timeout_s: float = Field(1.0, gt=0)
     # Which embedding measures relevance: "static" (MiniLM distilled to a token table: well under
     # 1 ms, in the proxy process) or "minilm" (the full model: about 30 ms via the embedding server,
-    # better at telling off-topic answers; see policies/static_embedder.py for the comparison).
+    # better at telling off-topic answers; see policies/embedding/static.py for the comparison).
     relevance_embedder: Literal["static", "minilm"] = "static"
     weights: SignalWeights = Field(default_factory=SignalWeights)
 

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +83,10 @@ def test_command_prints_a_config_snippet(monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
     assert cli.route_thresholds_main(["--shares", "0.8", "0.15", "0.05"]) == 0
     out = capsys.readouterr().out
-    assert "(1 unreadable lines skipped)" in out and "local-llama 0.8" in out
+    assert "(1 unreadable lines skipped)" in out
+    # Within one request of 80%: the sample holds each prompt twice, and a tied pair may straddle the cut.
+    fitted = re.search(r"local-llama (\d\.\d+)", out)
+    assert fitted and float(fitted.group(1)) == pytest.approx(0.8, abs=1 / len(sample_requests()) + 1e-9)
     thresholds = yaml.safe_load(out)["synqra"]["routing"]["thresholds"]
     assert len(thresholds) == 2 and thresholds == sorted(thresholds)
 
@@ -146,9 +150,13 @@ def test_command_reads_the_log(
     assert f"{len(sample_requests())} logged decisions" in out
     # The split the running thresholds give (what a shadow-mode log says going live would do) is the
     # split of the logged decisions themselves (none of these prompts is creative or needs a capability).
+    # Within one request per tier: the log keeps scores to 3 decimals, so a score within 0.0005 of a
+    # threshold can land on the other side of it when read back.
     tiers = [d.tier for d in router.decide_batch(sample_requests())]
-    expected = ", ".join(f"{t} {tiers.count(t) / len(tiers):.3f}" for t in ("local-llama", "deepseek-chat", "claude-sonnet"))
-    assert f"# at the configured thresholds {router.thresholds}: {expected}" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith(f"# at the configured thresholds {router.thresholds}: "))
+    for t in ("local-llama", "deepseek-chat", "claude-sonnet"):
+        logged = re.search(rf"{t} (\d\.\d+)", line)
+        assert logged and float(logged.group(1)) == pytest.approx(tiers.count(t) / len(tiers), abs=1 / len(tiers) + 1e-9)
     assert len(set(tiers)) > 1
     assert len(yaml.safe_load(out)["synqra"]["routing"]["thresholds"]) == 2
     assert cli.route_thresholds_main([*shares, "--from-log", str(tmp_path / "none.log")]) == 2

@@ -52,7 +52,10 @@ def user(text: str, **extra: object) -> dict:
 def test_shipped_artifact_loads_and_is_small() -> None:
     scorer = load_artifact()
     assert DEFAULT_ARTIFACT.stat().st_size < 5 * 1024 * 1024
-    assert scorer.manifest["validation"]["figures"]["pooled"]["gsm8k"]["n"] > 1000
+    figures = scorer.manifest["validation"]["figures"]
+    for protocol in ("held_out_groups", "leave_one_dataset_out"):  # every dataset validated both ways
+        assert set(figures[protocol]) == {"mmlu", "gsm8k", "mt_bench", "mmlu_pro", "llmrouter", "arena_hard"}
+    assert figures["held_out_groups"]["mmlu_pro"]["n"] > 9000 and figures["leave_one_dataset_out"]["gsm8k"]["n"] > 1000
     assert len(scorer.recommended_thresholds or []) == 2
     assert scorer.manifest["embedder"] == scorer.embedder and scorer.manifest["embedding_dims"] == scorer.dims
 
