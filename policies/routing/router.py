@@ -292,7 +292,8 @@ class Router:
                 note = f"embedding unavailable ({type(e).__name__}), structural fallback"
                 log.warning("routing: %s", note)
         d = self._finish(p, emb, budget_pressure, note)
-        log.info("route %s score=%.3f %s", d.tier, d.score, d.reason)
+        # Six decimals: route-thresholds --from-log reads the score back, and must put it on the same side of a cut.
+        log.info("route %s score=%.6f %s", d.tier, d.score, d.reason)
         return d
 
     def decide_batch(self, requests: list[dict[str, Any]], budget_pressure: float = 0.0) -> list[RouteDecision]:
