@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+import litellm
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
@@ -84,9 +85,13 @@ class SynqraHooks(CustomLogger):
             if problem:
                 raise _http_error(400, problem)
         served = cfg.canonical(str(data["model"]))
-        state.route = served
         if cfg.model(served) is None:
+            state.route = served
             return data  # unknown model: LiteLLM answers 400 with the list to choose from
+        why = rt.availability.reason(served)
+        if why:  # e.g. no API key: its configured fallback answers, or the client learns what to set
+            served = self._stand_in(rt, state, data, served, why)
+        state.route = served
         try:
             await rt.accounts.admit(state, data, served, routed)
         except BudgetRefused as e:
@@ -100,12 +105,30 @@ class SynqraHooks(CustomLogger):
             rt.gate.prepare(state, data)
         return data
 
+    @staticmethod
+    def _stand_in(rt: Runtime, state: RequestState, data: dict[str, Any], model: str, why: str) -> str:
+        """The first model of `model`'s fallback chain that can answer, put in its place; else a 400 naming
+        what is missing (never LiteLLM's cooldown message)."""
+        cfg = rt.config
+        chain = cfg.fallback_chain(model)
+        for candidate in chain:
+            if rt.availability.reason(candidate) is None:
+                data["model"] = candidate
+                state.route_note = f"{model} unavailable: {why}"
+                state.fallback = f"{model}>{candidate}"
+                return candidate
+        tried = "".join(f"; fallback {c} unavailable: {rt.availability.reason(c)}" for c in chain)
+        raise _http_error(400, f"model '{model}' is unavailable: {why} (set it and restart the proxy){tried}")
+
     async def _route(self, rt: Runtime, state: RequestState, data: dict[str, Any], view: dict[str, Any]) -> None:
-        """Pick the tier for a routed request; thriftier as the month's money runs out."""
+        """Pick the tier for a routed request; thriftier as the month's money runs out; never a tier that
+        cannot answer now (no API key)."""
         guard = rt.budget
         stopped = guard.is_stopped()
         t0 = time.perf_counter()
-        decision = await rt.router.adecide(view, budget_pressure=1.0 if stopped else guard.pressure())
+        unavailable = rt.availability.unavailable(rt.router.settings.tiers)
+        decision = await rt.router.adecide(view, budget_pressure=1.0 if stopped else guard.pressure(), unavailable=unavailable)
+        state.route_note = decision.note
         seconds = time.perf_counter() - t0
         settings = rt.router.settings
         metrics.observe_route(decision.tier, settings.mode, seconds)
@@ -136,6 +159,9 @@ class SynqraHooks(CustomLogger):
                 stop = client_error_behind(kwargs)
                 if stop is not None:  # a client error is the client's: no paid tier retries it
                     raise stop
+                why = rt.availability.reason(group)
+                if why:  # LiteLLM moves on to the next fallback (an auth error cools nothing down)
+                    raise litellm.AuthenticationError(message=f"{group} unavailable: {why}", llm_provider="synqra", model=group)
             try:
                 await rt.accounts.reserve_attempt(state, group, kwargs)
             except BudgetRefused as e:
@@ -155,6 +181,9 @@ class SynqraHooks(CustomLogger):
         # (a fallback may still be running on another model group; see Accountant.attempt_failed).
         rt = get_runtime()
         state, group = attempt_group(rt.config, kwargs)
+        status = getattr(kwargs.get("exception"), "status_code", None)
+        if group and status in (401, 403) and not rt.accounts.is_free(group):
+            rt.availability.auth_failed(group, int(status))  # a refused key: set aside, not cooled down
         if state is not None:
             await rt.accounts.attempt_failed(state, group)
 
@@ -237,6 +266,8 @@ class SynqraHooks(CustomLogger):
                 headers["x-synqra-route-shadow"] = r.shadow
         if state.budget_note:
             headers["x-synqra-budget"] = state.budget_note
+        if state.route_note:
+            headers["x-synqra-route-note"] = state.route_note
         if state.fallback:
             headers["x-synqra-fallback"] = state.fallback
         if state.routed:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from policies.quality.scorer import QualityScorer
     from policies.routing.router import Router
     from policies.routing.tiers import TierInfo
+    from proxy.availability import Availability
     from policies.embedding.static import StaticEmbedder
     from proxy.quality_gate import QualityGate
     from proxy.shadow_eval import ShadowEvaluator
@@ -77,6 +78,13 @@ class Runtime:
         # Embed with what the artifact was trained on: the static table in-process (shipped), or full
         # MiniLM via the embedding server (also what the fallback rule's creative check uses).
         return Router.from_config(self.config, lambda trained_on: self.embedder_of("static" if trained_on == STATIC else "minilm"))
+
+    @cached_property
+    def availability(self) -> "Availability":
+        """Which models can answer now (API keys set, not refused by their provider)."""
+        from proxy.availability import Availability
+
+        return Availability(self.config)
 
     @cached_property
     def model_caps(self) -> "dict[str, TierInfo]":

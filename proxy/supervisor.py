@@ -214,6 +214,15 @@ class Supervisor:
             s.stop()
 
 
+def tiers_line(cfg: AppConfig) -> str:
+    """Which routing tiers can answer, as `synqra serve` prints it at start (a cloud tier needs its API key)."""
+    from proxy.availability import Availability
+
+    down = Availability(cfg).unavailable(cfg.synqra.routing.tiers)
+    parts = [f"{t} unavailable ({down[t]})" if t in down else f"{t} ok" for t in cfg.synqra.routing.tiers]
+    return "tiers: " + ", ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="synqra serve", description="Start the local backends and the LiteLLM proxy.")
     ap.add_argument("--config", default=os.environ.get("SYNQRA_CONFIG", "litellm_config.yaml"))
@@ -229,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=s.log_level, format=LOG_FORMAT)
     key, origin = resolve_master_key(s.data_path)
     print(f"synqra: master key from {origin}", flush=True)
+    print(f"synqra: {tiers_line(cfg)}", flush=True)
     sup = Supervisor(cfg, args.host or s.host, args.port or s.port, key)
 
     def _on_signal(signum: int, _frame: object) -> None:

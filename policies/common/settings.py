@@ -152,6 +152,18 @@ class AppConfig(BaseModel):
         """The model_list name a requested name resolves to (through aliases), or the name itself."""
         return self.aliases.get(name, name)
 
+    def fallback_chain(self, name: str) -> list[str]:
+        """The models `router_settings.fallbacks` tries after `name`, in order, following fallbacks of fallbacks."""
+        table = {src: targets for rule in self.fallbacks for src, targets in rule.items()}
+        chain: list[str] = []
+        queue = list(table.get(name, []))
+        while queue:
+            m = queue.pop(0)
+            if m != name and m not in chain:
+                chain.append(m)
+                queue += table.get(m, [])
+        return chain
+
     def resolve_requested(self, name: str) -> str:
         """What a client's model name asks for: a model_list name or alias as it is, else the first
         `synqra.routing.alias_patterns` glob it matches (e.g. Claude Code's claude-opus-4-* names), else itself."""
