@@ -17,7 +17,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.common.api_answers import estimated_usage, usage_of
-from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, chat_view
+from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, TEXT_CALLS, chat_view
 from policies.common.request_checks import (
     capability_error,
     check_context_window,
@@ -101,6 +101,11 @@ class SynqraHooks(CustomLogger):
         shadow = state.routing is not None and state.routing.shadow is not None
         state.routed = routed and (not shadow or state.budget_note == "stopped")
         state.stream = bool(data.get("stream"))
+        if state.stream and call_type in TEXT_CALLS:
+            # LiteLLM asks for a stream's usage on chat only: a streamed text completion would be recorded at
+            # LiteLLM's own token estimate, not at what the provider billed.
+            opts = data.get("stream_options")
+            data["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
         if rt.gate.applies(state):
             rt.gate.prepare(state, data)
         return data
