@@ -50,9 +50,9 @@ done
 [ -z "$extra_ca" ] || build_args+=(--build-arg "EXTRA_CA_CERTS=$extra_ca")
 
 t0=$(date +%s)
-docker build --network host --build-arg "BASE_IMAGE=$base" -t "$redis_image" -f docker/redis.Dockerfile docker >&2
+docker build --force-rm --network host --build-arg "BASE_IMAGE=$base" -t "$redis_image" -f docker/redis.Dockerfile docker >&2
 t1=$(date +%s)
-docker build --network host "${build_args[@]}" -t "$image" -f docker/Dockerfile "$@" . >&2
+docker build --force-rm --network host "${build_args[@]}" -t "$image" -f docker/Dockerfile "$@" . >&2
 t2=$(date +%s)
 size=$(docker image inspect -f '{{.Size}}' "$image")
 echo "built $redis_image in $((t1 - t0)) s and $image in $((t2 - t1)) s; $image is $((size / 1000000)) MB"

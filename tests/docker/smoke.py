@@ -1,9 +1,10 @@
 """Run docker/compose.yaml for real and check it end to end (scripts/docker-smoke.sh calls this).
 
-The images must exist (scripts/docker-build.sh). The compose file is used as shipped, plus a
+The images must exist (scripts/docker-build.sh). docker-compose merges the shipped compose file with a
 generated override that keeps every address on 127.0.0.1: host networking, the service names
 (llama, embed, redis) mapped to 127.0.0.1, free ports, and a fake DeepSeek on 127.0.0.1 whose
-API base reaches the proxy through compose's environment. The container config is the shipped
+API base reaches the proxy through compose's environment; the merged file runs without the
+proxy's published port (meaningless under host networking, and refused by docker-compose 1.29). The container config is the shipped
 docker/litellm_config.docker.yaml with only those ports and listen addresses changed.
 
 Checks: the four services become healthy; the official openai SDK gets an answer from the local
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -109,7 +111,7 @@ def override(ports: dict[str, int], config_path: Path) -> dict[str, Any]:
             svc["healthcheck"] = {"test": ["CMD", "redis-cli", "-h", "127.0.0.1", "-p", str(ports["redis"]), "ping"]}
         else:
             svc["volumes"] = [f"{config_path}:{IN_IMAGE_CONFIG}:ro"]
-            svc["healthcheck"] = {"test": health[name], "interval": "2s"}
+            svc["healthcheck"] = {"test": health[name]}  # intervals as shipped: time to healthy is real
         services[name] = svc
     services["proxy"]["environment"] = {"REDIS_URL": f"redis://redis:{ports['redis']}/0"}
     return {"services": services}
@@ -250,17 +252,29 @@ def main(argv: list[str] | None = None) -> int:
         "DEEPSEEK_API_BASE": fake.base_url,
         "SYNQRA_REDIS_IMAGE": args.redis_image,
     }
-    compose = Compose(args.project, [COMPOSE_FILE, override_path], env)
+    # compose merges the shipped file with the override itself (`config`); then the published ports go:
+    # Docker discards them under host networking, and docker-compose 1.29 refuses the combination.
+    rendered = yaml.safe_load(Compose(args.project, [COMPOSE_FILE, override_path], env)("config"))
+    for svc in rendered["services"].values():
+        svc.pop("ports", None)
+    rendered_path = work / "compose.rendered.yaml"
+    rendered_path.write_text(yaml.safe_dump(rendered, sort_keys=False))
+    compose = Compose(args.project, [rendered_path], env)
     figures: dict[str, Any] = {"date": datetime.now(timezone.utc).date().isoformat(), "ports": ports}
     ok = False
     procs: dict[int, str] = {}
     try:
         t0 = time.monotonic()
         # --no-build: the images come from scripts/docker-build.sh; compose must not pull or rebuild.
-        compose("up", "-d", "--no-build")
+        # `up -d` returns once the proxy's dependencies are healthy: watch the health meanwhile.
+        up_log = work / "compose-up.log"
+        with open(up_log, "w") as out:
+            up = subprocess.Popen([*compose.base, "up", "-d", "--no-build"], env=env, stdout=out, stderr=subprocess.STDOUT)
         healthy_at: dict[str, float] = {}
 
         def all_healthy() -> bool:
+            if up.poll() not in (None, 0):
+                raise SmokeFailure(f"compose up exited {up.returncode}:\n{up_log.read_text()[-3000:]}")
             h = compose.health()
             for svc, status in h.items():
                 if status == "healthy":
@@ -269,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise SmokeFailure(f"{svc} is {status}")
             return set(h) == set(SERVICES) and all(s == "healthy" for s in h.values())
 
-        wait_until(all_healthy, 600, "all four services healthy")
+        wait_until(all_healthy, 600, "all four services healthy", every_s=0.5)
+        check(up.wait(60) == 0, "compose up -d succeeded")
         figures["time_to_healthy_s"] = round(time.monotonic() - t0, 1)
         figures["healthy_at_s"] = healthy_at
         check(True, f"llama, embed, redis and proxy healthy in {figures['time_to_healthy_s']} s ({healthy_at})")
@@ -289,7 +304,11 @@ def main(argv: list[str] | None = None) -> int:
             compose("down", "-v", "--remove-orphans", "-t", "30", check_rc=False)
             figures["down_s"] = round(time.monotonic() - t1, 1)
         fake.stop()
+        if ok or not args.keep_on_failure:
+            shutil.rmtree(work, ignore_errors=True)
     check(not compose.containers(), "compose down left no container of the project")
+    nets = run(["docker", "network", "ls", "-q", "--filter", f"label=com.docker.compose.project={args.project}"]).split()
+    check(not nets, "compose down removed the project's networks")
     check(not still_running(procs), f"none of the containers' {len(procs)} processes is still running")
     vols = run(["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={args.project}"]).split()
     check(not vols, "compose down -v removed the project's volumes")
