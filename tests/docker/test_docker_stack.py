@@ -23,7 +23,7 @@ def _missing() -> str | None:
     if shutil.which("docker") is None:
         return "no docker CLI (Debian: apt-get install docker.io docker-compose debootstrap)"
     try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
+        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
         return "docker info timed out: no Docker engine answering"
     if info.returncode != 0:
@@ -45,6 +45,7 @@ def test_compose_stack_runs_for_real() -> None:
         capture_output=True,
         text=True,
         timeout=3 * 3600,  # a cold build on 2 busy cores
+        check=False,
     )
     assert p.returncode == 0, f"docker smoke test failed ({p.returncode}):\n{p.stdout[-6000:]}\n{p.stderr[-6000:]}"
     assert "SMOKE-FIGURES" in p.stdout.splitlines()[-1]

@@ -93,7 +93,7 @@ def test_dockerfile_installs_what_the_services_run() -> None:
 
 
 def _arg_default(name: str) -> str:
-    m = re.search(rf'^ARG {name}="?([^"\n]*)"?$', DOCKERFILE, re.M)
+    m = re.search(rf'^ARG {name}="?([^"\n]*)"?$', DOCKERFILE, re.MULTILINE)
     assert m, f"no ARG {name} with a default"
     return m.group(1)
 
@@ -103,7 +103,7 @@ def test_base_image_is_a_build_argument_defaulting_to_the_public_image() -> None
     first_from = DOCKERFILE.index("\nFROM ")
     assert DOCKERFILE.index("ARG BASE_IMAGE=") < first_from
     assert _arg_default("BASE_IMAGE") == PUBLIC_BASE
-    froms = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", DOCKERFILE, re.M)
+    froms = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", DOCKERFILE, re.MULTILINE)
     assert froms[0][0] == "${BASE_IMAGE}"
     stages = {alias for _, alias in froms if alias}
     assert all(image in stages for image, _ in froms[1:]), f"a stage does not build on the base: {froms}"
@@ -135,7 +135,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
     allowed = {line[1:] for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     sources = [
         src
-        for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, re.M)
+        for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, re.MULTILINE)
         for src in line.split()[:-1]
     ]
     assert sources and set(sources) <= allowed, f"not in .dockerignore's allow-list: {set(sources) - allowed}"
