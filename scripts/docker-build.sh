@@ -49,10 +49,16 @@ for crt in /usr/local/share/ca-certificates/*.crt; do
 done
 [ -z "$extra_ca" ] || build_args+=(--build-arg "EXTRA_CA_CERTS=$extra_ca")
 
+# The build stage is tagged too (${image%:*}:build-stage): its layers (llama.cpp compiled) are the cache of
+# the next build, and a tag keeps them when superseded images are pruned below.
+label=(--label org.synqra.build=1)
 t0=$(date +%s)
-docker build --force-rm --network host --build-arg "BASE_IMAGE=$base" -t "$redis_image" -f docker/redis.Dockerfile docker >&2
+docker build --force-rm --network host "${label[@]}" --build-arg "BASE_IMAGE=$base" -t "$redis_image" -f docker/redis.Dockerfile docker >&2
 t1=$(date +%s)
-docker build --force-rm --network host "${build_args[@]}" -t "$image" -f docker/Dockerfile "$@" . >&2
+docker build --force-rm --network host "${label[@]}" "${build_args[@]}" --target build -t "${image%:*}:build-stage" -f docker/Dockerfile "$@" . >&2
+docker build --force-rm --network host "${label[@]}" "${build_args[@]}" -t "$image" -f docker/Dockerfile "$@" . >&2
 t2=$(date +%s)
+# Images of earlier builds that these replaced (untagged now); other images are left alone.
+docker image prune -f --filter label=org.synqra.build=1 >&2
 size=$(docker image inspect -f '{{.Size}}' "$image")
 echo "built $redis_image in $((t1 - t0)) s and $image in $((t2 - t1)) s; $image is $((size / 1000000)) MB"
