@@ -4,9 +4,9 @@ The candidate keeps the router's form (scorer.LearnedScorer: one linear score ov
 structural features, the embedding and token presence) and is a MAP logistic regression whose
 prior is the shipped artifact:
 
-    logit = a + alpha * z0(x) + x_feat . d_feat + x_emb . d_emb + x_tok . d_tok
+    logit = c + a + alpha * (z0(x) - c) + x_feat . d_feat + x_emb . d_emb + x_tok . d_tok
 
-z0 is the shipped router's own logit. The deviations d have a Gaussian prior centred on zero whose
+z0 is the shipped router's own logit, c its mean over the labelled rows. The deviations d have a Gaussian prior centred on zero whose
 strength lam is the same for each block in logit terms (block penalty lam * mean squared row norm of
 the block, so each block may move the logit by about 1/sqrt(lam)); alpha (how much of the shipped
 ranking holds on this traffic) and the intercept a (its base rate) have priors centred on 1 and 0
@@ -33,7 +33,8 @@ from policies.routing.scorer import LearnedScorer
 
 # Deviation strengths tried (in labelled rows); inf = recalibrate only (alpha and a), no deviation.
 LAMBDAS: tuple[float, ...] = (float("inf"), 1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0)
-PRIOR_ROWS = 20.0
+PRIOR_ROWS = 50.0
+Z_VAR_FLOOR = 0.5  # logit variance assumed for the prior's spread when the rows show less (a handful)
 CV_FOLDS = 5
 CV_MIN_ROWS = 30  # fewer labelled rows: no cross-validation, the strongest finite lam
 CV_MAX_ROWS = 12_000  # larger sets choose lam on a seeded subsample (lam is in rows, not a share)
@@ -45,12 +46,13 @@ _MAX_ITER = 400
 class Design:
     """The fit's inputs for some rows, on the prior's scales."""
 
-    z0: np.ndarray  # (n,) the prior's logit
+    z0: np.ndarray  # (n,) the prior's logit, centred on `centre` (alpha then scales the spread, a the level)
     dense: np.ndarray  # (n, k + d) standardised features | embedding, float32
     tok: sp.csr_matrix  # (n, m) token presence, restricted to `cols`
     cols: np.ndarray  # (m,) vocabulary ids of tok's columns
     k: int
     d: int
+    centre: float = 0.0
 
 
 def token_vocab(prior: LearnedScorer, fallback: int) -> int:
@@ -66,11 +68,12 @@ def design(prior: LearnedScorer, rep: Representation, vocab: int, cols: np.ndarr
     if cols is None:
         cols = np.unique(T.indices) if T.nnz else np.zeros(0, np.int64)
     dense = np.hstack([feats, rep.emb]).astype(np.float32)
-    return Design(z0, dense, T[:, cols].tocsr(), cols, feats.shape[1], rep.emb.shape[1])
+    centre = float(z0.mean()) if len(z0) else 0.0
+    return Design(z0 - centre, dense, T[:, cols].tocsr(), cols, feats.shape[1], rep.emb.shape[1], centre)
 
 
 def _subset(D: Design, idx: np.ndarray) -> Design:
-    return Design(D.z0[idx], D.dense[idx], D.tok[idx], D.cols, D.k, D.d)
+    return Design(D.z0[idx], D.dense[idx], D.tok[idx], D.cols, D.k, D.d, D.centre)
 
 
 @dataclass
@@ -88,7 +91,7 @@ def penalty_for(D: Design, lam: float) -> Penalty:
     r_tok = max(float(D.tok.multiply(D.tok).sum(axis=1).mean()), 1e-3) if D.tok.shape[1] else 1.0
     block = np.concatenate([np.full(D.k, r_feat), np.full(D.d, r_emb), np.full(D.tok.shape[1], r_tok)])
     # Fisher information of one row about a and alpha is about p(1-p) and p(1-p) z0^2 (p(1-p) ~ 0.2).
-    z_var = max(float(np.mean((D.z0 - D.z0.mean()) ** 2)), 1e-3)
+    z_var = max(float(np.mean((D.z0 - D.z0.mean()) ** 2)), Z_VAR_FLOOR)
     return Penalty(lam, block, 0.2 * PRIOR_ROWS, 0.2 * PRIOR_ROWS * z_var)
 
 
@@ -232,7 +235,7 @@ def fit_adapted(
 
 
 def fold(prior: LearnedScorer, D: Design, theta: np.ndarray, vocab: int = 0) -> LearnedScorer:
-    """theta folded into the scorer's weights: w = alpha * w0 + d, bias = alpha * b0 + a."""
+    """theta folded into the scorer's weights: w = alpha * w0 + d, bias = alpha * (b0 - centre) + a + centre."""
     a, alpha = float(theta[0]), float(theta[1])
     p = D.k + D.d
     dev = theta[2:] if len(theta) > 2 else np.zeros(p + len(D.cols))
@@ -248,7 +251,7 @@ def fold(prior: LearnedScorer, D: Design, theta: np.ndarray, vocab: int = 0) -> 
         prior,
         w_feat=w_feat.astype(np.float32),
         w_emb=w_emb.astype(np.float32),
-        bias=float(alpha * prior.bias + a),
+        bias=float(alpha * (prior.bias - D.centre) + a + D.centre),
         w_tok=w_tok,
         manifest={},
     )

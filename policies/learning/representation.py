@@ -85,6 +85,11 @@ class Representation:
         )
 
 
+def _complete(features: Mapping[str, float] | None) -> bool:
+    """The router's feature dict has every feature (the structural fallback's has them too)."""
+    return isinstance(features, Mapping) and all(n in features for n in FEATURE_NAMES)
+
+
 class Representer:
     """Computes Representations with a scorer's settings and its embedder (thread-safe when the
     embedder is: the static embedder locks its tokenizer)."""
@@ -103,7 +108,7 @@ class Representer:
         rts = [request_text(dict(r)) for r in requests]
         given = list(features) if features is not None else [None] * len(requests)
         feats = [
-            feature_vector(f) if f is not None else feature_vector(structural_features(dict(r), rt))
+            feature_vector(f) if _complete(f) else feature_vector(structural_features(dict(r), rt))
             for r, rt, f in zip(requests, rts, given)
         ]
         texts = [embed_text(rt, self.max_chars) for rt in rts]
