@@ -54,6 +54,7 @@ MIN_REST = 40  # a checkpoint is scored only if this much unseen traffic is left
 NOISE = 0.25
 LENGTH = FEATURE_NAMES.index("log_chars_last_user")
 COMPLEXITY = FEATURE_NAMES.index("litellm_complexity")
+ROWS_FILE = Path("/tmp/synqra_self_learning_rows.json")  # every simulated run, for further analysis
 TARGETS = {"open_ended": (400, 0.64), "mmlu_subjects": (1000, 0.60)}
 
 
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         prior = dataclasses.replace(prior, manifest={"recommended_thresholds": shipped.recommended_thresholds, "version": f"prior-without-{dep.name}"})
         priors.append(f"- {dep.name}: prior trained on {len(dep.train)} rows without it ({hp}); traffic {len(dep.test)} requests")
         rows += simulate(m, dep, prior, args.orders, settings, vocab)
+        ROWS_FILE.write_text(json.dumps(rows))  # partial results survive an interrupted run
     lines = [
         "# Self-learning, simulated deployments",
         "",
@@ -243,7 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     ]
     text = "\n".join(lines)
     write_result("self_learning", text)
-    Path("/tmp/self_learning_rows.json").write_text(json.dumps(rows))
     sys.stdout.write(text + "\n")
     return 0
 
