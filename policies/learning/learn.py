@@ -8,7 +8,9 @@ interface fits exactly as a deployment does:
 2. Candidate = fit.fit_adapted(prior, older rows): the prior is the base artifact (the shipped one,
    or the one configured), never an earlier learnt version, so labels are not counted twice.
 3. Candidate and current router are scored on the held-out rows; the candidate wins only if its
-   APGR against the labels beats the current router's by more than `min_improvement`.
+   APGR against the labels beats the current router's by more than `min_improvement`, and does so in
+   at least GUARD_CONFIDENCE of paired bootstrap resamples of those rows (a small validation set
+   otherwise lets a lucky worse candidate in).
 4. A winner is refitted on every labelled row with the lam the cross-validation chose (the held-out
    newest rows are the most like tomorrow's traffic), and its tier thresholds are refitted on the
    logged traffic: the local cut at `target_local_share` (tiers.thresholds_for_shares), lowered
@@ -34,6 +36,11 @@ from policies.routing.scorer import FORMAT_VERSION, LearnedScorer
 MIN_VALIDATION = 20  # held-out rows below which no comparison is trusted
 MIN_TRAIN = 20
 MIN_ESCALATION_ROWS = 20  # thresholds.local_cut's smallest group of requests below the cut
+# The candidate must beat the current router in this share of paired bootstrap draws of the held-out
+# rows: on 20-80 newest rows a plain "higher APGR" is often luck, and a lucky worse candidate would serve.
+GUARD_CONFIDENCE = 0.8
+GUARD_DRAWS = 200
+SEED = 20240611
 _CODE_FILES = ("fit.py", "learn.py", "representation.py")
 
 
@@ -108,6 +115,19 @@ class Outcome:
             "thresholds": self.thresholds,
             "threshold_notes": self.threshold_notes,
         }
+
+
+def _bootstrap_wins(cand: np.ndarray, cur: np.ndarray, y: np.ndarray, w: np.ndarray, margin: float) -> float:
+    """Share of paired resamples of the held-out rows in which the candidate's APGR beats the current's by > margin."""
+    rng = np.random.default_rng(SEED)
+    n = len(y)
+    wins = 0
+    for _ in range(GUARD_DRAWS):
+        idx = rng.integers(0, n, n)
+        if np.ptp(y[idx]) == 0:
+            continue
+        wins += label_apgr(cand[idx], y[idx], w[idx]) - label_apgr(cur[idx], y[idx], w[idx]) > margin
+    return wins / GUARD_DRAWS
 
 
 def _parent_split(current_thresholds: list[float], current_scores: np.ndarray) -> list[float]:
@@ -194,9 +214,16 @@ def learn(
     validation["current"] = _figures(scores_of(reference, held.rep, vocab), held.label, held.weight)
     gain = validation["candidate"]["apgr"] - validation["current"]["apgr"]
     validation["apgr_gain"] = round(gain, 4)
-    if gain <= settings.min_improvement:
+    wins = _bootstrap_wins(
+        scores_of(cand.scorer, held.rep, vocab), scores_of(reference, held.rep, vocab), held.label, held.weight,
+        settings.min_improvement,
+    )
+    validation["bootstrap_wins"] = round(wins, 3)
+    if gain <= settings.min_improvement or wins < GUARD_CONFIDENCE:
         reason = (f"candidate APGR {validation['candidate']['apgr']:.4f} on the {n_val} newest labelled requests "
-                  f"does not beat the current router's {validation['current']['apgr']:.4f} by more than {settings.min_improvement}")
+                  f"vs the current router's {validation['current']['apgr']:.4f}: better by more than "
+                  f"{settings.min_improvement} in {wins:.0%} of {GUARD_DRAWS} resamples of them, "
+                  f"{GUARD_CONFIDENCE:.0%} needed")
         return Outcome(False, reason, current, validation, cand)
     final = fit_adapted(prior, data.rep, data.label, data.weight, vocab, lam=cand.lam)
     final.cv = cand.cv
@@ -211,7 +238,7 @@ def learn(
         settings,
     )
     reason = (f"candidate APGR {validation['candidate']['apgr']:.4f} on the {n_val} newest labelled requests "
-              f"beats the current router's {validation['current']['apgr']:.4f}")
+              f"beats the current router's {validation['current']['apgr']:.4f} (in {wins:.0%} of {GUARD_DRAWS} resamples)")
     out = Outcome(True, reason, final.scorer, validation, final, thresholds, notes)
     out.manifest = _manifest(prior, current, data, out, settings)
     return out
