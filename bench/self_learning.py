@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Self-learning, simulated deployments",
         "",
-        f"Command: `.venv/bin/python -m bench.self_learning --orders {args.orders}{' --select' if args.select else ''}` "
+        f"Command: `.venv/bin/python -m bench.self_learning --deployments {' '.join(args.deployments)} "
+        f"--orders {args.orders}{' --select' if args.select else ''}` "
         f"(data {summary}). Learning settings: defaults ({settings.model_dump_json()}).",
         "Each row: mean APGR over the random orders on the traffic not yet seen after n labelled requests; "
         "`learnt (guarded)` is what `synqra learn` would serve (the candidate only when it beat the router serving "
