@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from policies.common.budget_settings import BudgetSettings
+from policies.common.learning_settings import LearningSettings
 from policies.common.quality_settings import QualitySettings
 from policies.common.routing_settings import RoutingSettings
 
@@ -116,6 +117,7 @@ class SynqraSettings(_Strict):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
 
 
 class ModelEntry(BaseModel):
