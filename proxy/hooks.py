@@ -139,7 +139,8 @@ class SynqraHooks(CustomLogger):
         metrics.observe_route(decision.tier, settings.mode, seconds)
         data["model"] = decision.tier
         state.routing = RouteInfo(round(decision.score, 4), round(seconds * 1000, 2), decision.features.get("scorer"),
-                                  decision.reason)
+                                  decision.reason, version=rt.learning.version)
+        rt.learning.route(state, view, decision, settings.mode)
         if settings.mode == "shadow":  # decided and logged; served as without synqra
             state.routing.shadow = decision.tier
             cfg = rt.config
@@ -213,9 +214,9 @@ class SynqraHooks(CustomLogger):
         usage = usage_of(response)
         if state.fallback is None and usage is not None:  # a fallback that answered has its own row
             await rt.accounts.settle(state, usage)
-        if rt.gate.applies(state):
-            return await rt.gate.after_response(state, response)
-        return None
+        delivered = await rt.gate.after_response(state, response) if rt.gate.applies(state) else None
+        rt.learning.outcome(state)
+        return delivered
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         # Streams (and anything the post-call hook could not price) are settled here, once LiteLLM has the
@@ -269,6 +270,8 @@ class SynqraHooks(CustomLogger):
             headers["x-synqra-route-ms"] = str(r.ms)
             if r.shadow is not None:
                 headers["x-synqra-route-shadow"] = r.shadow
+            if r.version is not None:
+                headers["x-synqra-router-version"] = r.version
         if state.budget_note:
             headers["x-synqra-budget"] = state.budget_note
         if state.route_note:
@@ -294,9 +297,10 @@ class SynqraHooks(CustomLogger):
         if state.call_type and rt.gate.applies(state):
             async for item in rt.gate.stream(state, response):
                 yield item
-            return
-        async for item in response:
-            yield item
+        else:
+            async for item in response:
+                yield item
+        rt.learning.outcome(state)
 
 
 synqra_hooks = SynqraHooks()

@@ -230,6 +230,8 @@ class QualityGate:
             q.note = note
         if first is not None:
             metrics.observe_quality(attempts[0].tier, first.action, first.score, best.tier)
+            if attempts[0].tier == self.rt.config.synqra.backends.llama.model_alias:  # a label for the router
+                self.rt.learning.gate_verdict(state.request_id, first.action)
             # route-thresholds --max-escalation reads first= and route_score= (routed requests have one).
             r = state.routing
             log.info("quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s", first.score,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from policies.routing.router import Router
     from policies.routing.tiers import TierInfo
     from proxy.availability import Availability
+    from proxy.learning_loop import LearningLoop
     from policies.embedding.static import StaticEmbedder
     from proxy.quality_gate import QualityGate
     from proxy.shadow_eval import ShadowEvaluator
@@ -100,6 +101,13 @@ class Runtime:
         return QualityScorer.from_config(self.config, self.embedder_of(self.config.synqra.quality.relevance_embedder))
 
     @cached_property
+    def learning(self) -> "LearningLoop":
+        """The inference log, labels and hot reload of learnt router versions."""
+        from proxy.learning_loop import LearningLoop
+
+        return LearningLoop(self)
+
+    @cached_property
     def shadow_eval(self) -> "ShadowEvaluator":
         from proxy.shadow_eval import ShadowEvaluator
 
@@ -120,6 +128,7 @@ class Runtime:
             self.router.decide({"messages": [{"role": "user", "content": "warm-up"}]})  # nothing else runs yet
             self.quality  # noqa: B018  # built for its side effect
             await self.budget.start()
+            self.learning.start()
         except Exception:
             log.exception("warm-up failed; the first request will retry what failed")
 

@@ -32,6 +32,7 @@ class RouteInfo:
     scorer: str | None
     reason: str
     shadow: str | None = None  # shadow mode: the tier the router chose while the incumbent served
+    version: str | None = None  # the router version that decided (x-synqra-router-version)
 
 
 @dataclass(eq=False)

@@ -120,6 +120,15 @@ class Router:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._patterns = [settings.virtual_model, *settings.intercept_models]
 
+    def use_scorer(self, scorer: LearnedScorer) -> None:
+        """Serve another trained scorer from now on (a learnt version, `synqra learn`): its weights and its
+        recommended thresholds (unless the config sets thresholds). The embedding it reads must be the one
+        this router computes; one decision in flight keeps the scorer it started with."""
+        if scorer.embedder != getattr(self.scorer, "embedder", scorer.embedder):
+            raise ValueError(f"scorer reads embedding {scorer.embedder!r}, this router computes {self.scorer.embedder!r}")  # type: ignore[union-attr]
+        self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
+        self.scorer = scorer
+
     def _thresholds_for(self, recommended: list[float]) -> list[float]:
         """Configured thresholds, else the scorer's recommendation fitted to the number of tiers."""
         t = self.settings.thresholds or recommended
