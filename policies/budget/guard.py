@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from policies.budget.alerts import WebhookAlerter
 from policies.common.budget_settings import UNTAGGED, BudgetSettings
@@ -84,12 +84,19 @@ class DuplicateRequest(ValueError):
     """The request id is already reserved or recorded: ids must be unique per model call."""
 
 
+TAG_ALERT_PREFIX = "tag:"
+
+
 def _tag_alert_key(level: str, tag: str) -> str:
     """How a tag's alert level is stored with the month's alerts ("tag:0.7:marketing")."""
     return f"{TAG_ALERT_PREFIX}{level}:{tag}"
 
 
-TAG_ALERT_PREFIX = "tag:"
+class TagCap(NamedTuple):
+    """A tag's own cap in nano-dollars: its limit and its stop level (the month's stop_at ratio)."""
+
+    limit_nano: int
+    stop_nano: int
 
 
 class BudgetGuard:
@@ -111,7 +118,7 @@ class BudgetGuard:
         self._levels = settings.all_alert_levels
         # Each capped tag's (limit, stop level) in nano-dollars: the global ratios apply to every cap.
         self._tag_caps = {
-            tag: (to_nano(t.monthly_limit_usd), to_nano(t.monthly_limit_usd * settings.stop_at))
+            tag: TagCap(to_nano(t.monthly_limit_usd), to_nano(t.monthly_limit_usd * settings.stop_at))
             for tag, t in settings.tags.items()
         }
         self._window = month_window(now(), settings.timezone)
@@ -272,13 +279,13 @@ class BudgetGuard:
             # _min_refused (it says nothing about how full this month is).
             raise self._too_costly(win, model_name, amount)
         cap = self._tag_caps.get(tag) if tag is not None else None
-        if cap is not None and amount > cap[1]:
+        if cap is not None and amount > cap.stop_nano:
             raise self._too_costly(win, model_name, amount, tag)
         expires = now + self.settings.reservation_ttl_s
         try:
             out = await self._store_call(
                 lambda: self.store.reserve(win.key, request_id, amount, self._stop_nano, expires, now,
-                                           tag, None if cap is None else cap[1])
+                                           tag, None if cap is None else cap.stop_nano)
             )
         except StoreUnavailable as e:
             if self.settings.fail_mode == "open":
@@ -294,7 +301,7 @@ class BudgetGuard:
             raise DuplicateRequest(f"request id {request_id!r} is already reserved or recorded in the budget ledger")
         if out.tag_refused and tag is not None and cap is not None:
             # The tag's cap, not the month: the global stop state (_min_refused) learns nothing from it.
-            if out.tag_committed_nano >= cap[0] * self.settings.alert_at:
+            if out.tag_committed_nano >= cap.limit_nano * self.settings.alert_at:
                 await self._fire(win, _tag_alert_key(STOP_ALERT, tag), out.tag_committed_nano, tag)
             raise BudgetExhausted(self._tag_exhausted_message(win, tag, out.tag_committed_nano + out.tag_reserved_nano),
                                   win.end, tag=tag)
@@ -313,7 +320,10 @@ class BudgetGuard:
 
     def _too_costly(self, win: MonthWindow, model_name: str, amount_nano: int, tag: str | None = None) -> CallTooCostly:
         s = self.settings
-        limit, stop = (s.monthly_limit_usd, self._stop_nano) if tag is None else (to_usd(self._tag_caps[tag][0]), self._tag_caps[tag][1])
+        if tag is None:
+            limit, stop = s.monthly_limit_usd, self._stop_nano
+        else:
+            limit, stop = s.tags[tag].monthly_limit_usd, self._tag_caps[tag].stop_nano
         who = "paid calls" if tag is None else f"paid calls tagged {tag!r}"
         return CallTooCostly(
             f"its worst case on {model_name}, {_usd(to_usd(amount_nano))}, is more than {who} may spend in a whole "
@@ -328,7 +338,7 @@ class BudgetGuard:
         s = self.settings
         return (
             f"The monthly budget of tag {tag!r} is exhausted: ${to_usd(spent_nano):.2f} of its "
-            f"${to_usd(self._tag_caps[tag][0]):.2f} limit for {win.key} is spent or reserved (paid calls stop at "
+            f"${s.tags[tag].monthly_limit_usd:.2f} limit for {win.key} is spent or reserved (paid calls stop at "
             f"{s.stop_at:.0%}). Paid models are unavailable to requests tagged {tag!r} until the budget resets on "
             f"{win.end.isoformat()}."
         )
@@ -462,7 +472,7 @@ class BudgetGuard:
         win = self._current_window()
         if month != win.key:
             return
-        limit = self._tag_caps[tag][0]
+        limit = self._tag_caps[tag].limit_nano
         fired = {k for k in self._fired if k.startswith(TAG_ALERT_PREFIX) and k.split(":", 2)[2] == tag}
         fired_levels = {k.split(":", 2)[1] for k in fired}
         for level in levels_to_fire(committed_nano / limit, self._levels, fired_levels):
@@ -483,7 +493,7 @@ class BudgetGuard:
         s = self.settings
         used = to_usd(committed_nano)
         level = key if tag is None else key.split(":", 2)[1]
-        limit_nano = self._limit_nano if tag is None else self._tag_caps[tag][0]
+        limit_nano = self._limit_nano if tag is None else self._tag_caps[tag].limit_nano
         limit_usd = s.monthly_limit_usd if tag is None else s.tags[tag].monthly_limit_usd
         budget = "monthly budget" if tag is None else f"monthly budget of tag {tag!r}"
         if level == STOP_ALERT:

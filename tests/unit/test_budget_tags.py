@@ -15,23 +15,16 @@ import pytest
 from pydantic import ValidationError
 
 from policies.budget.accountant import Accountant, BudgetRefused
-from policies.budget.guard import BudgetExhausted, BudgetGuard, CallTooCostly
+from policies.budget.guard import BudgetExhausted, BudgetGuard
 from policies.budget.records import CallRecord, LedgerRecord
 from policies.budget.tags import BadTag, request_tag
 from policies.common.budget_settings import BudgetSettings
 from policies.common.request_state import RequestState
-from tests.unit.test_budget_guard import (  # noqa: F401 (fixtures)
-    PRICES,
-    WORST,
-    Clock,
-    START,
-    Receiver,
-    cost,
-    kind,
-    make_guard,
-    own_redis,
-    shared_redis,
-)
+from tests.unit import test_budget_guard as guard_tests
+from tests.unit.test_budget_guard import PRICES, START, WORST, Clock, Receiver, cost
+
+# The guard tests' fixtures: every test taking `make_guard` runs on a SQLite file and on a Redis server.
+kind, make_guard, own_redis, shared_redis = guard_tests.kind, guard_tests.make_guard, guard_tests.own_redis, guard_tests.shared_redis
 
 # A worst-case call (100 prompt tokens x 1.1 + max_tokens 100 on claude-sonnet) is about $0.00183; the tag
 # "capped" may hold about 20 of them at once, the month about 500.
