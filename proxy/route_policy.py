@@ -46,6 +46,7 @@ FREE: tuple[tuple[str, str], ...] = (
     ("GET", "/api/budget/ledger"),
     ("GET", "/api/models/status"),
     ("POST", "/api/models/init"),
+    ("POST", "/api/feedback"),
 )
 
 
