@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +29,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from policies import judging  # noqa: E402
-from policies.quality import answer_features as af  # noqa: E402
 from policies.quality import train  # noqa: E402
 from policies.quality.config import QualitySettings  # noqa: E402
 from policies.quality.dataset import DEFAULT_DATA_DIR, load_all  # noqa: E402
 from policies.quality.registry import SIGNALS  # noqa: E402
-from policies.quality.scorer import STATIC_BAND, _needs_relevance, combine  # noqa: E402
+from policies.quality.scorer import STATIC_BAND, _needs_relevance, combine, model_abstains  # noqa: E402
 from policies.quality.signals import Signal, question_text, relevance  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "quality_eval.md"
@@ -86,7 +84,7 @@ def served_scores(m: train.Matrices, sig: np.ndarray, p_learned: np.ndarray, set
         sigs = {n: Signal(float(v)) for n, v in zip(names, sig[i])}
         decided = any(sig[i][h] <= 0 for h in hard)
         learned = None
-        if not decided and not m.short[i]:
+        if not decided and not model_abstains(r.question, r.answer):
             learned = float(p_learned[i])
         elif not decided and _needs_relevance(question_text({"messages": r.messages}), r.answer):
             sigs["relevance"] = relevance(float(cos[i]), *STATIC_BAND)
@@ -121,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = load_all(args.data)
     static = StaticEmbedder.default()
-    feats, q_emb, a_emb, sig = train.feature_matrices(rows, static.embed)
+    _, q_emb, a_emb, sig = train.feature_matrices(rows, static.embed)
     m = train.build(rows, static.embed)
     z, chosen = train.nested_oof(m)  # reuses the trainer's cached run when code and data are the same
     cz, cp = train.isotonic(z, m.y, m.weight)
@@ -141,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
            "(after `synqra train-quality-scorer`, whose nested cross-validation it reuses).", "",
            "Held out: arena-hard, GSM8K and MT-Bench by whole prompt, MMLU-Pro by whole category (5 folds, L2 chosen "
            f"inside each training set: {[c['l2_feat'] for c in chosen]}). \"served\" = the proxy's score (out-of-fold "
-           "answer model x rules; the model abstains on short exchanges); \"rules only\" = the previous release's "
+           "answer model x rules; the model abstains on short exchanges and maths word problems); \"rules only\" = the previous release's "
            "hand-weighted product; \"answer model alone\" = its calibrated probability before the rules.", ""]
 
     # --- arena-hard AUROC -------------------------------------------------------------------------
@@ -193,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{c} {auroc(-final[M & (cat == c)], bad[M & (cat == c)]):.2f}" for c in cats)]
 
     # --- GSM8K ---------------------------------------------------------------------------------------
-    G = ds == "gsm8k"
     gw = {r.group: i for i, r in enumerate(rows) if r.dataset == "gsm8k" and r.model == GSM_WEAK}
     gs = {r.group: i for i, r in enumerate(rows) if r.dataset == "gsm8k" and r.model == STRONG}
     keys = sorted(gw)

@@ -165,6 +165,15 @@ def resolve_answer_model(settings: QualitySettings) -> AnswerModel | None:
         return None
 
 
+def model_abstains(question: str, answer: str) -> bool:
+    """Where the rules decide alone: short exchanges (no training set has them, answer_features.py) and worked
+    answers to maths word problems, where the arithmetic rules (fitted on GSM8K) have steps to check and rank
+    better held out than the answer model combined with them (bench/results/quality_eval.md)."""
+    if af.is_short_exchange(question, answer):
+        return True
+    return sg.is_maths_question(question) and bool(sg.equations(answer))
+
+
 @lru_cache(maxsize=1)
 def _default_static() -> "StaticEmbedder":
     from policies.static_embedder import StaticEmbedder
@@ -214,8 +223,8 @@ class QualityScorer:
         return self.embedder is not None and self.settings.weights["relevance"] > 0 and _needs_relevance(question, answer)
 
     def _uses_model(self, question: str, answer: str) -> bool:
-        """The answer model scores this answer: it loaded, and this is not a short exchange (where it abstains)."""
-        return self.answer_model is not None and not af.is_short_exchange(question, answer)
+        """The answer model scores this answer: it loaded, and it does not abstain (model_abstains)."""
+        return self.answer_model is not None and not model_abstains(question, answer)
 
     def _learned(self, question: str, answer: str, sigs: dict[str, sg.Signal]) -> float:
         """P(deserves delivery) of one answer; sets its relevance signal from the static cosine."""
