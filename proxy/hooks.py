@@ -17,8 +17,8 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.budget.tags import BadTag, request_tag
-from policies.common.api_answers import estimated_usage, usage_of
-from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, TEXT_CALLS, chat_view
+from policies.common.api_answers import answer_of, estimated_usage, stream_answer, usage_of
+from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, TEXT_CALLS, chat_view, question_of
 from policies.common.request_checks import (
     capability_error,
     check_context_window,
@@ -221,6 +221,9 @@ class SynqraHooks(CustomLogger):
             await rt.accounts.settle(state, usage)
         delivered = await rt.gate.after_response(state, response) if rt.gate.applies(state) else None
         rt.learning.outcome(state)
+        if state.routing is not None and state.routing.shadow is not None:  # the incumbent's answer, for the judge
+            rt.learning.offer(state, "served", question_of(chat_view(data, state.call_type)),
+                              answer_of(response, state.call_type).text)
         return delivered
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
@@ -299,13 +302,20 @@ class SynqraHooks(CustomLogger):
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any, request_data: dict):
         rt = get_runtime()
         state = state_of(request_data)
+        shadow = state.routing is not None and state.routing.shadow is not None
+        seen: list[Any] = []
         if state.call_type and rt.gate.applies(state):
             async for item in rt.gate.stream(state, response):
                 yield item
         else:
             async for item in response:
+                if shadow:
+                    seen.append(item)  # the incumbent's streamed answer, for the judge
                 yield item
         rt.learning.outcome(state)
+        if seen:
+            rt.learning.offer(state, "served", question_of(chat_view(request_data, state.call_type)),
+                              stream_answer(seen, state.call_type).text)
 
 
 synqra_hooks = SynqraHooks()

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from policies.common.request_state import RequestState
-from policies.learning.labels import label_from_gate
+from policies.judging import JUDGE_MAX_TOKENS, pairwise_messages_both_orders, parse_verdict
+from policies.learning.labels import label_from_gate, label_from_judge
 from policies.learning.registry import RouterRegistry
 from policies.learning.representation import Representer
 from policies.learning.store import InferenceLog
@@ -24,6 +27,10 @@ from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, LearnedScor
 log = logging.getLogger("synqra.learning")
 
 RELOAD_EVERY_S = 2.0  # how often a worker reads routers/CURRENT (one small file)
+PENDING_PAIRS = 1000  # shadow requests waiting for their second answer (the local one comes in the background)
+# A judge's verdict per order: which answer won, with the local answer shown first (A) or second.
+_LOCAL_FIRST = {"A": "local", "B": "served", "C": "tie"}
+_SERVED_FIRST = {"A": "served", "B": "local", "C": "tie"}
 
 
 class LearningLoop:
@@ -38,6 +45,12 @@ class LearningLoop:
         self.writer: InferenceLogWriter | None = None
         self._seen = ""  # the CURRENT name last applied
         self._task: asyncio.Task[None] | None = None
+        self._judging: set[asyncio.Task[None]] = set()
+        self._pairs: OrderedDict[str, dict[str, Any]] = OrderedDict()  # request id -> the answers seen so far
+        from proxy.judge import JudgeCaller
+
+        j = self.settings.judge
+        self.judge = JudgeCaller(rt, "learning", j.model, j.monthly_limit_usd, JUDGE_MAX_TOKENS)
 
     # --- start, reload, stop ----------------------------------------------------------------------
 
@@ -79,6 +92,8 @@ class LearningLoop:
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        for task in list(self._judging):
+            task.cancel()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
 
@@ -101,3 +116,40 @@ class LearningLoop:
 
     def label(self, request_id: str, source: str, value: float, note: str | None = None) -> bool:
         return self.writer is not None and self.writer.log_label(request_id, source, value, note)
+
+    # --- the pairwise judge: local answer against the answer served ------------------------------------
+
+    def offer(self, state: RequestState, side: str, question: str, text: str) -> None:
+        """One of a shadow request's two answers ("local": the shadow evaluation's, "served": the incumbent's);
+        once both are in, the judge compares them in the background (never delaying the client)."""
+        if self.writer is None or not self.settings.judge.enabled or not text.strip():
+            return
+        pair = self._pairs.setdefault(state.request_id, {"state": state, "question": question})
+        pair[side] = text
+        while len(self._pairs) > PENDING_PAIRS:
+            self._pairs.popitem(last=False)
+        if "local" in pair and "served" in pair:
+            del self._pairs[state.request_id]
+            self._judge_later(state, pair["question"], pair["local"], pair["served"])
+
+    def escalated(self, state: RequestState, question: str, local: str, served: str) -> None:
+        """A live request whose local answer the gate escalated: judged for a `live_share` sample."""
+        j = self.settings.judge
+        if self.writer is not None and j.enabled and j.live_share > 0 and random.random() < j.live_share:
+            self._judge_later(state, question, local, served)
+
+    def _judge_later(self, state: RequestState, question: str, local: str, served: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._judge(state, question, local, served))
+        self._judging.add(task)
+        task.add_done_callback(self._judging.discard)
+
+    async def _judge(self, state: RequestState, question: str, local: str, served: str) -> None:
+        """Both orders (the judge favours a position); a label only when both verdicts could be read."""
+        local_first, served_first = pairwise_messages_both_orders(question, local, served)
+        winners = []
+        for messages, read in ((local_first, _LOCAL_FIRST), (served_first, _SERVED_FIRST)):
+            verdict = parse_verdict(await self.judge.ask(state, messages))
+            if verdict is None:
+                return  # skipped, failed or unreadable: no label rather than half of one
+            winners.append(read[verdict])
+        self.label(state.request_id, "judge", label_from_judge(winners), note=",".join(winners))

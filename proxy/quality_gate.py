@@ -13,6 +13,7 @@ followed by another. Streams from an unvalidated tier pass straight through.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,12 +22,22 @@ from typing import Any
 
 from policies.budget.accountant import BudgetRefused
 from policies.common.api_answers import Answer, answer_of, get_field, stream_answer, usage_of
-from policies.common.api_shapes import CHAT_CALLS, GENERATION_CALLS, MESSAGES_CALLS, RESPONSES_CALLS, TEXT_CALLS, chat_view
+from policies.common.api_shapes import (
+    CHAT_CALLS,
+    GENERATION_CALLS,
+    MESSAGES_CALLS,
+    RESPONSES_CALLS,
+    TEXT_CALLS,
+    chat_view,
+    question_of,
+)
 from policies.common.request_state import STATE_KEY, QualityInfo, RequestState
-from policies.quality.bands import is_validated
+from policies.judging import JUDGE_MAX_TOKENS, in_judge_band, parse_rating, rating_to_score, single_rating_messages
+from policies.quality.bands import band, is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict
 from proxy import metrics
+from proxy.judge import JudgeCaller
 from proxy.litellm_state import served_group
 
 log = logging.getLogger("synqra.quality")
@@ -90,6 +101,9 @@ class QualityGate:
         self.rt = runtime
         self.settings = runtime.config.synqra.quality
         self.tiers = runtime.config.synqra.routing.tiers
+        j = self.settings.judge
+        # The judge tier: a cheap cloud model rates a local answer whose score is unsure (inside j.band).
+        self.judge = JudgeCaller(runtime, "quality", j.model, j.monthly_limit_usd, JUDGE_MAX_TOKENS) if j.enabled else None
 
     def _tiers(self) -> list[str]:
         """The routing ladder without the tiers that cannot answer now (no API key): the top of what is left
@@ -116,9 +130,24 @@ class QualityGate:
         assert state.quality is not None, "prepare() runs before any answer is scored"
         return state.quality.request
 
-    async def score(self, state: RequestState, answer: Answer) -> QualityVerdict:
+    async def score(self, state: RequestState, answer: Answer, tier: str | None = None) -> QualityVerdict:
         request = chat_view(self._request(state), state.call_type)  # the scorer reads chat messages
-        return await self.rt.quality.ascore(request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
+        verdict = await self.rt.quality.ascore(request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
+        if (self.judge is not None and (tier or state.route) == self.rt.config.synqra.backends.llama.model_alias
+                and not verdict.hard_failures and in_judge_band(verdict.score, self.settings.judge.band)):
+            verdict = await self._judged(state, request, answer, verdict)
+        return verdict
+
+    async def _judged(self, state: RequestState, request: dict[str, Any], answer: Answer, verdict: QualityVerdict) -> QualityVerdict:
+        """The judge's 1-10 rating decides an unsure local answer; skipped or unreadable: the scorer alone."""
+        assert self.judge is not None
+        rating = parse_rating(await self.judge.ask(state, single_rating_messages(question_of(request), answer.text)))
+        if rating is None:
+            return verdict
+        score = rating_to_score(rating)
+        log.info("quality judge rated %s's local answer %.0f/10 (scorer %.3f -> %.3f)", state.request_id, rating, verdict.score, score)
+        return dataclasses.replace(verdict, score=score, action=band(score, self.settings),
+                                   reasons=[*verdict.reasons, f"judge rated {rating:g}/10"])
 
     async def _call(self, state: RequestState, step: Step, n: int, stream: bool, leaves_local: bool) -> Attempt:
         """One extra call (rephrase or escalation) through LiteLLM's router, budgeted and recorded;
@@ -211,7 +240,7 @@ class QualityGate:
             chain.append(attempt.tier)
             if is_validated(attempt.tier, self.settings, tiers):
                 ans = stream_answer(attempt.chunks, call_type) if stream else answer_of(attempt.response, call_type)
-                attempt.verdict = await self.score(state, ans)
+                attempt.verdict = await self.score(state, ans, attempt.tier)
             attempts.append(attempt)
         return attempts, note
 
@@ -232,6 +261,11 @@ class QualityGate:
             metrics.observe_quality(attempts[0].tier, first.action, first.score, best.tier)
             if attempts[0].tier == self.rt.config.synqra.backends.llama.model_alias:  # a label for the router
                 self.rt.learning.gate_verdict(state.request_id, first.action)
+                if best is not attempts[0]:  # and, for a sample, the judge: local answer against the one served
+                    call_type = state.call_type
+                    texts = [(stream_answer(a.chunks, call_type) if a.chunks else answer_of(a.response, call_type)).text
+                             for a in (attempts[0], best)]
+                    self.rt.learning.escalated(state, question_of(chat_view(self._request(state), call_type)), *texts)
             # route-thresholds --max-escalation reads first= and route_score= (routed requests have one).
             r = state.routing
             log.info("quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s", first.score,

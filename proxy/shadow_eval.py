@@ -19,6 +19,7 @@ from policies.routing.features import requested_max_tokens
 from policies.routing.tiers import TierInfo, unmet
 from proxy import metrics
 from policies.common.api_answers import chat_answer
+from policies.common.api_shapes import question_of
 from policies.common.request_state import RequestState
 from proxy.quality_gate import CARRIED_PARAMS
 
@@ -81,12 +82,13 @@ class ShadowEvaluator:
         request = {k: data[k] for k in ("messages", *CARRIED_PARAMS) if k in data}
         metrics.SHADOW_IN_FLIGHT.inc()
         route = f"route_score={decision.score:.4f} scorer={decision.features.get('scorer')}"
-        task = asyncio.create_task(self._run(state.request_id, route, decision.tier, body, request))
+        task = asyncio.create_task(self._run(state, route, decision.tier, body, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _run(self, request_id: str, route: str, tier: str, body: dict[str, Any], request: dict[str, Any]) -> None:
+    async def _run(self, state: RequestState, route: str, tier: str, body: dict[str, Any], request: dict[str, Any]) -> None:
+        request_id = state.request_id
         try:
             if self._client is None:
                 self._client = httpx.AsyncClient(timeout=self.timeout)
@@ -96,6 +98,7 @@ class ShadowEvaluator:
             v = await self.rt.quality.ascore(request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
             metrics.observe_shadow_eval(v.action)
             self.rt.learning.gate_verdict(request_id, v.action, shadow=True)
+            self.rt.learning.offer(state, "local", question_of(request), answer.text)  # for the pairwise judge
             log.info("shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s",
                      v.score, v.action, ", ".join(v.reasons) or "ok", self.model, route, tier, request_id)
         except Exception as e:  # the served answer is unaffected; only this sample is lost

@@ -157,6 +157,10 @@ class BudgetGuard:
         self._last_totals: MonthTotals | None = None
         self._last_tags: dict[str, TagTotals] = {}
 
+    def current_month(self) -> str:
+        """The budget month now ("YYYY-MM" in the budget's time zone)."""
+        return self._current_window().key
+
     def _current_window(self) -> MonthWindow:
         now = self._now()
         if not self._window.start <= now < self._window.end:

@@ -86,6 +86,16 @@ def chat_view(data: dict[str, Any], call_type: str) -> dict[str, Any]:
     return data
 
 
+def question_of(view: dict[str, Any]) -> str:
+    """The newest user turn of a chat view: what a judge is told the user asked."""
+    from policies.common.message_content import message_text
+
+    for m in reversed(view.get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return message_text(m.get("content"))
+    return ""
+
+
 def _int_or_1(v: Any) -> int:
     try:
         return max(1, int(v or 1))

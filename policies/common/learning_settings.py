@@ -11,6 +11,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 DEFAULT_SOURCE_WEIGHTS: dict[str, float] = {"feedback": 1.0, "judge": 1.0, "file": 1.0, "gate": 0.5, "shadow_gate": 0.5}
 
 
+class LearningJudgeSettings(BaseModel):
+    """The pairwise judge that labels requests for the router (proxy/judge.py, policies/judging.py): a cheap
+    cloud model compares the local answer with the answer the client was served, in both orders."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Judge every shadow evaluation (shadow mode with shadow_eval_share > 0): the local answer against the
+    # incumbent's. Off: shadow evaluations are labelled by the quality scorer alone.
+    enabled: bool = True
+    model: str = "deepseek-chat"  # a model_list name
+    # Share of live requests whose local answer the gate escalated that are judged too (local vs escalated).
+    live_share: float = Field(0.0, ge=0, le=1)
+    # Judge calls stop for the rest of the month once they have cost this much (two calls per judged request).
+    monthly_limit_usd: float = Field(5.0, ge=0)
+
+
 class LearningSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -41,6 +57,7 @@ class LearningSettings(BaseModel):
     min_improvement: float = Field(0.0, ge=0)
     # Weight of each label source when a request has labels from several.
     source_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SOURCE_WEIGHTS))
+    judge: LearningJudgeSettings = Field(default_factory=LearningJudgeSettings)
 
     @model_validator(mode="after")
     def _known_sources(self) -> "LearningSettings":

@@ -236,6 +236,9 @@ def _check_consistency(cfg: AppConfig) -> None:
         raise ConfigError(
             f"invalid configuration:\n  synqra.routing.shadow_model: {s.routing.shadow_model!r} is not a model_name in model_list"
         )
+    for key, model in (("synqra.learning.judge.model", s.learning.judge.model), ("synqra.quality.judge.model", s.quality.judge.model)):
+        if model not in names:
+            raise ConfigError(f"invalid configuration:\n  {key}: {model!r} is not a model_name in model_list")
     for pattern, target in s.routing.alias_patterns.items():
         if target not in names:
             raise ConfigError(

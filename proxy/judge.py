@@ -1,0 +1,92 @@
+"""Calls to a judge model (policies/judging.py has the prompts and the parsing): paid calls like any other.
+
+A judge call is a child of the request it judges (`RequestState.child("judge", ...)`): reserved before the call
+and settled after it through the Accountant, one ledger row of kind "judge", no request and no baseline of
+its own. It is skipped (the caller decides without it) when paid calls are stopped this month, when the judge
+model cannot answer (no API key), when this purpose's judge calls have cost `monthly_limit_usd` this month, or
+when the call fails. LiteLLM's fallbacks are off for it: a judge falling back to a dearer model is not a judge
+the operator chose.
+
+Two purposes share this: the quality gate's judge tier (`synqra.quality.judge`, a 1-10 rating of one answer
+whose score is unsure) and the learning loop's pairwise judge (`synqra.learning.judge`, local answer against
+the answer served, both orders).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from policies.budget.accountant import BudgetRefused
+from policies.common.api_answers import chat_answer, usage_of
+from policies.common.request_state import STATE_KEY, RequestState
+
+log = logging.getLogger("synqra.judge")
+
+SPEND_REFRESH_S = 30.0  # how stale this process's view of the month's judge spend may get (other workers)
+
+
+class JudgeCaller:
+    def __init__(self, rt: Any, purpose: str, model: str, monthly_limit_usd: float, max_tokens: int) -> None:
+        self.rt = rt
+        self.purpose = purpose  # in the child's request id: "<parent>:judge-<purpose>-<n>"
+        self.model = model
+        self.limit_usd = monthly_limit_usd
+        self.max_tokens = max_tokens
+        self._spent_usd = 0.0  # this month's judge spend of this purpose, from the ledger plus calls since
+        self._spent_month = ""
+        self._spent_at = float("-inf")
+        self._calls = 0
+
+    async def spent_usd(self) -> float:
+        """This month's spend on judge calls of this purpose (the ledger, re-read every SPEND_REFRESH_S)."""
+        guard = self.rt.budget
+        month = guard.current_month()
+        if month != self._spent_month or time.monotonic() - self._spent_at > SPEND_REFRESH_S:
+            rows = await guard.records(month)
+            marker = f":judge-{self.purpose}-"
+            self._spent_usd = sum(r.cost_usd for r in rows if r.kind == "judge" and marker in r.request_id)
+            self._spent_month, self._spent_at = month, time.monotonic()
+        return self._spent_usd
+
+    async def why_not(self) -> str | None:
+        """Why a judge call cannot be made now, or None."""
+        if self.rt.budget.is_stopped():
+            return "budget stopped"
+        down = self.rt.availability.reason(self.model)
+        if down:
+            return f"{self.model} unavailable: {down}"
+        if await self.spent_usd() >= self.limit_usd:
+            return f"monthly judge limit ${self.limit_usd:g} reached"
+        return None
+
+    async def ask(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
+        """The judge's reply text, or None when the call is skipped or fails (logged)."""
+        why = await self.why_not()
+        if why:
+            log.info("judge (%s) for %s skipped: %s", self.purpose, parent.request_id, why)
+            return None
+        from litellm.proxy.proxy_server import llm_router
+
+        self._calls += 1
+        child = parent.child("judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False,
+                             leaves_local=False)
+        child.call_type = "acompletion"
+        data = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": 0}
+        accounts = self.rt.accounts
+        try:
+            await accounts.admit(child, data, self.model, routed=False)
+        except BudgetRefused as e:
+            log.info("judge (%s) for %s refused by the budget: %s", self.purpose, parent.request_id, e.message)
+            return None
+        try:
+            resp = await llm_router.acompletion(**data, metadata={STATE_KEY: child}, disable_fallbacks=True)
+        except Exception as e:  # the judge failed: the caller decides without it
+            await accounts.release_all(child)
+            log.warning("judge (%s) for %s failed: %s", self.purpose, parent.request_id, e)
+            return None
+        usage = usage_of(resp)
+        if usage is not None:
+            await accounts.settle(child, usage, self.model)
+            self._spent_usd += self.rt.budget.prices.cost(self.model, usage["prompt_tokens"], usage["completion_tokens"])
+        return chat_answer(resp).text

@@ -1,0 +1,125 @@
+"""The two judges on the running stack: the quality gate's judge tier (a 1-10 rating of an unsure local answer)
+and the learning loop's pairwise judge (the local answer against the one served, both orders). A judge call is
+a paid call: reserved, one ledger row of kind "judge", capped per month, skipped when it cannot be paid or
+fails (the scorer then decides alone), never delaying the client's answer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from policies.learning.store import InferenceLog
+from tests.fakes.fake_providers import FakeProvider, Scripted
+from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+ASK = {"model": "auto", "max_tokens": 48, "temperature": 0,
+       "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+
+
+def ledger(s: RunningStack, rid: str) -> list[dict]:
+    rows = httpx.get(f"{s.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+    return [r for r in rows if r["request_id"] == rid or r["request_id"].startswith(rid + ":")]
+
+
+def reserved(s: RunningStack) -> float:
+    return httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"]
+
+
+@pytest.fixture(scope="module")
+def judged(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory):
+    """Every local answer that is not a hard failure goes to the judge (band [0, 1])."""
+    s = start_stack(tmp_path_factory.mktemp("judged"), providers, backends_of=stack,
+                    synqra_overrides={"quality": {"judge": {"enabled": True, "band": [0.0, 1.0]}}})
+    yield s
+    s.stop()
+
+
+def test_an_unsure_local_answer_is_rated_by_the_judge_and_the_call_is_booked(judged: RunningStack,
+                                                                             providers: dict[str, FakeProvider]) -> None:
+    deepseek = providers["deepseek"]
+    deepseek.reset()
+    deepseek.push(Scripted(text="The answer is correct and helpful. Rating: [[9]]"))
+    r = httpx.post(f"{judged.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-synqra-route"] == "local-llama"
+    assert float(r.headers["x-synqra-quality-score"]) == pytest.approx(0.925), "the judge's 9/10, on the gate's scale"
+    rid = r.headers["x-synqra-request-id"]
+    assert wait_until(lambda: reserved(judged) == 0, 20)
+    judge_rows = [x for x in ledger(judged, rid) if x["kind"] == "judge"]
+    assert len(judge_rows) == 1 and judge_rows[0]["served_model"] == "deepseek-chat"
+    assert (judge_rows[0]["prompt_tokens"], judge_rows[0]["completion_tokens"]) == deepseek.billed_tokens()
+    assert judge_rows[0]["counts_request"] is False and judge_rows[0]["baseline_usd"] == 0, "no request, no baseline"
+    assert "Rating" in deepseek.requests[0].body["messages"][0]["content"], "MT-Bench's single-answer prompt"
+
+
+def test_a_failing_judge_leaves_the_scorer_to_decide(judged: RunningStack, providers: dict[str, FakeProvider]) -> None:
+    deepseek = providers["deepseek"]
+    deepseek.reset()
+    deepseek.push(Scripted(status=500))
+    r = httpx.post(f"{judged.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-synqra-request-id"]
+    assert float(r.headers["x-synqra-quality-score"]) != pytest.approx(0.925)
+    assert wait_until(lambda: reserved(judged) == 0, 20)
+    assert not [x for x in ledger(judged, rid) if x["kind"] == "judge"], "a failed judge call costs nothing"
+
+
+def test_no_judge_when_paid_calls_are_stopped(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path) -> None:
+    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={
+        "quality": {"judge": {"enabled": True, "band": [0.0, 1.0]}}, "budget": {"monthly_limit_usd": 0.0004}})
+    try:
+        for model in ("claude-sonnet", "deepseek-chat"):  # spend until not even the cheapest paid call fits
+            for _ in range(400):
+                r = httpx.post(f"{s.base_url}/v1/chat/completions", headers=AUTH, timeout=60,
+                               json={"model": model, "max_tokens": 3, "messages": ASK["messages"]})
+                if r.status_code == 429:
+                    break
+            assert r.status_code == 429
+        providers["deepseek"].reset()
+        r = httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+        assert r.status_code == 200 and r.headers["x-synqra-budget"] == "stopped"
+        assert not providers["deepseek"].requests, "stopped: the scorer decides alone"
+    finally:
+        s.stop()
+
+
+def test_the_shadow_judge_labels_the_request_and_books_both_orders(stack: RunningStack, providers: dict[str, FakeProvider],
+                                                                    tmp_path: Path) -> None:
+    s = start_stack(tmp_path, providers, backends_of=stack,
+                    synqra_overrides={"routing": {"mode": "shadow", "shadow_eval_share": 1.0}})
+    try:
+        deepseek = providers["deepseek"]
+        deepseek.reset()
+        # Local answer first (A): the served one wins; served first (A): it wins again. Both orders agree.
+        deepseek.push(Scripted(text="Assistant B is better. [[B]]"), Scripted(text="Assistant A is better. [[A]]"))
+        r = httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+        assert r.status_code == 200 and r.headers["x-synqra-route-shadow"], r.text
+        rid = r.headers["x-synqra-request-id"]
+        log = InferenceLog(s.data_dir / "learning")
+        try:
+            assert wait_until(lambda: any(x["source"] == "judge" for x in (log.row(rid) or {"labels": []})["labels"]), 120)
+            judge = next(x for x in log.row(rid)["labels"] if x["source"] == "judge")
+            assert judge["value"] == 1.0 and judge["note"] == "served,served"
+        finally:
+            log.close()
+        assert wait_until(lambda: reserved(s) == 0, 20)
+        rows = [x for x in ledger(s, rid) if x["kind"] == "judge"]
+        assert len(rows) == 2 and len(deepseek.requests) == 2
+        billed = deepseek.billed_tokens()
+        assert (sum(x["prompt_tokens"] for x in rows), sum(x["completion_tokens"] for x in rows)) == billed
+    finally:
+        s.stop()
+
+
+def test_the_judges_monthly_limit_stops_its_calls(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path) -> None:
+    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={
+        "quality": {"judge": {"enabled": True, "band": [0.0, 1.0], "monthly_limit_usd": 0.0}}})
+    try:
+        providers["deepseek"].reset()
+        r = httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+        assert r.status_code == 200
+        assert not providers["deepseek"].requests, "the month's judge spend is at its limit: no judge call"
+    finally:
+        s.stop()
