@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train-router": ("policies.routing.train:main", "train the router artifact from ../shared/data/routing"),
     "quality-score": ("policies.quality.cli:quality_score_main", "score JSON lines of answers with the validator"),
+    "report": ("proxy.report.cli:main", "a month's economics from the ledger: Markdown, or a self-contained HTML page"),
 }
 
 
