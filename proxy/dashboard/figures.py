@@ -82,7 +82,7 @@ def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[_root_id(r, parents)].append(r)
-    out = []
+    out: list[dict[str, Any]] = []
     for rid, calls in groups.items():
         own = [c for c in calls if c.get("kind") not in EXTRA_KINDS]
         head = own[0] if own else calls[0]

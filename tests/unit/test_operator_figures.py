@@ -1,0 +1,176 @@
+"""The operator views' pure parts: ledger figures, metric counters, the sign-in cookie, agents input."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from fastapi import HTTPException
+from prometheus_client import CollectorRegistry, Counter
+
+from proxy.api.agents import LedgerTap, _parse
+from proxy.api.models import guide_costs
+from proxy.dashboard.figures import budget_marks, daily_series, escalation_by_tier, group_requests, tier_mix
+from proxy.dashboard.session import Sessions
+from proxy.dashboard.sources import LedgerSources, router_version
+from proxy.route_policy import RoutePolicy
+from policies.budget.records import LedgerRecord
+
+
+def ts(day: int, hour: int = 12) -> float:
+    return datetime(2026, 3, day, hour, tzinfo=timezone.utc).timestamp()
+
+
+def row(rid: str, model: str, t: float, cost: float = 0.0, kind: str = "chat", parent: str | None = None, **kw: object) -> dict:
+    return {"request_id": rid, "served_model": model, "requested_model": "auto", "ts": t, "cost_usd": cost, "kind": kind,
+            "parent_id": parent, "local": model == "local-llama", "counts_request": parent is None, "leaves_local": False,
+            "prompt_tokens": 10, "completion_tokens": 5, **kw}
+
+
+def test_daily_series_lists_every_day_and_counts_requests_once() -> None:
+    rows = [
+        row("a", "local-llama", ts(1)),
+        row("a:escalation:deepseek-chat:1", "deepseek-chat", ts(1), 0.002, "escalation", "a", leaves_local=True),
+        row("b", "claude-sonnet", ts(3), 0.01),
+        row("c", "local-llama", ts(31, 23)),
+        row("z", "claude-sonnet", datetime(2026, 4, 1, 0, 30, tzinfo=timezone.utc).timestamp(), 5.0),  # next month: left out
+    ]
+    days = daily_series(rows, "2026-03", "UTC")
+    assert len(days) == 31 and days[0]["date"] == "2026-03-01"
+    assert (days[0]["requests"], days[0]["local_requests"], days[0]["cost_usd"]) == (1, 0, 0.002)  # escalated: not local
+    assert (days[2]["requests"], days[2]["cost_usd"]) == (1, 0.01)
+    assert days[30]["requests"] == 1 and sum(d["requests"] for d in days) == 3
+    # The budget's timezone decides the day: 23:00 UTC on the 31st is April 1st in Tokyo.
+    tokyo = daily_series(rows, "2026-03", "Asia/Tokyo")
+    assert tokyo[30]["requests"] == 0 and sum(d["requests"] for d in tokyo) == 2
+
+
+def test_requests_are_grouped_with_their_extra_calls() -> None:
+    rows = [
+        row("a", "local-llama", ts(2)),
+        row("a:escalation:local-llama:1", "local-llama", ts(2) + 1, kind="escalation", parent="a"),  # a rephrase
+        row("b", "local-llama", ts(2) + 2),
+        row("b:escalation:deepseek-chat:1", "deepseek-chat", ts(2) + 3, 0.001, "escalation", "b"),
+        # the escalation's own LiteLLM fallback: parent is the escalation, the group is still b
+        row("b:escalation:deepseek-chat:1:fallback:claude-sonnet", "claude-sonnet", ts(2) + 4, 0.02, "fallback",
+            "b:escalation:deepseek-chat:1"),
+        # the primary failed (no row) and a fallback answered: still one request
+        row("c:fallback:claude-sonnet", "claude-sonnet", ts(2) + 5, 0.03, "fallback", "c", counts_request=True),
+    ]
+    groups = {g["request_id"]: g for g in group_requests(rows)}
+    assert set(groups) == {"a", "b", "c"}
+    assert groups["a"]["rephrased"] and not groups["a"]["escalated"]
+    b = groups["b"]
+    assert b["escalated"] and b["chain"] == ["local-llama", "deepseek-chat", "claude-sonnet"] and b["cost_usd"] == 0.021
+    assert groups["c"]["fallback"] and groups["c"]["first"] == "claude-sonnet"
+
+
+def test_ledger_sources_give_newest_requests_first_without_text() -> None:
+    import asyncio
+
+    rows = [row(f"r{i}", "local-llama", ts(1) + i) for i in range(5)]
+
+    async def month_rows() -> list[dict]:
+        return rows
+
+    src = LedgerSources(month_rows, lambda: ({"artifact_sha256": "ab" * 32}, "learned", [0.2, 0.3]))
+    recent = asyncio.run(src.recent_requests(3))
+    assert [r["request_id"] for r in recent] == ["r4", "r3", "r2"]
+    assert all(r["route_score"] is None and "messages" not in r for r in recent)
+    info = asyncio.run(src.router_info())
+    assert info["version"] == "shipped-" + "ab" * 6 and info["last_learning_run"] is None
+    assert asyncio.run(src.learning_runs("2026-03")) == []
+    assert router_version({"version": "20261201T000000Z-deadbeef"}) == "20261201T000000Z-deadbeef"
+
+
+def test_counters_give_tier_mix_and_escalation_by_tier() -> None:
+    reg = CollectorRegistry()
+    decisions = Counter("d", "d", ["tier", "mode"], registry=reg)
+    served = Counter("s", "s", ["first_tier", "served_tier"], registry=reg)
+    verdicts = Counter("v", "v", ["tier", "action"], registry=reg)
+    decisions.labels(tier="local-llama", mode="live").inc(3)
+    decisions.labels(tier="claude-sonnet", mode="live").inc(1)
+    decisions.labels(tier="claude-sonnet", mode="shadow").inc(7)  # shadow decisions served nothing
+    served.labels(first_tier="local-llama", served_tier="local-llama").inc(2)
+    served.labels(first_tier="local-llama", served_tier="deepseek-chat").inc(1)
+    verdicts.labels(tier="local-llama", action="deliver").inc(2)
+    verdicts.labels(tier="local-llama", action="escalate").inc(1)
+    mix = tier_mix(decisions, ["local-llama", "deepseek-chat", "claude-sonnet"])
+    assert mix["total"] == 4 and [t["share"] for t in mix["tiers"]] == [0.75, 0.0, 0.25]
+    (esc,) = escalation_by_tier(served, verdicts)
+    assert (esc["tier"], esc["judged"], esc["escalated"], esc["rate"]) == ("local-llama", 3, 1, 0.3333)
+    assert esc["verdicts"] == {"deliver": 2, "escalate": 1}
+
+
+def test_guide_costs_and_marks_are_the_budget_status_figures() -> None:
+    status = {"month": "2026-03", "requests": 10, "local_requests": 8, "monthly_used": 1.5, "savings": 4.5,
+              "savings_percent": 75.0, "monthly_limit": 200.0, "alert_at": 0.7, "stop_at": 0.95}
+    assert guide_costs(status) == {"month": "2026-03", "localInferences": 8, "cloudInferences": 2, "monthlyCost": 1.5,
+                                   "savings": 4.5, "savingsPercentage": 75.0}
+    assert budget_marks(status) == {"alert_usd": 140.0, "stop_usd": 190.0}
+
+
+def test_session_cookie_proves_the_key_without_holding_it() -> None:
+    s = Sessions(lifetime_s=60)
+    key = "sk-synqra-" + "x" * 40
+    token = s.issue(key, now=1000)
+    assert key not in token and s.valid(token, key, now=1030)
+    assert not s.valid(token, key, now=1061), "expired"
+    assert not s.valid(token, "sk-synqra-other", now=1030), "another master key"
+    expires, nonce, sig = token.split(".")
+    assert not s.valid(f"{int(expires) + 3600}.{nonce}.{sig}", key, now=1030), "a stretched expiry breaks the signature"
+    assert not s.valid(None, key) and not s.valid("garbage", key) and not s.valid("1.2", key)
+    s.revoke(token, now=1030)
+    assert not s.valid(token, key, now=1030), "signed out"
+    assert s.valid(s.issue(key, now=1030), key, now=1031), "a new sign-in works"
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        (b"", None, "JSON"),
+        (b"not json", None, "JSON"),
+        (b"[1, 2]", None, "JSON object"),
+        (b"{}", "message", "message"),
+        (b'{"message": "   "}', "message", "message"),
+        (b'{"message": 5}', "message", "string"),
+        (b'{"message": "hi", "max_tokens": 0}', "max_tokens", "greater than 0"),
+        (b'{"message": "hi", "max_tokens": "lots"}', "max_tokens", "integer"),
+        (b'{"message": "hi", "agent": ""}', "agent", "agent"),
+        (b'{"message": "hi", "model": "claude-sonnet"}', "model", "not permitted"),
+    ],
+)
+def test_agents_bad_input_is_a_400_naming_the_field(body: bytes, param: str | None, words: str) -> None:
+    with pytest.raises(HTTPException) as e:
+        _parse(body)
+    assert e.value.status_code == 400
+    error = e.value.detail["error"]  # type: ignore[index]
+    assert error["type"] == "invalid_request_error" and error["param"] == param and words.lower() in error["message"].lower()
+
+
+def test_agents_input_accepts_the_guides_shape() -> None:
+    r = _parse(b'{"message": "What is your pricing?", "system": "Be brief.", "agent": "support", "max_tokens": 64}')
+    assert (r.message, r.system, r.agent, r.max_tokens) == ("What is your pricing?", "Be brief.", "support", 64)
+
+
+def test_ledger_tap_keeps_a_requests_rows_by_its_client_id() -> None:
+    tap = LedgerTap(keep=2)
+
+    def rec(rid: str, parent: str | None, cost: int) -> LedgerRecord:
+        return LedgerRecord(rid, "2026-03", 0.0, "auto", "m", 1, 1, cost, 0, parent_id=parent)
+
+    tap(rec("a", None, 1))
+    tap(rec("a:escalation:m:1", "a", 2))
+    tap(rec("b", None, 3))
+    assert [r.cost_nano for r in tap.rows("a")] == [1, 2]
+    tap(rec("c", None, 4))
+    assert tap.rows("a") == [] and len(tap.rows("c")) == 1, "only the newest requests are kept"
+
+
+def test_dashboard_routes_are_free_and_nothing_else_under_it() -> None:
+    p = RoutePolicy()
+    for method, path in (("GET", "/dashboard"), ("POST", "/dashboard/login"), ("POST", "/dashboard/logout"),
+                         ("GET", "/dashboard/data"), ("GET", "/dashboard/assets/dashboard.js"), ("POST", "/api/agents")):
+        assert p.verdict(method, path) == "free", (method, path)
+    assert p.verdict("GET", "/dashboard/assets/a/b") == "closed"
+    assert p.verdict("DELETE", "/dashboard") == "closed"
+    assert p.verdict("GET", "/api/agents") == "closed"
