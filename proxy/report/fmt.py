@@ -15,6 +15,6 @@ def pct(percent: float) -> str:
 
 NOT_OFFLINE = (
     "Not available offline: quality scores and the live counters (tier mix, verdicts, escalations by tier since "
-    "start) are in the running proxy's `GET /metrics` and dashboard; route scores per request come with the "
+    "start) are in the running proxy's GET /metrics and its dashboard; route scores per request come with the "
     "inference log."
 )
