@@ -159,6 +159,7 @@
       drawRecent(d.recent);
       problem.hidden = true;
       fig("updated", d.generated_at, "updated " + clock(d.generated_at));
+      if (!document.body.dataset.loaded) performance.mark("synqra-first-draw");  // bench/dashboard_cost.py reads it
       document.body.dataset.loaded = String(d.generated_at);
     } catch (e) {
       problem.textContent = "Could not refresh: " + e.message;
