@@ -11,12 +11,13 @@ import logging
 import time
 from typing import Any
 
+import litellm
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.common.api_answers import estimated_usage, usage_of
-from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, chat_view
+from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, TEXT_CALLS, chat_view
 from policies.common.request_checks import (
     capability_error,
     check_context_window,
@@ -84,9 +85,13 @@ class SynqraHooks(CustomLogger):
             if problem:
                 raise _http_error(400, problem)
         served = cfg.canonical(str(data["model"]))
-        state.route = served
         if cfg.model(served) is None:
+            state.route = served
             return data  # unknown model: LiteLLM answers 400 with the list to choose from
+        why = rt.availability.reason(served)
+        if why:  # e.g. no API key: its configured fallback answers, or the client learns what to set
+            served = self._stand_in(rt, state, data, served, why)
+        state.route = served
         try:
             await rt.accounts.admit(state, data, served, routed)
         except BudgetRefused as e:
@@ -96,22 +101,46 @@ class SynqraHooks(CustomLogger):
         shadow = state.routing is not None and state.routing.shadow is not None
         state.routed = routed and (not shadow or state.budget_note == "stopped")
         state.stream = bool(data.get("stream"))
+        if state.stream and call_type in TEXT_CALLS:
+            # LiteLLM asks for a stream's usage on chat only: a streamed text completion would be recorded at
+            # LiteLLM's own token estimate, not at what the provider billed.
+            opts = data.get("stream_options")
+            data["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
         if rt.gate.applies(state):
             rt.gate.prepare(state, data)
         return data
 
+    @staticmethod
+    def _stand_in(rt: Runtime, state: RequestState, data: dict[str, Any], model: str, why: str) -> str:
+        """The first model of `model`'s fallback chain that can answer, put in its place; else a 400 naming
+        what is missing (never LiteLLM's cooldown message)."""
+        cfg = rt.config
+        chain = cfg.fallback_chain(model)
+        for candidate in chain:
+            if rt.availability.reason(candidate) is None:
+                data["model"] = candidate
+                state.route_note = f"{model} unavailable: {why}"
+                state.fallback = f"{model}>{candidate}"
+                return candidate
+        tried = "".join(f"; fallback {c} unavailable: {rt.availability.reason(c)}" for c in chain)
+        raise _http_error(400, f"model '{model}' is unavailable: {why} (set it and restart the proxy){tried}")
+
     async def _route(self, rt: Runtime, state: RequestState, data: dict[str, Any], view: dict[str, Any]) -> None:
-        """Pick the tier for a routed request; thriftier as the month's money runs out."""
+        """Pick the tier for a routed request; thriftier as the month's money runs out; never a tier that
+        cannot answer now (no API key)."""
         guard = rt.budget
         stopped = guard.is_stopped()
         t0 = time.perf_counter()
-        decision = await rt.router.adecide(view, budget_pressure=1.0 if stopped else guard.pressure())
+        unavailable = rt.availability.unavailable(rt.router.settings.tiers)
+        decision = await rt.router.adecide(view, budget_pressure=1.0 if stopped else guard.pressure(), unavailable=unavailable)
+        state.route_note = decision.note
         seconds = time.perf_counter() - t0
         settings = rt.router.settings
         metrics.observe_route(decision.tier, settings.mode, seconds)
         data["model"] = decision.tier
         state.routing = RouteInfo(round(decision.score, 4), round(seconds * 1000, 2), decision.features.get("scorer"),
-                                  decision.reason)
+                                  decision.reason, version=rt.learning.version)
+        rt.learning.route(state, view, decision, settings.mode)
         if settings.mode == "shadow":  # decided and logged; served as without synqra
             state.routing.shadow = decision.tier
             cfg = rt.config
@@ -136,6 +165,9 @@ class SynqraHooks(CustomLogger):
                 stop = client_error_behind(kwargs)
                 if stop is not None:  # a client error is the client's: no paid tier retries it
                     raise stop
+                why = rt.availability.reason(group)
+                if why:  # LiteLLM moves on to the next fallback (an auth error cools nothing down)
+                    raise litellm.AuthenticationError(message=f"{group} unavailable: {why}", llm_provider="synqra", model=group)
             try:
                 await rt.accounts.reserve_attempt(state, group, kwargs)
             except BudgetRefused as e:
@@ -155,6 +187,9 @@ class SynqraHooks(CustomLogger):
         # (a fallback may still be running on another model group; see Accountant.attempt_failed).
         rt = get_runtime()
         state, group = attempt_group(rt.config, kwargs)
+        status = getattr(kwargs.get("exception"), "status_code", None)
+        if group and status in (401, 403) and not rt.accounts.is_free(group):
+            rt.availability.auth_failed(group, int(status))  # a refused key: set aside, not cooled down
         if state is not None:
             await rt.accounts.attempt_failed(state, group)
 
@@ -179,9 +214,9 @@ class SynqraHooks(CustomLogger):
         usage = usage_of(response)
         if state.fallback is None and usage is not None:  # a fallback that answered has its own row
             await rt.accounts.settle(state, usage)
-        if rt.gate.applies(state):
-            return await rt.gate.after_response(state, response)
-        return None
+        delivered = await rt.gate.after_response(state, response) if rt.gate.applies(state) else None
+        rt.learning.outcome(state)
+        return delivered
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         # Streams (and anything the post-call hook could not price) are settled here, once LiteLLM has the
@@ -235,8 +270,12 @@ class SynqraHooks(CustomLogger):
             headers["x-synqra-route-ms"] = str(r.ms)
             if r.shadow is not None:
                 headers["x-synqra-route-shadow"] = r.shadow
+            if r.version is not None:
+                headers["x-synqra-router-version"] = r.version
         if state.budget_note:
             headers["x-synqra-budget"] = state.budget_note
+        if state.route_note:
+            headers["x-synqra-route-note"] = state.route_note
         if state.fallback:
             headers["x-synqra-fallback"] = state.fallback
         if state.routed:
@@ -258,9 +297,10 @@ class SynqraHooks(CustomLogger):
         if state.call_type and rt.gate.applies(state):
             async for item in rt.gate.stream(state, response):
                 yield item
-            return
-        async for item in response:
-            yield item
+        else:
+            async for item in response:
+                yield item
+        rt.learning.outcome(state)
 
 
 synqra_hooks = SynqraHooks()

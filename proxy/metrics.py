@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from policies.budget.guard import BudgetGuard
     from policies.budget.records import LedgerRecord
+    from proxy.learning_loop import LearningLoop
 
 ROUTE_DECISIONS = Counter(
     "synqra_route_decisions", "Routing decisions by the tier the router chose; mode shadow: logged, not served",
@@ -94,5 +95,36 @@ class BudgetCollector(Collector):
 
 def register_budget(guard: Callable[[], "BudgetGuard | None"], registry: CollectorRegistry = REGISTRY) -> BudgetCollector:
     collector = BudgetCollector(guard)
+    registry.register(collector)
+    return collector
+
+
+class LearningCollector(Collector):
+    """The inference log's writer (rows written and dropped, by kind) and the serving router version."""
+
+    def __init__(self, loop: Callable[[], "LearningLoop | None"]) -> None:
+        self._loop = loop
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        loop = self._loop()
+        if loop is None:
+            return
+        if loop.version is not None:
+            info = GaugeMetricFamily("synqra_router_version_info", "The router version serving (value 1)", labels=["version"])
+            info.add_metric([loop.version], 1.0)
+            yield info
+        writer = loop.writer
+        if writer is None:
+            return
+        rows = CounterMetricFamily("synqra_learning_log_items", "Inference log items (route, outcome, label) by fate",
+                                   labels=["kind", "fate"])
+        for fate, counts in (("written", writer.written), ("dropped", writer.dropped)):
+            for kind in ("route", "outcome", "label"):
+                rows.add_metric([kind, fate], float(counts.get(kind, 0)))
+        yield rows
+
+
+def register_learning(loop: Callable[[], "LearningLoop | None"], registry: CollectorRegistry = REGISTRY) -> LearningCollector:
+    collector = LearningCollector(loop)
     registry.register(collector)
     return collector

@@ -91,8 +91,14 @@ class QualityGate:
         self.settings = runtime.config.synqra.quality
         self.tiers = runtime.config.synqra.routing.tiers
 
+    def _tiers(self) -> list[str]:
+        """The routing ladder without the tiers that cannot answer now (no API key): the top of what is left
+        is not validated, and no escalation goes to a tier that cannot answer."""
+        down = self.rt.availability.unavailable(self.tiers)
+        return [t for t in self.tiers if t not in down] if down else self.tiers
+
     def applies(self, state: RequestState) -> bool:
-        return state.routed and state.call_type in GENERATION_CALLS and is_validated(state.route, self.settings, self.tiers)
+        return state.routed and state.call_type in GENERATION_CALLS and is_validated(state.route, self.settings, self._tiers())
 
     def prepare(self, state: RequestState, data: dict[str, Any]) -> None:
         """Before the call: remember the client's request; ask llama.cpp for token logprobs."""
@@ -172,13 +178,14 @@ class QualityGate:
         note: str | None = None
         stopped = self.rt.budget.is_stopped()
         call_type, request = state.call_type, self._request(state)
+        tiers = self._tiers()
         while True:
             verdict = attempts[-1].verdict
             if verdict is None:  # an unvalidated (top) tier answered: deliver it
                 break
             # Only chat keeps its system prompt in `messages`; the other APIs get the rephrase instruction
             # in their own system field (Messages `system`, Responses `instructions`, a text prompt's head).
-            step = next_step(verdict, chain, self.settings, stopped, tiers=self.tiers,
+            step = next_step(verdict, chain, self.settings, stopped, tiers=tiers,
                              messages=request.get("messages"), rephrased=rephrased,
                              system=request.get("instructions") if call_type in RESPONSES_CALLS else request.get("system"),
                              anthropic=call_type not in CHAT_CALLS)
@@ -202,7 +209,7 @@ class QualityGate:
                 break
             rephrased = rephrased or step.kind == "rephrase"
             chain.append(attempt.tier)
-            if is_validated(attempt.tier, self.settings, self.tiers):
+            if is_validated(attempt.tier, self.settings, tiers):
                 ans = stream_answer(attempt.chunks, call_type) if stream else answer_of(attempt.response, call_type)
                 attempt.verdict = await self.score(state, ans)
             attempts.append(attempt)
@@ -223,6 +230,8 @@ class QualityGate:
             q.note = note
         if first is not None:
             metrics.observe_quality(attempts[0].tier, first.action, first.score, best.tier)
+            if attempts[0].tier == self.rt.config.synqra.backends.llama.model_alias:  # a label for the router
+                self.rt.learning.gate_verdict(state.request_id, first.action)
             # route-thresholds --max-escalation reads first= and route_score= (routed requests have one).
             r = state.routing
             log.info("quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s", first.score,

@@ -55,6 +55,7 @@ FREE: tuple[tuple[str, str], ...] = (
     ("POST", "/dashboard/logout"),
     ("GET", "/dashboard/data"),
     ("GET", "/dashboard/assets/{name}"),
+    ("POST", "/api/feedback"),
 )
 
 

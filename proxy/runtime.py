@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from policies.quality.scorer import QualityScorer
     from policies.routing.router import Router
     from policies.routing.tiers import TierInfo
+    from proxy.availability import Availability
+    from proxy.learning_loop import LearningLoop
     from policies.embedding.static import StaticEmbedder
     from proxy.quality_gate import QualityGate
     from proxy.shadow_eval import ShadowEvaluator
@@ -79,6 +81,13 @@ class Runtime:
         return Router.from_config(self.config, lambda trained_on: self.embedder_of("static" if trained_on == STATIC else "minilm"))
 
     @cached_property
+    def availability(self) -> "Availability":
+        """Which models can answer now (API keys set, not refused by their provider)."""
+        from proxy.availability import Availability
+
+        return Availability(self.config)
+
+    @cached_property
     def model_caps(self) -> "dict[str, TierInfo]":
         """What each model_list entry can take (vision, tools, reasoning, context window), read once."""
         from policies.routing.capabilities import model_info_of
@@ -90,6 +99,13 @@ class Runtime:
         from policies.quality.scorer import QualityScorer
 
         return QualityScorer.from_config(self.config, self.embedder_of(self.config.synqra.quality.relevance_embedder))
+
+    @cached_property
+    def learning(self) -> "LearningLoop":
+        """The inference log, labels and hot reload of learnt router versions."""
+        from proxy.learning_loop import LearningLoop
+
+        return LearningLoop(self)
 
     @cached_property
     def shadow_eval(self) -> "ShadowEvaluator":
@@ -112,6 +128,7 @@ class Runtime:
             self.router.decide({"messages": [{"role": "user", "content": "warm-up"}]})  # nothing else runs yet
             self.quality  # noqa: B018  # built for its side effect
             await self.budget.start()
+            self.learning.start()
         except Exception:
             log.exception("warm-up failed; the first request will retry what failed")
 

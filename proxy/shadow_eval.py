@@ -95,6 +95,7 @@ class ShadowEvaluator:
             answer = chat_answer(r.json())
             v = await self.rt.quality.ascore(request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
             metrics.observe_shadow_eval(v.action)
+            self.rt.learning.gate_verdict(request_id, v.action, shadow=True)
             log.info("shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s",
                      v.score, v.action, ", ".join(v.reasons) or "ok", self.model, route, tier, request_id)
         except Exception as e:  # the served answer is unaffected; only this sample is lost

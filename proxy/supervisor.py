@@ -115,6 +115,36 @@ class _StaticTableBuild:
             log.error("static embedding table not built (%s); routing uses its fallback rule", self.error or "timed out")
 
 
+class LearnSchedule:
+    """`synqra.learning.schedule` (daily, weekly): the supervisor runs `synqra learn --if-due` unattended, at
+    most one at a time, and checks every CHECK_EVERY_S whether a run is due (`--if-due` decides: the interval
+    since the last run and `min_new_labels`). Each run's decision (installed / kept, and why) is in the run
+    log (`synqra learn --list`) and in logs/learn.log; the proxy workers pick an installed version up."""
+
+    CHECK_EVERY_S = 600.0
+
+    def __init__(self, cfg: AppConfig, log_path: Path, env: dict[str, str]) -> None:
+        self.enabled = cfg.synqra.learning.enabled and cfg.synqra.learning.schedule != "off"
+        self.argv = [sys.executable, "-m", "proxy.cli", "learn", "--if-due", "--config", str(cfg.path)]
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.next_at = time.monotonic() + 60.0  # not while the stack is warming up
+
+    def tick(self) -> None:
+        if not self.enabled or time.monotonic() < self.next_at:
+            return
+        if self.proc is not None and self.proc.poll() is None:
+            return  # the last run is still fitting
+        if self.proc is not None:
+            log.info("scheduled synqra learn finished (exit %s); see %s", self.proc.returncode, self.log_path)
+        self.next_at = time.monotonic() + self.CHECK_EVERY_S
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env, preexec_fn=die_with_parent)
+
+
 class Supervisor:
     def __init__(self, cfg: AppConfig, host: str, port: int, master_key: str) -> None:
         self.cfg = cfg
@@ -126,6 +156,7 @@ class Supervisor:
         env = apply_offline_env(dict(os.environ))
         env["LITELLM_MASTER_KEY"] = master_key
         env["PYTHONUNBUFFERED"] = "1"
+        self.env = env
         logs = self.data_dir / "logs"
         py, conf = sys.executable, str(cfg.path)
         self.backends: list[Service] = []
@@ -204,14 +235,25 @@ class Supervisor:
             log.info("%s restarted (restart #%d)", s.name, s.restarts)
 
     def run_forever(self) -> None:
+        schedule = LearnSchedule(self.cfg, self.data_dir / "logs" / "learn.log", self.env)
         while not self.stopping.wait(0.25):
             for s in self.services:
                 self._check(s)
+            schedule.tick()
 
     def stop(self) -> None:
         self.stopping.set()
         for s in reversed(self.services):  # proxy first, so no request hits a stopped backend
             s.stop()
+
+
+def tiers_line(cfg: AppConfig) -> str:
+    """Which routing tiers can answer, as `synqra serve` prints it at start (a cloud tier needs its API key)."""
+    from proxy.availability import Availability
+
+    down = Availability(cfg).unavailable(cfg.synqra.routing.tiers)
+    parts = [f"{t} unavailable ({down[t]})" if t in down else f"{t} ok" for t in cfg.synqra.routing.tiers]
+    return "tiers: " + ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=s.log_level, format=LOG_FORMAT)
     key, origin = resolve_master_key(s.data_path)
     print(f"synqra: master key from {origin}", flush=True)
+    print(f"synqra: {tiers_line(cfg)}", flush=True)
     sup = Supervisor(cfg, args.host or s.host, args.port or s.port, key)
 
     def _on_signal(signum: int, _frame: object) -> None:

@@ -32,6 +32,7 @@ class RouteInfo:
     scorer: str | None
     reason: str
     shadow: str | None = None  # shadow mode: the tier the router chose while the incumbent served
+    version: str | None = None  # the router version that decided (x-synqra-router-version)
 
 
 @dataclass(eq=False)
@@ -64,6 +65,7 @@ class RequestState:
     routed: bool = False  # synqra chose the model, so the quality gate validates the answer
     routing: RouteInfo | None = None
     budget_note: str | None = None  # "stopped": paid calls stopped this month, served locally
+    route_note: str | None = None  # a model passed over because it cannot answer now, and why
     fallback: str | None = None  # "failed>answered" when a LiteLLM fallback answered
     quality: QualityInfo | None = None
     # --- money, written by the Accountant only ---

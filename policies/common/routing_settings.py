@@ -42,6 +42,9 @@ class RoutingSettings(BaseModel):
     # Explicit model names (glob patterns, e.g. "claude-3-5-sonnet-*") routed as if they were
     # the virtual model: drop-in savings for code that hard-codes a model.
     intercept_models: list[str] = Field(default_factory=list)
+    # A cloud model whose provider refuses its API key (401/403) is not used for this long, then tried again
+    # (a model whose key variable is not set is never used: set it and restart).
+    unavailable_retry_s: float = Field(300.0, gt=0)
     # Model names clients send that are not in model_list, by glob -> the model_list name (or the virtual
     # model) that serves them, first match wins: Claude Code and other Anthropic clients ask for dated
     # names (claude-opus-4-*, claude-haiku-4-5-*...). Exact names in model_list or model_group_alias win.

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from policies.common.budget_settings import BudgetSettings
+from policies.common.learning_settings import LearningSettings
 from policies.common.quality_settings import QualitySettings
 from policies.common.routing_settings import RoutingSettings
 
@@ -116,6 +117,7 @@ class SynqraSettings(_Strict):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
 
 
 class ModelEntry(BaseModel):
@@ -151,6 +153,18 @@ class AppConfig(BaseModel):
     def canonical(self, name: str) -> str:
         """The model_list name a requested name resolves to (through aliases), or the name itself."""
         return self.aliases.get(name, name)
+
+    def fallback_chain(self, name: str) -> list[str]:
+        """The models `router_settings.fallbacks` tries after `name`, in order, following fallbacks of fallbacks."""
+        table = {src: targets for rule in self.fallbacks for src, targets in rule.items()}
+        chain: list[str] = []
+        queue = list(table.get(name, []))
+        while queue:
+            m = queue.pop(0)
+            if m != name and m not in chain:
+                chain.append(m)
+                queue += table.get(m, [])
+        return chain
 
     def resolve_requested(self, name: str) -> str:
         """What a client's model name asks for: a model_list name or alias as it is, else the first

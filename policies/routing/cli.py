@@ -87,13 +87,28 @@ def _load_config(path: str | None) -> Any:
     return AppConfig(path=repo_default, model_list=models, synqra=settings)
 
 
-def _router(config: str | None) -> Any:
+def router_artifact(path: str | Path) -> Path:
+    """The .npz of `--router`: an artifact folder (router.npz inside, as `synqra learn` writes) or the file."""
+    p = Path(path)
+    return p if p.suffix == ".npz" else p / "router.npz"
+
+
+def _router(config: str | None, artifact: Path | None = None) -> Any:
     """The proxy's Router for this config, with the in-process embedder the artifact was trained with
-    (fallback rule: MiniLM, for the creative rule). Raises ValueError on a bad config."""
+    (fallback rule: MiniLM, for the creative rule). `artifact` replaces the configured one and must load.
+    Raises ValueError on a bad config or an unusable `artifact`."""
     from policies.embedding.names import MINILM, embedder_for
     from policies.routing.router import Router, load_scorer
+    from policies.routing.scorer import ArtifactError, load_artifact
 
     cfg = _load_config(config)
+    if artifact is not None:
+        try:
+            load_artifact(artifact)
+        except ArtifactError as e:
+            raise ValueError(str(e)) from None
+        routing = cfg.synqra.routing.model_copy(update={"artifact_path": str(artifact), "thresholds": None})
+        cfg = cfg.model_copy(update={"synqra": cfg.synqra.model_copy(update={"routing": routing})})
     scorer = load_scorer(cfg.synqra.routing.artifact_path)
     embedder = embedder_for(scorer.embedder if scorer.needs_embedding else MINILM)
     return Router.from_config(cfg, embedder)
@@ -105,8 +120,9 @@ def start_command(prog: str, ap: argparse.ArgumentParser, argv: list[str] | None
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     apply_offline_env()
+    router = getattr(args, "router", None)
     try:
-        return args, _router(args.config)
+        return args, _router(args.config, router_artifact(router) if router else None)
     except ValueError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return args, None
@@ -115,6 +131,9 @@ def start_command(prog: str, ap: argparse.ArgumentParser, argv: list[str] | None
 def route_score_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="synqra route-score", description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch-size", type=int, default=256, help="requests per embedding batch")
+    ap.add_argument(
+        "--router", help="artifact folder written by `synqra learn` (or a .npz): score with it and its thresholds"
+    )
     args, router = start_command("synqra route-score", ap, argv)
     if router is None:
         return 2

@@ -17,7 +17,7 @@ import asyncio
 import fnmatch
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,6 +63,8 @@ class RouteDecision:
     features: dict[str, Any] = field(default_factory=dict)
     # What the request needs of a tier (tiers.unmet reads it): also asked of tiers it was not routed to.
     constraints: Constraints = field(default_factory=Constraints)
+    # The tier the decision would have picked had it been available, and why it was not ("x-synqra-route-note").
+    note: str | None = None
 
 
 @dataclass
@@ -118,6 +120,15 @@ class Router:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._patterns = [settings.virtual_model, *settings.intercept_models]
 
+    def use_scorer(self, scorer: LearnedScorer) -> None:
+        """Serve another trained scorer from now on (a learnt version, `synqra learn`): its weights and its
+        recommended thresholds (unless the config sets thresholds). The embedding it reads must be the one
+        this router computes; one decision in flight keeps the scorer it started with."""
+        if scorer.embedder != getattr(self.scorer, "embedder", scorer.embedder):
+            raise ValueError(f"scorer reads embedding {scorer.embedder!r}, this router computes {self.scorer.embedder!r}")  # type: ignore[union-attr]
+        self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
+        self.scorer = scorer
+
     def _thresholds_for(self, recommended: list[float]) -> list[float]:
         """Configured thresholds, else the scorer's recommendation fitted to the number of tiers."""
         t = self.settings.thresholds or recommended
@@ -167,7 +178,8 @@ class Router:
         """What a request needs of the model that serves it (also checked for models asked for by name)."""
         return self._constraints(request, request_text(request))
 
-    def _finish(self, p: _Prepared, emb: np.ndarray | None, budget_pressure: float, note: str = "") -> RouteDecision:
+    def _finish(self, p: _Prepared, emb: np.ndarray | None, budget_pressure: float, note: str = "",
+                unavailable: Mapping[str, str] | None = None) -> RouteDecision:
         fv = feature_vector(p.feats)[None, :]
         score = None
         if emb is not None and self.scorer.needs_embedding:
@@ -196,7 +208,14 @@ class Router:
             budget_pressure,
             self.settings.budget_max_shift,
             min_tier,
+            unavailable,
         )
+        passed_over = None
+        if unavailable:
+            wanted, _ = choose_tier(score, thresholds, self.tiers, p.constraints, budget_pressure,
+                                    self.settings.budget_max_shift, min_tier)
+            if wanted != tier and wanted in unavailable:
+                passed_over = f"{wanted} unavailable: {unavailable[wanted]}"
         if min_tier:
             reason += f" (creative/brand similarity {creative_sim:.2f})"
         if note:
@@ -208,7 +227,7 @@ class Router:
             "scorer": scorer_name,
             "budget_pressure": budget_pressure,
         }
-        return RouteDecision(tier, score, reason, features, p.constraints)
+        return RouteDecision(tier, score, reason, features, p.constraints, passed_over)
 
     def _token_term(self, text: str) -> np.ndarray | None:
         """The scorer's token term for the embedded text, when its artifact has token weights and the
@@ -276,8 +295,10 @@ class Router:
 
     # --- public -------------------------------------------------------------------------
 
-    async def adecide(self, request: dict[str, Any], budget_pressure: float = 0.0) -> RouteDecision:
-        """One request (the proxy hook). Embedding errors or timeouts fall back to the structural rule."""
+    async def adecide(self, request: dict[str, Any], budget_pressure: float = 0.0,
+                      unavailable: Mapping[str, str] | None = None) -> RouteDecision:
+        """One request (the proxy hook). Embedding errors or timeouts fall back to the structural rule.
+        `unavailable`: tiers that cannot answer now ({name: why}), passed over."""
         p = self._prepare(request)
         emb, note = None, ""
         if self.uses_embedding:
@@ -291,7 +312,7 @@ class Router:
             except Exception as e:  # server down, timeout, bad reply: route anyway
                 note = f"embedding unavailable ({type(e).__name__}), structural fallback"
                 log.warning("routing: %s", note)
-        d = self._finish(p, emb, budget_pressure, note)
+        d = self._finish(p, emb, budget_pressure, note, unavailable)
         # Six decimals: route-thresholds --from-log reads the score back, and must put it on the same side of a cut.
         log.info("route %s score=%.6f %s", d.tier, d.score, d.reason)
         return d

@@ -14,6 +14,7 @@ an unknown context window counts as "fits" (nothing to check against).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -70,8 +71,10 @@ def choose_tier(
     budget_pressure: float = 0.0,
     max_shift: float = 0.5,
     min_tier: int = 0,
+    unavailable: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
-    """(tier name, reason). `tiers` cheapest first, len(thresholds) == len(tiers) - 1."""
+    """(tier name, reason). `tiers` cheapest first, len(thresholds) == len(tiers) - 1. `unavailable`: tiers that
+    cannot answer now ({name: why}, e.g. no API key), passed over like tiers that cannot serve the request."""
     if len(thresholds) != len(tiers) - 1:
         raise ValueError(f"{len(tiers)} tiers need {len(tiers) - 1} thresholds, got {len(thresholds)}")
     ts = shifted_thresholds(thresholds, budget_pressure, max_shift)
@@ -80,7 +83,8 @@ def choose_tier(
     reason = f"score {score:.3f}" + (f" (thresholds {', '.join(f'{t:.3f}' for t in ts)})" if ts else "")
     if want > by_score:
         reason += f"; raised to {tiers[want].name} by rule"
-    skipped = [(t.name, why) for t in tiers if (why := unmet(t, constraints))]
+    down = unavailable or {}
+    skipped = [(t.name, why) for t in tiers if (why := (f"unavailable ({down[t.name]})" if t.name in down else unmet(t, constraints)))]
     blocked = dict(skipped)
     if tiers[want].name not in blocked:
         return tiers[want].name, reason

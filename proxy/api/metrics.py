@@ -15,15 +15,17 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
 from policies.budget.guard import BudgetGuard
-from proxy.metrics import register_budget
+from proxy.metrics import register_budget, register_learning
 
 _budget_registered = False
 
 
-def make_metrics_router(get_guard: Callable[[], BudgetGuard | None], require_master_key: Callable[..., Any]) -> APIRouter:
+def make_metrics_router(get_guard: Callable[[], BudgetGuard | None], require_master_key: Callable[..., Any],
+                        get_learning: Callable[[], Any] = lambda: None) -> APIRouter:
     global _budget_registered
-    if not _budget_registered:  # one collector per process, however many apps are built
+    if not _budget_registered:  # one collector of each per process, however many apps are built
         register_budget(get_guard)
+        register_learning(get_learning)
         _budget_registered = True
     router = APIRouter(tags=["metrics"])
 

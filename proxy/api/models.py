@@ -14,19 +14,12 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Depends
 
-from proxy.api.auth import require_master_key
-from proxy.runtime import get_runtime
 from policies.common.settings import AppConfig
+from proxy.api.auth import require_master_key
+from proxy.availability import Availability, env_ref
+from proxy.runtime import Runtime, get_runtime
 
 router = APIRouter(prefix="/api/models", dependencies=[Depends(require_master_key)])
-
-
-def _env_ref(value: Any) -> tuple[str | None, bool]:
-    """(env var name, is set) for an `os.environ/NAME` reference; literal values count as set."""
-    if isinstance(value, str) and value.startswith("os.environ/"):
-        name = value.removeprefix("os.environ/")
-        return name, bool(os.environ.get(name))
-    return None, bool(value)
 
 
 def local_backends(cfg: AppConfig) -> dict[str, tuple[str, Any]]:
@@ -44,33 +37,38 @@ async def _health(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
         return {"healthy": False, "error": type(e).__name__}
 
 
-def cloud_models(cfg: AppConfig) -> dict[str, dict[str, Any]]:
+def cloud_models(cfg: AppConfig, availability: Availability) -> dict[str, dict[str, Any]]:
     local = set(local_backends(cfg)) | {cfg.synqra.routing.virtual_model}
     out: dict[str, dict[str, Any]] = {}
     for m in cfg.model_list:
         if m.model_name in local:
             continue
-        key_var, has_key = _env_ref(m.litellm_params.get("api_key"))
-        base_var, _ = _env_ref(m.litellm_params.get("api_base"))
+        key_var, has_key = env_ref(m.litellm_params.get("api_key"))
+        base_var, _ = env_ref(m.litellm_params.get("api_base"))
         out[m.model_name] = {
             "provider_model": m.litellm_params["model"],
             "configured": True,
             "has_key": has_key,
             "key_env": key_var,
             "api_base": (os.environ.get(base_var) if base_var else m.litellm_params.get("api_base")) or "provider default",
+            # Whether routing, escalations and fallbacks may use it now, and if not why (no key, key refused).
+            "available": (why := availability.reason(m.model_name)) is None,
+            "unavailable_reason": why,
         }
     return out
 
 
-async def model_health(cfg: AppConfig) -> dict[str, Any]:
-    """Local backends (health-checked now) and cloud models (configured, keys set): the status without costs."""
+async def model_health(rt: Runtime) -> dict[str, Any]:
+    """Local backends (health-checked now) and cloud models (configured, available or why not): the status
+    without costs."""
+    cfg = rt.config
     async with httpx.AsyncClient() as client:
         local = {}
         for name, (kind, b) in local_backends(cfg).items():
             local[name] = {"kind": kind, "enabled": b.enabled, "url": b.url, "managed": not b.external_url}
             if b.enabled:
                 local[name].update(await _health(client, b.url))
-    return {"local": local, "cloud": cloud_models(cfg), "virtual": cfg.synqra.routing.virtual_model}
+    return {"local": local, "cloud": cloud_models(cfg, rt.availability), "virtual": cfg.synqra.routing.virtual_model}
 
 
 def guide_costs(budget: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +87,7 @@ def guide_costs(budget: dict[str, Any]) -> dict[str, Any]:
 @router.get("/status")
 async def models_status() -> dict[str, Any]:
     rt = get_runtime()
-    health = await model_health(rt.config)
+    health = await model_health(rt)
     # The same figures as GET /api/budget/status (one store read, the guard's own arithmetic).
     return {**health, "costs": guide_costs(await rt.budget.status())}
 

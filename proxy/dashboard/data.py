@@ -87,7 +87,7 @@ class DashboardData:
         rt = self.rt
         cfg = rt.config
         status, health = await asyncio.gather(
-            budget_status(rt.budget), self._health.get(None, lambda: model_health(cfg))
+            budget_status(rt.budget), self._health.get(None, lambda: model_health(rt))
         )
         tokens = status.get("tokens") or {}
         # Any new ledger row moves one of these: re-read the rows only then (or after the cache's ttl).

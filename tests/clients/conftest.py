@@ -157,6 +157,19 @@ class BillCheck:
                            "cooldowns": self.cooldowns()}, indent=1, default=str)
 
 
+def refused_naming(exc: BaseException, *params: str) -> bool:
+    """A clear 400 that names one of `params` (what an explicit local model may answer)."""
+    status = getattr(exc, "status_code", None)
+    return status == 400 and any(p in str(exc) for p in params)
+
+
+def expect_refusal(model: str, exc: BaseException, *params: str, allowed: str = "local-llama") -> None:
+    """Only `allowed` may fail here, and only with a 400 naming one of `params`; never a silent 200 with less."""
+    assert model == allowed, f"{model} failed: {exc!r}"[:3000]
+    assert refused_naming(exc, *params), (
+        f"{model} neither honoured nor refused (400 naming {'/'.join(params)}) the request: {exc!r}"[:3000])
+
+
 def ledger(s: RunningStack) -> list[dict[str, Any]]:
     return httpx.get(f"{s.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
 

@@ -60,3 +60,6 @@ def test_claude_code_print_mode(client_stack, bill: BillCheck, tmp_path: Path, a
     assert str(result.get("result", "")).strip(), result
     assert bill.paid_calls() or any(r["served_model"] == "local-llama" for r in bill.rows()), "nothing answered?"
     bill.settled()
+    asked = {r["requested_model"] for r in bill.rows()}
+    if not args:  # its default model is one of Claude's own names, mapped by synqra.routing.alias_patterns
+        assert asked and all(m.startswith("claude-") and m != "claude-sonnet" for m in asked), asked

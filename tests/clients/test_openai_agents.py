@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.clients.conftest import BillCheck
+from tests.clients.conftest import BillCheck, expect_refusal
 from tests.stack import MASTER_KEY
 
 MODELS = ["auto", "local-llama", "claude-sonnet", "gpt-4o"]
+MAX_TOKENS = 24
 
 
 def _run_config(base_url: str):
@@ -17,6 +18,13 @@ def _run_config(base_url: str):
 
     # The default provider (Responses API), only pointed at the proxy.
     return RunConfig(model_provider=OpenAIProvider(base_url=base_url + "/v1", api_key=MASTER_KEY), tracing_disabled=True)
+
+
+def assert_native_responses(bill: BillCheck, model: str) -> None:
+    """gpt-4o (openai/ in LiteLLM) is served by OpenAI's own Responses API, not bridged through chat."""
+    if model == "gpt-4o":
+        paths = {r.path for r in bill.providers["openai"].requests}
+        assert paths == {"/v1/responses"}, f"gpt-4o Responses calls reached {paths}"
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +44,12 @@ def get_weather(city: str) -> str:
 def test_agent_run(client_stack, bill: BillCheck, loop, model: str) -> None:
     from agents import Agent, ModelSettings, Runner
 
-    agent = Agent(name="helper", instructions="Answer briefly.", model=model, model_settings=ModelSettings(max_tokens=24))
+    agent = Agent(name="helper", instructions="Answer briefly.", model=model,
+                  model_settings=ModelSettings(max_tokens=MAX_TOKENS))
     result = loop.run_until_complete(
         Runner.run(agent, "What is the capital of France?", run_config=_run_config(client_stack.base_url)))
     assert isinstance(result.final_output, str)
+    assert_native_responses(bill, model)
     bill.settled()
 
 
@@ -47,7 +57,10 @@ def test_agent_run(client_stack, bill: BillCheck, loop, model: str) -> None:
 def test_agent_run_streamed(client_stack, bill: BillCheck, loop, model: str) -> None:
     from agents import Agent, ModelSettings, Runner
 
-    agent = Agent(name="helper", instructions="Answer briefly.", model=model, model_settings=ModelSettings(max_tokens=24))
+    from agents.exceptions import ModelBehaviorError
+
+    agent = Agent(name="helper", instructions="Answer briefly.", model=model,
+                  model_settings=ModelSettings(max_tokens=MAX_TOKENS))
 
     async def run() -> str:
         r = Runner.run_streamed(agent, "Name three colours.", run_config=_run_config(client_stack.base_url))
@@ -55,7 +68,17 @@ def test_agent_run_streamed(client_stack, bill: BillCheck, loop, model: str) -> 
             pass
         return str(r.final_output)
 
-    assert isinstance(loop.run_until_complete(run()), str)
+    try:
+        assert isinstance(loop.run_until_complete(run()), str)
+    except ModelBehaviorError as exc:
+        # The SDK fails a streamed run whose answer was cut (terminal event response.incomplete), as it would
+        # against OpenAI. Only the explicit local model answers unvalidated (auto's cut answers are escalated),
+        # and only an answer the ledger shows really ran to max_output_tokens may end so.
+        assert model == "local-llama" and "response.incomplete" in str(exc) and "max_output_tokens" in str(exc), exc
+        local = [r for r in bill.rows() if r["served_model"] == "local-llama"]
+        assert local and local[-1]["completion_tokens"] >= MAX_TOKENS, (
+            f"response.incomplete (max_output_tokens) for an answer that was not cut: {local}")
+    assert_native_responses(bill, model)
     bill.settled()
 
 
@@ -66,8 +89,14 @@ def test_agent_with_a_tool(client_stack, bill: BillCheck, loop, model: str) -> N
 
     agent = Agent(name="weather", instructions="Use the tool.", model=model, tools=[function_tool(get_weather)],
                   model_settings=ModelSettings(max_tokens=64, tool_choice="required"))
-    result = loop.run_until_complete(
-        Runner.run(agent, "Weather in Paris?", run_config=_run_config(client_stack.base_url), max_turns=4))
+    try:
+        result = loop.run_until_complete(
+            Runner.run(agent, "Weather in Paris?", run_config=_run_config(client_stack.base_url), max_turns=4))
+    except Exception as exc:  # the explicit local model has no tools: a 400 naming them, never a silent answer
+        expect_refusal(model, exc, "tools", "tool_choice")
+        bill.settled()
+        return
     calls = [i for i in result.new_items if i.type == "tool_call_item"]
     assert calls, f"{model}: tool_choice required, but no tool was called: {result.new_items}"
+    assert_native_responses(bill, model)
     bill.settled()

@@ -4,11 +4,14 @@
   and /chat/completions, streamed (SSE chunks, `[DONE]`, usage when asked) or not.
 - Anthropic Messages: POST /v1/messages, streamed (message_start ... message_stop
   events) or not.
+- OpenAI only: the Responses API, POST /v1/responses (what LiteLLM sends `openai/gpt-4o`
+  Responses calls to; streamed as response.created ... response.completed events), and text
+  completions, POST /v1/completions (streamed `text_completion` chunks, `[DONE]`).
 
 They count tokens (one token per whitespace-separated word, the same rule for
 prompt and answer, so tests can recompute the bill) and bill as the real APIs do:
-tool definitions are input (their JSON's words here) and each of OpenAI's `n`
-choices is output. They record every request (path,
+tool definitions are input (their JSON's words here), so are the Responses API's
+`instructions`, and each of OpenAI's `n` choices (per prompt, for text completions) is output. They record every request (path,
 headers, JSON body), and can be scripted to answer with given text, an HTTP error,
 or a delay. Cloud providers cannot be reached from the test machines; the proxy
 reaches these through its configurable API bases.
@@ -16,10 +19,11 @@ reaches these through its configurable API bases.
 Tools and JSON output (what real clients such as LangChain, the Agents SDK and Claude Code
 need): a request whose `tool_choice` forces a tool (OpenAI "required" or a named function,
 Anthropic "any" or a named tool), or a `Scripted(tool=...)` step, is answered with a tool call
-(OpenAI `tool_calls`, Anthropic `tool_use`; streamed or not) whose arguments fit the tool's JSON
-schema, unless the conversation already holds a tool result (the model then answers in text, so
-agent loops end). `response_format` json_object / json_schema (and Anthropic `output_format`)
-get a JSON text valid for the schema. The bill keeps the one rule: a tool call's completion
+(OpenAI `tool_calls`, a Responses `function_call` output item, Anthropic `tool_use`; streamed or
+not) whose arguments fit the tool's JSON schema, unless the conversation already holds a tool
+result (the model then answers in text, so agent loops end). `response_format` json_object /
+json_schema (the Responses API's `text.format`, Anthropic `output_format`) get a JSON text valid
+for the schema. The bill keeps the one rule: a tool call's completion
 tokens are the words of "name arguments-JSON".
 """
 from __future__ import annotations
@@ -65,6 +69,46 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 
 def choices(body: dict[str, Any]) -> int:
     return max(1, int(body.get("n") or 1))
+
+
+def _input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Responses API's `input`: a string is one user message."""
+    raw = body.get("input")
+    if isinstance(raw, str):
+        return [{"role": "user", "content": raw}]
+    return [i for i in raw or [] if isinstance(i, dict)]
+
+
+def responses_prompt_tokens(body: dict[str, Any]) -> int:
+    """Words of the input texts (messages and tool outputs) + instructions + the tools' JSON."""
+    n = 0
+    for item in _input_items(body):
+        if item.get("type") == "function_call_output":
+            n += count_tokens(str(item.get("output") or ""))
+        elif "content" in item:
+            n += count_tokens(_content_text(item.get("content")))
+    if isinstance(body.get("instructions"), str):
+        n += count_tokens(body["instructions"])
+    if body.get("tools"):
+        n += count_tokens(json.dumps(body["tools"]))
+    return n
+
+
+def _prompts(body: dict[str, Any]) -> list[Any]:
+    """Text completions' `prompt`: a string, token ids, or a list of either (one choice set per prompt)."""
+    raw = body.get("prompt")
+    if isinstance(raw, list) and raw and not all(isinstance(x, int) for x in raw):
+        return raw
+    return [raw if raw is not None else ""]
+
+
+def completion_prompt_tokens(body: dict[str, Any]) -> int:
+    """Words of each prompt string; a token-id prompt bills one token per id."""
+    return sum(len(x) if isinstance(x, list) else count_tokens(str(x)) for x in _prompts(body))
+
+
+def completion_choices(body: dict[str, Any]) -> int:
+    return len(_prompts(body)) * choices(body)
 
 
 @dataclass
@@ -117,7 +161,8 @@ class FakeProvider:
         with self._lock:
             return self.script.popleft() if self.script else Scripted()
 
-    async def _handle(self, request: Request) -> Response:
+    async def _receive(self, request: Request) -> tuple[dict[str, Any], Scripted] | Response:
+        """Parse, record, and take the next scripted step (after its delay); a Response if the JSON is bad."""
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -129,6 +174,13 @@ class FakeProvider:
         step = self._next()
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
+        return body, step
+
+    async def _handle(self, request: Request) -> Response:
+        got = await self._receive(request)
+        if isinstance(got, Response):
+            return got
+        body, step = got
         messages_api = request.url.path.endswith("/messages")
         if step.status != 200:
             return self._error(step.status, messages_api)
@@ -288,6 +340,101 @@ class FakeProvider:
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
+    # --- OpenAI Responses API (POST /v1/responses), kept apart from chat ---
+
+    async def _handle_responses(self, request: Request) -> Response:
+        got = await self._receive(request)
+        if isinstance(got, Response):
+            return got
+        body, step = got
+        if step.status != 200:
+            return self._error(step.status, False)
+        p = responses_prompt_tokens(body)
+        call = tool_call_for(body, step.tool)
+        if call is not None:
+            item: dict[str, Any] = {"type": "function_call", "id": "fc_" + call.id.removeprefix("call_"), "call_id": call.id,
+                                    "name": call.name, "arguments": call.arguments, "status": "completed"}
+            c = count_tokens(call.billed_text())
+        else:
+            text = step.text if step.text is not None else structured_text(body) or self.default_text
+            item = {"type": "message", "id": "msg_" + uuid.uuid4().hex, "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+            c = count_tokens(text)
+        body["_prompt_tokens"], body["_completion_tokens"] = p, c
+        usage = {"input_tokens": p, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": c,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": p + c}
+        resp = _response_object(body, "resp_" + uuid.uuid4().hex)
+        if not body.get("stream"):
+            return JSONResponse({**resp, "status": "completed", "output": [item], "usage": usage})
+        return StreamingResponse(self._responses_events(resp, item, usage, call), media_type="text/event-stream")
+
+    async def _responses_events(self, resp: dict[str, Any], item: dict[str, Any], usage: dict[str, Any],
+                                call: "ToolCall | None"):
+        """The Responses API's SSE events for one output item (a message or a function call)."""
+        seq = iter(range(1_000_000))
+
+        def ev(event: str, **data: Any) -> str:
+            return f"event: {event}\ndata: {json.dumps({'type': event, 'sequence_number': next(seq), **data})}\n\n"
+
+        iid = item["id"]
+        yield ev("response.created", response={**resp, "status": "in_progress", "output": [], "usage": None})
+        yield ev("response.in_progress", response={**resp, "status": "in_progress", "output": [], "usage": None})
+        if call is not None:
+            yield ev("response.output_item.added", output_index=0, item={**item, "arguments": "", "status": "in_progress"})
+            for piece in call.pieces():
+                yield ev("response.function_call_arguments.delta", item_id=iid, output_index=0, delta=piece)
+            yield ev("response.function_call_arguments.done", item_id=iid, output_index=0, name=call.name,
+                     arguments=call.arguments)
+        else:
+            text = item["content"][0]["text"]
+            yield ev("response.output_item.added", output_index=0, item={**item, "content": [], "status": "in_progress"})
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            yield ev("response.content_part.added", item_id=iid, output_index=0, content_index=0, part=part)
+            words = text.split(" ")
+            for i, w in enumerate(words):
+                delta = w if i == len(words) - 1 else w + " "
+                yield ev("response.output_text.delta", item_id=iid, output_index=0, content_index=0, delta=delta, logprobs=[])
+            yield ev("response.output_text.done", item_id=iid, output_index=0, content_index=0, text=text, logprobs=[])
+            yield ev("response.content_part.done", item_id=iid, output_index=0, content_index=0, part={**part, "text": text})
+        yield ev("response.output_item.done", output_index=0, item=item)
+        yield ev("response.completed", response={**resp, "status": "completed", "output": [item], "usage": usage})
+
+    # --- OpenAI text completions (POST /v1/completions), kept apart from chat ---
+
+    async def _handle_completions(self, request: Request) -> Response:
+        got = await self._receive(request)
+        if isinstance(got, Response):
+            return got
+        body, step = got
+        if step.status != 200:
+            return self._error(step.status, False)
+        text = step.text if step.text is not None else self.default_text
+        p, c, k = completion_prompt_tokens(body), count_tokens(text), completion_choices(body)
+        body["_prompt_tokens"], body["_completion_tokens"] = p, c * k
+        cid, created, model = "cmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
+        usage = {"prompt_tokens": p, "completion_tokens": c * k, "total_tokens": p + c * k}
+        if not body.get("stream"):
+            return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,
+                                 "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": "stop"} for i in range(k)],
+                                 "usage": usage})
+
+        def chunk(piece: str, finish: str | None, index: int) -> str:
+            d = {"id": cid, "object": "text_completion", "created": created, "model": model,
+                 "choices": [{"index": index, "text": piece, "logprobs": None, "finish_reason": finish}]}
+            return f"data: {json.dumps(d)}\n\n"
+
+        async def gen():
+            for i in range(k):
+                for w in text.split(" "):
+                    yield chunk(" " + w, None, i)
+                yield chunk("", "stop", i)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                d = {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage}
+                yield f"data: {json.dumps(d)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
     def app(self) -> Starlette:
         paths = {
             "anthropic": ["/v1/messages"],
@@ -295,7 +442,11 @@ class FakeProvider:
             # DeepSeek serves both protocols; LiteLLM sends /v1/messages traffic to /anthropic/v1/messages.
             "deepseek": ["/v1/chat/completions", "/chat/completions", "/anthropic/v1/messages"],
         }[self.kind]
-        return Starlette(routes=[Route(p, self._handle, methods=["POST"]) for p in paths])
+        routes = [Route(p, self._handle, methods=["POST"]) for p in paths]
+        if self.kind == "openai":
+            routes += [Route(p, self._handle_responses, methods=["POST"]) for p in ("/v1/responses", "/responses")]
+            routes += [Route(p, self._handle_completions, methods=["POST"]) for p in ("/v1/completions", "/completions")]
+        return Starlette(routes=routes)
 
     def start(self) -> "FakeProvider":
         self.port = free_port()
@@ -363,6 +514,8 @@ def _forced_tool(body: dict[str, Any], tools: dict[str, dict[str, Any]]) -> str 
 
 
 def _has_tool_result(body: dict[str, Any]) -> bool:
+    if any(i.get("type") == "function_call_output" for i in _input_items(body)):  # Responses API
+        return True
     for m in body.get("messages") or []:
         if m.get("role") == "tool":
             return True
@@ -382,8 +535,11 @@ def tool_call_for(body: dict[str, Any], scripted: str | None) -> ToolCall | None
 
 
 def structured_text(body: dict[str, Any]) -> str | None:
-    """A JSON answer when the request asks for one (OpenAI response_format, Anthropic output_format)."""
-    fmt = body.get("response_format") or body.get("output_format") or (body.get("output_config") or {}).get("format")
+    """A JSON answer when the request asks for one (OpenAI response_format, the Responses API's
+    text.format, Anthropic output_format)."""
+    text_cfg = body.get("text") if isinstance(body.get("text"), dict) else {}
+    fmt = (body.get("response_format") or text_cfg.get("format") or body.get("output_format")
+           or (body.get("output_config") or {}).get("format"))
     if not isinstance(fmt, dict):
         return None
     if fmt.get("type") == "json_object":
@@ -392,6 +548,20 @@ def structured_text(body: dict[str, Any]) -> str | None:
         schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema") or {"type": "object"}
         return json.dumps(value_for_schema(schema, schema))
     return None
+
+
+def _response_object(body: dict[str, Any], rid: str) -> dict[str, Any]:
+    """A Responses API `response` object echoing the request's settings (output and usage added by the caller)."""
+    text_cfg = body.get("text") if isinstance(body.get("text"), dict) else {}
+    return {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed",
+            "model": body.get("model", "fake"), "output": [], "error": None, "incomplete_details": None,
+            "instructions": body.get("instructions"), "metadata": body.get("metadata") or {},
+            "max_output_tokens": body.get("max_output_tokens"), "parallel_tool_calls": body.get("parallel_tool_calls", True),
+            "previous_response_id": body.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
+            "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
+            "text": {"format": text_cfg.get("format") or {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [], "top_p": body.get("top_p", 1.0), "truncation": body.get("truncation", "disabled"),
+            "user": body.get("user"), "usage": None}
 
 
 def value_for_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> Any:

@@ -122,3 +122,17 @@ def test_completions_refuse_what_they_cannot_do(client) -> None:
     assert client.post("/v1/completions", json={"prompt": "x", "suffix": "y"}).json()["error"]["param"] == "suffix"
     assert client.post("/v1/completions", json={"prompt": [[]]}).status_code == 400
     assert client.post("/v1/completions", json={"prompt": 5}).json()["error"]["param"] == "prompt"
+
+
+def test_streamed_usage_counts_the_tokens_generated_not_the_chunks(client) -> None:
+    """The same tokens as the non-streamed answer at temperature 0 (the last chunk carries no token)."""
+    body = {"messages": Q, "max_tokens": 8, "temperature": 0, "seed": 1}
+    plain = client.post("/v1/chat/completions", json=body).json()["usage"]["completion_tokens"]
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    assert events[-1]["usage"]["completion_tokens"] == plain
+    text = {"prompt": "One, two, three,", "max_tokens": 6, "temperature": 0, "seed": 1}
+    plain = client.post("/v1/completions", json=text).json()["usage"]["completion_tokens"]
+    with client.stream("POST", "/v1/completions", json={**text, "stream": True, "stream_options": {"include_usage": True}}) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    assert events[-1]["usage"]["completion_tokens"] == plain

@@ -1,0 +1,277 @@
+"""One learning run: labelled rows -> candidate -> out-of-time check -> thresholds -> decision.
+
+Shared by both paths of `synqra learn` (the inference log, and `--labels FILE`), so the evaluation
+interface fits exactly as a deployment does:
+
+1. Rows in time order (request time; a labels file: its line order). The newest
+   `validation_share` (at least MIN_VALIDATION rows) are held out.
+2. Candidate = fit.fit_adapted(prior, older rows): the prior is the base artifact (the shipped one,
+   or the one configured), never an earlier learnt version, so labels are not counted twice.
+3. Candidate and current router are scored on the held-out rows; the candidate wins only if its
+   APGR against the labels beats the current router's by more than `min_improvement`, and does so in
+   at least GUARD_CONFIDENCE of paired bootstrap resamples of those rows (a small validation set
+   otherwise lets a lucky worse candidate in).
+4. A winner is refitted on every labelled row with the lam the cross-validation chose (the held-out
+   newest rows are the most like tomorrow's traffic), and its tier thresholds are refitted on the
+   logged traffic: the local cut at `target_local_share` (tiers.thresholds_for_shares), lowered
+   until the labelled requests below it needed the strong tier at most `max_escalation` of the
+   time (thresholds.local_cut); the other cuts keep the current split of the non-local traffic.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policies.common.learning_settings import LearningSettings
+from policies.learning.fit import Adapted, fit_adapted, label_apgr, token_vocab
+from policies.learning.representation import Representation, representation_key
+from policies.routing.scorer import FORMAT_VERSION, LearnedScorer
+
+MIN_VALIDATION = 20  # held-out rows below which no comparison is trusted
+MIN_TRAIN = 20
+MIN_ESCALATION_ROWS = 20  # thresholds.local_cut's smallest group of requests below the cut
+# The candidate must beat the current router in this share of paired bootstrap draws of the held-out
+# rows: on 20-80 newest rows a plain "higher APGR" is often luck, and a lucky worse candidate would serve.
+GUARD_CONFIDENCE = 0.8
+GUARD_DRAWS = 200
+SEED = 20240611
+_CODE_FILES = ("fit.py", "learn.py", "representation.py")
+
+
+def learning_code_hash() -> str:
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in _CODE_FILES:
+        h.update(name.encode() + (here / name).read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Labelled:
+    """Labelled rows, oldest first."""
+
+    rep: Representation
+    label: np.ndarray
+    weight: np.ndarray
+    sources: list[tuple[str, ...]]
+    ts: np.ndarray | None = None  # request times (None: order only)
+    skipped: dict[str, int] = field(default_factory=dict)  # why rows were left out, for the manifest
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def subset(self, idx: np.ndarray) -> "Labelled":
+        return Labelled(
+            self.rep.subset(idx), self.label[idx], self.weight[idx], [self.sources[i] for i in idx],
+            None if self.ts is None else self.ts[idx], self.skipped,
+        )
+
+    def by_source(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.sources:
+            for x in s:
+                out[x] = out.get(x, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def scores_of(scorer: LearnedScorer, rep: Representation, vocab: int) -> np.ndarray:
+    tok = rep.token_matrix(len(scorer.w_tok)) @ scorer.w_tok if scorer.w_tok is not None else None
+    return scorer.score(rep.emb, rep.feats, tok)
+
+
+def _figures(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, float]:
+    p = np.clip(scores, 1e-6, 1 - 1e-6)
+    logloss = float(np.average(-(y * np.log(p) + (1 - y) * np.log(1 - p)), weights=w))
+    return {"apgr": round(label_apgr(scores, y, w), 4), "logloss": round(logloss, 4), "mean_score": round(float(np.mean(scores)), 4)}
+
+
+@dataclass
+class Outcome:
+    """What a run decided. `scorer` is what should serve afterwards (the refitted candidate when
+    installed, else the current router); `manifest` describes it when installed."""
+
+    installed: bool
+    reason: str
+    scorer: LearnedScorer
+    validation: dict[str, Any]
+    candidate: Adapted | None = None
+    thresholds: list[float] | None = None
+    threshold_notes: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The run-log record (registry.record_run adds version and times)."""
+        return {
+            "decision": "installed" if self.installed else "kept",
+            "reason": self.reason,
+            "validation": self.validation,
+            "fit": self.candidate.summary() if self.candidate else None,
+            "thresholds": self.thresholds,
+            "threshold_notes": self.threshold_notes,
+        }
+
+
+def _bootstrap_wins(cand: np.ndarray, cur: np.ndarray, y: np.ndarray, w: np.ndarray, margin: float) -> float:
+    """Share of paired resamples of the held-out rows in which the candidate's APGR beats the current's by > margin."""
+    rng = np.random.default_rng(SEED)
+    n = len(y)
+    wins = 0
+    for _ in range(GUARD_DRAWS):
+        idx = rng.integers(0, n, n)
+        if np.ptp(y[idx]) == 0:
+            continue
+        wins += label_apgr(cand[idx], y[idx], w[idx]) - label_apgr(cur[idx], y[idx], w[idx]) > margin
+    return wins / GUARD_DRAWS
+
+
+def _parent_split(current_thresholds: list[float], current_scores: np.ndarray) -> list[float]:
+    """Share of the non-local traffic each tier above the local one gets under the current router."""
+    from policies.routing.tiers import tier_index
+
+    n_tiers = len(current_thresholds) + 1
+    counts = np.bincount([tier_index(float(s), current_thresholds) for s in current_scores], minlength=n_tiers)
+    upper = counts[1:].astype(float)
+    return list(upper / upper.sum()) if upper.sum() else [1.0 / (n_tiers - 1)] * (n_tiers - 1)
+
+
+def refit_thresholds(
+    traffic_scores: np.ndarray,
+    labelled_scores: np.ndarray,
+    labels: np.ndarray,
+    current_thresholds: list[float],
+    current_traffic_scores: np.ndarray,
+    settings: LearningSettings,
+) -> tuple[list[float], list[str]]:
+    """(thresholds, notes): the local cut at the target local share of the traffic, lowered to the
+    escalation cap; the cuts above it split the rest as the current router does."""
+    from policies.routing.thresholds import local_cut
+    from policies.routing.tiers import thresholds_for_shares
+
+    L = settings.target_local_share
+    split = _parent_split(current_thresholds, current_traffic_scores)
+    shares = [L] + [(1.0 - L) * q for q in split]
+    shares[-1] = 1.0 - sum(shares[:-1])
+    thresholds = thresholds_for_shares([float(s) for s in traffic_scores], shares)
+    notes = [f"local cut at the target local share {L} of {len(traffic_scores)} logged requests"]
+    verdicts = [(float(s), "escalate" if y >= 0.5 else "deliver") for s, y in zip(labelled_scores, labels)]
+    cut = local_cut(verdicts, settings.max_escalation, MIN_ESCALATION_ROWS)
+    if cut is None:
+        notes.append(
+            f"no local cut keeps the labelled escalation rate at or below {settings.max_escalation} "
+            f"({len(verdicts)} labelled requests): the share cut is kept"
+        )
+    elif cut.threshold < thresholds[0]:
+        thresholds = [cut.threshold] + [max(t, cut.threshold) for t in thresholds[1:]]
+        share = float(np.mean(traffic_scores < cut.threshold))
+        notes.append(
+            f"lowered to {cut.threshold:.6f} by the escalation cap {settings.max_escalation}: "
+            f"{cut.below} labelled requests below it, {cut.escalation_rate:.3f} needed the strong tier; "
+            f"local share {share:.3f}"
+        )
+    return [float(t) for t in thresholds], notes
+
+
+def learn(
+    prior: LearnedScorer,
+    current: LearnedScorer,
+    data: Labelled,
+    settings: LearningSettings,
+    vocab: int = 0,
+    traffic: Representation | None = None,
+    current_thresholds: list[float] | None = None,
+) -> Outcome:
+    """One run (no I/O). `traffic`: every logged request of the representation (for the thresholds;
+    None: the labelled rows). `current_thresholds`: the thresholds serving now (None: the current
+    artifact's recommendation)."""
+    n = len(data)
+    vocab = token_vocab(prior, vocab)
+    comparable = representation_key(current) == data.rep.key
+    reference = current if comparable else prior
+    n_val = max(MIN_VALIDATION, math.ceil(settings.validation_share * n))
+    if n - n_val < MIN_TRAIN:
+        return Outcome(False, f"{n} labelled requests: at least {MIN_VALIDATION + MIN_TRAIN} are needed "
+                       f"({MIN_TRAIN} to fit, {MIN_VALIDATION} newest to validate)", current, {"rows": n})
+    old, new = np.arange(n - n_val), np.arange(n - n_val, n)
+    held = data.subset(new)
+    validation: dict[str, Any] = {
+        "protocol": f"fit on the {len(old)} older labelled requests, compared on the {n_val} newest "
+        "(APGR of each ranking against the labels; log-loss)",
+        "rows": n_val,
+        "fit_rows": len(old),
+        "compared_with": "current" if comparable else "base (the current router reads another representation)",
+    }
+    if np.ptp(held.label) == 0:
+        return Outcome(False, "the newest labelled requests all have the same label: nothing to rank", current, validation)
+    fit_part = data.subset(old)
+    cand = fit_adapted(prior, fit_part.rep, fit_part.label, fit_part.weight, vocab)
+    validation["candidate"] = _figures(scores_of(cand.scorer, held.rep, vocab), held.label, held.weight)
+    validation["current"] = _figures(scores_of(reference, held.rep, vocab), held.label, held.weight)
+    gain = validation["candidate"]["apgr"] - validation["current"]["apgr"]
+    validation["apgr_gain"] = round(gain, 4)
+    wins = _bootstrap_wins(
+        scores_of(cand.scorer, held.rep, vocab), scores_of(reference, held.rep, vocab), held.label, held.weight,
+        settings.min_improvement,
+    )
+    validation["bootstrap_wins"] = round(wins, 3)
+    if gain <= settings.min_improvement or wins < GUARD_CONFIDENCE:
+        reason = (f"candidate APGR {validation['candidate']['apgr']:.4f} on the {n_val} newest labelled requests "
+                  f"vs the current router's {validation['current']['apgr']:.4f}: better by more than "
+                  f"{settings.min_improvement} in {wins:.0%} of {GUARD_DRAWS} resamples of them, "
+                  f"{GUARD_CONFIDENCE:.0%} needed")
+        return Outcome(False, reason, current, validation, cand)
+    final = fit_adapted(prior, data.rep, data.label, data.weight, vocab, lam=cand.lam)
+    final.cv = cand.cv
+    traffic = traffic if traffic is not None and len(traffic) else data.rep
+    cur_thr = current_thresholds or current.recommended_thresholds or prior.recommended_thresholds or [0.5, 0.8]
+    thresholds, notes = refit_thresholds(
+        scores_of(final.scorer, traffic, vocab),
+        scores_of(final.scorer, data.rep, vocab),
+        data.label,
+        cur_thr,
+        scores_of(reference, traffic, vocab),
+        settings,
+    )
+    reason = (f"candidate APGR {validation['candidate']['apgr']:.4f} on the {n_val} newest labelled requests "
+              f"beats the current router's {validation['current']['apgr']:.4f} (in {wins:.0%} of {GUARD_DRAWS} resamples)")
+    out = Outcome(True, reason, final.scorer, validation, final, thresholds, notes)
+    out.manifest = _manifest(prior, current, data, out, settings)
+    return out
+
+
+def _manifest(prior: LearnedScorer, current: LearnedScorer, data: Labelled, out: Outcome, settings: LearningSettings) -> dict[str, Any]:
+    ts = data.ts
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": "prior-centred MAP logistic regression (policies/learning/fit.py): logit = a + alpha * prior logit + "
+        "deviations on standardised features, embedding and token presence, folded into the prior's linear form",
+        "embedder": prior.embedder,
+        "embedding_dims": prior.dims,
+        "embed_text": prior.manifest.get("embed_text", f"newest user turn, first {prior.max_chars} characters"),
+        "feature_names": prior.manifest.get("feature_names"),
+        "recommended_thresholds": out.thresholds,
+        "threshold_rule": {
+            "target_local_share": settings.target_local_share,
+            "max_escalation": settings.max_escalation,
+            "notes": out.threshold_notes,
+        },
+        "prior_version": prior.manifest.get("version"),
+        "prior_sha256": prior.manifest.get("artifact_sha256"),
+        "parent_version": current.manifest.get("version"),
+        "learning": {**(out.candidate.summary() if out.candidate else {}), "code_sha256": learning_code_hash()},
+        "training_rows": {
+            "labelled": len(data),
+            "by_source": data.by_source(),
+            "left_out": data.skipped,
+            "first_request_ts": None if ts is None or not len(ts) else float(ts[0]),
+            "trained_through_ts": None if ts is None or not len(ts) else float(ts[-1]),
+        },
+        "validation": out.validation,
+        "decision": out.reason,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

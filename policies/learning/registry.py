@@ -1,0 +1,197 @@
+"""Versioned router artifacts: the learned routers a deployment has installed, and which one serves.
+
+    <store>/routers/
+        CURRENT                 the serving version's name (absent: the base artifact, e.g. the shipped one)
+        <version>/router.npz    the weights (scorer.LearnedScorer.save)
+        <version>/router.manifest.json
+        runs.jsonl              one record per `synqra learn` run: installed / kept / failed, and why
+
+Versions are `YYYYmmddTHHMMSSZ-<sha8 of the weights>`: sorted by name they are in time order, and a
+name says which weights it holds. Nothing is deleted: `rollback` points CURRENT at an older
+version. CURRENT is replaced atomically (os.replace) under a file lock, so a worker that reads it
+mid-install sees the old or the new name, never half of one. Every version is loaded through
+scorer.load_artifact (sha256 against the manifest, shapes, finite weights) before it is made
+current, so a corrupt artifact is refused and the serving one kept.
+
+The proxy's workers poll `current_version()` (one small file read) and reload with `load_current()`
+when it changes, keeping the scorer they have if the load fails.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from policies.routing.scorer import ArtifactError, LearnedScorer, load_artifact, manifest_path, sha256_file
+
+ARTIFACT_NAME = "router.npz"
+BASE = "base"  # CURRENT absent: the configured (shipped) artifact serves
+
+
+def base_version(base_artifact: Path) -> str:
+    """The version name of a shipped or configured artifact: its manifest's, else `shipped-<sha12>`."""
+    try:
+        v = json.loads(manifest_path(base_artifact).read_text()).get("version")
+        if isinstance(v, str) and v:
+            return v
+    except (OSError, ValueError):
+        pass
+    try:
+        return f"shipped-{sha256_file(base_artifact)[:12]}"
+    except OSError:
+        return "shipped-missing"
+
+
+def scorer_version(scorer: LearnedScorer, default: str = "unknown") -> str:
+    v = scorer.manifest.get("version")
+    return v if isinstance(v, str) and v else default
+
+
+def artifact_in(folder: Path) -> Path:
+    """The .npz of an artifact folder (or the path itself when it is a .npz file)."""
+    folder = Path(folder)
+    return folder if folder.suffix == ".npz" else folder / ARTIFACT_NAME
+
+
+def write_artifact(folder: Path, scorer: LearnedScorer, manifest: dict[str, Any]) -> Path:
+    """Write weights + manifest (with their sha256 and `version` if not given) into folder; verified by
+    loading it back. Raises ArtifactError if what was written does not load."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ARTIFACT_NAME
+    scorer.save(path)
+    manifest = {**manifest, "artifact": ARTIFACT_NAME, "artifact_sha256": sha256_file(path), "embedder": scorer.embedder}
+    manifest_path(path).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    load_artifact(path)
+    return path
+
+
+def new_version_name(weights_sha: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{weights_sha[:8]}"
+
+
+class RouterRegistry:
+    def __init__(self, root: str | Path, base_artifact: str | Path) -> None:
+        self.root = Path(root)
+        self.base_artifact = Path(base_artifact)
+
+    @property
+    def _current_file(self) -> Path:
+        return self.root / "CURRENT"
+
+    @property
+    def runs_file(self) -> Path:
+        return self.root / "runs.jsonl"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # --- what serves ------------------------------------------------------------------------------
+
+    def current_version(self) -> str:
+        """The serving version's name (`base` when nothing learnt is installed); cheap, for polling."""
+        try:
+            name = self._current_file.read_text().strip()
+        except FileNotFoundError:
+            return BASE
+        return name or BASE
+
+    def current_artifact(self) -> Path:
+        v = self.current_version()
+        return self.base_artifact if v == BASE else artifact_in(self.root / v)
+
+    def load_current(self) -> tuple[LearnedScorer, str]:
+        """(scorer, version) of what serves. Raises ArtifactError when it cannot be loaded: the caller
+        keeps the scorer it has (a worker) or reports it (the CLI)."""
+        v = self.current_version()
+        scorer = load_artifact(self.current_artifact())
+        name = base_version(self.base_artifact) if v == BASE else v
+        return dataclasses.replace(scorer, manifest={**scorer.manifest, "version": name}), name
+
+    def load_base(self) -> tuple[LearnedScorer, str]:
+        scorer = load_artifact(self.base_artifact)
+        name = base_version(self.base_artifact)
+        return dataclasses.replace(scorer, manifest={**scorer.manifest, "version": name}), name
+
+    def versions(self) -> list[str]:
+        """Installed-or-kept learnt versions, oldest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and (p / ARTIFACT_NAME).is_file())
+
+    # --- changing what serves -----------------------------------------------------------------------
+
+    def add(self, scorer: LearnedScorer, manifest: dict[str, Any], now: float | None = None) -> str:
+        """Write a new version folder (not yet serving); returns its name."""
+        tmp = self.root / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
+        path = write_artifact(tmp, scorer, manifest)
+        name = new_version_name(sha256_file(path), now)
+        manifest = {**json.loads(manifest_path(path).read_text()), "version": name}
+        manifest_path(path).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        load_artifact(path)
+        final = self.root / name
+        if final.exists():  # same weights in the same second: keep the one already there
+            for p in tmp.iterdir():
+                p.unlink()
+            tmp.rmdir()
+        else:
+            tmp.rename(final)
+        return name
+
+    def activate(self, version: str) -> None:
+        """Make `version` (or `base`) serve. Raises ArtifactError, and changes nothing, if it does not load."""
+        with self._locked():
+            if version != BASE:
+                if version not in self.versions():
+                    raise ArtifactError(f"no router version {version!r} in {self.root}")
+                load_artifact(artifact_in(self.root / version))  # refuse a corrupt one before it serves
+            tmp = self._current_file.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(version + "\n")
+            os.replace(tmp, self._current_file)
+
+    def rollback(self, version: str | None = None) -> str:
+        """Serve `version`, or (None) the version installed before the current one (`base` before the
+        first). Returns the version now serving; raises ArtifactError and keeps the current one if the
+        target does not load."""
+        if version is None:
+            current, older = self.current_version(), self.versions()
+            if current == BASE:
+                raise ArtifactError("nothing to roll back: the base artifact is serving")
+            installed = [r["version"] for r in self.runs() if r.get("decision") == "installed" and r.get("version")]
+            before = [v for v in installed if v < current and v in older]
+            version = before[-1] if before else BASE
+        self.activate(version)
+        return version
+
+    # --- the run log ----------------------------------------------------------------------------------
+
+    def record_run(self, record: dict[str, Any]) -> None:
+        with self._locked():
+            with self.runs_file.open("a") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run's record, oldest first (an unreadable line is skipped)."""
+        try:
+            lines = self.runs_file.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out

@@ -1,0 +1,240 @@
+"""The inference log's writer: the request path only puts a small tuple on a bounded queue.
+
+    writer = InferenceLogWriter(InferenceLog(folder), Representer(router.scorer, router.embedder),
+                                settings)              # once per process, after the router is built
+    writer.start()
+    writer.log_route(request_id, request, decision, router_version="...", mode="live")  # routing hook
+    writer.log_outcome(request_id, tier_served, escalation_chain, cost_usd)           # after the answer
+    writer.log_label(request_id, "gate", label_from_gate(action))                      # whenever one arrives
+    writer.close()                                                                     # at shutdown
+
+Every `log_*` call returns at once (True: queued, False: dropped). It never raises for a full queue,
+a bad value or a broken store: drops are counted in `dropped` (by kind), which the proxy exports as
+a metric. A daemon thread takes batches off the queue, computes the router's representation of the
+new rows (features reused from the decision; the embedding and token ids computed here, off the
+request path), writes each batch in one transaction, and purges rows past retention once an hour.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from typing import Any, Mapping
+
+from policies.common.learning_settings import LearningSettings
+from policies.learning.labels import check_label
+from policies.learning.representation import Representer, encode_row, snapshot
+from policies.learning.store import InferenceLog, Label, Outcome, RouteRow
+
+log = logging.getLogger("synqra.learning")
+
+BATCH_MAX = 256  # items per transaction
+FLUSH_INTERVAL_S = 0.2  # how long a lone item may wait for company
+PURGE_INTERVAL_S = 3600.0
+WRITE_ATTEMPTS = 3  # a batch the store refuses this often (locked, disk full) is dropped and counted
+_STOP = object()
+
+
+class InferenceLogWriter:
+    def __init__(
+        self,
+        store: InferenceLog,
+        representer: Representer,
+        settings: LearningSettings,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+    ) -> None:
+        self.store = store
+        self._representer = representer
+        self.keep_text = settings.keep_text
+        self.retention_days = settings.retention_days
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
+        self._flush_interval = flush_interval_s
+        self._lock = threading.Lock()
+        self.dropped: Counter[str] = Counter()  # kind ("route", "outcome", "label") -> items lost
+        self.written: Counter[str] = Counter()
+        self._thread: threading.Thread | None = None
+        self._flush_requests: list[threading.Event] = []
+        self._last_purge = 0.0
+
+    # --- the request side: never blocks, never raises ------------------------------------------
+
+    def _put(self, kind: str, item: tuple) -> bool:
+        try:
+            self._queue.put_nowait((kind, item))
+            return True
+        except queue.Full:
+            self._drop(kind)
+            return False
+
+    def _drop(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self.dropped[kind] += n
+
+    def log_route(
+        self,
+        request_id: str,
+        request: Mapping[str, Any],
+        decision: Any,
+        router_version: str | None = None,
+        mode: str = "live",
+        ts: float | None = None,
+    ) -> bool:
+        """A routed request: `decision` is the router's RouteDecision (tier, score, features)."""
+        try:
+            item = (
+                str(request_id),
+                time.time() if ts is None else ts,
+                snapshot(request),
+                getattr(decision, "features", None),
+                float(decision.score),
+                str(decision.tier),
+                router_version,
+                mode,
+            )
+        except Exception:  # a decision without score/tier: nothing to log, and the request goes on
+            self._drop("route")
+            return False
+        return self._put("route", item)
+
+    def log_outcome(
+        self, request_id: str, tier_served: str | None, escalation: str | list[str] | None = None, cost_usd: float | None = None
+    ) -> bool:
+        """What answered (after fallbacks and escalations), the chain (list or "a>b"), the request's total cost."""
+        chain = ">".join(escalation) if isinstance(escalation, (list, tuple)) else escalation
+        return self._put("outcome", (str(request_id), tier_served, chain or None, cost_usd, time.time()))
+
+    def log_label(self, request_id: str, source: str, value: float, note: str | None = None) -> bool:
+        """A label for a logged request (labels.SOURCES; 1 = the local answer was clearly not good enough)."""
+        try:
+            check_label(source, value)
+        except ValueError as e:
+            log.warning("label for %s dropped: %s", request_id, e)
+            self._drop("label")
+            return False
+        return self._put("label", (str(request_id), source, float(value), time.time(), note))
+
+    def set_representer(self, representer: Representer) -> None:
+        """After the proxy reloads the router (a new artifact may read another embedded length)."""
+        self._representer = representer
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="synqra-inference-log", daemon=True)
+            self._thread.start()
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until everything queued before this call is written (e.g. before looking a request id up)."""
+        if self._thread is None or not self._thread.is_alive():
+            return self._queue.empty()
+        done = threading.Event()
+        try:
+            self._queue.put(("flush", done), timeout=timeout_s)
+        except queue.Full:
+            return False
+        return done.wait(timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is queued (up to timeout_s), then stop the thread. Items queued later are dropped."""
+        if self._thread is None:
+            return
+        try:
+            self._queue.put(("stop", _STOP), timeout=timeout_s)
+        except queue.Full:
+            log.warning("inference log: queue still full at shutdown; %d queued rows lost", self._queue.qsize())
+        self._thread.join(timeout_s)
+        self._thread = None
+
+    # --- the background thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[tuple[str, Any]] = []
+            try:
+                batch.append(self._queue.get(timeout=self._flush_interval))
+            except queue.Empty:
+                pass
+            deadline = time.monotonic() + self._flush_interval
+            while batch and len(batch) < BATCH_MAX and batch[-1][0] not in ("stop", "flush"):
+                try:
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            events = [x for k, x in batch if k == "flush"]
+            stop = any(k == "stop" for k, _ in batch)
+            items = [(k, x) for k, x in batch if k not in ("flush", "stop")]
+            if items:
+                self._write(items)
+            for e in events:
+                e.set()
+            self._maybe_purge()
+
+    def _write(self, items: list[tuple[str, Any]]) -> None:
+        routes = [x for k, x in items if k == "route"]
+        outcomes = [Outcome(*x) for k, x in items if k == "outcome"]
+        labels = [Label(*x) for k, x in items if k == "label"]
+        rows = self._rows(routes)
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self.store.write(rows, outcomes, labels)
+                with self._lock:
+                    self.written.update({"route": len(rows), "outcome": len(outcomes), "label": len(labels)})
+                return
+            except Exception as e:  # locked past the busy timeout, disk full, file removed...
+                log.warning("inference log write failed (attempt %d of %d): %s", attempt + 1, WRITE_ATTEMPTS, e)
+                time.sleep(0.1 * (attempt + 1))
+        self._drop("route", len(rows))
+        self._drop("outcome", len(outcomes))
+        self._drop("label", len(labels))
+
+    def _rows(self, routes: list[tuple]) -> list[RouteRow]:
+        """Represent the new rows in one batch; a request the features cannot read is dropped alone."""
+        if not routes:
+            return []
+        rep = self._representer
+        try:
+            r = rep.represent([x[2] for x in routes], [x[3] for x in routes])
+            ok = list(range(len(routes)))
+        except Exception:
+            ok, parts = [], []
+            for i, x in enumerate(routes):
+                try:
+                    parts.append(rep.represent([x[2]], [x[3]]))
+                    ok.append(i)
+                except Exception as e:
+                    log.warning("inference log: request %s not representable: %s", x[0], e)
+            self._drop("route", len(routes) - len(ok))
+            if not ok:
+                return []
+            from policies.learning.representation import Representation
+
+            r = Representation.concat(parts)
+        out = []
+        for j, i in enumerate(ok):
+            rid, ts, req, feats, score, tier, version, mode = routes[i]
+            f, e, t, width = encode_row(r.feats[j], r.emb[j], r.tokens[j])
+            text = json.dumps(req, default=str) if self.keep_text else None
+            scorer = feats.get("scorer") if isinstance(feats, Mapping) else None
+            out.append(RouteRow(rid, ts, r.key, f, e, t, width, text, score, scorer, version, tier, mode))
+        return out
+
+    def _maybe_purge(self) -> None:
+        now = time.monotonic()
+        if now - self._last_purge < PURGE_INTERVAL_S:
+            return
+        self._last_purge = now
+        try:
+            n = self.store.purge(self.retention_days)
+            if n:
+                log.info("inference log: purged %d rows older than %d days", n, self.retention_days)
+        except Exception as e:
+            log.warning("inference log purge failed: %s", e)

@@ -1,0 +1,56 @@
+"""`POST /api/feedback` (master key): the application says how good an answer was; the router learns from it.
+
+    {"request_id": "synqra-...", "score": 0.0-1.0 | "good" | "bad", "comment": "optional"}
+
+The request id is the `x-synqra-request-id` header of the answer. Feedback on an answer the local model served
+becomes a label for the inference log (`feedback`, 1 - score: 1 means the local answer was not good enough);
+feedback on an answer a paid tier served is acknowledged and says nothing about the local tier. Unknown id:
+404; a bad body or score: 400; both in the /api error format.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from policies.learning.labels import label_from_feedback
+from proxy.api.auth import require_master_key
+from proxy.runtime import get_runtime
+
+router = APIRouter(tags=["learning"], dependencies=[Depends(require_master_key)])
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+@router.post("/api/feedback")
+async def feedback(request: Request) -> Any:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return _error(400, "request body is not valid JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or "score" not in body:
+        return _error(400, "'request_id' (a string) and 'score' (0 to 1, \"good\" or \"bad\") are required")
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        return _error(400, "'comment' must be a string")
+    loop = get_runtime().learning
+    writer = loop.writer
+    if writer is None:
+        return _error(409, "the inference log is off (synqra.learning.enabled: false): feedback is not kept", "conflict")
+    await asyncio.to_thread(writer.flush, 2.0)  # the answer may have been logged a moment ago
+    row = await asyncio.to_thread(writer.store.row, body["request_id"])
+    if row is None:
+        return _error(404, f"no routed request with id {body['request_id']!r} in the inference log", "not_found_error")
+    local = get_runtime().config.synqra.backends.llama.model_alias
+    served = row.get("tier_served") or row.get("tier_chosen")
+    try:
+        value = label_from_feedback(body["score"], served_locally=served == local)
+    except ValueError as e:
+        return _error(400, str(e))
+    recorded = value is not None and loop.label(body["request_id"], "feedback", value, comment)
+    return {"request_id": body["request_id"], "served_by": served, "label": value, "recorded": recorded}

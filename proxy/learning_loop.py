@@ -1,0 +1,103 @@
+"""The proxy's side of routing that learns (policies/learning): log, label, reload.
+
+Per worker process: the router serves the current learnt version (`synqra learn` installs one; the shipped
+artifact until then); every routed request becomes a row of the inference log (a queue put, written by a
+background thread; never blocks or fails the request); the quality gate's verdict on a local answer, the
+shadow evaluation's, a judge's and the application's feedback become labels; a new version installed by any
+process is picked up within `RELOAD_EVERY_S`, without a restart, and named in `x-synqra-router-version`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from policies.common.request_state import RequestState
+from policies.learning.labels import label_from_gate
+from policies.learning.registry import RouterRegistry
+from policies.learning.representation import Representer
+from policies.learning.store import InferenceLog
+from policies.learning.writer import InferenceLogWriter
+from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, LearnedScorer
+
+log = logging.getLogger("synqra.learning")
+
+RELOAD_EVERY_S = 2.0  # how often a worker reads routers/CURRENT (one small file)
+
+
+class LearningLoop:
+    def __init__(self, rt: Any) -> None:
+        s = rt.config.synqra
+        self.settings = s.learning
+        self.router = rt.router
+        self.folder = self.settings.store_path(s.server.data_path)
+        base = Path(s.routing.artifact_path).expanduser() if s.routing.artifact_path else DEFAULT_ARTIFACT
+        self.registry = RouterRegistry(self.folder / "routers", base)
+        self.version: str | None = None  # the serving router's version (None: the structural fallback rule)
+        self.writer: InferenceLogWriter | None = None
+        self._seen = ""  # the CURRENT name last applied
+        self._task: asyncio.Task[None] | None = None
+
+    # --- start, reload, stop ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """At warm-up: serve the installed version, start the log writer and the reload poll."""
+        self._apply(self.registry.current_version())
+        if self.settings.enabled and isinstance(self.router.scorer, LearnedScorer):
+            self.writer = InferenceLogWriter(InferenceLog(self.folder), Representer(self.router.scorer, self.router.embedder),
+                                             self.settings)
+            self.writer.start()
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    def _apply(self, name: str) -> None:
+        """Serve the version CURRENT names (the base when none); keep the serving one if it cannot load."""
+        self._seen = name
+        if not isinstance(self.router.scorer, LearnedScorer):
+            return  # the artifact did not load at all: the structural rule routes, nothing to swap
+        try:
+            scorer, version = self.registry.load_current()
+            if version != self.version:
+                self.router.use_scorer(scorer)
+                if self.writer is not None:
+                    self.writer.set_representer(Representer(scorer, self.router.embedder))
+                if self.version is not None:
+                    log.info("router version %s installed (was %s)", version, self.version)
+                self.version = version
+        except (ArtifactError, ValueError) as e:  # a corrupt or foreign version: keep what serves
+            log.error("router version %s refused, keeping %s: %s", name, self.version, e)
+            if self.version is None:
+                self.version = str(self.router.scorer.manifest.get("version") or "shipped")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_EVERY_S)
+            name = await asyncio.to_thread(self.registry.current_version)
+            if name != self._seen:
+                self._apply(name)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close)
+
+    # --- the request side: never blocks, never raises ---------------------------------------------
+
+    def route(self, state: RequestState, view: dict[str, Any], decision: Any, mode: str) -> None:
+        if self.writer is not None:
+            self.writer.log_route(state.request_id, view, decision, router_version=self.version, mode=mode)
+
+    def outcome(self, state: RequestState) -> None:
+        """A routed request ended: what answered, after fallbacks and escalations."""
+        if self.writer is not None and state.routing is not None:
+            chain = state.quality.escalated if state.quality is not None and state.quality.escalated != "false" else None
+            self.writer.log_outcome(state.request_id, state.route, chain)
+
+    def gate_verdict(self, request_id: str, action: str, shadow: bool = False) -> None:
+        """The quality gate's verdict on a local answer, live (`gate`) or on a shadow evaluation (`shadow_gate`)."""
+        if self.writer is not None:
+            self.writer.log_label(request_id, "shadow_gate" if shadow else "gate", label_from_gate(action))
+
+    def label(self, request_id: str, source: str, value: float, note: str | None = None) -> bool:
+        return self.writer is not None and self.writer.log_label(request_id, source, value, note)

@@ -1,0 +1,150 @@
+"""Routing that learns, on the running stack: every routed request is logged, the gate and the application
+label it, `synqra learn` installs a better router, every worker serves it without a restart
+(x-synqra-router-version), a worse candidate is kept out, rollback and a corrupt version are safe."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from policies.learning.store import InferenceLog
+from tests.fakes.fake_providers import FakeProvider
+from tests.stack import MASTER_KEY, REPO, RunningStack, start_stack, wait_until
+from tests.unit.learning_data import traffic
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+
+
+def post(s: RunningStack, body: dict, path: str = "/v1/chat/completions") -> httpx.Response:
+    return httpx.post(f"{s.base_url}{path}", json=body, headers=AUTH, timeout=120)
+
+
+def learn(s: RunningStack, *args: str) -> str:
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "proxy.cli", "learn", "--config", str(s.config_path), *args],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def version(s: RunningStack) -> str:
+    r = post(s, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "Tell me about packing."}]})
+    assert r.status_code == 200, r.text
+    return r.headers["x-synqra-router-version"]
+
+
+def test_live_requests_are_logged_with_the_gates_label_and_take_feedback(stack: RunningStack) -> None:
+    r = post(stack, {"model": "auto", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "Say hello."}]})
+    assert r.status_code == 200
+    rid = r.headers["x-synqra-request-id"]
+    log = InferenceLog(stack.data_dir / "learning")
+    try:
+        assert wait_until(lambda: (row := log.row(rid)) is not None and row["labels"], 30)
+        row = log.row(rid)
+        assert row["tier_chosen"] == "local-llama" and row["router_version"] == r.headers["x-synqra-router-version"]
+        assert row["request_json"] is None, "no prompt text unless synqra.learning.keep_text"
+        assert row["labels"][0]["source"] == "gate" and row["labels"][0]["value"] == 1.0  # the cut-off answer escalated
+        # Feedback on an answer a paid tier served says nothing about the local tier: acknowledged, no label.
+        fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": "good"}, headers=AUTH, timeout=30)
+        assert fb.status_code == 200 and fb.json()["label"] is None and fb.json()["served_by"] != "local-llama"
+        local = post(stack, {"model": "auto", "max_tokens": 24, "temperature": 0,
+                             "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        lid = local.headers["x-synqra-request-id"]
+        if local.headers["x-synqra-route"] == "local-llama":
+            fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": lid, "score": 0.9, "comment": "fine"},
+                            headers=AUTH, timeout=30)
+            assert fb.status_code == 200 and fb.json()["recorded"] and fb.json()["label"] == pytest.approx(0.1)
+            assert wait_until(lambda: any(x["source"] == "feedback" for x in log.row(lid)["labels"]), 10)
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("body,status", [
+    ({"request_id": "synqra-nope", "score": "good"}, 404),
+    ({"request_id": "x", "score": 2}, None),  # 404 (unknown id) comes first; a known id with score 2 is a 400 below
+    ({"score": 1}, 400),
+    ({"request_id": "x", "score": "good", "comment": 5}, 400),
+])
+def test_feedback_bad_input(stack: RunningStack, body: dict, status: int | None) -> None:
+    r = httpx.post(f"{stack.base_url}/api/feedback", json=body, headers=AUTH, timeout=30)
+    assert r.status_code == (status or 404) and r.json()["error"]["message"]
+    assert httpx.post(f"{stack.base_url}/api/feedback", content=b"{nope", headers=AUTH, timeout=30).status_code == 400
+    assert httpx.post(f"{stack.base_url}/api/feedback", json=body, timeout=30).status_code == 401
+
+
+def test_feedback_score_out_of_range_is_a_400(stack: RunningStack) -> None:
+    r = post(stack, {"model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello there"}]})
+    rid = r.headers["x-synqra-request-id"]
+    fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": 2}, headers=AUTH, timeout=30)
+    assert fb.status_code == 400 and "0 to 1" in fb.json()["error"]["message"]
+
+
+def test_learn_installs_hot_reloads_keeps_out_worse_rolls_back_and_refuses_corrupt(
+        stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path) -> None:
+    # Shadow mode: every request is routed and logged, the (fake, instant) incumbent answers.
+    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={"routing": {"mode": "shadow"}})
+    flowing: list[int] = []
+    stop = threading.Event()
+    t: threading.Thread | None = None
+    try:
+        base = version(s)
+        reqs, labels = traffic(160, seed=7)
+        ids = []
+        for req in reqs:
+            r = post(s, {"model": "auto", "max_tokens": 16, **req})
+            assert r.status_code == 200
+            ids.append(r.headers["x-synqra-request-id"])
+        log = InferenceLog(s.data_dir / "learning")
+        assert wait_until(lambda: all(log.exists(i) for i in ids), 30), "every routed request is a row"
+        for rid, y in zip(ids, labels):  # what judges and feedback would say: the specialist topics need more
+            log.add_label(rid, "judge", y)
+
+        def keep_flowing() -> None:  # requests keep being served while a version is installed
+            while not stop.is_set():
+                flowing.append(post(s, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}).status_code)
+
+        t = threading.Thread(target=keep_flowing)
+        t.start()
+        out = learn(s)
+        assert "installed" in out, out
+        installed = next(x["version"] for x in reversed(json.loads("[" + ",".join(
+            (s.data_dir / "learning" / "routers" / "runs.jsonl").read_text().splitlines()) + "]")) if x.get("decision") == "installed")
+        assert wait_until(lambda: version(s) == installed, 20), "every worker serves the new version, no restart"
+        assert installed != base
+
+        # A candidate no better on the newest labels (pure noise) is kept out: the installed version serves on.
+        reqs2, _ = traffic(80, seed=8)
+        noisy = []
+        for i, req in enumerate(reqs2):
+            noisy.append(post(s, {"model": "auto", "max_tokens": 16, **req}).headers["x-synqra-request-id"])
+        assert wait_until(lambda: all(log.exists(i) for i in noisy), 30)
+        for i, rid in enumerate(noisy):
+            log.add_label(rid, "judge", float(i % 2))
+        out = learn(s)
+        assert "kept" in out, out
+        assert version(s) == installed
+
+        # Rollback serves the shipped router again; a corrupt version is refused and the serving one kept.
+        learn(s, "--rollback", "base")
+        assert wait_until(lambda: version(s) == base, 20)
+        routers = s.data_dir / "learning" / "routers"
+        bad = routers / "29991231T000000Z-deadbeef"
+        bad.mkdir()
+        (bad / "router.npz").write_bytes(b"not an artifact")
+        (routers / "CURRENT").write_text(bad.name)
+        time.sleep(5)  # two reload polls
+        assert version(s) == base
+        log.close()
+    finally:
+        stop.set()
+        if t is not None:
+            t.join(60)
+        s.stop()
+    assert flowing and set(flowing) == {200}

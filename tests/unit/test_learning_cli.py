@@ -1,0 +1,78 @@
+"""The evaluation interface end to end: `synqra learn --labels FILE --out DIR`, then
+`synqra route-score --router DIR` scoring with what it wrote; rollback and bad input from the CLI."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from policies.learning.cli import main as learn_main
+from policies.routing.cli import route_score_main
+from policies.routing.scorer import load_artifact
+from proxy.cli import COMMANDS
+from tests.unit.learning_data import traffic
+
+
+def _write_labels(path: Path, n: int, seed: int) -> list[dict]:
+    reqs, y = traffic(n, seed=seed)
+    lines = [{"id": f"q{i}", "messages": r["messages"], "label": label} for i, (r, label) in enumerate(zip(reqs, y))]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n" + '{"id": "broken", "messages": [], "label": 1}\n'
+                    + '{"id": "nolabel", "messages": [{"role": "user", "content": "hi"}], "label": 7}\n')
+    return lines
+
+
+def _route_score(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], lines: list[dict]) -> list[dict]:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps({"id": x["id"], "messages": x["messages"]}) + "\n" for x in lines)))
+    assert route_score_main(args) == 0
+    return [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+
+
+def test_labels_file_writes_an_artifact_route_score_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "learn" in COMMANDS
+    _write_labels(tmp_path / "labels.jsonl", 300, seed=40)
+    out = tmp_path / "router"
+    assert learn_main(["--labels", str(tmp_path / "labels.jsonl"), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "installed" in printed.out and "line 301 (id 'broken')" in printed.err and "id 'nolabel'" in printed.err
+    scorer = load_artifact(out / "router.npz")
+    assert scorer.manifest["training_rows"]["labelled"] == 300
+    unseen = [{"id": f"u{i}", "messages": r["messages"]} for i, r in enumerate(traffic(100, seed=41)[0])]
+    labels = traffic(100, seed=41)[1]
+    learnt = _route_score(monkeypatch, capsys, ["--router", str(out)], unseen)
+    shipped = _route_score(monkeypatch, capsys, [], unseen)
+    assert [x["id"] for x in learnt] == [x["id"] for x in unseen]
+
+    def mean_gap(rows: list[dict]) -> float:  # mean score of label-1 rows minus label-0 rows
+        hi = [r["score"] for r, y in zip(rows, labels) if y == 1]
+        lo = [r["score"] for r, y in zip(rows, labels) if y == 0]
+        return sum(hi) / len(hi) - sum(lo) / len(lo)
+
+    # The shipped router cannot tell this synthetic topic rule (gap ~0.02); 300 labels separate it (~0.29 with
+    # the router retrained in issue 16; 0.3 was the margin against the earlier artifact).
+    assert mean_gap(shipped) < 0.1 and mean_gap(learnt) > 0.25 and mean_gap(learnt) - mean_gap(shipped) > 0.2
+    # the artifact's refitted thresholds serve: tiers follow the learnt scores
+    assert {x["tier"] for x in learnt} >= {"local-llama"}
+
+
+def test_labels_file_without_usable_rows_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.jsonl").write_text('{"id": 1, "messages": [], "label": 0}\nnot json\n')
+    assert learn_main(["--labels", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    assert "no usable labelled request" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_route_score_refuses_a_corrupt_router(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "router.npz").write_bytes(b"not an artifact")
+    assert route_score_main(["--router", str(tmp_path / "r")]) == 2
+    assert "manifest" in capsys.readouterr().err
+
+
+def test_rollback_with_nothing_installed_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert learn_main(["--store", str(tmp_path), "--rollback"]) == 1
+    assert "nothing to roll back" in capsys.readouterr().err
+    assert learn_main(["--store", str(tmp_path), "--list"]) == 0
+    assert "current: base" in capsys.readouterr().out

@@ -1,0 +1,142 @@
+"""`synqra learn`'s decisions: install only a better candidate, versions, rollback, corrupt artifacts,
+the inference-log path end to end, and the schedule."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policies.common.learning_settings import LearningSettings
+from policies.learning.learn import Labelled, learn
+from policies.learning.registry import BASE, RouterRegistry
+from policies.learning.representation import Representer
+from policies.learning.runs import due, learn_from_log
+from policies.learning.store import InferenceLog
+from policies.learning.writer import InferenceLogWriter
+from policies.embedding.names import embedder_for
+from policies.routing.router import RouteDecision
+from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact
+from tests.unit.learning_data import traffic
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return load_artifact()
+
+
+@pytest.fixture(scope="module")
+def representer(prior) -> Representer:
+    return Representer(prior, embedder_for(prior.embedder))
+
+
+def _labelled(representer: Representer, n: int, seed: int, invert_newest: float = 0.0) -> Labelled:
+    reqs, y = traffic(n, seed=seed)
+    y = np.array(y)
+    if invert_newest:  # the newest rows say the opposite of the older ones: a candidate fit on the older is worse
+        k = int(n * invert_newest)
+        y[-k:] = 1.0 - y[-k:]
+    return Labelled(representer.represent(reqs), y, np.ones(n), [("judge",)] * n)
+
+
+def test_a_better_candidate_is_installed_with_thresholds_and_manifest(prior, representer) -> None:
+    out = learn(prior, prior, _labelled(representer, 300, seed=20), LearningSettings())
+    assert out.installed, out.reason
+    assert out.validation["candidate"]["apgr"] > out.validation["current"]["apgr"]
+    assert out.thresholds is not None and len(out.thresholds) == 2 and out.thresholds[0] <= out.thresholds[1]
+    m = out.manifest
+    assert m["training_rows"]["labelled"] == 300 and m["training_rows"]["by_source"] == {"judge": 300}
+    assert m["recommended_thresholds"] == out.thresholds and "candidate" in m["validation"]
+
+
+def test_a_candidate_worse_on_the_newest_labels_is_kept_out(prior, representer) -> None:
+    out = learn(prior, prior, _labelled(representer, 300, seed=21, invert_newest=0.2), LearningSettings())
+    assert not out.installed
+    assert out.scorer is prior
+    assert out.validation["candidate"]["apgr"] <= out.validation["current"]["apgr"]
+    assert "needed" in out.reason
+
+
+def test_too_few_labels_keep_the_current_router(prior, representer) -> None:
+    out = learn(prior, prior, _labelled(representer, 30, seed=22), LearningSettings())
+    assert not out.installed and "at least 40" in out.reason
+
+
+def _corrupt(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_versions_rollback_and_corrupt_artifacts(tmp_path: Path, prior, representer) -> None:
+    reg = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
+    assert reg.current_version() == BASE and reg.load_current()[1].startswith("shipped-")
+    first = learn(prior, prior, _labelled(representer, 200, seed=23), LearningSettings())
+    v1 = reg.add(first.scorer, first.manifest, now=1_000_000)
+    reg.activate(v1)
+    reg.record_run({"decision": "installed", "version": v1})
+    second = learn(prior, first.scorer, _labelled(representer, 400, seed=24), LearningSettings())
+    v2 = reg.add(second.scorer, second.manifest, now=2_000_000)
+    reg.activate(v2)
+    reg.record_run({"decision": "installed", "version": v2})
+    assert reg.versions() == [v1, v2] and reg.current_version() == v2
+    scorer, name = reg.load_current()
+    assert name == v2 and scorer.manifest["version"] == v2
+    # rollback with no version: the one installed before
+    assert reg.rollback() == v1 and reg.current_version() == v1
+    assert reg.rollback() == BASE
+    assert reg.rollback(v2) == v2
+    # a corrupt version is refused and the serving one kept
+    _corrupt(tmp_path / "routers" / v1 / "router.npz")
+    with pytest.raises(ArtifactError, match="does not match its manifest"):
+        reg.rollback(v1)
+    assert reg.current_version() == v2
+    with pytest.raises(ArtifactError):
+        reg.rollback("20990101T000000Z-deadbeef")
+    # the serving one damaged on disk: load_current refuses (a worker keeps what it has)
+    _corrupt(tmp_path / "routers" / v2 / "router.npz")
+    with pytest.raises(ArtifactError):
+        reg.load_current()
+
+
+def _log(tmp_path: Path, representer: Representer, n: int, seed: int, start: float, labelled_share: float = 1.0) -> None:
+    w = InferenceLogWriter(InferenceLog(tmp_path), representer, LearningSettings(), flush_interval_s=0.02)
+    w.start()
+    reqs, y = traffic(n, seed=seed)
+    for i, (r, label) in enumerate(zip(reqs, y)):
+        rid = f"s{seed}-{i}"
+        w.log_route(rid, r, RouteDecision("local-llama", 0.2, "", {}), router_version="base", ts=start + i)
+        if i < labelled_share * n:
+            w.log_label(rid, "gate" if i % 2 else "judge", label)
+    w.close()
+
+
+def test_learning_from_the_log_installs_records_and_serves_the_new_version(tmp_path: Path, representer) -> None:
+    now = time.time()
+    _log(tmp_path, representer, 300, seed=30, start=now - 1000)
+    store = InferenceLog(tmp_path)
+    reg = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
+    dry = learn_from_log(store, reg, LearningSettings(), dry_run=True, now=now)
+    assert dry["decision"] == "would install" and reg.current_version() == BASE and reg.runs() == []
+    rec = learn_from_log(store, reg, LearningSettings(), now=now)
+    assert rec["decision"] == "installed", rec["reason"]
+    assert rec["labelled_rows"] == 300 and rec["label_sources"] == {"gate": 150, "judge": 150}
+    assert reg.current_version() == rec["version"]
+    scorer, version = reg.load_current()
+    assert version == rec["version"] and scorer.manifest["parent_version"].startswith("shipped-")
+    assert reg.runs()[-1]["decision"] == "installed"
+
+
+def test_the_schedule_waits_for_its_interval_and_new_labels(tmp_path: Path, representer) -> None:
+    store = InferenceLog(tmp_path)
+    reg = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
+    now = time.time()
+    assert due(store, reg, LearningSettings())[0] is False  # schedule off by default
+    weekly = LearningSettings(schedule="weekly", min_new_labels=50)
+    assert due(store, reg, weekly, now)[0] is False  # no labels yet
+    _log(tmp_path, representer, 60, seed=31, start=now - 100)
+    assert due(store, reg, weekly, now + 1)[0] is True
+    reg.record_run({"decision": "kept", "ts": now + 2})
+    ok, why = due(store, reg, weekly, now + 3)
+    assert not ok and "schedule weekly" in why

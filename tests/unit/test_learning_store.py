@@ -1,0 +1,172 @@
+"""The inference log: rows, labels, retention, replicas, and a writer that never blocks or raises."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policies.common.learning_settings import LearningSettings
+from policies.learning.representation import Representer, representation_key
+from policies.learning.store import InferenceLog, combine_labels
+from policies.learning.writer import InferenceLogWriter
+from policies.embedding.names import embedder_for
+from policies.routing.router import RouteDecision
+from policies.routing.scorer import load_artifact
+from tests.unit.learning_data import request, traffic
+
+
+@pytest.fixture(scope="module")
+def representer() -> Representer:
+    prior = load_artifact()
+    return Representer(prior, embedder_for(prior.embedder))
+
+
+def _decision(score: float = 0.3, tier: str = "local-llama") -> RouteDecision:
+    return RouteDecision(tier=tier, score=score, reason="test", features={})
+
+
+def _writer(tmp_path: Path, representer: Representer, **settings: object) -> InferenceLogWriter:
+    return InferenceLogWriter(InferenceLog(tmp_path), representer, LearningSettings(**settings), flush_interval_s=0.02)
+
+
+def test_rows_keep_the_routers_representation_and_outcome(tmp_path: Path, representer: Representer) -> None:
+    w = _writer(tmp_path, representer)
+    w.start()
+    reqs, _ = traffic(5, seed=1)
+    for i, r in enumerate(reqs):
+        assert w.log_route(f"r{i}", r, _decision(0.1 * i), router_version="v1", mode="shadow")
+    assert w.log_outcome("r0", "deepseek-chat", ["local-llama", "deepseek-chat"], 0.0012)
+    assert w.flush()
+    row = w.store.row("r0")
+    assert row is not None and row["tier_served"] == "deepseek-chat" and row["escalation"] == "local-llama>deepseek-chat"
+    assert row["cost_usd"] == pytest.approx(0.0012) and row["router_version"] == "v1" and row["mode"] == "shadow"
+    assert row["request_json"] is None  # keep_text is off by default
+    ids, ts, rep = w.store.representation(representer.key)
+    assert ids == [f"r{i}" for i in range(5)] and np.all(np.diff(ts) >= 0)
+    direct = representer.represent(reqs)
+    assert np.allclose(rep.feats, direct.feats)
+    assert np.allclose(rep.emb, direct.emb, atol=2e-3)  # stored as float16
+    assert all(np.array_equal(a, b) for a, b in zip(rep.tokens, direct.tokens))
+    w.close()
+
+
+def test_keep_text_stores_the_request(tmp_path: Path, representer: Representer) -> None:
+    w = _writer(tmp_path, representer, keep_text=True)
+    w.start()
+    w.log_route("a", request("hello there"), _decision())
+    w.close()
+    assert '"hello there"' in (InferenceLog(tmp_path).row("a") or {})["request_json"]
+
+
+def test_labels_attach_by_request_id_with_their_source(tmp_path: Path, representer: Representer) -> None:
+    w = _writer(tmp_path, representer)
+    w.start()
+    w.log_route("a", request("What is VAT?"), _decision())
+    w.log_label("a", "gate", 1.0)
+    w.log_label("a", "feedback", 0.0, note="fine answer")
+    assert not w.log_label("a", "gossip", 1.0)  # unknown source: dropped and counted, no exception
+    assert not w.log_label("a", "judge", 1.5)
+    w.close()
+    row = InferenceLog(tmp_path).row("a")
+    assert [(x["source"], x["value"]) for x in row["labels"]] == [("gate", 1.0), ("feedback", 0.0)]
+    assert w.dropped["label"] == 2
+    # feedback (weight 1) and gate (0.5): (0.5 * 1 + 1 * 0) / 1.5
+    value, weight, sources, _ = combine_labels([("gate", 1.0, 1.0), ("feedback", 0.0, 2.0)], LearningSettings().source_weights)
+    assert value == pytest.approx(1 / 3) and weight == 1.0 and sources == ("feedback", "gate")
+    # the newest label of a source wins
+    assert combine_labels([("judge", 1.0, 1.0), ("judge", 0.0, 2.0)], {"judge": 1.0})[0] == 0.0
+
+
+def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path, representer: Representer) -> None:
+    w = _writer(tmp_path, representer, queue_size=2)  # not started: nothing drains the queue
+    assert w.log_route("a", request("one"), _decision())
+    assert w.log_route("b", request("two"), _decision())
+    t0 = time.perf_counter()
+    assert not w.log_route("c", request("three"), _decision())
+    assert not w.log_label("a", "gate", 0.0)
+    assert time.perf_counter() - t0 < 0.5
+    assert w.dropped["route"] == 1 and w.dropped["label"] == 1
+    w.start()
+    w.close()
+    assert w.store.exists("a") and w.store.exists("b") and not w.store.exists("c")
+
+
+def test_a_request_the_features_cannot_read_is_dropped_alone(tmp_path: Path, representer: Representer) -> None:
+    w = _writer(tmp_path, representer)
+    w.start()
+    w.log_route("good", request("fine"), _decision())
+    w.log_route("bad", {"messages": "not a list"}, _decision())
+    assert not w.log_route("nodecision", request("x"), object())
+    w.close()
+    assert w.store.exists("good") and not w.store.exists("bad")
+    assert w.dropped["route"] == 2
+
+
+def test_retention_deletes_old_rows_with_their_labels(tmp_path: Path, representer: Representer) -> None:
+    w = _writer(tmp_path, representer)
+    w.start()
+    now = time.time()
+    w.log_route("old", request("old question"), _decision(), ts=now - 10 * 86400)
+    w.log_route("new", request("new question"), _decision(), ts=now)
+    w.log_label("old", "gate", 1.0)
+    w.log_label("new", "gate", 0.0)
+    w.close()
+    store = InferenceLog(tmp_path)
+    assert store.purge(retention_days=5, now=now) == 1
+    assert not store.exists("old") and store.exists("new")
+    assert set(store.labels()) == {"new"}
+
+
+def test_export_import_merges_replicas_once(tmp_path: Path, representer: Representer) -> None:
+    a = _writer(tmp_path / "a", representer)
+    a.start()
+    for i, r in enumerate(traffic(3, seed=2)[0]):
+        a.log_route(f"a{i}", r, _decision())
+        a.log_label(f"a{i}", "judge", 1.0)
+    a.log_outcome("a0", "local-llama", None, 0.0)
+    a.close()
+    buf = io.StringIO()
+    assert a.store.export_jsonl(buf) == (3, 3)
+    b = InferenceLog(tmp_path / "b")
+    assert b.import_jsonl(io.StringIO(buf.getvalue())) == (3, 3)
+    assert b.import_jsonl(io.StringIO(buf.getvalue())) == (0, 0)
+    assert (b.row("a0") or {})["tier_served"] == "local-llama"
+    with pytest.raises(ValueError, match="line 1"):
+        b.import_jsonl(io.StringIO('{"nonsense": 1}\n'))
+
+
+def test_two_writers_share_one_file(tmp_path: Path, representer: Representer) -> None:
+    """Two processes' writers (here two connections in threads) on one SQLite file: nothing lost."""
+    writers = [_writer(tmp_path, representer) for _ in range(2)]
+    for w in writers:
+        w.start()
+    reqs, _ = traffic(50, seed=3)
+
+    def feed(k: int) -> None:
+        for i, r in enumerate(reqs):
+            writers[k].log_route(f"w{k}-{i}", r, _decision())
+            writers[k].log_label(f"w{k}-{i}", "gate", 0.5)
+
+    threads = [threading.Thread(target=feed, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w in writers:
+        w.close()
+    assert InferenceLog(tmp_path).counts() == {"rows": 100, "labels": 100}
+    assert sum(sum(w.dropped.values()) for w in writers) == 0
+
+
+def test_rows_of_another_representation_are_kept_apart(tmp_path: Path, representer: Representer) -> None:
+    w = _writer(tmp_path, representer)
+    w.start()
+    w.log_route("a", request("a question"), _decision())
+    w.close()
+    assert w.store.representation("other|key")[0] == []
+    assert [r[0] for r in w.store.other_key_rows("other|key")] == ["a"]
+    assert representation_key(load_artifact()) == representer.key
