@@ -5,7 +5,8 @@
 - daily series and recent requests: the month's ledger rows (`GET /api/budget/ledger`'s store read);
 - tier mix and escalation by tier: synqra's Prometheus counters (`GET /metrics`), since this process started;
 - model health: `proxy.api.models.model_health` (`GET /api/models/status`);
-- router version and learning runs: an OperatorSources (proxy/dashboard/sources.py).
+- recent requests' route scores, router version and learning runs: an OperatorSources
+  (proxy/dashboard/sources.py; the learning loop's inference log, registry and run log).
 
 The ledger is re-read only when the month's totals moved (a new row changes the request count, spend or
 tokens), and local backends' health at most every few seconds, so an open dashboard costs the proxy little.
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 from policies.budget.guard import BudgetGuard
 from proxy import metrics
 from proxy.dashboard.figures import budget_marks, daily_series, escalation_by_tier, row_of, tier_mix
-from proxy.dashboard.sources import LedgerSources, OperatorSources, artifact_manifest
+from proxy.dashboard.sources import LearningSources, LedgerSources, OperatorSources, artifact_manifest
 from proxy.runtime import Runtime
 
 PROCESS_STARTED = time.time()
@@ -32,8 +33,9 @@ RECENT_LIMIT = 15
 
 async def budget_status(guard: BudgetGuard) -> dict[str, Any]:
     """`GET /api/budget/status`'s figures, broken down by tag when the guard can (`?by=tag`)."""
-    if "by" in inspect.signature(guard.status).parameters:
-        return await guard.status(by="tag")  # type: ignore[call-arg]
+    # `status(by_tag=True)` is what `?by=tag` calls; a guard without tag support gives the month alone.
+    if "by_tag" in inspect.signature(guard.status).parameters:
+        return await guard.status(by_tag=True)  # type: ignore[call-arg]
     return await guard.status()
 
 
@@ -61,7 +63,16 @@ class DashboardData:
         self._rows = _Cached(ttl_s=60.0)
         self._rows_key: object = None
         self._health = _Cached(ttl_s=health_ttl_s)
-        self.sources = sources or LedgerSources(self.month_rows, self._router)
+        self.sources = sources or self._learning_sources()
+
+    def _learning_sources(self) -> OperatorSources:
+        """The ledger plus the learning loop's log, registry and run log (the ledger alone if it cannot start)."""
+        try:
+            loop = self.rt.learning
+        except Exception:  # noqa: BLE001  # a broken learning store must not take the dashboard down
+            return LedgerSources(self.month_rows, self._router)
+        store = loop.writer.store if loop.writer is not None else None
+        return LearningSources(self.month_rows, self._router, loop.registry, store, lambda: loop.version)
 
     def _router(self) -> tuple[dict[str, Any] | None, str, list[float]]:
         router = self.rt.router

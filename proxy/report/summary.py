@@ -4,7 +4,8 @@ The ledger is read through the store the proxy writes (`BudgetGuard.from_config`
 the current month's totals are the guard's own `status()` (the figures of `GET /api/budget/status`), a past
 month's the store's month totals with the month fully elapsed. Quality verdicts are read from the proxy's
 log (the quality gate logs each one); the live Prometheus counters belong to a running process and are not
-available offline.
+available offline. The router's version and the month's learning runs come from the learning loop's registry
+and run log (policies/learning), also files the report can read.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from policies.budget.window import month_window, utc_now
 from policies.common.settings import AppConfig
 from proxy.dashboard.data import budget_status
 from proxy.dashboard.figures import budget_marks, daily_series, group_requests, ledger_counts, row_of
-from proxy.dashboard.sources import LedgerSources, OperatorSources, artifact_manifest
+from proxy.dashboard.sources import LearningSources, OperatorSources, artifact_manifest
 
 # The user's guide: "Reduce costs from $150/month to $30-40/month".
 PLAN_BEFORE_USD = 150.0
@@ -122,7 +123,14 @@ async def month_report(
     async def month_rows() -> list[dict[str, Any]]:
         return rows
 
-    sources = sources or LedgerSources(month_rows, lambda: router_of(cfg))
+    if sources is None:
+        from policies.learning.registry import RouterRegistry
+        from policies.routing.scorer import DEFAULT_ARTIFACT
+
+        r = cfg.synqra.routing
+        base = Path(r.artifact_path).expanduser() if r.artifact_path else DEFAULT_ARTIFACT
+        folder = cfg.synqra.learning.store_path(cfg.synqra.server.data_path)
+        sources = LearningSources(month_rows, lambda: router_of(cfg), RouterRegistry(folder / "routers", base))
     requests = group_requests(rows)
     counts = ledger_counts(rows)
     flat = guard.settings.local_flat_monthly_usd

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from fastapi import HTTPException
@@ -11,7 +12,7 @@ from proxy.api.agents import LedgerTap, _parse
 from proxy.api.models import guide_costs
 from proxy.dashboard.figures import budget_marks, daily_series, escalation_by_tier, group_requests, tier_mix
 from proxy.dashboard.session import Sessions
-from proxy.dashboard.sources import LedgerSources, router_version
+from proxy.dashboard.sources import LearningSources, LedgerSources, router_version
 from proxy.route_policy import RoutePolicy
 from policies.budget.records import LedgerRecord
 
@@ -174,3 +175,37 @@ def test_dashboard_routes_are_free_and_nothing_else_under_it() -> None:
     assert p.verdict("GET", "/dashboard/assets/a/b") == "closed"
     assert p.verdict("DELETE", "/dashboard") == "closed"
     assert p.verdict("GET", "/api/agents") == "closed"
+
+
+def test_learning_sources_add_scores_labels_version_and_runs(tmp_path: Path) -> None:
+    import asyncio
+
+    from policies.learning.registry import RouterRegistry
+    from policies.learning.store import InferenceLog, Label, RouteRow
+    from policies.routing.scorer import DEFAULT_ARTIFACT
+
+    log = InferenceLog(tmp_path / "learning")
+    log.write(routes=[RouteRow("r1", ts(1), "k", b"", b"", b"", 0, '{"messages": "secret text"}', 0.2345, "learned",
+                               "v1", "local-llama", "live")],
+              labels=[Label("r1", "gate", 1.0, ts(1) + 1)])
+    registry = RouterRegistry(tmp_path / "learning" / "routers", DEFAULT_ARTIFACT)
+    registry.record_run({"time": "2026-03-02T10:00:00Z", "ts": ts(2), "decision": "kept", "reason": "too few labels"})
+    registry.record_run({"ts": ts(3), "decision": "would install", "dry_run": True})
+    registry.record_run({"time": "2026-04-01T10:00:00Z", "ts": datetime(2026, 4, 1, 10, tzinfo=timezone.utc).timestamp(),
+                         "decision": "installed", "version": "20260401T100000Z-abcdef12", "reason": "won"})
+    rows = [row("r1", "local-llama", ts(1)), row("r2", "claude-sonnet", ts(1) + 5, 0.01, requested_model="claude-sonnet")]
+
+    async def month_rows() -> list[dict]:
+        return rows
+
+    src = LearningSources(month_rows, lambda: (None, "learned", [0.2, 0.3]), registry, log)
+    recent = asyncio.run(src.recent_requests(5))
+    by_id = {r["request_id"]: r for r in recent}
+    assert by_id["r1"]["route_score"] == 0.2345 and by_id["r1"]["labels"] == [{"source": "gate", "value": 1.0}]
+    assert by_id["r2"]["route_score"] is None, "asked for by name: not routed, not in the inference log"
+    assert "secret text" not in repr(recent)
+    info = asyncio.run(src.router_info())
+    assert info["last_learning_run"]["outcome"] == "installed" and "dry" not in repr(info["last_learning_run"])
+    march = asyncio.run(src.learning_runs("2026-03"))
+    assert [r["outcome"] for r in march] == ["kept"], "the month's runs, dry runs left out"
+    log.close()

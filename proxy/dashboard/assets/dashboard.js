@@ -117,7 +117,8 @@
       el("div", {}, el("b", { text: "version " }), el("code", { id: "router-version", text: r.version })),
       el("div", { class: "muted", text: "scorer " + r.scorer + (r.embedder ? " on " + r.embedder : "") }),
       el("div", { class: "muted", text: "thresholds " + r.thresholds.join(", ") }),
-      el("div", {}, el("b", { text: "last learning run: " }), run ? (clock(run.ts) + " " + run.outcome + (run.version ? " → " + run.version : "") + (run.reason ? " (" + run.reason + ")" : "")) : el("span", { class: "muted", text: r.note || "none" })));
+      el("div", {}, el("b", { text: "last learning run: " }), run ? ((run.time || (run.ts ? new Date(run.ts * 1000).toISOString() : "")).slice(0, 16).replace("T", " ") + " " + run.outcome + (run.version ? " → " + run.version : "")) : el("span", { class: "muted", text: r.note || "none" })),
+      run && run.reason ? el("div", { class: "muted small", id: "router-run-reason", text: run.reason }) : null);
   }
 
   function drawTags(byTag) {
@@ -131,12 +132,13 @@
 
   function drawRecent(rows) {
     if (!rows.length) { replace("recent", el("p", { class: "muted", text: "no requests this month yet" })); return; }
-    const num = (x) => (x == null ? "—" : Number(x).toFixed(3));
+    const num = (x) => (x == null ? "—" : Number(x).toFixed(4));
+    const labels = (ls) => (ls || []).map((l) => l.source + " " + Number(l.value).toFixed(2)).join(", ");
     const body = rows.map((r) => [clock(r.ts), r.requested_model || "", r.chain.join(" › "), r.escalated ? "yes" : r.rephrased ? "rephrased" : "no",
-      num(r.route_score), num(r.quality_score), usd(r.cost_usd), r.tag || ""]);
-    const t = table(["time", "asked for", "models called", "escalated", "route score", "quality", "cost", "tag"], body, [4, 5, 6]);
+      num(r.route_score), labels(r.labels), usd(r.cost_usd), r.tag || ""]);
+    const t = table(["time", "asked for", "models called", "escalated", "route score", "labels", "cost", "tag"], body, [4, 6]);
     t.id = "recent-table";
-    replace("recent", t, el("p", { class: "muted small", text: "Scores appear once the inference log is wired in; the ledger keeps models, cost and escalations. Prompts are never shown." }));
+    replace("recent", t, el("p", { class: "muted small", text: "Models, escalations and cost from the ledger; route scores and labels (1 = the local answer was not good enough) from the inference log, for routed requests. Prompts are never shown." }));
   }
 
   let busy = false;
