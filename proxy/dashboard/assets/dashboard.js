@@ -24,7 +24,7 @@
     e.dataset.value = String(value);
     e.textContent = text;
   }
-  function replace(id, ...kids) { const e = document.getElementById(id); e.replaceChildren(...kids); }
+  function replace(id, ...kids) { document.getElementById(id).replaceChildren(...kids.filter((k) => k != null)); }
   function table(head, rows, numeric) {
     const tr = (cells, tag) => el("tr", {}, ...cells.map((c, i) => el(tag, numeric.includes(i) ? { class: "num" } : {}, c)));
     return el("table", {}, el("thead", {}, tr(head, "th")), el("tbody", {}, ...rows.map((r) => tr(r, "td"))));
