@@ -10,7 +10,6 @@ from proxy.api.count_tokens import make_count_tokens_router
 from proxy.api.feedback import router as feedback_router
 from proxy.api.metrics import make_metrics_router
 from proxy.api.models import router as models_router
-from proxy.dashboard.routes import make_dashboard_router
 from proxy.runtime import get_runtime
 
 
@@ -22,7 +21,6 @@ def mount_routes(app: FastAPI) -> None:
     app.include_router(models_router)
     app.include_router(feedback_router)
     app.include_router(agents_router)
-    app.include_router(make_dashboard_router())
     app.include_router(make_budget_router(lambda: get_runtime().budget, require_master_key))
     # The guard only once the runtime has built it (warm-up does): a scrape never builds it.
     app.include_router(make_metrics_router(lambda: vars(get_runtime()).get("budget"), require_master_key,

@@ -228,6 +228,8 @@ def test_dashboard_in_a_real_browser(stack: RunningStack, openai_client: Any, tm
         assert pg.locator("#recent-table tbody tr").count() >= 3
         assert "local-llama" in pg.inner_text("#models") and "shipped-" in pg.inner_text("#router-version")
         assert marker not in pg.content()
+        shown = pg.inner_text("main")
+        assert "null" not in shown and "undefined" not in shown and "NaN" not in shown
         # It refreshes by itself: a new request shows up without a reload.
         agents(stack, {"message": "One more, please.", "max_tokens": 8})
         want = status(stack)["requests"]
