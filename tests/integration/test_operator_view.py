@@ -260,3 +260,26 @@ def test_dashboard_page_is_closed_to_other_methods_and_safe_headers(stack: Runni
     js = httpx.get(f"{stack.base_url}/dashboard/assets/dashboard.js", timeout=10)
     assert js.status_code == 200 and "http://" not in js.text.replace("http://www.w3.org/2000/svg", "") and "https://" not in js.text
     assert httpx.post(f"{stack.base_url}/dashboard/login", data={"key": "nope"}, timeout=10).status_code == 401
+
+
+def test_spend_by_tag_on_the_dashboard_and_in_the_report(stack: RunningStack, openai_client: Any, tmp_path: Path) -> None:
+    agents(stack, {"message": "Tagged question?", "agent": "docs-bot", "max_tokens": 8})
+    r = httpx.get(f"{stack.base_url}/api/budget/status", params={"by": "tag"}, headers=stack.headers(), timeout=30)
+    by_tag = r.json().get("by_tag") if r.status_code == 200 else None
+    if by_tag is None:
+        pytest.skip("the budget has no tag breakdown here (GET /api/budget/status?by=tag, issue 18 point 5)")
+    assert "docs-bot" in by_tag and by_tag["docs-bot"]["requests"] >= 1
+    with chromium() as browser:
+        pg = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+        pg.goto(f"{stack.base_url}/dashboard")
+        pg.fill("#key", MASTER_KEY)
+        pg.click("button[type=submit]")
+        pg.wait_for_selector("body[data-loaded]", timeout=30_000)
+        assert pg.locator("#tags-card").is_visible()
+        rows = {tr.locator("td").first.inner_text(): [td.inner_text() for td in tr.locator("td").all()]
+                for tr in pg.locator("#tags tbody tr").all()}
+        assert set(rows) == set(by_tag)
+        docs = by_tag["docs-bot"]
+        assert rows["docs-bot"][1] == str(docs["requests"]) and rows["docs-bot"][3] == usd(docs["cost"])
+    md = run_report(stack)
+    assert md.returncode == 0 and "## By tag" in md.stdout and "| docs-bot |" in md.stdout
