@@ -9,7 +9,9 @@
   (proxy/dashboard/sources.py; the learning loop's inference log, registry and run log).
 
 The ledger is re-read only when the month's totals moved (a new row changes the request count, spend or
-tokens), and local backends' health at most every few seconds, so an open dashboard costs the proxy little.
+tokens), never sooner than 20 times its last read took (a large month is re-read rarely; its figures from
+`status()` stay live), and summarised off the event loop; local backends' health is checked at most every
+few seconds. An open dashboard costs the proxy little (bench/dashboard_cost.py).
 """
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from policies.budget.guard import BudgetGuard
+from policies.budget.records import LedgerRecord
 from proxy import metrics
 from proxy.dashboard.figures import budget_marks, daily_series, escalation_by_tier, row_of, tier_mix
 from proxy.dashboard.sources import LearningSources, LedgerSources, OperatorSources, artifact_manifest
@@ -29,6 +33,7 @@ from proxy.runtime import Runtime
 
 PROCESS_STARTED = time.time()
 RECENT_LIMIT = 15
+TAIL_ROWS = 400  # the newest ledger rows kept for the recent requests (a request and its extra calls are adjacent)
 
 
 async def budget_status(guard: BudgetGuard) -> dict[str, Any]:
@@ -40,28 +45,56 @@ async def budget_status(guard: BudgetGuard) -> dict[str, Any]:
 
 
 class _Cached:
-    """An async value recomputed when its key changes, or after `ttl_s`; at most one computation at a time."""
+    """An async value recomputed when its key changes or after `ttl_s`, one computation at a time, and never
+    sooner than `spacing` times the last computation took after the previous one (at least `min_gap_s`): a
+    costly read (a large month's ledger) is repeated rarely, a cheap one at once."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, spacing: float = 0.0, min_gap_s: float = 0.0) -> None:
         self.ttl_s = ttl_s
+        self.spacing = spacing
+        self.min_gap_s = min_gap_s
         self._key: object = None
         self._at = 0.0
+        self._took = 0.0
         self._value: Any = None
         self._lock = asyncio.Lock()
 
     async def get(self, key: object, compute: Callable[[], Awaitable[Any]]) -> Any:
         async with self._lock:
-            if self._value is None or key != self._key or time.monotonic() - self._at > self.ttl_s:
+            age = time.monotonic() - self._at
+            stale = key != self._key and age >= max(self.min_gap_s, self.spacing * self._took)
+            if self._value is None or stale or age > self.ttl_s:
+                t0 = time.monotonic()
                 self._value = await compute()
+                self._took = time.monotonic() - t0
                 self._key, self._at = key, time.monotonic()
             return self._value
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """What the page needs of the month's ledger: the daily series, and the newest rows (recent requests)."""
+
+    month: str
+    daily: list[dict[str, Any]]
+    tail: list[dict[str, Any]]
+
+
+def ledger_view(records: list[LedgerRecord], month: str | None, tz: str) -> LedgerView:
+    month = month or (records[0].month if records else time.strftime("%Y-%m"))
+    return LedgerView(month, daily_series((vars(r) | {"cost_usd": r.cost_usd} for r in records), month, tz),
+                      [row_of(r) for r in records[-TAIL_ROWS:]])
 
 
 class DashboardData:
     def __init__(self, rt: Runtime, sources: OperatorSources | None = None, health_ttl_s: float = 5.0) -> None:
         self.rt = rt
-        self._rows = _Cached(ttl_s=60.0)
-        self._rows_key: object = None
+        # A month of 100,000 rows takes seconds to read: re-read when the totals moved, but at most every 20x
+        # the last read's time (a few seconds for a small ledger), and every minute regardless.
+        self._ledger = _Cached(ttl_s=60.0, spacing=20.0, min_gap_s=2.0)
+        self._ledger_key: object = None
+        self._month: str | None = None  # the budget's month as status() last said (None: the guard's current one)
+        self._tz = rt.config.synqra.budget.timezone
         self._health = _Cached(ttl_s=health_ttl_s)
         self.sources = sources or self._learning_sources()
 
@@ -84,13 +117,19 @@ class DashboardData:
             manifest = artifact_manifest(DEFAULT_ARTIFACT)
         return manifest, scorer.name, router.thresholds
 
-    async def month_rows(self) -> list[dict[str, Any]]:
-        guard = self.rt.budget
-        return await self._rows.get(self._rows_key, lambda: self._read_rows(guard))  # type: ignore[no-any-return]
+    async def ledger(self) -> LedgerView:
+        guard, tz, month = self.rt.budget, self._tz, self._month
 
-    @staticmethod
-    async def _read_rows(guard: BudgetGuard) -> list[dict[str, Any]]:
-        return [row_of(r) for r in await guard.records()]
+        async def read() -> LedgerView:
+            records = await guard.records(month)
+            # Summarised off the event loop: requests keep flowing while a large month is read.
+            return await asyncio.to_thread(ledger_view, records, month, tz)
+
+        return await self._ledger.get(self._ledger_key, read)  # type: ignore[no-any-return]
+
+    async def month_rows(self) -> list[dict[str, Any]]:
+        """The month's newest ledger rows (enough for the recent requests), as OperatorSources reads them."""
+        return (await self.ledger()).tail
 
     async def snapshot(self) -> dict[str, Any]:
         from proxy.api.models import model_health
@@ -102,15 +141,16 @@ class DashboardData:
         )
         tokens = status.get("tokens") or {}
         # Any new ledger row moves one of these: re-read the rows only then (or after the cache's ttl).
-        self._rows_key = (status["month"], status["requests"], status["monthly_used"], tokens.get("prompt"), tokens.get("completion"))
-        rows = await self.month_rows()
+        self._month = status["month"]
+        self._ledger_key = (status["month"], status["requests"], status["monthly_used"], tokens.get("prompt"), tokens.get("completion"))
+        view = await self.ledger()
         recent, router = await asyncio.gather(self.sources.recent_requests(RECENT_LIMIT), self.sources.router_info())
         tiers = list(cfg.synqra.routing.tiers)
         return {
             "generated_at": time.time(),
             "budget": status,
             "marks": budget_marks(status),
-            "daily": daily_series(rows, status["month"], status["timezone"]),
+            "daily": view.daily,
             "today": datetime.now(ZoneInfo(status["timezone"])).strftime("%Y-%m-%d"),
             "tier_mix": tier_mix(metrics.ROUTE_DECISIONS, tiers),
             "escalation": escalation_by_tier(metrics.QUALITY_SERVED, metrics.QUALITY_VERDICTS),

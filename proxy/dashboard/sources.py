@@ -130,8 +130,8 @@ class LearningSources(LedgerSources):
         self,
         rows: Callable[[], Awaitable[list[dict[str, Any]]]],
         router: Callable[[], tuple[Mapping[str, Any] | None, str, list[float]]],
-        registry: "RouterRegistry",
-        log: "InferenceLog | None" = None,
+        registry: RouterRegistry,
+        log: InferenceLog | None = None,
         version: Callable[[], str | None] = lambda: None,
     ) -> None:
         super().__init__(rows, router)

@@ -209,3 +209,44 @@ def test_learning_sources_add_scores_labels_version_and_runs(tmp_path: Path) -> 
     march = asyncio.run(src.learning_runs("2026-03"))
     assert [r["outcome"] for r in march] == ["kept"], "the month's runs, dry runs left out"
     log.close()
+
+
+def test_the_ledger_is_reread_on_new_rows_but_a_slow_read_rarely(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from proxy.dashboard import data
+
+    clock = [1000.0]
+    monkeypatch.setattr(data.time, "monotonic", lambda: clock[0])
+    reads: list[int] = []
+
+    async def read() -> int:
+        reads.append(1)
+        clock[0] += 2.0  # this read took 2 s
+        return len(reads)
+
+    cache = data._Cached(ttl_s=60.0, spacing=20.0, min_gap_s=2.0)
+
+    async def main() -> None:
+        assert await cache.get("a", read) == 1
+        clock[0] += 10
+        assert await cache.get("b", read) == 1, "new rows, but a 2 s read is not repeated within 40 s"
+        clock[0] += 31
+        assert await cache.get("b", read) == 2, "41 s later: re-read"
+        clock[0] += 1
+        assert await cache.get("b", read) == 2, "same totals: kept"
+        clock[0] += 61
+        assert await cache.get("b", read) == 3, "a minute old: re-read regardless"
+
+    asyncio.run(main())
+
+
+def test_ledger_view_keeps_the_daily_series_and_the_newest_rows() -> None:
+    from proxy.dashboard.data import TAIL_ROWS, ledger_view
+
+    records = [LedgerRecord(f"r{i}", "2026-03", ts(1 + i % 28), "auto", "deepseek-chat", 1, 1, 1000, 2000) for i in range(TAIL_ROWS + 50)]
+    view = ledger_view(records, "2026-03", "UTC")
+    assert sum(d["requests"] for d in view.daily) == TAIL_ROWS + 50
+    assert sum(d["cost_usd"] for d in view.daily) == pytest.approx((TAIL_ROWS + 50) * 1e-6)
+    assert len(view.tail) == TAIL_ROWS and view.tail[-1]["request_id"] == records[-1].request_id
+    assert view.tail[-1]["cost_usd"] == 1e-6
