@@ -16,6 +16,7 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget.accountant import BudgetRefused, key_hash
+from policies.budget.tags import BadTag, request_tag
 from policies.common.api_answers import estimated_usage, usage_of
 from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, TEXT_CALLS, chat_view
 from policies.common.request_checks import (
@@ -52,6 +53,10 @@ class SynqraHooks(CustomLogger):
         state.key_hash = key_hash(getattr(user_api_key_dict, "api_key", None))
         if data.get("user"):
             state.user = str(data["user"])
+        try:
+            state.tag = request_tag(data)  # the agent or app its spend is booked to
+        except BadTag as e:
+            raise _http_error(400, str(e)) from e
         requested = str(data.get("model", ""))
         state.requested_model = requested
         resolved = cfg.resolve_requested(requested)  # e.g. Claude Code's claude-opus-4-* names

@@ -41,7 +41,8 @@ QUALITY_SERVED = Counter(
 SHADOW_EVALS = Counter(
     "synqra_shadow_evaluations", "Shadow-mode answers of the local model by verdict (or skipped_busy, failed)", ["outcome"]
 )
-SHADOW_IN_FLIGHT = Gauge("synqra_shadow_evaluations_in_flight", "Shadow-mode answers of the local model being generated or judged")
+SHADOW_IN_FLIGHT = Gauge("synqra_shadow_evaluations_in_flight", "Shadow-mode answers of the local model being generated or judged",
+                         multiprocess_mode="livesum")
 CALLS = Counter("synqra_calls", "Model calls written to the ledger (escalations and fallbacks included)", ["model", "kind", "local"])
 COST_USD = Counter("synqra_cost_usd", "Actual cost of the ledger's calls, USD", ["model"])
 BASELINE_USD = Counter("synqra_baseline_usd", "What the same calls would have cost on the baseline model, USD", ["model"])

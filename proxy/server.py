@@ -1,26 +1,35 @@
-"""The LiteLLM proxy process with synqra's config, hooks and extra endpoints.
+"""The LiteLLM proxy process(es) with synqra's config, hooks and extra endpoints.
 
-LiteLLM runs in-process (its FastAPI app under uvicorn) rather than through the
-`litellm` CLI so that synqra's /api routes live on the same port and the runtime
-state is set before LiteLLM loads the hooks.
+LiteLLM runs in-process (its FastAPI app under uvicorn) rather than through the `litellm` CLI so that synqra's
+/api routes live on the same port and the runtime state is set before LiteLLM loads the hooks.
+
+`synqra.server.num_workers: N` > 1 runs N worker processes on one port (uvicorn's process manager shares the
+socket and restarts a worker that dies). Each worker builds its own runtime; what they must agree on is shared:
+the budget (the SQLite file under BEGIN IMMEDIATE, or Redis), the inference log and the learnt router versions
+(files every worker reads), and the Prometheus counters (prometheus-client's multiprocess mode, a folder under
+data_dir that every worker writes and every scrape sums).
 
 Run: python -m proxy.server --config litellm_config.yaml [--host H] [--port P]
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
+import shutil
+from typing import Any
 
+from policies.common.offline import apply_offline_env
+from policies.common.settings import LOG_FORMAT, AppConfig, load_config
 from proxy.import_guards import block_unavailable_otel_imports
 from proxy.master_key import resolve_master_key
-from policies.common.offline import apply_offline_env
 from proxy.runtime import get_runtime, init_runtime
-from policies.common.settings import LOG_FORMAT, AppConfig, load_config
+
+CONFIG_ENV = "SYNQRA_CONFIG"  # how a worker process finds the config its manager was started with
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
 
 
-def build_app(cfg: AppConfig, master_key: str):  # -> fastapi.FastAPI (litellm's app)
+def build_app(cfg: AppConfig, master_key: str) -> Any:  # fastapi.FastAPI (litellm's app)
     apply_offline_env()
     block_unavailable_otel_imports()
     os.environ["CONFIG_FILE_PATH"] = str(cfg.path)
@@ -29,7 +38,6 @@ def build_app(cfg: AppConfig, master_key: str):  # -> fastapi.FastAPI (litellm's
     from litellm.proxy.proxy_server import app  # heavy import, after the offline switches
 
     from proxy.api import mount_routes
-
     from proxy.error_format import AnthropicErrorFormat
     from proxy.dashboard.routes import make_dashboard_router
     from proxy.route_guard import RouteGuard
@@ -43,6 +51,46 @@ def build_app(cfg: AppConfig, master_key: str):  # -> fastapi.FastAPI (litellm's
     return app
 
 
+class WarmUpLifespan:
+    """Runs the runtime's warm-up before the app's own start-up (LiteLLM's), and closes it after shutdown, in
+    the worker's event loop: the first request finds the router, the budget and the learning loop ready."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def wrapped_receive() -> dict[str, Any]:
+            message: dict[str, Any] = await receive()
+            if message["type"] == "lifespan.startup":
+                await get_runtime().warm_up()
+            return message
+
+        try:
+            await self.app(scope, wrapped_receive, send)
+        finally:
+            await get_runtime().aclose()  # flush ledger records queued during an outage, pending alerts, the log
+
+
+def worker_app() -> Any:
+    """The ASGI app of one worker process (uvicorn's factory): config from the manager's environment."""
+    cfg = load_config(os.environ[CONFIG_ENV])
+    logging.basicConfig(level=cfg.synqra.server.log_level, format=LOG_FORMAT)
+    key, _ = resolve_master_key(cfg.synqra.server.data_path)
+    return WarmUpLifespan(build_app(cfg, key))
+
+
+def _metrics_dir(cfg: AppConfig) -> str:
+    """A fresh folder for prometheus-client's multiprocess files (counts of a previous run are not this one's)."""
+    folder = cfg.synqra.server.data_path / "run" / "prometheus"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
@@ -54,21 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     s = cfg.synqra.server
     logging.basicConfig(level=s.log_level, format=LOG_FORMAT)
-    key, _ = resolve_master_key(s.data_path)
-    app = build_app(cfg, key)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host or s.host, port=args.port or s.port, log_level=s.log_level.lower(), timeout_graceful_shutdown=10)
+    os.environ[CONFIG_ENV] = str(cfg.path)
+    if s.num_workers > 1:  # before any worker imports prometheus_client
+        os.environ[METRICS_DIR_ENV] = _metrics_dir(cfg)
+    uvicorn.run(
+        "proxy.server:worker_app",
+        factory=True,
+        host=args.host or s.host,
+        port=args.port or s.port,
+        workers=s.num_workers,
+        log_level=s.log_level.lower(),
+        timeout_graceful_shutdown=10,
     )
-
-    async def serve() -> None:
-        try:
-            await get_runtime().warm_up()
-            await server.serve()
-        finally:
-            # Flush ledger records queued during a store outage and deliver pending alerts.
-            await get_runtime().aclose()
-
-    asyncio.run(serve())
     return 0
 
 

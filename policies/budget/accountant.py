@@ -7,8 +7,9 @@ carry their own request id and a parent id).
 
 Invariants, for every call to a paid model:
 1. it is reserved before it is made, at its worst case (prompt tokens, tool definitions, max_tokens for each
-   of `n` choices), or refused: 429 when the month's money is gone, 400 when no month could pay for it; a
-   request synqra routed goes to the local model instead of being refused;
+   of `n` choices), against the month and against its tag's own cap if it has one, or refused: 429 when the
+   month's (or the tag's) money is gone, 400 when no month could pay for it; a request synqra routed goes to
+   the local model instead of being refused;
 2. its reservation is settled (to the provider's usage) or released exactly once: `settle` runs once per state
    however many hooks and events race to it, `release` only gives back a reservation still held;
 3. one ledger row per provider call that answered, free calls included (the local share counts them); a call
@@ -75,7 +76,7 @@ class Accountant:
         max_tokens = view.get("max_tokens") or view.get("max_completion_tokens")
         try:
             await self.guard.reserve(state.request_id, model, prompt_tokens(self.guard, model, view, state.call_type),
-                                     max_tokens, choices(view))
+                                     max_tokens, choices(view), tag=state.tag)
             state.reserved = True
         except BudgetExhausted as e:
             if routed:  # synqra picked the paid tier: the free one serves instead (also when the call is too costly)
@@ -104,6 +105,7 @@ class Accountant:
             parent_id=state.parent_id,
             counts_request=state.counts_request,
             leaves_local=state.leaves_local,
+            tag=state.tag,
         )
         if state.reserved:
             await self.guard.settle(state.request_id, record)

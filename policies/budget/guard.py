@@ -20,10 +20,10 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from policies.budget.alerts import WebhookAlerter
-from policies.common.budget_settings import BudgetSettings
+from policies.common.budget_settings import UNTAGGED, BudgetSettings
 from policies.budget.policy import (
     STOP_ALERT,
     budget_state,
@@ -34,7 +34,7 @@ from policies.budget.policy import (
     thrift_pressure,
 )
 from policies.budget.pricing import PriceBook, worst_case_cost
-from policies.budget.records import CallRecord, LedgerRecord, MonthTotals, Reservation, to_nano, to_usd
+from policies.budget.records import CallRecord, LedgerRecord, MonthTotals, Reservation, TagTotals, to_nano, to_usd
 from policies.budget.store import BudgetStore, StoreUnavailable
 from policies.budget.stores import open_store
 from policies.budget.window import MonthWindow, month_window, utc_now
@@ -54,15 +54,16 @@ class BudgetExhausted(Exception):
     """A paid call refused: the month's budget is spent (or cannot be checked).
 
     `reason` is "exhausted", "store_unavailable" or "too_costly" (CallTooCostly); `resets_at` is when
-    the month ends.
+    the month ends; `tag` names the tag whose own cap refused the call (None: the global budget did).
     Map it to HTTP 429 for explicit paid models, to the local model for `auto`.
     """
 
-    def __init__(self, message: str, resets_at: datetime, reason: str = "exhausted") -> None:
+    def __init__(self, message: str, resets_at: datetime, reason: str = "exhausted", tag: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.resets_at = resets_at
         self.reason = reason
+        self.tag = tag
 
 
 class CallTooCostly(BudgetExhausted):
@@ -72,14 +73,30 @@ class CallTooCostly(BudgetExhausted):
     does not help: the request itself must shrink (max_tokens), so it maps to HTTP 400, not 429.
     """
 
-    def __init__(self, message: str, resets_at: datetime, worst_case_usd: float, allowed_usd: float) -> None:
-        super().__init__(message, resets_at, reason="too_costly")
+    def __init__(self, message: str, resets_at: datetime, worst_case_usd: float, allowed_usd: float,
+                 tag: str | None = None) -> None:
+        super().__init__(message, resets_at, reason="too_costly", tag=tag)
         self.worst_case_usd = worst_case_usd
         self.allowed_usd = allowed_usd
 
 
 class DuplicateRequest(ValueError):
     """The request id is already reserved or recorded: ids must be unique per model call."""
+
+
+TAG_ALERT_PREFIX = "tag:"
+
+
+def _tag_alert_key(level: str, tag: str) -> str:
+    """How a tag's alert level is stored with the month's alerts ("tag:0.7:marketing")."""
+    return f"{TAG_ALERT_PREFIX}{level}:{tag}"
+
+
+class TagCap(NamedTuple):
+    """A tag's own cap in nano-dollars: its limit and its stop level (the month's stop_at ratio)."""
+
+    limit_nano: int
+    stop_nano: int
 
 
 class BudgetGuard:
@@ -99,6 +116,11 @@ class BudgetGuard:
         self._limit_nano = to_nano(settings.monthly_limit_usd)
         self._stop_nano = to_nano(settings.monthly_limit_usd * settings.stop_at)
         self._levels = settings.all_alert_levels
+        # Each capped tag's (limit, stop level) in nano-dollars: the global ratios apply to every cap.
+        self._tag_caps = {
+            tag: TagCap(to_nano(t.monthly_limit_usd), to_nano(t.monthly_limit_usd * settings.stop_at))
+            for tag, t in settings.tags.items()
+        }
         self._window = month_window(now(), settings.timezone)
         self._reset_cache()
         self._open: dict[str, Reservation] = {}
@@ -133,6 +155,7 @@ class BudgetGuard:
         self._fired: set[str] = set()
         self._min_refused: int | None = None
         self._last_totals: MonthTotals | None = None
+        self._last_tags: dict[str, TagTotals] = {}
 
     def _current_window(self) -> MonthWindow:
         now = self._now()
@@ -233,10 +256,12 @@ class BudgetGuard:
 
     # -- reserve / settle / release ---------------------------------------------------------
     async def reserve(
-        self, request_id: str, model_name: str, prompt_tokens: int, max_tokens: int | None = None, choices: int = 1
+        self, request_id: str, model_name: str, prompt_tokens: int, max_tokens: int | None = None, choices: int = 1,
+        tag: str | None = None,
     ) -> Reservation:
         """Hold the call's worst-case cost (`choices` completions of up to max_tokens each); raise
-        BudgetExhausted if it would pass the stop level.
+        BudgetExhausted if it would pass the stop level, or the stop level of `tag`'s own cap (the
+        exception's `tag` then names it). The reservation is booked to `tag`.
 
         Free models get an unheld zero reservation (never blocked, no store access).
         Raises DuplicateRequest if request_id is already reserved or recorded.
@@ -253,10 +278,14 @@ class BudgetGuard:
             # Refused by any month: answered without a store round trip, and not remembered in
             # _min_refused (it says nothing about how full this month is).
             raise self._too_costly(win, model_name, amount)
+        cap = self._tag_caps.get(tag) if tag is not None else None
+        if cap is not None and amount > cap.stop_nano:
+            raise self._too_costly(win, model_name, amount, tag)
         expires = now + self.settings.reservation_ttl_s
         try:
             out = await self._store_call(
-                lambda: self.store.reserve(win.key, request_id, amount, self._stop_nano, expires, now)
+                lambda: self.store.reserve(win.key, request_id, amount, self._stop_nano, expires, now,
+                                           tag, None if cap is None else cap.stop_nano)
             )
         except StoreUnavailable as e:
             if self.settings.fail_mode == "open":
@@ -270,6 +299,12 @@ class BudgetGuard:
         self._observe(win.key, out.committed_nano, out.reserved_nano)
         if out.duplicate:
             raise DuplicateRequest(f"request id {request_id!r} is already reserved or recorded in the budget ledger")
+        if out.tag_refused and tag is not None and cap is not None:
+            # The tag's cap, not the month: the global stop state (_min_refused) learns nothing from it.
+            if out.tag_committed_nano >= cap.limit_nano * self.settings.alert_at:
+                await self._fire(win, _tag_alert_key(STOP_ALERT, tag), out.tag_committed_nano, tag)
+            raise BudgetExhausted(self._tag_exhausted_message(win, tag, out.tag_committed_nano + out.tag_reserved_nano),
+                                  win.end, tag=tag)
         if not out.granted:
             self._min_refused = amount if self._min_refused is None else min(self._min_refused, amount)
             if self.is_stopped() and out.committed_nano >= self._limit_nano * self.settings.alert_at:
@@ -283,14 +318,29 @@ class BudgetGuard:
         self._open[request_id] = res
         return res
 
-    def _too_costly(self, win: MonthWindow, model_name: str, amount_nano: int) -> CallTooCostly:
+    def _too_costly(self, win: MonthWindow, model_name: str, amount_nano: int, tag: str | None = None) -> CallTooCostly:
         s = self.settings
+        if tag is None:
+            limit, stop = s.monthly_limit_usd, self._stop_nano
+        else:
+            limit, stop = s.tags[tag].monthly_limit_usd, self._tag_caps[tag].stop_nano
+        who = "paid calls" if tag is None else f"paid calls tagged {tag!r}"
         return CallTooCostly(
-            f"its worst case on {model_name}, {_usd(to_usd(amount_nano))}, is more than paid calls may spend in a whole "
-            f"month ({_usd(to_usd(self._stop_nano))}: {s.stop_at:.0%} of the {_usd(s.monthly_limit_usd)} limit)",
+            f"its worst case on {model_name}, {_usd(to_usd(amount_nano))}, is more than {who} may spend in a whole "
+            f"month ({_usd(to_usd(stop))}: {s.stop_at:.0%} of the {_usd(limit)} limit)",
             win.end,
             worst_case_usd=to_usd(amount_nano),
-            allowed_usd=to_usd(self._stop_nano),
+            allowed_usd=to_usd(stop),
+            tag=tag,
+        )
+
+    def _tag_exhausted_message(self, win: MonthWindow, tag: str, spent_nano: int) -> str:
+        s = self.settings
+        return (
+            f"The monthly budget of tag {tag!r} is exhausted: ${to_usd(spent_nano):.2f} of its "
+            f"${s.tags[tag].monthly_limit_usd:.2f} limit for {win.key} is spent or reserved (paid calls stop at "
+            f"{s.stop_at:.0%}). Paid models are unavailable to requests tagged {tag!r} until the budget resets on "
+            f"{win.end.isoformat()}."
         )
 
     def _exhausted_message(self, win: MonthWindow, spent_nano: int) -> str:
@@ -366,6 +416,7 @@ class BudgetGuard:
             local=free,
             counts_request=call.counts_request,
             leaves_local=call.leaves_local,
+            tag=call.tag,
         )
 
     async def _write(self, ledger: LedgerRecord) -> None:
@@ -381,6 +432,8 @@ class BudgetGuard:
         self._observe(ledger.month, out.committed_nano, out.reserved_nano)
         if out.inserted and ledger.cost_nano:
             await self._check_alerts(ledger.month, out.committed_nano)
+            if ledger.tag in self._tag_caps and out.tag_committed_nano is not None:
+                await self._check_tag_alerts(ledger.month, ledger.tag, out.tag_committed_nano)
         return True
 
     # -- outage queue -----------------------------------------------------------------------
@@ -415,8 +468,19 @@ class BudgetGuard:
         for level in levels_to_fire(committed_nano / self._limit_nano, self._levels, self._fired):
             await self._fire(win, level_key(level), committed_nano)
 
-    async def _fire(self, win: MonthWindow, key: str, committed_nano: int) -> None:
-        """Fire alert `key` unless this month already has it (in any process sharing the store)."""
+    async def _check_tag_alerts(self, month: str, tag: str, committed_nano: int) -> None:
+        win = self._current_window()
+        if month != win.key:
+            return
+        limit = self._tag_caps[tag].limit_nano
+        fired = {k for k in self._fired if k.startswith(TAG_ALERT_PREFIX) and k.split(":", 2)[2] == tag}
+        fired_levels = {k.split(":", 2)[1] for k in fired}
+        for level in levels_to_fire(committed_nano / limit, self._levels, fired_levels):
+            await self._fire(win, _tag_alert_key(level_key(level), tag), committed_nano, tag)
+
+    async def _fire(self, win: MonthWindow, key: str, committed_nano: int, tag: str | None = None) -> None:
+        """Fire alert `key` unless this month already has it (in any process sharing the store).
+        `tag`: the alert is about that tag's own cap (key from _tag_alert_key)."""
         if key in self._fired:
             return
         try:
@@ -428,28 +492,35 @@ class BudgetGuard:
             return
         s = self.settings
         used = to_usd(committed_nano)
-        if key == STOP_ALERT:
-            text = f"monthly budget stop reached for {win.key}: paid calls refused until {win.end.isoformat()}"
+        level = key if tag is None else key.split(":", 2)[1]
+        limit_nano = self._limit_nano if tag is None else self._tag_caps[tag].limit_nano
+        limit_usd = s.monthly_limit_usd if tag is None else s.tags[tag].monthly_limit_usd
+        budget = "monthly budget" if tag is None else f"monthly budget of tag {tag!r}"
+        if level == STOP_ALERT:
+            who = "paid calls" if tag is None else f"paid calls tagged {tag!r}"
+            text = f"{budget} stop reached for {win.key}: {who} refused until {win.end.isoformat()}"
         else:
-            text = f"{float(key):.0%} of the monthly budget spent for {win.key}"
-        log.warning("budget alert: %s ($%.2f of $%.2f)", text, used, s.monthly_limit_usd)
+            text = f"{float(level):.0%} of the {budget} spent for {win.key}"
+        log.warning("budget alert: %s ($%.2f of $%.2f)", text, used, limit_usd)
         if self.alerter is not None:
-            self.alerter.send(
-                {
-                    "event": "synqra.budget.alert",
-                    "level": key,
-                    "month": win.key,
-                    "monthly_limit": s.monthly_limit_usd,
-                    "monthly_used": round(used, 6),
-                    "percentage": round(100 * committed_nano / self._limit_nano, 2),
-                    "resets_at": win.end.isoformat(),
-                    "message": text,
-                }
-            )
+            payload: dict[str, Any] = {
+                "event": "synqra.budget.alert",
+                "level": level,
+                "month": win.key,
+                "monthly_limit": limit_usd,
+                "monthly_used": round(used, 6),
+                "percentage": round(100 * committed_nano / limit_nano, 2),
+                "resets_at": win.end.isoformat(),
+                "message": text,
+            }
+            if tag is not None:
+                payload["tag"] = tag
+            self.alerter.send(payload)
 
     # -- status -----------------------------------------------------------------------------
-    async def status(self) -> dict[str, Any]:
-        """The month's figures for GET /api/budget/status (store read; cached figures if it is down)."""
+    async def status(self, by_tag: bool = False) -> dict[str, Any]:
+        """The month's figures for GET /api/budget/status (store read; cached figures if it is down).
+        `by_tag`: also "by_tag", the month broken down by request tag (see _by_tag)."""
         t = await self.refresh()
         win = self._current_window()
         reachable = t is not None
@@ -467,7 +538,7 @@ class BudgetGuard:
         local_flat = s.local_flat_monthly_usd * elapsed
         actual = committed + local_flat
         baseline = to_usd(t.baseline_nano)
-        return {
+        out: dict[str, Any] = {
             "month": win.key,
             "timezone": s.timezone,
             "resets_at": win.end.isoformat(),
@@ -478,7 +549,7 @@ class BudgetGuard:
             "alert_at": s.alert_at,
             "alert_levels": self._levels,
             "stop_at": s.stop_at,
-            "alerts_fired": sorted(t.alerts),
+            "alerts_fired": sorted(a for a in t.alerts if not a.startswith(TAG_ALERT_PREFIX)),
             "state": budget_state(share, s.alert_at, stopped),
             "projected_month_end": round(projected_month_spend(committed, elapsed), 6),
             "elapsed_share": round(elapsed, 4),
@@ -500,6 +571,52 @@ class BudgetGuard:
             },
             "store": {"kind": self.store.name, "reachable": reachable, "queued_records": len(self._queue)},
         }
+        if by_tag:
+            if reachable:
+                try:
+                    self._last_tags = await self._store_call(lambda: self.store.tag_totals(win.key))
+                except StoreUnavailable:
+                    pass  # the last figures read (this month's only)
+            out["by_tag"] = self._by_tag(t, self._last_tags, local_flat)
+        return out
+
+    def _by_tag(self, month: MonthTotals, tags: dict[str, TagTotals], local_flat_usd: float) -> dict[str, dict[str, Any]]:
+        """Cost, baseline, savings and local share per tag; "untagged" is the month minus the tags.
+
+        The local models' flat cost (local_flat_monthly_usd) is shared out by local requests (by requests
+        while there are none), so the tags' savings add up to the month's."""
+        untagged = TagTotals(
+            UNTAGGED,
+            month.committed_nano - sum(t.committed_nano for t in tags.values()),
+            month.reserved_nano - sum(t.reserved_nano for t in tags.values()),
+            month.baseline_nano - sum(t.baseline_nano for t in tags.values()),
+            month.requests - sum(t.requests for t in tags.values()),
+            month.local_requests - sum(t.local_requests for t in tags.values()),
+        )
+        rows = {tag: t for tag, t in sorted(tags.items()) if any((t.committed_nano, t.reserved_nano, t.requests))}
+        rows.update({tag: TagTotals(tag) for tag in self._tag_caps if tag not in rows})  # capped tags show, spent or not
+        if any((untagged.committed_nano, untagged.reserved_nano, untagged.requests)) or not rows:
+            rows[UNTAGGED] = untagged
+        share_by_local = month.local_requests > 0
+        out: dict[str, dict[str, Any]] = {}
+        for tag, t in rows.items():
+            base = month.local_requests if share_by_local else month.requests
+            part = (t.local_requests if share_by_local else t.requests) / base if base else 0.0
+            cost = to_usd(t.committed_nano)
+            baseline = to_usd(t.baseline_nano)
+            savings = baseline - cost - local_flat_usd * part
+            cap = self.settings.tags.get(tag)
+            out[tag] = {
+                "cost": round(cost, 6),
+                "baseline": round(baseline, 6),
+                "savings": round(savings, 6),
+                "savings_percent": round(100 * savings / baseline, 2) if baseline > 0 else 0.0,
+                "requests": t.requests,
+                "local_requests": t.local_requests,
+                "local_share": round(t.local_requests / t.requests, 4) if t.requests else 0.0,
+                "limit": cap.monthly_limit_usd if cap is not None else None,
+            }
+        return out
 
     async def records(self, month: str | None = None) -> list[LedgerRecord]:
         """The ledger of `month` ("YYYY-MM"; default the current one), oldest first."""

@@ -49,6 +49,8 @@ class CallRecord:
     # sets counts_request False, and the first paid call that replaces a local answer sets leaves_local.
     counts_request: bool = True
     leaves_local: bool = False
+    # The request's tag (an agent or app; None: untagged); an extra call carries its request's tag.
+    tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class LedgerRecord:
     local: bool = False
     counts_request: bool = True  # see CallRecord
     leaves_local: bool = False
+    tag: str | None = None
 
     @property
     def request_delta(self) -> int:
@@ -127,19 +130,39 @@ class MonthTotals:
 
 
 @dataclass(frozen=True)
+class TagTotals:
+    """One tag's share of a month (ledger rows and reservations carrying that tag)."""
+
+    tag: str
+    committed_nano: int = 0
+    reserved_nano: int = 0
+    baseline_nano: int = 0
+    requests: int = 0
+    local_requests: int = 0
+
+
+@dataclass(frozen=True)
 class ReserveOutcome:
-    """A store's answer to reserve: granted or not, and the month's spend seen at that instant."""
+    """A store's answer to reserve: granted or not, and the month's spend seen at that instant.
+
+    `tag_refused`: the month had room but the tag's cap did not; the tag's spend is then in tag_*_nano
+    (they are filled only for a reservation checked against a tag cap)."""
 
     granted: bool
     committed_nano: int
     reserved_nano: int
     duplicate: bool = False
+    tag_refused: bool = False
+    tag_committed_nano: int = 0
+    tag_reserved_nano: int = 0
 
 
 @dataclass(frozen=True)
 class SettleOutcome:
-    """Whether the ledger row was new (False: already recorded), and the month's spend after it."""
+    """Whether the ledger row was new (False: already recorded), and the month's spend after it
+    (`tag_committed_nano`: the record's tag's, None for an untagged record)."""
 
     inserted: bool
     committed_nano: int
     reserved_nano: int
+    tag_committed_nano: int | None = None

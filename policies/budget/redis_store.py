@@ -7,7 +7,10 @@ cannot interleave with another process's reserve or settle. Keys per month
   p:m:resv     hash  request_id -> reserved nano-dollars
   p:m:resv_exp zset  request_id scored by expiry time (epoch seconds)
   p:m:ledger   hash  request_id -> ledger record JSON (HSETNX: written once)
+  p:m:tags     hash  "<figure>:<tag>" -> each tag's committed, reserved, baseline, requests, local_requests
+  p:m:resv_tag hash  request_id -> tag, for the tagged reservations in p:m:resv
   p:m:alerts   set   alert levels fired this month
+(the tag hashes hold tagged calls only: the untagged share is the month's totals minus the tags').
 Run Redis with appendonly yes if the ledger must survive a Redis crash.
 """
 from __future__ import annotations
@@ -21,60 +24,83 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome
+from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome, TagTotals
 from policies.budget.redis_pipeline import ScriptPipeline
 from policies.budget.store import StoreUnavailable
 
-# Shared by the scripts: drop reservations expired before ARGV-given `now`.
-_EXPIRE = """
-local function expire(totals, resv, exp, now)
-  local stale = redis.call('ZRANGEBYSCORE', exp, '-inf', '(' .. now)
+# Shared by the scripts, which all take the same KEYS (see RedisStore._keys):
+# 1 totals, 2 resv, 3 resv_exp, 4 ledger, 5 tags, 6 resv_tag.
+_COMMON = """
+local function unhold(id, a)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HINCRBY', KEYS[1], 'reserved', -a)
+  local tag = redis.call('HGET', KEYS[6], id)
+  if tag then
+    redis.call('HDEL', KEYS[6], id)
+    redis.call('HINCRBY', KEYS[5], 'reserved:' .. tag, -a)
+  end
+end
+local function expire(now)
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
   for _, id in ipairs(stale) do
-    local a = redis.call('HGET', resv, id)
-    if a then
-      redis.call('HDEL', resv, id)
-      redis.call('HINCRBY', totals, 'reserved', -tonumber(a))
-    end
-    redis.call('ZREM', exp, id)
+    local a = redis.call('HGET', KEYS[2], id)
+    if a then unhold(id, tonumber(a)) end
+    redis.call('ZREM', KEYS[3], id)
   end
   return #stale
 end
-local function drop(totals, resv, exp, id)
-  local a = redis.call('HGET', resv, id)
+local function drop(id)
+  local a = redis.call('HGET', KEYS[2], id)
   if a then
-    redis.call('HDEL', resv, id)
-    redis.call('ZREM', exp, id)
-    redis.call('HINCRBY', totals, 'reserved', -tonumber(a))
+    unhold(id, tonumber(a))
+    redis.call('ZREM', KEYS[3], id)
   end
 end
-local function spend(totals)
-  local v = redis.call('HMGET', totals, 'committed', 'reserved')
+local function spend()
+  local v = redis.call('HMGET', KEYS[1], 'committed', 'reserved')
   return tonumber(v[1] or '0'), tonumber(v[2] or '0')
 end
 """
 
-# KEYS totals resv resv_exp ledger; ARGV request_id amount stop expires_at now
-_RESERVE = _EXPIRE + """
-expire(KEYS[1], KEYS[2], KEYS[3], ARGV[5])
-local committed, reserved = spend(KEYS[1])
+# ARGV request_id amount stop expires_at now tag tag_stop ("" for an untagged call; tag_stop -1: no cap).
+# Returns {code, committed, reserved, tag committed, tag reserved}; code 1 granted, 0 refused, 2 duplicate,
+# 3 refused by the tag's cap.
+_RESERVE = _COMMON + """
+expire(ARGV[5])
+local committed, reserved = spend()
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
-  return {2, committed, reserved}
+  return {2, committed, reserved, 0, 0}
 end
 local amount = tonumber(ARGV[2])
 if committed + reserved + amount > tonumber(ARGV[3]) then
-  return {0, committed, reserved}
+  return {0, committed, reserved, 0, 0}
+end
+local tag, tag_stop = ARGV[6], tonumber(ARGV[7])
+local tc, tr = 0, 0
+if tag ~= '' and tag_stop >= 0 then
+  local v = redis.call('HMGET', KEYS[5], 'committed:' .. tag, 'reserved:' .. tag)
+  tc, tr = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  if tc + tr + amount > tag_stop then
+    return {3, committed, reserved, tc, tr}
+  end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'reserved', amount)
-return {1, committed, reserved + amount}
+if tag ~= '' then
+  redis.call('HSET', KEYS[6], ARGV[1], tag)
+  tr = redis.call('HINCRBY', KEYS[5], 'reserved:' .. tag, amount)
+end
+return {1, committed, reserved + amount, tc, tr}
 """
 
-# KEYS totals resv resv_exp ledger; ARGV request_id json cost baseline local_delta prompt_tokens completion_tokens
-# request_delta (LedgerRecord: requests and local share count client requests, not calls)
-_SETTLE = _EXPIRE + """
+# ARGV request_id json cost baseline local_delta prompt_tokens completion_tokens request_delta tag
+# (LedgerRecord: requests and local share count client requests, not calls). Returns {inserted, committed,
+# reserved, the tag's committed (-1 untagged)}.
+_SETTLE = _COMMON + """
 local inserted = redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[2])
-drop(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+drop(ARGV[1])
+local tag = ARGV[9]
 if inserted == 1 then
   redis.call('HINCRBY', KEYS[1], 'committed', ARGV[3])
   redis.call('HINCRBY', KEYS[1], 'baseline', ARGV[4])
@@ -82,20 +108,28 @@ if inserted == 1 then
   redis.call('HINCRBY', KEYS[1], 'local_requests', ARGV[5])
   redis.call('HINCRBY', KEYS[1], 'prompt_tokens', ARGV[6])
   redis.call('HINCRBY', KEYS[1], 'completion_tokens', ARGV[7])
+  if tag ~= '' then
+    redis.call('HINCRBY', KEYS[5], 'committed:' .. tag, ARGV[3])
+    redis.call('HINCRBY', KEYS[5], 'baseline:' .. tag, ARGV[4])
+    redis.call('HINCRBY', KEYS[5], 'requests:' .. tag, ARGV[8])
+    redis.call('HINCRBY', KEYS[5], 'local_requests:' .. tag, ARGV[5])
+  end
 end
-local committed, reserved = spend(KEYS[1])
-return {inserted, committed, reserved}
+local committed, reserved = spend()
+local tc = -1
+if tag ~= '' then tc = tonumber(redis.call('HGET', KEYS[5], 'committed:' .. tag) or '0') end
+return {inserted, committed, reserved, tc}
 """
 
-# KEYS totals resv resv_exp; ARGV request_id
-_RELEASE = _EXPIRE + """
-drop(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+# ARGV request_id
+_RELEASE = _COMMON + """
+drop(ARGV[1])
 return 1
 """
 
-# KEYS totals resv resv_exp; ARGV now
-_EXPIRE_ONLY = _EXPIRE + """
-return expire(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+# ARGV now
+_EXPIRE_ONLY = _COMMON + """
+return expire(ARGV[1])
 """
 
 _TOTAL_FIELDS = ("committed", "reserved", "baseline", "requests", "local_requests", "prompt_tokens", "completion_tokens")
@@ -135,7 +169,7 @@ class RedisStore:
 
     def _keys(self, month: str) -> list[str]:
         base = f"{self.prefix}:{month}"
-        return [f"{base}:totals", f"{base}:resv", f"{base}:resv_exp", f"{base}:ledger"]
+        return [f"{base}:totals", f"{base}:resv", f"{base}:resv_exp", f"{base}:ledger", f"{base}:tags", f"{base}:resv_tag"]
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -149,12 +183,14 @@ class RedisStore:
         return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
 
     async def reserve(
-        self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float
+        self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float,
+        tag: str | None = None, tag_stop_nano: int | None = None,
     ) -> ReserveOutcome:
-        code, committed, reserved = await self._script(
-            self._reserve, self._keys(month), [request_id, amount_nano, stop_nano, repr(expires_at), repr(now)]
-        )
-        return ReserveOutcome(code == 1, int(committed), int(reserved), duplicate=code == 2)
+        args = [request_id, amount_nano, stop_nano, repr(expires_at), repr(now), tag or "",
+                -1 if tag_stop_nano is None else tag_stop_nano]
+        code, committed, reserved, tc, tr = await self._script(self._reserve, self._keys(month), args)
+        return ReserveOutcome(code == 1, int(committed), int(reserved), duplicate=code == 2, tag_refused=code == 3,
+                              tag_committed_nano=int(tc), tag_reserved_nano=int(tr))
 
     async def settle(self, record: LedgerRecord) -> SettleOutcome:
         args = [
@@ -166,15 +202,16 @@ class RedisStore:
             record.prompt_tokens,
             record.completion_tokens,
             record.request_delta,
+            record.tag or "",
         ]
-        inserted, committed, reserved = await self._script(self._settle, self._keys(record.month), args)
-        return SettleOutcome(inserted == 1, int(committed), int(reserved))
+        inserted, committed, reserved, tc = await self._script(self._settle, self._keys(record.month), args)
+        return SettleOutcome(inserted == 1, int(committed), int(reserved), None if record.tag is None else int(tc))
 
     async def release(self, month: str, request_id: str) -> None:
-        await self._script(self._release, self._keys(month)[:3], [request_id])
+        await self._script(self._release, self._keys(month), [request_id])
 
     async def expire(self, month: str, now: float) -> int:
-        return int(await self._script(self._expire, self._keys(month)[:3], [repr(now)]))
+        return int(await self._script(self._expire, self._keys(month), [repr(now)]))
 
     async def totals(self, month: str) -> MonthTotals:
         pipe = self._r.pipeline(transaction=True)
@@ -183,6 +220,18 @@ class RedisStore:
         vals, alerts = await self._call(pipe.execute())
         c, r, b, n, loc, pt, ct = (int(v or 0) for v in vals)
         return MonthTotals(month, c, r, b, n, loc, pt, ct, tuple(sorted(a.decode() for a in alerts)))
+
+    async def tag_totals(self, month: str) -> dict[str, TagTotals]:
+        raw = await self._call(self._r.hgetall(self._keys(month)[4]))
+        figures: dict[str, dict[str, int]] = {}
+        for key, value in raw.items():
+            figure, _, tag = key.decode().partition(":")  # a tag may itself contain ":"
+            figures.setdefault(tag, {})[figure] = int(value)
+        return {
+            tag: TagTotals(tag, f.get("committed", 0), f.get("reserved", 0), f.get("baseline", 0), f.get("requests", 0),
+                           f.get("local_requests", 0))
+            for tag, f in figures.items()
+        }
 
     async def mark_alert(self, month: str, level: str, now: float) -> bool:
         return int(await self._call(self._r.sadd(f"{self.prefix}:{month}:alerts", level))) == 1

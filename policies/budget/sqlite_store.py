@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from policies.budget.coalesce import Coalescer
-from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome
+from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome, TagTotals
 from policies.budget.store import StoreUnavailable
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     cost_nano INTEGER NOT NULL, baseline_nano INTEGER NOT NULL, kind TEXT NOT NULL,
     api_key_hash TEXT, user TEXT, parent_id TEXT, local INTEGER NOT NULL,
-    counts_request INTEGER NOT NULL DEFAULT 1, leaves_local INTEGER NOT NULL DEFAULT 0
+    counts_request INTEGER NOT NULL DEFAULT 1, leaves_local INTEGER NOT NULL DEFAULT 0, tag TEXT
 );
 CREATE INDEX IF NOT EXISTS ledger_month_ts ON ledger (month, ts);
 CREATE TABLE IF NOT EXISTS totals (
@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS totals (
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reservations (
-    request_id TEXT PRIMARY KEY, month TEXT NOT NULL, amount_nano INTEGER NOT NULL, expires_at REAL NOT NULL
+    request_id TEXT PRIMARY KEY, month TEXT NOT NULL, amount_nano INTEGER NOT NULL, expires_at REAL NOT NULL,
+    tag TEXT
 );
 CREATE INDEX IF NOT EXISTS reservations_month_exp ON reservations (month, expires_at);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -76,23 +77,60 @@ END
 """
 
 
-# Ledger columns added after the first release: (name, declaration) for ALTER TABLE on older files.
-_ADDED_COLUMNS = (("counts_request", "INTEGER NOT NULL DEFAULT 1"), ("leaves_local", "INTEGER NOT NULL DEFAULT 0"))
+# Each tag's share of the month (tagged rows only: the untagged share is the month's totals minus the
+# tags'), kept by its own trigger like `totals`, so a tag cap is checked without summing the ledger.
+_TAG_TOTALS = """
+CREATE TABLE tag_totals (
+    month TEXT NOT NULL, tag TEXT NOT NULL, committed_nano INTEGER NOT NULL, baseline_nano INTEGER NOT NULL,
+    requests INTEGER NOT NULL, local_requests INTEGER NOT NULL, PRIMARY KEY (month, tag)
+)
+"""
+_TAG_TRIGGER = """
+CREATE TRIGGER ledger_tag_totals AFTER INSERT ON ledger WHEN NEW.tag IS NOT NULL BEGIN
+    INSERT INTO tag_totals VALUES (NEW.month, NEW.tag, NEW.cost_nano, NEW.baseline_nano, NEW.counts_request,
+                                   NEW.counts_request * NEW.local - NEW.leaves_local)
+    ON CONFLICT (month, tag) DO UPDATE SET
+        committed_nano = committed_nano + excluded.committed_nano,
+        baseline_nano = baseline_nano + excluded.baseline_nano,
+        requests = requests + excluded.requests,
+        local_requests = local_requests + excluded.local_requests;
+END
+"""
+
+# Columns added after the first release: (table, name, declaration) for ALTER TABLE on older files.
+_ADDED_COLUMNS = (
+    ("ledger", "counts_request", "INTEGER NOT NULL DEFAULT 1"),
+    ("ledger", "leaves_local", "INTEGER NOT NULL DEFAULT 0"),
+    ("ledger", "tag", "TEXT"),
+    ("reservations", "tag", "TEXT"),
+)
+
+
+def _install_trigger(conn: sqlite3.Connection, name: str, sql: str) -> None:
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)).fetchone()
+    if row is None or row[0].strip() != sql.strip():
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        conn.execute(sql)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a ledger file to today's columns and totals rule, in one transaction: a process writing
-    to the same file meanwhile never inserts a row with no trigger to count it."""
+    """Bring a ledger file to today's columns, tables and totals rules, in one transaction: a process
+    writing to the same file meanwhile never inserts a row with no trigger to count it."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        have = {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
-        for name, decl in _ADDED_COLUMNS:
-            if name not in have:
-                conn.execute(f"ALTER TABLE ledger ADD COLUMN {name} {decl}")
-        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'ledger_totals'").fetchone()
-        if row is None or row[0].strip() != _TRIGGER.strip():
-            conn.execute("DROP TRIGGER IF EXISTS ledger_totals")
-            conn.execute(_TRIGGER)
+        for table, name, decl in _ADDED_COLUMNS:
+            if name not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        # Tagged sums of in-flight reservations (a tag cap's check).
+        conn.execute("CREATE INDEX IF NOT EXISTS reservations_month_tag ON reservations (month, tag)")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tag_totals'").fetchone() is None:
+            conn.execute(_TAG_TOTALS)
+            conn.execute(  # rows written before the table existed (none, from a file without the tag column)
+                "INSERT INTO tag_totals SELECT month, tag, SUM(cost_nano), SUM(baseline_nano), SUM(counts_request), "
+                "SUM(counts_request * local - leaves_local) FROM ledger WHERE tag IS NOT NULL GROUP BY month, tag"
+            )
+        _install_trigger(conn, "ledger_totals", _TRIGGER)
+        _install_trigger(conn, "ledger_tag_totals", _TAG_TRIGGER)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -256,12 +294,21 @@ class SqliteStore:
         return (rows[0][0] if rows else 0), reserved
 
     @staticmethod
+    def _tag_spend(conn: sqlite3.Connection, month: str, tag: str) -> tuple[int, int]:
+        rows = conn.execute("SELECT committed_nano FROM tag_totals WHERE month = ? AND tag = ?", (month, tag)).fetchall()
+        ((reserved,),) = conn.execute(
+            "SELECT COALESCE(SUM(amount_nano), 0) FROM reservations WHERE month = ? AND tag = ?", (month, tag)
+        ).fetchall()
+        return (rows[0][0] if rows else 0), reserved
+
+    @staticmethod
     def _expire(conn: sqlite3.Connection, month: str, now: float) -> int:
         return conn.execute("DELETE FROM reservations WHERE month = ? AND expires_at < ?", (month, now)).rowcount
 
     # -- BudgetStore ------------------------------------------------------------------------
     async def reserve(
-        self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float
+        self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float,
+        tag: str | None = None, tag_stop_nano: int | None = None,
     ) -> ReserveOutcome:
         def body(conn: sqlite3.Connection) -> ReserveOutcome:
             self._expire(conn, month, now)
@@ -274,8 +321,19 @@ class SqliteStore:
                 return ReserveOutcome(False, committed, reserved, duplicate=True)
             if committed + reserved + amount_nano > stop_nano:
                 return ReserveOutcome(False, committed, reserved)
-            conn.execute("INSERT INTO reservations VALUES (?, ?, ?, ?)", (request_id, month, amount_nano, expires_at))
-            return ReserveOutcome(True, committed, reserved + amount_nano)
+            tag_committed = tag_reserved = 0
+            if tag is not None and tag_stop_nano is not None:  # in the same transaction: no other reserve between
+                tag_committed, tag_reserved = self._tag_spend(conn, month, tag)
+                if tag_committed + tag_reserved + amount_nano > tag_stop_nano:
+                    return ReserveOutcome(False, committed, reserved, tag_refused=True,
+                                          tag_committed_nano=tag_committed, tag_reserved_nano=tag_reserved)
+                tag_reserved += amount_nano
+            conn.execute(
+                "INSERT INTO reservations (request_id, month, amount_nano, expires_at, tag) VALUES (?, ?, ?, ?, ?)",
+                (request_id, month, amount_nano, expires_at, tag),
+            )
+            return ReserveOutcome(True, committed, reserved + amount_nano,
+                                  tag_committed_nano=tag_committed, tag_reserved_nano=tag_reserved)
 
         return await self._tx(body)
 
@@ -288,7 +346,12 @@ class SqliteStore:
             ).rowcount
             conn.execute("DELETE FROM reservations WHERE request_id = ?", (record.request_id,))
             committed, reserved = self._spend(conn, record.month)
-            return SettleOutcome(bool(inserted), committed, reserved)
+            tag_committed = None
+            if record.tag is not None:
+                rows = conn.execute("SELECT committed_nano FROM tag_totals WHERE month = ? AND tag = ?",
+                                    (record.month, record.tag)).fetchall()
+                tag_committed = rows[0][0] if rows else 0
+            return SettleOutcome(bool(inserted), committed, reserved, tag_committed)
 
         return await self._tx(body)
 
@@ -313,6 +376,24 @@ class SqliteStore:
             alerts = tuple(r[0] for r in conn.execute("SELECT level FROM alerts WHERE month = ? ORDER BY level", (month,)))
             c, b, n, loc, pt, ct = row
             return MonthTotals(month, c, reserved, b, n, loc, pt, ct, alerts)
+
+        return await self._run(read)
+
+    async def tag_totals(self, month: str) -> dict[str, TagTotals]:
+        def read() -> dict[str, TagTotals]:
+            conn = self._connect()
+            held = dict(conn.execute(
+                "SELECT tag, SUM(amount_nano) FROM reservations WHERE month = ? AND tag IS NOT NULL GROUP BY tag", (month,)
+            ).fetchall())
+            out = {
+                tag: TagTotals(tag, c, held.pop(tag, 0), b, n, loc)
+                for tag, c, b, n, loc in conn.execute(
+                    "SELECT tag, committed_nano, baseline_nano, requests, local_requests FROM tag_totals WHERE month = ?",
+                    (month,),
+                ).fetchall()
+            }
+            out.update({tag: TagTotals(tag, reserved_nano=r) for tag, r in held.items()})  # reserved, nothing spent yet
+            return out
 
         return await self._run(read)
 

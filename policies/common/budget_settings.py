@@ -6,6 +6,7 @@ under the data dir (or in Redis when `REDIS_URL` is set and `store` is not).
 """
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,6 +31,33 @@ class ThriftSettings(BaseModel):
     # How far ahead of pace (in budget share) gives full pressure.
     full_gap: float = Field(0.25, gt=0, le=1)
     exponent: float = Field(1.0, gt=0)
+
+
+# What the by-tag status calls requests that carry no tag; a request tagged with this name counts as untagged.
+UNTAGGED = "untagged"
+MAX_TAG_CHARS = 128
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why `tag` cannot name a budget tag (None: it can). Tags are ledger values and status keys, so they
+    must be short, visible text: no control characters."""
+    if not tag:
+        return "a tag must not be empty"
+    if len(tag) > MAX_TAG_CHARS:
+        return f"a tag must be at most {MAX_TAG_CHARS} characters (got {len(tag)})"
+    if tag != tag.strip():
+        return f"a tag must not start or end with white space (got {tag!r})"
+    if any(unicodedata.category(ch).startswith("C") for ch in tag):
+        return f"a tag must not contain control characters (got {tag!r})"
+    return None
+
+
+class TagBudget(BaseModel):
+    """A tag's own monthly cap, on top of the global one (alert_at, alert_levels and stop_at apply to it too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_limit_usd: float = Field(gt=0)
 
 
 class BudgetSettings(BaseModel):
@@ -84,6 +112,9 @@ class BudgetSettings(BaseModel):
     # Most ledger records held in memory while the store is unreachable.
     max_queued_records: int = Field(100_000, ge=0)
     thrift: ThriftSettings = Field(default_factory=ThriftSettings)
+    # Monthly caps per request tag (x-synqra-tag header, else LiteLLM's metadata.tags), e.g.
+    # {"marketing": {"monthly_limit_usd": 20}}; a tag not listed has no cap of its own.
+    tags: dict[str, TagBudget] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -107,6 +138,17 @@ class BudgetSettings(BaseModel):
     def _known_store(cls, v: str | None) -> str | None:
         if v is not None and v != "sqlite" and not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"store must be 'sqlite' or a redis:// URL, got {v!r}")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tag_names(cls, v: dict[str, TagBudget]) -> dict[str, TagBudget]:
+        for tag in v:
+            if tag == UNTAGGED:
+                raise ValueError(f"{UNTAGGED!r} names the requests without a tag; it cannot have a cap of its own")
+            problem = tag_problem(tag)
+            if problem:
+                raise ValueError(f"tag {tag!r}: {problem}")
         return v
 
     @model_validator(mode="after")

@@ -55,6 +55,7 @@ class RequestState:
     route: str = ""  # the model_list name serving this call (updated when a fallback or escalation answers)
     key_hash: str | None = None
     user: str | None = None
+    tag: str | None = None  # the agent or app the spend is booked to (policies/budget/tags.py); None: untagged
     kind: CallKind = "client"
     parent_id: str | None = None
     # A client request counts once (requests, the all-Claude baseline); its extra calls add cost only. The first
@@ -80,7 +81,7 @@ class RequestState:
         return cls(request_id="synqra-" + uuid.uuid4().hex, **fields)
 
     def child(self, kind: CallKind, route: str, suffix: str, *, counts_request: bool, leaves_local: bool) -> RequestState:
-        """The state of an extra call made for this request: same client, key and call type, its own id."""
+        """The state of an extra call made for this request: same client, key, tag and call type, its own id."""
         return RequestState(
             request_id=f"{self.request_id}:{suffix}",
             call_type=self.call_type,
@@ -88,6 +89,7 @@ class RequestState:
             route=route,
             key_hash=self.key_hash,
             user=self.user,
+            tag=self.tag,
             kind=kind,
             parent_id=self.request_id,
             counts_request=counts_request,

@@ -100,7 +100,9 @@ class ServerSettings(_Strict):
     # Where the generated master key, the ledger and logs live. "~" is expanded.
     data_dir: str = "~/.local/share/synqra"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # LiteLLM worker processes; 1 keeps module state (budget cache) in one place.
+    # Proxy worker processes on the one port (proxy/server.py): each runs LiteLLM with synqra's hooks; they share
+    # the budget store, the inference log and learnt routers, and /metrics sums their counters. A worker that
+    # dies is restarted.
     num_workers: int = Field(1, ge=1)
     # Routes of LiteLLM's proxy that synqra does not account for are closed (proxy/route_policy.py). Each entry
     # opens more, unaccounted: "METHOD /path/glob" or "/path/glob" (any method), e.g. "GET /key/info".

@@ -1,4 +1,5 @@
-"""`GET /api/budget/status`: the month's budget figures, for the master key only.
+"""`GET /api/budget/status` (`?by=tag`: also broken down by request tag) and `GET /api/budget/ledger`: the
+month's budget figures, for the master key only.
 
 The app supplies the guard and its master-key check as FastAPI dependencies:
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 
 from policies.budget.guard import BudgetGuard
 
@@ -20,8 +21,12 @@ def make_budget_router(get_guard: Callable[[], BudgetGuard], require_master_key:
     router = APIRouter(tags=["budget"])
 
     @router.get("/api/budget/status", dependencies=[Depends(require_master_key)])
-    async def budget_status(guard: BudgetGuard = Depends(get_guard)) -> dict[str, Any]:
-        return await guard.status()
+    async def budget_status(by: str | None = None, guard: BudgetGuard = Depends(get_guard)) -> dict[str, Any]:
+        if by not in (None, "tag"):
+            raise HTTPException(400, detail={"error": {
+                "message": f"by={by!r} is not a breakdown of the budget status; the one there is: by=tag",
+                "type": "invalid_request_error", "param": "by"}})
+        return await guard.status(by_tag=by == "tag")
 
     @router.get("/api/budget/ledger", dependencies=[Depends(require_master_key)])
     async def budget_ledger(month: str | None = None, guard: BudgetGuard = Depends(get_guard)) -> dict[str, Any]:
