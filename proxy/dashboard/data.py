@@ -3,7 +3,8 @@
 - budget: the guard's `status()` (`GET /api/budget/status`; with the per-tag breakdown when the guard
   offers it), plus the spend bar's marks;
 - daily series and recent requests: the month's ledger rows (`GET /api/budget/ledger`'s store read);
-- tier mix and escalation by tier: synqra's Prometheus counters (`GET /metrics`), since this process started;
+- tier mix and escalation by tier: synqra's Prometheus counters (`GET /metrics`; summed over the workers when
+  there are several), since the proxy started;
 - model health: `proxy.api.models.model_health` (`GET /api/models/status`);
 - recent requests' route scores, router version and learning runs: an OperatorSources
   (proxy/dashboard/sources.py; the learning loop's inference log, registry and run log).
@@ -17,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from prometheus_client.metrics_core import Metric
 
 from policies.budget.guard import BudgetGuard
 from policies.budget.records import LedgerRecord
@@ -42,6 +46,16 @@ async def budget_status(guard: BudgetGuard) -> dict[str, Any]:
     if "by_tag" in inspect.signature(guard.status).parameters:
         return await guard.status(by_tag=True)  # type: ignore[call-arg]
     return await guard.status()
+
+
+def worker_sums() -> list[Metric] | None:
+    """With several workers, the counters summed over all of them, as `/metrics` reads them (prometheus-client's
+    multiprocess files); None with one process (each counter's own values are the sums)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    return list(MultiProcessCollector(None).collect())
 
 
 class _Cached:
@@ -146,14 +160,15 @@ class DashboardData:
         view = await self.ledger()
         recent, router = await asyncio.gather(self.sources.recent_requests(RECENT_LIMIT), self.sources.router_info())
         tiers = list(cfg.synqra.routing.tiers)
+        families = await asyncio.to_thread(worker_sums)
         return {
             "generated_at": time.time(),
             "budget": status,
             "marks": budget_marks(status),
             "daily": view.daily,
             "today": datetime.now(ZoneInfo(status["timezone"])).strftime("%Y-%m-%d"),
-            "tier_mix": tier_mix(metrics.ROUTE_DECISIONS, tiers),
-            "escalation": escalation_by_tier(metrics.QUALITY_SERVED, metrics.QUALITY_VERDICTS),
+            "tier_mix": tier_mix(metrics.ROUTE_DECISIONS, tiers, families),
+            "escalation": escalation_by_tier(metrics.QUALITY_SERVED, metrics.QUALITY_VERDICTS, families),
             "counters_since": PROCESS_STARTED,
             "models": health,
             "router": router,

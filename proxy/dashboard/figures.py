@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter
+from prometheus_client.metrics_core import Metric
 
 # Ledger kinds of the extra calls synqra makes within a client request (policies/budget/records.LedgerKind).
 EXTRA_KINDS = frozenset({"escalation", "fallback", "judge"})
@@ -125,20 +126,24 @@ def ledger_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def counter_values(counter: Counter) -> dict[tuple[tuple[str, str], ...], float]:
-    """A prometheus_client counter's current values by label set (what `/metrics` renders as `_total`)."""
-    out: dict[tuple[tuple[str, str], ...], float] = {}
-    for family in counter.collect():
+def counter_values(counter: Counter, families: Iterable[Metric] | None = None) -> dict[tuple[tuple[str, str], ...], float]:
+    """A prometheus_client counter's current values by label set (what `/metrics` renders as `_total`).
+
+    `families`: what `/metrics` collects when it is not this process's own registry (several workers: the
+    multiprocess collector's sums); by default the counter's own values in this process."""
+    name = next(iter(counter.describe())).name + "_total"
+    out: dict[tuple[tuple[str, str], ...], float] = defaultdict(float)
+    for family in counter.collect() if families is None else families:
         for s in family.samples:
-            if s.name.endswith("_total"):
-                out[tuple(sorted(s.labels.items()))] = s.value
-    return out
+            if s.name == name:
+                out[tuple(sorted(s.labels.items()))] += s.value
+    return dict(out)
 
 
-def tier_mix(route_decisions: Counter, tiers: list[str]) -> dict[str, Any]:
+def tier_mix(route_decisions: Counter, tiers: list[str], families: Iterable[Metric] | None = None) -> dict[str, Any]:
     """Live routing decisions by tier (synqra_route_decisions_total{mode="live"}), counts and shares."""
     counts = dict.fromkeys(tiers, 0.0)
-    for labels, v in counter_values(route_decisions).items():
+    for labels, v in counter_values(route_decisions, families).items():
         d = dict(labels)
         if d.get("mode") == "live":
             counts[d["tier"]] = counts.get(d["tier"], 0.0) + v
@@ -149,18 +154,18 @@ def tier_mix(route_decisions: Counter, tiers: list[str]) -> dict[str, Any]:
     }
 
 
-def escalation_by_tier(quality_served: Counter, quality_verdicts: Counter) -> list[dict[str, Any]]:
+def escalation_by_tier(quality_served: Counter, quality_verdicts: Counter, families: Iterable[Metric] | None = None) -> list[dict[str, Any]]:
     """Per validated first tier: answers judged, verdicts, and the share served by another tier
     (synqra_quality_served_total{first_tier,served_tier}, synqra_quality_verdicts_total{tier,action})."""
     judged: dict[str, float] = defaultdict(float)
     moved: dict[str, float] = defaultdict(float)
-    for labels, v in counter_values(quality_served).items():
+    for labels, v in counter_values(quality_served, families).items():
         d = dict(labels)
         judged[d["first_tier"]] += v
         if d["served_tier"] != d["first_tier"]:
             moved[d["first_tier"]] += v
     verdicts: dict[str, dict[str, int]] = defaultdict(dict)
-    for labels, v in counter_values(quality_verdicts).items():
+    for labels, v in counter_values(quality_verdicts, families).items():
         d = dict(labels)
         verdicts[d["tier"]][d["action"]] = int(v)
     return [

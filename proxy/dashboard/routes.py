@@ -59,7 +59,8 @@ def _secure(request: Request) -> bool:
 
 def make_dashboard_router() -> APIRouter:
     router = APIRouter(tags=["dashboard"], include_in_schema=False)
-    sessions = Sessions()
+    # Sign-outs are shared by the worker processes through a file beside the other run state.
+    sessions = Sessions(revoked_file=get_runtime().config.synqra.server.data_path / "run" / "dashboard_signed_out")
     data: dict[str, DashboardData] = {}  # built on first use, inside the running proxy
 
     def signed_in(request: Request) -> bool:

@@ -283,3 +283,36 @@ def test_spend_by_tag_on_the_dashboard_and_in_the_report(stack: RunningStack, op
         assert rows["docs-bot"][1] == str(docs["requests"]) and rows["docs-bot"][3] == usd(docs["cost"])
     md = run_report(stack)
     assert md.returncode == 0 and "## By tag" in md.stdout and "| docs-bot |" in md.stdout
+
+
+def test_dashboard_with_two_workers(stack: RunningStack, providers: Any, tmp_path: Path) -> None:
+    """With num_workers 2, whichever worker answers: the counters are both workers' sums, as /metrics has them,
+    and a sign-out on one worker ends the session on the other."""
+    from tests.stack import start_stack
+
+    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={"server": {"num_workers": 2}})
+    try:
+        auth = s.headers()
+        for i in range(6):
+            r = httpx.post(f"{s.base_url}/v1/chat/completions", headers=auth, timeout=120,
+                           json={"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": f"Name a colour {i}."}]})
+            assert r.status_code == 200
+        login = httpx.post(f"{s.base_url}/dashboard/login", data={"key": MASTER_KEY}, timeout=30)
+        assert login.status_code == 303
+        session = login.cookies["synqra_dashboard"]
+
+        def live_decisions() -> float:
+            text = httpx.get(f"{s.base_url}/metrics", headers=auth, timeout=30).text
+            return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
+                       if x.startswith("synqra_route_decisions_total{") and 'mode="live"' in x)
+
+        assert live_decisions() == 6
+        for _ in range(6):  # a new connection each: the workers share them
+            data = httpx.get(f"{s.base_url}/dashboard/data", cookies={"synqra_dashboard": session}, timeout=30)
+            assert data.status_code == 200 and data.json()["tier_mix"]["total"] == 6
+        out = httpx.post(f"{s.base_url}/dashboard/logout", cookies={"synqra_dashboard": session}, timeout=30)
+        assert out.status_code == 303
+        for _ in range(6):
+            assert httpx.get(f"{s.base_url}/dashboard/data", cookies={"synqra_dashboard": session}, timeout=30).status_code == 401
+    finally:
+        s.stop()

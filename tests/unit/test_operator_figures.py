@@ -250,3 +250,27 @@ def test_ledger_view_keeps_the_daily_series_and_the_newest_rows() -> None:
     assert sum(d["cost_usd"] for d in view.daily) == pytest.approx((TAIL_ROWS + 50) * 1e-6)
     assert len(view.tail) == TAIL_ROWS and view.tail[-1]["request_id"] == records[-1].request_id
     assert view.tail[-1]["cost_usd"] == 1e-6
+
+
+def test_a_sign_out_in_one_worker_ends_the_session_in_the_others(tmp_path: Path) -> None:
+    key = "sk-synqra-" + "y" * 40
+    shared = tmp_path / "run" / "dashboard_signed_out"
+    one, other = Sessions(revoked_file=shared), Sessions(revoked_file=shared)
+    token = one.issue(key)
+    assert other.valid(token, key)
+    one.revoke(token)
+    assert not other.valid(token, key) and not Sessions(revoked_file=shared).valid(token, key), "and after a restart"
+    assert key not in shared.read_text()
+
+
+def test_counters_summed_over_workers_come_from_the_collected_families() -> None:
+    from prometheus_client.metrics_core import CounterMetricFamily
+
+    reg = CollectorRegistry()
+    decisions = Counter("d2", "d", ["tier", "mode"], registry=reg)
+    decisions.labels(tier="local-llama", mode="live").inc(1)  # this worker's own count
+    summed = CounterMetricFamily("d2", "d", labels=["tier", "mode"])
+    summed.add_metric(["local-llama", "live"], 5)  # what the multiprocess collector sums over every worker
+    summed.add_metric(["claude-sonnet", "live"], 5)
+    mix = tier_mix(decisions, ["local-llama", "claude-sonnet"], [summed])
+    assert mix["total"] == 10 and mix["tiers"][0]["share"] == 0.5
