@@ -1,7 +1,6 @@
 """The dashboard's JSON: one snapshot of the month, built from the code behind the admin endpoints.
 
-- budget: the guard's `status()` (`GET /api/budget/status`; with the per-tag breakdown when the guard
-  offers it), plus the spend bar's marks;
+- budget: the guard's `status(by_tag=True)` (`GET /api/budget/status?by=tag`), plus the spend bar's marks;
 - daily series and recent requests: the month's ledger rows (`GET /api/budget/ledger`'s store read);
 - tier mix and escalation by tier: synqra's Prometheus counters (`GET /metrics`; summed over the workers when
   there are several), since the proxy started;
@@ -17,7 +16,6 @@ few seconds. An open dashboard costs the proxy little (bench/dashboard_cost.py).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -42,10 +40,7 @@ TAIL_ROWS = 400  # the newest ledger rows kept for the recent requests (a reques
 
 async def budget_status(guard: BudgetGuard) -> dict[str, Any]:
     """`GET /api/budget/status`'s figures, broken down by tag when the guard can (`?by=tag`)."""
-    # `status(by_tag=True)` is what `?by=tag` calls; a guard without tag support gives the month alone.
-    if "by_tag" in inspect.signature(guard.status).parameters:
-        return await guard.status(by_tag=True)  # type: ignore[call-arg]
-    return await guard.status()
+    return await guard.status(by_tag=True)  # what `?by=tag` calls
 
 
 def worker_sums() -> list[Metric] | None:
