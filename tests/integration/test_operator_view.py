@@ -66,8 +66,7 @@ def test_agents_is_served_like_a_chat_completion_to_auto(stack: RunningStack, op
     own = [x for x in rows if x["request_id"] == body["request_id"] or x["kind"] == "fallback"]
     assert own and own[0]["requested_model"] == "auto" and own[0]["counts_request"]
     assert body["cost_usd"] == pytest.approx(sum(x["cost_usd"] for x in rows), abs=1e-9)
-    if "tag" in own[0]:  # the ledger's tag column (issue 18 point 5) carries the agent
-        assert own[0]["tag"] == "support-bot"
+    assert own[0]["tag"] == "support-bot", "the agent is the request's tag in the ledger"
 
 
 def test_agents_creative_work_goes_to_claude(stack: RunningStack, fresh_providers: Any) -> None:
@@ -265,9 +264,8 @@ def test_dashboard_page_is_closed_to_other_methods_and_safe_headers(stack: Runni
 def test_spend_by_tag_on_the_dashboard_and_in_the_report(stack: RunningStack, openai_client: Any, tmp_path: Path) -> None:
     agents(stack, {"message": "Tagged question?", "agent": "docs-bot", "max_tokens": 8})
     r = httpx.get(f"{stack.base_url}/api/budget/status", params={"by": "tag"}, headers=stack.headers(), timeout=30)
-    by_tag = r.json().get("by_tag") if r.status_code == 200 else None
-    if by_tag is None:
-        pytest.skip("the budget has no tag breakdown here (GET /api/budget/status?by=tag, issue 18 point 5)")
+    assert r.status_code == 200
+    by_tag = r.json()["by_tag"]
     assert "docs-bot" in by_tag and by_tag["docs-bot"]["requests"] >= 1
     with chromium() as browser:
         pg = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
