@@ -98,7 +98,8 @@ class Runtime:
     def quality(self) -> "QualityScorer":
         from policies.quality.scorer import QualityScorer
 
-        return QualityScorer.from_config(self.config, self.embedder_of(self.config.synqra.quality.relevance_embedder))
+        return QualityScorer.from_config(self.config, self.embedder_of(self.config.synqra.quality.relevance_embedder),
+                                         static_embedder=self.static_embedder)
 
     @cached_property
     def learning(self) -> "LearningLoop":

@@ -6,15 +6,13 @@ Input, one per line: {"id": ..., "messages": [...], "answer": "<text>"}; optiona
 "finish_reason", "response_format", "tools", "tool_calls" are used when present.
 Output, one per line, in input order: {"id": ..., "score": <0..1>, "action": ...}.
 
-Signals used: all of the proxy's signals (empty, cut off when "finish_reason"
-is given, loop, invalid JSON when "response_format" asks for JSON, tool-call
-arguments when "tool_calls" are given, abrupt end, refusal, language, relevance
-by the same embedding as the proxy (synqra.quality.relevance_embedder), arithmetic
-and final-answer checks, given numbers used, worked results left unused (dead
-end), hedging) EXCEPT the token log-probabilities: the generating
-model's log-probabilities are not in the input, and recomputing them with the
-local model would score another model's text by a different model's confidence,
-so they are left out (their weight then costs nothing).
+Scored as the proxy scores: the learned answer model (when its artifact loads and
+synqra.quality.learned.enabled) times the rule signals (empty, cut off when "finish_reason"
+is given, loop, invalid JSON when "response_format" asks for JSON, tool-call arguments when
+"tool_calls" are given, refusal, language, arithmetic written in symbols or words, the result of
+a calculation the question asks for, figures the model cannot know). Token log-probabilities are
+used only when the row gives them ("logprobs": [floats], the generating model's own): recomputing
+them with the local model would score another model's text by a different model's confidence.
 """
 from __future__ import annotations
 
@@ -32,10 +30,13 @@ BATCH = 256
 
 def _item(row: dict[str, Any]) -> ScoreItem:
     request: dict[str, Any] = {"messages": row.get("messages") or []}
-    for key in ("response_format", "tools"):
+    for key in ("response_format", "tools", "system"):
         if key in row:
             request[key] = row[key]
-    return ScoreItem(request, str(row.get("answer") or ""), row.get("finish_reason"), None, row.get("tool_calls"))
+    logprobs = row.get("logprobs")
+    if not (isinstance(logprobs, list) and all(isinstance(x, (int, float)) for x in logprobs)):
+        logprobs = None
+    return ScoreItem(request, str(row.get("answer") or ""), row.get("finish_reason"), logprobs, row.get("tool_calls"))
 
 
 def _settings(config: str | None) -> tuple[QualitySettings, str | None, int]:
@@ -87,7 +88,7 @@ def quality_score_main(argv: list[str]) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings, model_path, n_threads = _settings(args.config)
     embedder = None
-    if settings.weights.relevance > 0:
+    if settings.weights["relevance"] > 0:
         from policies.embedding.names import make_embedder
 
         embedder = make_embedder(settings.relevance_embedder, model_path=model_path, n_threads=n_threads)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from policies.common.quality_settings import QualitySettings
+from policies.quality.registry import BY_NAME
 from policies.quality.scorer import QualityVerdict
 
 StepKind = Literal["deliver", "rephrase", "escalate"]
@@ -90,30 +91,13 @@ def next_step(
     return Step("escalate", target)
 
 
-# Signal -> instruction that addresses what went wrong.
-_HINTS = {
-    "refusal": "The request is harmless: answer it.",
-    "language": "Answer in the same language as the question.",
-    "relevance": "Stay strictly on the topic of the question.",
-    "loop": "Do not repeat yourself.",
-    "abrupt_end": "Keep the answer short enough to finish it completely.",
-    "cut_off": "Keep the answer short enough to finish it completely.",
-    "arithmetic": "Work step by step and double-check every calculation.",
-    "maths_answer": "End with a last line of the form 'Answer: <number>'.",
-    "maths_inputs": "Use every number given in the question.",
-    "json_valid": "Reply with valid JSON only, with no text around it.",
-    "tool_args": "Call tools with arguments that are valid JSON containing every required field.",
-    "hedging": "Give one clear, direct answer.",
-    "logprob_mean": "Give one clear, direct answer.",
-    "logprob_min": "Give one clear, direct answer.",
-}
 _BASE_HINT = "Answer the question directly, correctly and completely."
 
 
 def rephrase_instruction(verdict: QualityVerdict) -> str:
     """The base instruction plus one hint per failed signal (worst first, duplicates dropped)."""
-    failed = sorted((v, k) for k, v in verdict.signals.items() if v < 1 and k in _HINTS)
-    hints = list(dict.fromkeys(_HINTS[k] for _, k in failed))
+    failed = sorted((v, k) for k, v in verdict.signals.items() if v < 1 and k in BY_NAME and BY_NAME[k].hint)
+    hints = list(dict.fromkeys(BY_NAME[k].hint for _, k in failed))
     return " ".join([_BASE_HINT, *hints])
 
 

@@ -130,6 +130,8 @@ def refusal(question: str, answer: str) -> Signal:
         return OK
     if _SENSITIVE.search(question):
         return Signal(1.0, "refusal of a sensitive request (accepted)")
+    if asks_unknowable_figure(question):  # "I don't have access to your pricing": the honest answer
+        return Signal(1.0, "says it cannot know the user's own figures (accepted)")
     return Signal(0.0, "refused a request that did not warrant it")
 
 
@@ -350,13 +352,15 @@ def lexical_overlap(question: str, answer: str) -> float | None:
 
 # An arithmetic expression: numbers (1,234.5, $, %) joined by + - * / x × ÷ and parentheses.
 _NUM = r"\$?\d(?:\d|,\d{3})*(?:\.\d+)?%?"
-_OP = r"(?:[+\-*/×÷]|\\\*|\s[xX]\s)"
-_EXPR = rf"\(*\s*{_NUM}(?:\s*\)*\s*{_OP}\s*\(*\s*{_NUM})*\s*\)*"
+# "x" as an operator needs spaces on both sides; written as lookarounds so that no two parts of a pattern
+# can match the same space (the alternative let a failing match backtrack exponentially in the terms).
+_OP = r"(?:[+\-*/×÷]|\\\*|(?<=\s)[xX](?=\s))"
+_EXPR = rf"[(\s]*{_NUM}(?:[)\s]*{_OP}[(\s]*{_NUM})*[)\s]*"
 # A chain "a + b = c = d * 2 = e": every member must equal the next. A member glued
 # to a letter ("1.5x") is algebra, not arithmetic, and ends the chain.
 _CHAIN = re.compile(rf"(?<![\w.]){_EXPR}(?:\s*=\s*{_EXPR})+(?![\w]|\.\d)")
 _OPERATOR_BEFORE = re.compile(rf"(?:[+\-*/×÷(^=]|\\\*)\s*$")
-_HAS_OP = re.compile(rf"\d\s*\)*\s*{_OP}\s*\(*\s*\$?\d")
+_HAS_OP = re.compile(rf"\d%?[)\s]*{_OP}[(\s]*\$?\d")
 _ANNOT = re.compile(r"<<([^<>]+)>>")
 
 
@@ -422,6 +426,16 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= max(0.011, 0.006 * max(abs(a), abs(b)))
 
 
+_SPACES = re.compile(r"[ \t\u00a0]{2,}")
+MAX_MATHS_CHARS = 20000  # the arithmetic checks read this much of an answer: bounded cost for any text
+
+
+def squeeze(text: str) -> str:
+    """Runs of spaces as one, and at most MAX_MATHS_CHARS: the expression patterns allow spaces around
+    every operator, and long blank runs (markdown tables) made them backtrack for minutes."""
+    return _SPACES.sub(" ", text)[:MAX_MATHS_CHARS]
+
+
 def _chains(answer: str) -> list[tuple[int, list[str]]]:
     """(end offset, members) of each `expr = expr (= ...)` chain, in reading order.
 
@@ -429,6 +443,7 @@ def _chains(answer: str) -> list[tuple[int, list[str]]]:
     operator or "=" ("x * 4 + 8 = 40") is part of an algebraic equation and skipped.
     """
     found = [(m.end(), m.group(1).split("=")) for m in _ANNOT.finditer(answer)]
+    answer = squeeze(answer)  # offsets are of the squeezed text, as _operands' are
     plain = _ANNOT.sub(lambda m: " " * len(m.group(0)), answer)  # same length: offsets stay valid
     start = 0
     for line in plain.splitlines(keepends=True):
@@ -450,10 +465,48 @@ def equations(answer: str) -> list[tuple[str, str]]:
     return found
 
 
+# --- worded arithmetic ---------------------------------------------------------------------------
+# "17 times 23 is 391", "15% of 80 equals 12", "twice 15 = 30": rewritten into symbols so that the same
+# parser and checks as "17 * 23 = 391" apply. Only words between two numbers (or before one) are
+# rewritten, and "is" / "equals" become "=" only right after an expression that holds an operator.
+# Starts only at the head of a number: inside a long digit run every start point re-scanned the run.
+_WN = r"(?<![\d.,$])(\$?\d(?:\d|,\d{3})*(?:\.\d+)?%?)"
+_WORD_OPS = (
+    (re.compile(rf"{_WN}\s*(?:%|percent|per cent)\s+of\s+(?:the\s+)?{_WN}", re.I), lambda m: f"{m[1].rstrip('%')}% * {m[2]}"),
+    (re.compile(rf"{_WN}\s+(?:times|multiplied by)\s+{_WN}", re.I), lambda m: f"{m[1]} * {m[2]}"),
+    (re.compile(rf"{_WN}\s+plus\s+{_WN}", re.I), lambda m: f"{m[1]} + {m[2]}"),
+    (re.compile(rf"{_WN}\s+minus\s+{_WN}", re.I), lambda m: f"{m[1]} - {m[2]}"),
+    (re.compile(rf"{_WN}\s+(?:divided by|over)\s+{_WN}", re.I), lambda m: f"{m[1]} / {m[2]}"),
+    (re.compile(rf"\b(?:twice|double)\s+(?:of\s+)?{_WN}", re.I), lambda m: f"2 * {m[1]}"),
+    (re.compile(rf"\b(?:triple|thrice)\s+{_WN}", re.I), lambda m: f"3 * {m[1]}"),
+    (re.compile(rf"\bhalf\s+of\s+{_WN}", re.I), lambda m: f"{m[1]} / 2"),
+    (re.compile(rf"{_WN}\s+squared\b", re.I), lambda m: f"{m[1]} * {m[1]}"),
+    (re.compile(rf"\bthe\s+sum\s+of\s+{_WN}\s+and\s+{_WN}", re.I), lambda m: f"{m[1]} + {m[2]}"),
+    (re.compile(rf"\bthe\s+product\s+of\s+{_WN}\s+and\s+{_WN}", re.I), lambda m: f"{m[1]} * {m[2]}"),
+)
+_WORD_EQUALS = re.compile(
+    rf"(?<![\w.])({_EXPR})\s*(?:is equal to|equals|is|makes|gives(?: you)?|comes to|would be|will be|results in|=)\s+"
+    rf"(?:about\s+|approximately\s+)?(-?{_NUM})(?![\w]|\.\d)", re.I
+)
+
+
+def words_to_symbols(text: str) -> str:
+    """Worded arithmetic between numbers written with operators, and "is" / "equals" after such an
+    expression written as "=": "15% of 80 is 20" -> "15% * 80 = 20". Other text is left as it is."""
+    out = squeeze(text)
+    for _ in range(3):  # "17 times 23 plus 4": each pass rewrites the operators the previous one exposed
+        before = out
+        for pattern, repl in _WORD_OPS:
+            out = pattern.sub(repl, out)
+        if out == before:
+            break
+    return _WORD_EQUALS.sub(lambda m: f"{m[1]} = {m[2]}" if _HAS_OP.search(m[1]) else m[0], out)
+
+
 def arithmetic_errors(answer: str) -> list[str]:
-    """Equations whose left side does not evaluate to the right side."""
+    """Equations (symbolic or worded) whose left side does not evaluate to the right side."""
     bad = []
-    for left, right in equations(answer):
+    for left, right in equations(words_to_symbols(answer)):
         lv, rv = eval_arithmetic(left), eval_arithmetic(right)
         if lv is None or rv is None or _close(lv, rv):
             continue
@@ -578,7 +631,7 @@ _OPERATOR_AFTER = re.compile(r"\s*\)*\s*(?:[+\-*/×÷]|\\\*|[xX]\s)")
 def _operands(text: str) -> list[tuple[int, float]]:
     """(offset, value) of numbers written next to an arithmetic operator (operands of a calculation)."""
     out = []
-    text = _ANNOT.sub(lambda a: f"  {a.group(1)}  ", text)  # calculator notes are calculations too; same length
+    text = _ANNOT.sub(lambda a: f"  {a.group(1)}  ", squeeze(text))  # calculator notes are calculations too; same length
     for m in _NUMBER.finditer(text):
         if _OPERATOR_LEFT.search(text[max(0, m.start() - 8) : m.start()]) or _OPERATOR_AFTER.match(text, m.end()):
             try:
@@ -645,3 +698,125 @@ def question_text(request: dict[str, Any]) -> str:
         if m.get("role") == "user":
             return message_text(m.get("content"))
     return ""
+
+
+# --- the computation the question asks for ---------------------------------------------------------
+
+_ASKS_VALUE = re.compile(r"^\s*(?:what(?:'s| is| are| does)|how much (?:is|are|does)|calculate|compute|evaluate|work out|"
+                         r"solve|find|tell me)\b", re.I)
+
+
+def asked_expression(question: str) -> tuple[str, float] | None:
+    """(expression, value) when the question is a bare calculation ("What is 17 times 23?",
+    "Calculate 15% of 80", "what's 12*7"): one expression with an operator and nothing else numeric."""
+    q = question.strip()
+    if len(q) > 160 or not _ASKS_VALUE.search(q):
+        return None
+    sym = words_to_symbols(q)
+    exprs = [m.group(0).strip() for m in re.finditer(_EXPR, sym) if _HAS_OP.search(m.group(0))]
+    if len(exprs) != 1 or len(_NUMBER.findall(sym)) != len(_NUMBER.findall(exprs[0])):
+        return None
+    value = eval_arithmetic(exprs[0])
+    return (exprs[0], value) if value is not None else None
+
+
+def computation(question: str, answer: str) -> Signal:
+    """The question is a bare calculation: the answer must state its result somewhere.
+
+    Certain when it fires: "What is 17 times 23?" answered "60" (or "17 times 23 = 60") gives no number
+    equal to 391. An answer with no number at all is left to the other signals."""
+    asked = asked_expression(question)
+    if asked is None:
+        return OK
+    expr, value = asked
+    nums = _numbers(words_to_symbols(answer))
+    pct = [x * 100 for x in nums]  # "15% of 80" answered "12" and "0.15 * 80 = 12" alike
+    if not nums or any(_close(value, x) for x in nums + pct) or any(_close(value, x / 100) for x in nums):
+        return OK
+    return Signal(0.0, f"the question asks for {expr} = {value:g}; the answer states {nums[-1]:g}")
+
+
+# --- figures the model cannot know ---------------------------------------------------------------
+
+# Questions about the user's (or the assistant's, speaking for a business) own facts: prices, plans,
+# dates of their orders, their hours, contacts, names. A model without that context cannot know them.
+_OWN = r"(?:your|our|my|this (?:company|store|shop|business)'s)"
+_OWN_FACT = (
+    r"pric\w*|cost\w*|fees?|rates?|plans?|subscriptions?|charges?|tariffs?|discounts?|refunds?|revenue|sales|"
+    r"turnover|profits?|margins?|salar\w+|budget|invoices?|balance|order(?:s| number)?|deliver\w*|ship\w*|"
+    r"opening hours|hours|address|phone(?: number)?|email(?: address)?|stock|inventory|customers?|employees?|staff|"
+    r"headcount|founded|launch\w*|deadline|appointment|booking|reservation|account(?: number)?|contact\w*"
+)
+_UNKNOWABLE = re.compile(
+    rf"\b(?:what(?:'s| is| are| was| were)|how (?:much|many)|when|where|which|tell me|give me|list)\b[^?.!]{{0,40}}?"
+    rf"\b{_OWN}\b[^?.!]{{0,30}}?\b(?:{_OWN_FACT})\b"
+    rf"|\b(?:how much|what) (?:do|does|did|will) (?:you|we) (?:charge|cost|ask|bill)"
+    rf"|\bwhen (?:do|does|will|are|is) (?:you|we) (?:open|close|ship|deliver)"
+    rf"|\bwhat(?:'s| is) (?:the )?(?:name of )?{_OWN} (?:company|business|store|shop|brand|firm|startup|product|app)"
+    rf"(?:'s)? (?:name|called)"
+    rf"|\b(?:name|called) (?:of )?{_OWN} (?:company|business|store|shop|brand|firm|startup|ceo|founder|manager)",
+    re.I,
+)
+_NAME_QUESTION = re.compile(r"\bname\b|\bcalled\b|\bwho is (?:our|my|the) (?:ceo|founder|manager|owner)\b", re.I)
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|sep(?:t(?:ember)?)?|"
+          r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+# Specific figures: money, percentages, dates, times, phone numbers, and other numbers of two or more digits.
+_FIGURE = re.compile(
+    rf"[$€£¥]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?|%|percent)\b"
+    rf"|\b{_MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?(?:,? \d{{4}})?\b|\b\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH}\b"
+    rf"|\b\d{{1,4}}[/-]\d{{1,2}}[/-]\d{{1,4}}\b|\b\d{{1,2}}(?::\d{{2}})?\s?(?:am|pm|a\.m\.|p\.m\.)"
+    rf"|\+?\d[\d ().-]{{7,}}\d|(?<![\w.])\d[\d,]*\.\d+|(?<![\w.])\d{{2,}}(?:,\d{{3}})*(?![\w.)]|\.\d)",
+    re.I,
+)
+_LIST_NUMBER = re.compile(r"^\s*\d{1,2}[.)]\s", re.M)
+_PROPER = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)*)\b")
+_COMMON_CAPS = {"I", "I'm", "AI", "Please", "However", "The", "Your", "You", "Our", "We", "If", "For", "To",
+                "Unfortunately", "Sorry", "Hello", "Hi", "Thanks", "Thank", "Yes", "No"}
+
+
+def asks_unknowable_figure(question: str) -> bool:
+    """The question asks for a figure or name only the user's own records hold (their prices, orders,
+    hours, company name...): a model answering without that context can only invent it."""
+    return bool(_UNKNOWABLE.search(question))
+
+
+def _figures(text: str) -> list[str]:
+    text = _LIST_NUMBER.sub(" ", _ANNOT.sub(" ", text))
+    return [m.group(0).strip() for m in _FIGURE.finditer(text)]
+
+
+def _digits(fig: str) -> str:
+    return re.sub(r"\D", "", fig.split(".")[0]) or fig
+
+
+def invented_figure(context: str, question: str, answer: str) -> Signal:
+    """The question asks for a figure the model cannot know (see asks_unknowable_figure), and the answer
+    states one that neither the conversation (system prompt included) nor any worked calculation gives.
+
+    "What is your pricing?" -> "$10,598.62" is invented; "I don't have your price list; it is on your
+    pricing page" states nothing and passes; with the price list in the system prompt, quoting it passes.
+    """
+    if not asks_unknowable_figure(question):
+        return OK
+    known = {_digits(f) for f in _figures(context)} | {_digits(n) for n in _NUMBER.findall(context)}
+    computed = {f"{v:g}" for _, v in worked_results(answer)}
+    for fig in _figures(answer):
+        if _digits(fig) not in known and fig.lstrip("$€£¥ ") not in computed:
+            return Signal(0.0, f"states {fig!r}, a figure the conversation does not give and the model cannot know")
+    if _NAME_QUESTION.search(question):
+        ctx = context.lower()
+        names = [n for n in _PROPER.findall(answer) if n not in _COMMON_CAPS and n.lower() not in ctx]
+        if names:
+            return Signal(0.0, f"names {names[0]!r}, which the conversation does not give and the model cannot know")
+    return OK
+
+
+def conversation_text(request: dict[str, Any]) -> str:
+    """Every message's text (system prompt and earlier turns included): what the answer may draw on."""
+    from policies.common.message_content import message_text
+
+    parts = [message_text(m.get("content")) for m in request.get("messages") or [] if isinstance(m, dict)]
+    system = request.get("system")  # the Anthropic Messages API's top-level system prompt
+    if system:
+        parts.insert(0, system if isinstance(system, str) else message_text(system))
+    return "\n".join(parts)

@@ -233,3 +233,104 @@ def test_question_text_takes_last_user_turn() -> None:
 )
 def test_abrupt_end_ignores_finished_markdown_and_code(text: str) -> None:
     assert sg.abrupt_end(text).value == 1.0
+
+
+# --- worded arithmetic (issue 17) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wrong, right",
+    [
+        ("17 times 23 = 60", "17 times 23 = 391"),
+        ("15% of 80 is 20.", "15% of 80 is 12."),
+        ("15 percent of 80 equals 10", "15 percent of 80 equals 12"),
+        ("12 plus 30 is 40", "12 plus 30 is 42"),
+        ("100 minus 35 makes 75", "100 minus 35 makes 65"),
+        ("84 divided by 4 is 20", "84 divided by 4 is 21"),
+        ("twice 15 is 25", "twice 15 is 30"),
+        ("half of 90 is 40", "half of 90 is 45"),
+        ("12 squared is 124", "12 squared is 144"),
+        ("the sum of 8 and 9 is 18", "the sum of 8 and 9 is 17"),
+        ("17 times 23 plus 4 is 399", "17 times 23 plus 4 is 395"),
+        ("12 multiplied by 3 gives 30", "12 multiplied by 3 gives 36"),
+    ],
+)
+def test_worded_arithmetic_is_rechecked(wrong: str, right: str) -> None:
+    assert sg.arithmetic(wrong).value < 1, wrong
+    assert sg.arithmetic(right).value == 1.0, right
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["She is 5 times as old as her 3 cousins.", "It rained 3 times in 10 days.", "Twice a week, 20 people came.",
+     "In 2020, 15% of the 80 staff left.", "Step 1 is 10 minutes, step 2 is 5 minutes."],
+)
+def test_words_that_are_not_arithmetic_are_left_alone(text: str) -> None:
+    assert sg.arithmetic(text).value == 1.0
+
+
+@pytest.mark.parametrize(
+    "question, wrong, right",
+    [
+        ("What is 17 times 23?", "60", "391"),
+        ("What is 15% of 80?", "It is 20.", "It is 12."),
+        ("Calculate 144 divided by 12", "The result is 14.", "144 / 12 = 12"),
+        ("what's 12*7", "86", "12 x 7 = 84"),
+    ],
+)
+def test_the_calculation_the_question_asks_for(question: str, wrong: str, right: str) -> None:
+    assert sg.computation(question, wrong).value == 0.0
+    assert sg.computation(question, right).value == 1.0
+    assert sg.computation(question, "I'm not sure.").value == 1.0  # no number: left to the other signals
+
+
+def test_computation_ignores_word_problems_and_other_questions() -> None:
+    assert sg.asked_expression(Q_MATHS) is None
+    assert sg.asked_expression("What is the capital of France?") is None
+    assert sg.asked_expression("What is 3 + 4 and what is 5 + 6?") is None  # two calculations: not a bare one
+
+
+# --- invented figures (issue 17) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question, invented",
+    [
+        ("What is your pricing?", "$10,598.62"),
+        ("How much do you charge for shipping?", "Shipping costs 4.99 per order."),
+        ("When will my order arrive?", "Your order will arrive on March 12."),
+        ("What are your opening hours?", "We are open from 9am to 5pm."),
+        ("What is the name of my company?", "Your company is called Brightwave Solutions."),
+        ("What was our revenue last quarter?", "Your revenue was 2.4 million."),
+    ],
+)
+def test_invented_figures_are_flagged(question: str, invented: str) -> None:
+    assert sg.asks_unknowable_figure(question)
+    assert sg.invented_figure(question, question, invented).value == 0.0
+
+
+def test_figures_from_the_conversation_or_a_calculation_are_not_invented() -> None:
+    ctx = "Our plans: Basic $12 per month, Pro $30 per month.\nWhat is your pricing for a year of Pro?"
+    assert sg.invented_figure(ctx, "What is your pricing for a year of Pro?", "Pro is $30 per month, so 12 * 30 = 360 a year.").value == 1.0
+    honest = "I don't have your price list. Please share it, or check the pricing page."
+    assert sg.invented_figure("What is your pricing?", "What is your pricing?", honest).value == 1.0
+    assert sg.refusal("What is your pricing?", "I don't have access to your pricing.").value == 1.0
+
+
+@pytest.mark.parametrize(
+    "question", ["What is the capital of Japan?", "How much does a new car cost in Germany?", Q_MATHS,
+                 "When did the Berlin Wall fall?", "What's the probability that you roll a 6 twice?"],
+)
+def test_questions_about_public_facts_are_not_unknowable(question: str) -> None:
+    assert not sg.asks_unknowable_figure(question)
+    assert sg.invented_figure(question, question, "It was 1989 and cost $25,000.").value == 1.0
+
+
+def test_maths_checks_finish_on_pathological_text() -> None:
+    """Long blank runs (markdown tables) and long sums made the expression patterns backtrack for minutes
+    (a 113,000-character arena-hard answer took 377 s); with the fix this test returns at once."""
+    table = "| a |" + " " * 50_000 + "| total: 3 * 4 = 13 |"
+    long_sum = "Total costs = " + " + ".join(["3600"] * 60)
+    assert sg.arithmetic(table).value < 1  # still read, after the blank run
+    assert sg.arithmetic(long_sum).value == 1.0 and sg.dead_end(Q_MATHS, long_sum).value == 1.0
+    assert sg.arithmetic("9" * 20_000 + " times 3 is 4").value == 1.0  # beyond MAX_MATHS_CHARS: not read

@@ -49,6 +49,19 @@ class LocalModel(LocalPostServer):
         return self.base_url + "/v1"
 
 
+class Labels:
+    """What the evaluator tells the learning loop (proxy/learning_loop.py has its own tests)."""
+
+    def __init__(self) -> None:
+        self.verdicts: list[tuple[str, str, bool]] = []
+
+    def gate_verdict(self, request_id: str, action: str, shadow: bool = False) -> None:
+        self.verdicts.append((request_id, action, shadow))
+
+    def offer(self, *args: Any) -> None:
+        pass
+
+
 def runtime(api_base: str, **routing: Any) -> SimpleNamespace:
     models = [
         ModelEntry(model_name="local-llama", litellm_params={"model": "openai/local-llama", "api_base": api_base},
@@ -59,7 +72,7 @@ def runtime(api_base: str, **routing: Any) -> SimpleNamespace:
     cfg = AppConfig(path=Path("litellm_config.yaml"), model_list=models, synqra=synqra)
     embedder = StaticEmbedder.default()
     router = Router.from_config(cfg, embedder, lookup=lambda _: None)
-    return SimpleNamespace(config=cfg, quality=QualityScorer.from_config(cfg, embedder), router=router)
+    return SimpleNamespace(config=cfg, quality=QualityScorer.from_config(cfg, embedder), router=router, learning=Labels())
 
 
 def decision(tier: str = "local-llama") -> RouteDecision:
@@ -86,16 +99,20 @@ def run(coro: Any) -> Any:
 
 
 def test_the_local_answer_is_judged_and_logged_with_its_route_score(caplog: pytest.LogCaptureFixture) -> None:
+    labels: list[tuple[str, str, bool]] = []
+
     async def main() -> tuple[LocalModel, LocalModel]:
         async with LocalModel() as good, LocalModel(finish="length") as cut:
             for model, n in ((good, 1), (cut, 2)):
-                ev = ShadowEvaluator(runtime(model.api_base))
+                rt = runtime(model.api_base)
+                ev = ShadowEvaluator(rt)
                 assert ev.maybe_start(state(n), ASK, decision("claude-sonnet"))
                 assert not ev.maybe_start(state(n + 10), ASK, decision()), "one at a time"
                 await ev.drain()
                 assert ev.maybe_start(state(n + 20), {**ASK, "max_tokens": 4096}, decision())
                 await ev.drain()
                 await ev.aclose()
+                labels.extend(rt.learning.verdicts)
         return good, cut
 
     caplog.set_level(logging.INFO, logger="synqra.quality")
@@ -107,6 +124,9 @@ def test_the_local_answer_is_judged_and_logged_with_its_route_score(caplog: pyte
     assert "first=local-llama route_score=0.1234 scorer=learned chosen=claude-sonnet request=req-1" in lines[0]
     assert " deliver " in lines[0] or " rephrase " in lines[0], lines[0]
     assert " escalate " in lines[2] and "cut off" in lines[2], "a cut-off answer is a hard failure"
+    # Each verdict is a label for the router (shadow_gate): the cut-off answers escalated.
+    assert [(rid, shadow) for rid, _, shadow in labels] == [("req-1", True), ("req-21", True), ("req-2", True), ("req-22", True)]
+    assert [a for rid, a, _ in labels if rid in ("req-2", "req-22")] == ["escalate", "escalate"]
 
 
 def test_anthropic_requests_reach_the_local_model_as_chat_messages(capfd: pytest.CaptureFixture) -> None:
