@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "learn": ("policies.learning.cli:main", "adapt the router to labelled traffic (inference log or --labels FILE)"),
     "quality-score": ("policies.quality.cli:quality_score_main", "score JSON lines of answers with the validator"),
     "train-quality-scorer": ("policies.quality.train:main", "train the learned answer scorer from ../shared/data"),
+    "report": ("proxy.report.cli:main", "a month's economics from the ledger: Markdown, or a self-contained HTML page"),
 }
 
 

@@ -46,6 +46,15 @@ FREE: tuple[tuple[str, str], ...] = (
     ("GET", "/api/budget/ledger"),
     ("GET", "/api/models/status"),
     ("POST", "/api/models/init"),
+    # The guide's agents endpoint: it reaches models only through an in-process POST /v1/chat/completions,
+    # which is accounted like any client's (proxy/api/agents.py).
+    ("POST", "/api/agents"),
+    # The operator's dashboard (proxy/dashboard/routes.py): the page, sign-in and -out, its JSON, its assets.
+    ("GET", "/dashboard"),
+    ("POST", "/dashboard/login"),
+    ("POST", "/dashboard/logout"),
+    ("GET", "/dashboard/data"),
+    ("GET", "/dashboard/assets/{name}"),
     ("POST", "/api/feedback"),
 )
 

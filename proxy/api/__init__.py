@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from proxy.api.agents import router as agents_router
 from proxy.api.auth import require_master_key
 from proxy.api.budget import make_budget_router
 from proxy.api.count_tokens import make_count_tokens_router
@@ -19,6 +20,7 @@ def mount_routes(app: FastAPI) -> None:
     app.router.routes.insert(0, app.router.routes.pop(first))
     app.include_router(models_router)
     app.include_router(feedback_router)
+    app.include_router(agents_router)
     app.include_router(make_budget_router(lambda: get_runtime().budget, require_master_key))
     # The guard only once the runtime has built it (warm-up does): a scrape never builds it.
     app.include_router(make_metrics_router(lambda: vars(get_runtime()).get("budget"), require_master_key,

@@ -1,7 +1,8 @@
 """GET /api/models/status and POST /api/models/init (the user's guide's endpoints).
 
 Status says which local models are loaded and healthy and which cloud models are
-configured and have keys; it never returns a key. Init loads and warms the local
+configured and have keys, and the month's costs as the guide reads them (`.costs`,
+the budget status's figures); it never returns a key. Init loads and warms the local
 models with one tiny request each; calling it again does no harm.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Depends
 from policies.common.settings import AppConfig
 from proxy.api.auth import require_master_key
 from proxy.availability import Availability, env_ref
-from proxy.runtime import get_runtime
+from proxy.runtime import Runtime, get_runtime
 
 router = APIRouter(prefix="/api/models", dependencies=[Depends(require_master_key)])
 
@@ -57,9 +58,9 @@ def cloud_models(cfg: AppConfig, availability: Availability) -> dict[str, dict[s
     return out
 
 
-@router.get("/status")
-async def models_status() -> dict[str, Any]:
-    rt = get_runtime()
+async def model_health(rt: Runtime) -> dict[str, Any]:
+    """Local backends (health-checked now) and cloud models (configured, available or why not): the status
+    without costs."""
     cfg = rt.config
     async with httpx.AsyncClient() as client:
         local = {}
@@ -68,6 +69,27 @@ async def models_status() -> dict[str, Any]:
             if b.enabled:
                 local[name].update(await _health(client, b.url))
     return {"local": local, "cloud": cloud_models(cfg, rt.availability), "virtual": cfg.synqra.routing.virtual_model}
+
+
+def guide_costs(budget: dict[str, Any]) -> dict[str, Any]:
+    """The month's figures under the names the user's guide reads (`jq '.costs'`), from the budget status:
+    client requests served locally and by a cloud model, spend, and savings against the all-Claude baseline."""
+    return {
+        "month": budget["month"],
+        "localInferences": budget["local_requests"],
+        "cloudInferences": budget["requests"] - budget["local_requests"],
+        "monthlyCost": budget["monthly_used"],
+        "savings": budget["savings"],
+        "savingsPercentage": budget["savings_percent"],
+    }
+
+
+@router.get("/status")
+async def models_status() -> dict[str, Any]:
+    rt = get_runtime()
+    health = await model_health(rt)
+    # The same figures as GET /api/budget/status (one store read, the guard's own arithmetic).
+    return {**health, "costs": guide_costs(await rt.budget.status())}
 
 
 async def _warm(client: httpx.AsyncClient, kind: str, b: Any) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""`synqra report`'s figures and pages from a real SQLite ledger written by the budget guard."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from policies.budget.guard import BudgetGuard
+from policies.budget.records import CallRecord
+from policies.common.offline import apply_offline_env
+from policies.common.settings import LOG_FORMAT, AppConfig, ModelEntry, SynqraSettings
+from proxy.report import html_page, markdown
+from proxy.report.summary import logged_verdicts, month_report
+
+apply_offline_env()
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+
+
+def app_config(tmp: Path) -> AppConfig:
+    def entry(name: str, i: float, o: float, **info: Any) -> ModelEntry:
+        return ModelEntry(model_name=name, litellm_params={"model": f"openai/{name}"},
+                          model_info={"input_cost_per_token": i, "output_cost_per_token": o, **info})
+
+    models = [entry("local-llama", 0, 0), entry("local-embed", 0, 0, mode="embedding"), entry("deepseek-chat", 0.28e-6, 0.42e-6),
+              entry("claude-sonnet", 3e-6, 15e-6), entry("auto", 0, 0)]
+    synqra = SynqraSettings.model_validate({"server": {"data_dir": str(tmp)}, "budget": {"store": "sqlite", "monthly_limit_usd": 10}})
+    return AppConfig(path=tmp / "litellm_config.yaml", model_list=models, synqra=synqra)
+
+
+async def fill(guard: BudgetGuard) -> None:
+    """Three client requests: one local, one escalated local -> DeepSeek, one on Claude."""
+    await guard.record_free(CallRecord("r1", "auto", "local-llama", 100, 50))
+    await guard.record_free(CallRecord("r2", "auto", "local-llama", 100, 50))
+    res = await guard.reserve("r2:escalation:deepseek-chat:1", "deepseek-chat", 100, 200)
+    await guard.settle(res, CallRecord("r2:escalation:deepseek-chat:1", "auto", "deepseek-chat", 100, 80, kind="escalation",
+                                       parent_id="r2", counts_request=False, leaves_local=True))
+    res = await guard.reserve("r3", "claude-sonnet", 1000, 500)
+    await guard.settle(res, CallRecord("r3", "auto", "claude-sonnet", 1000, 400))
+
+
+def build(tmp_path: Path, month: str | None = None, now: datetime = NOW) -> tuple[dict[str, Any], dict[str, Any]]:
+    cfg = app_config(tmp_path)
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        guard = BudgetGuard.from_config(cfg, now=lambda: NOW, env={})
+        await fill(guard)
+        await guard.aclose()
+        guard = BudgetGuard.from_config(cfg, now=lambda: now, env={})  # a fresh reader, as `synqra report` is
+        try:
+            report = await month_report(cfg, guard, month, now=lambda: now)
+            return report, await guard.status()
+        finally:
+            await guard.aclose()
+
+    return asyncio.run(main())
+
+
+def test_report_figures_are_the_budget_status(tmp_path: Path) -> None:
+    report, status = build(tmp_path)
+    b = report["budget"]
+    for key in ("requests", "local_requests", "local_share", "monthly_used", "baseline_cost", "savings", "savings_percent",
+                "projected_month_end", "state"):
+        assert b[key] == status[key], key
+    assert b["requests"] == 3 and b["local_requests"] == 1
+    assert report["escalated_requests"] == 1 and report["fallback_requests"] == 0
+    assert report["by_model"]["claude-sonnet"]["calls"] == 1
+    assert abs(sum(m["cost_usd"] for m in report["by_model"].values()) - status["monthly_used"]) < 1e-6
+    assert report["daily"][9]["requests"] == 3 and sum(d["requests"] for d in report["daily"]) == 3
+    assert report["plan"].projected_usd == status["projected_month_end"]
+    assert report["learning_runs"] == [] and report["router"]["version"].startswith("shipped-")
+
+
+def test_markdown_and_html_pages(tmp_path: Path) -> None:
+    report, status = build(tmp_path)
+    md = markdown.render(report)
+    assert "# synqra-proxy report: 2026-03" in md
+    assert "| requests | 3 |" in md and "1 (33.3%)" in md
+    assert f"{status['savings_percent']:.1f}%" in md
+    assert "requests escalated to another model by the quality gate | 1 |" in md
+    page = html_page.render(report)
+    assert page.startswith("<!doctype html>") and page.count("<svg") >= 4
+    # Self-contained: nothing to fetch, no script.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page) and "<script" not in page.lower()
+    # One bar per day of March in the daily chart, plus the spend bar and the bars of the other charts.
+    daily = page[page.index('aria-label="requests and cost per day"'):]
+    assert daily[: daily.index("</svg>")].count('class="bar"') == 31
+
+
+def test_a_closed_month_projects_what_it_spent(tmp_path: Path) -> None:
+    report, _ = build(tmp_path, month="2026-03", now=datetime(2026, 4, 2, tzinfo=timezone.utc))
+    b = report["budget"]
+    assert not report["current"] and b["state"] == "closed" and b["elapsed_share"] == 1.0
+    assert b["projected_month_end"] == b["monthly_used"] > 0 and b["requests"] == 3
+
+
+def test_verdicts_are_read_from_the_quality_gates_log_lines() -> None:
+    # The line proxy/quality_gate.py logs, through the proxy's own log format.
+    handler_lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            handler_lines.append(self.format(record))
+
+    h = Keep()
+    h.setFormatter(logging.Formatter(LOG_FORMAT))
+    log = logging.getLogger("synqra.quality")
+    log.addHandler(h)
+    log.setLevel(logging.INFO)
+    try:
+        for action, first in (("deliver", "local-llama"), ("escalate", "local-llama"), ("rephrase", "deepseek-chat")):
+            log.info("quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s", 0.5, action, "ok",
+                     "false", first, "", first, 0.2, "learned")
+        # proxy/shadow_eval.py's line
+        log.info("shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s", 0.9, "deliver", "ok", "local-llama",
+                 "route_score=0.1 scorer=learned", "deepseek-chat", "synqra-x")
+    finally:
+        log.removeHandler(h)
+    month = datetime.now().strftime("%Y-%m")  # asctime is the process's local time
+    got = logged_verdicts(handler_lines, month)
+    assert got["live"] == {"local-llama": {"deliver": 1, "escalate": 1}, "deepseek-chat": {"rephrase": 1}}
+    assert got["shadow"] == {"local-llama": {"deliver": 1}}
+    assert logged_verdicts(handler_lines, "1999-01") == {"live": {}, "shadow": {}}
