@@ -1,2 +1,0 @@
-"""Moved to policies.common.quality_settings; this re-export lasts only while branches written against the old path are merged."""
-from policies.common.quality_settings import *  # noqa: F401,F403
