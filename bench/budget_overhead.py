@@ -9,6 +9,7 @@ coroutines instead, so "added" is the budget's own cost on top of asyncio.
 Also printed: litellm.token_counter on a typical prompt (the hook counts tokens
 before reserving).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,10 @@ from policies.common.offline import apply_offline_env
 
 apply_offline_env()
 
-from tests.redis_server import RedisServer  # noqa: E402
 from policies.budget.guard import BudgetGuard  # noqa: E402
 from policies.budget.records import CallRecord, Reservation  # noqa: E402
 from policies.common.settings import AppConfig, ModelEntry, SynqraSettings  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Summarise the causes of the French revolution in three short paragraphs. " * 4}]
 
@@ -43,8 +44,11 @@ class NoopGuard:
 
 def config(tmp: Path, store: str) -> AppConfig:
     models = [
-        ModelEntry(model_name="local-llama", litellm_params={"model": "openai/local-llama"},
-                   model_info={"input_cost_per_token": 0, "output_cost_per_token": 0}),
+        ModelEntry(
+            model_name="local-llama",
+            litellm_params={"model": "openai/local-llama"},
+            model_info={"input_cost_per_token": 0, "output_cost_per_token": 0},
+        ),
         ModelEntry(model_name="claude-sonnet", litellm_params={"model": "anthropic/claude-sonnet-4-5"}),
         ModelEntry(model_name="deepseek-chat", litellm_params={"model": "deepseek/deepseek-chat"}),
         ModelEntry(model_name="local-embed", litellm_params={"model": "openai/local-embed"}),
@@ -103,8 +107,10 @@ async def main(requests: int, fsync: str) -> None:
         }
         for name, g in guards.items():  # warm up connections, scripts, schema
             await measure(g, 64, 4, f"warm-{name}")
-        print(f"reserve+settle per request, {requests} requests per row (p50 latency; throughput); "
-              f"SQLite WAL synchronous=NORMAL, Redis appendfsync={fsync}")
+        print(
+            f"reserve+settle per request, {requests} requests per row (p50 latency; throughput); "
+            f"SQLite WAL synchronous=NORMAL, Redis appendfsync={fsync}"
+        )
         print(f"{'clients':>9} {'store':>7} {'reserve p50':>12} {'res+settle p50':>15} {'added p50':>10} {'req/s':>9}")
         # Back to back at 1 and 32 workers (store saturated: latency is queueing), then 32
         # clients paced at 100 req/s in total, above what one LiteLLM worker serves (~65/s).
@@ -114,8 +120,10 @@ async def main(requests: int, fsync: str) -> None:
                 res_ms, tot_ms, rps = await measure(g, n, conc, f"{name}-{conc}-{pace}", pace)
                 base = p50(tot_ms) if base is None else base
                 label = f"{conc}@{pace:.0f}/s" if pace else str(conc)
-                print(f"{label:>9} {name:>7} {p50(res_ms):>9.3f} ms {p50(tot_ms):>12.3f} ms "
-                      f"{p50(tot_ms) - base:>7.3f} ms {rps:>9.0f}")
+                print(
+                    f"{label:>9} {name:>7} {p50(res_ms):>9.3f} ms {p50(tot_ms):>12.3f} ms "
+                    f"{p50(tot_ms) - base:>7.3f} ms {rps:>9.0f}"
+                )
         for name in ("sqlite", "redis"):
             await guards[name].aclose()
         g = BudgetGuard.from_config(config(tmp, "sqlite"), env={})
@@ -124,7 +132,9 @@ async def main(requests: int, fsync: str) -> None:
         while time.perf_counter() - t < 1.0:
             tokens = g.count_prompt_tokens("claude-sonnet", messages=PROMPT)
             n += 1
-        print(f"litellm.token_counter on a {tokens}-token prompt: {(time.perf_counter() - t) / n * 1e3:.3f} ms per call")
+        print(
+            f"litellm.token_counter on a {tokens}-token prompt: {(time.perf_counter() - t) / n * 1e3:.3f} ms per call"
+        )
         await g.aclose()
         write_result("budget_overhead", "```\n" + "\n".join(lines) + "\n```")
     finally:
@@ -134,7 +144,11 @@ async def main(requests: int, fsync: str) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2048)
-    ap.add_argument("--redis-fsync", choices=["everysec", "always"], default="everysec",
-                    help="Redis appendfsync policy (everysec is Redis's recommended default)")
+    ap.add_argument(
+        "--redis-fsync",
+        choices=["everysec", "always"],
+        default="everysec",
+        help="Redis appendfsync policy (everysec is Redis's recommended default)",
+    )
     args = ap.parse_args()
     asyncio.run(main(args.requests, args.redis_fsync))

@@ -9,6 +9,7 @@ with Debian's Chromium (Playwright) and measures:
 - proxy CPU: user + system CPU seconds of the proxy process over `--seconds` with no page open, then with the
   page open (it refreshes every 5 s), back to back. The machine is shared: rerun on a quiet one for final figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    providers = {n: FakeProvider(n, default_text=f"Fake {n} answer.").start() for n in ("openai", "deepseek", "anthropic")}
+    providers = {
+        n: FakeProvider(n, default_text=f"Fake {n} answer.").start() for n in ("openai", "deepseek", "anthropic")
+    }
     with tempfile.TemporaryDirectory() as tmp:
         stack = start_stack(Path(tmp), providers)
         try:
             h = stack.headers()
             for i, model in enumerate(["auto", "claude-sonnet", "deepseek-chat", "auto", "local-llama"]):
-                httpx.post(f"{stack.base_url}/v1/chat/completions", headers=h, timeout=120,
-                           json={"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": f"Question {i}?"}]})
+                httpx.post(
+                    f"{stack.base_url}/v1/chat/completions",
+                    headers=h,
+                    timeout=120,
+                    json={"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": f"Question {i}?"}]},
+                )
             pid = stack.pids()["proxy"]
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=FLAGS)
@@ -48,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
                 page.click("button[type=submit]")
                 page.wait_for_selector("body[data-loaded]")
                 sizes: dict[str, int] = {}
-                page.on("response", lambda r: sizes.setdefault("/dashboard" + r.url.split("/dashboard", 1)[-1], len(r.body())))
+                page.on(
+                    "response",
+                    lambda r: sizes.setdefault("/dashboard" + r.url.split("/dashboard", 1)[-1], len(r.body())),
+                )
                 fcp, drawn = [], []
                 for _ in range(5):
                     page.reload()
@@ -73,14 +83,21 @@ def main(argv: list[str] | None = None) -> int:
                 fp.stop()
     rows = [{"resource": k, "bytes": v} for k, v in sorted(sizes.items())]
     total = sum(sizes.values())
-    text = "\n".join([
-        "# Dashboard cost (bench/dashboard_cost.py)", "",
-        "Page weight (signed-in page, uncompressed bodies):", "", table(rows + [{"resource": "total", "bytes": total}]), "",
-        f"Time to first render (median of 5 reloads): first contentful paint {median(fcp):.0f} ms; "
-        f"figures first drawn {median(drawn):.0f} ms.", "",
-        f"Proxy CPU over {args.seconds:.0f} s: page closed {closed:.2f} s, page open {opened:.2f} s "
-        f"(+{opened - closed:.2f} s, {100 * (opened - closed) / args.seconds:.2f}% of one core). One run on a shared, noisy machine.",
-    ])
+    text = "\n".join(
+        [
+            "# Dashboard cost (bench/dashboard_cost.py)",
+            "",
+            "Page weight (signed-in page, uncompressed bodies):",
+            "",
+            table(rows + [{"resource": "total", "bytes": total}]),
+            "",
+            f"Time to first render (median of 5 reloads): first contentful paint {median(fcp):.0f} ms; "
+            f"figures first drawn {median(drawn):.0f} ms.",
+            "",
+            f"Proxy CPU over {args.seconds:.0f} s: page closed {closed:.2f} s, page open {opened:.2f} s "
+            f"(+{opened - closed:.2f} s, {100 * (opened - closed) / args.seconds:.2f}% of one core). One run on a shared, noisy machine.",
+        ]
+    )
     print(text)
     write_result("dashboard_cost", text)
     return 0

@@ -12,6 +12,7 @@ ratios are of per-path medians, and each round's own ratios are printed too.
 Run: .venv/bin/python -m bench.embedding_throughput [--sentences 1024] [--rounds 5]
 Targets (issue 2): server alone >= 0.7 of in-process; proxy 4x32 >= 0.7 of in-process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,10 @@ WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lim
 
 
 def sentences(n: int) -> list[str]:
-    return [f"Customer question {i}: how do I {WORDS[i % 16]} my {WORDS[(i * 7) % 16]} account before {WORDS[(i * 3) % 16]}?" for i in range(n)]
+    return [
+        f"Customer question {i}: how do I {WORDS[i % 16]} my {WORDS[(i * 7) % 16]} account before {WORDS[(i * 3) % 16]}?"
+        for i in range(n)
+    ]
 
 
 def reference_model() -> Any:
@@ -63,7 +67,11 @@ async def load(url: str, texts: list[str], clients: int, per_request: int, heade
                 batch = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            body = {"model": "local-embed", "input": batch if per_request > 1 else batch[0], "encoding_format": "base64"}
+            body = {
+                "model": "local-embed",
+                "input": batch if per_request > 1 else batch[0],
+                "encoding_format": "base64",
+            }
             async with session.post(url, json=body, headers=headers) as r:
                 assert r.status == 200, await r.text()
                 await r.read()
@@ -108,9 +116,21 @@ def main() -> None:
     ref_m = median(ref)
     rows = [
         {"path": "in-process encode, batch 32 (reference)", "sentences/s": ref_m, "ratio": 1.0},
-        {"path": "embedding server alone, 32 clients x 1 sentence", "sentences/s": median(server_1x32), "ratio": median(server_1x32) / ref_m},
-        {"path": "through proxy, 4 clients x 32 sentences", "sentences/s": median(proxy_32x4), "ratio": median(proxy_32x4) / ref_m},
-        {"path": "through proxy, 32 clients x 1 sentence (LiteLLM-bound)", "sentences/s": proxy_1x32, "ratio": proxy_1x32 / ref_m},
+        {
+            "path": "embedding server alone, 32 clients x 1 sentence",
+            "sentences/s": median(server_1x32),
+            "ratio": median(server_1x32) / ref_m,
+        },
+        {
+            "path": "through proxy, 4 clients x 32 sentences",
+            "sentences/s": median(proxy_32x4),
+            "ratio": median(proxy_32x4) / ref_m,
+        },
+        {
+            "path": "through proxy, 32 clients x 1 sentence (LiteLLM-bound)",
+            "sentences/s": proxy_1x32,
+            "ratio": proxy_1x32 / ref_m,
+        },
     ]
     text = table(rows) + (
         f"\n\nmedians of {args.rounds} alternating rounds; reference runs: {', '.join(f'{v:.0f}' for v in ref)} sentences/s; "

@@ -12,6 +12,7 @@
 
 Writes bench/results/learning_speed.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,19 +31,39 @@ apply_offline_env()
 
 from bench.measure import pct, write_result  # noqa: E402
 from policies.common.learning_settings import LearningSettings  # noqa: E402
+from policies.common.routing_settings import RoutingSettings  # noqa: E402
+from policies.embedding.names import embedder_for  # noqa: E402
 from policies.learning.registry import RouterRegistry  # noqa: E402
 from policies.learning.representation import Representer, encode_row  # noqa: E402
 from policies.learning.runs import learn_from_log  # noqa: E402
 from policies.learning.store import InferenceLog, Label, RouteRow  # noqa: E402
 from policies.learning.writer import InferenceLogWriter  # noqa: E402
-from policies.common.routing_settings import RoutingSettings  # noqa: E402
-from policies.embedding.names import embedder_for  # noqa: E402
 from policies.routing.router import Router  # noqa: E402
 from policies.routing.scorer import DEFAULT_ARTIFACT, load_artifact  # noqa: E402
 from policies.routing.tiers import TierInfo  # noqa: E402
 
-TOPICS = ["tax", "contract", "recipe", "travel", "python", "sql", "marketing", "brand", "invoice", "refund",
-          "shipping", "warranty", "database", "poem", "equation", "physics", "history", "garden", "pricing", "loan"]
+TOPICS = [
+    "tax",
+    "contract",
+    "recipe",
+    "travel",
+    "python",
+    "sql",
+    "marketing",
+    "brand",
+    "invoice",
+    "refund",
+    "shipping",
+    "warranty",
+    "database",
+    "poem",
+    "equation",
+    "physics",
+    "history",
+    "garden",
+    "pricing",
+    "loan",
+]
 VERBS = ["Explain", "Summarise", "Write", "Compare", "List", "Describe", "Draft", "Fix", "Plan", "Translate"]
 
 
@@ -119,7 +140,9 @@ def learn_speed(rows: int, distinct: int) -> list[str]:
                 f, e, t, width = encode_row(rep.feats[k], emb / np.linalg.norm(emb), rep.tokens[k])
                 rid = f"x{j}"
                 ts = now - 86400 + j * 0.5
-                batch.append(RouteRow(rid, ts, rep.key, f, e, t, width, None, 0.3, "learned", "base", "local-llama", "live"))
+                batch.append(
+                    RouteRow(rid, ts, rep.key, f, e, t, width, None, 0.3, "learned", "base", "local-llama", "live")
+                )
                 y = base_labels[k] if rng.random() > 0.1 else 1.0 - base_labels[k]
                 labels.append(Label(rid, "gate" if j % 3 else "judge", float(y), ts + 1))
             store.write(batch, (), labels)

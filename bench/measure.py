@@ -1,8 +1,9 @@
 """Small measuring helpers shared by the benchmarks (percentiles, RSS, a table printer)."""
+
 from __future__ import annotations
 
-import statistics
 import os
+import statistics
 from pathlib import Path
 
 

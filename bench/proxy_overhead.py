@@ -15,6 +15,7 @@ Run: .venv/bin/python -m bench.proxy_overhead [--requests 600] [--rounds 3]
 Targets: issue 4: budget hook >= 0.9 of bare requests/s at 32 clients;
          issue 3: routing adds <= 10% to p50; decision p50 <= 10 ms, p99 <= 25 ms; router RSS growth <= 150 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+
 from bench.measure import cpu_seconds, median, pct, rss_mb, table, write_result
 from tests.fakes.fake_providers import FakeProvider
 from tests.redis_server import RedisServer
@@ -52,7 +54,11 @@ async def timed_chat(session: aiohttp.ClientSession, base_url: str, model: str, 
 def instant_providers() -> dict[str, FakeProvider]:
     """Fake providers that answer "ok" at once: one OpenAI-protocol server for DeepSeek and GPT-4o, one Anthropic."""
     openai_like = FakeProvider("openai", default_text="ok").start()
-    return {"deepseek": openai_like, "anthropic": FakeProvider("anthropic", default_text="ok").start(), "openai": openai_like}
+    return {
+        "deepseek": openai_like,
+        "anthropic": FakeProvider("anthropic", default_text="ok").start(),
+        "openai": openai_like,
+    }
 
 
 def variant(stack_name: str) -> str:
@@ -65,7 +71,9 @@ def pin(pid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(int(tid), cpus)
 
 
-async def interleaved_latency(stacks: dict[str, RunningStack], model: dict[str, str], n: int, offset: int) -> dict[str, list[float]]:
+async def interleaved_latency(
+    stacks: dict[str, RunningStack], model: dict[str, str], n: int, offset: int
+) -> dict[str, list[float]]:
     """Latency at 1 client, one request to each proxy in turn (order shuffled every turn), so drift
     on this shared machine hits every proxy alike instead of whichever ran during a slow spell."""
     lat: dict[str, list[float]] = {name: [] for name in stacks}
@@ -103,7 +111,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(
-        "--no-pin", action="store_true",
+        "--no-pin",
+        action="store_true",
         help="do not put the proxies on CPU 0 and this load generator, the fake providers and Redis on CPU 1",
     )
     ap.add_argument("--replicas", type=int, default=1, help="proxy processes per variant")
@@ -172,13 +181,20 @@ def main() -> None:
     all_rps = {v: [x for rnd in rounds for x in rnd] for v, rounds in rps.items()}
     round_mean = {v: [sum(rnd) / len(rnd) for rnd in rounds] for v, rounds in rps.items()}
     rows = [
-        {"proxy": name, "req/s @32": median(all_rps[name]), "vs bare": median(all_rps[name]) / median(all_rps["bare"]),
-         # Each round's proxies ran minutes apart at most: the ratio within a round, then the median.
-         "vs bare, per round": median([a / b for a, b in zip(round_mean[name], round_mean["bare"])]),
-         "proxy CPU ms/req @32": median(cpu_ms[name]), "capacity vs bare (CPU)": median(cpu_ms["bare"]) / median(cpu_ms[name]),
-         "p50 ms @1": median(p50[name]), "p50 vs bare": median(p50[name]) / median(p50["bare"]),
-         "p50 ms @1 interleaved": pct(lat1[name], 50), "interleaved vs bare": pct(lat1[name], 50) / pct(lat1["bare"], 50),
-         "RSS MB": rss[name]}
+        {
+            "proxy": name,
+            "req/s @32": median(all_rps[name]),
+            "vs bare": median(all_rps[name]) / median(all_rps["bare"]),
+            # Each round's proxies ran minutes apart at most: the ratio within a round, then the median.
+            "vs bare, per round": median([a / b for a, b in zip(round_mean[name], round_mean["bare"])]),
+            "proxy CPU ms/req @32": median(cpu_ms[name]),
+            "capacity vs bare (CPU)": median(cpu_ms["bare"]) / median(cpu_ms[name]),
+            "p50 ms @1": median(p50[name]),
+            "p50 vs bare": median(p50[name]) / median(p50["bare"]),
+            "p50 ms @1 interleaved": pct(lat1[name], 50),
+            "interleaved vs bare": pct(lat1[name], 50) / pct(lat1["bare"], 50),
+            "RSS MB": rss[name],
+        }
         for name in variants
     ]
     text = (

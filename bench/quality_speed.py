@@ -7,6 +7,7 @@ two static MiniLM embeddings in-process + the learned answer model). Answers: ar
 
     nice -n 10 .venv/bin/python bench/quality_speed.py [--n 200] [--data ../shared/data]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {np.percentile(a, 50):.2f} | {np.percentile(a, 90):.2f} | {a.mean():.2f} |")
     full = float(np.percentile(times["ascore as shipped (rules + answer model)"], 50) * 1000)
     rules = float(np.percentile(times["rule signals only"], 50) * 1000)
-    lines += ["", f"Shipped scoring p50 {full:.2f} ms ({full / max(rules, 1e-9):.2f}x the rules alone); "
-              f"target < 10 ms: {'met' if full < 10 else 'NOT met'}."]
+    lines += [
+        "",
+        f"Shipped scoring p50 {full:.2f} ms ({full / max(rules, 1e-9):.2f}x the rules alone); "
+        f"target < 10 ms: {'met' if full < 10 else 'NOT met'}.",
+    ]
     text = "\n".join(lines)
     print(text)
     write_result("quality_speed", text)

@@ -19,13 +19,14 @@ rows only (nested).
 Prints the tables and writes bench/results/routing_eval.md (about 20 minutes on 2 busy cores;
 embeddings are cached under /tmp/synqra_routing_embeddings by embedder name).
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -34,10 +35,10 @@ from policies.common.offline import apply_offline_env  # noqa: E402
 apply_offline_env()
 
 from bench.measure import write_result  # noqa: E402
-from policies.routing import train as T  # noqa: E402
 from policies.common.routing_settings import RoutingSettings  # noqa: E402
-from policies.routing.dataset import DATASETS, DEFAULT_DATA_DIR, Example, load_all, outcomes  # noqa: E402
 from policies.embedding.names import MINILM, STATIC, embedder_for, token_source  # noqa: E402
+from policies.routing import train as T  # noqa: E402
+from policies.routing.dataset import DATASETS, DEFAULT_DATA_DIR, Example, load_all, outcomes  # noqa: E402
 from policies.routing.features import request_text  # noqa: E402
 from policies.routing.metrics import (  # noqa: E402
     RouteMetrics,

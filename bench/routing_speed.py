@@ -11,11 +11,11 @@
 
     cd /work/main && nice -n 10 .venv/bin/python -m bench.routing_speed
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -115,8 +115,8 @@ async def time_decisions(router, texts: list[str]) -> list[float]:
 
 def proxy_router(config: Path):
     """The Router exactly as proxy.runtime builds it."""
-    from proxy.runtime import Runtime
     from policies.common.settings import load_config
+    from proxy.runtime import Runtime
 
     return Runtime(load_config(config), master_key="bench").router
 
@@ -133,7 +133,9 @@ def router_latency(config: Path) -> list[dict[str, object]]:
             ms = await time_decisions(router, [f"{i}. {base}" for i in range(N)])
             rows.append({"setup": setup, "case": name, "p50 ms": pct(ms, 50), "p99 ms": pct(ms, 99)})
         ms = await time_decisions(router, [LONG] * N)
-        rows.append({"setup": setup, "case": "200-token prompt, cache hit", "p50 ms": pct(ms, 50), "p99 ms": pct(ms, 99)})
+        rows.append(
+            {"setup": setup, "case": "200-token prompt, cache hit", "p50 ms": pct(ms, 50), "p99 ms": pct(ms, 99)}
+        )
         return rows
 
     return asyncio.run(run())
@@ -142,13 +144,15 @@ def router_latency(config: Path) -> list[dict[str, object]]:
 def embedding_options(embed_url: str) -> list[dict[str, object]]:
     """The embedding alone, on the text the router reads, for each way to get it (interleaved)."""
     from policies.embedding.base import HttpEmbedder, InProcessEmbedder
+    from policies.embedding.static import StaticEmbedder
     from policies.routing.features import embed_text, request_text
     from policies.routing.scorer import load_artifact
-    from policies.embedding.static import StaticEmbedder
 
     max_chars = load_artifact().max_chars
     texts = {
-        f"200-token prompt (first {max_chars} chars)": embed_text(request_text({"messages": [{"role": "user", "content": LONG}]}), max_chars),
+        f"200-token prompt (first {max_chars} chars)": embed_text(
+            request_text({"messages": [{"role": "user", "content": LONG}]}), max_chars
+        ),
         "short question": SHORT,
     }
     ways = {
@@ -167,8 +171,15 @@ def embedding_options(embed_url: str) -> list[dict[str, object]]:
                     ms[w].append((time.perf_counter() - t0) * 1000)
         base = pct(ms["static table, in-process (shipped)"], 50)
         for w in ways:
-            rows.append({"text": name, "embedding": w, "p50 ms": pct(ms[w], 50), "p99 ms": pct(ms[w], 99),
-                         "p50 vs static": pct(ms[w], 50) / base})
+            rows.append(
+                {
+                    "text": name,
+                    "embedding": w,
+                    "p50 ms": pct(ms[w], 50),
+                    "p99 ms": pct(ms[w], 99),
+                    "p50 vs static": pct(ms[w], 50) / base,
+                }
+            )
     return rows
 
 
@@ -187,10 +198,18 @@ print(json.dumps({"before": before, "after": rss_mb(os.getpid()), "torch": "torc
 
 
 def rss_growth(config: Path) -> dict[str, object]:
-    out = subprocess.run([PY, "-c", RSS_PROBE, str(config)], cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [PY, "-c", RSS_PROBE, str(config)], cwd=ROOT, env=ENV, capture_output=True, text=True, check=True
+    )
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"RSS before router MB": r["before"], "after MB": r["after"], "growth MB": r["after"] - r["before"],
-            "torch imported": r["torch"], "scorer": r["scorer"], "embedder": r["embedder"]}
+    return {
+        "RSS before router MB": r["before"],
+        "after MB": r["after"],
+        "growth MB": r["after"] - r["before"],
+        "torch imported": r["torch"],
+        "scorer": r["scorer"],
+        "embedder": r["embedder"],
+    }
 
 
 def main() -> int:

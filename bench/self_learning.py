@@ -18,6 +18,7 @@ mean over --orders random orders.
 
 Writes bench/results/self_learning.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,12 +39,12 @@ apply_offline_env()
 
 from bench.measure import write_result  # noqa: E402
 from policies.common.learning_settings import LearningSettings  # noqa: E402
-from policies.learning.learn import Labelled, learn, scores_of  # noqa: E402
+from policies.embedding.names import embedder_for, token_source  # noqa: E402
 from policies.learning.fit import fit_adapted  # noqa: E402
+from policies.learning.learn import Labelled, learn, scores_of  # noqa: E402
 from policies.learning.representation import Representation, representation_key  # noqa: E402
 from policies.routing import train as T  # noqa: E402
 from policies.routing.dataset import DEFAULT_DATA_DIR, load_all  # noqa: E402
-from policies.embedding.names import embedder_for, token_source  # noqa: E402
 from policies.routing.features import FEATURE_NAMES  # noqa: E402
 from policies.routing.metrics import route_metrics  # noqa: E402
 from policies.routing.scorer import DEFAULT_ARTIFACT, load_artifact  # noqa: E402
@@ -76,7 +77,9 @@ def deployments(m: T.Matrices, names: list[str]) -> list[Deployment]:
         if name == "mmlu_subjects":
             for h, held in enumerate(halves):  # half the subjects (19): unseen in RouteLLM's MMLU and MMLU-Pro
                 shared = np.isin(m.groups, held)
-                out.append(Deployment(f"mmlu_subjects/{h}", np.nonzero(~shared)[0], np.nonzero(shared & (ds == "mmlu"))[0]))
+                out.append(
+                    Deployment(f"mmlu_subjects/{h}", np.nonzero(~shared)[0], np.nonzero(shared & (ds == "mmlu"))[0])
+                )
         elif name == "open_ended":
             test = np.nonzero(np.isin(ds, ("mt_bench", "arena_hard")))[0]
             out.append(Deployment(name, np.nonzero(~np.isin(ds, ("mt_bench", "arena_hard")))[0], test))
@@ -89,8 +92,14 @@ def deployments(m: T.Matrices, names: list[str]) -> list[Deployment]:
 def representation(m: T.Matrices, prior, rows: np.ndarray) -> Representation:
     """The learning's representation of dataset rows, from the training matrices (same functions)."""
     tok = m.tokens[prior.max_chars][rows] if m.tokens else None
-    tokens = [tok.indices[tok.indptr[i] : tok.indptr[i + 1]].astype(np.int64) for i in range(len(rows))] if tok is not None else [np.zeros(0, np.int64)] * len(rows)
-    return Representation(m.feats[rows].astype(np.float32), m.embs[prior.max_chars][rows], tokens, representation_key(prior))
+    tokens = (
+        [tok.indices[tok.indptr[i] : tok.indptr[i + 1]].astype(np.int64) for i in range(len(rows))]
+        if tok is not None
+        else [np.zeros(0, np.int64)] * len(rows)
+    )
+    return Representation(
+        m.feats[rows].astype(np.float32), m.embs[prior.max_chars][rows], tokens, representation_key(prior)
+    )
 
 
 def plain_logistic(emb_train: np.ndarray, y: np.ndarray, emb_test: np.ndarray) -> np.ndarray | None:
@@ -129,15 +138,25 @@ def simulate(m: T.Matrices, dep: Deployment, prior, orders: int, settings: Learn
                 secs = time.perf_counter() - t0
                 if res.installed:
                     current = res.scorer
-                unguarded = res.scorer if res.installed else (
-                    fit_adapted(prior, data.rep, data.label, data.weight, vocab, lam=res.candidate.lam).scorer
-                    if res.candidate is not None else prior
+                unguarded = (
+                    res.scorer
+                    if res.installed
+                    else (
+                        fit_adapted(prior, data.rep, data.label, data.weight, vocab, lam=res.candidate.lam).scorer
+                        if res.candidate is not None
+                        else prior
+                    )
                 )
                 rrep = rep.subset(rest)
                 w, s = weak[rest], strong[rest]
                 row = {
-                    "deployment": dep.name, "seed": seed, "noise": noise, "n": n, "rest": len(rest),
-                    "installed": res.installed, "seconds": round(secs, 2),
+                    "deployment": dep.name,
+                    "seed": seed,
+                    "noise": noise,
+                    "n": n,
+                    "rest": len(rest),
+                    "installed": res.installed,
+                    "seconds": round(secs, 2),
                     "lambda": None if res.candidate is None else res.candidate.lam,
                     "learnt (guarded)": route_metrics(scores_of(current, rrep, vocab), w, s).apgr,
                     "learnt, no guard": route_metrics(scores_of(unguarded, rrep, vocab), w, s).apgr,
@@ -146,19 +165,29 @@ def simulate(m: T.Matrices, dep: Deployment, prior, orders: int, settings: Learn
                     "LiteLLM complexity_router": route_metrics(m.feats[rows[rest], COMPLEXITY], w, s).apgr,
                 }
                 lr = plain_logistic(rep.emb[seen], y[seen], rrep.emb)
-                row["logistic regression on the embedding"] = route_metrics(lr, w, s).apgr if lr is not None else float("nan")
+                row["logistic regression on the embedding"] = (
+                    route_metrics(lr, w, s).apgr if lr is not None else float("nan")
+                )
                 out.append(row)
                 log.info("%s", json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
     return out
 
 
-ROUTERS = ("learnt (guarded)", "learnt, no guard", "static prior", "prompt length", "LiteLLM complexity_router",
-           "logistic regression on the embedding")
+ROUTERS = (
+    "learnt (guarded)",
+    "learnt, no guard",
+    "static prior",
+    "prompt length",
+    "LiteLLM complexity_router",
+    "logistic regression on the embedding",
+)
 
 
 def summarise(rows: list[dict]) -> list[str]:
-    lines = ["| deployment | labels | n | rest | " + " | ".join(ROUTERS) + " | installed | guarded - static |",
-             "|" + " --- |" * (len(ROUTERS) + 6)]
+    lines = [
+        "| deployment | labels | n | rest | " + " | ".join(ROUTERS) + " | installed | guarded - static |",
+        "|" + " --- |" * (len(ROUTERS) + 6),
+    ]
     keys = sorted({(r["deployment"], r["noise"], r["n"]) for r in rows}, key=lambda k: (k[0], k[1], k[2]))
     worst = {}
     for d, noise, n in keys:
@@ -168,7 +197,9 @@ def summarise(rows: list[dict]) -> list[str]:
         worst[(d, noise, n)] = diff
         cells = " | ".join(f"{mean[k]:.3f}" for k in ROUTERS)
         inst = sum(r["installed"] for r in sel)
-        lines.append(f"| {d} | {'25% flipped' if noise else 'clean'} | {n} | {sel[0]['rest']} | {cells} | {inst}/{len(sel)} | {diff:+.3f} |")
+        lines.append(
+            f"| {d} | {'25% flipped' if noise else 'clean'} | {n} | {sel[0]['rest']} | {cells} | {inst}/{len(sel)} | {diff:+.3f} |"
+        )
     return lines
 
 
@@ -180,17 +211,32 @@ def targets(rows: list[dict]) -> list[str]:
     out = []
     for dep, (n, target) in TARGETS.items():
         v = mean(dep, n, 0.0, "learnt (guarded)")
-        out.append(f"- {dep} after {n} clean labels: APGR {v:.3f} (target >= {target}): {'met' if v >= target else 'NOT met'}")
+        out.append(
+            f"- {dep} after {n} clean labels: APGR {v:.3f} (target >= {target}): {'met' if v >= target else 'NOT met'}"
+        )
     below = []
     for r in {(x["deployment"], x["noise"], x["n"]) for x in rows}:
         sel = [x for x in rows if (x["deployment"], x["noise"], x["n"]) == r]
         d = np.mean([x["learnt (guarded)"] - x["static prior"] for x in sel])
         below.append((d, r))
     d, r = min(below)
-    out.append(f"- never more than 0.01 below the static prior: worst mean difference {d:+.3f} at {r} "
-               f"({'met' if d >= -0.01 else 'NOT met'})")
-    noisy = [(np.mean([x['learnt (guarded)'] - x['static prior'] for x in rows if (x['deployment'], x['n']) == k and x['noise']]), k)
-             for k in {(x['deployment'], x['n']) for x in rows if x['noise']}]
+    out.append(
+        f"- never more than 0.01 below the static prior: worst mean difference {d:+.3f} at {r} "
+        f"({'met' if d >= -0.01 else 'NOT met'})"
+    )
+    noisy = [
+        (
+            np.mean(
+                [
+                    x["learnt (guarded)"] - x["static prior"]
+                    for x in rows
+                    if (x["deployment"], x["n"]) == k and x["noise"]
+                ]
+            ),
+            k,
+        )
+        for k in {(x["deployment"], x["n"]) for x in rows if x["noise"]}
+    ]
     above = sum(v > 0 for v, _ in noisy)
     out.append(f"- with 25% flipped labels above the static prior: {above} of {len(noisy)} (deployment, n) cells")
     return out
@@ -199,9 +245,15 @@ def targets(rows: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    ap.add_argument("--deployments", nargs="+", default=["open_ended", "arena_hard", "mmlu_subjects", "gsm8k", "mmlu_pro", "llmrouter"])
+    ap.add_argument(
+        "--deployments",
+        nargs="+",
+        default=["open_ended", "arena_hard", "mmlu_subjects", "gsm8k", "mmlu_pro", "llmrouter"],
+    )
     ap.add_argument("--orders", type=int, default=3, help="random orders of each deployment's traffic")
-    ap.add_argument("--select", action="store_true", help="choose each prior's hyperparameters again (train.select; slow)")
+    ap.add_argument(
+        "--select", action="store_true", help="choose each prior's hyperparameters again (train.select; slow)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     t0 = time.perf_counter()
@@ -215,10 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     settings = LearningSettings()
     rows, priors = [], []
     for dep in deployments(m, args.deployments):
-        hp = T.select(m, dep.train, T.grid((shipped.max_chars,), tokens=tokenize is not None))[0] if args.select else shipped_hp
+        hp = (
+            T.select(m, dep.train, T.grid((shipped.max_chars,), tokens=tokenize is not None))[0]
+            if args.select
+            else shipped_hp
+        )
         prior = T.fit(m, dep.train, hp, shipped.embedder)
-        prior = dataclasses.replace(prior, manifest={"recommended_thresholds": shipped.recommended_thresholds, "version": f"prior-without-{dep.name}"})
-        priors.append(f"- {dep.name}: prior trained on {len(dep.train)} rows without it ({hp}); traffic {len(dep.test)} requests")
+        prior = dataclasses.replace(
+            prior,
+            manifest={"recommended_thresholds": shipped.recommended_thresholds, "version": f"prior-without-{dep.name}"},
+        )
+        priors.append(
+            f"- {dep.name}: prior trained on {len(dep.train)} rows without it ({hp}); traffic {len(dep.test)} requests"
+        )
         rows += simulate(m, dep, prior, args.orders, settings, vocab)
         ROWS_FILE.write_text(json.dumps(rows))  # partial results survive an interrupted run
     lines = [
@@ -240,8 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         "Priors:",
         *priors,
         "",
-        f"Mean `synqra learn` run time per checkpoint (fit + validation + refit): "
-        + ", ".join(f"n={n}: {np.mean([r['seconds'] for r in rows if r['n'] == n]):.1f} s" for n in CHECKPOINTS if any(r['n'] == n for r in rows)),
+        "Mean `synqra learn` run time per checkpoint (fit + validation + refit): "
+        + ", ".join(
+            f"n={n}: {np.mean([r['seconds'] for r in rows if r['n'] == n]):.1f} s"
+            for n in CHECKPOINTS
+            if any(r["n"] == n for r in rows)
+        ),
         f"Run time {time.perf_counter() - t0:.0f} s.",
     ]
     text = "\n".join(lines)

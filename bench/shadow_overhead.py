@@ -10,6 +10,7 @@ other proxy's requests); each block waits for the evaluation in flight to end be
 
 Run: .venv/bin/python -m bench.shadow_overhead [--requests 60] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,10 @@ def evaluations(stack: RunningStack) -> dict[str, float]:
 
 def in_flight(stack: RunningStack) -> bool:
     text = httpx.get(f"{stack.base_url}/metrics", headers=AUTH, timeout=30).text
-    return any(line.startswith("synqra_shadow_evaluations_in_flight ") and float(line.split()[1]) > 0 for line in text.splitlines())
+    return any(
+        line.startswith("synqra_shadow_evaluations_in_flight ") and float(line.split()[1]) > 0
+        for line in text.splitlines()
+    )
 
 
 async def block(stack: RunningStack, n: int, offset: int) -> list[float]:
@@ -76,7 +80,7 @@ def main() -> None:
             for name in order:
                 lat[name] += asyncio.run(block(stacks[name], args.requests, offset))
                 offset += args.requests
-                wait_until(lambda: not in_flight(stacks[name]), 600, 0.5)
+                wait_until(lambda s=stacks[name]: not in_flight(s), 600, 0.5)
         evals = evaluations(stacks["shadow+eval"])
     finally:
         for s in stacks.values():
@@ -86,18 +90,26 @@ def main() -> None:
             p.stop()
     p50 = {n: median(v) for n, v in lat.items()}
     rows = [
-        {"proxy": n, "requests": len(v), "p50 ms": p50[n], "p99 ms": pct(v, 99), "p50 vs shadow": p50[n] / p50["shadow"]}
+        {
+            "proxy": n,
+            "requests": len(v),
+            "p50 ms": p50[n],
+            "p99 ms": pct(v, 99),
+            "p50 vs shadow": p50[n] / p50["shadow"],
+        }
         for n, v in lat.items()
     ]
     judged = sum(v for k, v in evals.items() if k in ("deliver", "rephrase", "escalate"))
-    text = "\n".join([
-        table(rows),
-        "",
-        f"shadow+eval: {judged:.0f} of {len(lat['shadow+eval'])} requests evaluated in the background "
-        f"({', '.join(f'{k} {v:.0f}' for k, v in sorted(evals.items()))}); max_tokens {MAX_TOKENS}.",
-        f"{args.rounds} rounds of alternating blocks of {args.requests} requests at 1 client; run time {time.perf_counter() - t_start:.0f} s.",
-        "Command: `.venv/bin/python -m bench.shadow_overhead`.",
-    ])
+    text = "\n".join(
+        [
+            table(rows),
+            "",
+            f"shadow+eval: {judged:.0f} of {len(lat['shadow+eval'])} requests evaluated in the background "
+            f"({', '.join(f'{k} {v:.0f}' for k, v in sorted(evals.items()))}); max_tokens {MAX_TOKENS}.",
+            f"{args.rounds} rounds of alternating blocks of {args.requests} requests at 1 client; run time {time.perf_counter() - t_start:.0f} s.",
+            "Command: `.venv/bin/python -m bench.shadow_overhead`.",
+        ]
+    )
     print(text)
     print(f"wrote {write_result('shadow_overhead', text)}")
 

@@ -5,6 +5,7 @@ Starts `synqra serve` on fresh ports (model files already assembled in the cache
 polls a local chat completion until it succeeds, then reads VmRSS of the supervisor,
 the proxy and both backends after the stack has been idle for a few seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,24 @@ def cold_start(tmp: Path) -> tuple[float, dict[str, float]]:
     env = {**os.environ, "SYNQRA_MASTER_KEY": MASTER_KEY}
     log = open(tmp / "serve.log", "ab")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)], stdout=log,
-                            stderr=subprocess.STDOUT, env=env, cwd=str(REPO), preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(REPO),
+        preexec_fn=die_with_parent,
+    )
     s = RunningStack(path, proc, port, tmp / "data", tmp / "serve.log")
     try:
         while True:
             try:
-                r = httpx.post(f"{s.base_url}/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
-                               json={"model": "local-llama", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}, timeout=30)
+                r = httpx.post(
+                    f"{s.base_url}/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                    json={"model": "local-llama", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
+                    timeout=30,
+                )
                 if r.status_code == 200:
                     break
             except httpx.HTTPError:
@@ -63,8 +74,10 @@ def main() -> None:
         rss.append(r)
         print(f"cold start {t:.1f} s; RSS {r}", flush=True)
     rows = [{"process": name, "idle RSS MB (median)": median([r[name] for r in rss])} for name in rss[0]]
-    text = (f"cold start, `synqra serve` to first successful local chat: median {median(times):.1f} s over {args.runs} runs "
-            f"({', '.join(f'{t:.1f}' for t in times)} s)\n\n" + table(rows))
+    text = (
+        f"cold start, `synqra serve` to first successful local chat: median {median(times):.1f} s over {args.runs} runs "
+        f"({', '.join(f'{t:.1f}' for t in times)} s)\n\n" + table(rows)
+    )
     print(text)
     write_result("stack_footprint", text)
 

@@ -7,6 +7,7 @@ tokenisation the model runs, so they cost nothing extra.
 
 Run: python -m local_backends.embedding_server --config litellm_config.yaml
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from local_backends import token_ids
-from policies.embedding.encoder import Encoder
 from policies.common.settings import LOG_FORMAT, EmbedBackendSettings, load_config
+from policies.embedding.encoder import Encoder
 
 log = logging.getLogger("synqra.embed")
 
@@ -84,7 +84,7 @@ class Batcher:
                         break
                     try:
                         job = await asyncio.wait_for(self.queue.get(), remaining)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
                 jobs.append(job)
                 n += len(job.texts)
@@ -106,7 +106,9 @@ class Batcher:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json"
+    )
 
 
 def _error(status: int, message: str, param: str | None = None) -> Response:
@@ -167,10 +169,14 @@ def create_app(settings: EmbedBackendSettings, encoder: Encoder | None = None) -
 
     async def health(_: Request) -> Response:
         enc: Encoder = state["encoder"]
-        return _json({"status": "ok", "model": settings.model_alias, "model_path": str(enc.path), "dimensions": enc.dim})
+        return _json(
+            {"status": "ok", "model": settings.model_alias, "model_path": str(enc.path), "dimensions": enc.dim}
+        )
 
     async def models(_: Request) -> Response:
-        return _json({"object": "list", "data": [{"id": settings.model_alias, "object": "model", "owned_by": "synqra"}]})
+        return _json(
+            {"object": "list", "data": [{"id": settings.model_alias, "object": "model", "owned_by": "synqra"}]}
+        )
 
     async def embeddings(request: Request) -> Response:
         try:

@@ -6,6 +6,7 @@ asked) come from the same generation call (local_backends/logprobs.py), which th
 JSON output is enforced by a llama.cpp grammar built from the requested schema. `n` answers are generated
 one after another. A llama.cpp context is not thread-safe: every generation holds `lock`.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ from typing import Any
 
 from local_backends.llama_params import Generation
 from local_backends.logprobs import TokenLogprobRecorder
-from policies.common.model_files import resolve_gguf
 from local_backends.prompt_format import build_completion_prompt
+from policies.common.model_files import resolve_gguf
 from policies.common.settings import LlamaBackendSettings
 
 log = logging.getLogger("synqra.llama")
@@ -110,7 +111,10 @@ class LlamaEngine:
         items = []
         for i, (tid, lp) in enumerate(zip(ids, values)):
             tok = self._piece(tid)
-            alts = [{"token": (t := self._piece(a)), "logprob": alp, "bytes": list(t.encode())} for a, alp in (top[i] if i < len(top) else [])]
+            alts = [
+                {"token": (t := self._piece(a)), "logprob": alp, "bytes": list(t.encode())}
+                for a, alp in (top[i] if i < len(top) else [])
+            ]
             items.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()), "top_logprobs": alts})
         return {"content": items} if items else None
 
@@ -150,8 +154,14 @@ class LlamaEngine:
         with self.lock:
             for i in range(g.n):
                 text, finish, logprobs, usage = self._chat_one(body["messages"], g, i)
-                choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
-                                "logprobs": logprobs})
+                choices.append(
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
+                        "logprobs": logprobs,
+                    }
+                )
                 prompt_tokens = usage["prompt_tokens"]
                 completion_tokens += usage["completion_tokens"]
         return {
@@ -177,14 +187,25 @@ class LlamaEngine:
                 # role-only chunk), which are not tokens.
                 if self.use_chat_template:
                     prompt = None
-                    parts = ((((c := (p["choices"] or [{}])[0]).get("delta") or {}).get("content") or "", c.get("finish_reason"),
-                              "content" in (c.get("delta") or {}) and not c.get("finish_reason"))
-                             for p in self.llm.create_chat_completion(messages=body["messages"], stream=True, **kw))
+                    parts = (
+                        (
+                            ((c := (p["choices"] or [{}])[0]).get("delta") or {}).get("content") or "",
+                            c.get("finish_reason"),
+                            "content" in (c.get("delta") or {}) and not c.get("finish_reason"),
+                        )
+                        for p in self.llm.create_chat_completion(messages=body["messages"], stream=True, **kw)
+                    )
                 else:
                     kw["stop"] = kw["stop"] + self.settings.completion.stop
                     prompt = build_completion_prompt(body["messages"], self.settings.completion)
-                    parts = ((p["choices"][0].get("text") or "", p["choices"][0].get("finish_reason"), not p["choices"][0].get("finish_reason"))
-                             for p in self.llm.create_completion(prompt=prompt, stream=True, **kw))
+                    parts = (
+                        (
+                            p["choices"][0].get("text") or "",
+                            p["choices"][0].get("finish_reason"),
+                            not p["choices"][0].get("finish_reason"),
+                        )
+                        for p in self.llm.create_completion(prompt=prompt, stream=True, **kw)
+                    )
                 n_out, started, finish = 0, False, "stop"
                 for text, reason, is_token in parts:
                     n_out += is_token
@@ -220,8 +241,14 @@ class LlamaEngine:
                     rec = self._recorder(g, kw)
                     out = self.llm.create_completion(prompt=prompt, **kw)
                     c = out["choices"][0]
-                    choices.append({"index": len(choices), "text": (prompt if echo else "") + c["text"],
-                                    "finish_reason": c.get("finish_reason") or "stop", "logprobs": self._text_logprobs(rec)})
+                    choices.append(
+                        {
+                            "index": len(choices),
+                            "text": (prompt if echo else "") + c["text"],
+                            "finish_reason": c.get("finish_reason") or "stop",
+                            "logprobs": self._text_logprobs(rec),
+                        }
+                    )
                     completion_tokens += out["usage"]["completion_tokens"]
                 prompt_tokens += out["usage"]["prompt_tokens"]
         return {
@@ -233,7 +260,9 @@ class LlamaEngine:
             "usage": _usage(prompt_tokens, completion_tokens),
         }
 
-    def text_stream(self, prompts: list[str], g: Generation, echo: bool, include_usage: bool) -> Iterator[dict[str, Any]]:
+    def text_stream(
+        self, prompts: list[str], g: Generation, echo: bool, include_usage: bool
+    ) -> Iterator[dict[str, Any]]:
         cid, created, alias = "cmpl-" + uuid.uuid4().hex, int(time.time()), self.settings.model_alias
         prompt_tokens = completion_tokens = index = 0
         last = len(prompts) * g.n - 1
@@ -281,13 +310,25 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _chat_chunk(cid: str, created: int, model: str, index: int, delta: dict[str, Any], finish: str | None,
-                logprobs: Any = None) -> dict[str, Any]:
-    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]}
+def _chat_chunk(
+    cid: str, created: int, model: str, index: int, delta: dict[str, Any], finish: str | None, logprobs: Any = None
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
+    }
 
 
-def _text_chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None,
-                logprobs: Any = None) -> dict[str, Any]:
-    return {"id": cid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": logprobs}]}
+def _text_chunk(
+    cid: str, created: int, model: str, index: int, text: str, finish: str | None, logprobs: Any = None
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": logprobs}],
+    }

@@ -6,6 +6,7 @@ presence/frequency penalties, `n` (several answers, generated one after another)
 `top_logprobs`, and `response_format` json_object / json_schema (enforced with a llama.cpp grammar).
 Pure: the grammar is built by the engine from the schema returned here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

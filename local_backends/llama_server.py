@@ -12,6 +12,7 @@ requests queue on a lock while /health stays responsive.
 
 Run: python -m local_backends.llama_server --config litellm_config.yaml
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ def _validate_chat_body(body: dict[str, Any]) -> str | None:
 
 def _prompts(prompt: Any, detokenize: Callable[[list[int]], str]) -> list[str]:
     """OpenAI's four prompt shapes: a string, strings, token ids (this model's), lists of token ids."""
+
     def is_ids(x: Any) -> bool:
         return isinstance(x, list) and bool(x) and all(isinstance(i, int) and not isinstance(i, bool) for i in x)
 
@@ -99,7 +101,9 @@ def create_app(settings: LlamaBackendSettings) -> FastAPI:
             return _error(400, "request body must be a JSON object")
         return body
 
-    async def generate(body: dict[str, Any], once: Callable[[], dict[str, Any]], chunks: Callable[[], Iterator[dict[str, Any]]]) -> Any:
+    async def generate(
+        body: dict[str, Any], once: Callable[[], dict[str, Any]], chunks: Callable[[], Iterator[dict[str, Any]]]
+    ) -> Any:
         try:
             if not body.get("stream"):
                 return JSONResponse(await asyncio.to_thread(once))
@@ -137,7 +141,9 @@ def create_app(settings: LlamaBackendSettings) -> FastAPI:
             return _error(400, str(exc), "prompt")
         echo = bool(body.get("echo"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return await generate(body, lambda: e.text(prompts, g, echo), lambda: e.text_stream(prompts, g, echo, include_usage))
+        return await generate(
+            body, lambda: e.text(prompts, g, echo), lambda: e.text_stream(prompts, g, echo, include_usage)
+        )
 
     @app.post("/extras/tokenize")
     async def tokenize(request: Request) -> Any:

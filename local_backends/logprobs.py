@@ -13,6 +13,7 @@ of each sampled token instead, from the one logits row llama.cpp computes anyway
 The processor sees raw logits before penalties and temperature, so the values
 are the model's own confidence. numpy only (no llama import here).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ A base GGUF (no chat template) only continues text. Framing the conversation as
 Question/Answer pairs and stopping at the next "Question:" makes it produce one
 answer. Instruct models don't come here: they use their own chat template.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,6 +5,7 @@ splits long texts with tiktoken's cl100k_base). A local sentence-transformers mo
 so the ids are decoded to text and embedded as text. tiktoken's encoding file is the copy LiteLLM ships
 (no download: these machines are offline).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,7 +21,9 @@ def _encoding() -> Any:
 
     spec = importlib.util.find_spec("litellm")
     if spec is not None and spec.submodule_search_locations and "TIKTOKEN_CACHE_DIR" not in os.environ:
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(spec.submodule_search_locations[0]) / "litellm_core_utils" / "tokenizers")
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(
+            Path(spec.submodule_search_locations[0]) / "litellm_core_utils" / "tokenizers"
+        )
     return tiktoken.get_encoding("cl100k_base")
 
 

@@ -17,6 +17,7 @@ range, not a string): the caller then decides without the judge. Nothing here ra
 The caller builds the call (model `synqra.quality.judge.model`, `max_tokens` JUDGE_MAX_TOKENS, temperature 0),
 reserves its budget, books it in the ledger as its own kind and enforces the monthly limit.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,12 +36,10 @@ SINGLE_SYSTEM = (
     "the user question displayed below. Your evaluation should consider factors such as the helpfulness, "
     "relevance, accuracy, depth, creativity, and level of detail of the response. Begin your evaluation by "
     "providing a short explanation. Be as objective as possible. After providing your explanation, you must "
-    "rate the response on a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
-    "\"Rating: [[5]]\"."
+    'rate the response on a scale of 1 to 10 by strictly following this format: "[[rating]]", for example: '
+    '"Rating: [[5]]".'
 )
-SINGLE_USER = (
-    "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
-)
+SINGLE_USER = "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
 # With a reference answer (MT-Bench `single-math-v1`): for questions with one right result.
 SINGLE_REFERENCE_SYSTEM = (
     "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to "
@@ -48,7 +47,7 @@ SINGLE_REFERENCE_SYSTEM = (
     "be given a reference answer and the assistant's answer. Begin your evaluation by comparing the assistant's "
     "answer with the reference answer. Identify and correct any mistakes. Be as objective as possible. After "
     "providing your explanation, you must rate the response on a scale of 1 to 10 by strictly following this "
-    "format: \"[[rating]]\", for example: \"Rating: [[5]]\"."
+    'format: "[[rating]]", for example: "Rating: [[5]]".'
 )
 SINGLE_REFERENCE_USER = (
     "[Question]\n{question}\n\n[The Start of Reference Answer]\n{reference}\n[The End of Reference Answer]\n\n"
@@ -63,7 +62,7 @@ PAIR_SYSTEM = (
     "order in which the responses were presented does not influence your decision. Do not allow the length of "
     "the responses to influence your evaluation. Do not favor certain names of the assistants. Be as objective "
     "as possible. After providing your explanation, output your final verdict by strictly following this "
-    "format: \"[[A]]\" if assistant A is better, \"[[B]]\" if assistant B is better, and \"[[C]]\" for a tie."
+    'format: "[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.'
 )
 PAIR_USER = (
     "[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's "
@@ -85,8 +84,10 @@ def single_rating_messages(question: str, answer: str, reference: str | None = N
     if reference is not None:
         user = SINGLE_REFERENCE_USER.format(question=q, reference=_cut(reference, MAX_ANSWER_CHARS), answer=a)
         return [{"role": "system", "content": SINGLE_REFERENCE_SYSTEM}, {"role": "user", "content": user}]
-    return [{"role": "system", "content": SINGLE_SYSTEM},
-            {"role": "user", "content": SINGLE_USER.format(question=q, answer=a)}]
+    return [
+        {"role": "system", "content": SINGLE_SYSTEM},
+        {"role": "user", "content": SINGLE_USER.format(question=q, answer=a)},
+    ]
 
 
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
@@ -122,8 +123,11 @@ def rating_to_score(rating: float) -> float:
 
 def pairwise_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
     """Chat messages asking the judge which of two answers is better (A, B or C for a tie)."""
-    user = PAIR_USER.format(question=_cut(question, MAX_QUESTION_CHARS), answer_a=_cut(answer_a, MAX_ANSWER_CHARS),
-                            answer_b=_cut(answer_b, MAX_ANSWER_CHARS))
+    user = PAIR_USER.format(
+        question=_cut(question, MAX_QUESTION_CHARS),
+        answer_a=_cut(answer_a, MAX_ANSWER_CHARS),
+        answer_b=_cut(answer_b, MAX_ANSWER_CHARS),
+    )
     return [{"role": "system", "content": PAIR_SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -138,7 +142,7 @@ _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 
 
 def parse_verdict(text: Any) -> Verdict | None:
-    """"A", "B" or "C" (tie) from a judge's reply, or None when there is no verdict or two different ones."""
+    """ "A", "B" or "C" (tie) from a judge's reply, or None when there is no verdict or two different ones."""
     if not isinstance(text, str):
         return None
     found = set(_VERDICT.findall(text))

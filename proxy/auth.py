@@ -5,6 +5,7 @@ the master key is the key. LiteLLM's own check then tries a database lookup for
 any other key and answers "No connected db" (400) or crashes (500) for a missing
 key; this gives a plain 401 instead, with the key compared in constant time.
 """
+
 from __future__ import annotations
 
 from fastapi import Request

@@ -6,6 +6,7 @@ it, a LiteLLM fallback to it is skipped, and a request naming it goes to its con
 `synqra.routing.unavailable_retry_s`, then tried again. Local models are always candidates (their health
 is the supervisor's and LiteLLM's fallbacks' business).
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,12 +47,20 @@ def _missing_key(entry: ModelEntry, env: Mapping[str, str]) -> str | None:
 
 
 class Availability:
-    def __init__(self, cfg: AppConfig, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, cfg: AppConfig, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         env = os.environ if env is None else env
         self.retry_s = cfg.synqra.routing.unavailable_retry_s
         self._clock = clock
-        local = {cfg.synqra.backends.llama.model_alias, cfg.synqra.backends.embed.model_alias, cfg.synqra.routing.virtual_model}
-        self._missing = {m.model_name: why for m in cfg.model_list if m.model_name not in local and (why := _missing_key(m, env))}
+        local = {
+            cfg.synqra.backends.llama.model_alias,
+            cfg.synqra.backends.embed.model_alias,
+            cfg.synqra.routing.virtual_model,
+        }
+        self._missing = {
+            m.model_name: why for m in cfg.model_list if m.model_name not in local and (why := _missing_key(m, env))
+        }
         self._auth_failed: dict[str, tuple[float, str]] = {}  # model -> (until, why)
 
     def reason(self, model: str) -> str | None:
@@ -75,5 +84,7 @@ class Availability:
     def auth_failed(self, model: str, status: int) -> None:
         """The provider refused the key: set the model aside for a while (not a cooldown: it is not overloaded)."""
         if model not in self._auth_failed:
-            log.error("%s: the provider refused its API key (HTTP %d); not used for %.0f s", model, status, self.retry_s)
+            log.error(
+                "%s: the provider refused its API key (HTTP %d); not used for %.0f s", model, status, self.retry_s
+            )
         self._auth_failed[model] = (self._clock() + self.retry_s, f"its provider refused the API key (HTTP {status})")

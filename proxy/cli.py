@@ -3,6 +3,7 @@
 Each sub-command lives in its own module and is imported only when used, so
 `synqra route-score` does not pay for starting LiteLLM and vice versa.
 """
+
 from __future__ import annotations
 
 import argparse

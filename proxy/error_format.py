@@ -6,6 +6,7 @@ Anthropic SDK expects {"type": "error", "error": {"type", "message"}}; this ASGI
 middleware rewrites such bodies on the Messages routes and leaves everything
 else untouched (no buffering of successful or streamed responses).
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ LiteLLM checks `type(cb).__dict__` for some hook names, so every hook is defined
 The class only sequences the policies: decisions live in `policies/`, money in the Accountant
 (`rt.accounts`), a request's state in its RequestState (proxy/litellm_state.py says where LiteLLM keeps it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -137,20 +138,28 @@ class SynqraHooks(CustomLogger):
         stopped = guard.is_stopped()
         t0 = time.perf_counter()
         unavailable = rt.availability.unavailable(rt.router.settings.tiers)
-        decision = await rt.router.adecide(view, budget_pressure=1.0 if stopped else guard.pressure(), unavailable=unavailable)
+        decision = await rt.router.adecide(
+            view, budget_pressure=1.0 if stopped else guard.pressure(), unavailable=unavailable
+        )
         state.route_note = decision.note
         seconds = time.perf_counter() - t0
         settings = rt.router.settings
         metrics.observe_route(decision.tier, settings.mode, seconds)
         data["model"] = decision.tier
-        state.routing = RouteInfo(round(decision.score, 4), round(seconds * 1000, 2), decision.features.get("scorer"),
-                                  decision.reason, version=rt.learning.version)
+        state.routing = RouteInfo(
+            round(decision.score, 4),
+            round(seconds * 1000, 2),
+            decision.features.get("scorer"),
+            decision.reason,
+            version=rt.learning.version,
+        )
         rt.learning.route(state, view, decision, settings.mode)
         if settings.mode == "shadow":  # decided and logged; served as without synqra
             state.routing.shadow = decision.tier
             cfg = rt.config
-            target = settings.shadow_target(cfg.resolve_requested(state.requested_model),
-                                            lambda m: cfg.model(cfg.canonical(m)) is not None)
+            target = settings.shadow_target(
+                cfg.resolve_requested(state.requested_model), lambda m: cfg.model(cfg.canonical(m)) is not None
+            )
             data["model"] = cfg.canonical(target)
             log.info("shadow: router chose %s, serving %s", decision.tier, data["model"])
             if not stopped:  # when stopped the local model serves it live and the gate's verdict is logged
@@ -172,7 +181,9 @@ class SynqraHooks(CustomLogger):
                     raise stop
                 why = rt.availability.reason(group)
                 if why:  # LiteLLM moves on to the next fallback (an auth error cools nothing down)
-                    raise litellm.AuthenticationError(message=f"{group} unavailable: {why}", llm_provider="synqra", model=group)
+                    raise litellm.AuthenticationError(
+                        message=f"{group} unavailable: {why}", llm_provider="synqra", model=group
+                    )
             try:
                 await rt.accounts.reserve_attempt(state, group, kwargs)
             except BudgetRefused as e:
@@ -199,7 +210,11 @@ class SynqraHooks(CustomLogger):
             await rt.accounts.attempt_failed(state, group)
 
     async def async_post_call_failure_hook(
-        self, request_data: dict, original_exception: Exception, user_api_key_dict: Any, traceback_str: str | None = None
+        self,
+        request_data: dict,
+        original_exception: Exception,
+        user_api_key_dict: Any,
+        traceback_str: str | None = None,
     ) -> Any:
         # The request failed as a whole (every fallback too): release whatever it still holds.
         state = state_of(request_data)
@@ -222,8 +237,12 @@ class SynqraHooks(CustomLogger):
         delivered = await rt.gate.after_response(state, response) if rt.gate.applies(state) else None
         rt.learning.outcome(state)
         if state.routing is not None and state.routing.shadow is not None:  # the incumbent's answer, for the judge
-            rt.learning.offer(state, "served", question_of(chat_view(data, state.call_type)),
-                              answer_of(response, state.call_type).text)
+            rt.learning.offer(
+                state,
+                "served",
+                question_of(chat_view(data, state.call_type)),
+                answer_of(response, state.call_type).text,
+            )
         return delivered
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
@@ -314,8 +333,12 @@ class SynqraHooks(CustomLogger):
                 yield item
         rt.learning.outcome(state)
         if seen:
-            rt.learning.offer(state, "served", question_of(chat_view(request_data, state.call_type)),
-                              stream_answer(seen, state.call_type).text)
+            rt.learning.offer(
+                state,
+                "served",
+                question_of(chat_view(request_data, state.call_type)),
+                stream_answer(seen, state.call_type).text,
+            )
 
 
 synqra_hooks = SynqraHooks()

@@ -7,6 +7,7 @@ Python re-executes it on the next request: about 0.25 ms of CPU per request on
 this machine, more than the whole budget store round trip. Marking the module as
 unavailable makes the same import fail at once, with the same exception type.
 """
+
 from __future__ import annotations
 
 import importlib.util

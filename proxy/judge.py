@@ -11,6 +11,7 @@ Two purposes share this: the quality gate's judge tier (`synqra.quality.judge`, 
 whose score is unsure) and the learning loop's pairwise judge (`synqra.learning.judge`, local answer against
 the answer served, both orders).
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,8 +70,9 @@ class JudgeCaller:
         from litellm.proxy.proxy_server import llm_router
 
         self._calls += 1
-        child = parent.child("judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False,
-                             leaves_local=False)
+        child = parent.child(
+            "judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False, leaves_local=False
+        )
         child.call_type = "acompletion"
         data = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": 0}
         accounts = self.rt.accounts
@@ -88,5 +90,7 @@ class JudgeCaller:
         usage = usage_of(resp)
         if usage is not None:
             await accounts.settle(child, usage, self.model)
-            self._spent_usd += self.rt.budget.prices.cost(self.model, usage["prompt_tokens"], usage["completion_tokens"])
+            self._spent_usd += self.rt.budget.prices.cost(
+                self.model, usage["prompt_tokens"], usage["completion_tokens"]
+            )
         return chat_answer(resp).text

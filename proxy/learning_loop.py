@@ -6,6 +6,7 @@ background thread; never blocks or fails the request); the quality gate's verdic
 shadow evaluation's, a judge's and the application's feedback become labels; a new version installed by any
 process is picked up within `RELOAD_EVERY_S`, without a restart, and named in `x-synqra-router-version`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,9 @@ class LearningLoop:
         """At warm-up: serve the installed version, start the log writer and the reload poll."""
         self._apply(self.registry.current_version())
         if self.settings.enabled and isinstance(self.router.scorer, LearnedScorer):
-            self.writer = InferenceLogWriter(InferenceLog(self.folder), Representer(self.router.scorer, self.router.embedder),
-                                             self.settings)
+            self.writer = InferenceLogWriter(
+                InferenceLog(self.folder), Representer(self.router.scorer, self.router.embedder), self.settings
+            )
             self.writer.start()
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
@@ -106,7 +108,9 @@ class LearningLoop:
     def outcome(self, state: RequestState) -> None:
         """A routed request ended: what answered, after fallbacks and escalations."""
         if self.writer is not None and state.routing is not None:
-            chain = state.quality.escalated if state.quality is not None and state.quality.escalated != "false" else None
+            chain = (
+                state.quality.escalated if state.quality is not None and state.quality.escalated != "false" else None
+            )
             self.writer.log_outcome(state.request_id, state.route, chain)
 
     def gate_verdict(self, request_id: str, action: str, shadow: bool = False) -> None:

@@ -6,6 +6,7 @@ request metadata. In each, the state is the object under "synqra" in LiteLLM's o
 `litellm_metadata` on /v1/messages and /v1/responses (where `metadata` is the client's own field, sent on to
 the provider and dropped by LiteLLM's streaming Messages path), `metadata` elsewhere.
 """
+
 from __future__ import annotations
 
 from typing import Any

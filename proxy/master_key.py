@@ -6,6 +6,7 @@ fresh machine creates a strong key, stores it owner-only, and says where it is.
 Clients present it as `Authorization: Bearer <key>` (OpenAI SDKs, Prometheus) or
 `x-api-key: <key>` (the Anthropic SDK); it is compared in constant time.
 """
+
 from __future__ import annotations
 
 import os

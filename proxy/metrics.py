@@ -5,6 +5,7 @@ carries LiteLLM's own per-model request, latency and token metrics when its `pro
 added to `litellm_settings.callbacks` (LiteLLM renders the same registry). Observing is a few
 in-memory increments per request; nothing here does I/O.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -20,32 +21,45 @@ if TYPE_CHECKING:
     from proxy.learning_loop import LearningLoop
 
 ROUTE_DECISIONS = Counter(
-    "synqra_route_decisions", "Routing decisions by the tier the router chose; mode shadow: logged, not served",
+    "synqra_route_decisions",
+    "Routing decisions by the tier the router chose; mode shadow: logged, not served",
     ["tier", "mode"],
 )
 ROUTE_SECONDS = Histogram(
-    "synqra_route_decision_seconds", "Time to decide a route, embedding included",
+    "synqra_route_decision_seconds",
+    "Time to decide a route, embedding included",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
 )
 QUALITY_VERDICTS = Counter(
     "synqra_quality_verdicts", "Quality verdicts on a validated tier's first answer", ["tier", "action"]
 )
 QUALITY_SCORE = Histogram(
-    "synqra_quality_score", "Quality score of a validated tier's first answer",
+    "synqra_quality_score",
+    "Quality score of a validated tier's first answer",
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
 )
 QUALITY_SERVED = Counter(
-    "synqra_quality_served", "Validated requests by the tier that answered first and the tier that served",
+    "synqra_quality_served",
+    "Validated requests by the tier that answered first and the tier that served",
     ["first_tier", "served_tier"],
 )
 SHADOW_EVALS = Counter(
-    "synqra_shadow_evaluations", "Shadow-mode answers of the local model by verdict (or skipped_busy, failed)", ["outcome"]
+    "synqra_shadow_evaluations",
+    "Shadow-mode answers of the local model by verdict (or skipped_busy, failed)",
+    ["outcome"],
 )
-SHADOW_IN_FLIGHT = Gauge("synqra_shadow_evaluations_in_flight", "Shadow-mode answers of the local model being generated or judged",
-                         multiprocess_mode="livesum")
-CALLS = Counter("synqra_calls", "Model calls written to the ledger (escalations and fallbacks included)", ["model", "kind", "local"])
+SHADOW_IN_FLIGHT = Gauge(
+    "synqra_shadow_evaluations_in_flight",
+    "Shadow-mode answers of the local model being generated or judged",
+    multiprocess_mode="livesum",
+)
+CALLS = Counter(
+    "synqra_calls", "Model calls written to the ledger (escalations and fallbacks included)", ["model", "kind", "local"]
+)
 COST_USD = Counter("synqra_cost_usd", "Actual cost of the ledger's calls, USD", ["model"])
-BASELINE_USD = Counter("synqra_baseline_usd", "What the same calls would have cost on the baseline model, USD", ["model"])
+BASELINE_USD = Counter(
+    "synqra_baseline_usd", "What the same calls would have cost on the baseline model, USD", ["model"]
+)
 TOKENS = Counter("synqra_tokens", "Tokens of the ledger's calls", ["model", "direction"])
 
 
@@ -64,7 +78,7 @@ def observe_shadow_eval(outcome: str) -> None:
     SHADOW_EVALS.labels(outcome=outcome).inc()
 
 
-def observe_ledger(record: "LedgerRecord") -> None:
+def observe_ledger(record: LedgerRecord) -> None:
     """A BudgetGuard listener: one call per ledger row, as written (or queued while the store is down)."""
     model = record.served_model
     CALLS.labels(model=model, kind=record.kind, local=str(record.local).lower()).inc()
@@ -78,7 +92,7 @@ class BudgetCollector(Collector):
     """The month's budget as this process knows it (the guard's cache, refreshed from the shared
     store by its maintenance loop), read at scrape time."""
 
-    def __init__(self, guard: Callable[[], "BudgetGuard | None"]) -> None:
+    def __init__(self, guard: Callable[[], BudgetGuard | None]) -> None:
         self._guard = guard
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -87,14 +101,20 @@ class BudgetCollector(Collector):
             return
         v = guard.snapshot()
         yield GaugeMetricFamily("synqra_budget_limit_usd", "Monthly hard limit, USD", value=v["limit_usd"])
-        yield GaugeMetricFamily("synqra_budget_committed_usd", "Spent this month (settled calls), USD", value=v["committed_usd"])
-        yield GaugeMetricFamily("synqra_budget_reserved_usd", "Reserved by calls in flight, USD", value=v["reserved_usd"])
-        yield GaugeMetricFamily("synqra_budget_used_ratio", "Committed share of the monthly limit", value=v["used_ratio"])
+        yield GaugeMetricFamily(
+            "synqra_budget_committed_usd", "Spent this month (settled calls), USD", value=v["committed_usd"]
+        )
+        yield GaugeMetricFamily(
+            "synqra_budget_reserved_usd", "Reserved by calls in flight, USD", value=v["reserved_usd"]
+        )
+        yield GaugeMetricFamily(
+            "synqra_budget_used_ratio", "Committed share of the monthly limit", value=v["used_ratio"]
+        )
         yield GaugeMetricFamily("synqra_budget_pressure", "Thrift pressure on routing, 0..1", value=v["pressure"])
         yield GaugeMetricFamily("synqra_budget_stopped", "1 when paid calls are stopped", value=float(v["stopped"]))
 
 
-def register_budget(guard: Callable[[], "BudgetGuard | None"], registry: CollectorRegistry = REGISTRY) -> BudgetCollector:
+def register_budget(guard: Callable[[], BudgetGuard | None], registry: CollectorRegistry = REGISTRY) -> BudgetCollector:
     collector = BudgetCollector(guard)
     registry.register(collector)
     return collector
@@ -103,7 +123,7 @@ def register_budget(guard: Callable[[], "BudgetGuard | None"], registry: Collect
 class LearningCollector(Collector):
     """The inference log's writer (rows written and dropped, by kind) and the serving router version."""
 
-    def __init__(self, loop: Callable[[], "LearningLoop | None"]) -> None:
+    def __init__(self, loop: Callable[[], LearningLoop | None]) -> None:
         self._loop = loop
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -111,21 +131,26 @@ class LearningCollector(Collector):
         if loop is None:
             return
         if loop.version is not None:
-            info = GaugeMetricFamily("synqra_router_version_info", "The router version serving (value 1)", labels=["version"])
+            info = GaugeMetricFamily(
+                "synqra_router_version_info", "The router version serving (value 1)", labels=["version"]
+            )
             info.add_metric([loop.version], 1.0)
             yield info
         writer = loop.writer
         if writer is None:
             return
-        rows = CounterMetricFamily("synqra_learning_log_items", "Inference log items (route, outcome, label) by fate",
-                                   labels=["kind", "fate"])
+        rows = CounterMetricFamily(
+            "synqra_learning_log_items", "Inference log items (route, outcome, label) by fate", labels=["kind", "fate"]
+        )
         for fate, counts in (("written", writer.written), ("dropped", writer.dropped)):
             for kind in ("route", "outcome", "label"):
                 rows.add_metric([kind, fate], float(counts.get(kind, 0)))
         yield rows
 
 
-def register_learning(loop: Callable[[], "LearningLoop | None"], registry: CollectorRegistry = REGISTRY) -> LearningCollector:
+def register_learning(
+    loop: Callable[[], LearningLoop | None], registry: CollectorRegistry = REGISTRY
+) -> LearningCollector:
     collector = LearningCollector(loop)
     registry.register(collector)
     return collector

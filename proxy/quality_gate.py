@@ -10,6 +10,7 @@ Streams from a validated tier are buffered, scored, then replayed (or replaced b
 the escalated tier's stream): the client never sees half an answer from one model
 followed by another. Streams from an unvalidated tier pass straight through.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,8 +46,19 @@ log = logging.getLogger("synqra.quality")
 # The request fields proxy/shadow_eval.py copies into the request it scores (the scorer reads messages,
 # response_format and tools). A rephrase / escalation carries every client parameter: see client_params.
 CARRIED_PARAMS = (
-    "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stop_sequences", "tools", "tool_choice",
-    "response_format", "system", "seed", "user", "metadata_user",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stop_sequences",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "system",
+    "seed",
+    "user",
+    "metadata_user",
 )
 # Set by the gate itself on every extra call: the tier, streaming (the buffered stream asks for its usage),
 # and the metadata carrying synqra's state for that call.
@@ -90,6 +102,7 @@ class Attempt:
 
 # --- the cascade ------------------------------------------------------------------------------
 
+
 def _retrieve_exception(task: asyncio.Future[Any]) -> None:
     """Mark a shielded call's outcome as seen: its caller may have been cancelled meanwhile."""
     if not task.cancelled():
@@ -103,7 +116,9 @@ class QualityGate:
         self.tiers = runtime.config.synqra.routing.tiers
         j = self.settings.judge
         # The judge tier: a cheap cloud model rates a local answer whose score is unsure (inside j.band).
-        self.judge = JudgeCaller(runtime, "quality", j.model, j.monthly_limit_usd, JUDGE_MAX_TOKENS) if j.enabled else None
+        self.judge = (
+            JudgeCaller(runtime, "quality", j.model, j.monthly_limit_usd, JUDGE_MAX_TOKENS) if j.enabled else None
+        )
 
     def _tiers(self) -> list[str]:
         """The routing ladder without the tiers that cannot answer now (no API key): the top of what is left
@@ -112,7 +127,11 @@ class QualityGate:
         return [t for t in self.tiers if t not in down] if down else self.tiers
 
     def applies(self, state: RequestState) -> bool:
-        return state.routed and state.call_type in GENERATION_CALLS and is_validated(state.route, self.settings, self._tiers())
+        return (
+            state.routed
+            and state.call_type in GENERATION_CALLS
+            and is_validated(state.route, self.settings, self._tiers())
+        )
 
     def prepare(self, state: RequestState, data: dict[str, Any]) -> None:
         """Before the call: remember the client's request; ask llama.cpp for token logprobs."""
@@ -132,22 +151,40 @@ class QualityGate:
 
     async def score(self, state: RequestState, answer: Answer, tier: str | None = None) -> QualityVerdict:
         request = chat_view(self._request(state), state.call_type)  # the scorer reads chat messages
-        verdict = await self.rt.quality.ascore(request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
-        if (self.judge is not None and (tier or state.route) == self.rt.config.synqra.backends.llama.model_alias
-                and not verdict.hard_failures and in_judge_band(verdict.score, self.settings.judge.band)):
+        verdict = await self.rt.quality.ascore(
+            request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls
+        )
+        if (
+            self.judge is not None
+            and (tier or state.route) == self.rt.config.synqra.backends.llama.model_alias
+            and not verdict.hard_failures
+            and in_judge_band(verdict.score, self.settings.judge.band)
+        ):
             verdict = await self._judged(state, request, answer, verdict)
         return verdict
 
-    async def _judged(self, state: RequestState, request: dict[str, Any], answer: Answer, verdict: QualityVerdict) -> QualityVerdict:
+    async def _judged(
+        self, state: RequestState, request: dict[str, Any], answer: Answer, verdict: QualityVerdict
+    ) -> QualityVerdict:
         """The judge's 1-10 rating decides an unsure local answer; skipped or unreadable: the scorer alone."""
         assert self.judge is not None
         rating = parse_rating(await self.judge.ask(state, single_rating_messages(question_of(request), answer.text)))
         if rating is None:
             return verdict
         score = rating_to_score(rating)
-        log.info("quality judge rated %s's local answer %.0f/10 (scorer %.3f -> %.3f)", state.request_id, rating, verdict.score, score)
-        return dataclasses.replace(verdict, score=score, action=band(score, self.settings),
-                                   reasons=[*verdict.reasons, f"judge rated {rating:g}/10"])
+        log.info(
+            "quality judge rated %s's local answer %.0f/10 (scorer %.3f -> %.3f)",
+            state.request_id,
+            rating,
+            verdict.score,
+            score,
+        )
+        return dataclasses.replace(
+            verdict,
+            score=score,
+            action=band(score, self.settings),
+            reasons=[*verdict.reasons, f"judge rated {rating:g}/10"],
+        )
 
     async def _call(self, state: RequestState, step: Step, n: int, stream: bool, leaves_local: bool) -> Attempt:
         """One extra call (rephrase or escalation) through LiteLLM's router, budgeted and recorded;
@@ -190,7 +227,9 @@ class QualityGate:
             raise
         served = str(step.tier)
         if stream:  # settled when LiteLLM logs it; the deployment that opened it is known now
-            served = served_group(self.rt.config, (getattr(resp, "_hidden_params", None) or {}).get("model_id")) or served
+            served = (
+                served_group(self.rt.config, (getattr(resp, "_hidden_params", None) or {}).get("model_id")) or served
+            )
         elif child.fallback is not None:  # a LiteLLM fallback answered for step.tier: billed as its own row
             served = child.route
         else:
@@ -214,10 +253,17 @@ class QualityGate:
                 break
             # Only chat keeps its system prompt in `messages`; the other APIs get the rephrase instruction
             # in their own system field (Messages `system`, Responses `instructions`, a text prompt's head).
-            step = next_step(verdict, chain, self.settings, stopped, tiers=tiers,
-                             messages=request.get("messages"), rephrased=rephrased,
-                             system=request.get("instructions") if call_type in RESPONSES_CALLS else request.get("system"),
-                             anthropic=call_type not in CHAT_CALLS)
+            step = next_step(
+                verdict,
+                chain,
+                self.settings,
+                stopped,
+                tiers=tiers,
+                messages=request.get("messages"),
+                rephrased=rephrased,
+                system=request.get("instructions") if call_type in RESPONSES_CALLS else request.get("system"),
+                anthropic=call_type not in CHAT_CALLS,
+            )
             if step.kind == "deliver":
                 note = step.note
                 break
@@ -263,14 +309,25 @@ class QualityGate:
                 self.rt.learning.gate_verdict(state.request_id, first.action)
                 if best is not attempts[0]:  # and, for a sample, the judge: local answer against the one served
                     call_type = state.call_type
-                    texts = [(stream_answer(a.chunks, call_type) if a.chunks else answer_of(a.response, call_type)).text
-                             for a in (attempts[0], best)]
+                    texts = [
+                        (stream_answer(a.chunks, call_type) if a.chunks else answer_of(a.response, call_type)).text
+                        for a in (attempts[0], best)
+                    ]
                     self.rt.learning.escalated(state, question_of(chat_view(self._request(state), call_type)), *texts)
             # route-thresholds --max-escalation reads first= and route_score= (routed requests have one).
             r = state.routing
-            log.info("quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s", first.score,
-                     first.action, ", ".join(first.reasons) or "ok", q.escalated, best.tier, f" [{note}]" if note else "",
-                     attempts[0].tier, r.score if r else "none", r.scorer if r else "none")
+            log.info(
+                "quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s",
+                first.score,
+                first.action,
+                ", ".join(first.reasons) or "ok",
+                q.escalated,
+                best.tier,
+                f" [{note}]" if note else "",
+                attempts[0].tier,
+                r.score if r else "none",
+                r.scorer if r else "none",
+            )
         return best
 
     async def after_response(self, state: RequestState, response: Any) -> Any:

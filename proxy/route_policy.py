@@ -11,6 +11,7 @@ reach a provider and is not budgeted is a paid call outside the ledger, so the r
 - everything else is closed (403 in the API's error format) unless the operator opens it by name in
   `synqra.server.open_routes`, knowing it is not accounted.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -62,7 +63,7 @@ FREE: tuple[tuple[str, str], ...] = (
 def _pattern(template: str) -> re.Pattern[str]:
     out, pos = "", 0
     for m in re.finditer(r"\{(\w+)(:path)?\}", template):
-        out += re.escape(template[pos:m.start()]) + (".+" if m.group(2) else "[^/]+")
+        out += re.escape(template[pos : m.start()]) + (".+" if m.group(2) else "[^/]+")
         pos = m.end()
     return re.compile("^" + out + re.escape(template[pos:]) + "/?$")
 
@@ -92,6 +93,8 @@ class RoutePolicy:
 
 
 def closed_message(method: str, path: str) -> str:
-    return (f"{method} {path} is closed on this gateway: synqra-proxy serves only the routes it accounts for "
-            "(chat, messages, completions, responses, embeddings, models, count_tokens, health); an operator "
-            "can open another route in synqra.server.open_routes, unaccounted")
+    return (
+        f"{method} {path} is closed on this gateway: synqra-proxy serves only the routes it accounts for "
+        "(chat, messages, completions, responses, embeddings, models, count_tokens, health); an operator "
+        "can open another route in synqra.server.open_routes, unaccounted"
+    )

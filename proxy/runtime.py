@@ -6,6 +6,7 @@ normally imported module that the hooks and the extra endpoints both reach.
 Policy objects are built on first use, inside the proxy's event loop
 (`warm_up()` does that at start-up).
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,12 +20,12 @@ if TYPE_CHECKING:
     from policies.budget.accountant import Accountant
     from policies.budget.guard import BudgetGuard
     from policies.embedding.base import Embedder, HttpEmbedder
+    from policies.embedding.static import StaticEmbedder
     from policies.quality.scorer import QualityScorer
     from policies.routing.router import Router
     from policies.routing.tiers import TierInfo
     from proxy.availability import Availability
     from proxy.learning_loop import LearningLoop
-    from policies.embedding.static import StaticEmbedder
     from proxy.quality_gate import QualityGate
     from proxy.shadow_eval import ShadowEvaluator
 
@@ -38,7 +39,7 @@ class Runtime:
 
     # Each policy object is built on first use (cached_property), inside the event loop.
     @cached_property
-    def budget(self) -> "BudgetGuard":
+    def budget(self) -> BudgetGuard:
         from policies.budget.guard import BudgetGuard
         from proxy.metrics import observe_ledger
 
@@ -47,14 +48,14 @@ class Runtime:
         return guard
 
     @cached_property
-    def accounts(self) -> "Accountant":
+    def accounts(self) -> Accountant:
         """The one owner of money: every reserve, settle, release and ledger record goes through it."""
         from policies.budget.accountant import Accountant
 
         return Accountant(self.budget, self.config.synqra.backends.llama.model_alias)
 
     @cached_property
-    def embedder(self) -> "HttpEmbedder":
+    def embedder(self) -> HttpEmbedder:
         """The local embedding server (full MiniLM), as the policies reach it."""
         from policies.embedding.base import HttpEmbedder
 
@@ -62,60 +63,65 @@ class Runtime:
         return HttpEmbedder(b.url, b.model_alias)
 
     @cached_property
-    def static_embedder(self) -> "StaticEmbedder":
+    def static_embedder(self) -> StaticEmbedder:
         """MiniLM distilled to a token table, in this process (sub-millisecond, no torch)."""
         from policies.embedding.static import StaticEmbedder
 
         return StaticEmbedder.default()
 
-    def embedder_of(self, kind: str) -> "Embedder":
+    def embedder_of(self, kind: str) -> Embedder:
         return self.static_embedder if kind == "static" else self.embedder
 
     @cached_property
-    def router(self) -> "Router":
+    def router(self) -> Router:
         from policies.embedding.names import STATIC
         from policies.routing.router import Router
 
         # Embed with what the artifact was trained on: the static table in-process (shipped), or full
         # MiniLM via the embedding server (also what the fallback rule's creative check uses).
-        return Router.from_config(self.config, lambda trained_on: self.embedder_of("static" if trained_on == STATIC else "minilm"))
+        return Router.from_config(
+            self.config, lambda trained_on: self.embedder_of("static" if trained_on == STATIC else "minilm")
+        )
 
     @cached_property
-    def availability(self) -> "Availability":
+    def availability(self) -> Availability:
         """Which models can answer now (API keys set, not refused by their provider)."""
         from proxy.availability import Availability
 
         return Availability(self.config)
 
     @cached_property
-    def model_caps(self) -> "dict[str, TierInfo]":
+    def model_caps(self) -> dict[str, TierInfo]:
         """What each model_list entry can take (vision, tools, reasoning, context window), read once."""
         from policies.routing.capabilities import model_info_of
 
         return {name: model_info_of(self.config, name) for name in self.config.model_names}
 
     @cached_property
-    def quality(self) -> "QualityScorer":
+    def quality(self) -> QualityScorer:
         from policies.quality.scorer import QualityScorer
 
-        return QualityScorer.from_config(self.config, self.embedder_of(self.config.synqra.quality.relevance_embedder),
-                                         static_embedder=self.static_embedder)
+        return QualityScorer.from_config(
+            self.config,
+            self.embedder_of(self.config.synqra.quality.relevance_embedder),
+            static_embedder=self.static_embedder,
+        )
 
     @cached_property
-    def learning(self) -> "LearningLoop":
+    def learning(self) -> LearningLoop:
         """The inference log, labels and hot reload of learnt router versions."""
         from proxy.learning_loop import LearningLoop
 
         return LearningLoop(self)
 
     @cached_property
-    def shadow_eval(self) -> "ShadowEvaluator":
+    def shadow_eval(self) -> ShadowEvaluator:
         from proxy.shadow_eval import ShadowEvaluator
 
         return ShadowEvaluator(self)
 
     @cached_property
-    def gate(self) -> "QualityGate":
+    def gate(self) -> QualityGate:
         from proxy.quality_gate import QualityGate
 
         return QualityGate(self)

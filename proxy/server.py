@@ -11,6 +11,7 @@ data_dir that every worker writes and every scrape sums).
 
 Run: python -m proxy.server --config litellm_config.yaml [--host H] [--port P]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,8 @@ def build_app(cfg: AppConfig, master_key: str) -> Any:  # fastapi.FastAPI (litel
     from litellm.proxy.proxy_server import app  # heavy import, after the offline switches
 
     from proxy.api import mount_routes
-    from proxy.error_format import AnthropicErrorFormat
     from proxy.dashboard.routes import make_dashboard_router
+    from proxy.error_format import AnthropicErrorFormat
     from proxy.route_guard import RouteGuard
     from proxy.route_policy import RoutePolicy
 

@@ -6,6 +6,7 @@ The local answer costs no money and is not a call anybody was served: it is not 
 is counted in `synqra_shadow_evaluations_total`. At most `shadow_eval_concurrency` run at once;
 a request arriving while they are busy is not evaluated (no queue grows behind a slow local model).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,12 +16,12 @@ from typing import Any
 
 import httpx
 
-from policies.routing.features import requested_max_tokens
-from policies.routing.tiers import TierInfo, unmet
-from proxy import metrics
 from policies.common.api_answers import chat_answer
 from policies.common.api_shapes import question_of
 from policies.common.request_state import RequestState
+from policies.routing.features import requested_max_tokens
+from policies.routing.tiers import TierInfo, unmet
+from proxy import metrics
 from proxy.quality_gate import CARRIED_PARAMS
 
 log = logging.getLogger("synqra.quality")
@@ -87,7 +88,9 @@ class ShadowEvaluator:
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _run(self, state: RequestState, route: str, tier: str, body: dict[str, Any], request: dict[str, Any]) -> None:
+    async def _run(
+        self, state: RequestState, route: str, tier: str, body: dict[str, Any], request: dict[str, Any]
+    ) -> None:
         request_id = state.request_id
         try:
             if self._client is None:
@@ -95,12 +98,22 @@ class ShadowEvaluator:
             r = await self._client.post(self.url, json=body)
             r.raise_for_status()
             answer = chat_answer(r.json())
-            v = await self.rt.quality.ascore(request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls)
+            v = await self.rt.quality.ascore(
+                request, answer.text, answer.finish_reason, answer.logprobs, answer.tool_calls
+            )
             metrics.observe_shadow_eval(v.action)
             self.rt.learning.gate_verdict(request_id, v.action, shadow=True)
             self.rt.learning.offer(state, "local", question_of(request), answer.text)  # for the pairwise judge
-            log.info("shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s",
-                     v.score, v.action, ", ".join(v.reasons) or "ok", self.model, route, tier, request_id)
+            log.info(
+                "shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s",
+                v.score,
+                v.action,
+                ", ".join(v.reasons) or "ok",
+                self.model,
+                route,
+                tier,
+                request_id,
+            )
         except Exception as e:  # the served answer is unaffected; only this sample is lost
             metrics.observe_shadow_eval("failed")
             log.warning("shadow evaluation of %s failed: %s: %s", request_id, type(e).__name__, e)

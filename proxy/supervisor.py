@@ -5,6 +5,7 @@ only the supervisor, which then stops children in order) that also dies with the
 supervisor if that is killed outright (PR_SET_PDEATHSIG): no orphans either way.
 A child that dies is restarted with exponential backoff; each restart is logged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from proxy.master_key import resolve_master_key
 from policies.common.offline import apply_offline_env
 from policies.common.settings import LOG_FORMAT, AppConfig, ConfigError, load_config
+from proxy.master_key import resolve_master_key
 
 log = logging.getLogger("synqra.supervisor")
 
@@ -112,7 +113,9 @@ class _StaticTableBuild:
     def wait(self, timeout_s: float) -> None:
         self.thread.join(timeout_s)
         if self.thread.is_alive() or self.error is not None:
-            log.error("static embedding table not built (%s); routing uses its fallback rule", self.error or "timed out")
+            log.error(
+                "static embedding table not built (%s); routing uses its fallback rule", self.error or "timed out"
+            )
 
 
 class LearnSchedule:
@@ -141,8 +144,14 @@ class LearnSchedule:
         self.next_at = time.monotonic() + self.CHECK_EVERY_S
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env, preexec_fn=die_with_parent)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                preexec_fn=die_with_parent,
+            )
 
 
 class Supervisor:
@@ -164,7 +173,13 @@ class Supervisor:
             if b.enabled and not b.external_url:
                 module = "local_backends.llama_server" if key == "llama" else "local_backends.embedding_server"
                 self.backends.append(
-                    Service(b.model_alias, [py, "-m", module, "--config", conf], f"{b.url}/health", logs / f"{b.model_alias}.log", env=env)
+                    Service(
+                        b.model_alias,
+                        [py, "-m", module, "--config", conf],
+                        f"{b.url}/health",
+                        logs / f"{b.model_alias}.log",
+                        env=env,
+                    )
                 )
         self.proxy = Service(
             "proxy",
@@ -282,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         sup.start()
-        print(f"synqra: ready on http://{args.host or s.host}:{args.port or s.port} (logs in {s.data_path / 'logs'})", flush=True)
+        print(
+            f"synqra: ready on http://{args.host or s.host}:{args.port or s.port} (logs in {s.data_path / 'logs'})",
+            flush=True,
+        )
         sup.run_forever()
     except (RuntimeError, TimeoutError) as e:
         log.error("start-up failed: %s", e)

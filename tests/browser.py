@@ -3,6 +3,7 @@
 `scripts/install.sh test` installs both (apt's `chromium`, pip's `playwright`). A test skips, saying why, only
 when they are truly missing, e.g. a machine where the install could not run as root.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,13 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def chromium_path() -> str | None:

@@ -1,4 +1,5 @@
 """Shared fixtures: one real stack per test run, with fake cloud providers behind it."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Used by the test fixtures and the benchmarks: the config is the shipped
 litellm_config.yaml with only ports, data dir and provider API bases changed.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ def write_config(
     target_dir: Path,
     providers: dict[str, FakeProvider] | None = None,
     synqra_overrides: dict[str, Any] | None = None,
-    backends_of: "RunningStack | None" = None,
+    backends_of: RunningStack | None = None,
     edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Path, dict[str, str]]:
     """A test copy of litellm_config.yaml; returns (path, env with provider keys/bases).
@@ -133,7 +134,10 @@ def start_stack(
     log = open(log_path, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(REPO),
         preexec_fn=die_with_parent,  # a killed test run must not leave a stack behind
     )
     log.close()

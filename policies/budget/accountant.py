@@ -18,6 +18,7 @@ Invariants, for every call to a paid model:
    every other fallback tried is released; an answer whose provider reported no usage is recorded at LiteLLM's
    token count, never as free.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -75,8 +76,14 @@ class Accountant:
         view = chat_view(data, state.call_type)  # completions and Responses API requests read as chat
         max_tokens = view.get("max_tokens") or view.get("max_completion_tokens")
         try:
-            await self.guard.reserve(state.request_id, model, prompt_tokens(self.guard, model, view, state.call_type),
-                                     max_tokens, choices(view), tag=state.tag)
+            await self.guard.reserve(
+                state.request_id,
+                model,
+                prompt_tokens(self.guard, model, view, state.call_type),
+                max_tokens,
+                choices(view),
+                tag=state.tag,
+            )
             state.reserved = True
         except BudgetExhausted as e:
             if routed:  # synqra picked the paid tier: the free one serves instead (also when the call is too costly)
@@ -149,8 +156,9 @@ class Accountant:
         if group == state.route or group in state.attempts:
             return
         # Standing in for the call that failed: a client request if that was one, else (an escalation) not.
-        child = state.child("fallback", group, f"fallback:{group}", counts_request=state.counts_request,
-                            leaves_local=state.leaves_local)
+        child = state.child(
+            "fallback", group, f"fallback:{group}", counts_request=state.counts_request, leaves_local=state.leaves_local
+        )
         await self.admit(child, data, group, routed=False)
         state.attempts[group] = child
 

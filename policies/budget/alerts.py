@@ -4,6 +4,7 @@ The request that crossed the threshold never waits for it: `send()` only starts
 a task. Which alerts fire, and that each fires once per month, is decided by the
 guard and the store; this module only delivers.
 """
+
 from __future__ import annotations
 
 import asyncio

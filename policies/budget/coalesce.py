@@ -13,21 +13,22 @@ databases is the same idea.
 `send(items)` returns one result per item, in order: a value, or an Exception for
 that item alone. If `send` itself raises, every item of the batch gets the error.
 """
+
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-I = TypeVar("I")
+Item = TypeVar("Item")
 R = TypeVar("R")
 
 
-class Coalescer(Generic[I, R]):
-    def __init__(self, send: Callable[[list[I]], Awaitable[list[R | Exception]]], max_batch: int = 128) -> None:
+class Coalescer(Generic[Item, R]):
+    def __init__(self, send: Callable[[list[Item]], Awaitable[list[R | Exception]]], max_batch: int = 128) -> None:
         self._send = send
         self._max_batch = max_batch
-        self._waiting: list[tuple[I, asyncio.Future[R]]] = []
+        self._waiting: list[tuple[Item, asyncio.Future[R]]] = []
         self._busy = False
         self._drainer: asyncio.Task[None] | None = None
         self.batches = 0  # batches sent: shows the coalescing at work
@@ -37,7 +38,7 @@ class Coalescer(Generic[I, R]):
         """Nothing in flight and nothing waiting."""
         return not self._busy and not self._waiting
 
-    async def run(self, item: I) -> R:
+    async def run(self, item: Item) -> R:
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, done))
         if self._busy:

@@ -10,6 +10,7 @@ reservation without touching the store, and record_free() records a call that
 had no reservation. pressure() and is_stopped() read an in-memory cache that
 every store answer refreshes: no I/O, safe on the router's hot path.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from policies.budget.alerts import WebhookAlerter
-from policies.common.budget_settings import UNTAGGED, BudgetSettings
 from policies.budget.policy import (
     STOP_ALERT,
     budget_state,
@@ -38,6 +38,7 @@ from policies.budget.records import CallRecord, LedgerRecord, MonthTotals, Reser
 from policies.budget.store import BudgetStore, StoreUnavailable
 from policies.budget.stores import open_store
 from policies.budget.window import MonthWindow, month_window, utc_now
+from policies.common.budget_settings import UNTAGGED, BudgetSettings
 
 if TYPE_CHECKING:
     from policies.common.settings import AppConfig
@@ -73,8 +74,9 @@ class CallTooCostly(BudgetExhausted):
     does not help: the request itself must shrink (max_tokens), so it maps to HTTP 400, not 429.
     """
 
-    def __init__(self, message: str, resets_at: datetime, worst_case_usd: float, allowed_usd: float,
-                 tag: str | None = None) -> None:
+    def __init__(
+        self, message: str, resets_at: datetime, worst_case_usd: float, allowed_usd: float, tag: str | None = None
+    ) -> None:
         super().__init__(message, resets_at, reason="too_costly", tag=tag)
         self.worst_case_usd = worst_case_usd
         self.allowed_usd = allowed_usd
@@ -135,14 +137,16 @@ class BudgetGuard:
 
     @classmethod
     def from_config(
-        cls, cfg: "AppConfig", now: Callable[[], datetime] = utc_now, env: Mapping[str, str] | None = None
-    ) -> "BudgetGuard":
+        cls, cfg: AppConfig, now: Callable[[], datetime] = utc_now, env: Mapping[str, str] | None = None
+    ) -> BudgetGuard:
         """Build from the app config. `env` (default os.environ) only supplies REDIS_URL."""
         s = cfg.synqra.budget
         prices = PriceBook.from_config(cfg, required=[*cfg.synqra.routing.tiers, s.baseline_model])
         store = open_store(s, cfg.synqra.server.data_path, os.environ if env is None else env)
         alerter = (
-            WebhookAlerter(s.alert_webhook, s.alert_webhook_timeout_s, s.alert_webhook_attempts, s.alert_webhook_backoff_s)
+            WebhookAlerter(
+                s.alert_webhook, s.alert_webhook_timeout_s, s.alert_webhook_attempts, s.alert_webhook_backoff_s
+            )
             if s.alert_webhook
             else None
         )
@@ -219,7 +223,11 @@ class BudgetGuard:
             out = await op()
         except StoreUnavailable as e:
             if self._store_ok:
-                log.error("%s; paid calls %s until it is back", e, "are refused" if self.settings.fail_mode == "closed" else "run unreserved")
+                log.error(
+                    "%s; paid calls %s until it is back",
+                    e,
+                    "are refused" if self.settings.fail_mode == "closed" else "run unreserved",
+                )
             self._store_ok = False
             self._down_reason = str(e)
             self._down_until = time.monotonic() + self.settings.store_retry_after_s
@@ -260,7 +268,12 @@ class BudgetGuard:
 
     # -- reserve / settle / release ---------------------------------------------------------
     async def reserve(
-        self, request_id: str, model_name: str, prompt_tokens: int, max_tokens: int | None = None, choices: int = 1,
+        self,
+        request_id: str,
+        model_name: str,
+        prompt_tokens: int,
+        max_tokens: int | None = None,
+        choices: int = 1,
         tag: str | None = None,
     ) -> Reservation:
         """Hold the call's worst-case cost (`choices` completions of up to max_tokens each); raise
@@ -277,7 +290,9 @@ class BudgetGuard:
         if price.free:
             return Reservation(request_id, model_name, win.key, 0, now, held=False)
         counted = math.ceil(prompt_tokens * self.settings.prompt_token_margin - 1e-9)  # 100 * 1.1 is 110.00000000000001
-        amount = max(1, to_nano(worst_case_cost(price, counted, max_tokens, self.settings.default_max_output_tokens, choices)))
+        amount = max(
+            1, to_nano(worst_case_cost(price, counted, max_tokens, self.settings.default_max_output_tokens, choices))
+        )
         if amount > self._stop_nano:
             # Refused by any month: answered without a store round trip, and not remembered in
             # _min_refused (it says nothing about how full this month is).
@@ -288,8 +303,16 @@ class BudgetGuard:
         expires = now + self.settings.reservation_ttl_s
         try:
             out = await self._store_call(
-                lambda: self.store.reserve(win.key, request_id, amount, self._stop_nano, expires, now,
-                                           tag, None if cap is None else cap.stop_nano)
+                lambda: self.store.reserve(
+                    win.key,
+                    request_id,
+                    amount,
+                    self._stop_nano,
+                    expires,
+                    now,
+                    tag,
+                    None if cap is None else cap.stop_nano,
+                )
             )
         except StoreUnavailable as e:
             if self.settings.fail_mode == "open":
@@ -307,8 +330,9 @@ class BudgetGuard:
             # The tag's cap, not the month: the global stop state (_min_refused) learns nothing from it.
             if out.tag_committed_nano >= cap.limit_nano * self.settings.alert_at:
                 await self._fire(win, _tag_alert_key(STOP_ALERT, tag), out.tag_committed_nano, tag)
-            raise BudgetExhausted(self._tag_exhausted_message(win, tag, out.tag_committed_nano + out.tag_reserved_nano),
-                                  win.end, tag=tag)
+            raise BudgetExhausted(
+                self._tag_exhausted_message(win, tag, out.tag_committed_nano + out.tag_reserved_nano), win.end, tag=tag
+            )
         if not out.granted:
             self._min_refused = amount if self._min_refused is None else min(self._min_refused, amount)
             if self.is_stopped() and out.committed_nano >= self._limit_nano * self.settings.alert_at:
@@ -389,7 +413,11 @@ class BudgetGuard:
         try:
             await self._store_call(lambda: self.store.release(res.month, res.request_id))
         except StoreUnavailable:
-            log.warning("could not release reservation %s now; it lapses in %.0f s", res.request_id, self.settings.reservation_ttl_s)
+            log.warning(
+                "could not release reservation %s now; it lapses in %.0f s",
+                res.request_id,
+                self.settings.reservation_ttl_s,
+            )
             return
         if res.month == self._window.key:
             self._reserved = max(0, self._reserved - res.amount_nano)
@@ -531,8 +559,15 @@ class BudgetGuard:
         if t is None:
             t = self._last_totals or MonthTotals(win.key)
             t = MonthTotals(
-                win.key, self._committed, self._reserved, t.baseline_nano, t.requests, t.local_requests,
-                t.prompt_tokens, t.completion_tokens, tuple(sorted(self._fired)),
+                win.key,
+                self._committed,
+                self._reserved,
+                t.baseline_nano,
+                t.requests,
+                t.local_requests,
+                t.prompt_tokens,
+                t.completion_tokens,
+                tuple(sorted(self._fired)),
             )
         s = self.settings
         elapsed = win.elapsed_share(self._now())
@@ -584,7 +619,9 @@ class BudgetGuard:
             out["by_tag"] = self._by_tag(t, self._last_tags, local_flat)
         return out
 
-    def _by_tag(self, month: MonthTotals, tags: dict[str, TagTotals], local_flat_usd: float) -> dict[str, dict[str, Any]]:
+    def _by_tag(
+        self, month: MonthTotals, tags: dict[str, TagTotals], local_flat_usd: float
+    ) -> dict[str, dict[str, Any]]:
         """Cost, baseline, savings and local share per tag; "untagged" is the month minus the tags.
 
         The local models' flat cost (local_flat_monthly_usd) is shared out by local requests (by requests
@@ -598,7 +635,9 @@ class BudgetGuard:
             month.local_requests - sum(t.local_requests for t in tags.values()),
         )
         rows = {tag: t for tag, t in sorted(tags.items()) if any((t.committed_nano, t.reserved_nano, t.requests))}
-        rows.update({tag: TagTotals(tag) for tag in self._tag_caps if tag not in rows})  # capped tags show, spent or not
+        rows.update(
+            {tag: TagTotals(tag) for tag in self._tag_caps if tag not in rows}
+        )  # capped tags show, spent or not
         if any((untagged.committed_nano, untagged.reserved_nano, untagged.requests)) or not rows:
             rows[UNTAGGED] = untagged
         share_by_local = month.local_requests > 0

@@ -1,4 +1,5 @@
 """Pure budget decisions: thrift pressure, alert levels, state, projection. No I/O."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

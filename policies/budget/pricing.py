@@ -6,6 +6,7 @@ output_cost_per_token) when set, else from LiteLLM's cost map for the entry's
 A paid model with no price anywhere is a configuration error, raised when the
 price book is built, never guessed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -60,7 +61,7 @@ def _cost_map_entry(litellm_model: str) -> dict[str, Any] | None:
     return dict(info)
 
 
-def entry_price(entry: "ModelEntry", local_aliases: Iterable[str] = ()) -> ModelPrice | None:
+def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPrice | None:
     """A model_list entry's price, or None when nothing prices it."""
     info = entry.model_info
     lm = str(entry.litellm_params.get("model", ""))
@@ -100,7 +101,7 @@ class PriceBook:
         self.default_max_output = default_max_output
 
     @classmethod
-    def from_config(cls, cfg: "AppConfig", required: Sequence[str] = ()) -> "PriceBook":
+    def from_config(cls, cfg: AppConfig, required: Sequence[str] = ()) -> PriceBook:
         """Price every entry; `required` names (tiers) must be priced or this raises."""
         s = cfg.synqra
         local = {s.backends.llama.model_alias, s.backends.embed.model_alias}
@@ -146,7 +147,9 @@ class PriceBook:
         counted (an escalation) adds none.
         """
         price = self.price(call.served_model)
-        cost = call.cost_usd if call.cost_usd is not None else call_cost(price, call.prompt_tokens, call.completion_tokens)
+        cost = (
+            call.cost_usd if call.cost_usd is not None else call_cost(price, call.prompt_tokens, call.completion_tokens)
+        )
         if call.kind == "embedding":
             baseline = cost
         elif not call.counts_request:

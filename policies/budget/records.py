@@ -4,11 +4,13 @@ Money is held as integer nano-dollars (1e-9 USD) in the stores: sums are exact
 and atomic in SQLite and Redis alike (no float drift), and rounding one call to
 a nano-dollar loses at most half a dollar per billion calls.
 """
+
 from __future__ import annotations
 
-import orjson
 from dataclasses import dataclass, field
 from typing import Literal
+
+import orjson
 
 # A ledger row's kind: the client's own call by API (policies.common.api_shapes.KIND_BY_CALL_TYPE), or an
 # extra call synqra made for it.
@@ -99,7 +101,7 @@ class LedgerRecord:
         return orjson.dumps(vars(self)).decode()
 
     @classmethod
-    def from_json(cls, s: str | bytes) -> "LedgerRecord":
+    def from_json(cls, s: str | bytes) -> LedgerRecord:
         return cls(**orjson.loads(s))
 
 

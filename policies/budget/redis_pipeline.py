@@ -5,6 +5,7 @@ Scripts stay atomic (each is one EVALSHA), the order of calls is kept, and a
 NOSCRIPT reply (Redis restarted and lost its script cache) reloads the script and
 resends only those calls: NOSCRIPT means the script did not run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

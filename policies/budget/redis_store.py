@@ -13,14 +13,15 @@ cannot interleave with another process's reserve or settle. Keys per month
 (the tag hashes hold tagged calls only: the untagged share is the month's totals minus the tags').
 Run Redis with appendonly yes if the ledger must survive a Redis crash.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -65,7 +66,9 @@ end
 # ARGV request_id amount stop expires_at now tag tag_stop ("" for an untagged call; tag_stop -1: no cap).
 # Returns {code, committed, reserved, tag committed, tag reserved}; code 1 granted, 0 refused, 2 duplicate,
 # 3 refused by the tag's cap.
-_RESERVE = _COMMON + """
+_RESERVE = (
+    _COMMON
+    + """
 expire(ARGV[5])
 local committed, reserved = spend()
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
@@ -93,11 +96,14 @@ if tag ~= '' then
 end
 return {1, committed, reserved + amount, tc, tr}
 """
+)
 
 # ARGV request_id json cost baseline local_delta prompt_tokens completion_tokens request_delta tag
 # (LedgerRecord: requests and local share count client requests, not calls). Returns {inserted, committed,
 # reserved, the tag's committed (-1 untagged)}.
-_SETTLE = _COMMON + """
+_SETTLE = (
+    _COMMON
+    + """
 local inserted = redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[2])
 drop(ARGV[1])
 local tag = ARGV[9]
@@ -120,19 +126,34 @@ local tc = -1
 if tag ~= '' then tc = tonumber(redis.call('HGET', KEYS[5], 'committed:' .. tag) or '0') end
 return {inserted, committed, reserved, tc}
 """
+)
 
 # ARGV request_id
-_RELEASE = _COMMON + """
+_RELEASE = (
+    _COMMON
+    + """
 drop(ARGV[1])
 return 1
 """
+)
 
 # ARGV now
-_EXPIRE_ONLY = _COMMON + """
+_EXPIRE_ONLY = (
+    _COMMON
+    + """
 return expire(ARGV[1])
 """
+)
 
-_TOTAL_FIELDS = ("committed", "reserved", "baseline", "requests", "local_requests", "prompt_tokens", "completion_tokens")
+_TOTAL_FIELDS = (
+    "committed",
+    "reserved",
+    "baseline",
+    "requests",
+    "local_requests",
+    "prompt_tokens",
+    "completion_tokens",
+)
 
 
 class RedisStore:
@@ -169,7 +190,14 @@ class RedisStore:
 
     def _keys(self, month: str) -> list[str]:
         base = f"{self.prefix}:{month}"
-        return [f"{base}:totals", f"{base}:resv", f"{base}:resv_exp", f"{base}:ledger", f"{base}:tags", f"{base}:resv_tag"]
+        return [
+            f"{base}:totals",
+            f"{base}:resv",
+            f"{base}:resv_exp",
+            f"{base}:ledger",
+            f"{base}:tags",
+            f"{base}:resv_tag",
+        ]
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -183,14 +211,35 @@ class RedisStore:
         return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
 
     async def reserve(
-        self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float,
-        tag: str | None = None, tag_stop_nano: int | None = None,
+        self,
+        month: str,
+        request_id: str,
+        amount_nano: int,
+        stop_nano: int,
+        expires_at: float,
+        now: float,
+        tag: str | None = None,
+        tag_stop_nano: int | None = None,
     ) -> ReserveOutcome:
-        args = [request_id, amount_nano, stop_nano, repr(expires_at), repr(now), tag or "",
-                -1 if tag_stop_nano is None else tag_stop_nano]
+        args = [
+            request_id,
+            amount_nano,
+            stop_nano,
+            repr(expires_at),
+            repr(now),
+            tag or "",
+            -1 if tag_stop_nano is None else tag_stop_nano,
+        ]
         code, committed, reserved, tc, tr = await self._script(self._reserve, self._keys(month), args)
-        return ReserveOutcome(code == 1, int(committed), int(reserved), duplicate=code == 2, tag_refused=code == 3,
-                              tag_committed_nano=int(tc), tag_reserved_nano=int(tr))
+        return ReserveOutcome(
+            code == 1,
+            int(committed),
+            int(reserved),
+            duplicate=code == 2,
+            tag_refused=code == 3,
+            tag_committed_nano=int(tc),
+            tag_reserved_nano=int(tr),
+        )
 
     async def settle(self, record: LedgerRecord) -> SettleOutcome:
         args = [
@@ -228,8 +277,14 @@ class RedisStore:
             figure, _, tag = key.decode().partition(":")  # a tag may itself contain ":"
             figures.setdefault(tag, {})[figure] = int(value)
         return {
-            tag: TagTotals(tag, f.get("committed", 0), f.get("reserved", 0), f.get("baseline", 0), f.get("requests", 0),
-                           f.get("local_requests", 0))
+            tag: TagTotals(
+                tag,
+                f.get("committed", 0),
+                f.get("reserved", 0),
+                f.get("baseline", 0),
+                f.get("requests", 0),
+                f.get("local_requests", 0),
+            )
             for tag, f in figures.items()
         }
 

@@ -16,15 +16,17 @@ to the thread and back; and an await in the request's path lets LiteLLM's own
 post-response work run first, which cost about 2 ms per request at one client.
 If the lock is taken (another write, another process), it goes the thread's way.
 """
+
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from policies.budget.coalesce import Coalescer
 from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome, TagTotals
@@ -144,7 +146,9 @@ _BACKSTOP_CHECKPOINT_PAGES = 4000  # 16 MB of log: SQLite's own checkpoint on th
 class SqliteStore:
     name = "sqlite"
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000, loop_writes: bool = True) -> None:
+    def __init__(
+        self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000, loop_writes: bool = True
+    ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
@@ -295,7 +299,9 @@ class SqliteStore:
 
     @staticmethod
     def _tag_spend(conn: sqlite3.Connection, month: str, tag: str) -> tuple[int, int]:
-        rows = conn.execute("SELECT committed_nano FROM tag_totals WHERE month = ? AND tag = ?", (month, tag)).fetchall()
+        rows = conn.execute(
+            "SELECT committed_nano FROM tag_totals WHERE month = ? AND tag = ?", (month, tag)
+        ).fetchall()
         ((reserved,),) = conn.execute(
             "SELECT COALESCE(SUM(amount_nano), 0) FROM reservations WHERE month = ? AND tag = ?", (month, tag)
         ).fetchall()
@@ -307,8 +313,15 @@ class SqliteStore:
 
     # -- BudgetStore ------------------------------------------------------------------------
     async def reserve(
-        self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float,
-        tag: str | None = None, tag_stop_nano: int | None = None,
+        self,
+        month: str,
+        request_id: str,
+        amount_nano: int,
+        stop_nano: int,
+        expires_at: float,
+        now: float,
+        tag: str | None = None,
+        tag_stop_nano: int | None = None,
     ) -> ReserveOutcome:
         def body(conn: sqlite3.Connection) -> ReserveOutcome:
             self._expire(conn, month, now)
@@ -325,15 +338,26 @@ class SqliteStore:
             if tag is not None and tag_stop_nano is not None:  # in the same transaction: no other reserve between
                 tag_committed, tag_reserved = self._tag_spend(conn, month, tag)
                 if tag_committed + tag_reserved + amount_nano > tag_stop_nano:
-                    return ReserveOutcome(False, committed, reserved, tag_refused=True,
-                                          tag_committed_nano=tag_committed, tag_reserved_nano=tag_reserved)
+                    return ReserveOutcome(
+                        False,
+                        committed,
+                        reserved,
+                        tag_refused=True,
+                        tag_committed_nano=tag_committed,
+                        tag_reserved_nano=tag_reserved,
+                    )
                 tag_reserved += amount_nano
             conn.execute(
                 "INSERT INTO reservations (request_id, month, amount_nano, expires_at, tag) VALUES (?, ?, ?, ?, ?)",
                 (request_id, month, amount_nano, expires_at, tag),
             )
-            return ReserveOutcome(True, committed, reserved + amount_nano,
-                                  tag_committed_nano=tag_committed, tag_reserved_nano=tag_reserved)
+            return ReserveOutcome(
+                True,
+                committed,
+                reserved + amount_nano,
+                tag_committed_nano=tag_committed,
+                tag_reserved_nano=tag_reserved,
+            )
 
         return await self._tx(body)
 
@@ -348,15 +372,18 @@ class SqliteStore:
             committed, reserved = self._spend(conn, record.month)
             tag_committed = None
             if record.tag is not None:
-                rows = conn.execute("SELECT committed_nano FROM tag_totals WHERE month = ? AND tag = ?",
-                                    (record.month, record.tag)).fetchall()
+                rows = conn.execute(
+                    "SELECT committed_nano FROM tag_totals WHERE month = ? AND tag = ?", (record.month, record.tag)
+                ).fetchall()
                 tag_committed = rows[0][0] if rows else 0
             return SettleOutcome(bool(inserted), committed, reserved, tag_committed)
 
         return await self._tx(body)
 
     async def release(self, month: str, request_id: str) -> None:
-        await self._tx(lambda conn: conn.execute("DELETE FROM reservations WHERE request_id = ?", (request_id,)).rowcount)
+        await self._tx(
+            lambda conn: conn.execute("DELETE FROM reservations WHERE request_id = ?", (request_id,)).rowcount
+        )
 
     async def expire(self, month: str, now: float) -> int:
         return await self._tx(lambda conn: self._expire(conn, month, now))
@@ -373,7 +400,9 @@ class SqliteStore:
             ((reserved,),) = conn.execute(
                 "SELECT COALESCE(SUM(amount_nano), 0) FROM reservations WHERE month = ?", (month,)
             ).fetchall()
-            alerts = tuple(r[0] for r in conn.execute("SELECT level FROM alerts WHERE month = ? ORDER BY level", (month,)))
+            alerts = tuple(
+                r[0] for r in conn.execute("SELECT level FROM alerts WHERE month = ? ORDER BY level", (month,))
+            )
             c, b, n, loc, pt, ct = row
             return MonthTotals(month, c, reserved, b, n, loc, pt, ct, alerts)
 
@@ -382,9 +411,12 @@ class SqliteStore:
     async def tag_totals(self, month: str) -> dict[str, TagTotals]:
         def read() -> dict[str, TagTotals]:
             conn = self._connect()
-            held = dict(conn.execute(
-                "SELECT tag, SUM(amount_nano) FROM reservations WHERE month = ? AND tag IS NOT NULL GROUP BY tag", (month,)
-            ).fetchall())
+            held = dict(
+                conn.execute(
+                    "SELECT tag, SUM(amount_nano) FROM reservations WHERE month = ? AND tag IS NOT NULL GROUP BY tag",
+                    (month,),
+                ).fetchall()
+            )
             out = {
                 tag: TagTotals(tag, c, held.pop(tag, 0), b, n, loc)
                 for tag, c, b, n, loc in conn.execute(
@@ -399,14 +431,18 @@ class SqliteStore:
 
     async def mark_alert(self, month: str, level: str, now: float) -> bool:
         return await self._tx(
-            lambda conn: conn.execute("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)", (month, level, now)).rowcount == 1
+            lambda conn: (
+                conn.execute("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)", (month, level, now)).rowcount == 1
+            )
         )
 
     async def records(self, month: str) -> list[LedgerRecord]:
         def read() -> list[LedgerRecord]:
-            rows = self._connect().execute(
-                f"SELECT {','.join(_COLUMNS)} FROM ledger WHERE month = ? ORDER BY ts, rowid", (month,)
-            ).fetchall()
+            rows = (
+                self._connect()
+                .execute(f"SELECT {','.join(_COLUMNS)} FROM ledger WHERE month = ? ORDER BY ts, rowid", (month,))
+                .fetchall()
+            )
             out = []
             for r in rows:
                 d = dict(zip(_COLUMNS, r))

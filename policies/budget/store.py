@@ -5,6 +5,7 @@ budget. Amounts are integer nano-dollars; `month` is the "YYYY-MM" key of the
 budget window. Implementations raise `StoreUnavailable` when the store cannot
 be reached (the guard then fails closed or queues, as configured).
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -20,8 +21,15 @@ class BudgetStore(Protocol):
     name: str  # "sqlite" or "redis", shown in the status
 
     async def reserve(
-        self, month: str, request_id: str, amount_nano: int, stop_nano: int, expires_at: float, now: float,
-        tag: str | None = None, tag_stop_nano: int | None = None,
+        self,
+        month: str,
+        request_id: str,
+        amount_nano: int,
+        stop_nano: int,
+        expires_at: float,
+        now: float,
+        tag: str | None = None,
+        tag_stop_nano: int | None = None,
     ) -> ReserveOutcome:
         """Drop the month's reservations expired at `now`, then hold `amount_nano` for
         `request_id` only if committed + reserved + amount <= stop_nano and, when `tag_stop_nano`

@@ -1,4 +1,5 @@
 """The configured ledger store: the embedded SQLite file, or a shared Redis (see BudgetSettings.store)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -18,7 +19,9 @@ def open_store(settings: BudgetSettings, data_dir: Path, env: Mapping[str, str])
     if target == "sqlite":
         from policies.budget.sqlite_store import SqliteStore
 
-        return SqliteStore(sqlite_path(settings, data_dir), settings.sqlite_synchronous, loop_writes=settings.sqlite_loop_writes)
+        return SqliteStore(
+            sqlite_path(settings, data_dir), settings.sqlite_synchronous, loop_writes=settings.sqlite_loop_writes
+        )
     from policies.budget.redis_store import RedisStore
 
     return RedisStore(target, prefix=settings.redis_key_prefix, timeout_s=settings.store_timeout_s)

@@ -4,6 +4,7 @@ The `x-synqra-tag` header wins; else the first of LiteLLM's request tags (`metad
 fills from its own `x-litellm-tags` header, a top-level `tags` field and the key's tags); else none. The ledger
 keeps the tag, `GET /api/budget/status?by=tag` breaks the month down by it, and `synqra.budget.tags` may cap it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -1,8 +1,9 @@
 """The budget window: the calendar month in the configured time zone (pure)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 
@@ -29,4 +30,4 @@ def month_window(now: datetime, tz: str) -> MonthWindow:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -5,6 +5,7 @@ Prompt tokens are LiteLLM's tokenizer's count of the messages, the system prompt
 size. Never raises: unusual but valid content must reach the provider (which answers invalid content with a
 400 in its API's format), not fail here with a 500.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,11 @@ def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_typ
     n = _messages_tokens(guard, model, data.get("messages") or [])
     system = data.get("system")
     if system:
-        text = system if isinstance(system, str) else " ".join(str(p.get("text", "")) for p in system if isinstance(p, dict))
+        text = (
+            system
+            if isinstance(system, str)
+            else " ".join(str(p.get("text", "")) for p in system if isinstance(p, dict))
+        )
         n += guard.count_prompt_tokens(model, text=text)
     # Tool definitions are billed as input by OpenAI and Anthropic alike (JSON schemas can
     # outweigh the messages); counted as their JSON text, whichever API's shape they have.

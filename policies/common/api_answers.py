@@ -4,6 +4,7 @@ messages, the Responses API, whole or streamed, as SDK objects or plain JSON.
 The quality gate scores an `Answer` (text, finish reason, token logprobs, tool calls); the accountant settles
 at `usage_of` (or, when a provider reported no usage, `estimated_usage`: LiteLLM's token count, never free).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -78,8 +79,12 @@ def text_answer(response: Any) -> Answer:
         return Answer("", None, None, None)
     lp = get_field(choice, "logprobs")
     values = get_field(lp, "token_logprobs") if lp is not None else None
-    return Answer(str(get_field(choice, "text") or ""), get_field(choice, "finish_reason"),
-                  [float(v) for v in values if v is not None] if values else None, None)
+    return Answer(
+        str(get_field(choice, "text") or ""),
+        get_field(choice, "finish_reason"),
+        [float(v) for v in values if v is not None] if values else None,
+        None,
+    )
 
 
 def responses_answer(response: Any) -> Answer:
@@ -89,10 +94,19 @@ def responses_answer(response: Any) -> Answer:
     for item in get_field(response, "output") or []:
         kind = get_field(item, "type")
         if kind == "message":
-            text += [str(get_field(c, "text") or "") for c in get_field(item, "content") or [] if get_field(c, "type") == "output_text"]
+            text += [
+                str(get_field(c, "text") or "")
+                for c in get_field(item, "content") or []
+                if get_field(c, "type") == "output_text"
+            ]
         elif kind == "function_call":
-            calls.append({"id": get_field(item, "call_id"), "type": "function",
-                          "function": {"name": get_field(item, "name"), "arguments": get_field(item, "arguments") or ""}})
+            calls.append(
+                {
+                    "id": get_field(item, "call_id"),
+                    "type": "function",
+                    "function": {"name": get_field(item, "name"), "arguments": get_field(item, "arguments") or ""},
+                }
+            )
     status = get_field(response, "status")
     reason = get_field(get_field(response, "incomplete_details"), "reason") if status == "incomplete" else None
     finish = "length" if reason == "max_output_tokens" else reason or ("tool_calls" if calls else "stop")
@@ -173,8 +187,12 @@ class _StreamReader:
         if kind == "content_block_start":
             block = get_field(ev, "content_block")
             if get_field(block, "type") == "tool_use":
-                self.tools[index] = {"type": "tool_use", "id": get_field(block, "id"), "name": get_field(block, "name"),
-                                     "input": get_field(block, "input")}
+                self.tools[index] = {
+                    "type": "tool_use",
+                    "id": get_field(block, "id"),
+                    "name": get_field(block, "name"),
+                    "input": get_field(block, "input"),
+                }
         elif kind == "content_block_delta":
             delta = get_field(ev, "delta")
             if get_field(delta, "type") == "input_json_delta":
@@ -201,8 +219,12 @@ def stream_answer(chunks: list[Any], call_type: str = "acompletion") -> Answer:
     """Text, finish reason, logprobs and tool calls of a buffered stream: OpenAI chat or text completion chunks,
     Anthropic events, or Responses API events (whose last event carries the whole response)."""
     if call_type in RESPONSES_CALLS:
-        ends = [get_field(e, "response") for e in _stream_items(chunks) if str(get_field(e, "type")) in _RESPONSE_ENDS
-                or getattr(get_field(e, "type"), "value", None) in _RESPONSE_ENDS]
+        ends = [
+            get_field(e, "response")
+            for e in _stream_items(chunks)
+            if str(get_field(e, "type")) in _RESPONSE_ENDS
+            or getattr(get_field(e, "type"), "value", None) in _RESPONSE_ENDS
+        ]
         return responses_answer(ends[-1]) if ends else Answer("", None, None, None)
     reader = _StreamReader()
     for item in _stream_items(chunks):

@@ -5,6 +5,7 @@ message, an OpenAI text completion (`prompt`) or an OpenAI Responses API request
 `max_output_tokens`). The router, the budget and the quality gate read a *chat view* of it: the same
 request as chat messages with OpenAI's field names, so each of them has one reader, not four.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,8 +48,11 @@ def _responses_messages(data: dict[str, Any]) -> list[Any]:
     if not isinstance(raw, (str, list)):
         return []
     try:
-        return list(LiteLLMCompletionResponsesConfig.transform_responses_api_input_to_messages(
-            raw, {"instructions": data.get("instructions")}))
+        return list(
+            LiteLLMCompletionResponsesConfig.transform_responses_api_input_to_messages(
+                raw, {"instructions": data.get("instructions")}
+            )
+        )
     except Exception:  # an item LiteLLM cannot read: the provider answers it with a 400 in its format
         return [{"role": "user", "content": str(raw)}]
 

@@ -4,6 +4,7 @@ Every key has a default, so an empty `synqra.budget` section gives a working
 budget: $200 a month, alert at 70%, stop paid calls at 95%, ledger in SQLite
 under the data dir (or in Redis when `REDIS_URL` is set and `store` is not).
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -152,7 +153,7 @@ class BudgetSettings(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _alert_below_stop(self) -> "BudgetSettings":
+    def _alert_below_stop(self) -> BudgetSettings:
         if self.alert_at >= self.stop_at:
             raise ValueError(f"alert_at ({self.alert_at}) must be below stop_at ({self.stop_at})")
         return self

@@ -1,4 +1,5 @@
 """`synqra.learning` settings: the inference log and `synqra learn` (policies/learning, wired by proxy/)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,10 +61,12 @@ class LearningSettings(BaseModel):
     judge: LearningJudgeSettings = Field(default_factory=LearningJudgeSettings)
 
     @model_validator(mode="after")
-    def _known_sources(self) -> "LearningSettings":
+    def _known_sources(self) -> LearningSettings:
         unknown = set(self.source_weights) - set(DEFAULT_SOURCE_WEIGHTS)
         if unknown:
-            raise ValueError(f"source_weights: unknown label sources {sorted(unknown)}; known: {sorted(DEFAULT_SOURCE_WEIGHTS)}")
+            raise ValueError(
+                f"source_weights: unknown label sources {sorted(unknown)}; known: {sorted(DEFAULT_SOURCE_WEIGHTS)}"
+            )
         if any(w < 0 for w in self.source_weights.values()):
             raise ValueError("source_weights must be non-negative")
         return self

@@ -5,6 +5,7 @@ results...). Readers differ in which parts count as text: the router reads tool 
 and results too, the local prompt format only text parts. They share this one walk and
 pass their own part reader.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -3,6 +3,7 @@
 The defaults ship as PyPI packages (no model-hub download at run time, which
 fails offline): Gemma 3 270M Q4_K_M (a base model) and all-MiniLM-L6-v2.
 """
+
 from __future__ import annotations
 
 import importlib.util

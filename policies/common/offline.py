@@ -3,6 +3,7 @@
 Set before `import litellm`: otherwise it tries to download its price map and
 other assets at import time, which hangs or fails on a machine without internet.
 """
+
 from __future__ import annotations
 
 import os

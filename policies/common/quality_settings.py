@@ -1,10 +1,10 @@
 """`synqra.quality` settings (every key optional; the defaults make the app work without it)."""
+
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 
 
 class LearnedSettings(BaseModel):
@@ -22,9 +22,24 @@ class LearnedSettings(BaseModel):
 # 1 - w * (1 - signal)). The signals themselves (function, role, hard or not, rephrase hint) are the table in
 # policies/quality/registry.py, which checks at import that it has exactly these names.
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "empty": 1.0, "cut_off": 1.0, "loop": 1.0, "json_valid": 1.0, "tool_args": 1.0, "refusal": 0.7, "language": 0.7,
-    "arithmetic": 0.6, "computation": 0.8, "invented_figure": 0.3, "logprob_mean": 0.5, "logprob_min": 0.25,
-    "abrupt_end": 0.6, "relevance": 0.6, "maths_answer": 0.5, "maths_inputs": 0.3, "dead_end": 0.2, "hedging": 0.3,
+    "empty": 1.0,
+    "cut_off": 1.0,
+    "loop": 1.0,
+    "json_valid": 1.0,
+    "tool_args": 1.0,
+    "refusal": 0.7,
+    "language": 0.7,
+    "arithmetic": 0.6,
+    "computation": 0.8,
+    "invented_figure": 0.3,
+    "logprob_mean": 0.5,
+    "logprob_min": 0.25,
+    "abrupt_end": 0.6,
+    "relevance": 0.6,
+    "maths_answer": 0.5,
+    "maths_inputs": 0.3,
+    "dead_end": 0.2,
+    "hedging": 0.3,
 }
 
 
@@ -34,7 +49,11 @@ def check_weights(weights: dict[str, float]) -> dict[str, float]:
     unknown = sorted(set(weights) - set(DEFAULT_WEIGHTS))
     if unknown:
         raise ValueError(f"unknown quality signal(s) {unknown}; known: {sorted(DEFAULT_WEIGHTS)}")
-    bad = {k: v for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0}
+    bad = {
+        k: v
+        for k, v in weights.items()
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0
+    }
     if bad:
         raise ValueError(f"quality signal weights must be numbers in [0, 1]: {bad}")
     return {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in weights.items()}}
@@ -104,7 +123,7 @@ class QualitySettings(BaseModel):
         return check_weights(v)
 
     @model_validator(mode="after")
-    def _bands_ordered(self) -> "QualitySettings":
+    def _bands_ordered(self) -> QualitySettings:
         if self.escalate_below > self.deliver_above:
             raise ValueError("escalate_below must not exceed deliver_above")
         return self

@@ -10,6 +10,7 @@ updates one live state, and nothing needs a second, process-wide registry.
 Money fields (`reserved`, `accounted`, `attempts`, `unbilled_attempt`, `settling`) are the Accountant's
 (policies/budget/accountant.py): only it writes them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -80,7 +81,9 @@ class RequestState:
     def new(cls, **fields: Any) -> RequestState:
         return cls(request_id="synqra-" + uuid.uuid4().hex, **fields)
 
-    def child(self, kind: CallKind, route: str, suffix: str, *, counts_request: bool, leaves_local: bool) -> RequestState:
+    def child(
+        self, kind: CallKind, route: str, suffix: str, *, counts_request: bool, leaves_local: bool
+    ) -> RequestState:
         """The state of an extra call made for this request: same client, key, tag and call type, its own id."""
         return RequestState(
             request_id=f"{self.request_id}:{suffix}",

@@ -1,7 +1,9 @@
 """`synqra.routing` settings."""
+
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -83,7 +85,7 @@ class RoutingSettings(BaseModel):
     shadow_eval_concurrency: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _thresholds_match_tiers(self) -> "RoutingSettings":
+    def _thresholds_match_tiers(self) -> RoutingSettings:
         if not self.tiers:
             raise ValueError("tiers must name at least one model")
         if self.thresholds is not None:

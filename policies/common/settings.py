@@ -4,6 +4,7 @@ Built once at start-up by `load_config()` and passed down; nothing else reads
 the YAML or guesses at defaults. Unknown keys are errors, so a typo fails fast
 with the dotted path of the bad key instead of being silently ignored.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -131,7 +132,7 @@ class ModelEntry(BaseModel):
     model_info: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _has_provider_model(self) -> "ModelEntry":
+    def _has_provider_model(self) -> ModelEntry:
         if not self.litellm_params.get("model"):
             raise ValueError("litellm_params.model is required")
         return self
@@ -236,7 +237,10 @@ def _check_consistency(cfg: AppConfig) -> None:
         raise ConfigError(
             f"invalid configuration:\n  synqra.routing.shadow_model: {s.routing.shadow_model!r} is not a model_name in model_list"
         )
-    for key, model in (("synqra.learning.judge.model", s.learning.judge.model), ("synqra.quality.judge.model", s.quality.judge.model)):
+    for key, model in (
+        ("synqra.learning.judge.model", s.learning.judge.model),
+        ("synqra.quality.judge.model", s.quality.judge.model),
+    ):
         if model not in names:
             raise ConfigError(f"invalid configuration:\n  {key}: {model!r} is not a model_name in model_list")
     for pattern, target in s.routing.alias_patterns.items():
@@ -279,7 +283,12 @@ def load_config(path: str | Path) -> AppConfig:
             models.append(ModelEntry.model_validate(m))
         except ValidationError as e:
             raise ConfigError(_format_errors(e, f"model_list[{i}]")) from None
-    cfg = AppConfig(path=p, model_list=models, synqra=synqra, aliases=_aliases(raw),
-                    fallbacks=(raw.get("router_settings") or {}).get("fallbacks") or [])
+    cfg = AppConfig(
+        path=p,
+        model_list=models,
+        synqra=synqra,
+        aliases=_aliases(raw),
+        fallbacks=(raw.get("router_settings") or {}).get("fallbacks") or [],
+    )
     _check_consistency(cfg)
     return cfg

@@ -7,6 +7,7 @@ Two ways to get the same vectors from the same model:
   such as `synqra route-score` and the benchmarks, where throughput matters).
 Vectors are L2-normalised float32 rows.
 """
+
 from __future__ import annotations
 
 import base64
@@ -14,7 +15,6 @@ from typing import Protocol
 
 import httpx
 import numpy as np
-
 
 # Where answer-vs-question cosines turn from off topic to on topic, per embedding space (measured
 # on local answers against shuffled pairs: full MiniLM's shuffled median 0.07, on-topic median 0.38;
@@ -33,10 +33,11 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 
 class InProcessEmbedder:
     relevance_band = RELEVANCE_BANDS["minilm"]
-    def __init__(self, model_path: str | None = None, n_threads: int | None = None, batch_size: int = 64) -> None:
-        from policies.embedding.encoder import Encoder
 
+    def __init__(self, model_path: str | None = None, n_threads: int | None = None, batch_size: int = 64) -> None:
         import os
+
+        from policies.embedding.encoder import Encoder
 
         self.encoder = Encoder(model_path, n_threads or os.cpu_count() or 1)
         self.batch_size = batch_size

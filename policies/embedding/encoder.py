@@ -3,6 +3,7 @@
 The embedding server runs it for the proxy (which never loads torch); offline tools (training, benchmarks)
 load it directly through `base.InProcessEmbedder`.
 """
+
 from __future__ import annotations
 
 import numpy as np

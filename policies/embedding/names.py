@@ -4,14 +4,16 @@ Train and serve must embed alike: the artifact stores the embedder's name, and
 `embedder_for(name)` builds the matching in-process embedder for batch tools
 (`synqra route-score`, training, benchmarks).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from policies.embedding.base import Embedder, HttpEmbedder, InProcessEmbedder
 from policies.embedding.static import NAME as STATIC  # numpy-only, ~1 ms; the name changes with its recipe
+
 MINILM = "all-MiniLM-L6-v2"  # the full transformer (sentence-transformers / the embedding server)
 
 _KINDS = {STATIC: "static", MINILM: "minilm"}  # artifact name -> make_embedder kind
@@ -48,8 +50,10 @@ def embedder_name(embedder: object) -> str | None:
     return MINILM if isinstance(embedder, (HttpEmbedder, InProcessEmbedder)) else None
 
 
-def make_embedder(kind: str, server_url: str | None = None, model_path: str | None = None, n_threads: int | None = None) -> Embedder:
-    """"static": the distilled token table; "minilm": the full model, through the embedding server
+def make_embedder(
+    kind: str, server_url: str | None = None, model_path: str | None = None, n_threads: int | None = None
+) -> Embedder:
+    """ "static": the distilled token table; "minilm": the full model, through the embedding server
     when `server_url` is given (the proxy), else in-process (offline tools: the same vectors)."""
     if kind == "static":
         from policies.embedding.static import StaticEmbedder

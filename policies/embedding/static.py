@@ -11,6 +11,7 @@ keyed by a hash of the model weights, in a subprocess when the caller has not im
 (so the proxy never loads it). `model2vec` itself pins transformers < 5.4, which this project
 cannot use, so the few lines of its distillation are here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -101,7 +102,11 @@ def distill(model_dir: Path, batch_size: int = 1024) -> np.ndarray:
             cls = torch.full_like(chunk, tok.cls_token_id)
             sep = torch.full_like(chunk, tok.sep_token_id)
             input_ids = torch.cat([cls, chunk, sep], dim=1)
-            feats = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "token_type_ids": torch.zeros_like(input_ids)}
+            feats = {
+                "input_ids": input_ids,
+                "attention_mask": torch.ones_like(input_ids),
+                "token_type_ids": torch.zeros_like(input_ids),
+            }
             rows.append(model.forward(feats)["sentence_embedding"].float().numpy())
     table = np.concatenate(rows)
     centred = table - table.mean(axis=0)
@@ -165,12 +170,12 @@ class StaticEmbedder:
         self._lock = threading.Lock()  # a tokenizers.Tokenizer is not safe to share across threads mid-call
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE) -> "StaticEmbedder":
+    def load(cls, model_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE) -> StaticEmbedder:
         model_dir = model_dir or resolve_embedding_model(None)
         return cls(np.load(ensure_table(model_dir, cache_dir)), model_dir / "tokenizer.json")
 
     @classmethod
-    def default(cls) -> "StaticEmbedder":
+    def default(cls) -> StaticEmbedder:
         return cls.load()
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:

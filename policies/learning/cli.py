@@ -12,6 +12,7 @@
 
 Exit status: 0 done (installed or kept), 1 refused (corrupt artifact, nothing to roll back), 2 bad input.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from policies.common.learning_settings import LearningSettings
+from policies.embedding.names import embedder_for
 from policies.learning.registry import RouterRegistry
 from policies.learning.runs import due, learn_from_file, learn_from_log
-from policies.embedding.names import embedder_for
 from policies.learning.store import InferenceLog
 from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact
 
@@ -46,21 +47,40 @@ def _print_record(record: dict[str, Any]) -> None:
     v = record.get("validation") or {}
     print(f"{record.get('decision')}: {record.get('reason')}")
     if "candidate" in v:
-        print(f"  newest {v.get('rows')} labelled requests: candidate {json.dumps(v['candidate'])}, "
-              f"{v.get('compared_with', 'current')} {json.dumps(v['current'])}")
-    for key in ("labelled_rows", "logged_rows", "label_sources", "fit", "thresholds", "threshold_notes", "version", "seconds"):
+        print(
+            f"  newest {v.get('rows')} labelled requests: candidate {json.dumps(v['candidate'])}, "
+            f"{v.get('compared_with', 'current')} {json.dumps(v['current'])}"
+        )
+    for key in (
+        "labelled_rows",
+        "logged_rows",
+        "label_sources",
+        "fit",
+        "thresholds",
+        "threshold_notes",
+        "version",
+        "seconds",
+    ):
         if record.get(key) not in (None, {}, []):
             print(f"  {key}: {json.dumps(record[key])}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", help="litellm_config.yaml (default: the repo's, else built-in defaults)")
-    ap.add_argument("--store", type=Path, help="learning folder (default: synqra.learning.store_dir or <data_dir>/learning)")
-    ap.add_argument("--prior", type=Path, help="base artifact .npz (default: synqra.routing.artifact_path or the shipped one)")
+    ap.add_argument(
+        "--store", type=Path, help="learning folder (default: synqra.learning.store_dir or <data_dir>/learning)"
+    )
+    ap.add_argument(
+        "--prior", type=Path, help="base artifact .npz (default: synqra.routing.artifact_path or the shipped one)"
+    )
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--labels", type=Path, help="JSON lines {id, messages, label}: fit from this file (needs --out)")
-    what.add_argument("--rollback", nargs="?", const="", metavar="VERSION", help="serve VERSION (default: the previous one)")
+    what.add_argument(
+        "--rollback", nargs="?", const="", metavar="VERSION", help="serve VERSION (default: the previous one)"
+    )
     what.add_argument("--list", action="store_true", help="versions and recent runs")
     what.add_argument("--if-due", action="store_true", help="run only if the schedule says so")
     what.add_argument("--export", type=Path, metavar="FILE", help="write the inference log as JSON lines")
@@ -89,9 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             version = registry.rollback(args.rollback or None)
         except ArtifactError as e:
-            print(f"{PROG}: rollback refused: {e}; the current router ({registry.current_version()}) keeps serving", file=sys.stderr)
+            print(
+                f"{PROG}: rollback refused: {e}; the current router ({registry.current_version()}) keeps serving",
+                file=sys.stderr,
+            )
             return 1
-        registry.record_run({"decision": "rolled back", "version": version, "reason": f"synqra learn --rollback {args.rollback}".strip()})
+        registry.record_run(
+            {
+                "decision": "rolled back",
+                "version": version,
+                "reason": f"synqra learn --rollback {args.rollback}".strip(),
+            }
+        )
         print(f"serving {version}")
         return 0
     if args.list:
@@ -146,7 +175,9 @@ def _from_file(args: argparse.Namespace, base: Path, settings: LearningSettings)
         return 1
     try:
         with args.labels.open() as f:
-            outcome, errors = learn_from_file(f, args.out or Path("."), prior, embedder_for(prior.embedder), settings, args.dry_run)
+            outcome, errors = learn_from_file(
+                f, args.out or Path("."), prior, embedder_for(prior.embedder), settings, args.dry_run
+            )
     except (OSError, ValueError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ so the proxy serves it exactly like the shipped artifact.
   lam chosen by K-fold cross-validated log-loss (one-standard-error rule, paired per row, towards
   the prior) lets the deviations learn the new traffic.
 """
+
 from __future__ import annotations
 
 import dataclasses

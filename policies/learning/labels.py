@@ -4,9 +4,11 @@ stronger tier), 0 = it was good enough; soft values in between. Each carries the
 The mappings below turn what the proxy sees into that scale; the proxy's hooks call them and hand the
 value to the log writer (writer.InferenceLogWriter.log_label).
 """
+
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 Source = Literal["gate", "shadow_gate", "judge", "feedback", "file"]
 SOURCES: tuple[str, ...] = ("gate", "shadow_gate", "judge", "feedback", "file")
@@ -37,12 +39,12 @@ def label_from_feedback(score: float | str, served_locally: bool) -> float | Non
     tier only when the local tier served that answer: otherwise None (no label)."""
     if isinstance(score, str):
         if score not in ("good", "bad"):
-            raise ValueError(f"feedback must be a number from 0 to 1, \"good\" or \"bad\", got {score!r}")
+            raise ValueError(f'feedback must be a number from 0 to 1, "good" or "bad", got {score!r}')
         value = 1.0 if score == "good" else 0.0
     elif isinstance(score, (int, float)) and not isinstance(score, bool) and 0.0 <= float(score) <= 1.0:
         value = float(score)
     else:
-        raise ValueError(f"feedback must be a number from 0 to 1, \"good\" or \"bad\", got {score!r}")
+        raise ValueError(f'feedback must be a number from 0 to 1, "good" or "bad", got {score!r}')
     return 1.0 - value if served_locally else None
 
 

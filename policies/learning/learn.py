@@ -17,6 +17,7 @@ interface fits exactly as a deployment does:
    until the labelled requests below it needed the strong tier at most `max_escalation` of the
    time (thresholds.local_cut); the other cuts keep the current split of the non-local traffic.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,10 +67,14 @@ class Labelled:
     def __len__(self) -> int:
         return len(self.label)
 
-    def subset(self, idx: np.ndarray) -> "Labelled":
+    def subset(self, idx: np.ndarray) -> Labelled:
         return Labelled(
-            self.rep.subset(idx), self.label[idx], self.weight[idx], [self.sources[i] for i in idx],
-            None if self.ts is None else self.ts[idx], self.skipped,
+            self.rep.subset(idx),
+            self.label[idx],
+            self.weight[idx],
+            [self.sources[i] for i in idx],
+            None if self.ts is None else self.ts[idx],
+            self.skipped,
         )
 
     def by_source(self) -> dict[str, int]:
@@ -88,7 +93,11 @@ def scores_of(scorer: LearnedScorer, rep: Representation, vocab: int) -> np.ndar
 def _figures(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, float]:
     p = np.clip(scores, 1e-6, 1 - 1e-6)
     logloss = float(np.average(-(y * np.log(p) + (1 - y) * np.log(1 - p)), weights=w))
-    return {"apgr": round(label_apgr(scores, y, w), 4), "logloss": round(logloss, 4), "mean_score": round(float(np.mean(scores)), 4)}
+    return {
+        "apgr": round(label_apgr(scores, y, w), 4),
+        "logloss": round(logloss, 4),
+        "mean_score": round(float(np.mean(scores)), 4),
+    }
 
 
 @dataclass
@@ -195,8 +204,13 @@ def learn(
     reference = current if comparable else prior
     n_val = max(MIN_VALIDATION, math.ceil(settings.validation_share * n))
     if n - n_val < MIN_TRAIN:
-        return Outcome(False, f"{n} labelled requests: at least {MIN_VALIDATION + MIN_TRAIN} are needed "
-                       f"({MIN_TRAIN} to fit, {MIN_VALIDATION} newest to validate)", current, {"rows": n})
+        return Outcome(
+            False,
+            f"{n} labelled requests: at least {MIN_VALIDATION + MIN_TRAIN} are needed "
+            f"({MIN_TRAIN} to fit, {MIN_VALIDATION} newest to validate)",
+            current,
+            {"rows": n},
+        )
     old, new = np.arange(n - n_val), np.arange(n - n_val, n)
     held = data.subset(new)
     validation: dict[str, Any] = {
@@ -207,7 +221,9 @@ def learn(
         "compared_with": "current" if comparable else "base (the current router reads another representation)",
     }
     if np.ptp(held.label) == 0:
-        return Outcome(False, "the newest labelled requests all have the same label: nothing to rank", current, validation)
+        return Outcome(
+            False, "the newest labelled requests all have the same label: nothing to rank", current, validation
+        )
     fit_part = data.subset(old)
     cand = fit_adapted(prior, fit_part.rep, fit_part.label, fit_part.weight, vocab)
     validation["candidate"] = _figures(scores_of(cand.scorer, held.rep, vocab), held.label, held.weight)
@@ -215,15 +231,20 @@ def learn(
     gain = validation["candidate"]["apgr"] - validation["current"]["apgr"]
     validation["apgr_gain"] = round(gain, 4)
     wins = _bootstrap_wins(
-        scores_of(cand.scorer, held.rep, vocab), scores_of(reference, held.rep, vocab), held.label, held.weight,
+        scores_of(cand.scorer, held.rep, vocab),
+        scores_of(reference, held.rep, vocab),
+        held.label,
+        held.weight,
         settings.min_improvement,
     )
     validation["bootstrap_wins"] = round(wins, 3)
     if gain <= settings.min_improvement or wins < GUARD_CONFIDENCE:
-        reason = (f"candidate APGR {validation['candidate']['apgr']:.4f} on the {n_val} newest labelled requests "
-                  f"vs the current router's {validation['current']['apgr']:.4f}: better by more than "
-                  f"{settings.min_improvement} in {wins:.0%} of {GUARD_DRAWS} resamples of them, "
-                  f"{GUARD_CONFIDENCE:.0%} needed")
+        reason = (
+            f"candidate APGR {validation['candidate']['apgr']:.4f} on the {n_val} newest labelled requests "
+            f"vs the current router's {validation['current']['apgr']:.4f}: better by more than "
+            f"{settings.min_improvement} in {wins:.0%} of {GUARD_DRAWS} resamples of them, "
+            f"{GUARD_CONFIDENCE:.0%} needed"
+        )
         return Outcome(False, reason, current, validation, cand)
     final = fit_adapted(prior, data.rep, data.label, data.weight, vocab, lam=cand.lam)
     final.cv = cand.cv
@@ -237,14 +258,18 @@ def learn(
         scores_of(reference, traffic, vocab),
         settings,
     )
-    reason = (f"candidate APGR {validation['candidate']['apgr']:.4f} on the {n_val} newest labelled requests "
-              f"beats the current router's {validation['current']['apgr']:.4f} (in {wins:.0%} of {GUARD_DRAWS} resamples)")
+    reason = (
+        f"candidate APGR {validation['candidate']['apgr']:.4f} on the {n_val} newest labelled requests "
+        f"beats the current router's {validation['current']['apgr']:.4f} (in {wins:.0%} of {GUARD_DRAWS} resamples)"
+    )
     out = Outcome(True, reason, final.scorer, validation, final, thresholds, notes)
     out.manifest = _manifest(prior, current, data, out, settings)
     return out
 
 
-def _manifest(prior: LearnedScorer, current: LearnedScorer, data: Labelled, out: Outcome, settings: LearningSettings) -> dict[str, Any]:
+def _manifest(
+    prior: LearnedScorer, current: LearnedScorer, data: Labelled, out: Outcome, settings: LearningSettings
+) -> dict[str, Any]:
     ts = data.ts
     return {
         "format_version": FORMAT_VERSION,

@@ -16,6 +16,7 @@ current, so a corrupt artifact is refused and the serving one kept.
 The proxy's workers poll `current_version()` (one small file read) and reload with `load_current()`
 when it changes, keeping the scorer they have if the load fails.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,9 +24,10 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from policies.routing.scorer import ArtifactError, LearnedScorer, load_artifact, manifest_path, sha256_file
 
@@ -64,7 +66,12 @@ def write_artifact(folder: Path, scorer: LearnedScorer, manifest: dict[str, Any]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ARTIFACT_NAME
     scorer.save(path)
-    manifest = {**manifest, "artifact": ARTIFACT_NAME, "artifact_sha256": sha256_file(path), "embedder": scorer.embedder}
+    manifest = {
+        **manifest,
+        "artifact": ARTIFACT_NAME,
+        "artifact_sha256": sha256_file(path),
+        "embedder": scorer.embedder,
+    }
     manifest_path(path).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     load_artifact(path)
     return path

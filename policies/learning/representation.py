@@ -10,11 +10,13 @@ Stored compactly: features float32, embedding float16 (half the bytes; scores mo
 token ids as the distinct ids of the embedded text (all the token term reads, scorer.token_presence),
 uint16 when the vocabulary fits.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,8 +27,14 @@ from policies.routing.scorer import LearnedScorer, token_presence
 
 # The request fields the router's features read (features.py); a logged snapshot keeps only these.
 REQUEST_KEYS = (
-    "messages", "system", "tools", "functions", "response_format",
-    "max_tokens", "max_completion_tokens", "max_output_tokens",
+    "messages",
+    "system",
+    "tools",
+    "functions",
+    "response_format",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
 )
 
 
@@ -68,12 +76,12 @@ class Representation:
         idx = np.concatenate(cols) if cols else np.zeros(0, np.int64)
         return sp.csr_matrix((data, idx, np.array(indptr)), shape=(len(self.tokens), vocab))
 
-    def subset(self, idx: np.ndarray | Sequence[int]) -> "Representation":
+    def subset(self, idx: np.ndarray | Sequence[int]) -> Representation:
         idx = np.asarray(idx, dtype=np.int64)
         return Representation(self.feats[idx], self.emb[idx], [self.tokens[i] for i in idx], self.key)
 
     @staticmethod
-    def concat(parts: Sequence["Representation"]) -> "Representation":
+    def concat(parts: Sequence[Representation]) -> Representation:
         keys = {p.key for p in parts}
         if len(keys) != 1:
             raise ValueError(f"cannot join representations of different keys {sorted(keys)}")

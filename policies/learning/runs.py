@@ -4,13 +4,15 @@ and a labels file (the evaluation interface). I/O lives here; the decision in le
 Start-up of a deployment's unattended loop (the supervisor): `due()` says whether a scheduled run
 should happen now; `learn_from_log()` runs one and records it whatever it decides.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 import numpy as np
 
@@ -62,7 +64,7 @@ def labelled_from_log(
         all_ts = np.concatenate([ts, extra_ts])[order]
         traffic = Representation.concat([traffic, extra_rep]).subset(order) if len(traffic) else extra_rep.subset(order)
         ids, ts = all_ids, all_ts
-    rows, label, weight, sources, label_ts = [], [], [], [], []
+    rows, label, weight, sources = [], [], [], []
     for i, rid in enumerate(ids):
         got = labels.get(rid)
         if not got:
@@ -76,8 +78,12 @@ def labelled_from_log(
         sources.append(c[2])
     idx = np.array(rows, dtype=np.int64)
     data = Labelled(
-        traffic.subset(idx), np.array(label, dtype=np.float64), np.array(weight, dtype=np.float64), sources,
-        ts[idx] if len(idx) else np.zeros(0), skipped,
+        traffic.subset(idx),
+        np.array(label, dtype=np.float64),
+        np.array(weight, dtype=np.float64),
+        sources,
+        ts[idx] if len(idx) else np.zeros(0),
+        skipped,
     )
     return data, traffic
 
@@ -115,7 +121,9 @@ def learn_from_log(
     if not dry_run:
         record["purged_rows"] = store.purge(settings.retention_days, now)
     data, traffic = labelled_from_log(store, prior, settings, embedder)
-    record.update(labelled_rows=len(data), logged_rows=len(traffic), label_sources=data.by_source(), left_out=data.skipped)
+    record.update(
+        labelled_rows=len(data), logged_rows=len(traffic), label_sources=data.by_source(), left_out=data.skipped
+    )
     outcome = learn(prior, current, data, settings, traffic=traffic, current_thresholds=current_thresholds)
     record.update(outcome.record())
     if outcome.installed:
@@ -139,7 +147,9 @@ def _finish(registry: RouterRegistry, record: dict[str, Any], dry_run: bool, t0:
     return record
 
 
-def due(store: InferenceLog, registry: RouterRegistry, settings: LearningSettings, now: float | None = None) -> tuple[bool, str]:
+def due(
+    store: InferenceLog, registry: RouterRegistry, settings: LearningSettings, now: float | None = None
+) -> tuple[bool, str]:
     """Whether the schedule asks for a run now: schedule on, its interval passed since the last
     (non-dry) run, and at least min_new_labels labels arrived since then."""
     if not settings.enabled or settings.schedule == "off":
@@ -196,8 +206,14 @@ def learn_from_file(
     if not requests:
         raise ValueError("no usable labelled request in the file" + (f" ({errors[0]})" if errors else ""))
     rep = Representer(prior, embedder).represent(requests)
-    data = Labelled(rep, np.array(labels), np.ones(len(labels)), [("file",)] * len(labels), None,
-                    {"unreadable_lines": len(errors)} if errors else {})
+    data = Labelled(
+        rep,
+        np.array(labels),
+        np.ones(len(labels)),
+        [("file",)] * len(labels),
+        None,
+        {"unreadable_lines": len(errors)} if errors else {},
+    )
     outcome = learn(prior, prior, data, settings, traffic=rep)
     if not dry_run:
         if outcome.installed:
@@ -210,5 +226,7 @@ def learn_from_file(
                 "validation": outcome.validation,
                 "training_rows": {"labelled": len(data), "by_source": data.by_source(), "left_out": data.skipped},
             }
-        write_artifact(out_dir, outcome.scorer, {**manifest, "version": f"file-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"})
+        write_artifact(
+            out_dir, outcome.scorer, {**manifest, "version": f"file-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"}
+        )
     return outcome, errors

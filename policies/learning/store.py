@@ -10,6 +10,7 @@ text only when keep_text), route score, scorer, router version, tier chosen and 
 chain, cost. Labels (`labels`): request id, source, value in [0, 1], time, optional note; a request
 may collect several (the gate's verdict, then a judge's, then the application's feedback).
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,9 +18,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Any
 
 import numpy as np
 
@@ -61,8 +63,19 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE INDEX IF NOT EXISTS labels_ts ON labels (ts);
 """
 _ROUTE_COLS = (
-    "request_id", "ts", "repr_key", "feats", "emb", "tokens", "tok_width", "request_json",
-    "route_score", "scorer", "router_version", "tier_chosen", "mode",
+    "request_id",
+    "ts",
+    "repr_key",
+    "feats",
+    "emb",
+    "tokens",
+    "tok_width",
+    "request_json",
+    "route_score",
+    "scorer",
+    "router_version",
+    "tier_chosen",
+    "mode",
 )
 _OUTCOME_COLS = ("tier_served", "escalation", "cost_usd", "done_ts")
 _BLOBS = ("feats", "emb", "tokens")
@@ -153,7 +166,9 @@ class InferenceLog:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def write(self, routes: Iterable[RouteRow] = (), outcomes: Iterable[Outcome] = (), labels: Iterable[Label] = ()) -> None:
+    def write(
+        self, routes: Iterable[RouteRow] = (), outcomes: Iterable[Outcome] = (), labels: Iterable[Label] = ()
+    ) -> None:
         """One transaction: rows first, then outcomes and labels (which may refer to those rows)."""
         routes, outcomes, labels = list(routes), list(outcomes), list(labels)
         with self._lock:
@@ -179,7 +194,9 @@ class InferenceLog:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def add_label(self, request_id: str, source: str, value: float, ts: float | None = None, note: str | None = None) -> None:
+    def add_label(
+        self, request_id: str, source: str, value: float, ts: float | None = None, note: str | None = None
+    ) -> None:
         check_label(source, value)
         self.write(labels=[Label(request_id, source, float(value), time.time() if ts is None else ts, note)])
 
@@ -214,7 +231,9 @@ class InferenceLog:
         """A row's plain columns (no blobs) and its labels, or None."""
         cols = [c for c in _ROUTE_COLS + _OUTCOME_COLS if c not in _BLOBS]
         with self._lock:
-            r = self._conn.execute(f"SELECT {', '.join(cols)} FROM routed WHERE request_id = ?", (request_id,)).fetchone()
+            r = self._conn.execute(
+                f"SELECT {', '.join(cols)} FROM routed WHERE request_id = ?", (request_id,)
+            ).fetchone()
             if r is None:
                 return None
             labels = self._conn.execute(
@@ -239,7 +258,9 @@ class InferenceLog:
                 ).fetchone()[0]
             )
 
-    def representation(self, key: str, request_ids: list[str] | None = None) -> tuple[list[str], np.ndarray, Representation]:
+    def representation(
+        self, key: str, request_ids: list[str] | None = None
+    ) -> tuple[list[str], np.ndarray, Representation]:
         """(ids, request times, Representation) of every row logged under `key`, oldest first
         (or of `request_ids`, in that order, those missing left out)."""
         sql = "SELECT request_id, ts, feats, emb, tokens, tok_width FROM routed WHERE repr_key = ?"
@@ -278,7 +299,8 @@ class InferenceLog:
             rows = self._conn.execute(f"SELECT {', '.join(cols)} FROM routed {where} ORDER BY ts", args).fetchall()
             ids = {r[0] for r in rows}
             labels = [
-                x for x in self._conn.execute("SELECT request_id, source, value, ts, note FROM labels ORDER BY ts")
+                x
+                for x in self._conn.execute("SELECT request_id, source, value, ts, note FROM labels ORDER BY ts")
                 if x[0] in ids
             ]
         for r in rows:
@@ -305,7 +327,15 @@ class InferenceLog:
                     vals = {c: (base64.b64decode(r[c]) if c in _BLOBS else r.get(c)) for c in _ROUTE_COLS}
                     routes.append(RouteRow(**vals))
                     if r.get("done_ts") is not None:
-                        outcomes.append(Outcome(r["request_id"], r.get("tier_served"), r.get("escalation"), r.get("cost_usd"), r["done_ts"]))
+                        outcomes.append(
+                            Outcome(
+                                r["request_id"],
+                                r.get("tier_served"),
+                                r.get("escalation"),
+                                r.get("cost_usd"),
+                                r["done_ts"],
+                            )
+                        )
                 else:
                     x = obj["label"]
                     check_label(x["source"], x["value"])

@@ -14,6 +14,7 @@ a metric. A daemon thread takes batches off the queue, computes the router's rep
 new rows (features reused from the decision; the embedding and token ids computed here, off the
 request path), writes each batch in one transaction, and purges rows past retention once an hour.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ import queue
 import threading
 import time
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from policies.common.learning_settings import LearningSettings
 from policies.learning.labels import check_label
@@ -100,7 +102,11 @@ class InferenceLogWriter:
         return self._put("route", item)
 
     def log_outcome(
-        self, request_id: str, tier_served: str | None, escalation: str | list[str] | None = None, cost_usd: float | None = None
+        self,
+        request_id: str,
+        tier_served: str | None,
+        escalation: str | list[str] | None = None,
+        cost_usd: float | None = None,
     ) -> bool:
         """What answered (after fallbacks and escalations), the chain (list or "a>b"), the request's total cost."""
         chain = ">".join(escalation) if isinstance(escalation, (list, tuple)) else escalation

@@ -9,6 +9,7 @@ Three kinds, all defined for any answer, so no dataset's quirks are needed to co
 - question/answer similarity in the static MiniLM space, and the two embeddings themselves
   (256 numbers each; `EMB_DIMS`), which carry the topic and the register of each text.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,14 +28,18 @@ _LIST_LINE = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+\S")
 _HEADING = re.compile(r"^\s*(?:#{1,6}\s+\S|\*\*[^*\n]{2,60}\*\*:?\s*$)")
 _CODE_ASK = re.compile(
     r"```|\b(?:code|function|python|javascript|typescript|java|c\+\+|c#|rust|golang|sql|regex|script|program|"
-    r"implement|class|method|api|bash|shell|html|css|excel formula|vba)\b", re.I)
+    r"implement|class|method|api|bash|shell|html|css|excel formula|vba)\b",
+    re.I,
+)
 _OPTIONS = re.compile(r"^\s*[A-J][.)]\s+\S", re.M)
 _CHOICE = re.compile(r"\banswer is \(?[A-J]\)?|\banswer:\s*\(?[A-J]\)?(?:\W|$)|^\s*\(?[A-J]\)\s", re.I | re.M)
 _SENT = re.compile(r"[.!?]+(?:\s|$)")
 _ENDS_CLEAN = re.compile(r"(?:[.!?)\]\"'`*:]|```)\s*$")
 _FIRST_PERSON_AI = re.compile(r"\b(?:as an ai|language model|i'm an ai|i am an ai)\b", re.I)
 _APOLOGY = re.compile(r"\b(?:sorry|apologi[sz]e)\b", re.I)
-_CLARIFY = re.compile(r"\b(?:could you|can you|please (?:provide|clarify|specify|share)|more (?:details|information|context))\b", re.I)
+_CLARIFY = re.compile(
+    r"\b(?:could you|can you|please (?:provide|clarify|specify|share)|more (?:details|information|context))\b", re.I
+)
 _WORD = re.compile(r"[^\W_]+", re.U)
 HEAD_WORDS = 400  # vocabulary features read the head: bounded cost, and loops show early
 
@@ -42,7 +47,9 @@ HEAD_WORDS = 400  # vocabulary features read the head: bounded cost, and loops s
 _DOUBT = re.compile(
     r"\b(?:closest|approximately|roughly|none of the (?:options|choices|above)|not (?:listed|among|match\w*|one of)|"
     r"does(?:n't| not) match|re-?evaluat\w*|recalculat\w*|re-?examin\w*|wait|mistake|error in|however|but since|"
-    r"let me (?:re|try)|not sure|assum\w+)\b", re.I)
+    r"let me (?:re|try)|not sure|assum\w+)\b",
+    re.I,
+)
 _LETTER_REF = re.compile(r"\(([A-J])\)|\boption ([A-J])\b|\b([A-J])\. ", re.I)
 _OPTION_LINE = re.compile(r"^\s*([A-J])[.)]\s+(.+)$", re.M)
 _CHOSEN = re.compile(r"answer is \(?([A-J])\)?", re.I)
@@ -66,12 +73,34 @@ def _choice_mismatch(question: str, answer: str) -> float:
 # prompt was (its long prompts carry context and were answered better) and said nothing about the answer;
 # a model leaning on them marked every short everyday question as hard.
 SHAPE_NAMES = (
-    "log_answer_chars", "log_length_ratio", "log_answer_lines", "list_line_share",
-    "heading_lines", "answer_has_code", "question_asks_code", "code_asked_none_given", "type_token_ratio",
-    "repeated_4gram_share", "log_mean_sentence_words", "digit_share", "ends_clean", "question_is_maths",
-    "question_has_options", "options_without_choice", "question_unknowable_figure", "log_answer_numbers",
-    "questions_asked_back", "clarification_request", "ai_self_reference", "apology", "non_ascii_share",
-    "lexical_overlap", "lexical_overlap_known", "cosine", "log_doubt_phrases", "option_letters_named",
+    "log_answer_chars",
+    "log_length_ratio",
+    "log_answer_lines",
+    "list_line_share",
+    "heading_lines",
+    "answer_has_code",
+    "question_asks_code",
+    "code_asked_none_given",
+    "type_token_ratio",
+    "repeated_4gram_share",
+    "log_mean_sentence_words",
+    "digit_share",
+    "ends_clean",
+    "question_is_maths",
+    "question_has_options",
+    "options_without_choice",
+    "question_unknowable_figure",
+    "log_answer_numbers",
+    "questions_asked_back",
+    "clarification_request",
+    "ai_self_reference",
+    "apology",
+    "non_ascii_share",
+    "lexical_overlap",
+    "lexical_overlap_known",
+    "cosine",
+    "log_doubt_phrases",
+    "option_letters_named",
     "choice_not_worked_out",
 )
 BASE_NAMES = SHAPE_NAMES + tuple(f"signal_{n}" for n in SIGNAL_INPUTS)
@@ -126,7 +155,9 @@ def shape_features(question: str, answer: str, cosine: float | None) -> list[flo
         float(overlap is not None),
         cosine if cosine is not None and not math.isnan(cosine) else 0.0,
         _log(len(_DOUBT.findall(answer))),
-        min(5.0, len({next(g for g in m.groups() if g).upper() for m in _LETTER_REF.finditer(answer)})) if options else 0.0,
+        min(5.0, len({next(g for g in m.groups() if g).upper() for m in _LETTER_REF.finditer(answer)}))
+        if options
+        else 0.0,
         _choice_mismatch(question, answer) if options else 0.0,
     ]
 

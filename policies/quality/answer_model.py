@@ -9,6 +9,7 @@ that about 8 in 10 answers scored there were judged good on held-out prompts). T
 `synqra train-quality-scorer` (policies/quality/train.py), which writes the `.npz` (plain arrays, loaded
 with allow_pickle=False) and its manifest (data hashes, code hash, label rule, cross-validated figures).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,19 @@ from policies.quality.answer_features import EMB_DIMS, FEATURE_NAMES
 
 FORMAT_VERSION = 1
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "answer_v1.npz"
-_ARRAYS = ("format_version", "feature_names", "embedder", "w_feat", "feat_mean", "feat_std", "w_q", "w_a", "bias",
-           "calib_z", "calib_p")
+_ARRAYS = (
+    "format_version",
+    "feature_names",
+    "embedder",
+    "w_feat",
+    "feat_mean",
+    "feat_std",
+    "w_q",
+    "w_a",
+    "bias",
+    "calib_z",
+    "calib_p",
+)
 
 
 class AnswerModelError(RuntimeError):
@@ -71,11 +83,18 @@ class AnswerModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
             np.savez_compressed(
-                f, format_version=np.array(FORMAT_VERSION), feature_names=np.array(FEATURE_NAMES),
-                embedder=np.array(self.embedder), w_feat=self.w_feat.astype(np.float64),
-                feat_mean=self.feat_mean.astype(np.float64), feat_std=self.feat_std.astype(np.float64),
-                w_q=self.w_q.astype(np.float64), w_a=self.w_a.astype(np.float64), bias=np.array([self.bias]),
-                calib_z=self.calib_z.astype(np.float64), calib_p=self.calib_p.astype(np.float64),
+                f,
+                format_version=np.array(FORMAT_VERSION),
+                feature_names=np.array(FEATURE_NAMES),
+                embedder=np.array(self.embedder),
+                w_feat=self.w_feat.astype(np.float64),
+                feat_mean=self.feat_mean.astype(np.float64),
+                feat_std=self.feat_std.astype(np.float64),
+                w_q=self.w_q.astype(np.float64),
+                w_a=self.w_a.astype(np.float64),
+                bias=np.array([self.bias]),
+                calib_z=self.calib_z.astype(np.float64),
+                calib_p=self.calib_p.astype(np.float64),
             )
 
 
@@ -112,7 +131,8 @@ def load_answer_model(path: Path | str = DEFAULT_ARTIFACT) -> AnswerModel:
         all(arrays[a].shape == (k,) for a in ("w_feat", "feat_mean", "feat_std"))
         and arrays["w_q"].shape == arrays["w_a"].shape == (EMB_DIMS,)
         and arrays["bias"].shape == (1,)
-        and arrays["calib_z"].ndim == 1 and arrays["calib_z"].shape == arrays["calib_p"].shape
+        and arrays["calib_z"].ndim == 1
+        and arrays["calib_z"].shape == arrays["calib_p"].shape
         and len(arrays["calib_z"]) >= 2
     )
     if not shapes_ok or not all(np.isfinite(arrays[a]).all() for a in numeric) or (arrays["feat_std"] <= 0).any():
@@ -121,7 +141,14 @@ def load_answer_model(path: Path | str = DEFAULT_ARTIFACT) -> AnswerModel:
     if (np.diff(cz) <= 0).any() or (np.diff(cp) < 0).any() or cp.min() < 0 or cp.max() > 1:
         raise AnswerModelError(f"answer model {path} has a calibration that is not monotone in [0, 1]")
     return AnswerModel(
-        w_feat=arrays["w_feat"], feat_mean=arrays["feat_mean"], feat_std=arrays["feat_std"], w_q=arrays["w_q"],
-        w_a=arrays["w_a"], bias=float(arrays["bias"][0]), calib_z=cz, calib_p=cp, embedder=str(arrays["embedder"]),
+        w_feat=arrays["w_feat"],
+        feat_mean=arrays["feat_mean"],
+        feat_std=arrays["feat_std"],
+        w_q=arrays["w_q"],
+        w_a=arrays["w_a"],
+        bias=float(arrays["bias"][0]),
+        calib_z=cz,
+        calib_p=cp,
+        embedder=str(arrays["embedder"]),
         manifest=manifest,
     )

@@ -1,4 +1,5 @@
 """Pure mapping from a quality score to an action, and which tiers are validated."""
+
 from __future__ import annotations
 
 from typing import Literal

@@ -14,6 +14,7 @@ a calculation the question asks for, figures the model cannot know). Token log-p
 used only when the row gives them ("logprobs": [floats], the generating model's own): recomputing
 them with the local model would score another model's text by a different model's confidence.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,9 @@ def score_stream(src: IO[str], dst: IO[str], scorer: QualityScorer, batch: int =
 
 
 def quality_score_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="synqra quality-score", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="synqra quality-score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", help="litellm_config.yaml (synqra.quality bands and weights, embedding model)")
     ap.add_argument("--input", help="JSON lines file (default: stdin)")
     ap.add_argument("--output", help="output file (default: stdout)")

@@ -17,6 +17,7 @@ turn-2 row becomes the conversation [turn 1, answer 1, turn 2] and answer 2.
 The label rule "rated 6 or more" splits arena-hard's bimodal ratings (1-2 vs 8-10) at the middle of
 its thin 3-7 range; issue 17's target reads "rated 5 or lower" as a bad answer, its complement.
 """
+
 from __future__ import annotations
 
 import csv
@@ -63,10 +64,18 @@ def load_arena_hard(root: Path) -> list[LabelledAnswer]:
         r = json.loads(line)
         if r.get("score") is None:  # 35 judgements without a rating
             continue
-        out.append(LabelledAnswer(
-            "arena_hard", f"arena_hard/{r['question_id']}", r["category"], r["model"], _user(r["prompt"]),
-            r["answer"].strip(), float(r["score"] >= GOOD_RATING), float(r["score"]),
-        ))
+        out.append(
+            LabelledAnswer(
+                "arena_hard",
+                f"arena_hard/{r['question_id']}",
+                r["category"],
+                r["model"],
+                _user(r["prompt"]),
+                r["answer"].strip(),
+                float(r["score"] >= GOOD_RATING),
+                float(r["score"]),
+            )
+        )
     return out
 
 
@@ -78,10 +87,18 @@ def load_mmlu_pro(root: Path) -> list[LabelledAnswer]:
         r = json.loads(line)
         prompt = re.sub(r"\s*Answer:\s*$", "", r["prompt"].strip())
         good = float(bool(r["correct"]) and bool(r["pred_from_text"]))
-        out.append(LabelledAnswer(
-            "mmlu_pro", f"mmlu_pro/{r['category']}", r["category"], "Llama-3.1-8B-Instruct", _user(prompt),
-            r["answer_text"].strip(), good, meta={"question_id": r["question_id"]},
-        ))
+        out.append(
+            LabelledAnswer(
+                "mmlu_pro",
+                f"mmlu_pro/{r['category']}",
+                r["category"],
+                "Llama-3.1-8B-Instruct",
+                _user(prompt),
+                r["answer_text"].strip(),
+                good,
+                meta={"question_id": r["question_id"]},
+            )
+        )
     return out
 
 
@@ -95,18 +112,30 @@ def load_gsm8k(root: Path) -> list[LabelledAnswer]:
             continue
         pid = hashlib.sha1(r["prompt"].encode()).hexdigest()[:10]
         for model in GSM8K_MODELS:
-            out.append(LabelledAnswer(
-                "gsm8k", f"gsm8k/{pid}", "gsm8k", model, _user(r["prompt"]), r[model + "_response"].strip(),
-                float(r[model] == "True"),
-            ))
+            out.append(
+                LabelledAnswer(
+                    "gsm8k",
+                    f"gsm8k/{pid}",
+                    "gsm8k",
+                    model,
+                    _user(r["prompt"]),
+                    r[model + "_response"].strip(),
+                    float(r[model] == "True"),
+                )
+            )
     return out
 
 
-_SINGLE = re.compile(r"\[Question\]\n(.*?)\n\n(?:\[The Start of Reference Answer\].*?\[The End of Reference Answer\]\n\n)?"
-                     r"\[The Start of Assistant's Answer\]\n(.*)\n\[The End of Assistant's Answer\]\s*$", re.S)
-_CONV = re.compile(r"<\|The Start of Assistant A's Conversation with User\|>\n\n### User:\n(.*?)\n\n### Assistant A:\n(.*?)"
-                   r"\n\n### User:\n(.*?)\n\n### Assistant A:\n(.*)\n\n<\|The End of Assistant A's Conversation with User\|>",
-                   re.S)
+_SINGLE = re.compile(
+    r"\[Question\]\n(.*?)\n\n(?:\[The Start of Reference Answer\].*?\[The End of Reference Answer\]\n\n)?"
+    r"\[The Start of Assistant's Answer\]\n(.*)\n\[The End of Assistant's Answer\]\s*$",
+    re.S,
+)
+_CONV = re.compile(
+    r"<\|The Start of Assistant A's Conversation with User\|>\n\n### User:\n(.*?)\n\n### Assistant A:\n(.*?)"
+    r"\n\n### User:\n(.*?)\n\n### Assistant A:\n(.*)\n\n<\|The End of Assistant A's Conversation with User\|>",
+    re.S,
+)
 
 
 def parse_mt_bench_judge_prompt(user_prompt: str) -> tuple[list[dict[str, Any]], str] | None:
@@ -114,8 +143,11 @@ def parse_mt_bench_judge_prompt(user_prompt: str) -> tuple[list[dict[str, Any]],
     m = _CONV.search(user_prompt)
     if m:
         q1, a1, q2, a2 = m.groups()
-        return [{"role": "user", "content": q1}, {"role": "assistant", "content": a1},
-                {"role": "user", "content": q2}], a2
+        return [
+            {"role": "user", "content": q1},
+            {"role": "assistant", "content": a1},
+            {"role": "user", "content": q2},
+        ], a2
     m = _SINGLE.search(user_prompt)
     if m:
         return _user(m.group(1)), m.group(2)
@@ -124,7 +156,10 @@ def parse_mt_bench_judge_prompt(user_prompt: str) -> tuple[list[dict[str, Any]],
 
 def load_mt_bench(root: Path) -> list[LabelledAnswer]:
     rr = root / "routing" / "routellm"
-    cats = {json.loads(line)["question_id"]: json.loads(line)["category"] for line in (rr / "mt_bench_question.jsonl").open()}
+    cats = {
+        json.loads(line)["question_id"]: json.loads(line)["category"]
+        for line in (rr / "mt_bench_question.jsonl").open()
+    }
     out = []
     for line in (rr / "mt_bench_judgements.jsonl").open(encoding="utf-8"):
         r = json.loads(line)
@@ -132,10 +167,19 @@ def load_mt_bench(root: Path) -> list[LabelledAnswer]:
         if parsed is None or r.get("score") is None:
             continue
         messages, answer = parsed
-        out.append(LabelledAnswer(
-            "mt_bench", f"mt_bench/{r['question_id']}", cats.get(r["question_id"], "?"), r["model"], messages,
-            answer.strip(), float(float(r["score"]) >= GOOD_RATING), float(r["score"]), meta={"turn": r["turn"]},
-        ))
+        out.append(
+            LabelledAnswer(
+                "mt_bench",
+                f"mt_bench/{r['question_id']}",
+                cats.get(r["question_id"], "?"),
+                r["model"],
+                messages,
+                answer.strip(),
+                float(float(r["score"]) >= GOOD_RATING),
+                float(r["score"]),
+                meta={"turn": r["turn"]},
+            )
+        )
     return out
 
 

@@ -13,6 +13,7 @@ one rephrase per request, on the same tier or the next (`rephrase_target`);
 escalation goes one tier up or to the top (`escalate_target`); no paid call
 while the budget is stopped (the answer in hand is delivered, marked).
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -115,7 +116,9 @@ def rephrase_messages(messages: list[dict[str, Any]], verdict: QualityVerdict) -
 def rephrase_system(system: str | list[dict[str, Any]] | None, verdict: QualityVerdict) -> str | list[dict[str, Any]]:
     """An Anthropic top-level `system` (a string or a list of content blocks) with the instruction added."""
     instruction = rephrase_instruction(verdict)
-    if isinstance(system, list):  # blocks may carry cache_control: kept as they are, the instruction is a block of its own
+    if isinstance(
+        system, list
+    ):  # blocks may carry cache_control: kept as they are, the instruction is a block of its own
         return [*system, {"type": "text", "text": instruction}]
     return f"{system}\n\n{instruction}" if system else instruction
 

@@ -14,6 +14,7 @@ The default weights are data of the config model (policies/common/quality_settin
 `synqra.quality.weights` overrides by name; a name not there is an error at start-up); this table checks at
 import that it has exactly those names, and `combine` refuses a signal it does not know.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -60,33 +61,73 @@ SIGNALS: tuple[SignalSpec, ...] = (
     SignalSpec("empty", lambda c: sg.empty_answer(c.answer, c.tool_calls), "rule", hard=True),
     SignalSpec("cut_off", lambda c: sg.cut_off(c.finish_reason), "rule", hard=True, hint=_SHORT),
     SignalSpec("loop", lambda c: sg.repetition(c.answer), "rule", hard=True, hint="Do not repeat yourself."),
-    SignalSpec("json_valid", lambda c: sg.json_valid(c.request, c.answer) if not c.tool_calls else sg.OK, "rule",
-               hard=True, hint="Reply with valid JSON only, with no text around it."),
-    SignalSpec("tool_args", lambda c: sg.tool_args_valid(c.request, c.tool_calls), "rule", hard=True,
-               hint="Call tools with arguments that are valid JSON containing every required field."),
-    SignalSpec("refusal", lambda c: sg.refusal(c.question, c.answer), "rule",
-               hint="The request is harmless: answer it."),
-    SignalSpec("language", lambda c: sg.language_match(c.question, c.answer), "rule",
-               hint="Answer in the same language as the question."),
-    SignalSpec("arithmetic", lambda c: sg.arithmetic(c.answer), "rule",
-               hint="Work step by step and double-check every calculation."),
-    SignalSpec("computation", lambda c: sg.computation(c.question, c.answer), "rule",
-               hint="Work step by step and double-check every calculation."),
+    SignalSpec(
+        "json_valid",
+        lambda c: sg.json_valid(c.request, c.answer) if not c.tool_calls else sg.OK,
+        "rule",
+        hard=True,
+        hint="Reply with valid JSON only, with no text around it.",
+    ),
+    SignalSpec(
+        "tool_args",
+        lambda c: sg.tool_args_valid(c.request, c.tool_calls),
+        "rule",
+        hard=True,
+        hint="Call tools with arguments that are valid JSON containing every required field.",
+    ),
+    SignalSpec(
+        "refusal", lambda c: sg.refusal(c.question, c.answer), "rule", hint="The request is harmless: answer it."
+    ),
+    SignalSpec(
+        "language",
+        lambda c: sg.language_match(c.question, c.answer),
+        "rule",
+        hint="Answer in the same language as the question.",
+    ),
+    SignalSpec(
+        "arithmetic",
+        lambda c: sg.arithmetic(c.answer),
+        "rule",
+        hint="Work step by step and double-check every calculation.",
+    ),
+    SignalSpec(
+        "computation",
+        lambda c: sg.computation(c.question, c.answer),
+        "rule",
+        hint="Work step by step and double-check every calculation.",
+    ),
     # Weight 0.3: alone it lands a sure answer in the rephrase band, not escalation: a bigger model cannot
     # know the user's prices either, while asking again with the hint below gets an answer that says so.
-    SignalSpec("invented_figure", lambda c: sg.invented_figure(c.conversation, c.question, c.answer), "rule",
-               hint="Do not state prices, dates, names or other figures that the conversation does not give: "
-               "say what you would need to know instead."),
+    SignalSpec(
+        "invented_figure",
+        lambda c: sg.invented_figure(c.conversation, c.question, c.answer),
+        "rule",
+        hint="Do not state prices, dates, names or other figures that the conversation does not give: "
+        "say what you would need to know instead.",
+    ),
     SignalSpec("logprob_mean", lambda c: sg.logprob_mean(c.logprobs), "rule", hint=_DIRECT),
     SignalSpec("logprob_min", lambda c: sg.logprob_min(c.logprobs), "rule", hint=_DIRECT),
-    SignalSpec("abrupt_end", lambda c: sg.abrupt_end(c.answer) if c.finish_reason != "length" else sg.OK, "input",
-               hint=_SHORT),
-    SignalSpec("relevance", lambda c: sg.relevance(c.cosine, *c.relevance_band), "input",
-               hint="Stay strictly on the topic of the question."),
-    SignalSpec("maths_answer", lambda c: sg.maths_answer(c.question, c.answer), "input",
-               hint="End with a last line of the form 'Answer: <number>'."),
-    SignalSpec("maths_inputs", lambda c: sg.maths_inputs(c.question, c.answer), "input",
-               hint="Use every number given in the question."),
+    SignalSpec(
+        "abrupt_end", lambda c: sg.abrupt_end(c.answer) if c.finish_reason != "length" else sg.OK, "input", hint=_SHORT
+    ),
+    SignalSpec(
+        "relevance",
+        lambda c: sg.relevance(c.cosine, *c.relevance_band),
+        "input",
+        hint="Stay strictly on the topic of the question.",
+    ),
+    SignalSpec(
+        "maths_answer",
+        lambda c: sg.maths_answer(c.question, c.answer),
+        "input",
+        hint="End with a last line of the form 'Answer: <number>'.",
+    ),
+    SignalSpec(
+        "maths_inputs",
+        lambda c: sg.maths_inputs(c.question, c.answer),
+        "input",
+        hint="Use every number given in the question.",
+    ),
     # Fitted on GSM8K by the earlier bench/quality_eval.py (5-fold out of fold); kept for the fallback product.
     SignalSpec("dead_end", lambda c: sg.dead_end(c.question, c.answer), "input"),
     SignalSpec("hedging", lambda c: sg.hedging(c.answer), "input", hint=_DIRECT),
@@ -103,7 +144,9 @@ def _check_table() -> None:
     if len(BY_NAME) != len(SIGNALS):
         raise ValueError("quality signal registry: duplicate signal names")
     if set(BY_NAME) != set(DEFAULT_WEIGHTS):
-        raise ValueError(f"quality signal registry and DEFAULT_WEIGHTS differ: {sorted(set(BY_NAME) ^ set(DEFAULT_WEIGHTS))}")
+        raise ValueError(
+            f"quality signal registry and DEFAULT_WEIGHTS differ: {sorted(set(BY_NAME) ^ set(DEFAULT_WEIGHTS))}"
+        )
     for s in SIGNALS:
         if not 0.0 <= s.weight <= 1.0:
             raise ValueError(f"quality signal {s.name!r}: default weight {s.weight} is outside [0, 1]")

@@ -13,6 +13,7 @@ score = P(answer deserves delivery) x prod over rule signals (1 - w * (1 - s)):
   the hard ones (empty, cut off, loop, invalid JSON, unparsable tool arguments) force "escalate".
 numpy only: no torch in the proxy process.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,18 +26,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from policies.common.quality_settings import QualitySettings
 from policies.embedding.base import RELEVANCE_BANDS
 from policies.quality import answer_features as af
 from policies.quality import signals as sg
 from policies.quality.answer_model import DEFAULT_ARTIFACT, AnswerModel, AnswerModelError, load_answer_model
 from policies.quality.bands import Action, band
-from policies.common.quality_settings import QualitySettings
 from policies.quality.registry import BY_NAME, HARD_SIGNALS, AnswerContext, compute_all
 
 if TYPE_CHECKING:
+    from policies.common.settings import AppConfig
     from policies.embedding.base import Embedder
     from policies.embedding.static import StaticEmbedder
-    from policies.common.settings import AppConfig
 
 log = logging.getLogger("synqra.quality")
 
@@ -83,8 +84,17 @@ def compute_signals(
 ) -> dict[str, sg.Signal]:
     """Every registered signal for one answer; `cosine` is question/answer embedding similarity (None: unknown),
     judged by `relevance_band` (unrelated below, related above) of the embedder that measured it."""
-    ctx = AnswerContext(request, sg.question_text(request), sg.conversation_text(request), answer or "",
-                        finish_reason, logprobs, tool_calls, cosine, relevance_band)
+    ctx = AnswerContext(
+        request,
+        sg.question_text(request),
+        sg.conversation_text(request),
+        answer or "",
+        finish_reason,
+        logprobs,
+        tool_calls,
+        cosine,
+        relevance_band,
+    )
     return compute_all(ctx)
 
 
@@ -157,7 +167,7 @@ def model_abstains(question: str, answer: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _default_static() -> "StaticEmbedder":
+def _default_static() -> StaticEmbedder:
     from policies.embedding.static import StaticEmbedder
 
     return StaticEmbedder.default()
@@ -170,9 +180,9 @@ class QualityScorer:
     def __init__(
         self,
         settings: QualitySettings,
-        embedder: "Embedder | None" = None,
+        embedder: Embedder | None = None,
         answer_model: AnswerModel | None | Literal["auto"] = "auto",
-        static_embedder: "StaticEmbedder | None" = None,
+        static_embedder: StaticEmbedder | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -190,19 +200,28 @@ class QualityScorer:
             except Exception as e:  # no embedding model files: the learned part cannot run
                 log.warning("static embedding table unavailable (%s); scoring without the answer model", e)
                 self.answer_model = None
-        if self.answer_model is not None and self._static is not None and self.answer_model.embedder != self._static.name:
-            log.warning("answer model trained on %s, static table is %s; scoring without it",
-                        self.answer_model.embedder, self._static.name)
+        if (
+            self.answer_model is not None
+            and self._static is not None
+            and self.answer_model.embedder != self._static.name
+        ):
+            log.warning(
+                "answer model trained on %s, static table is %s; scoring without it",
+                self.answer_model.embedder,
+                self._static.name,
+            )
             self.answer_model = None
 
     @classmethod
     def from_config(
-        cls, cfg: "AppConfig", embedder: "Embedder | None", static_embedder: "StaticEmbedder | None" = None
-    ) -> "QualityScorer":
+        cls, cfg: AppConfig, embedder: Embedder | None, static_embedder: StaticEmbedder | None = None
+    ) -> QualityScorer:
         return cls(cfg.synqra.quality, embedder, static_embedder=static_embedder)
 
     def _relevance_wanted(self, question: str, answer: str) -> bool:
-        return self.embedder is not None and self.settings.weights["relevance"] > 0 and _needs_relevance(question, answer)
+        return (
+            self.embedder is not None and self.settings.weights["relevance"] > 0 and _needs_relevance(question, answer)
+        )
 
     def _uses_model(self, question: str, answer: str) -> bool:
         """The answer model scores this answer: it loaded, and it does not abstain (model_abstains)."""
@@ -268,15 +287,21 @@ class QualityScorer:
     def score_batch(self, items: list[ScoreItem]) -> list[QualityVerdict]:
         """Score many answers (offline tools, benchmarks): one batched embedding call."""
         questions = [sg.question_text(it.request) for it in items]
-        sigs = [compute_signals(it.request, it.answer_text or "", it.finish_reason, it.logprobs, it.tool_calls, None)
-                for it in items]
+        sigs = [
+            compute_signals(it.request, it.answer_text or "", it.finish_reason, it.logprobs, it.tool_calls, None)
+            for it in items
+        ]
         open_ = [i for i, s in enumerate(sigs) if not any(s[n].value <= 0 for n in HARD_SIGNALS)]
         learned: dict[int, float] = {}
         for i in open_:  # two static embeddings each: batching would save little
             if self._uses_model(questions[i], items[i].answer_text or ""):
                 learned[i] = self._learned(questions[i], items[i].answer_text or "", sigs[i])
         if self.embedder is not None:
-            wanted = [i for i in open_ if i not in learned and self._relevance_wanted(questions[i], items[i].answer_text or "")]
+            wanted = [
+                i
+                for i in open_
+                if i not in learned and self._relevance_wanted(questions[i], items[i].answer_text or "")
+            ]
             if wanted:
                 texts = [t for i in wanted for t in (questions[i][:_EMBED_CHARS], items[i].answer_text[:_EMBED_CHARS])]
                 for i, c in zip(wanted, _pair_cosines(self.embedder.embed(texts))):  # type: ignore[union-attr]

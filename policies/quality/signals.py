@@ -5,6 +5,7 @@ JSON check when no JSON was asked for), 0.0 means "certainly bad". The reason is
 empty when the signal found nothing. No I/O, no model calls: the relevance signal
 takes a cosine computed by the caller from embeddings.
 """
+
 from __future__ import annotations
 
 import json
@@ -138,9 +139,20 @@ def refusal(question: str, answer: str) -> Signal:
 # --- language ------------------------------------------------------------------------------------
 
 _SCRIPTS = (
-    ("LATIN", "latin"), ("CYRILLIC", "cyrillic"), ("GREEK", "greek"), ("ARABIC", "arabic"), ("HEBREW", "hebrew"),
-    ("DEVANAGARI", "devanagari"), ("HANGUL", "hangul"), ("HIRAGANA", "kana"), ("KATAKANA", "kana"),
-    ("CJK", "han"), ("THAI", "thai"), ("BENGALI", "bengali"), ("TAMIL", "tamil"), ("ARMENIAN", "armenian"),
+    ("LATIN", "latin"),
+    ("CYRILLIC", "cyrillic"),
+    ("GREEK", "greek"),
+    ("ARABIC", "arabic"),
+    ("HEBREW", "hebrew"),
+    ("DEVANAGARI", "devanagari"),
+    ("HANGUL", "hangul"),
+    ("HIRAGANA", "kana"),
+    ("KATAKANA", "kana"),
+    ("CJK", "han"),
+    ("THAI", "thai"),
+    ("BENGALI", "bengali"),
+    ("TAMIL", "tamil"),
+    ("ARMENIAN", "armenian"),
     ("GEORGIAN", "georgian"),
 )
 
@@ -359,7 +371,7 @@ _EXPR = rf"[(\s]*{_NUM}(?:[)\s]*{_OP}[(\s]*{_NUM})*[)\s]*"
 # A chain "a + b = c = d * 2 = e": every member must equal the next. A member glued
 # to a letter ("1.5x") is algebra, not arithmetic, and ends the chain.
 _CHAIN = re.compile(rf"(?<![\w.]){_EXPR}(?:\s*=\s*{_EXPR})+(?![\w]|\.\d)")
-_OPERATOR_BEFORE = re.compile(rf"(?:[+\-*/×÷(^=]|\\\*)\s*$")
+_OPERATOR_BEFORE = re.compile(r"(?:[+\-*/×÷(^=]|\\\*)\s*$")
 _HAS_OP = re.compile(rf"\d%?[)\s]*{_OP}[(\s]*\$?\d")
 _ANNOT = re.compile(r"<<([^<>]+)>>")
 
@@ -472,7 +484,10 @@ def equations(answer: str) -> list[tuple[str, str]]:
 # Starts only at the head of a number: inside a long digit run every start point re-scanned the run.
 _WN = r"(?<![\d.,$])(\$?\d(?:\d|,\d{3})*(?:\.\d+)?%?)"
 _WORD_OPS = (
-    (re.compile(rf"{_WN}\s*(?:%|percent|per cent)\s+of\s+(?:the\s+)?{_WN}", re.I), lambda m: f"{m[1].rstrip('%')}% * {m[2]}"),
+    (
+        re.compile(rf"{_WN}\s*(?:%|percent|per cent)\s+of\s+(?:the\s+)?{_WN}", re.I),
+        lambda m: f"{m[1].rstrip('%')}% * {m[2]}",
+    ),
     (re.compile(rf"{_WN}\s+(?:times|multiplied by)\s+{_WN}", re.I), lambda m: f"{m[1]} * {m[2]}"),
     (re.compile(rf"{_WN}\s+plus\s+{_WN}", re.I), lambda m: f"{m[1]} + {m[2]}"),
     (re.compile(rf"{_WN}\s+minus\s+{_WN}", re.I), lambda m: f"{m[1]} - {m[2]}"),
@@ -486,7 +501,8 @@ _WORD_OPS = (
 )
 _WORD_EQUALS = re.compile(
     rf"(?<![\w.])({_EXPR})\s*(?:is equal to|equals|is|makes|gives(?: you)?|comes to|would be|will be|results in|=)\s+"
-    rf"(?:about\s+|approximately\s+)?(-?{_NUM})(?![\w]|\.\d)", re.I
+    rf"(?:about\s+|approximately\s+)?(-?{_NUM})(?![\w]|\.\d)",
+    re.I,
 )
 
 
@@ -631,7 +647,9 @@ _OPERATOR_AFTER = re.compile(r"\s*\)*\s*(?:[+\-*/×÷]|\\\*|[xX]\s)")
 def _operands(text: str) -> list[tuple[int, float]]:
     """(offset, value) of numbers written next to an arithmetic operator (operands of a calculation)."""
     out = []
-    text = _ANNOT.sub(lambda a: f"  {a.group(1)}  ", squeeze(text))  # calculator notes are calculations too; same length
+    text = _ANNOT.sub(
+        lambda a: f"  {a.group(1)}  ", squeeze(text)
+    )  # calculator notes are calculations too; same length
     for m in _NUMBER.finditer(text):
         if _OPERATOR_LEFT.search(text[max(0, m.start() - 8) : m.start()]) or _OPERATOR_AFTER.match(text, m.end()):
             try:
@@ -702,8 +720,11 @@ def question_text(request: dict[str, Any]) -> str:
 
 # --- the computation the question asks for ---------------------------------------------------------
 
-_ASKS_VALUE = re.compile(r"^\s*(?:what(?:'s| is| are| does)|how much (?:is|are|does)|calculate|compute|evaluate|work out|"
-                         r"solve|find|tell me)\b", re.I)
+_ASKS_VALUE = re.compile(
+    r"^\s*(?:what(?:'s| is| are| does)|how much (?:is|are|does)|calculate|compute|evaluate|work out|"
+    r"solve|find|tell me)\b",
+    re.I,
+)
 
 
 def asked_expression(question: str) -> tuple[str, float] | None:
@@ -758,8 +779,10 @@ _UNKNOWABLE = re.compile(
     re.I,
 )
 _NAME_QUESTION = re.compile(r"\bname\b|\bcalled\b|\bwho is (?:our|my|the) (?:ceo|founder|manager|owner)\b", re.I)
-_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|sep(?:t(?:ember)?)?|"
-          r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|sep(?:t(?:ember)?)?|"
+    r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
 # Specific figures: money, percentages, dates, times, phone numbers, and other numbers of two or more digits.
 _FIGURE = re.compile(
     rf"[$€£¥]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?|%|percent)\b"
@@ -770,8 +793,29 @@ _FIGURE = re.compile(
 )
 _LIST_NUMBER = re.compile(r"^\s*\d{1,2}[.)]\s", re.M)
 _PROPER = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)*)\b")
-_COMMON_CAPS = {"I", "I'm", "AI", "Please", "However", "The", "Your", "You", "Our", "We", "If", "For", "To",
-                "Unfortunately", "Sorry", "Hello", "Hi", "Thanks", "Thank", "Yes", "No"}
+_COMMON_CAPS = {
+    "I",
+    "I'm",
+    "AI",
+    "Please",
+    "However",
+    "The",
+    "Your",
+    "You",
+    "Our",
+    "We",
+    "If",
+    "For",
+    "To",
+    "Unfortunately",
+    "Sorry",
+    "Hello",
+    "Hi",
+    "Thanks",
+    "Thank",
+    "Yes",
+    "No",
+}
 
 
 def asks_unknowable_figure(question: str) -> bool:

@@ -17,6 +17,7 @@ Validation (nested): outer folds hold out whole groups (arena-hard and GSM8K and
 MMLU-Pro categories); the L2 strengths are chosen by inner cross-validation inside each outer training
 set. A second check holds out whole arena-hard models as well (trained without their answers at all).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,9 +134,18 @@ def row_weights(rows: list[LabelledAnswer]) -> np.ndarray:
 
 def build(rows: list[LabelledAnswer], embed) -> Matrices:
     feats, q_emb, a_emb, _ = feature_matrices(rows, embed)
-    return Matrices(rows, feats, q_emb, a_emb, np.array([r.good for r in rows], dtype=np.float64), row_weights(rows),
-                    np.array([r.dataset for r in rows]), outer_folds(rows), np.array([r.model for r in rows]),
-                    np.array([af.is_short_exchange(r.question, r.answer) for r in rows]))
+    return Matrices(
+        rows,
+        feats,
+        q_emb,
+        a_emb,
+        np.array([r.good for r in rows], dtype=np.float64),
+        row_weights(rows),
+        np.array([r.dataset for r in rows]),
+        outer_folds(rows),
+        np.array([r.model for r in rows]),
+        np.array([af.is_short_exchange(r.question, r.answer) for r in rows]),
+    )
 
 
 @dataclass(frozen=True)
@@ -164,9 +174,16 @@ def fit_logistic(m: Matrices, idx: np.ndarray, hp: Hyper) -> AnswerModel:
     res = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 400, "gtol": 1e-6})
     t = res.x
     return AnswerModel(
-        w_feat=t[:k], feat_mean=mean, feat_std=std, w_q=t[k : k + d], w_a=t[k + d : k + 2 * d], bias=float(t[-1]),
-        calib_z=np.array([-1.0, 1.0]), calib_p=np.array([1 / (1 + np.e), 1 / (1 + np.exp(-1))]),
-        embedder="", manifest={},
+        w_feat=t[:k],
+        feat_mean=mean,
+        feat_std=std,
+        w_q=t[k : k + d],
+        w_a=t[k + d : k + 2 * d],
+        bias=float(t[-1]),
+        calib_z=np.array([-1.0, 1.0]),
+        calib_p=np.array([1 / (1 + np.e), 1 / (1 + np.exp(-1))]),
+        embedder="",
+        manifest={},
     )
 
 
@@ -250,7 +267,9 @@ def _nested_oof(m: Matrices) -> tuple[np.ndarray, list[dict]]:
     return z, chosen
 
 
-def isotonic(z: np.ndarray, y: np.ndarray, w: np.ndarray, knots: int = CALIBRATION_KNOTS) -> tuple[np.ndarray, np.ndarray]:
+def isotonic(
+    z: np.ndarray, y: np.ndarray, w: np.ndarray, knots: int = CALIBRATION_KNOTS
+) -> tuple[np.ndarray, np.ndarray]:
     """Weighted pool-adjacent-violators fit of y on z, returned as <= `knots` (z, p) points for np.interp."""
     order = np.argsort(z, kind="stable")
     zs, ys, ws = z[order], y[order], w[order]
@@ -308,14 +327,18 @@ def main(argv: list[str] | None = None) -> int:
         z_oof, chosen = nested_oof(m)
         cz, cp = isotonic(z_oof, m.y, m.weight)
         p_oof = np.interp(z_oof, cz, cp)
-        hp_held = max(grid(), key=lambda h: (sum(c["l2_emb"] == h.l2_emb and c["l2_feat"] == h.l2_feat for c in chosen), h.l2_emb))
+        hp_held = max(
+            grid(), key=lambda h: (sum(c["l2_emb"] == h.l2_emb and c["l2_feat"] == h.l2_feat for c in chosen), h.l2_emb)
+        )
         z_models = cv_logits(m, everything, hp_held, exclude_models=HELD_OUT_MODELS)
         held = (m.dataset == "arena_hard") & np.isin(m.model, HELD_OUT_MODELS)
         validation = {
             "nested_out_of_fold": figures(m, p_oof),
             "arena_hard_prompts_and_models_held_out": {
-                "models": list(HELD_OUT_MODELS), "hyper": {"l2_feat": hp_held.l2_feat, "l2_emb": hp_held.l2_emb},
-                "auroc_bad": round(auroc(-z_models[held], m.y[held] == 0), 4), "rows": int(held.sum()),
+                "models": list(HELD_OUT_MODELS),
+                "hyper": {"l2_feat": hp_held.l2_feat, "l2_emb": hp_held.l2_emb},
+                "auroc_bad": round(auroc(-z_models[held], m.y[held] == 0), 4),
+                "rows": int(held.sum()),
             },
         }
         log.info("validation: %s", json.dumps(validation))
@@ -339,9 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         "feature_names": list(af.FEATURE_NAMES),
         "label_rule": f"deserves delivery = arena-hard and MT-Bench GPT-4 rating >= {GOOD_RATING:g} (1-10); MMLU-Pro "
         "right letter read from the text (pred_from_text); GSM8K right final answer",
-        "hyperparameters": {"l2_feat": hp.l2_feat, "l2_emb": hp.l2_emb, "grid_cv_weighted_auroc": cv_table,
-                            "dataset_weight": DATASET_WEIGHT, "seed": SEED, "folds": N_FOLDS,
-                            "calibration": f"isotonic on out-of-fold logits, {len(cz)} knots"},
+        "hyperparameters": {
+            "l2_feat": hp.l2_feat,
+            "l2_emb": hp.l2_emb,
+            "grid_cv_weighted_auroc": cv_table,
+            "dataset_weight": DATASET_WEIGHT,
+            "seed": SEED,
+            "folds": N_FOLDS,
+            "calibration": f"isotonic on out-of-fold logits, {len(cz)} knots",
+        },
         "training_data": {
             "files_sha256": data_hashes(args.data),
             "rows": {d: int((m.dataset == d).sum()) for d in DATASETS},

@@ -5,10 +5,12 @@ model map (`litellm.get_model_info` on `litellm_params.model`), then the
 `synqra.routing.vision_tiers` / `tool_tiers` lists (which can only add support).
 Read once at start-up.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from policies.routing.tiers import TierInfo
 

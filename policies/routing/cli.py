@@ -8,6 +8,7 @@ embedder the artifact was trained with and batched embeddings. A line that canno
 
 `synqra route-thresholds` (thresholds.py) builds its router with the same helpers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from policies.routing.features import request_text, structural_features
 from policies.common.offline import apply_offline_env
+from policies.routing.features import request_text, structural_features
 
 log = logging.getLogger("synqra.routing.cli")
 
@@ -51,7 +52,7 @@ def score_stream(router: Any, lines: IO[str], out: IO[str], batch_size: int = 25
         nonlocal errors
         ok = [req for _, req, err in batch if err is None and req is not None]
         decisions = iter(router.decide_batch(ok) if ok else [])
-        for rid, req, err in batch:
+        for rid, _req, err in batch:
             if err is None:
                 d = next(decisions)
                 row: dict[str, Any] = {"id": rid, "score": round(d.score, 6), "tier": d.tier}

@@ -12,6 +12,7 @@ same counts. Keyword lists, weights and bands are LiteLLM's own defaults
 (imported, not copied); tests/unit/test_routing_complexity.py checks the score
 equals `classify()`'s.
 """
+
 from __future__ import annotations
 
 import re
@@ -99,7 +100,9 @@ def litellm_complexity(prompt: str) -> float:
     token_score = (
         -1.0
         if n_tokens < DEFAULT_TOKEN_THRESHOLDS.get("simple", 15)
-        else 1.0 if n_tokens > DEFAULT_TOKEN_THRESHOLDS.get("complex", 400) else 0.0
+        else 1.0
+        if n_tokens > DEFAULT_TOKEN_THRESHOLDS.get("complex", 400)
+        else 0.0
     )
     dims = {
         "tokenCount": token_score,

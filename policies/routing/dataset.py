@@ -32,6 +32,7 @@ their subject's hold-out key (`Example.fold_key`, "mmlu:<subject>"): a subject
 held out is held out of both. LLMRouter's 191 `agentverse-mgsm` prompts are
 RouteLLM GSM8K test problems with a format suffix: dropped.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,9 +40,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -10,6 +10,7 @@ system prompt is a per-session constant that says little about how hard this
 request is, and embedding cost grows with length. Everything else is summarised
 here in a fixed vector of cheap numbers.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from policies.routing.complexity import litellm_complexity
 from policies.common.message_content import join_parts
+from policies.routing.complexity import litellm_complexity
 
 # Order is part of the artifact format: the trained weights line up with it.
 FEATURE_NAMES: tuple[str, ...] = (

@@ -6,6 +6,7 @@ are scored by their expectation under random tie-breaking (each prompt in a tie
 group gets the group's mean gain), so a coarse rule-based score is not flattered
 or punished by an arbitrary order.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

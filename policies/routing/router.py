@@ -11,6 +11,7 @@ embedding call): both run `_prepare` -> embed -> `_finish`.
 
 numpy only: the proxy process never imports torch for routing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +25,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from policies.routing.capabilities import ModelInfoLookup, litellm_model_info, tier_infos_from_config
 from policies.common.routing_settings import RoutingSettings
 from policies.embedding.names import STATIC, embedder_for, embedder_name
+from policies.routing.capabilities import ModelInfoLookup, litellm_model_info, tier_infos_from_config
 from policies.routing.features import (
     embed_text,
     estimate_prompt_tokens,
@@ -125,7 +126,9 @@ class Router:
         recommended thresholds (unless the config sets thresholds). The embedding it reads must be the one
         this router computes; one decision in flight keeps the scorer it started with."""
         if scorer.embedder != getattr(self.scorer, "embedder", scorer.embedder):
-            raise ValueError(f"scorer reads embedding {scorer.embedder!r}, this router computes {self.scorer.embedder!r}")  # type: ignore[union-attr]
+            raise ValueError(
+                f"scorer reads embedding {scorer.embedder!r}, this router computes {self.scorer.embedder!r}"
+            )  # type: ignore[union-attr]
         self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
         self.scorer = scorer
 
@@ -139,8 +142,11 @@ class Router:
 
     @classmethod
     def from_config(
-        cls, cfg: Any, embedder: "Embedder | Callable[[str | None], Embedder] | None", lookup: ModelInfoLookup = litellm_model_info
-    ) -> "Router":
+        cls,
+        cfg: Any,
+        embedder: Embedder | Callable[[str | None], Embedder] | None,
+        lookup: ModelInfoLookup = litellm_model_info,
+    ) -> Router:
         """Build from an AppConfig: tiers' capabilities, artifact (or fallback), thresholds.
 
         `embedder` may be a function of the embedder name the artifact was trained on (None for
@@ -178,8 +184,14 @@ class Router:
         """What a request needs of the model that serves it (also checked for models asked for by name)."""
         return self._constraints(request, request_text(request))
 
-    def _finish(self, p: _Prepared, emb: np.ndarray | None, budget_pressure: float, note: str = "",
-                unavailable: Mapping[str, str] | None = None) -> RouteDecision:
+    def _finish(
+        self,
+        p: _Prepared,
+        emb: np.ndarray | None,
+        budget_pressure: float,
+        note: str = "",
+        unavailable: Mapping[str, str] | None = None,
+    ) -> RouteDecision:
         fv = feature_vector(p.feats)[None, :]
         score = None
         if emb is not None and self.scorer.needs_embedding:
@@ -212,8 +224,9 @@ class Router:
         )
         passed_over = None
         if unavailable:
-            wanted, _ = choose_tier(score, thresholds, self.tiers, p.constraints, budget_pressure,
-                                    self.settings.budget_max_shift, min_tier)
+            wanted, _ = choose_tier(
+                score, thresholds, self.tiers, p.constraints, budget_pressure, self.settings.budget_max_shift, min_tier
+            )
             if wanted != tier and wanted in unavailable:
                 passed_over = f"{wanted} unavailable: {unavailable[wanted]}"
         if min_tier:
@@ -295,8 +308,9 @@ class Router:
 
     # --- public -------------------------------------------------------------------------
 
-    async def adecide(self, request: dict[str, Any], budget_pressure: float = 0.0,
-                      unavailable: Mapping[str, str] | None = None) -> RouteDecision:
+    async def adecide(
+        self, request: dict[str, Any], budget_pressure: float = 0.0, unavailable: Mapping[str, str] | None = None
+    ) -> RouteDecision:
         """One request (the proxy hook). Embedding errors or timeouts fall back to the structural rule.
         `unavailable`: tiers that cannot answer now ({name: why}), passed over."""
         p = self._prepare(request)

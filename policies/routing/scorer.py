@@ -16,14 +16,16 @@
   corrupt, or the embedding server does not answer: a fixed rule on structural
   features only (length, code, maths, multi-turn depth, tools, JSON mode).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +34,15 @@ from policies.routing.features import FEATURE_NAMES
 FORMAT_VERSION = 4
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "router_v1.npz"
 _REQUIRED = (
-    "w_emb", "w_feat", "bias", "feat_mean", "feat_std", "w_tok", "feature_names", "max_chars", "embedder",
+    "w_emb",
+    "w_feat",
+    "bias",
+    "feat_mean",
+    "feat_std",
+    "w_tok",
+    "feature_names",
+    "max_chars",
+    "embedder",
     "format_version",
 )
 

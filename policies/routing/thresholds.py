@@ -14,15 +14,17 @@ live requests, and of shadow mode's background evaluations, which cover every sc
 
 and prints the `synqra.routing.thresholds` to put in litellm_config.yaml.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import re
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from policies.routing.cli import parse_line, start_command
 from policies.routing.tiers import cut_below, thresholds_for_shares, tier_index
@@ -147,15 +149,21 @@ def escalation_by_band(verdicts: list[tuple[float, str]], bands: int = 5) -> lis
 def _cut_report(router: Any, paths: list[Path], max_escalation: float) -> tuple[list[float] | None, list[str]]:
     """Thresholds with the local cut placed by the logged quality verdicts, and the lines that explain it."""
     verdicts = logged_verdicts(log_lines(paths), router.tiers[0].name, router.scorer.name)
-    report = [f"# {len(verdicts)} logged quality verdicts on {router.tiers[0].name} answers (live and shadow); "
-              "escalation rate by route-score band:"]
-    report += [f"#   {lo:.4f}-{hi:.4f}: {n} requests, {rate:.2f} escalated" for lo, hi, n, rate in escalation_by_band(verdicts)]
+    report = [
+        f"# {len(verdicts)} logged quality verdicts on {router.tiers[0].name} answers (live and shadow); "
+        "escalation rate by route-score band:"
+    ]
+    report += [
+        f"#   {lo:.4f}-{hi:.4f}: {n} requests, {rate:.2f} escalated" for lo, hi, n, rate in escalation_by_band(verdicts)
+    ]
     cut = local_cut(verdicts, max_escalation)
     if cut is None:
         report.append(f"# no cut keeps the escalation rate at or below {max_escalation} (20 requests at least)")
         return None, report
-    report.append(f"# local cut {cut.threshold}: the {cut.below} logged requests below it were escalated {cut.escalation_rate:.2f} "
-                  "of the time; the cuts above it stay as configured (raised to it if lower)")
+    report.append(
+        f"# local cut {cut.threshold}: the {cut.below} logged requests below it were escalated {cut.escalation_rate:.2f} "
+        "of the time; the cuts above it stay as configured (raised to it if lower)"
+    )
     if cut.below == len(verdicts):
         report.append("# every logged request is below this cut: nothing is known about higher scores yet")
     return [cut.threshold, *(max(t, cut.threshold) for t in router.thresholds[1:])], report
@@ -171,7 +179,9 @@ def route_thresholds_main(argv: list[str] | None = None) -> int:
     goal = ap.add_mutually_exclusive_group(required=True)
     goal.add_argument("--shares", type=float, nargs="+", help="one share per tier, cheapest first, sum 1")
     goal.add_argument(
-        "--max-escalation", type=float, metavar="RATE",
+        "--max-escalation",
+        type=float,
+        metavar="RATE",
         help="with --from-log: the highest local cut at which the logged quality verdicts (live, and shadow mode's "
         "evaluations) on the local tier's answers were escalated at most RATE of the time",
     )
@@ -200,7 +210,10 @@ def route_thresholds_main(argv: list[str] | None = None) -> int:
             what = f"{len(scores)} logged decisions; tier shares by score alone"
             # What the running thresholds do to the same scores: in shadow mode, the split going live would give.
             now = shares_by_score([t.name for t in router.tiers], scores, router.thresholds)
-            print(f"# at the configured thresholds {router.thresholds}: " + ", ".join(f"{n} {v:.3f}" for n, v in now.items()))
+            print(
+                f"# at the configured thresholds {router.thresholds}: "
+                + ", ".join(f"{n} {v:.3f}" for n, v in now.items())
+            )
         else:
             parsed = [parse_line(line) for line in sys.stdin if line.strip()]
             requests = [req for _, req, err in parsed if err is None and req is not None]

@@ -11,6 +11,7 @@ Order of decisions:
 Unknown vision / tool support counts as "no" (a wrong "yes" fails the request);
 an unknown context window counts as "fits" (nothing to check against).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,6 +50,7 @@ def tier_index(score: float, thresholds: list[float]) -> int:
 def unmet(tier: TierInfo, c: Constraints, unknown_is_no: bool = True) -> str | None:
     """Why this tier cannot serve the request, or None. `unknown_is_no=False` only refuses what the tier is
     known not to do (a model the client asked for by name: its provider has the last word)."""
+
     def lacks(support: bool | None) -> bool:
         return support is False or (unknown_is_no and support is None)
 
@@ -84,7 +86,11 @@ def choose_tier(
     if want > by_score:
         reason += f"; raised to {tiers[want].name} by rule"
     down = unavailable or {}
-    skipped = [(t.name, why) for t in tiers if (why := (f"unavailable ({down[t.name]})" if t.name in down else unmet(t, constraints)))]
+    skipped = [
+        (t.name, why)
+        for t in tiers
+        if (why := (f"unavailable ({down[t.name]})" if t.name in down else unmet(t, constraints)))
+    ]
     blocked = dict(skipped)
     if tiers[want].name not in blocked:
         return tiers[want].name, reason

@@ -38,6 +38,7 @@ Validation (both in the manifest and in bench/routing_eval.py):
 - leave one dataset out: train (and choose hyperparameters) without a dataset,
   and without any group it shares (MMLU subjects), then score it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,9 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,6 +57,7 @@ from scipy.optimize import minimize
 from scipy.sparse.linalg import LinearOperator, lsqr
 
 from policies.common.routing_settings import DEFAULT_CREATIVE_EXAMPLES
+from policies.embedding.names import MINILM, STATIC, embedder_for, token_source
 from policies.routing.dataset import (
     DATASETS,
     DEFAULT_DATA_DIR,
@@ -70,7 +72,6 @@ from policies.routing.dataset import (
     outcomes,
     quality_scale,
 )
-from policies.embedding.names import MINILM, STATIC, embedder_for, token_source
 from policies.routing.features import FEATURE_NAMES, embed_text, feature_vector, request_text, structural_features
 from policies.routing.metrics import route_metrics
 from policies.routing.scorer import (
@@ -197,9 +198,7 @@ def sample_weights(examples: list[Example]) -> np.ndarray:
     for e in examples:
         groups.setdefault(e.dataset, set()).add(e.group)
         rows[(e.dataset, e.group)] = rows.get((e.dataset, e.group), 0) + 1
-    w = np.array(
-        [DATASET_WEIGHT[e.dataset] / len(groups[e.dataset]) / rows[(e.dataset, e.group)] for e in examples]
-    )
+    w = np.array([DATASET_WEIGHT[e.dataset] / len(groups[e.dataset]) / rows[(e.dataset, e.group)] for e in examples])
     return w / w.mean() if len(w) else w
 
 

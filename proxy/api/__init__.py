@@ -1,4 +1,5 @@
 """synqra's own endpoints, mounted on LiteLLM's FastAPI app next to its /v1 routes."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -23,8 +24,11 @@ def mount_routes(app: FastAPI) -> None:
     app.include_router(agents_router)
     app.include_router(make_budget_router(lambda: get_runtime().budget, require_master_key))
     # The guard only once the runtime has built it (warm-up does): a scrape never builds it.
-    app.include_router(make_metrics_router(lambda: vars(get_runtime()).get("budget"), require_master_key,
-                                           lambda: vars(get_runtime()).get("learning")))
+    app.include_router(
+        make_metrics_router(
+            lambda: vars(get_runtime()).get("budget"), require_master_key, lambda: vars(get_runtime()).get("learning")
+        )
+    )
 
 
 __all__ = ["mount_routes", "require_master_key"]

@@ -12,6 +12,7 @@ the budget reservation), which is why proxy/quality_gate.py has to admit its ext
 `agent` becomes the request's tag in LiteLLM's `metadata.tags`. The synqra headers of the inner answer are
 copied onto this one; `cost_usd` sums the ledger rows written for the request (escalations included).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,9 +58,9 @@ def _parse(body: bytes) -> AgentRequest:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         if first["type"] == "json_invalid":
-            raise _bad_request("the body is not valid JSON: send {\"message\": \"...\"}") from None
+            raise _bad_request('the body is not valid JSON: send {"message": "..."}') from None
         if first["type"] in ("model_type", "model_attributes_type"):
-            raise _bad_request("the body must be a JSON object: {\"message\": \"...\"}") from None
+            raise _bad_request('the body must be a JSON object: {"message": "..."}') from None
         raise _bad_request(f"{where}: {first['msg']}", where) from None
 
 
@@ -108,12 +109,20 @@ def _error_of(response: httpx.Response) -> dict[str, Any]:
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return {"message": str(error.get("message") or response.text), "type": error.get("type") or "api_error",
-                "param": error.get("param"), "code": str(error.get("code") or response.status_code)}
+        return {
+            "message": str(error.get("message") or response.text),
+            "type": error.get("type") or "api_error",
+            "param": error.get("param"),
+            "code": str(error.get("code") or response.status_code),
+        }
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, dict) and isinstance(detail.get("error"), dict):
-        return {"message": str(detail["error"].get("message")), "type": detail["error"].get("type") or "api_error",
-                "param": None, "code": str(response.status_code)}
+        return {
+            "message": str(detail["error"].get("message")),
+            "type": detail["error"].get("type") or "api_error",
+            "param": None,
+            "code": str(response.status_code),
+        }
     message = (detail if isinstance(detail, str) else None) or (str(error) if error else response.text[:500])
     return {"message": message, "type": "api_error", "param": None, "code": str(response.status_code)}
 
@@ -123,7 +132,9 @@ async def agents(request: Request) -> JSONResponse:
     req = _parse(await request.body())
     rt = get_runtime()
     tap = ledger_tap()
-    messages = ([{"role": "system", "content": req.system}] if req.system else []) + [{"role": "user", "content": req.message}]
+    messages = ([{"role": "system", "content": req.system}] if req.system else []) + [
+        {"role": "user", "content": req.message}
+    ]
     body: dict[str, Any] = {"model": rt.config.synqra.routing.virtual_model, "messages": messages}
     if req.max_tokens is not None:
         body["max_tokens"] = req.max_tokens
@@ -134,7 +145,9 @@ async def agents(request: Request) -> JSONResponse:
         inner = await client.post(INNER_PATH, json=body, headers={"Authorization": f"Bearer {rt.master_key}"})
     synqra_headers = {k: v for k, v in inner.headers.items() if k.lower().startswith("x-synqra-")}
     if inner.status_code >= 400:
-        raise HTTPException(status_code=inner.status_code, detail={"error": _error_of(inner)}, headers=synqra_headers or None)
+        raise HTTPException(
+            status_code=inner.status_code, detail={"error": _error_of(inner)}, headers=synqra_headers or None
+        )
     answer = inner.json()
     request_id = inner.headers.get("x-synqra-request-id", "")
     deadline = time.monotonic() + LEDGER_WAIT_S

@@ -1,4 +1,5 @@
 """Master-key check for synqra's admin endpoints (/api/*)."""
+
 from __future__ import annotations
 
 from fastapi import HTTPException, Request

@@ -5,6 +5,7 @@ The app supplies the guard and its master-key check as FastAPI dependencies:
 
     app.include_router(make_budget_router(lambda: guard, require_master_key))
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,9 +24,16 @@ def make_budget_router(get_guard: Callable[[], BudgetGuard], require_master_key:
     @router.get("/api/budget/status", dependencies=[Depends(require_master_key)])
     async def budget_status(by: str | None = None, guard: BudgetGuard = Depends(get_guard)) -> dict[str, Any]:
         if by not in (None, "tag"):
-            raise HTTPException(400, detail={"error": {
-                "message": f"by={by!r} is not a breakdown of the budget status; the one there is: by=tag",
-                "type": "invalid_request_error", "param": "by"}})
+            raise HTTPException(
+                400,
+                detail={
+                    "error": {
+                        "message": f"by={by!r} is not a breakdown of the budget status; the one there is: by=tag",
+                        "type": "invalid_request_error",
+                        "param": "by",
+                    }
+                },
+            )
         return await guard.status(by_tag=by == "tag")
 
     @router.get("/api/budget/ledger", dependencies=[Depends(require_master_key)])
@@ -35,7 +43,11 @@ def make_budget_router(get_guard: Callable[[], BudgetGuard], require_master_key:
         return {
             "month": month or (rows[0].month if rows else None),
             "records": [
-                {**{k: v for k, v in asdict(r).items() if not k.endswith("_nano")}, "cost_usd": r.cost_usd, "baseline_usd": r.baseline_usd}
+                {
+                    **{k: v for k, v in asdict(r).items() if not k.endswith("_nano")},
+                    "cost_usd": r.cost_usd,
+                    "baseline_usd": r.baseline_usd,
+                }
                 for r in rows
             ],
         }

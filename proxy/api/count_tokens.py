@@ -6,6 +6,7 @@ answer may come from it) with the llama.cpp server's own tokenizer, a paid model
 reserves by (LiteLLM's tokenizer for that model, tool definitions and system blocks included). Errors are
 in Anthropic's format.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from policies.budget.worst_case import prompt_tokens
-from proxy.api.auth import holds_master_key
 from policies.common.message_content import join_parts
+from proxy.api.auth import holds_master_key
 from proxy.runtime import get_runtime
 
 PATH = "/v1/messages/count_tokens"
@@ -61,18 +62,28 @@ def make_count_tokens_router() -> APIRouter:
             body = json.loads(await request.body())
         except ValueError:
             return _error(400, "invalid_request_error", "request body is not valid JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not isinstance(body.get("model"), str):
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("messages"), list)
+            or not isinstance(body.get("model"), str)
+        ):
             return _error(400, "invalid_request_error", "'model' (a string) and 'messages' (a list) are required")
         cfg = rt.config
         name = cfg.canonical(cfg.resolve_requested(body["model"]))
         if cfg.model(name) is None:
-            return _error(404, "not_found_error", f"model {body['model']!r} is not served here; models: {', '.join(cfg.model_names)}")
+            return _error(
+                404,
+                "not_found_error",
+                f"model {body['model']!r} is not served here; models: {', '.join(cfg.model_names)}",
+            )
         local = cfg.synqra.backends.llama
         if name in (rt.router.settings.virtual_model, local.model_alias):
             try:
                 return JSONResponse({"input_tokens": await _local_count(local.url, request_text(body))})
             except (httpx.HTTPError, KeyError, ValueError) as e:
-                return _error(529, "overloaded_error", f"the local model's tokenizer is unavailable: {type(e).__name__}")
+                return _error(
+                    529, "overloaded_error", f"the local model's tokenizer is unavailable: {type(e).__name__}"
+                )
         return JSONResponse({"input_tokens": prompt_tokens(rt.budget, name, body, "anthropic_messages")})
 
     return router

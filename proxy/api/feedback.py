@@ -7,6 +7,7 @@ becomes a label for the inference log (`feedback`, 1 - score: 1 means the local 
 feedback on an answer a paid tier served is acknowledged and says nothing about the local tier. Unknown id:
 404; a bad body or score: 400; both in the /api error format.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,7 +42,9 @@ async def feedback(request: Request) -> Any:
     loop = get_runtime().learning
     writer = loop.writer
     if writer is None:
-        return _error(409, "the inference log is off (synqra.learning.enabled: false): feedback is not kept", "conflict")
+        return _error(
+            409, "the inference log is off (synqra.learning.enabled: false): feedback is not kept", "conflict"
+        )
     await asyncio.to_thread(writer.flush, 2.0)  # the answer may have been logged a moment ago
     row = await asyncio.to_thread(writer.store.row, body["request_id"])
     if row is None:

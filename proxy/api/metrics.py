@@ -8,13 +8,13 @@ With several worker processes (prometheus-client's multiprocess mode, PROMETHEUS
 proxy.server), counters and histograms are summed over every worker's files, whichever worker answers the
 scrape; the budget and learning gauges are that worker's view of what the workers share.
 """
+
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import Any
-
-import os
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -37,8 +37,11 @@ def _scrape_registry() -> CollectorRegistry:
     return registry
 
 
-def make_metrics_router(get_guard: Callable[[], BudgetGuard | None], require_master_key: Callable[..., Any],
-                        get_learning: Callable[[], Any] = lambda: None) -> APIRouter:
+def make_metrics_router(
+    get_guard: Callable[[], BudgetGuard | None],
+    require_master_key: Callable[..., Any],
+    get_learning: Callable[[], Any] = lambda: None,
+) -> APIRouter:
     global _budget_registered
     registry = _scrape_registry()
     if not _budget_registered or registry is not REGISTRY:  # one collector of each per registry

@@ -5,6 +5,7 @@ configured and have keys, and the month's costs as the guide reads them (`.costs
 the budget status's figures); it never returns a key. Init loads and warms the local
 models with one tiny request each; calling it again does no harm.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,10 @@ async def _health(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
     try:
         r = await client.get(f"{url}/health", timeout=3.0)
         body = r.json() if r.status_code == 200 else {}
-        return {"healthy": r.status_code == 200, **{k: body[k] for k in ("model_path", "prompt_format", "dimensions") if k in body}}
+        return {
+            "healthy": r.status_code == 200,
+            **{k: body[k] for k in ("model_path", "prompt_format", "dimensions") if k in body},
+        }
     except (httpx.HTTPError, ValueError) as e:
         return {"healthy": False, "error": type(e).__name__}
 
@@ -50,7 +54,8 @@ def cloud_models(cfg: AppConfig, availability: Availability) -> dict[str, dict[s
             "configured": True,
             "has_key": has_key,
             "key_env": key_var,
-            "api_base": (os.environ.get(base_var) if base_var else m.litellm_params.get("api_base")) or "provider default",
+            "api_base": (os.environ.get(base_var) if base_var else m.litellm_params.get("api_base"))
+            or "provider default",
             # Whether routing, escalations and fallbacks may use it now, and if not why (no key, key refused).
             "available": (why := availability.reason(m.model_name)) is None,
             "unavailable_reason": why,
@@ -99,7 +104,11 @@ async def _warm(client: httpx.AsyncClient, kind: str, b: Any) -> dict[str, Any]:
         r = await client.post(f"{b.url}/v1/chat/completions", json=body, timeout=120)
     else:
         r = await client.post(f"{b.url}/v1/embeddings", json={"model": b.model_alias, "input": "warm up"}, timeout=60)
-    return {"status": "ready" if r.status_code == 200 else "error", "http_status": r.status_code, "warm_ms": round((time.perf_counter() - t0) * 1000, 1)}
+    return {
+        "status": "ready" if r.status_code == 200 else "error",
+        "http_status": r.status_code,
+        "warm_ms": round((time.perf_counter() - t0) * 1000, 1),
+    }
 
 
 @router.post("/init")

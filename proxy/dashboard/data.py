@@ -13,6 +13,7 @@ tokens), never sooner than 20 times its last read took (a large month is re-read
 `status()` stay live), and summarised off the event loop; local backends' health is checked at most every
 few seconds. An open dashboard costs the proxy little (bench/dashboard_cost.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -91,8 +92,11 @@ class LedgerView:
 
 def ledger_view(records: list[LedgerRecord], month: str | None, tz: str) -> LedgerView:
     month = month or (records[0].month if records else time.strftime("%Y-%m"))
-    return LedgerView(month, daily_series((vars(r) | {"cost_usd": r.cost_usd} for r in records), month, tz),
-                      [row_of(r) for r in records[-TAIL_ROWS:]])
+    return LedgerView(
+        month,
+        daily_series((vars(r) | {"cost_usd": r.cost_usd} for r in records), month, tz),
+        [row_of(r) for r in records[-TAIL_ROWS:]],
+    )
 
 
 class DashboardData:
@@ -151,7 +155,13 @@ class DashboardData:
         tokens = status.get("tokens") or {}
         # Any new ledger row moves one of these: re-read the rows only then (or after the cache's ttl).
         self._month = status["month"]
-        self._ledger_key = (status["month"], status["requests"], status["monthly_used"], tokens.get("prompt"), tokens.get("completion"))
+        self._ledger_key = (
+            status["month"],
+            status["requests"],
+            status["monthly_used"],
+            tokens.get("prompt"),
+            tokens.get("completion"),
+        )
         view = await self.ledger()
         recent, router = await asyncio.gather(self.sources.recent_requests(RECENT_LIMIT), self.sources.router_info())
         tiers = list(cfg.synqra.routing.tiers)

@@ -4,6 +4,7 @@ Inputs are what the proxy already keeps: ledger rows (`GET /api/budget/ledger`'s
 prometheus_client counters (`GET /metrics`). Month totals (spend, baseline, savings, local share) are not
 recounted here: they come from the budget guard's `status()`, the code behind `GET /api/budget/status`.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -52,7 +53,13 @@ def daily_series(rows: Iterable[Mapping[str, Any]], month: str, tz: str) -> list
             local[i] += int(bool(r.get("local")))
         local[i] -= int(bool(r.get("leaves_local")))
     return [
-        {"day": i + 1, "date": f"{month}-{i + 1:02d}", "requests": requests[i], "local_requests": local[i], "cost_usd": round(cost[i], 9)}
+        {
+            "day": i + 1,
+            "date": f"{month}-{i + 1:02d}",
+            "requests": requests[i],
+            "local_requests": local[i],
+            "cost_usd": round(cost[i], 9),
+        }
         for i in range(days)
     ]
 
@@ -98,7 +105,9 @@ def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "chain": chain,
                 "escalated": escalated,
                 "fallback": any(c.get("kind") == "fallback" for c in calls),
-                "rephrased": any(c.get("kind") == "escalation" and c["served_model"] == head["served_model"] for c in calls),
+                "rephrased": any(
+                    c.get("kind") == "escalation" and c["served_model"] == head["served_model"] for c in calls
+                ),
                 "cost_usd": round(sum(float(c.get("cost_usd") or 0.0) for c in calls), 9),
                 "tokens": sum(int(c.get("prompt_tokens") or 0) + int(c.get("completion_tokens") or 0) for c in calls),
                 "tag": head.get("tag"),
@@ -111,7 +120,9 @@ def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def ledger_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Calls, cost and baseline by served model, and calls by kind, from ledger rows."""
-    by_model: dict[str, dict[str, float]] = defaultdict(lambda: {"calls": 0, "cost_usd": 0.0, "baseline_usd": 0.0, "tokens": 0})
+    by_model: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"calls": 0, "cost_usd": 0.0, "baseline_usd": 0.0, "tokens": 0}
+    )
     by_kind: dict[str, int] = defaultdict(int)
     for r in rows:
         m = by_model[str(r["served_model"])]
@@ -121,12 +132,17 @@ def ledger_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         m["tokens"] += int(r.get("prompt_tokens") or 0) + int(r.get("completion_tokens") or 0)
         by_kind[str(r.get("kind") or "chat")] += 1
     return {
-        "by_model": {k: {**v, "cost_usd": round(v["cost_usd"], 9), "baseline_usd": round(v["baseline_usd"], 9)} for k, v in sorted(by_model.items())},
+        "by_model": {
+            k: {**v, "cost_usd": round(v["cost_usd"], 9), "baseline_usd": round(v["baseline_usd"], 9)}
+            for k, v in sorted(by_model.items())
+        },
         "by_kind": dict(sorted(by_kind.items())),
     }
 
 
-def counter_values(counter: Counter, families: Iterable[Metric] | None = None) -> dict[tuple[tuple[str, str], ...], float]:
+def counter_values(
+    counter: Counter, families: Iterable[Metric] | None = None
+) -> dict[tuple[tuple[str, str], ...], float]:
     """A prometheus_client counter's current values by label set (what `/metrics` renders as `_total`).
 
     `families`: what `/metrics` collects when it is not this process's own registry (several workers: the
@@ -150,11 +166,15 @@ def tier_mix(route_decisions: Counter, tiers: list[str], families: Iterable[Metr
     total = sum(counts.values())
     return {
         "total": int(total),
-        "tiers": [{"tier": t, "requests": int(n), "share": round(n / total, 4) if total else 0.0} for t, n in counts.items()],
+        "tiers": [
+            {"tier": t, "requests": int(n), "share": round(n / total, 4) if total else 0.0} for t, n in counts.items()
+        ],
     }
 
 
-def escalation_by_tier(quality_served: Counter, quality_verdicts: Counter, families: Iterable[Metric] | None = None) -> list[dict[str, Any]]:
+def escalation_by_tier(
+    quality_served: Counter, quality_verdicts: Counter, families: Iterable[Metric] | None = None
+) -> list[dict[str, Any]]:
     """Per validated first tier: answers judged, verdicts, and the share served by another tier
     (synqra_quality_served_total{first_tier,served_tier}, synqra_quality_verdicts_total{tier,action})."""
     judged: dict[str, float] = defaultdict(float)
@@ -169,7 +189,13 @@ def escalation_by_tier(quality_served: Counter, quality_verdicts: Counter, famil
         d = dict(labels)
         verdicts[d["tier"]][d["action"]] = int(v)
     return [
-        {"tier": t, "judged": int(n), "escalated": int(moved[t]), "rate": round(moved[t] / n, 4) if n else 0.0, "verdicts": verdicts.get(t, {})}
+        {
+            "tier": t,
+            "judged": int(n),
+            "escalated": int(moved[t]),
+            "rate": round(moved[t] / n, 4) if n else 0.0,
+            "verdicts": verdicts.get(t, {}),
+        }
         for t, n in sorted(judged.items())
     ]
 
@@ -177,4 +203,7 @@ def escalation_by_tier(quality_served: Counter, quality_verdicts: Counter, famil
 def budget_marks(status: Mapping[str, Any]) -> dict[str, float]:
     """The spend bar's marks in dollars: the first alert level and the stop level of the monthly limit."""
     limit = float(status["monthly_limit"])
-    return {"alert_usd": round(limit * float(status["alert_at"]), 6), "stop_usd": round(limit * float(status["stop_at"]), 6)}
+    return {
+        "alert_usd": round(limit * float(status["alert_at"]), 6),
+        "stop_usd": round(limit * float(status["stop_at"]), 6),
+    }

@@ -9,6 +9,7 @@
 The cookie is HttpOnly, SameSite=Strict, limited to /dashboard, Secure behind HTTPS (proxy/dashboard/session.py).
 Every page answer carries a strict Content-Security-Policy: only this origin's script, style and fetches.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -82,8 +83,15 @@ def make_dashboard_router() -> APIRouter:
             await asyncio.sleep(WRONG_KEY_DELAY_S)
             return _page("login.html", status=401, error="That is not this proxy's master key.")
         out = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
-        out.set_cookie(COOKIE, sessions.issue(master), max_age=sessions.lifetime_s, path="/dashboard",
-                       httponly=True, samesite="strict", secure=_secure(request))
+        out.set_cookie(
+            COOKIE,
+            sessions.issue(master),
+            max_age=sessions.lifetime_s,
+            path="/dashboard",
+            httponly=True,
+            samesite="strict",
+            secure=_secure(request),
+        )
         return out
 
     @router.post("/dashboard/logout")
@@ -98,7 +106,9 @@ def make_dashboard_router() -> APIRouter:
         if not (signed_in(request) or holds_master_key(request)):
             raise HTTPException(
                 status_code=401,
-                detail={"error": {"message": "sign in at /dashboard, or send the proxy's master key", "type": "auth_error"}},
+                detail={
+                    "error": {"message": "sign in at /dashboard, or send the proxy's master key", "type": "auth_error"}
+                },
             )
         if "snapshot" not in data:
             data["snapshot"] = DashboardData(get_runtime())
@@ -107,7 +117,13 @@ def make_dashboard_router() -> APIRouter:
     @router.get("/dashboard/assets/{name}")
     async def asset(name: str) -> Response:
         if name not in ASSETS:
-            raise HTTPException(status_code=404, detail={"error": {"message": f"no dashboard asset {name!r}", "type": "not_found"}})
-        return Response(_asset(name), media_type=ASSETS[name], headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+            raise HTTPException(
+                status_code=404, detail={"error": {"message": f"no dashboard asset {name!r}", "type": "not_found"}}
+            )
+        return Response(
+            _asset(name),
+            media_type=ASSETS[name],
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
+        )
 
     return router

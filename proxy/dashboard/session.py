@@ -7,6 +7,7 @@ revokes its nonce: in this process, and in `revoked_file` (one line per sign-out
 process when it changes), so a copied cookie stops working everywhere. The key itself is never in a cookie, a
 URL or the page.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -10,6 +10,7 @@ come from. Two implementations:
   registry, and the runs of `synqra learn` from its run log.
 No method ever returns prompt or answer text (the inference log's kept text, if any, is not read).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -3,6 +3,7 @@
 Reads the ledger the proxy writes (no running proxy needed) and prints the month's economics as Markdown,
 or writes a self-contained HTML page (`--out report.html`; the format follows the file's suffix).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ def _month(value: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="synqra report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="synqra report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--month", type=_month, help="YYYY-MM (default: the budget's current month)")
     ap.add_argument("--out", type=Path, help="write to this file (default: Markdown on stdout)")
     ap.add_argument("--format", choices=("md", "html"), help="default: html for an --out not ending in .md, else md")

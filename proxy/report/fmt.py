@@ -1,4 +1,5 @@
 """How the report words money and shares (the budget guard's own style: cents, or six decimals under a cent)."""
+
 from __future__ import annotations
 
 

@@ -7,6 +7,7 @@ log (the quality gate logs each one); the live Prometheus counters belong to a r
 available offline. The router's version and the month's learning runs come from the learning loop's registry
 and run log (policies/learning), also files the report can read.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,9 @@ PLAN_TARGET_USD = (30.0, 40.0)
 
 # The quality gate's verdict line (proxy/quality_gate.py, `_pick`), live or shadow:
 # "<YYYY-MM-DD hh:mm:ss,ms> synqra.quality INFO [shadow ]quality 0.812 deliver (...) ... first=local-llama ..."
-_VERDICT = re.compile(r"^(\d{4}-\d{2})-\d{2} \S+ synqra\.quality INFO (shadow )?quality \d+(?:\.\d+)? (\w+) .* first=(\S+)")
+_VERDICT = re.compile(
+    r"^(\d{4}-\d{2})-\d{2} \S+ synqra\.quality INFO (shadow )?quality \d+(?:\.\d+)? (\w+) .* first=(\S+)"
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,10 @@ def router_of(cfg: AppConfig) -> tuple[dict[str, Any] | None, str, list[float]]:
 
 
 async def month_report(
-    cfg: AppConfig, guard: BudgetGuard, month: str | None, sources: OperatorSources | None = None,
+    cfg: AppConfig,
+    guard: BudgetGuard,
+    month: str | None,
+    sources: OperatorSources | None = None,
     now: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
     """The report's figures for `month` (default the budget's current month; `now` is the guard's clock)."""

@@ -9,6 +9,7 @@ each fake provider billed (tokens, and cost at the prices of litellm_config.yaml
 request is done nothing stays reserved. Streams settle in LiteLLM's background logging task, so
 the check polls briefly before it fails.
 """
+
 from __future__ import annotations
 
 import ast
@@ -42,7 +43,10 @@ def _prices() -> dict[str, tuple[Decimal, Decimal]]:
     for m in cfg["model_list"]:
         info = m.get("model_info") or {}
         if m["model_name"] in PROVIDER_OF:
-            out[m["model_name"]] = (Decimal(str(info["input_cost_per_token"])), Decimal(str(info["output_cost_per_token"])))
+            out[m["model_name"]] = (
+                Decimal(str(info["input_cost_per_token"])),
+                Decimal(str(info["output_cost_per_token"])),
+            )
     return out
 
 
@@ -92,13 +96,17 @@ class BillCheck:
 
     def cooldowns(self) -> list[dict[str, Any]]:
         """LiteLLM cooldowns that started during this test (from the proxy log), one per event."""
-        return cooldowns_in(proxy_log(self.stack)[self.log_offset:])
+        return cooldowns_in(proxy_log(self.stack)[self.log_offset :])
 
     def client_error_cooldowns(self) -> list[dict[str, Any]]:
-        return [c for c in self.cooldowns() if str(c.get("status_code", "")).startswith("4") and c.get("status_code") != "429"]
+        return [
+            c
+            for c in self.cooldowns()
+            if str(c.get("status_code", "")).startswith("4") and c.get("status_code") != "429"
+        ]
 
     def rows(self) -> list[dict[str, Any]]:
-        return ledger(self.stack)[self.rows_before:]
+        return ledger(self.stack)[self.rows_before :]
 
     def mismatches(self) -> dict[str, dict[str, Any]]:
         """Per paid model whose ledger differs from its provider's bill: both sides."""
@@ -112,9 +120,14 @@ class BillCheck:
             inp, outp = PRICES[model]
             bill_cost = bill[0] * inp + bill[1] * outp
             if led != bill or abs(led_cost - bill_cost) > Decimal("0.000001"):
-                out[model] = {"ledger_tokens": led, "ledger_cost": float(led_cost), "ledger_rows": len(mine),
-                              "provider_tokens": bill, "provider_cost": float(bill_cost),
-                              "provider_calls": len(self.providers[provider].requests)}
+                out[model] = {
+                    "ledger_tokens": led,
+                    "ledger_cost": float(led_cost),
+                    "ledger_rows": len(mine),
+                    "provider_tokens": bill,
+                    "provider_cost": float(bill_cost),
+                    "provider_calls": len(self.providers[provider].requests),
+                }
         return out
 
     def paid_calls(self) -> int:
@@ -131,9 +144,29 @@ class BillCheck:
             if (not bad and reserved <= 0) or time.monotonic() > deadline:
                 break
             time.sleep(0.25)
-        detail = json.dumps({"mismatches": bad, "reserved_added": reserved, "new_rows": [
-            {k: r.get(k) for k in ("request_id", "requested_model", "served_model", "kind", "prompt_tokens", "completion_tokens", "cost_usd")}
-            for r in self.rows()]}, indent=1, default=str)
+        detail = json.dumps(
+            {
+                "mismatches": bad,
+                "reserved_added": reserved,
+                "new_rows": [
+                    {
+                        k: r.get(k)
+                        for k in (
+                            "request_id",
+                            "requested_model",
+                            "served_model",
+                            "kind",
+                            "prompt_tokens",
+                            "completion_tokens",
+                            "cost_usd",
+                        )
+                    }
+                    for r in self.rows()
+                ],
+            },
+            indent=1,
+            default=str,
+        )
         assert not bad, f"ledger != fake providers' bill:\n{detail}"
         assert reserved <= 0, f"money still reserved after the request: {reserved}\n{detail}"
         cooled = self.client_error_cooldowns()
@@ -148,13 +181,41 @@ class BillCheck:
             if (not bad and reserved <= 0) or time.monotonic() > deadline:
                 break
             time.sleep(0.25)
-        rows = [{k: r.get(k) for k in ("request_id", "requested_model", "served_model", "kind", "prompt_tokens", "completion_tokens", "cost_usd")}
-                for r in self.rows()]
-        calls = {name: [(r.path, r.body.get("model"), r.body.get("_prompt_tokens"), r.body.get("_completion_tokens"))
-                        for r in fp.requests] for name, fp in self.providers.items() if fp.requests}
-        return json.dumps({"ledger_matches_bill": not bad, "mismatches": bad, "reserved_added": reserved,
-                           "new_rows": rows, "provider_calls (path, model, in, out)": calls,
-                           "cooldowns": self.cooldowns()}, indent=1, default=str)
+        rows = [
+            {
+                k: r.get(k)
+                for k in (
+                    "request_id",
+                    "requested_model",
+                    "served_model",
+                    "kind",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "cost_usd",
+                )
+            }
+            for r in self.rows()
+        ]
+        calls = {
+            name: [
+                (r.path, r.body.get("model"), r.body.get("_prompt_tokens"), r.body.get("_completion_tokens"))
+                for r in fp.requests
+            ]
+            for name, fp in self.providers.items()
+            if fp.requests
+        }
+        return json.dumps(
+            {
+                "ledger_matches_bill": not bad,
+                "mismatches": bad,
+                "reserved_added": reserved,
+                "new_rows": rows,
+                "provider_calls (path, model, in, out)": calls,
+                "cooldowns": self.cooldowns(),
+            },
+            indent=1,
+            default=str,
+        )
 
 
 def refused_naming(exc: BaseException, *params: str) -> bool:
@@ -167,7 +228,8 @@ def expect_refusal(model: str, exc: BaseException, *params: str, allowed: str = 
     """Only `allowed` may fail here, and only with a 400 naming one of `params`; never a silent 200 with less."""
     assert model == allowed, f"{model} failed: {exc!r}"[:3000]
     assert refused_naming(exc, *params), (
-        f"{model} neither honoured nor refused (400 naming {'/'.join(params)}) the request: {exc!r}"[:3000])
+        f"{model} neither honoured nor refused (400 naming {'/'.join(params)}) the request: {exc!r}"[:3000]
+    )
 
 
 def ledger(s: RunningStack) -> list[dict[str, Any]]:
@@ -186,8 +248,13 @@ def bill(client_stack: RunningStack, client_providers: dict[str, FakeProvider]) 
     # A previous test's failed local call may have put local-llama into LiteLLM's cooldown
     # (issue 14 defect 3): let it expire so each test shows its own behaviour, not the last one's.
     _wait_out_cooldowns(client_stack)
-    yield BillCheck(client_stack, client_providers, len(ledger(client_stack)), budget_status(client_stack)["reserved"],
-                    len(proxy_log(client_stack)))
+    yield BillCheck(
+        client_stack,
+        client_providers,
+        len(ledger(client_stack)),
+        budget_status(client_stack)["reserved"],
+        len(proxy_log(client_stack)),
+    )
 
 
 def proxy_log(s: RunningStack) -> str:
@@ -241,7 +308,11 @@ def base_url(client_stack: RunningStack) -> str:
 def internal_addresses(s: RunningStack) -> list[str]:
     """Addresses behind the proxy that must never reach a client (backends and providers)."""
     cfg = yaml.safe_load(s.config_path.read_text())
-    out = [str(m["litellm_params"].get("api_base")) for m in cfg["model_list"] if "127.0.0.1" in str(m["litellm_params"].get("api_base"))]
+    out = [
+        str(m["litellm_params"].get("api_base"))
+        for m in cfg["model_list"]
+        if "127.0.0.1" in str(m["litellm_params"].get("api_base"))
+    ]
     out += [p.base_url for p in s.providers.values()]
     return sorted(set(a.removesuffix("/v1") for a in out))
 
@@ -251,4 +322,7 @@ os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 # there is no internet here: use the copies LiteLLM ships, as LiteLLM itself does.
 _litellm = importlib.util.find_spec("litellm")
 if _litellm is not None and _litellm.submodule_search_locations:
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(list(_litellm.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"))
+    os.environ.setdefault(
+        "TIKTOKEN_CACHE_DIR",
+        str(Path(list(_litellm.submodule_search_locations)[0]) / "litellm_core_utils" / "tokenizers"),
+    )

@@ -7,6 +7,7 @@ its own process with its own dependencies. Imports nothing from this repository.
 
     python llamaindex_driver.py BASE_URL KEY MODEL complete|stream_complete|chat|embed
 """
+
 from __future__ import annotations
 
 import json

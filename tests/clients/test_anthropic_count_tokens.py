@@ -5,6 +5,7 @@ names, a system prompt in cache-controlled blocks and its tool definitions; `cla
 this drives the SDK directly. Counting is free: no provider is called, no ledger row written, nothing reserved.
 Claude's names count as the tier their glob maps to (synqra.routing.alias_patterns in litellm_config.yaml).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,16 +15,39 @@ import pytest
 from tests.clients.conftest import BillCheck
 from tests.stack import MASTER_KEY
 
-SYSTEM = [{"type": "text", "text": "You are Claude Code, a careful coding assistant. Keep answers short.",
-           "cache_control": {"type": "ephemeral"}}]
-TOOLS = [{"name": "Read", "description": "Read a file from the local filesystem.",
-          "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}, "required": ["file_path"]}}]
+SYSTEM = [
+    {
+        "type": "text",
+        "text": "You are Claude Code, a careful coding assistant. Keep answers short.",
+        "cache_control": {"type": "ephemeral"},
+    }
+]
+TOOLS = [
+    {
+        "name": "Read",
+        "description": "Read a file from the local filesystem.",
+        "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}, "required": ["file_path"]},
+    }
+]
 SHORT = [{"role": "user", "content": "Hello"}]
-LONG = [{"role": "user", "content": [{"type": "text", "text": "Read README.md and tell me what this project does, "
-                                                              "then list its three most important modules."}]}]
+LONG = [
+    {
+        "role": "user",
+        "content": [
+            {
+                "type": "text",
+                "text": "Read README.md and tell me what this project does, "
+                "then list its three most important modules.",
+            }
+        ],
+    }
+]
 # Claude Code's own names -> the tier each maps to in the default config.
-CLAUDE_NAMES = {"claude-sonnet-4-5-20250929": "claude-sonnet", "claude-opus-4-1-20250805": "claude-sonnet",
-                "claude-haiku-4-5-20251001": "auto"}
+CLAUDE_NAMES = {
+    "claude-sonnet-4-5-20250929": "claude-sonnet",
+    "claude-opus-4-1-20250805": "claude-sonnet",
+    "claude-haiku-4-5-20251001": "auto",
+}
 
 
 def _client(base_url: str):
@@ -35,8 +59,9 @@ def _client(base_url: str):
 def _count(client: Any, model: str, **kw: Any) -> int:
     # What Claude Code calls: POST /v1/messages/count_tokens?beta=true with an anthropic-beta header (this SDK's
     # beta resource sends the header; the query Claude Code's own bundled SDK adds is added here).
-    return client.beta.messages.count_tokens(model=model, betas=["token-counting-2024-11-01"], extra_query={"beta": "true"},
-                                             **kw).input_tokens
+    return client.beta.messages.count_tokens(
+        model=model, betas=["token-counting-2024-11-01"], extra_query={"beta": "true"}, **kw
+    ).input_tokens
 
 
 @pytest.mark.parametrize("model", ["auto", "local-llama", "claude-sonnet", *CLAUDE_NAMES])

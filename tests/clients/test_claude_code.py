@@ -6,6 +6,7 @@ model names), then `--model claude-sonnet`. It streams /v1/messages?beta=true wi
 Offline: telemetry, auto-update, error reporting and other non-essential traffic are switched off;
 the only address it may reach is the proxy.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,10 +42,23 @@ OFFLINE_ENV = {
 
 def run_claude(base_url: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     home.mkdir(parents=True, exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TERM": "dumb",
-           "ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": MASTER_KEY, **OFFLINE_ENV}
-    return subprocess.run([str(CLAUDE), "-p", "Say hello in one short sentence.", "--output-format", "json", *args],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=str(home), stdin=subprocess.DEVNULL)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "TERM": "dumb",
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": MASTER_KEY,
+        **OFFLINE_ENV,
+    }
+    return subprocess.run(
+        [str(CLAUDE), "-p", "Say hello in one short sentence.", "--output-format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(home),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize("args", [(), ("--model", "claude-sonnet")], ids=["default-model", "model-claude-sonnet"])
@@ -56,7 +70,8 @@ def test_claude_code_print_mode(client_stack, bill: BillCheck, tmp_path: Path, a
     except ValueError:
         result = {}
     assert p.returncode == 0 and not result.get("is_error"), (
-        f"claude -p {' '.join(args)} failed (rc {p.returncode}):\nstdout: {p.stdout[-3000:]}\nstderr: {p.stderr[-3000:]}")
+        f"claude -p {' '.join(args)} failed (rc {p.returncode}):\nstdout: {p.stdout[-3000:]}\nstderr: {p.stderr[-3000:]}"
+    )
     assert str(result.get("result", "")).strip(), result
     assert bill.paid_calls() or any(r["served_model"] == "local-llama" for r in bill.rows()), "nothing answered?"
     bill.settled()

@@ -3,6 +3,7 @@
 Each test uses the client's defaults (only base URL, key, model and a small max_tokens set) and
 ends with the bill check: ledger == fake providers' bill, nothing reserved.
 """
+
 from __future__ import annotations
 
 import json
@@ -117,8 +118,9 @@ def test_openai_embeddings_with_defaults(client_stack, bill: BillCheck, model: s
     """OpenAIEmbeddings' defaults tokenize with tiktoken and send token-id arrays."""
     from langchain_openai import OpenAIEmbeddings
 
-    emb = OpenAIEmbeddings(model=model, base_url=client_stack.base_url + "/v1", api_key=MASTER_KEY, max_retries=0,
-                           timeout=120, **kw)
+    emb = OpenAIEmbeddings(
+        model=model, base_url=client_stack.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=120, **kw
+    )
     try:
         docs = emb.embed_documents(["The cat sat on the mat.", "Budgets stop overspending."])
         query = emb.embed_query("Where did the cat sit?")

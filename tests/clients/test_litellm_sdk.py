@@ -1,4 +1,5 @@
 """The litellm SDK pointed at the proxy (`litellm_proxy/<model>` with `api_base` = proxy), sync and async, streamed and not."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,15 @@ Q = [{"role": "user", "content": "What is the capital of France? Answer in one w
 
 
 def _kw(base_url: str, model: str) -> dict:
-    return {"model": f"litellm_proxy/{model}", "api_base": base_url, "api_key": MASTER_KEY, "messages": Q,
-            "max_tokens": 24, "num_retries": 0, "timeout": 120}
+    return {
+        "model": f"litellm_proxy/{model}",
+        "api_base": base_url,
+        "api_key": MASTER_KEY,
+        "messages": Q,
+        "max_tokens": 24,
+        "num_retries": 0,
+        "timeout": 120,
+    }
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

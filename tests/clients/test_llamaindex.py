@@ -2,6 +2,7 @@
 
 LlamaIndex runs in its own venv (see llamaindex_driver.py), as a subprocess per call.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,12 +20,19 @@ DRIVER = Path(__file__).with_name("llamaindex_driver.py")
 PYTHON = Path(sys.prefix) / "llamaindex" / "bin" / "python"
 MODELS = ["auto", "local-llama", "deepseek-chat", "claude-sonnet"]
 
-pytestmark = pytest.mark.skipif(not PYTHON.exists(), reason=f"LlamaIndex venv missing ({PYTHON}): run scripts/install.sh test")
+pytestmark = pytest.mark.skipif(
+    not PYTHON.exists(), reason=f"LlamaIndex venv missing ({PYTHON}): run scripts/install.sh test"
+)
 
 
 def drive(base_url: str, model: str, op: str) -> dict:
-    p = subprocess.run([str(PYTHON), str(DRIVER), base_url, MASTER_KEY, model, op], capture_output=True, text=True,
-                       timeout=240, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    p = subprocess.run(
+        [str(PYTHON), str(DRIVER), base_url, MASTER_KEY, model, op],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
     last = [ln for ln in p.stderr.strip().splitlines() if ln and not ln.startswith((" ", "Traceback"))][-3:]
     assert p.returncode == 0, f"LlamaIndex {op} on {model} failed: {' | '.join(last)[-2500:]}"
     return json.loads(p.stdout.strip().splitlines()[-1])

@@ -1,4 +1,5 @@
 """The OpenAI Agents SDK with its default model class (Responses API, `/v1/responses`), tracing off."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,9 @@ def _run_config(base_url: str):
     from agents import OpenAIProvider, RunConfig
 
     # The default provider (Responses API), only pointed at the proxy.
-    return RunConfig(model_provider=OpenAIProvider(base_url=base_url + "/v1", api_key=MASTER_KEY), tracing_disabled=True)
+    return RunConfig(
+        model_provider=OpenAIProvider(base_url=base_url + "/v1", api_key=MASTER_KEY), tracing_disabled=True
+    )
 
 
 def assert_native_responses(bill: BillCheck, model: str) -> None:
@@ -44,10 +47,12 @@ def get_weather(city: str) -> str:
 def test_agent_run(client_stack, bill: BillCheck, loop, model: str) -> None:
     from agents import Agent, ModelSettings, Runner
 
-    agent = Agent(name="helper", instructions="Answer briefly.", model=model,
-                  model_settings=ModelSettings(max_tokens=MAX_TOKENS))
+    agent = Agent(
+        name="helper", instructions="Answer briefly.", model=model, model_settings=ModelSettings(max_tokens=MAX_TOKENS)
+    )
     result = loop.run_until_complete(
-        Runner.run(agent, "What is the capital of France?", run_config=_run_config(client_stack.base_url)))
+        Runner.run(agent, "What is the capital of France?", run_config=_run_config(client_stack.base_url))
+    )
     assert isinstance(result.final_output, str)
     assert_native_responses(bill, model)
     bill.settled()
@@ -56,11 +61,11 @@ def test_agent_run(client_stack, bill: BillCheck, loop, model: str) -> None:
 @pytest.mark.parametrize("model", MODELS)
 def test_agent_run_streamed(client_stack, bill: BillCheck, loop, model: str) -> None:
     from agents import Agent, ModelSettings, Runner
-
     from agents.exceptions import ModelBehaviorError
 
-    agent = Agent(name="helper", instructions="Answer briefly.", model=model,
-                  model_settings=ModelSettings(max_tokens=MAX_TOKENS))
+    agent = Agent(
+        name="helper", instructions="Answer briefly.", model=model, model_settings=ModelSettings(max_tokens=MAX_TOKENS)
+    )
 
     async def run() -> str:
         r = Runner.run_streamed(agent, "Name three colours.", run_config=_run_config(client_stack.base_url))
@@ -77,7 +82,8 @@ def test_agent_run_streamed(client_stack, bill: BillCheck, loop, model: str) -> 
         assert model == "local-llama" and "response.incomplete" in str(exc) and "max_output_tokens" in str(exc), exc
         local = [r for r in bill.rows() if r["served_model"] == "local-llama"]
         assert local and local[-1]["completion_tokens"] >= MAX_TOKENS, (
-            f"response.incomplete (max_output_tokens) for an answer that was not cut: {local}")
+            f"response.incomplete (max_output_tokens) for an answer that was not cut: {local}"
+        )
     assert_native_responses(bill, model)
     bill.settled()
 
@@ -87,11 +93,17 @@ def test_agent_with_a_tool(client_stack, bill: BillCheck, loop, model: str) -> N
     """tool_choice required: the model calls the tool, the SDK runs it, then (tool_choice reset) the model answers."""
     from agents import Agent, ModelSettings, Runner, function_tool
 
-    agent = Agent(name="weather", instructions="Use the tool.", model=model, tools=[function_tool(get_weather)],
-                  model_settings=ModelSettings(max_tokens=64, tool_choice="required"))
+    agent = Agent(
+        name="weather",
+        instructions="Use the tool.",
+        model=model,
+        tools=[function_tool(get_weather)],
+        model_settings=ModelSettings(max_tokens=64, tool_choice="required"),
+    )
     try:
         result = loop.run_until_complete(
-            Runner.run(agent, "Weather in Paris?", run_config=_run_config(client_stack.base_url), max_turns=4))
+            Runner.run(agent, "Weather in Paris?", run_config=_run_config(client_stack.base_url), max_turns=4)
+        )
     except Exception as exc:  # the explicit local model has no tools: a 400 naming them, never a silent answer
         expect_refusal(model, exc, "tools", "tool_choice")
         bill.settled()

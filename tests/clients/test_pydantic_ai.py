@@ -1,4 +1,5 @@
 """pydantic-ai with its OpenAI chat model pointed at the proxy: a text run and a structured (tool) output."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,13 +38,15 @@ def test_pydantic_ai_structured_output(client_stack, bill: BillCheck, model: str
     from pydantic_ai import Agent
 
     try:
-        r = Agent(_model(client_stack.base_url, model), output_type=City, model_settings={"max_tokens": 64},
-                  retries=0).run_sync("Which city is the capital of France?")
+        r = Agent(
+            _model(client_stack.base_url, model), output_type=City, model_settings={"max_tokens": 64}, retries=0
+        ).run_sync("Which city is the capital of France?")
     except Exception as exc:
         cause = exc.__cause__ or exc
         assert model == "local-llama", f"{model} failed: {exc!r} (cause {cause!r})"
         assert getattr(cause, "status_code", None) == 400 and any(p in str(cause) for p in ("tools", "tool_choice")), (
-            f"local-llama neither honoured nor refused (400 naming tools/tool_choice) the forced output tool: {exc!r} (cause {cause!r})")
+            f"local-llama neither honoured nor refused (400 naming tools/tool_choice) the forced output tool: {exc!r} (cause {cause!r})"
+        )
         bill.settled()
         return
     assert isinstance(r.output, City), r.output

@@ -15,6 +15,7 @@ on any failure.
 
     python -m tests.docker.smoke [--project NAME] [--keep-on-failure]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,7 +100,12 @@ def override(ports: dict[str, int], config_path: Path) -> dict[str, Any]:
     """Compose override: host networking, service names -> 127.0.0.1, test ports and health checks."""
     hosts = [f"{name}:127.0.0.1" for name in ("llama", "embed", "redis")]
     health = {
-        name: ["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{ports[name]}{path}')"]
+        name: [
+            "CMD",
+            "python",
+            "-c",
+            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{ports[name]}{path}')",
+        ]
         for name, path in (("llama", "/health"), ("embed", "/health"), ("proxy", "/health/liveliness"))
     }
     services: dict[str, Any] = {}
@@ -130,14 +136,31 @@ class Compose:
 
     def containers(self) -> dict[str, str]:
         """service name -> container id, of every container of this project (running or not)."""
-        out = run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.project}",
-                   "--format", '{{.ID}} {{.Label "com.docker.compose.service"}}'])
+        out = run(
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--filter",
+                f"label=com.docker.compose.project={self.project}",
+                "--format",
+                '{{.ID}} {{.Label "com.docker.compose.service"}}',
+            ]
+        )
         return {svc: cid for cid, svc in (line.split() for line in out.splitlines() if line.strip())}
 
     def health(self) -> dict[str, str]:
         result = {}
         for svc, cid in self.containers().items():
-            result[svc] = run(["docker", "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}", cid]).strip()
+            result[svc] = run(
+                [
+                    "docker",
+                    "inspect",
+                    "-f",
+                    "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}",
+                    cid,
+                ]
+            ).strip()
         return result
 
 
@@ -184,7 +207,9 @@ def exercise(ports: dict[str, int], fake: FakeProvider) -> None:
     )
     local = raw.parse()
     local_id = raw.headers["x-synqra-request-id"]
-    check(raw.headers["x-synqra-route"] == "local-llama", "openai SDK chat answered by the local model (x-synqra-route)")
+    check(
+        raw.headers["x-synqra-route"] == "local-llama", "openai SDK chat answered by the local model (x-synqra-route)"
+    )
     text, usage = local.choices[0].message.content or "", local.usage
     check(bool(text.strip()) and usage is not None and usage.completion_tokens > 0, "the local model generated text")
     check(not fake.requests, "the local call sent nothing to the paid provider")
@@ -196,9 +221,14 @@ def exercise(ports: dict[str, int], fake: FakeProvider) -> None:
         model="deepseek-chat", messages=[{"role": "user", "content": "a paid question"}], max_tokens=32
     )
     paid_id = raw.headers["x-synqra-request-id"]
-    check(raw.parse().choices[0].message.content == fake.default_text, "paid call answered by the fake DeepSeek on 127.0.0.1")
-    check(len(fake.requests) == 1 and fake.requests[0].headers.get("authorization") == f"Bearer {FAKE_DEEPSEEK_KEY}",
-          "the fake provider got exactly one call, with the key passed through compose's environment")
+    check(
+        raw.parse().choices[0].message.content == fake.default_text,
+        "paid call answered by the fake DeepSeek on 127.0.0.1",
+    )
+    check(
+        len(fake.requests) == 1 and fake.requests[0].headers.get("authorization") == f"Bearer {FAKE_DEEPSEEK_KEY}",
+        "the fake provider got exactly one call, with the key passed through compose's environment",
+    )
     p_tok, c_tok = fake.billed_tokens()
     bill = p_tok * DEEPSEEK_PRICES[0] + c_tok * DEEPSEEK_PRICES[1]
 
@@ -212,15 +242,20 @@ def exercise(ports: dict[str, int], fake: FakeProvider) -> None:
     wait_until(both_recorded, 30, "both chat calls in /api/budget/ledger")
     paid, loc = rows[paid_id], rows[local_id]
     check(loc["local"] is True and loc["cost_usd"] == 0, "the local call is in the ledger, free")
-    check(paid["served_model"] == "deepseek-chat" and (paid["prompt_tokens"], paid["completion_tokens"]) == (p_tok, c_tok),
-          f"the paid call is in the ledger with the fake's token counts ({p_tok}, {c_tok})")
+    check(
+        paid["served_model"] == "deepseek-chat"
+        and (paid["prompt_tokens"], paid["completion_tokens"]) == (p_tok, c_tok),
+        f"the paid call is in the ledger with the fake's token counts ({p_tok}, {c_tok})",
+    )
     check(abs(paid["cost_usd"] - bill) < 1e-12, f"ledger cost {paid['cost_usd']!r} = the fake's bill {bill!r}")
 
     r = redis.Redis(host="127.0.0.1", port=ports["redis"], decode_responses=True)
     month = paid["month"]
     stored = r.hget(f"synqra:budget:{month}:ledger", paid_id)
-    check(stored is not None and json.loads(stored)["cost_nano"] == round(bill * 1e9),
-          "the paid call's row is in the Redis container's ledger hash, at the fake's bill in nano-dollars")
+    check(
+        stored is not None and json.loads(stored)["cost_nano"] == round(bill * 1e9),
+        "the paid call's row is in the Redis container's ledger hash, at the fake's bill in nano-dollars",
+    )
     committed = int(r.hget(f"synqra:budget:{month}:totals", "committed") or 0)
     check(committed == round(bill * 1e9), f"Redis committed total {committed} nano-USD = the bill")
     r.close()
@@ -271,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         # `up -d` returns once the proxy's dependencies are healthy: watch the health meanwhile.
         up_log = work / "compose-up.log"
         with open(up_log, "w") as out:
-            up = subprocess.Popen([*compose.base, "up", "-d", "--no-build"], env=env, stdout=out, stderr=subprocess.STDOUT)
+            up = subprocess.Popen(
+                [*compose.base, "up", "-d", "--no-build"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         healthy_at: dict[str, float] = {}
 
         def all_healthy() -> bool:
@@ -289,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         check(up.wait(60) == 0, "compose up -d succeeded")
         figures["time_to_healthy_s"] = round(time.monotonic() - t0, 1)
         figures["healthy_at_s"] = healthy_at
-        print(f"ok: llama, embed, redis and proxy healthy in {figures['time_to_healthy_s']} s ({healthy_at})", flush=True)
+        print(
+            f"ok: llama, embed, redis and proxy healthy in {figures['time_to_healthy_s']} s ({healthy_at})", flush=True
+        )
         procs = host_processes(list(compose.containers().values()))
         exercise(ports, fake)
         ok = True
@@ -302,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(compose("logs", "--no-color", "--tail", "60", check_rc=False, timeout=120), file=sys.stderr)
                 for svc, cid in compose.containers().items():
                     if svc == "proxy":
-                        print(run(["docker", "exec", cid, "sh", "-c", "tail -n 80 /data/logs/*.log"], check_rc=False), file=sys.stderr)
+                        print(
+                            run(["docker", "exec", cid, "sh", "-c", "tail -n 80 /data/logs/*.log"], check_rc=False),
+                            file=sys.stderr,
+                        )
             except (SmokeFailure, subprocess.TimeoutExpired) as e:
                 print(f"(diagnostics failed: {e})", file=sys.stderr)
         if ok or not args.keep_on_failure:
@@ -315,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         if ok or not args.keep_on_failure:
             shutil.rmtree(work, ignore_errors=True)
     check(not compose.containers(), "compose down left no container of the project")
-    nets = run(["docker", "network", "ls", "-q", "--filter", f"label=com.docker.compose.project={args.project}"]).split()
+    nets = run(
+        ["docker", "network", "ls", "-q", "--filter", f"label=com.docker.compose.project={args.project}"]
+    ).split()
     check(not nets, "compose down removed the project's networks")
     check(not still_running(procs), f"none of the containers' {len(procs)} processes is still running")
     vols = run(["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={args.project}"]).split()
@@ -331,4 +375,4 @@ if __name__ == "__main__":
         raise SystemExit(main())
     except SmokeFailure as e:
         print(f"FAILED: {e}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None

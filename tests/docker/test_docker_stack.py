@@ -4,6 +4,7 @@ Skipped, with the reason, where there is no Docker engine or no docker-compose. 
 build compiles llama.cpp (see the README's Docker section for the last measured times); with the
 images built it takes a few minutes. Deselect with `-m "not docker"`.
 """
+
 from __future__ import annotations
 
 import os

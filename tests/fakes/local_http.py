@@ -1,4 +1,5 @@
 """A small aiohttp app on a free 127.0.0.1 port, for tests that need a real HTTP peer."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -14,7 +15,7 @@ class LocalPostServer:
     async def handle(self, req: web.Request) -> web.Response:
         raise NotImplementedError
 
-    async def __aenter__(self) -> "LocalPostServer":
+    async def __aenter__(self) -> LocalPostServer:
         app = web.Application()
         app.router.add_post(self.path, self.handle)
         self.runner = web.AppRunner(app)

@@ -4,6 +4,7 @@ client's own `metadata`, answered locally, by a paid model, by a LiteLLM fallbac
 After each request nothing stays reserved, the request is counted once, and for every paid model the ledger's
 tokens equal what its fake provider billed (so cost equals the bill at the configured prices).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,11 +24,26 @@ def body(api: str, model: str, text: str, max_tokens: int, stream: bool, metadat
     if metadata:  # what real clients put there (Claude Code always sends metadata.user_id)
         extra["metadata"] = {"user_id": "client-user-1"}
     if api == "chat":
-        return "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens, **extra}
+        return "/v1/chat/completions", {
+            "model": model,
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": max_tokens,
+            **extra,
+        }
     if api == "messages":
-        return "/v1/messages", {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens, **extra}
+        return "/v1/messages", {
+            "model": model,
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": max_tokens,
+            **extra,
+        }
     if api == "completions":
-        return "/v1/completions", {"model": model, "prompt": f"Question: {text}\nAnswer:", "max_tokens": max_tokens, **extra}
+        return "/v1/completions", {
+            "model": model,
+            "prompt": f"Question: {text}\nAnswer:",
+            "max_tokens": max_tokens,
+            **extra,
+        }
     return "/v1/responses", {"model": model, "input": text, "max_output_tokens": max_tokens, **extra}
 
 
@@ -53,7 +69,9 @@ def status(stack: RunningStack) -> dict[str, Any]:
 def bill_matches(rows: list[dict[str, Any]], providers: dict[str, FakeProvider]) -> bool:
     for model, provider in PROVIDER_OF.items():
         mine = [r for r in rows if r["served_model"] == model]
-        if (sum(r["prompt_tokens"] for r in mine), sum(r["completion_tokens"] for r in mine)) != providers[provider].billed_tokens():
+        if (sum(r["prompt_tokens"] for r in mine), sum(r["completion_tokens"] for r in mine)) != providers[
+            provider
+        ].billed_tokens():
             return False
     return True
 
@@ -73,7 +91,9 @@ def test_every_shape_settles_and_matches_the_bill(
     r = httpx.post(f"{stack.base_url}{path}", json=payload, headers=AUTH, timeout=180)
     assert r.status_code == 200, r.text
     rid = r.headers["x-synqra-request-id"]
-    ok = wait_until(lambda: status(stack)["reserved"] == 0 and bill_matches(ledger_rows(stack, rid), fresh_providers), 30)
+    ok = wait_until(
+        lambda: status(stack)["reserved"] == 0 and bill_matches(ledger_rows(stack, rid), fresh_providers), 30
+    )
     rows = ledger_rows(stack, rid)
     assert ok, (rows, {k: p.billed_tokens() for k, p in fresh_providers.items()}, status(stack)["reserved"])
     assert rows, "every request leaves a ledger row, local ones too"
@@ -83,7 +103,9 @@ def test_every_shape_settles_and_matches_the_bill(
     if scenario == "local":
         assert not paid and after["local_requests"] - before["local_requests"] == 1
     elif scenario == "escalation":
-        assert rows[0]["served_model"] == "local-llama" and paid, "the cut-off local answer was escalated to a paid tier"
+        assert rows[0]["served_model"] == "local-llama" and paid, (
+            "the cut-off local answer was escalated to a paid tier"
+        )
         assert after["local_requests"] == before["local_requests"], "an escalated request is not a local one"
     else:
         assert paid and all(x["served_model"] == "claude-sonnet" for x in paid)

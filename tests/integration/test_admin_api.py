@@ -1,4 +1,5 @@
 """/api/models/status and /api/models/init (master key only, no secrets)."""
+
 from __future__ import annotations
 
 import httpx
@@ -31,4 +32,9 @@ def test_init_warms_local_models_and_is_idempotent(stack) -> None:
 def test_admin_endpoints_need_the_master_key(stack) -> None:
     for method, path in (("GET", "/api/models/status"), ("POST", "/api/models/init")):
         assert httpx.request(method, f"{stack.base_url}{path}", timeout=10).status_code == 401
-        assert httpx.request(method, f"{stack.base_url}{path}", headers={"Authorization": "Bearer nope"}, timeout=10).status_code == 401
+        assert (
+            httpx.request(
+                method, f"{stack.base_url}{path}", headers={"Authorization": "Bearer nope"}, timeout=10
+            ).status_code
+            == 401
+        )

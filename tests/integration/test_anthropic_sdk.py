@@ -1,4 +1,5 @@
 """The official anthropic SDK against the proxy's /v1/messages, unchanged."""
+
 from __future__ import annotations
 
 
@@ -8,7 +9,9 @@ def test_messages_create_claude(anthropic_client, fresh_providers) -> None:
     )
     msg = raw.parse()
     assert msg.content[0].text.strip() == fresh_providers["anthropic"].default_text
-    assert msg.usage.input_tokens > 0 and msg.usage.output_tokens == len(fresh_providers["anthropic"].default_text.split())
+    assert msg.usage.input_tokens > 0 and msg.usage.output_tokens == len(
+        fresh_providers["anthropic"].default_text.split()
+    )
     req = fresh_providers["anthropic"].requests[0]
     assert req.path == "/v1/messages" and req.headers["x-api-key"] == "sk-ant-fake"
     assert raw.headers["x-synqra-route"] == "claude-sonnet"
@@ -35,7 +38,10 @@ def test_messages_stream_claude(anthropic_client, fresh_providers) -> None:
 
 def test_messages_stream_local_llama(anthropic_client) -> None:
     with anthropic_client.messages.stream(
-        model="local-llama", max_tokens=24, system="You answer briefly.", messages=[{"role": "user", "content": "Name a fruit."}]
+        model="local-llama",
+        max_tokens=24,
+        system="You answer briefly.",
+        messages=[{"role": "user", "content": "Name a fruit."}],
     ) as stream:
         text = "".join(stream.text_stream)
     assert text.strip()

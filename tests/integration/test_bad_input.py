@@ -1,4 +1,5 @@
 """Bad input gets a clear 4xx in the API's own error format, and the proxy keeps serving."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,34 +13,130 @@ from tests.unit.test_budget_admit import UNCOUNTABLE
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 MSG = [{"role": "user", "content": "hi"}]
 TWO_MB = "word " * (2 * 1024 * 1024 // 5)
-LONG_SYSTEM = "Policy clause about refunds and returns for the store. " * 300  # ~16,500 chars: over local-llama's 2,048 tokens
+LONG_SYSTEM = (
+    "Policy clause about refunds and returns for the store. " * 300
+)  # ~16,500 chars: over local-llama's 2,048 tokens
 HUGE = 10**9  # max_tokens whose worst case on Claude ($15,000) no $200 month can pay
 
 OPENAI_CASES: list[tuple[str, dict[str, Any], int, str]] = [
-    ("malformed json", {"content": b'{"model": "local-llama", "messages": [', "headers": {**AUTH, "content-type": "application/json"}}, 400, "json"),
+    (
+        "malformed json",
+        {"content": b'{"model": "local-llama", "messages": [', "headers": {**AUTH, "content-type": "application/json"}},
+        400,
+        "json",
+    ),
     ("missing messages", {"json": {"model": "local-llama"}, "headers": AUTH}, 400, "messages"),
     ("unknown model", {"json": {"model": "no-such-model", "messages": MSG}, "headers": AUTH}, 400, "no-such-model"),
-    ("wrong key", {"json": {"model": "local-llama", "messages": MSG}, "headers": {"Authorization": "Bearer sk-wrong"}}, 401, "invalid api key"),
+    (
+        "wrong key",
+        {"json": {"model": "local-llama", "messages": MSG}, "headers": {"Authorization": "Bearer sk-wrong"}},
+        401,
+        "invalid api key",
+    ),
     ("absent key", {"json": {"model": "local-llama", "messages": MSG}}, 401, "missing api key"),
-    ("2 MB message", {"json": {"model": "local-llama", "messages": [{"role": "user", "content": TWO_MB}]}, "headers": AUTH}, 400, "too long"),
-    ("negative max_tokens", {"json": {"model": "local-llama", "messages": MSG, "max_tokens": -1}, "headers": AUTH}, 400, "max_tokens"),
-    ("string max_tokens", {"json": {"model": "local-llama", "messages": MSG, "max_tokens": "ten"}, "headers": AUTH}, 400, "max_tokens"),
-    ("max_tokens no month can pay", {"json": {"model": "claude-sonnet", "messages": MSG, "max_tokens": HUGE}, "headers": AUTH}, 400, "'max_tokens' (1000000000) is too large"),
+    (
+        "2 MB message",
+        {"json": {"model": "local-llama", "messages": [{"role": "user", "content": TWO_MB}]}, "headers": AUTH},
+        400,
+        "too long",
+    ),
+    (
+        "negative max_tokens",
+        {"json": {"model": "local-llama", "messages": MSG, "max_tokens": -1}, "headers": AUTH},
+        400,
+        "max_tokens",
+    ),
+    (
+        "string max_tokens",
+        {"json": {"model": "local-llama", "messages": MSG, "max_tokens": "ten"}, "headers": AUTH},
+        400,
+        "max_tokens",
+    ),
+    (
+        "max_tokens no month can pay",
+        {"json": {"model": "claude-sonnet", "messages": MSG, "max_tokens": HUGE}, "headers": AUTH},
+        400,
+        "'max_tokens' (1000000000) is too large",
+    ),
 ]
 
 ANTHROPIC_CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
-    ("malformed json", {"content": b'{"model": ', "headers": {**AUTH, "content-type": "application/json"}}, 400, "invalid_request_error", "json"),
-    ("missing messages", {"json": {"model": "claude-sonnet", "max_tokens": 10}, "headers": AUTH}, 400, "invalid_request_error", "messages"),
-    ("unknown model", {"json": {"model": "no-such-model", "max_tokens": 10, "messages": MSG}, "headers": AUTH}, 400, "invalid_request_error", "no-such-model"),
-    ("wrong key", {"json": {"model": "claude-sonnet", "max_tokens": 10, "messages": MSG}, "headers": {"x-api-key": "sk-wrong"}}, 401, "authentication_error", "invalid api key"),
-    ("absent key", {"json": {"model": "claude-sonnet", "max_tokens": 10, "messages": MSG}}, 401, "authentication_error", "missing api key"),
-    ("2 MB message", {"json": {"model": "claude-sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": TWO_MB * 2}]}, "headers": AUTH}, 400, "invalid_request_error", "too long"),
-    ("zero max_tokens", {"json": {"model": "claude-sonnet", "max_tokens": 0, "messages": MSG}, "headers": AUTH}, 400, "invalid_request_error", "max_tokens"),
-    ("max_tokens no month can pay", {"json": {"model": "claude-sonnet", "max_tokens": HUGE, "messages": MSG}, "headers": AUTH}, 400, "invalid_request_error", "'max_tokens' (1000000000) is too large"),
+    (
+        "malformed json",
+        {"content": b'{"model": ', "headers": {**AUTH, "content-type": "application/json"}},
+        400,
+        "invalid_request_error",
+        "json",
+    ),
+    (
+        "missing messages",
+        {"json": {"model": "claude-sonnet", "max_tokens": 10}, "headers": AUTH},
+        400,
+        "invalid_request_error",
+        "messages",
+    ),
+    (
+        "unknown model",
+        {"json": {"model": "no-such-model", "max_tokens": 10, "messages": MSG}, "headers": AUTH},
+        400,
+        "invalid_request_error",
+        "no-such-model",
+    ),
+    (
+        "wrong key",
+        {"json": {"model": "claude-sonnet", "max_tokens": 10, "messages": MSG}, "headers": {"x-api-key": "sk-wrong"}},
+        401,
+        "authentication_error",
+        "invalid api key",
+    ),
+    (
+        "absent key",
+        {"json": {"model": "claude-sonnet", "max_tokens": 10, "messages": MSG}},
+        401,
+        "authentication_error",
+        "missing api key",
+    ),
+    (
+        "2 MB message",
+        {
+            "json": {"model": "claude-sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": TWO_MB * 2}]},
+            "headers": AUTH,
+        },
+        400,
+        "invalid_request_error",
+        "too long",
+    ),
+    (
+        "zero max_tokens",
+        {"json": {"model": "claude-sonnet", "max_tokens": 0, "messages": MSG}, "headers": AUTH},
+        400,
+        "invalid_request_error",
+        "max_tokens",
+    ),
+    (
+        "max_tokens no month can pay",
+        {"json": {"model": "claude-sonnet", "max_tokens": HUGE, "messages": MSG}, "headers": AUTH},
+        400,
+        "invalid_request_error",
+        "'max_tokens' (1000000000) is too large",
+    ),
     # The block form of `system` is as long as the string form: rejected up front, not failed in
     # llama.cpp and answered by a paid fallback.
-    ("system blocks too long", {"json": {"model": "local-llama", "max_tokens": 10, "messages": MSG, "system": [{"type": "text", "text": LONG_SYSTEM}]},
-                                "headers": AUTH}, 400, "invalid_request_error", "too long"),
+    (
+        "system blocks too long",
+        {
+            "json": {
+                "model": "local-llama",
+                "max_tokens": 10,
+                "messages": MSG,
+                "system": [{"type": "text", "text": LONG_SYSTEM}],
+            },
+            "headers": AUTH,
+        },
+        400,
+        "invalid_request_error",
+        "too long",
+    ),
 ]
 
 
@@ -64,7 +161,9 @@ def test_openai_route_errors(stack, fresh_providers, name, kwargs, status, needl
     _still_serving(stack.base_url)
 
 
-@pytest.mark.parametrize(("name", "kwargs", "status", "etype", "needle"), ANTHROPIC_CASES, ids=[c[0] for c in ANTHROPIC_CASES])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "status", "etype", "needle"), ANTHROPIC_CASES, ids=[c[0] for c in ANTHROPIC_CASES]
+)
 def test_anthropic_route_errors(stack, fresh_providers, name, kwargs, status, etype, needle) -> None:
     r = httpx.post(f"{stack.base_url}/v1/messages", timeout=60, **kwargs)
     assert r.status_code == status, r.text
@@ -82,7 +181,9 @@ def test_sdk_raises_typed_errors(openai_client, anthropic_client) -> None:
     with pytest.raises(openai.BadRequestError):
         openai_client.chat.completions.create(model="local-llama", messages=MSG, max_tokens=-3)
     with pytest.raises(anthropic.AuthenticationError):
-        anthropic_client.with_options(api_key="sk-wrong").messages.create(model="claude-sonnet", max_tokens=5, messages=MSG)
+        anthropic_client.with_options(api_key="sk-wrong").messages.create(
+            model="claude-sonnet", max_tokens=5, messages=MSG
+        )
 
 
 # Content LiteLLM's token counter does not know (tests/unit/test_budget_admit.py): valid, so forwarded as
@@ -97,20 +198,26 @@ UNCOUNTED_CASES: list[tuple[str, str, str, str]] = [
 
 
 @pytest.mark.parametrize(("name", "path", "model", "provider"), UNCOUNTED_CASES, ids=[c[0] for c in UNCOUNTED_CASES])
-def test_content_the_tokenizer_cannot_count_reaches_the_provider(stack, fresh_providers, name, path, model, provider) -> None:
+def test_content_the_tokenizer_cannot_count_reaches_the_provider(
+    stack, fresh_providers, name, path, model, provider
+) -> None:
     body = {"model": model, "max_tokens": 16, "messages": UNCOUNTED[name]}
     r = httpx.post(f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=120)
     assert r.status_code < 500, r.text  # never a 500 (which SDKs retry) from synqra's own budget step
     if r.status_code >= 400:  # a provider's refusal, in the API's own format
         err = r.json()
-        assert (err["type"] == "error" and err["error"]["message"]) if path == "/v1/messages" else err["error"]["message"]
+        assert (
+            (err["type"] == "error" and err["error"]["message"]) if path == "/v1/messages" else err["error"]["message"]
+        )
     assert len(fresh_providers[provider].requests) == 1, "forwarded once, as bare LiteLLM does"
     status = httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
     assert status["reserved"] == 0, "the reservation was settled or released"
     _still_serving(stack.base_url)
 
 
-def test_sdks_get_a_bad_request_not_a_retried_429_for_max_tokens_no_month_can_pay(openai_client, anthropic_client, fresh_providers) -> None:
+def test_sdks_get_a_bad_request_not_a_retried_429_for_max_tokens_no_month_can_pay(
+    openai_client, anthropic_client, fresh_providers
+) -> None:
     import anthropic
     import openai
 

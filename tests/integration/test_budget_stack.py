@@ -4,6 +4,7 @@ Each test starts its own proxy (sharing the session stack's llama.cpp and embedd
 servers) with a budget small enough to run out, fake Anthropic behind it, and a
 local webhook receiver for alerts.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,13 +83,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def budget_stack(tmp: Path, stack: RunningStack, claude: FakeProvider, **budget: Any) -> RunningStack:
-    return start_stack(tmp, {"anthropic": claude}, {"budget": {"monthly_limit_usd": LIMIT, **budget}}, backends_of=stack)
+    return start_stack(
+        tmp, {"anthropic": claude}, {"budget": {"monthly_limit_usd": LIMIT, **budget}}, backends_of=stack
+    )
 
 
 def paid_call(base_url: str, i: int, model: str = "claude-sonnet") -> httpx.Response:
     return httpx.post(
         f"{base_url}/v1/chat/completions",
-        json={"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": f"Please answer briefly, request {i}"}]},
+        json={
+            "model": model,
+            "max_tokens": 20,
+            "messages": [{"role": "user", "content": f"Please answer briefly, request {i}"}],
+        },
         headers=AUTH,
         timeout=120,
     )
@@ -115,7 +122,12 @@ def _assert_refusal(r: httpx.Response) -> None:
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_200_concurrent_paid_requests_never_overspend(
-    tmp_path: Path, stack: RunningStack, claude: FakeProvider, receiver: WebhookReceiver, store: str, request: pytest.FixtureRequest
+    tmp_path: Path,
+    stack: RunningStack,
+    claude: FakeProvider,
+    receiver: WebhookReceiver,
+    store: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     extra = {"store": request.getfixturevalue("redis_server").url} if store == "redis" else {}
     s = budget_stack(tmp_path, stack, claude, alert_webhook=receiver.url, **extra)
@@ -154,7 +166,9 @@ def test_200_concurrent_paid_requests_never_overspend(
         s.stop()
 
 
-def test_two_proxies_share_one_redis_budget(tmp_path: Path, stack: RunningStack, claude: FakeProvider, redis_server: RedisServer) -> None:
+def test_two_proxies_share_one_redis_budget(
+    tmp_path: Path, stack: RunningStack, claude: FakeProvider, redis_server: RedisServer
+) -> None:
     a = budget_stack(tmp_path / "a", stack, claude, store=redis_server.url)
     b = budget_stack(tmp_path / "b", stack, claude, store=redis_server.url)
     try:
@@ -213,7 +227,9 @@ def test_kill_9_under_load_loses_no_record(tmp_path: Path, stack: RunningStack, 
         s.stop()
 
 
-def test_redis_outage_fails_closed_and_recovers(tmp_path: Path, stack: RunningStack, claude: FakeProvider, redis_server: RedisServer) -> None:
+def test_redis_outage_fails_closed_and_recovers(
+    tmp_path: Path, stack: RunningStack, claude: FakeProvider, redis_server: RedisServer
+) -> None:
     s = budget_stack(tmp_path, stack, claude, monthly_limit_usd=100.0, store=redis_server.url, store_timeout_s=0.5)
     try:
         assert paid_call(s.base_url, 1).status_code == 200
@@ -224,7 +240,9 @@ def test_redis_outage_fails_closed_and_recovers(tmp_path: Path, stack: RunningSt
         assert r.status_code == 200 and r.headers["x-synqra-route"] == "local-llama"
         assert paid_call(s.base_url, 4, model="local-llama").status_code == 200
         redis_server.start()
-        assert wait_until(lambda: paid_call(s.base_url, 5).status_code == 200, timeout_s=30), "recovers when Redis returns"
+        assert wait_until(lambda: paid_call(s.base_url, 5).status_code == 200, timeout_s=30), (
+            "recovers when Redis returns"
+        )
         assert wait_until(lambda: len(ledger(s)) >= 4, timeout_s=30), "records queued during the outage are written"
     finally:
         s.stop()

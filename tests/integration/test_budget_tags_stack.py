@@ -3,6 +3,7 @@
 A proxy of its own (sharing the session stack's llama.cpp and embedding servers) with a fake Anthropic
 behind it and a cap on the tag "capped"; the escalation test uses the session stack.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -34,10 +35,15 @@ def claude() -> Iterator[FakeProvider]:
 
 
 @pytest.fixture(scope="module")
-def tagged(tmp_path_factory: pytest.TempPathFactory, stack: RunningStack, claude: FakeProvider) -> Iterator[RunningStack]:
-    s = start_stack(tmp_path_factory.mktemp("tags"), {"anthropic": claude},
-                    {"budget": {"monthly_limit_usd": 50.0, "tags": {"capped": {"monthly_limit_usd": TAG_LIMIT}}}},
-                    backends_of=stack)
+def tagged(
+    tmp_path_factory: pytest.TempPathFactory, stack: RunningStack, claude: FakeProvider
+) -> Iterator[RunningStack]:
+    s = start_stack(
+        tmp_path_factory.mktemp("tags"),
+        {"anthropic": claude},
+        {"budget": {"monthly_limit_usd": 50.0, "tags": {"capped": {"monthly_limit_usd": TAG_LIMIT}}}},
+        backends_of=stack,
+    )
     yield s
     s.stop()
 
@@ -54,7 +60,8 @@ def chat(s: RunningStack, text: str, model: str = "claude-sonnet", tag: str | No
     """A chat completion through the OpenAI SDK; returns the raw response (headers and parsed body)."""
     headers = {"x-synqra-tag": tag} if tag is not None else None
     return oai(s).chat.completions.with_raw_response.create(
-        model=model, max_tokens=20, messages=[{"role": "user", "content": text}], extra_headers=headers, **extra)
+        model=model, max_tokens=20, messages=[{"role": "user", "content": text}], extra_headers=headers, **extra
+    )
 
 
 def ledger(s: RunningStack) -> list[dict[str, Any]]:
@@ -67,12 +74,16 @@ def by_tag(s: RunningStack) -> dict[str, Any]:
     return r.json()
 
 
-def test_tags_from_the_header_and_metadata_tags_are_booked_and_broken_down(tagged: RunningStack, claude: FakeProvider) -> None:
+def test_tags_from_the_header_and_metadata_tags_are_booked_and_broken_down(
+    tagged: RunningStack, claude: FakeProvider
+) -> None:
     ids: dict[str, str | None] = {}
     for i in range(2):
         r = chat(tagged, f"Please answer briefly, sales question {i}", tag="sales")
         ids[r.headers["x-synqra-request-id"]] = "sales"
-    r = chat(tagged, "Please answer briefly, a support question", extra_body={"metadata": {"tags": ["support-bot", "x"]}})
+    r = chat(
+        tagged, "Please answer briefly, a support question", extra_body={"metadata": {"tags": ["support-bot", "x"]}}
+    )
     ids[r.headers["x-synqra-request-id"]] = "support-bot"
     r = chat(tagged, "Hello there", model="local-llama", extra_body={"metadata": {"tags": ["support-bot"]}})
     ids[r.headers["x-synqra-request-id"]] = "support-bot"
@@ -81,8 +92,11 @@ def test_tags_from_the_header_and_metadata_tags_are_booked_and_broken_down(tagge
     r = chat(tagged, "Hello, untagged", model="local-llama")
     ids[r.headers["x-synqra-request-id"]] = None
     msg = ant(tagged).messages.with_raw_response.create(
-        model="claude-sonnet", max_tokens=20, messages=[{"role": "user", "content": "Please answer briefly, from Claude's SDK"}],
-        extra_headers={"x-synqra-tag": "sales"})
+        model="claude-sonnet",
+        max_tokens=20,
+        messages=[{"role": "user", "content": "Please answer briefly, from Claude's SDK"}],
+        extra_headers={"x-synqra-tag": "sales"},
+    )
     ids[msg.headers["x-synqra-request-id"]] = "sales"
 
     assert wait_until(lambda: {r["request_id"] for r in ledger(tagged)} >= set(ids), 30)
@@ -109,7 +123,9 @@ def test_tags_from_the_header_and_metadata_tags_are_booked_and_broken_down(tagge
     assert status["by_tag"]["support-bot"]["local_requests"] == 1 and status["by_tag"]["sales"]["requests"] == 4
     # ...and the ledger is the provider's bill: what Claude billed is what the tags cost.
     p, c = claude.billed_tokens()
-    assert abs(sum(Decimal(str(r["cost"])) for r in status["by_tag"].values()) - (p * IN_PRICE + c * OUT_PRICE)) < Decimal("1e-6")
+    assert abs(
+        sum(Decimal(str(r["cost"])) for r in status["by_tag"].values()) - (p * IN_PRICE + c * OUT_PRICE)
+    ) < Decimal("1e-6")
 
 
 def test_a_tag_that_cannot_be_booked_is_a_400_and_costs_nothing(tagged: RunningStack) -> None:
@@ -118,13 +134,21 @@ def test_a_tag_that_cannot_be_booked_is_a_400_and_costs_nothing(tagged: RunningS
         chat(tagged, "hello", tag="x" * 200)
     assert "x-synqra-tag" in err.value.message and "at most 128 characters" in err.value.message
     with pytest.raises(anthropic.BadRequestError) as aerr:
-        ant(tagged).messages.create(model="claude-sonnet", max_tokens=20, messages=[{"role": "user", "content": "hi"}],
-                                    extra_headers={"x-synqra-tag": "bell\x07"})
+        ant(tagged).messages.create(
+            model="claude-sonnet",
+            max_tokens=20,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-synqra-tag": "bell\x07"},
+        )
     assert "x-synqra-tag" in str(aerr.value)
-    assert len(ledger(tagged)) == before and chat(tagged, "still up", model="local-llama").http_response.status_code == 200
+    assert (
+        len(ledger(tagged)) == before and chat(tagged, "still up", model="local-llama").http_response.status_code == 200
+    )
 
 
-def test_a_capped_tag_is_refused_by_name_while_other_tags_pass_and_auto_goes_local(tagged: RunningStack, claude: FakeProvider) -> None:
+def test_a_capped_tag_is_refused_by_name_while_other_tags_pass_and_auto_goes_local(
+    tagged: RunningStack, claude: FakeProvider
+) -> None:
     served = 0
     refusal: openai.RateLimitError | None = None
     for i in range(12):
@@ -138,11 +162,17 @@ def test_a_capped_tag_is_refused_by_name_while_other_tags_pass_and_auto_goes_loc
     assert 2 <= served <= 4, served
     assert "tag 'capped' is exhausted" in refusal.message and "resets on" in refusal.message
     with pytest.raises(anthropic.RateLimitError) as aerr:  # the same refusal in the Messages API's format
-        ant(tagged).messages.create(model="claude-sonnet", max_tokens=20, messages=[{"role": "user", "content": "hi there"}],
-                                    extra_headers={"x-synqra-tag": "capped"})
+        ant(tagged).messages.create(
+            model="claude-sonnet",
+            max_tokens=20,
+            messages=[{"role": "user", "content": "hi there"}],
+            extra_headers={"x-synqra-tag": "capped"},
+        )
     assert "tag 'capped' is exhausted" in str(aerr.value)
     # The global budget has room: other tags and untagged requests are served by Claude.
-    assert chat(tagged, "Please answer briefly, a sales request", tag="sales").headers["x-synqra-route"] == "claude-sonnet"
+    assert (
+        chat(tagged, "Please answer briefly, a sales request", tag="sales").headers["x-synqra-route"] == "claude-sonnet"
+    )
     assert chat(tagged, "Please answer briefly, untagged").headers["x-synqra-route"] == "claude-sonnet"
     # auto: the router picks Claude for brand work; for the exhausted tag the local model answers instead.
     other = chat(tagged, BRAND, model="auto", tag="sales")
@@ -159,21 +189,37 @@ def test_a_capped_tag_is_refused_by_name_while_other_tags_pass_and_auto_goes_loc
     assert st["state"] == "ok" and st["reserved"] == 0
 
 
-def test_an_escalations_rows_carry_the_requests_tag(stack: RunningStack, fresh_providers: dict[str, FakeProvider]) -> None:
+def test_an_escalations_rows_carry_the_requests_tag(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
     """The local answer to "Say hello." in 3 tokens is cut off and escalated: every row of the request
     (the local call and the paid escalation) is booked to the request's tag."""
-    r = httpx.post(f"{stack.base_url}/v1/chat/completions", headers={**AUTH, "x-synqra-tag": "escalating-agent"}, timeout=120,
-                   json={"model": "auto", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "Say hello."}]})
+    r = httpx.post(
+        f"{stack.base_url}/v1/chat/completions",
+        headers={**AUTH, "x-synqra-tag": "escalating-agent"},
+        timeout=120,
+        json={
+            "model": "auto",
+            "max_tokens": 3,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Say hello."}],
+        },
+    )
     assert r.status_code == 200, r.text
     rid = r.headers["x-synqra-request-id"]
     assert r.headers["x-synqra-escalated"] != "false", r.headers
 
     def rows() -> list[dict[str, Any]]:
-        return [x for x in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
-                if x["request_id"] == rid or x["request_id"].startswith(rid + ":")]
+        return [
+            x
+            for x in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+            if x["request_id"] == rid or x["request_id"].startswith(rid + ":")
+        ]
 
     assert wait_until(lambda: len(rows()) >= 2, 30), rows()
     assert {x["tag"] for x in rows()} == {"escalating-agent"}
     assert any(x["kind"] == "escalation" and not x["local"] for x in rows())
-    st = httpx.get(f"{stack.base_url}/api/budget/status?by=tag", headers=AUTH, timeout=30).json()["by_tag"]["escalating-agent"]
+    st = httpx.get(f"{stack.base_url}/api/budget/status?by=tag", headers=AUTH, timeout=30).json()["by_tag"][
+        "escalating-agent"
+    ]
     assert st["requests"] == 1 and st["local_requests"] == 0 and st["cost"] > 0

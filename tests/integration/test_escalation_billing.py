@@ -5,6 +5,7 @@ DeepSeek. Here DeepSeek either fails (LiteLLM's fallback, Claude, answers instea
 only after the client has hung up. Either way every provider call is in the ledger once, at
 the provider's token counts, and nothing stays reserved.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,9 +52,9 @@ def test_an_escalation_answered_by_a_fallback_is_billed_once(
     assert r.status_code == 200, r.text
     rid = r.headers["x-synqra-request-id"]
     claude = fresh_providers["anthropic"]
-    assert wait_until(lambda: reserved(stack) == 0 and billed_as_recorded(rows_of(stack, rid), claude, "claude-sonnet"), 30), (
-        rows_of(stack, rid), claude.billed_tokens()
-    )
+    assert wait_until(
+        lambda: reserved(stack) == 0 and billed_as_recorded(rows_of(stack, rid), claude, "claude-sonnet"), 30
+    ), (rows_of(stack, rid), claude.billed_tokens())
     rows = rows_of(stack, rid)
     assert len(claude.requests) >= 1 and claude.billed_tokens()[1] > 0
     assert not [x for x in rows if x["served_model"] == "deepseek-chat"], "DeepSeek failed: it costs nothing"
@@ -81,7 +82,9 @@ def test_a_client_hanging_up_during_an_escalation_loses_no_record(
 
     def settled() -> bool:
         records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
-        return reserved(stack) == 0 and billed_as_recorded([r for r in records if r["ts"] >= t0], deepseek, "deepseek-chat")
+        return reserved(stack) == 0 and billed_as_recorded(
+            [r for r in records if r["ts"] >= t0], deepseek, "deepseek-chat"
+        )
 
     assert wait_until(settled, 30), "the escalation DeepSeek billed is in the ledger and holds no reservation"
 

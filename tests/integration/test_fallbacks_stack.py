@@ -1,4 +1,5 @@
 """Error fallbacks: a failed model hands over to the next configured one, and pays its way."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,11 +15,15 @@ Q = [{"role": "user", "content": "What is the capital of Japan?"}]
 
 
 def chat(base: str, model: str, path: str = "/v1/chat/completions") -> httpx.Response:
-    return httpx.post(f"{base}{path}", json={"model": model, "messages": Q, "max_tokens": 16}, headers=AUTH, timeout=120)
+    return httpx.post(
+        f"{base}{path}", json={"model": model, "messages": Q, "max_tokens": 16}, headers=AUTH, timeout=120
+    )
 
 
 def ledger(base: str) -> dict[str, dict]:
-    return {r["request_id"]: r for r in httpx.get(f"{base}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]}
+    return {
+        r["request_id"]: r for r in httpx.get(f"{base}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+    }
 
 
 def reserved(base: str) -> float:
@@ -43,7 +48,9 @@ def test_local_backend_down_falls_back_up_the_tiers(tmp_path: Path, stack, provi
             assert r.json()["choices"][0]["message"]["content"].strip()
             row = ledger(s.base_url)[r.headers["x-synqra-request-id"] + ":fallback:deepseek-chat"]
             assert row["kind"] == "fallback" and row["served_model"] == "deepseek-chat" and row["cost_usd"] > 0
-            assert r.headers["x-synqra-request-id"] not in ledger(s.base_url), ledger(s.base_url).get(r.headers["x-synqra-request-id"])
+            assert r.headers["x-synqra-request-id"] not in ledger(s.base_url), ledger(s.base_url).get(
+                r.headers["x-synqra-request-id"]
+            )
         assert reserved(s.base_url) == 0
     finally:
         s.stop()
@@ -115,7 +122,7 @@ def test_streamed_fallback_bills_the_model_that_answered(stack, fresh_providers,
         assert r.headers["x-synqra-fallback"] == f"{failed}>{served}"
         assert r.headers["x-synqra-route"] == served
         rid = r.headers["x-synqra-request-id"]
-        assert wait_until(lambda: f"{rid}:fallback:{served}" in ledger(stack.base_url), timeout_s=30)
+        assert wait_until(lambda key=f"{rid}:fallback:{served}": key in ledger(stack.base_url), timeout_s=30)
         row = ledger(stack.base_url)[f"{rid}:fallback:{served}"]
         billed_in, billed_out = fresh_providers[provider].billed_tokens()
         assert row["served_model"] == served and row["kind"] == "fallback"
@@ -129,7 +136,9 @@ def test_streamed_fallback_bills_the_model_that_answered(stack, fresh_providers,
         fresh_providers["anthropic"].reset()
 
 
-def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(tmp_path: Path, stack, providers, fresh_providers) -> None:
+def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(
+    tmp_path: Path, stack, providers, fresh_providers
+) -> None:
     """One failed local call (a fault: 503) puts the local model's only deployment into LiteLLM's cooldown;
     for the next seconds LiteLLM sends local requests straight to the fallback. Each of those paid answers
     is in the ledger. Its own proxy, whose local model is a fake that can fail: the cooldown would send the
@@ -164,7 +173,8 @@ def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(tmp_path: Pa
             return sum(x["prompt_tokens"] for x in rows), sum(x["completion_tokens"] for x in rows)
 
         assert wait_until(lambda: recorded() == deepseek.billed_tokens() and reserved(s.base_url) == 0, timeout_s=30), (
-            recorded(), deepseek.billed_tokens()
+            recorded(),
+            deepseek.billed_tokens(),
         )
     finally:
         s.stop()

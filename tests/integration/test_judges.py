@@ -2,6 +2,7 @@
 and the learning loop's pairwise judge (the local answer against the one served, both orders). A judge call is
 a paid call: reserved, one ledger row of kind "judge", capped per month, skipped when it cannot be paid or
 fails (the scorer then decides alone), never delaying the client's answer."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,12 @@ from tests.fakes.fake_providers import FakeProvider, Scripted
 from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
-ASK = {"model": "auto", "max_tokens": 48, "temperature": 0,
-       "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+ASK = {
+    "model": "auto",
+    "max_tokens": 48,
+    "temperature": 0,
+    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+}
 
 
 def ledger(s: RunningStack, rid: str) -> list[dict]:
@@ -30,14 +35,19 @@ def reserved(s: RunningStack) -> float:
 @pytest.fixture(scope="module")
 def judged(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory):
     """Every local answer that is not a hard failure goes to the judge (band [0, 1])."""
-    s = start_stack(tmp_path_factory.mktemp("judged"), providers, backends_of=stack,
-                    synqra_overrides={"quality": {"judge": {"enabled": True, "band": [0.0, 1.0]}}})
+    s = start_stack(
+        tmp_path_factory.mktemp("judged"),
+        providers,
+        backends_of=stack,
+        synqra_overrides={"quality": {"judge": {"enabled": True, "band": [0.0, 1.0]}}},
+    )
     yield s
     s.stop()
 
 
-def test_an_unsure_local_answer_is_rated_by_the_judge_and_the_call_is_booked(judged: RunningStack,
-                                                                             providers: dict[str, FakeProvider]) -> None:
+def test_an_unsure_local_answer_is_rated_by_the_judge_and_the_call_is_booked(
+    judged: RunningStack, providers: dict[str, FakeProvider]
+) -> None:
     deepseek = providers["deepseek"]
     deepseek.reset()
     deepseek.push(Scripted(text="The answer is correct and helpful. Rating: [[9]]"))
@@ -66,14 +76,27 @@ def test_a_failing_judge_leaves_the_scorer_to_decide(judged: RunningStack, provi
     assert not [x for x in ledger(judged, rid) if x["kind"] == "judge"], "a failed judge call costs nothing"
 
 
-def test_no_judge_when_paid_calls_are_stopped(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path) -> None:
-    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={
-        "quality": {"judge": {"enabled": True, "band": [0.0, 1.0]}}, "budget": {"monthly_limit_usd": 0.0004}})
+def test_no_judge_when_paid_calls_are_stopped(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    s = start_stack(
+        tmp_path,
+        providers,
+        backends_of=stack,
+        synqra_overrides={
+            "quality": {"judge": {"enabled": True, "band": [0.0, 1.0]}},
+            "budget": {"monthly_limit_usd": 0.0004},
+        },
+    )
     try:
         for model in ("claude-sonnet", "deepseek-chat"):  # spend until not even the cheapest paid call fits
             for _ in range(400):
-                r = httpx.post(f"{s.base_url}/v1/chat/completions", headers=AUTH, timeout=60,
-                               json={"model": model, "max_tokens": 3, "messages": ASK["messages"]})
+                r = httpx.post(
+                    f"{s.base_url}/v1/chat/completions",
+                    headers=AUTH,
+                    timeout=60,
+                    json={"model": model, "max_tokens": 3, "messages": ASK["messages"]},
+                )
                 if r.status_code == 429:
                     break
             assert r.status_code == 429
@@ -85,10 +108,15 @@ def test_no_judge_when_paid_calls_are_stopped(stack: RunningStack, providers: di
         s.stop()
 
 
-def test_the_shadow_judge_labels_the_request_and_books_both_orders(stack: RunningStack, providers: dict[str, FakeProvider],
-                                                                    tmp_path: Path) -> None:
-    s = start_stack(tmp_path, providers, backends_of=stack,
-                    synqra_overrides={"routing": {"mode": "shadow", "shadow_eval_share": 1.0}})
+def test_the_shadow_judge_labels_the_request_and_books_both_orders(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    s = start_stack(
+        tmp_path,
+        providers,
+        backends_of=stack,
+        synqra_overrides={"routing": {"mode": "shadow", "shadow_eval_share": 1.0}},
+    )
     try:
         deepseek = providers["deepseek"]
         deepseek.reset()
@@ -99,7 +127,9 @@ def test_the_shadow_judge_labels_the_request_and_books_both_orders(stack: Runnin
         rid = r.headers["x-synqra-request-id"]
         log = InferenceLog(s.data_dir / "learning")
         try:
-            assert wait_until(lambda: any(x["source"] == "judge" for x in (log.row(rid) or {"labels": []})["labels"]), 120)
+            assert wait_until(
+                lambda: any(x["source"] == "judge" for x in (log.row(rid) or {"labels": []})["labels"]), 120
+            )
             judge = next(x for x in log.row(rid)["labels"] if x["source"] == "judge")
             assert judge["value"] == 1.0 and judge["note"] == "served,served"
         finally:
@@ -113,9 +143,15 @@ def test_the_shadow_judge_labels_the_request_and_books_both_orders(stack: Runnin
         s.stop()
 
 
-def test_the_judges_monthly_limit_stops_its_calls(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path) -> None:
-    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={
-        "quality": {"judge": {"enabled": True, "band": [0.0, 1.0], "monthly_limit_usd": 0.0}}})
+def test_the_judges_monthly_limit_stops_its_calls(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    s = start_stack(
+        tmp_path,
+        providers,
+        backends_of=stack,
+        synqra_overrides={"quality": {"judge": {"enabled": True, "band": [0.0, 1.0], "monthly_limit_usd": 0.0}}},
+    )
     try:
         providers["deepseek"].reset()
         r = httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)

@@ -1,6 +1,7 @@
 """Routing that learns, on the running stack: every routed request is logged, the gate and the application
 label it, `synqra learn` installs a better router, every worker serves it without a restart
 (x-synqra-router-version), a worse candidate is kept out, rollback and a corrupt version are safe."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ def post(s: RunningStack, body: dict, path: str = "/v1/chat/completions") -> htt
 
 def learn(s: RunningStack, *args: str) -> str:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "proxy.cli", "learn", "--config", str(s.config_path), *args],
-                         capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "learn", "--config", str(s.config_path), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 
@@ -41,7 +48,10 @@ def version(s: RunningStack) -> str:
 
 
 def test_live_requests_are_logged_with_the_gates_label_and_take_feedback(stack: RunningStack) -> None:
-    r = post(stack, {"model": "auto", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "Say hello."}]})
+    r = post(
+        stack,
+        {"model": "auto", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "Say hello."}]},
+    )
     assert r.status_code == 200
     rid = r.headers["x-synqra-request-id"]
     log = InferenceLog(stack.data_dir / "learning")
@@ -52,26 +62,42 @@ def test_live_requests_are_logged_with_the_gates_label_and_take_feedback(stack: 
         assert row["request_json"] is None, "no prompt text unless synqra.learning.keep_text"
         assert row["labels"][0]["source"] == "gate" and row["labels"][0]["value"] == 1.0  # the cut-off answer escalated
         # Feedback on an answer a paid tier served says nothing about the local tier: acknowledged, no label.
-        fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": "good"}, headers=AUTH, timeout=30)
+        fb = httpx.post(
+            f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": "good"}, headers=AUTH, timeout=30
+        )
         assert fb.status_code == 200 and fb.json()["label"] is None and fb.json()["served_by"] != "local-llama"
-        local = post(stack, {"model": "auto", "max_tokens": 24, "temperature": 0,
-                             "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        local = post(
+            stack,
+            {
+                "model": "auto",
+                "max_tokens": 24,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            },
+        )
         lid = local.headers["x-synqra-request-id"]
         if local.headers["x-synqra-route"] == "local-llama":
-            fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": lid, "score": 0.9, "comment": "fine"},
-                            headers=AUTH, timeout=30)
+            fb = httpx.post(
+                f"{stack.base_url}/api/feedback",
+                json={"request_id": lid, "score": 0.9, "comment": "fine"},
+                headers=AUTH,
+                timeout=30,
+            )
             assert fb.status_code == 200 and fb.json()["recorded"] and fb.json()["label"] == pytest.approx(0.1)
             assert wait_until(lambda: any(x["source"] == "feedback" for x in log.row(lid)["labels"]), 10)
     finally:
         log.close()
 
 
-@pytest.mark.parametrize("body,status", [
-    ({"request_id": "synqra-nope", "score": "good"}, 404),
-    ({"request_id": "x", "score": 2}, None),  # 404 (unknown id) comes first; a known id with score 2 is a 400 below
-    ({"score": 1}, 400),
-    ({"request_id": "x", "score": "good", "comment": 5}, 400),
-])
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        ({"request_id": "synqra-nope", "score": "good"}, 404),
+        ({"request_id": "x", "score": 2}, None),  # 404 (unknown id) comes first; a known id with score 2 is a 400 below
+        ({"score": 1}, 400),
+        ({"request_id": "x", "score": "good", "comment": 5}, 400),
+    ],
+)
 def test_feedback_bad_input(stack: RunningStack, body: dict, status: int | None) -> None:
     r = httpx.post(f"{stack.base_url}/api/feedback", json=body, headers=AUTH, timeout=30)
     assert r.status_code == (status or 404) and r.json()["error"]["message"]
@@ -87,7 +113,8 @@ def test_feedback_score_out_of_range_is_a_400(stack: RunningStack) -> None:
 
 
 def test_learn_installs_hot_reloads_keeps_out_worse_rolls_back_and_refuses_corrupt(
-        stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path) -> None:
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
     # Shadow mode: every request is routed and logged, the (fake, instant) incumbent answers.
     s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={"routing": {"mode": "shadow"}})
     flowing: list[int] = []
@@ -108,21 +135,32 @@ def test_learn_installs_hot_reloads_keeps_out_worse_rolls_back_and_refuses_corru
 
         def keep_flowing() -> None:  # requests keep being served while a version is installed
             while not stop.is_set():
-                flowing.append(post(s, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}).status_code)
+                flowing.append(
+                    post(
+                        s, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+                    ).status_code
+                )
 
         t = threading.Thread(target=keep_flowing)
         t.start()
         out = learn(s)
         assert "installed" in out, out
-        installed = next(x["version"] for x in reversed(json.loads("[" + ",".join(
-            (s.data_dir / "learning" / "routers" / "runs.jsonl").read_text().splitlines()) + "]")) if x.get("decision") == "installed")
+        installed = next(
+            x["version"]
+            for x in reversed(
+                json.loads(
+                    "[" + ",".join((s.data_dir / "learning" / "routers" / "runs.jsonl").read_text().splitlines()) + "]"
+                )
+            )
+            if x.get("decision") == "installed"
+        )
         assert wait_until(lambda: version(s) == installed, 20), "every worker serves the new version, no restart"
         assert installed != base
 
         # A candidate no better on the newest labels (pure noise) is kept out: the installed version serves on.
         reqs2, _ = traffic(80, seed=8)
         noisy = []
-        for i, req in enumerate(reqs2):
+        for req in reqs2:
             noisy.append(post(s, {"model": "auto", "max_tokens": 16, **req}).headers["x-synqra-request-id"])
         assert wait_until(lambda: all(log.exists(i) for i in noisy), 30)
         for i, rid in enumerate(noisy):

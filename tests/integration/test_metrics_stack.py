@@ -1,4 +1,5 @@
 """`GET /metrics` on the running proxy: what a routed and an explicit request leave in Prometheus."""
+
 from __future__ import annotations
 
 import httpx
@@ -12,7 +13,11 @@ from tests.stack import wait_until
 def scrape(stack) -> dict[tuple[str, tuple], float]:
     r = httpx.get(f"{stack.base_url}/metrics", headers=stack.headers(), timeout=30)
     assert r.status_code == 200, r.text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(r.text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(r.text)
+        for s in f.samples
+    }
 
 
 def delta(after: dict, before: dict, name: str, **labels: str) -> float:
@@ -34,8 +39,14 @@ def test_metrics_count_routes_verdicts_and_spend(stack, openai_client, fresh_pro
     after = scrape(stack)
     assert delta(after, before, "synqra_route_decisions_total", tier="local-llama", mode="live") == 1
     assert delta(after, before, "synqra_route_decision_seconds_count") == 1
-    verdicts = sum(delta(after, before, "synqra_quality_verdicts_total", tier="local-llama", action=a) for a in ("deliver", "rephrase", "escalate"))
-    assert verdicts == 1 and delta(after, before, "synqra_quality_served_total", first_tier="local-llama", served_tier=served) == 1
+    verdicts = sum(
+        delta(after, before, "synqra_quality_verdicts_total", tier="local-llama", action=a)
+        for a in ("deliver", "rephrase", "escalate")
+    )
+    assert (
+        verdicts == 1
+        and delta(after, before, "synqra_quality_served_total", first_tier="local-llama", served_tier=served) == 1
+    )
     assert delta(after, before, "synqra_calls_total", model="deepseek-chat", kind="chat", local="false") >= 1
     assert delta(after, before, "synqra_cost_usd_total", model="deepseek-chat") > 0
     assert delta(after, before, "synqra_calls_total", model="local-llama", kind="chat", local="true") == 1
@@ -45,5 +56,8 @@ def test_metrics_count_routes_verdicts_and_spend(stack, openai_client, fresh_pro
     logged = logged_verdicts((stack.data_dir / "logs" / "proxy.log").read_text().splitlines(), "local-llama", "learned")
     assert any(abs(s - score) < 5e-5 for s, _ in logged), (score, logged[-3:])
     status = httpx.get(f"{stack.base_url}/api/budget/status", headers=stack.headers(), timeout=30).json()
-    assert wait_until(lambda: scrape(stack)[("synqra_budget_committed_usd", ())] == pytest.approx(status["monthly_used"], abs=1e-6), 10)
+    assert wait_until(
+        lambda: scrape(stack)[("synqra_budget_committed_usd", ())] == pytest.approx(status["monthly_used"], abs=1e-6),
+        10,
+    )
     assert after[("synqra_budget_limit_usd", ())] == status["monthly_limit"]

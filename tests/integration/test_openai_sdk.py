@@ -1,4 +1,5 @@
 """The official openai SDK against the running proxy: local model, embeddings, cloud models."""
+
 from __future__ import annotations
 
 import base64
@@ -73,7 +74,9 @@ def test_embeddings_base64_and_single_string(openai_client) -> None:
 def test_cloud_models_reach_the_right_provider(
     openai_client, fresh_providers, model, provider, auth_header, auth_value, upstream_model
 ) -> None:
-    r = openai_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hello there"}], max_tokens=16)
+    r = openai_client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hello there"}], max_tokens=16
+    )
     fake = fresh_providers[provider]
     assert r.choices[0].message.content.strip() == fake.default_text
     assert len(fake.requests) == 1
@@ -110,19 +113,32 @@ def test_every_call_is_in_the_ledger_with_cost_and_baseline(stack, openai_client
     import httpx
 
     calls = [
-        openai_client.chat.completions.with_raw_response.create(model="local-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=4),
-        openai_client.chat.completions.with_raw_response.create(model="claude-3-5-sonnet-20241022", messages=[{"role": "user", "content": "hi"}], max_tokens=8),
-        openai_client.chat.completions.with_raw_response.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=8),
+        openai_client.chat.completions.with_raw_response.create(
+            model="local-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        ),
+        openai_client.chat.completions.with_raw_response.create(
+            model="claude-3-5-sonnet-20241022", messages=[{"role": "user", "content": "hi"}], max_tokens=8
+        ),
+        openai_client.chat.completions.with_raw_response.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=8
+        ),
         openai_client.embeddings.with_raw_response.create(model="local-embed", input="hi"),
-        anthropic_client.messages.with_raw_response.create(model="claude-sonnet", max_tokens=8, messages=[{"role": "user", "content": "hi"}]),
+        anthropic_client.messages.with_raw_response.create(
+            model="claude-sonnet", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        ),
     ]
     ids = [c.headers["x-synqra-request-id"] for c in calls]
-    rows = {r["request_id"]: r for r in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=stack.headers(), timeout=30).json()["records"]}
+    rows = {
+        r["request_id"]: r
+        for r in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=stack.headers(), timeout=30).json()["records"]
+    }
     local, alias, deepseek, embed, messages = (rows[i] for i in ids)
     assert local["cost_usd"] == 0 and local["baseline_usd"] > 0 and local["local"] is True
     assert alias["served_model"] == "claude-sonnet" and alias["requested_model"] == "claude-3-5-sonnet-20241022"
     assert alias["cost_usd"] == pytest.approx(alias["prompt_tokens"] * 3e-6 + alias["completion_tokens"] * 15e-6)
-    assert deepseek["cost_usd"] == pytest.approx(deepseek["prompt_tokens"] * 0.28e-6 + deepseek["completion_tokens"] * 0.42e-6)
+    assert deepseek["cost_usd"] == pytest.approx(
+        deepseek["prompt_tokens"] * 0.28e-6 + deepseek["completion_tokens"] * 0.42e-6
+    )
     assert deepseek["baseline_usd"] > deepseek["cost_usd"]
     assert embed["kind"] == "embedding" and embed["cost_usd"] == 0
     assert messages["kind"] == "messages" and messages["cost_usd"] > 0
@@ -139,11 +155,19 @@ def test_client_metadata_cannot_stand_in_for_synqra_state(stack, openai_client) 
     )
     rid = raw.headers["x-synqra-request-id"]
     assert rid != forged["request_id"] and raw.parse().choices[0].message.content
-    body = {"model": "claude-sonnet", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}],
-            "metadata": {"synqra": forged}, "litellm_metadata": {"synqra": forged}}
+    body = {
+        "model": "claude-sonnet",
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"synqra": forged},
+        "litellm_metadata": {"synqra": forged},
+    }
     r = httpx.post(f"{stack.base_url}/v1/messages", json=body, headers=stack.headers(), timeout=60)
     assert r.status_code == 200 and r.headers["x-synqra-request-id"] != forged["request_id"], r.text
-    rows = {x["request_id"]: x for x in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=stack.headers(), timeout=30).json()["records"]}
+    rows = {
+        x["request_id"]: x
+        for x in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=stack.headers(), timeout=30).json()["records"]
+    }
     assert rows[rid]["served_model"] == "gpt-4o" and rows[rid]["cost_usd"] > 0
     assert rows[r.headers["x-synqra-request-id"]]["served_model"] == "claude-sonnet"
     assert forged["request_id"] not in rows

@@ -1,5 +1,6 @@
 """The operator's view against the running stack: POST /api/agents, the guide's costs, `synqra report`, and the
 dashboard in a real browser (Debian's Chromium driven by Playwright), after real requests."""
+
 from __future__ import annotations
 
 import calendar
@@ -37,12 +38,20 @@ def agents(stack: RunningStack, body: Any, key: str | None = MASTER_KEY) -> http
 
 def some_traffic(stack: RunningStack, openai_client: Any, marker: str) -> None:
     """A routed request, a paid one by name and one through /api/agents: cost today, requests, a ledger."""
-    openai_client.chat.completions.create(model="auto", max_tokens=8, messages=[{"role": "user", "content": f"What is 2+2? {marker}"}])
-    openai_client.chat.completions.create(model="claude-sonnet", max_tokens=8, messages=[{"role": "user", "content": f"Hello {marker}"}])
-    assert agents(stack, {"message": f"What is your pricing? {marker}", "agent": "docs-bot", "max_tokens": 8}).status_code == 200
+    openai_client.chat.completions.create(
+        model="auto", max_tokens=8, messages=[{"role": "user", "content": f"What is 2+2? {marker}"}]
+    )
+    openai_client.chat.completions.create(
+        model="claude-sonnet", max_tokens=8, messages=[{"role": "user", "content": f"Hello {marker}"}]
+    )
+    assert (
+        agents(stack, {"message": f"What is your pricing? {marker}", "agent": "docs-bot", "max_tokens": 8}).status_code
+        == 200
+    )
 
 
 # --- POST /api/agents ------------------------------------------------------------------------------
+
 
 def test_agents_is_served_like_a_chat_completion_to_auto(stack: RunningStack, openai_client: Any) -> None:
     message = "What is your pricing?"
@@ -58,11 +67,17 @@ def test_agents_is_served_like_a_chat_completion_to_auto(stack: RunningStack, op
     assert isinstance(body["escalated"], bool) and body["tag"] == "support-bot"
     # Routed as `auto` is: the same request as a chat completion gets the same route score.
     raw = openai_client.chat.completions.with_raw_response.create(
-        model="auto", max_tokens=16, messages=[{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": message}]
+        model="auto",
+        max_tokens=16,
+        messages=[{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": message}],
     )
     assert raw.headers["x-synqra-route-score"] == r.headers["x-synqra-route-score"]
     # In the ledger: the request's own row (requested as auto) and any escalation, summing to cost_usd.
-    rows = [x for x in ledger(stack) if x["request_id"] == body["request_id"] or (x["parent_id"] or "").startswith(body["request_id"])]
+    rows = [
+        x
+        for x in ledger(stack)
+        if x["request_id"] == body["request_id"] or (x["parent_id"] or "").startswith(body["request_id"])
+    ]
     own = [x for x in rows if x["request_id"] == body["request_id"] or x["kind"] == "fallback"]
     assert own and own[0]["requested_model"] == "auto" and own[0]["counts_request"]
     assert body["cost_usd"] == pytest.approx(sum(x["cost_usd"] for x in rows), abs=1e-9)
@@ -107,6 +122,7 @@ def test_agents_needs_the_master_key(stack: RunningStack) -> None:
 
 # --- GET /api/models/status costs ------------------------------------------------------------------
 
+
 def test_models_status_costs_are_the_budget_status(stack: RunningStack, openai_client: Any) -> None:
     some_traffic(stack, openai_client, uuid.uuid4().hex)
     r = httpx.get(f"{stack.base_url}/api/models/status", headers=stack.headers(), timeout=30)
@@ -125,10 +141,17 @@ def test_models_status_costs_are_the_budget_status(stack: RunningStack, openai_c
 
 # --- synqra report -----------------------------------------------------------------------------------
 
+
 def run_report(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    return subprocess.run([sys.executable, "-m", "proxy.cli", "report", "--config", str(stack.config_path), *args],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "report", "--config", str(stack.config_path), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
 
 
 def usd(x: float) -> str:
@@ -180,9 +203,15 @@ def test_report_refuses_a_bad_month(stack: RunningStack) -> None:
 # --- the dashboard in a real browser -----------------------------------------------------------------
 
 FIGURES = {  # element id -> /api/budget/status key
-    "spend": "monthly_used", "limit": "monthly_limit", "percentage": "percentage", "savings": "savings",
-    "savings-percent": "savings_percent", "baseline": "baseline_cost", "local-share": "local_share",
-    "requests": "requests", "local-requests": "local_requests",
+    "spend": "monthly_used",
+    "limit": "monthly_limit",
+    "percentage": "percentage",
+    "savings": "savings",
+    "savings-percent": "savings_percent",
+    "baseline": "baseline_cost",
+    "local-share": "local_share",
+    "requests": "requests",
+    "local-requests": "local_requests",
 }
 
 
@@ -240,12 +269,18 @@ def test_dashboard_in_a_real_browser(stack: RunningStack, openai_client: Any, tm
         # The JSON needs the session or the master key.
         assert httpx.get(f"{stack.base_url}/dashboard/data", timeout=30).status_code == 401
         assert httpx.get(f"{stack.base_url}/dashboard/data", headers=stack.headers(), timeout=30).status_code == 200
-        assert httpx.get(f"{stack.base_url}/dashboard/data", cookies={"synqra_dashboard": session}, timeout=30).status_code == 200
+        assert (
+            httpx.get(f"{stack.base_url}/dashboard/data", cookies={"synqra_dashboard": session}, timeout=30).status_code
+            == 200
+        )
         # Signing out ends the session on the server too.
         pg.click("#sign-out")
         pg.wait_for_selector("#key")
         assert ctx.cookies() == []
-        assert httpx.get(f"{stack.base_url}/dashboard/data", cookies={"synqra_dashboard": session}, timeout=30).status_code == 401
+        assert (
+            httpx.get(f"{stack.base_url}/dashboard/data", cookies={"synqra_dashboard": session}, timeout=30).status_code
+            == 401
+        )
     assert png.stat().st_size > 10_000
 
 
@@ -257,11 +292,17 @@ def test_dashboard_page_is_closed_to_other_methods_and_safe_headers(stack: Runni
     assert httpx.delete(f"{stack.base_url}/dashboard", timeout=10).status_code == 403
     assert httpx.get(f"{stack.base_url}/dashboard/assets/../../etc/passwd", timeout=10).status_code in (403, 404)
     js = httpx.get(f"{stack.base_url}/dashboard/assets/dashboard.js", timeout=10)
-    assert js.status_code == 200 and "http://" not in js.text.replace("http://www.w3.org/2000/svg", "") and "https://" not in js.text
+    assert (
+        js.status_code == 200
+        and "http://" not in js.text.replace("http://www.w3.org/2000/svg", "")
+        and "https://" not in js.text
+    )
     assert httpx.post(f"{stack.base_url}/dashboard/login", data={"key": "nope"}, timeout=10).status_code == 401
 
 
-def test_spend_by_tag_on_the_dashboard_and_in_the_report(stack: RunningStack, openai_client: Any, tmp_path: Path) -> None:
+def test_spend_by_tag_on_the_dashboard_and_in_the_report(
+    stack: RunningStack, openai_client: Any, tmp_path: Path
+) -> None:
     agents(stack, {"message": "Tagged question?", "agent": "docs-bot", "max_tokens": 8})
     r = httpx.get(f"{stack.base_url}/api/budget/status", params={"by": "tag"}, headers=stack.headers(), timeout=30)
     assert r.status_code == 200
@@ -274,8 +315,10 @@ def test_spend_by_tag_on_the_dashboard_and_in_the_report(stack: RunningStack, op
         pg.click("button[type=submit]")
         pg.wait_for_selector("body[data-loaded]", timeout=30_000)
         assert pg.locator("#tags-card").is_visible()
-        rows = {tr.locator("td").first.inner_text(): [td.inner_text() for td in tr.locator("td").all()]
-                for tr in pg.locator("#tags tbody tr").all()}
+        rows = {
+            tr.locator("td").first.inner_text(): [td.inner_text() for td in tr.locator("td").all()]
+            for tr in pg.locator("#tags tbody tr").all()
+        }
         assert set(rows) == set(by_tag)
         docs = by_tag["docs-bot"]
         assert rows["docs-bot"][1] == str(docs["requests"]) and rows["docs-bot"][3] == usd(docs["cost"])
@@ -292,8 +335,16 @@ def test_dashboard_with_two_workers(stack: RunningStack, providers: Any, tmp_pat
     try:
         auth = s.headers()
         for i in range(6):
-            r = httpx.post(f"{s.base_url}/v1/chat/completions", headers=auth, timeout=120,
-                           json={"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": f"Name a colour {i}."}]})
+            r = httpx.post(
+                f"{s.base_url}/v1/chat/completions",
+                headers=auth,
+                timeout=120,
+                json={
+                    "model": "auto",
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": f"Name a colour {i}."}],
+                },
+            )
             assert r.status_code == 200
         login = httpx.post(f"{s.base_url}/dashboard/login", data={"key": MASTER_KEY}, timeout=30)
         assert login.status_code == 303
@@ -301,8 +352,11 @@ def test_dashboard_with_two_workers(stack: RunningStack, providers: Any, tmp_pat
 
         def live_decisions() -> float:
             text = httpx.get(f"{s.base_url}/metrics", headers=auth, timeout=30).text
-            return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
-                       if x.startswith("synqra_route_decisions_total{") and 'mode="live"' in x)
+            return sum(
+                float(x.rsplit(" ", 1)[1])
+                for x in text.splitlines()
+                if x.startswith("synqra_route_decisions_total{") and 'mode="live"' in x
+            )
 
         assert live_decisions() == 6
         for _ in range(6):  # a new connection each: the workers share them
@@ -311,6 +365,9 @@ def test_dashboard_with_two_workers(stack: RunningStack, providers: Any, tmp_pat
         out = httpx.post(f"{s.base_url}/dashboard/logout", cookies={"synqra_dashboard": session}, timeout=30)
         assert out.status_code == 303
         for _ in range(6):
-            assert httpx.get(f"{s.base_url}/dashboard/data", cookies={"synqra_dashboard": session}, timeout=30).status_code == 401
+            assert (
+                httpx.get(f"{s.base_url}/dashboard/data", cookies={"synqra_dashboard": session}, timeout=30).status_code
+                == 401
+            )
     finally:
         s.stop()

@@ -6,6 +6,7 @@
   request sent to that model directly would.
 - A rephrase on /v1/messages puts its instruction in the top-level `system`, never a system message.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,9 @@ Q_TOOL = [{"role": "user", "content": "What's the weather in Paris?"}]
 CUT = [{"role": "user", "content": "Say hello."}]  # Gemma 270M is cut off at 3 tokens: escalated
 GOOD = [{"role": "user", "content": "What is the capital of Japan?"}]  # routed to the local tier
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-OPENAI_TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city", "parameters": SCHEMA}}]
+OPENAI_TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city", "parameters": SCHEMA}}
+]
 ANTHROPIC_TOOLS = [{"name": "get_weather", "description": "Weather for a city", "input_schema": SCHEMA}]
 CLAUDE_TEXT = "Fake Claude answer."
 
@@ -53,23 +56,69 @@ class ToolCallingProvider(FakeProvider):
         cid, model = "chatcmpl-" + uuid.uuid4().hex, body.get("model")
         usage = {"prompt_tokens": p, "completion_tokens": 5, "total_tokens": p + 5}
         if not body.get("stream"):
-            call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(self.args)}}
-            return JSONResponse({"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model, "usage": usage,
-                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
-                                              "finish_reason": "tool_calls"}]})
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps(self.args)},
+            }
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "usage": usage,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                            "finish_reason": "tool_calls",
+                        }
+                    ],
+                }
+            )
 
         def chunk(delta: dict[str, Any], finish: str | None) -> str:
-            return _sse({"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            return _sse(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+            )
 
         async def gen() -> Any:
-            yield chunk({"role": "assistant", "content": None, "tool_calls": [
-                {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}, None)
+            yield chunk(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": ""},
+                        }
+                    ],
+                },
+                None,
+            )
             for part in self._fragments():
                 yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, None)
             yield chunk({}, "tool_calls")
             if (body.get("stream_options") or {}).get("include_usage"):
-                yield _sse({"id": cid, "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": usage})
+                yield _sse(
+                    {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(gen(), media_type="text/event-stream")
@@ -80,28 +129,62 @@ class ToolCallingProvider(FakeProvider):
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model")
         block = {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": self.args}
         if not body.get("stream"):
-            return JSONResponse({"id": mid, "type": "message", "role": "assistant", "model": model, "content": [block],
-                                 "stop_reason": "tool_use", "stop_sequence": None, "usage": {"input_tokens": p, "output_tokens": 5}})
+            return JSONResponse(
+                {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [block],
+                    "stop_reason": "tool_use",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": p, "output_tokens": 5},
+                }
+            )
 
         async def gen() -> Any:
-            message = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
-                       "stop_sequence": None, "usage": {"input_tokens": p, "output_tokens": 1}}
+            message = {
+                "id": mid,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": p, "output_tokens": 1},
+            }
             yield _sse({"type": "message_start", "message": message}, "message_start")
-            yield _sse({"type": "content_block_start", "index": 0, "content_block": {**block, "input": {}}}, "content_block_start")
+            yield _sse(
+                {"type": "content_block_start", "index": 0, "content_block": {**block, "input": {}}},
+                "content_block_start",
+            )
             for part in self._fragments():
-                yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}},
-                           "content_block_delta")
+                yield _sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "input_json_delta", "partial_json": part},
+                    },
+                    "content_block_delta",
+                )
             yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-            yield _sse({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                        "usage": {"output_tokens": 5}}, "message_delta")
+            yield _sse(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                    "usage": {"output_tokens": 5},
+                },
+                "message_delta",
+            )
             yield _sse({"type": "message_stop"}, "message_stop")
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
 
 @pytest.fixture(scope="module")
-def tool_stack(stack: RunningStack, providers: dict[str, FakeProvider],
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningStack, ToolCallingProvider]]:
+def tool_stack(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningStack, ToolCallingProvider]]:
     """Tool requests route to DeepSeek (a validated tier): here it answers with a tool call."""
     deepseek = ToolCallingProvider("deepseek").start()
     s = start_stack(tmp_path_factory.mktemp("tools"), {**providers, "deepseek": deepseek}, backends_of=stack)
@@ -115,11 +198,19 @@ def _ask_with_tools(base_url: str, api: str, stream: bool) -> tuple[list[tuple[s
     if api == "openai":
         oc = openai.OpenAI(base_url=base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=120)
         if not stream:
-            msg = oc.chat.completions.create(model="auto", messages=Q_TOOL, tools=OPENAI_TOOLS, max_tokens=64).choices[0].message
-            return [(t.function.name, json.loads(t.function.arguments)) for t in msg.tool_calls or []], msg.content or ""
+            msg = (
+                oc.chat.completions.create(model="auto", messages=Q_TOOL, tools=OPENAI_TOOLS, max_tokens=64)
+                .choices[0]
+                .message
+            )
+            return [
+                (t.function.name, json.loads(t.function.arguments)) for t in msg.tool_calls or []
+            ], msg.content or ""
         calls: dict[int, list[str]] = {}
         text = ""
-        for ch in oc.chat.completions.create(model="auto", messages=Q_TOOL, tools=OPENAI_TOOLS, max_tokens=64, stream=True):
+        for ch in oc.chat.completions.create(
+            model="auto", messages=Q_TOOL, tools=OPENAI_TOOLS, max_tokens=64, stream=True
+        ):
             for d in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
                 calls.setdefault(d.index, ["", ""])
                 calls[d.index][0] += d.function.name or ""
@@ -132,14 +223,18 @@ def _ask_with_tools(base_url: str, api: str, stream: bool) -> tuple[list[tuple[s
             msg = st.get_final_message()
     else:
         msg = ac.messages.create(model="auto", max_tokens=64, messages=Q_TOOL, tools=ANTHROPIC_TOOLS)
-    return ([(b.name, dict(b.input)) for b in msg.content if b.type == "tool_use"],
-            "".join(b.text for b in msg.content if b.type == "text"))
+    return (
+        [(b.name, dict(b.input)) for b in msg.content if b.type == "tool_use"],
+        "".join(b.text for b in msg.content if b.type == "text"),
+    )
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
 @pytest.mark.parametrize("args", [{"city": "Paris"}, {"town": "Paris"}], ids=["valid", "lacks-required"])
-def test_tool_call_is_judged_by_the_tool_schema(tool_stack, fresh_providers, api: str, stream: bool, args: dict) -> None:
+def test_tool_call_is_judged_by_the_tool_schema(
+    tool_stack, fresh_providers, api: str, stream: bool, args: dict
+) -> None:
     s, deepseek = tool_stack
     deepseek.reset()
     deepseek.args = args
@@ -157,11 +252,21 @@ def _body(provider: FakeProvider, i: int = -1) -> dict[str, Any]:
     return {k: v for k, v in provider.requests[i].body.items() if not k.startswith("_")}  # the fake's own bookkeeping
 
 
-OPENAI_PARAMS: dict[str, Any] = dict(temperature=0, presence_penalty=0.5, frequency_penalty=0.4, logit_bias={"1000": -5},
-                                     seed=7, top_p=0.9, n=1, user="user-7", max_tokens=3)
+OPENAI_PARAMS: dict[str, Any] = dict(
+    temperature=0,
+    presence_penalty=0.5,
+    frequency_penalty=0.4,
+    logit_bias={"1000": -5},
+    seed=7,
+    top_p=0.9,
+    n=1,
+    user="user-7",
+    max_tokens=3,
+)
 # Anthropic-only parameters among them (`thinking` is carried as well: tests/unit/test_quality_gate.py).
-ANTHROPIC_PARAMS: dict[str, Any] = dict(max_tokens=3, metadata={"user_id": "user-7"}, stop_sequences=["STOP"],
-                                        extra_body={"top_k": 5, "temperature": 0})  # this SDK takes no temperature= argument
+ANTHROPIC_PARAMS: dict[str, Any] = dict(
+    max_tokens=3, metadata={"user_id": "user-7"}, stop_sequences=["STOP"], extra_body={"top_k": 5, "temperature": 0}
+)  # this SDK takes no temperature= argument
 
 
 def test_escalation_carries_the_clients_parameters(openai_client, anthropic_client, fresh_providers) -> None:
@@ -181,12 +286,17 @@ def test_escalation_carries_the_clients_parameters(openai_client, anthropic_clie
 
 
 @pytest.fixture(scope="module")
-def rephrase_stack(stack: RunningStack, providers: dict[str, FakeProvider],
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def rephrase_stack(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
     # Bands that put every scored answer in the rephrase band (a perfect 1.0 too: not above 1.0); the rephrase
     # goes to DeepSeek, whose requests are recorded.
-    s = start_stack(tmp_path_factory.mktemp("rephrase"), providers,
-                    {"quality": {"deliver_above": 1.0, "escalate_below": 0.0, "rephrase_target": "next"}}, backends_of=stack)
+    s = start_stack(
+        tmp_path_factory.mktemp("rephrase"),
+        providers,
+        {"quality": {"deliver_above": 1.0, "escalate_below": 0.0, "rephrase_target": "next"}},
+        backends_of=stack,
+    )
     yield s
     s.stop()
 
@@ -194,17 +304,24 @@ def rephrase_stack(stack: RunningStack, providers: dict[str, FakeProvider],
 CLIENT_SYSTEM = "You are a geography tutor."
 
 
-@pytest.mark.parametrize("system", [None, CLIENT_SYSTEM, [{"type": "text", "text": CLIENT_SYSTEM, "cache_control": {"type": "ephemeral"}}]],
-                         ids=["no-system", "string", "blocks"])
+@pytest.mark.parametrize(
+    "system",
+    [None, CLIENT_SYSTEM, [{"type": "text", "text": CLIENT_SYSTEM, "cache_control": {"type": "ephemeral"}}]],
+    ids=["no-system", "string", "blocks"],
+)
 def test_anthropic_rephrase_goes_into_the_top_level_system(rephrase_stack, fresh_providers, system: Any) -> None:
     ac = anthropic.Anthropic(base_url=rephrase_stack.base_url, api_key=MASTER_KEY, max_retries=0, timeout=120)
-    raw = ac.messages.with_raw_response.create(model="auto", max_tokens=16, messages=GOOD, **({"system": system} if system else {}))
+    raw = ac.messages.with_raw_response.create(
+        model="auto", max_tokens=16, messages=GOOD, **({"system": system} if system else {})
+    )
     assert raw.headers["x-synqra-escalated"].startswith("local-llama>deepseek-chat"), raw.headers
     body = _body(fresh_providers["deepseek"], 0)
     assert [m["role"] for m in body["messages"]] == ["user"], "the Messages API has no system role in messages"
     sent = body["system"]
     if isinstance(system, list):
-        assert sent[0] == system[0] and len(sent) == 2, "the client's blocks are kept as they are, the instruction added"
+        assert sent[0] == system[0] and len(sent) == 2, (
+            "the client's blocks are kept as they are, the instruction added"
+        )
         sent = sent[1]["text"]
     elif system:
         assert sent.startswith(CLIENT_SYSTEM + "\n\n")

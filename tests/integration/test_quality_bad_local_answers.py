@@ -4,10 +4,10 @@ The real Gemma cannot be made to answer empty or loop on cue, so here the local 
 small OpenAI-protocol server on 127.0.0.1 that answers exactly that (the cut-off case runs on
 the real model in test_quality_stack.py). Everything else is the real proxy and gate.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import anthropic
 import openai
@@ -25,8 +25,12 @@ BAD = {
 
 
 @pytest.fixture(scope="module", params=sorted(BAD))
-def bad_local(request: pytest.FixtureRequest, stack: RunningStack, providers: dict[str, FakeProvider],
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RunningStack, FakeProvider]]:
+def bad_local(
+    request: pytest.FixtureRequest,
+    stack: RunningStack,
+    providers: dict[str, FakeProvider],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, RunningStack, FakeProvider]]:
     local = FakeProvider("openai", default_text=BAD[request.param]).start()
 
     def point_local_at_the_fake(cfg: dict) -> None:
@@ -35,7 +39,9 @@ def bad_local(request: pytest.FixtureRequest, stack: RunningStack, providers: di
             if m["model_name"] in ("local-llama", "auto"):
                 m["litellm_params"]["api_base"] = local.base_url + "/v1"
 
-    s = start_stack(tmp_path_factory.mktemp(f"bad-{request.param}"), providers, backends_of=stack, edit=point_local_at_the_fake)
+    s = start_stack(
+        tmp_path_factory.mktemp(f"bad-{request.param}"), providers, backends_of=stack, edit=point_local_at_the_fake
+    )
     yield request.param, s, local
     s.stop()
     local.stop()
@@ -58,7 +64,9 @@ def test_openai_sdk(bad_local, fresh_providers, stream: bool) -> None:
     client = openai.OpenAI(base_url=s.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=120)
     if stream:
         chunks = client.chat.completions.create(model="auto", messages=Q, max_tokens=64, stream=True)
-        _check(kind, local, fresh_providers, "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), None)
+        _check(
+            kind, local, fresh_providers, "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), None
+        )
     else:
         raw = client.chat.completions.with_raw_response.create(model="auto", messages=Q, max_tokens=64)
         _check(kind, local, fresh_providers, raw.parse().choices[0].message.content or "", dict(raw.headers))

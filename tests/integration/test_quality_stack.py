@@ -1,4 +1,5 @@
 """Quality-gated escalation in the running proxy, with the real local model's real answers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,9 @@ def ledger(base_url: str) -> dict[str, dict]:
 
 
 def test_good_local_answer_is_delivered_without_a_cloud_call(openai_client, fresh_providers) -> None:
-    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=GOOD, max_tokens=16, temperature=0)
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="auto", messages=GOOD, max_tokens=16, temperature=0
+    )
     assert raw.headers["x-synqra-route"] == "local-llama" and raw.headers["x-synqra-escalated"] == "false"
     assert float(raw.headers["x-synqra-quality-score"]) > 0.8
     r = raw.parse()
@@ -30,7 +33,9 @@ def test_good_local_answer_is_delivered_without_a_cloud_call(openai_client, fres
 
 
 def test_cut_off_local_answer_is_escalated_openai(stack, openai_client, fresh_providers) -> None:
-    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=CUT, max_tokens=3, temperature=0)
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="auto", messages=CUT, max_tokens=3, temperature=0
+    )
     chain = raw.headers["x-synqra-escalated"].split(">")
     assert chain[0] == "local-llama" and len(chain) >= 2, raw.headers
     assert float(raw.headers["x-synqra-quality-score"]) < 0.6
@@ -67,8 +72,12 @@ def test_rephrase_path(tmp_path: Path, stack, providers, fresh_providers) -> Non
     # Bands chosen so a decent answer lands in the rephrase band: ask once more on the same tier.
     s = _quality_stack(tmp_path, stack, providers, quality={"deliver_above": 0.9999, "escalate_below": 0.0001})
     try:
-        r = httpx.post(f"{s.base_url}/v1/chat/completions", json={"model": "auto", "messages": GOOD, "max_tokens": 16, "temperature": 0},
-                       headers=AUTH, timeout=120)
+        r = httpx.post(
+            f"{s.base_url}/v1/chat/completions",
+            json={"model": "auto", "messages": GOOD, "max_tokens": 16, "temperature": 0},
+            headers=AUTH,
+            timeout=120,
+        )
         chain = r.headers["x-synqra-escalated"].split(">")
         assert r.status_code == 200 and chain[:2] == ["local-llama", "local-llama"], "rephrased once on the same tier"
         assert chain.count("local-llama") == 2, "a rephrase is asked once, then the answer escalates or is delivered"
@@ -83,27 +92,41 @@ def test_rephrase_path(tmp_path: Path, stack, providers, fresh_providers) -> Non
 def test_escalation_limit(tmp_path: Path, stack, providers, fresh_providers) -> None:
     s = _quality_stack(tmp_path, stack, providers, quality={"max_extra_calls": 1})
     try:
-        r = httpx.post(f"{s.base_url}/v1/chat/completions", json={"model": "auto", "messages": CUT, "max_tokens": 3, "temperature": 0},
-                       headers=AUTH, timeout=120)
+        r = httpx.post(
+            f"{s.base_url}/v1/chat/completions",
+            json={"model": "auto", "messages": CUT, "max_tokens": 3, "temperature": 0},
+            headers=AUTH,
+            timeout=120,
+        )
         assert r.status_code == 200 and r.headers["x-synqra-escalated"] == "local-llama>deepseek-chat"
         assert not fresh_providers["anthropic"].requests
     finally:
         s.stop()
 
 
-def test_budget_stopped_escalation_delivers_the_best_available_and_marks_it(tmp_path: Path, stack, providers, fresh_providers) -> None:
+def test_budget_stopped_escalation_delivers_the_best_available_and_marks_it(
+    tmp_path: Path, stack, providers, fresh_providers
+) -> None:
     s = _quality_stack(tmp_path, stack, providers, budget={"monthly_limit_usd": 0.0004})
     try:
         for model in ("claude-sonnet", "deepseek-chat"):  # spend until not even the cheapest paid call fits
             for _ in range(400):
-                r = httpx.post(f"{s.base_url}/v1/chat/completions", json={"model": model, "messages": CUT, "max_tokens": 3},
-                               headers=AUTH, timeout=60)
+                r = httpx.post(
+                    f"{s.base_url}/v1/chat/completions",
+                    json={"model": model, "messages": CUT, "max_tokens": 3},
+                    headers=AUTH,
+                    timeout=60,
+                )
                 if r.status_code == 429:
                     break
             assert r.status_code == 429
         paid = sum(len(p.requests) for p in fresh_providers.values())
-        r = httpx.post(f"{s.base_url}/v1/chat/completions", json={"model": "auto", "messages": CUT, "max_tokens": 3, "temperature": 0},
-                       headers=AUTH, timeout=120)
+        r = httpx.post(
+            f"{s.base_url}/v1/chat/completions",
+            json={"model": "auto", "messages": CUT, "max_tokens": 3, "temperature": 0},
+            headers=AUTH,
+            timeout=120,
+        )
         assert r.status_code == 200 and r.headers["x-synqra-route"] == "local-llama"
         assert r.headers["x-synqra-quality-note"] == "budget_stopped"
         assert float(r.headers["x-synqra-quality-score"]) < 0.6
@@ -120,6 +143,8 @@ def test_no_validation_where_it_does_not_apply(openai_client, fresh_providers, k
         raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=msgs, max_tokens=3)
         assert raw.headers["x-synqra-quality-score"] == "unscored" and raw.headers["x-synqra-escalated"] == "false"
     else:
-        raw = openai_client.chat.completions.with_raw_response.create(model="local-llama", messages=CUT, max_tokens=3, temperature=0)
+        raw = openai_client.chat.completions.with_raw_response.create(
+            model="local-llama", messages=CUT, max_tokens=3, temperature=0
+        )
         assert "x-synqra-quality-score" not in raw.headers and raw.headers["x-synqra-route"] == "local-llama"
         assert not any(p.requests for p in fresh_providers.values()), "an explicit model is the caller's choice"

@@ -1,4 +1,5 @@
 """Complexity routing inside the running proxy: `auto` goes to the cheapest tier that will do."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,9 @@ def test_guide_examples_openai_sdk(openai_client, fresh_providers) -> None:
 
     before = len(fresh_providers["anthropic"].requests)  # the easy answer may have been escalated
     brand = openai_client.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}], max_tokens=64
+        model="auto",
+        messages=[{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}],
+        max_tokens=64,
     )
     assert _route(brand)[0] == "claude-sonnet"
     assert brand.headers["x-synqra-escalated"] == "false", "the top tier is not second-guessed"
@@ -43,7 +46,9 @@ def test_guide_examples_anthropic_sdk(anthropic_client, fresh_providers) -> None
     )
     assert _route(easy)[0] == "local-llama" and easy.parse().content[0].text.strip()
     brand = anthropic_client.messages.with_raw_response.create(
-        model="auto", max_tokens=64, system="You are a marketing writer.",
+        model="auto",
+        max_tokens=64,
+        system="You are a marketing writer.",
         messages=[{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}],
     )
     assert _route(brand)[0] == "claude-sonnet"
@@ -53,14 +58,31 @@ def test_guide_examples_anthropic_sdk(anthropic_client, fresh_providers) -> None
 def test_images_go_to_a_vision_tier(openai_client, fresh_providers) -> None:
     raw = openai_client.chat.completions.with_raw_response.create(
         model="auto",
-        messages=[{"role": "user", "content": [{"type": "text", "text": "What colour is this?"}, {"type": "image_url", "image_url": {"url": PIXEL}}]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What colour is this?"},
+                    {"type": "image_url", "image_url": {"url": PIXEL}},
+                ],
+            }
+        ],
         max_tokens=16,
     )
     assert _route(raw)[0] == "claude-sonnet", "the only vision-capable tier"
 
 
 def test_tools_skip_the_local_tier(openai_client, fresh_providers) -> None:
-    tools = [{"type": "function", "function": {"name": "get_time", "description": "Current time", "parameters": {"type": "object", "properties": {}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_time",
+                "description": "Current time",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
     raw = openai_client.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": "What time is it?"}], tools=tools, max_tokens=16
     )
@@ -101,7 +123,11 @@ def test_intercepted_names_are_routed_like_auto(tmp_path: Path, stack, providers
     try:
         r = httpx.post(
             f"{s.base_url}/v1/chat/completions",
-            json={"model": "claude-3-5-sonnet-20241022", "messages": [{"role": "user", "content": "What is your pricing?"}], "max_tokens": 8},
+            json={
+                "model": "claude-3-5-sonnet-20241022",
+                "messages": [{"role": "user", "content": "What is your pricing?"}],
+                "max_tokens": 8,
+            },
             headers={"Authorization": f"Bearer {MASTER_KEY}"},
             timeout=120,
         )
@@ -111,7 +137,9 @@ def test_intercepted_names_are_routed_like_auto(tmp_path: Path, stack, providers
 
 
 @pytest.mark.parametrize(("sdk", "mode"), [("openai", "live"), ("anthropic", "live"), ("openai", "shadow")])
-def test_budget_stopped_auto_stays_local_and_says_so(tmp_path: Path, stack, providers, fresh_providers, sdk, mode) -> None:
+def test_budget_stopped_auto_stays_local_and_says_so(
+    tmp_path: Path, stack, providers, fresh_providers, sdk, mode
+) -> None:
     # Shadow mode changes who answers while there is money, not the emergency stop.
     overrides = {"budget": {"monthly_limit_usd": 0.0004}, "routing": {"mode": mode}}
     s = start_stack(tmp_path, providers, overrides, backends_of=stack)
@@ -121,15 +149,30 @@ def test_budget_stopped_auto_stays_local_and_says_so(tmp_path: Path, stack, prov
         # Spend the tiny budget until not even the cheapest paid call fits.
         for model in ("claude-sonnet", "deepseek-chat"):
             for _ in range(400):
-                r = httpx.post(f"{s.base_url}/v1/chat/completions", json={"model": model, "messages": brand, "max_tokens": 3}, headers=auth, timeout=60)
+                r = httpx.post(
+                    f"{s.base_url}/v1/chat/completions",
+                    json={"model": model, "messages": brand, "max_tokens": 3},
+                    headers=auth,
+                    timeout=60,
+                )
                 if r.status_code == 429:
                     break
             assert r.status_code == 429
         n = sum(len(p.requests) for p in fresh_providers.values())
         if sdk == "openai":
-            r = httpx.post(f"{s.base_url}/v1/chat/completions", json={"model": "auto", "messages": brand, "max_tokens": 16}, headers=auth, timeout=120)
+            r = httpx.post(
+                f"{s.base_url}/v1/chat/completions",
+                json={"model": "auto", "messages": brand, "max_tokens": 16},
+                headers=auth,
+                timeout=120,
+            )
         else:
-            r = httpx.post(f"{s.base_url}/v1/messages", json={"model": "auto", "messages": brand, "max_tokens": 16}, headers=auth, timeout=120)
+            r = httpx.post(
+                f"{s.base_url}/v1/messages",
+                json={"model": "auto", "messages": brand, "max_tokens": 16},
+                headers=auth,
+                timeout=120,
+            )
         assert r.status_code == 200, r.text
         assert r.headers["x-synqra-route"] == "local-llama" and r.headers["x-synqra-budget"] == "stopped"
         assert sum(len(p.requests) for p in fresh_providers.values()) == n, "no paid call once the budget is stopped"
@@ -137,7 +180,9 @@ def test_budget_stopped_auto_stays_local_and_says_so(tmp_path: Path, stack, prov
         s.stop()
 
 
-def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(tmp_path: Path, stack, providers, fresh_providers, capsys) -> None:
+def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(
+    tmp_path: Path, stack, providers, fresh_providers, capsys
+) -> None:
     """Rollout step one: the router decides and says so, the incumbent answers, the local model answers
     too (unseen) and is judged, and the proxy's log is enough for `synqra route-thresholds --from-log`."""
     import anthropic
@@ -167,11 +212,15 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(tmp_path: Path, st
         raw = ant.messages.with_raw_response.create(
             model="claude-3-5-sonnet-20241022", max_tokens=8, system="Answer briefly.", messages=easy
         )
-        assert raw.headers["x-synqra-route"] == "claude-sonnet" and raw.headers["x-synqra-route-shadow"] == "local-llama"
+        assert (
+            raw.headers["x-synqra-route"] == "claude-sonnet" and raw.headers["x-synqra-route-shadow"] == "local-llama"
+        )
         scores.append(raw.headers["x-synqra-route-score"])
         assert wait_until(lambda: evaluated() == 2, 120), "Anthropic-shaped requests are evaluated too"
         hard = "Step by step, prove that there are infinitely many primes, then analyse the complexity of the sieve of Eratosthenes."
-        raw = oai.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": hard}], max_tokens=8)
+        raw = oai.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": hard}], max_tokens=8
+        )
         assert raw.headers["x-synqra-route"] == "claude-sonnet"
         scores.append(raw.headers["x-synqra-route-score"])
         assert wait_until(lambda: evaluated() == 3, 120)
@@ -185,14 +234,23 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(tmp_path: Path, st
     finally:
         s.stop()
     verdicts = logged_verdicts(log.read_text().splitlines(), "local-llama", "learned")
-    assert sorted(f"{score:.4f}" for score, _ in verdicts) == sorted(scores), "each verdict carries its request's route score"
+    assert sorted(f"{score:.4f}" for score, _ in verdicts) == sorted(scores), (
+        "each verdict carries its request's route score"
+    )
     assert {action for _, action in verdicts} <= {"deliver", "rephrase", "escalate"}
     assert local_cut(verdicts, 1.0, min_requests=1) is not None
     capsys.readouterr()
-    assert route_thresholds_main(["--config", str(s.config_path), "--shares", "0.5", "0.25", "0.25", "--from-log", str(log)]) == 0
+    assert (
+        route_thresholds_main(
+            ["--config", str(s.config_path), "--shares", "0.5", "0.25", "0.25", "--from-log", str(log)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     configured = next(line for line in out.splitlines() if line.startswith("# at the configured thresholds"))
     assert "local-llama 0.667" in configured, "two of the three would have gone local"
     assert "# 3 logged decisions" in out
-    assert route_thresholds_main(["--config", str(s.config_path), "--max-escalation", "0.2", "--from-log", str(log)]) == 1
+    assert (
+        route_thresholds_main(["--config", str(s.config_path), "--max-escalation", "0.2", "--from-log", str(log)]) == 1
+    )
     assert "# 3 logged quality verdicts on local-llama answers" in capsys.readouterr().out, "too few to place a cut"

@@ -1,6 +1,7 @@
 """Clouds without keys are unavailable, and say so: routing and escalation pass them over, an explicit request
 goes to its configured fallback or gets a 400 naming the variable to set, never LiteLLM's cooldown message;
 a key the provider refuses sets the model aside for a while instead of cooling it down."""
+
 from __future__ import annotations
 
 import time
@@ -14,7 +15,12 @@ from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 BRAND = [{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}]
-HELLO_CUT = {"model": "auto", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "Say hello."}]}
+HELLO_CUT = {
+    "model": "auto",
+    "max_tokens": 3,
+    "temperature": 0,
+    "messages": [{"role": "user", "content": "Say hello."}],
+}
 
 
 def chat(s: RunningStack, body: dict, path: str = "/v1/chat/completions") -> httpx.Response:
@@ -24,21 +30,27 @@ def chat(s: RunningStack, body: dict, path: str = "/v1/chat/completions") -> htt
 @pytest.fixture(scope="module")
 def no_claude(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory):
     """A proxy with DeepSeek and OpenAI keys but no ANTHROPIC_API_KEY."""
-    s = start_stack(tmp_path_factory.mktemp("no-claude"), {k: providers[k] for k in ("deepseek", "openai")}, backends_of=stack)
+    s = start_stack(
+        tmp_path_factory.mktemp("no-claude"), {k: providers[k] for k in ("deepseek", "openai")}, backends_of=stack
+    )
     yield s
     s.stop()
 
 
 def test_serve_says_which_tiers_can_answer(no_claude: RunningStack) -> None:
-    assert ("tiers: local-llama ok, deepseek-chat ok, claude-sonnet unavailable (ANTHROPIC_API_KEY not set)"
-            in no_claude.log_path.read_text())
+    assert (
+        "tiers: local-llama ok, deepseek-chat ok, claude-sonnet unavailable (ANTHROPIC_API_KEY not set)"
+        in no_claude.log_path.read_text()
+    )
     cloud = httpx.get(f"{no_claude.base_url}/api/models/status", headers=AUTH, timeout=30).json()["cloud"]
     assert cloud["claude-sonnet"]["available"] is False
     assert cloud["claude-sonnet"]["unavailable_reason"] == "ANTHROPIC_API_KEY not set"
     assert cloud["deepseek-chat"]["available"] is True and cloud["deepseek-chat"]["unavailable_reason"] is None
 
 
-def test_auto_passes_over_a_tier_without_a_key_and_says_so(no_claude: RunningStack, providers: dict[str, FakeProvider]) -> None:
+def test_auto_passes_over_a_tier_without_a_key_and_says_so(
+    no_claude: RunningStack, providers: dict[str, FakeProvider]
+) -> None:
     """The guide's brand-story example goes to Claude by the creative rule; without its key, the best tier that can."""
     for p in providers.values():
         p.reset()
@@ -50,8 +62,9 @@ def test_auto_passes_over_a_tier_without_a_key_and_says_so(no_claude: RunningSta
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
-def test_an_explicit_request_goes_to_its_configured_fallback(no_claude: RunningStack, providers: dict[str, FakeProvider],
-                                                              path: str) -> None:
+def test_an_explicit_request_goes_to_its_configured_fallback(
+    no_claude: RunningStack, providers: dict[str, FakeProvider], path: str
+) -> None:
     providers["openai"].reset()
     r = chat(no_claude, {"model": "claude-sonnet", "messages": BRAND, "max_tokens": 16}, path)
     assert r.status_code == 200, r.text
@@ -60,7 +73,9 @@ def test_an_explicit_request_goes_to_its_configured_fallback(no_claude: RunningS
     assert len(providers["openai"].requests) == 1
 
 
-def test_escalation_skips_a_tier_without_a_key(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path) -> None:
+def test_escalation_skips_a_tier_without_a_key(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
     """No DeepSeek key: a cut-off local answer is escalated straight to Claude."""
     s = start_stack(tmp_path, {"anthropic": providers["anthropic"]}, backends_of=stack)
     try:
@@ -74,12 +89,16 @@ def test_escalation_skips_a_tier_without_a_key(stack: RunningStack, providers: d
         s.stop()
 
 
-@pytest.mark.parametrize("path,error_of", [
-    ("/v1/chat/completions", lambda b: b["error"]["message"]),
-    ("/v1/messages", lambda b: b["type"] == "error" and b["error"]["message"]),
-])
-def test_no_model_that_can_answer_is_a_400_naming_the_variables(stack: RunningStack, tmp_path: Path, path: str,
-                                                                   error_of) -> None:
+@pytest.mark.parametrize(
+    "path,error_of",
+    [
+        ("/v1/chat/completions", lambda b: b["error"]["message"]),
+        ("/v1/messages", lambda b: b["type"] == "error" and b["error"]["message"]),
+    ],
+)
+def test_no_model_that_can_answer_is_a_400_naming_the_variables(
+    stack: RunningStack, tmp_path: Path, path: str, error_of
+) -> None:
     s = start_stack(tmp_path, {}, backends_of=stack)  # no cloud keys at all: the README's first run
     try:
         r = chat(s, {"model": "claude-sonnet", "messages": BRAND, "max_tokens": 16}, path)
@@ -94,8 +113,9 @@ def test_no_model_that_can_answer_is_a_400_naming_the_variables(stack: RunningSt
         s.stop()
 
 
-def test_a_refused_key_sets_the_model_aside_then_it_is_tried_again(stack: RunningStack, providers: dict[str, FakeProvider],
-                                                                     tmp_path: Path) -> None:
+def test_a_refused_key_sets_the_model_aside_then_it_is_tried_again(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
     s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={"routing": {"unavailable_retry_s": 3}})
     try:
         for p in providers.values():
@@ -104,13 +124,24 @@ def test_a_refused_key_sets_the_model_aside_then_it_is_tried_again(stack: Runnin
         r = chat(s, {"model": "claude-sonnet", "messages": BRAND, "max_tokens": 16})
         assert r.status_code == 200 and r.headers["x-synqra-fallback"] == "claude-sonnet>gpt-4o", r.text
         status = httpx.get(f"{s.base_url}/api/models/status", headers=AUTH, timeout=30).json()["cloud"]["claude-sonnet"]
-        assert wait_until(lambda: httpx.get(f"{s.base_url}/api/models/status", headers=AUTH, timeout=30)
-                          .json()["cloud"]["claude-sonnet"]["available"] is False, 10), status
+        assert wait_until(
+            lambda: (
+                httpx.get(f"{s.base_url}/api/models/status", headers=AUTH, timeout=30).json()["cloud"]["claude-sonnet"][
+                    "available"
+                ]
+                is False
+            ),
+            10,
+        ), status
         r = chat(s, {"model": "auto", "messages": BRAND, "max_tokens": 16})
         assert r.headers["x-synqra-route"] == "deepseek-chat"
         assert "refused the API key (HTTP 401)" in r.headers["x-synqra-route-note"]
         time.sleep(3.5)  # set aside, not cooled down: once the retry time has passed, Claude answers again
         r = chat(s, {"model": "claude-sonnet", "messages": BRAND, "max_tokens": 16})
-        assert r.status_code == 200 and r.headers["x-synqra-route"] == "claude-sonnet" and "x-synqra-fallback" not in r.headers
+        assert (
+            r.status_code == 200
+            and r.headers["x-synqra-route"] == "claude-sonnet"
+            and "x-synqra-fallback" not in r.headers
+        )
     finally:
         s.stop()

@@ -1,5 +1,6 @@
 """num_workers: several proxy processes on one port share one budget and one set of metrics; a worker that dies
 is restarted while the others serve."""
+
 from __future__ import annotations
 
 import os
@@ -35,15 +36,22 @@ def counter(s: RunningStack, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
-def test_two_workers_share_budget_metrics_and_survive_a_dead_one(stack: RunningStack, providers: dict[str, FakeProvider],
-                                                                  tmp_path: Path) -> None:
+def test_two_workers_share_budget_metrics_and_survive_a_dead_one(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
     s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={"server": {"num_workers": 2}})
     try:
         assert wait_until(lambda: len(proxy_workers(s)) == 2, 60)
         providers["anthropic"].reset()
         with ThreadPoolExecutor(8) as pool:
-            codes = list(pool.map(lambda _: httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH,
-                                                       timeout=120).status_code, range(40)))
+            codes = list(
+                pool.map(
+                    lambda _: (
+                        httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=120).status_code
+                    ),
+                    range(40),
+                )
+            )
         assert codes == [200] * 40
         status = httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
         billed = providers["anthropic"].billed_tokens()
@@ -54,7 +62,9 @@ def test_two_workers_share_budget_metrics_and_survive_a_dead_one(stack: RunningS
         os.kill(victim.pid, signal.SIGKILL)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # the other worker serves meanwhile; the manager starts a new one
-            assert httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=120).status_code == 200
+            assert (
+                httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=120).status_code == 200
+            )
             workers = proxy_workers(s)
             if len(workers) == 2 and victim.pid not in {w.pid for w in workers}:
                 break

@@ -4,27 +4,42 @@ Requests about specialist topics (tax law, pharmacology, ...) are labelled 1 (th
 not good enough), everyday topics 0, with the same templates and lengths on both sides: only what a
 request is about tells them apart, which the embedding and the token weights can learn.
 """
+
 from __future__ import annotations
 
 import random
 from typing import Any
 
 HARD = [
-    "capital gains tax on inherited shares", "indemnification clauses in a supplier contract",
-    "drug interactions between warfarin and antibiotics", "the statute of limitations for breach of contract",
-    "pharmacokinetics of extended-release opioids", "transfer pricing rules for subsidiaries",
-    "dosage adjustment for renal impairment", "liability for defective products under EU law",
-    "deferred tax assets on the balance sheet", "contraindications of beta blockers in asthma",
+    "capital gains tax on inherited shares",
+    "indemnification clauses in a supplier contract",
+    "drug interactions between warfarin and antibiotics",
+    "the statute of limitations for breach of contract",
+    "pharmacokinetics of extended-release opioids",
+    "transfer pricing rules for subsidiaries",
+    "dosage adjustment for renal impairment",
+    "liability for defective products under EU law",
+    "deferred tax assets on the balance sheet",
+    "contraindications of beta blockers in asthma",
 ]
 EASY = [
-    "a simple pasta recipe for dinner", "packing tips for a weekend trip", "how often to water basil",
-    "fun games for a birthday party", "choosing a name for a new puppy", "a relaxing evening routine",
-    "what to see in a small seaside town", "keeping a kitchen tidy", "ideas for a picnic lunch",
+    "a simple pasta recipe for dinner",
+    "packing tips for a weekend trip",
+    "how often to water basil",
+    "fun games for a birthday party",
+    "choosing a name for a new puppy",
+    "a relaxing evening routine",
+    "what to see in a small seaside town",
+    "keeping a kitchen tidy",
+    "ideas for a picnic lunch",
     "cleaning white sneakers",
 ]
 TEMPLATES = [
-    "Can you explain {t}?", "I need a short overview of {t}, please.", "Tell me about {t}.",
-    "What should I know about {t}? Keep it brief.", "Give me three points on {t}.",
+    "Can you explain {t}?",
+    "I need a short overview of {t}, please.",
+    "Tell me about {t}.",
+    "What should I know about {t}? Keep it brief.",
+    "Give me three points on {t}.",
     "Write a paragraph about {t} for our customers.",
 ]
 

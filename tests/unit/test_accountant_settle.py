@@ -1,5 +1,6 @@
 """Accountant.settle: the post-call hook and LiteLLM's logging task settle a request once between them;
 a request entering the proxy starts a fresh RequestState."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,9 @@ class RecordingGuard:
 
 
 def account_once(state: RequestState, settle: Any) -> Any:
-    return Accountant(RecordingGuard(settle), "local-llama").settle(state, {"prompt_tokens": 1, "completion_tokens": 1}, "m")
+    return Accountant(RecordingGuard(settle), "local-llama").settle(
+        state, {"prompt_tokens": 1, "completion_tokens": 1}, "m"
+    )
 
 
 def is_accounted(state: RequestState) -> bool:

@@ -1,5 +1,6 @@
 """The budget step of a request (policies/budget/accountant.py, worst_case.py): what it reserves for content the
 tokenizer cannot count, and how it refuses a call that no month's budget could pay for."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,8 +12,8 @@ import pytest
 
 from policies.budget import worst_case
 from policies.budget.accountant import Accountant, BudgetRefused
-from policies.common.request_state import RequestState
 from policies.budget.guard import BudgetGuard
+from policies.common.request_state import RequestState
 from tests.unit.test_budget_guard import START, Clock, app_config
 
 WAV = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA="
@@ -20,8 +21,13 @@ AUDIO = {"type": "input_audio", "input_audio": {"data": WAV * 20, "format": "wav
 REFUSAL = {"type": "refusal", "refusal": "I can't help with that."}
 SEARCH = [
     {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "news"}},
-    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
-     "content": [{"type": "web_search_result", "url": "https://example.com", "title": "Ex", "encrypted_content": "abc" * 200}]},
+    {
+        "type": "web_search_tool_result",
+        "tool_use_id": "srvtoolu_1",
+        "content": [
+            {"type": "web_search_result", "url": "https://example.com", "title": "Ex", "encrypted_content": "abc" * 200}
+        ],
+    },
 ]
 NO_SOURCE_IMAGE = {"type": "image"}  # invalid for Anthropic: the provider answers it with a 400, not synqra with a 500
 LONG_TEXT = "Please transcribe this recording of our quarterly planning meeting carefully. " * 40
@@ -29,12 +35,29 @@ LONG_TEXT = "Please transcribe this recording of our quarterly planning meeting 
 # (name, messages, the parts LiteLLM's token counter cannot count)
 UNCOUNTABLE: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
     ("input_audio", [{"role": "user", "content": [{"type": "text", "text": LONG_TEXT}, AUDIO]}], [AUDIO]),
-    ("refusal", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [REFUSAL]},
-                 {"role": "user", "content": LONG_TEXT}], [REFUSAL]),
-    ("web search blocks", [{"role": "user", "content": "Latest news?"},
-                           {"role": "assistant", "content": [*SEARCH, {"type": "text", "text": LONG_TEXT}]},
-                           {"role": "user", "content": "Thanks, summarise"}], SEARCH),
-    ("image without source", [{"role": "user", "content": [NO_SOURCE_IMAGE, {"type": "text", "text": LONG_TEXT}]}], [NO_SOURCE_IMAGE]),
+    (
+        "refusal",
+        [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [REFUSAL]},
+            {"role": "user", "content": LONG_TEXT},
+        ],
+        [REFUSAL],
+    ),
+    (
+        "web search blocks",
+        [
+            {"role": "user", "content": "Latest news?"},
+            {"role": "assistant", "content": [*SEARCH, {"type": "text", "text": LONG_TEXT}]},
+            {"role": "user", "content": "Thanks, summarise"},
+        ],
+        SEARCH,
+    ),
+    (
+        "image without source",
+        [{"role": "user", "content": [NO_SOURCE_IMAGE, {"type": "text", "text": LONG_TEXT}]}],
+        [NO_SOURCE_IMAGE],
+    ),
 ]
 
 
@@ -50,8 +73,10 @@ def _text_tokens(guard: BudgetGuard, messages: list[dict[str, Any]]) -> int:
 
 
 @pytest.mark.parametrize(("name", "messages", "unknown"), UNCOUNTABLE, ids=[c[0] for c in UNCOUNTABLE])
-def test_uncountable_content_is_estimated_from_above_not_a_crash(guard: BudgetGuard, name: str, messages, unknown) -> None:
-    with pytest.raises(Exception):  # the premise: LiteLLM's counter gives up on these
+def test_uncountable_content_is_estimated_from_above_not_a_crash(
+    guard: BudgetGuard, name: str, messages, unknown
+) -> None:
+    with pytest.raises(Exception):  # noqa: B017  # the premise: LiteLLM's counter gives up (it raises plain Exception)
         guard.count_prompt_tokens("claude-sonnet", messages=messages)
     est = worst_case.prompt_tokens(guard, "claude-sonnet", {"messages": messages})
     text = _text_tokens(guard, messages)
@@ -59,14 +84,18 @@ def test_uncountable_content_is_estimated_from_above_not_a_crash(guard: BudgetGu
     # Never under: every text token plus a JSON-size bound for what could not be counted...
     assert est >= text + opaque
     # ...and not the whole conversation at the JSON rate: the text is still counted as text.
-    assert est <= text + opaque + 20 * (len(messages) + sum(isinstance(m["content"], list) and len(m["content"]) for m in messages))
+    assert est <= text + opaque + 20 * (
+        len(messages) + sum(isinstance(m["content"], list) and len(m["content"]) for m in messages)
+    )
     asyncio.run(guard.aclose())
 
 
 def test_admit_reserves_for_uncountable_content(guard: BudgetGuard) -> None:
     async def main() -> float:
         state = RequestState("audio", call_type="acompletion")
-        await Accountant(guard, "local-llama").admit(state, {"messages": UNCOUNTABLE[0][1], "max_tokens": 16}, "claude-sonnet", routed=False)
+        await Accountant(guard, "local-llama").admit(
+            state, {"messages": UNCOUNTABLE[0][1], "max_tokens": 16}, "claude-sonnet", routed=False
+        )
         assert state.reserved
         reserved = guard.snapshot()["reserved_usd"]
         await guard.aclose()
@@ -83,7 +112,9 @@ def test_a_call_no_month_can_pay_is_a_400_naming_max_tokens(guard: BudgetGuard, 
 
     async def main() -> BudgetRefused:
         with pytest.raises(BudgetRefused) as err:
-            await Accountant(guard, "local-llama").admit(RequestState("huge", call_type="acompletion"), dict(data), "claude-sonnet", routed=False)
+            await Accountant(guard, "local-llama").admit(
+                RequestState("huge", call_type="acompletion"), dict(data), "claude-sonnet", routed=False
+            )
         # Nothing was held and the month is not stopped by it: an ordinary call still goes through.
         assert guard.snapshot()["reserved_usd"] == 0 and not guard.is_stopped()
         ok = RequestState("ok", call_type="acompletion")
@@ -100,12 +131,18 @@ def test_a_call_no_month_can_pay_is_a_400_naming_max_tokens(guard: BudgetGuard, 
 
 def test_too_costly_without_max_tokens_says_to_set_one(tmp_path: Path) -> None:
     # A tiny budget: the model's output ceiling (64,000 tokens on claude-sonnet, $0.96) alone passes it.
-    g = BudgetGuard.from_config(app_config(tmp_path, {"store": "sqlite", "monthly_limit_usd": 0.5}), now=Clock(START), env={})
+    g = BudgetGuard.from_config(
+        app_config(tmp_path, {"store": "sqlite", "monthly_limit_usd": 0.5}), now=Clock(START), env={}
+    )
 
     async def main() -> BudgetRefused:
         with pytest.raises(BudgetRefused) as err:
-            await Accountant(g, "local-llama").admit(RequestState("r", call_type="acompletion"), {"messages": [{"role": "user", "content": "hi"}]},
-                                   "claude-sonnet", routed=False)
+            await Accountant(g, "local-llama").admit(
+                RequestState("r", call_type="acompletion"),
+                {"messages": [{"role": "user", "content": "hi"}]},
+                "claude-sonnet",
+                routed=False,
+            )
         await g.aclose()
         return err.value
 
@@ -115,7 +152,11 @@ def test_too_costly_without_max_tokens_says_to_set_one(tmp_path: Path) -> None:
 
 def test_routed_call_too_costly_for_its_tier_is_served_locally(guard: BudgetGuard) -> None:
     """`auto` keeps working: synqra chose the paid tier, so the free one answers instead of a refusal."""
-    data: dict[str, Any] = {"model": "claude-sonnet", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9}
+    data: dict[str, Any] = {
+        "model": "claude-sonnet",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 10**9,
+    }
     state = RequestState("auto", call_type="acompletion")
 
     async def main() -> None:

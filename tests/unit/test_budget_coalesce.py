@@ -1,11 +1,10 @@
 """Coalescer (policies.budget.coalesce) and the SQLite store's shared write transactions."""
+
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from pathlib import Path
-
-import pytest
 
 from policies.budget.coalesce import Coalescer
 from policies.budget.sqlite_store import SqliteStore
@@ -77,10 +76,16 @@ def test_sqlite_writes_share_a_transaction_but_a_failing_one_is_undone_alone(tmp
     store = SqliteStore(tmp_path / "b.sqlite3")
 
     def insert(rid: str):
-        return lambda conn: conn.execute("INSERT INTO reservations (request_id, month, amount_nano, expires_at) VALUES (?, 'm', 1, 9e9)", (rid,)).rowcount
+        return lambda conn: (
+            conn.execute(
+                "INSERT INTO reservations (request_id, month, amount_nano, expires_at) VALUES (?, 'm', 1, 9e9)", (rid,)
+            ).rowcount
+        )
 
     def insert_then_fail(conn: sqlite3.Connection) -> int:
-        conn.execute("INSERT INTO reservations (request_id, month, amount_nano, expires_at) VALUES ('doomed', 'm', 1, 9e9)")
+        conn.execute(
+            "INSERT INTO reservations (request_id, month, amount_nano, expires_at) VALUES ('doomed', 'm', 1, 9e9)"
+        )
         raise sqlite3.IntegrityError("boom")
 
     async def main() -> list[object]:
@@ -105,7 +110,11 @@ def test_sqlite_write_runs_on_the_loop_when_free_and_never_waits_there_for_a_loc
     store = SqliteStore(path)
 
     def insert(rid: str):
-        return lambda conn: conn.execute("INSERT INTO reservations (request_id, month, amount_nano, expires_at) VALUES (?, 'm', 1, 9e9)", (rid,)).rowcount
+        return lambda conn: (
+            conn.execute(
+                "INSERT INTO reservations (request_id, month, amount_nano, expires_at) VALUES (?, 'm', 1, 9e9)", (rid,)
+            ).rowcount
+        )
 
     async def main() -> None:
         await store.ping()

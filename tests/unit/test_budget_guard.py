@@ -3,6 +3,7 @@
 Every test taking `kind` runs on both stores. Money checks use the prices set in
 the test config, computed independently with Decimal.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.fakes.local_http import LocalPostServer
-from tests.redis_server import RedisServer
 from policies.budget.guard import BudgetExhausted, BudgetGuard, DuplicateRequest
 from policies.budget.records import CallRecord
 from policies.common.offline import apply_offline_env
 from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
+from tests.fakes.local_http import LocalPostServer
+from tests.redis_server import RedisServer
 
 apply_offline_env()
 
@@ -32,7 +33,7 @@ PRICES = {  # $ per token: (input, output)
     "deepseek-chat": (Decimal("0.28e-6"), Decimal("0.42e-6")),
     "local-llama": (Decimal(0), Decimal(0)),
 }
-START = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 # -- real servers ------------------------------------------------------------------------------
@@ -136,7 +137,10 @@ def test_200_concurrent_two_guards_never_exceed_limit_and_alert_once(make_guard:
 
     async def main() -> None:
         async with Receiver() as rx:
-            guards = [make_guard(monthly_limit_usd=limit, alert_webhook=rx.url, alert_webhook_backoff_s=0.05) for _ in range(2)]
+            guards = [
+                make_guard(monthly_limit_usd=limit, alert_webhook=rx.url, alert_webhook_backoff_s=0.05)
+                for _ in range(2)
+            ]
             rng = random.Random(7)
             outcomes: list[str] = []
 
@@ -235,7 +239,7 @@ def test_stale_reservation_of_crashed_process_expires(make_guard: Callable[..., 
 def test_month_rollover_restarts_spend_and_rearms_alerts(make_guard: Callable[..., BudgetGuard]) -> None:
     async def main() -> None:
         async with Receiver() as rx:
-            clock = Clock(datetime(2026, 1, 31, 23, 59, 0, tzinfo=timezone.utc))
+            clock = Clock(datetime(2026, 1, 31, 23, 59, 0, tzinfo=UTC))
             g = make_guard(now=clock, monthly_limit_usd=1.0, alert_webhook=rx.url, alert_webhook_backoff_s=0.05)
             n = 0
 
@@ -266,7 +270,9 @@ def test_alert_webhook_retried_and_second_level(make_guard: Callable[..., Budget
     async def main() -> None:
         async with Receiver() as rx:
             rx.fail_first = 2  # the receiver is down for two attempts
-            g = make_guard(monthly_limit_usd=1.0, alert_levels=[0.8], alert_webhook=rx.url, alert_webhook_backoff_s=0.05)
+            g = make_guard(
+                monthly_limit_usd=1.0, alert_levels=[0.8], alert_webhook=rx.url, alert_webhook_backoff_s=0.05
+            )
             for i, (p, c) in enumerate([(100_000, 30_000)] + [(1000, 3000)] * 3):  # 75%, 79.8%, 84.6%, 89.4%
                 res = await g.reserve(f"a{i}", "claude-sonnet", p, c)
                 await g.settle(res, CallRecord(f"a{i}", "claude-sonnet", "claude-sonnet", p, c))
@@ -344,13 +350,13 @@ def test_one_oversized_call_does_not_stop_the_month(make_guard: Callable[..., Bu
 
 def test_thrift_pressure_follows_pace(make_guard: Callable[..., BudgetGuard]) -> None:
     async def main() -> None:
-        clock = Clock(datetime(2026, 4, 7, tzinfo=timezone.utc))  # 20% of April elapsed
+        clock = Clock(datetime(2026, 4, 7, tzinfo=UTC))  # 20% of April elapsed
         g = make_guard(now=clock, monthly_limit_usd=1.0)
         assert g.pressure() == 0.0
         res = await g.reserve("p1", "claude-sonnet", 100_000, 20_000)
         await g.settle(res, CallRecord("p1", "claude-sonnet", "claude-sonnet", 100_000, 20_000))  # 60% spent
         early = g.pressure()
-        clock.t = datetime(2026, 4, 19, tzinfo=timezone.utc)  # 60% elapsed: on pace
+        clock.t = datetime(2026, 4, 19, tzinfo=UTC)  # 60% elapsed: on pace
         on_pace = g.pressure()
         status = await g.status()
         await g.aclose()
@@ -376,8 +382,9 @@ async def drained(g: BudgetGuard, timeout_s: float = 5.0) -> None:
 
 
 @pytest.mark.parametrize("kind", ["redis"])
-def test_store_outage_fails_closed_queues_and_recovers(make_guard: Callable[..., BudgetGuard], kind: str,
-                                                       request: pytest.FixtureRequest) -> None:
+def test_store_outage_fails_closed_queues_and_recovers(
+    make_guard: Callable[..., BudgetGuard], kind: str, request: pytest.FixtureRequest
+) -> None:
     server = redis_only(kind, request)
 
     async def main() -> None:
@@ -402,14 +409,17 @@ def test_store_outage_fails_closed_queues_and_recovers(make_guard: Callable[...,
         await g.aclose()
         assert sorted(r.request_id for r in records) == ["o1", "o3", "o4"]
         assert not g.is_stopped() and up["store"]["reachable"] and up["reserved"] == 0
-        assert up["monthly_used"] == pytest.approx(float(cost("deepseek-chat", 1000, 900) + cost("deepseek-chat", 1000, 1000)))
+        assert up["monthly_used"] == pytest.approx(
+            float(cost("deepseek-chat", 1000, 900) + cost("deepseek-chat", 1000, 1000))
+        )
 
     asyncio.run(main())
 
 
 @pytest.mark.parametrize("kind", ["redis"])
-def test_store_outage_fail_open_lets_paid_through(make_guard: Callable[..., BudgetGuard], kind: str,
-                                                  request: pytest.FixtureRequest) -> None:
+def test_store_outage_fail_open_lets_paid_through(
+    make_guard: Callable[..., BudgetGuard], kind: str, request: pytest.FixtureRequest
+) -> None:
     server = redis_only(kind, request)
 
     async def main() -> None:
@@ -463,14 +473,22 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
 
     msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
     tools = [
-        {"type": "function", "function": {"name": f"lookup_{i}", "description": "Look something up. " * 20,
-                                          "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+        {
+            "type": "function",
+            "function": {
+                "name": f"lookup_{i}",
+                "description": "Look something up. " * 20,
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            },
+        }
         for i in range(10)
     ]
 
     async def reserved_for(g: BudgetGuard, rid: str, data: dict[str, Any]) -> Decimal:
         before = g.snapshot()["reserved_usd"]
-        await Accountant(g, "local-llama").admit(RequestState(rid, call_type="acompletion"), data, "claude-sonnet", routed=False)
+        await Accountant(g, "local-llama").admit(
+            RequestState(rid, call_type="acompletion"), data, "claude-sonnet", routed=False
+        )
         return Decimal(str(g.snapshot()["reserved_usd"])) - Decimal(str(before))
 
     async def main() -> None:
@@ -488,7 +506,9 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
     asyncio.run(main())
 
 
-def test_call_no_month_can_pay_is_refused_as_too_costly_and_stops_nothing(make_guard: Callable[..., BudgetGuard]) -> None:
+def test_call_no_month_can_pay_is_refused_as_too_costly_and_stops_nothing(
+    make_guard: Callable[..., BudgetGuard],
+) -> None:
     """Past the alert level, a call whose worst case alone passes the stop level must not read as a
     spent month (is_stopped would send every routed request to the local model until it fits)."""
     from policies.budget.guard import CallTooCostly
@@ -511,7 +531,9 @@ def test_call_no_month_can_pay_is_refused_as_too_costly_and_stops_nothing(make_g
     asyncio.run(main())
 
 
-def test_requests_baseline_and_local_share_count_client_requests_not_calls(make_guard: Callable[..., BudgetGuard]) -> None:
+def test_requests_baseline_and_local_share_count_client_requests_not_calls(
+    make_guard: Callable[..., BudgetGuard],
+) -> None:
     """A request the local model answered badly, escalated to DeepSeek and then Claude, is one request,
     served by a paid model, whose all-Claude baseline is that of one call."""
 
@@ -519,11 +541,27 @@ def test_requests_baseline_and_local_share_count_client_requests_not_calls(make_
         g = make_guard()
         await g.record_free(CallRecord("esc", "auto", "local-llama", 100, 20))
         ds = await g.reserve("esc:1", "deepseek-chat", 100, 50)
-        await g.settle(ds, CallRecord("esc:1", "auto", "deepseek-chat", 100, 50, kind="escalation", parent_id="esc",
-                                      counts_request=False, leaves_local=True))
+        await g.settle(
+            ds,
+            CallRecord(
+                "esc:1",
+                "auto",
+                "deepseek-chat",
+                100,
+                50,
+                kind="escalation",
+                parent_id="esc",
+                counts_request=False,
+                leaves_local=True,
+            ),
+        )
         cl = await g.reserve("esc:2", "claude-sonnet", 100, 50)
-        await g.settle(cl, CallRecord("esc:2", "auto", "claude-sonnet", 100, 50, kind="escalation", parent_id="esc",
-                                      counts_request=False))
+        await g.settle(
+            cl,
+            CallRecord(
+                "esc:2", "auto", "claude-sonnet", 100, 50, kind="escalation", parent_id="esc", counts_request=False
+            ),
+        )
         await g.record_free(CallRecord("easy", "auto", "local-llama", 30, 10))  # delivered locally
         status = await g.status()
         await g.aclose()

@@ -1,18 +1,19 @@
 """Budget decisions without stores: config, month window, thrift curve, alert levels, prices."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from policies.common.budget_settings import BudgetSettings, ThriftSettings
 from policies.budget.policy import budget_state, levels_to_fire, projected_month_spend, thrift_pressure
 from policies.budget.pricing import PriceBook, PricingError
 from policies.budget.records import CallRecord
 from policies.budget.stores import open_store, sqlite_path
 from policies.budget.window import month_window
+from policies.common.budget_settings import BudgetSettings, ThriftSettings
 from policies.common.offline import apply_offline_env
 from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
 
@@ -21,7 +22,13 @@ apply_offline_env()
 
 def test_defaults_match_the_issue() -> None:
     s = BudgetSettings()
-    assert (s.monthly_limit_usd, s.alert_at, s.stop_at, s.baseline_model, s.timezone) == (200, 0.7, 0.95, "claude-sonnet", "UTC")
+    assert (s.monthly_limit_usd, s.alert_at, s.stop_at, s.baseline_model, s.timezone) == (
+        200,
+        0.7,
+        0.95,
+        "claude-sonnet",
+        "UTC",
+    )
     assert s.fail_mode == "closed" and s.all_alert_levels == [0.7]
     assert BudgetSettings(alert_levels=[0.9, 0.5, 0.7]).all_alert_levels == [0.5, 0.7, 0.9]
 
@@ -46,13 +53,13 @@ def test_store_choice_honours_redis_url_only_when_unset(tmp_path: Path) -> None:
 
 
 def test_month_window_in_a_time_zone() -> None:
-    t = datetime(2026, 1, 31, 23, 30, tzinfo=timezone.utc)
+    t = datetime(2026, 1, 31, 23, 30, tzinfo=UTC)
     assert month_window(t, "UTC").key == "2026-01"
     berlin = month_window(t, "Europe/Berlin")  # already 00:30 on 1 February there
     assert berlin.key == "2026-02" and berlin.end.isoformat() == "2026-03-01T00:00:00+01:00"
-    dec = month_window(datetime(2026, 12, 15, tzinfo=timezone.utc), "UTC")
-    assert dec.end == datetime(2027, 1, 1, tzinfo=timezone.utc)
-    assert dec.elapsed_share(datetime(2026, 12, 1, tzinfo=timezone.utc)) == 0.0
+    dec = month_window(datetime(2026, 12, 15, tzinfo=UTC), "UTC")
+    assert dec.end == datetime(2027, 1, 1, tzinfo=UTC)
+    assert dec.elapsed_share(datetime(2026, 12, 1, tzinfo=UTC)) == 0.0
     assert month_window(t, "UTC").elapsed_share(t) == pytest.approx(1 - 0.5 / 24 / 31)
     with pytest.raises(ValueError):
         month_window(datetime(2026, 1, 1), "UTC")
@@ -83,8 +90,9 @@ def test_alert_levels_state_and_projection() -> None:
 
 
 def _cfg(tmp_path: Path, models: list[ModelEntry], budget: dict | None = None) -> AppConfig:
-    return AppConfig(path=tmp_path / "c.yaml", model_list=models,
-                     synqra=SynqraSettings.model_validate({"budget": budget or {}}))
+    return AppConfig(
+        path=tmp_path / "c.yaml", model_list=models, synqra=SynqraSettings.model_validate({"budget": budget or {}})
+    )
 
 
 def test_prices_from_model_info_then_litellm_cost_map(tmp_path: Path) -> None:
@@ -92,8 +100,11 @@ def test_prices_from_model_info_then_litellm_cost_map(tmp_path: Path) -> None:
         ModelEntry(model_name="local-llama", litellm_params={"model": "openai/local-llama"}),
         ModelEntry(model_name="deepseek-chat", litellm_params={"model": "deepseek/deepseek-chat"}),
         ModelEntry(model_name="claude-sonnet", litellm_params={"model": "anthropic/claude-sonnet-4-5"}),
-        ModelEntry(model_name="cheap", litellm_params={"model": "openai/whatever"},
-                   model_info={"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, "max_output_tokens": 100}),
+        ModelEntry(
+            model_name="cheap",
+            litellm_params={"model": "openai/whatever"},
+            model_info={"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, "max_output_tokens": 100},
+        ),
     ]
     book = PriceBook.from_config(_cfg(tmp_path, models), required=["local-llama", "deepseek-chat", "claude-sonnet"])
     assert book.is_free("local-llama") and not book.is_free("deepseek-chat")

@@ -1,4 +1,5 @@
 """ScriptPipeline against a real Redis server: coalescing, order, NOSCRIPT recovery, outages."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The embedded SQLite store on real files."""
+
 from __future__ import annotations
 
 import asyncio
@@ -90,8 +91,21 @@ def test_a_ledger_written_by_the_previous_release_is_migrated(tmp_path: Path) ->
     async def main() -> None:
         store = SqliteStore(path)
         try:
-            esc = LedgerRecord("old:1", "2026-03", 2.0, "auto", "deepseek-chat", 5, 5, 40, 0, "escalation",
-                               parent_id="old", counts_request=False, leaves_local=True)
+            esc = LedgerRecord(
+                "old:1",
+                "2026-03",
+                2.0,
+                "auto",
+                "deepseek-chat",
+                5,
+                5,
+                40,
+                0,
+                "escalation",
+                parent_id="old",
+                counts_request=False,
+                leaves_local=True,
+            )
             assert (await store.settle(esc)).inserted
             t = await store.totals("2026-03")
             assert (t.requests, t.local_requests, t.committed_nano, t.baseline_nano) == (1, 0, 40, 100)

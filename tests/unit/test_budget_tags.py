@@ -1,6 +1,7 @@
 """Spend per agent or app (issue 18, point 5): a request's tag, booked in the ledger, broken down in the
 status and capped by `synqra.budget.tags`, on both real stores (a SQLite file and a Redis server started here).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +25,12 @@ from tests.unit import test_budget_guard as guard_tests
 from tests.unit.test_budget_guard import PRICES, START, WORST, Clock, Receiver, cost
 
 # The guard tests' fixtures: every test taking `make_guard` runs on a SQLite file and on a Redis server.
-kind, make_guard, own_redis, shared_redis = guard_tests.kind, guard_tests.make_guard, guard_tests.own_redis, guard_tests.shared_redis
+kind, make_guard, own_redis, shared_redis = (
+    guard_tests.kind,
+    guard_tests.make_guard,
+    guard_tests.own_redis,
+    guard_tests.shared_redis,
+)
 
 # A worst-case call (100 prompt tokens x 1.1 + max_tokens 100 on claude-sonnet) is about $0.00183; the tag
 # "capped" may hold about 20 of them at once, the month about 500.
@@ -99,16 +105,34 @@ async def _spend(g: BudgetGuard, rid: str, model: str, p: int, c: int, tag: str 
 
 def test_tags_are_recorded_and_the_status_breaks_the_month_down_by_them(make_guard: Callable[..., BudgetGuard]) -> None:
     rng = random.Random(11)
-    calls = [(f"c{i}", rng.choice(list(PRICES)), rng.randint(1, 3000), rng.randint(1, 1500),
-              rng.choice(["sales", "support", "capped", None])) for i in range(120)]
+    calls = [
+        (
+            f"c{i}",
+            rng.choice(list(PRICES)),
+            rng.randint(1, 3000),
+            rng.randint(1, 1500),
+            rng.choice(["sales", "support", "capped", None]),
+        )
+        for i in range(120)
+    ]
 
     async def main() -> tuple[dict[str, Any], list[LedgerRecord]]:
         g = make_guard(monthly_limit_usd=1000.0, tags={"capped": {"monthly_limit_usd": 500.0}})
         await asyncio.gather(*(_spend(g, *call) for call in calls))
         # An escalation of a local answer: the request's tag, its cost, and it leaves the local share.
         await _spend(g, "e1", "local-llama", 50, 20, "support")
-        await _spend(g, "e1:1", "deepseek-chat", 50, 20, "support", kind="escalation", parent_id="e1",
-                     counts_request=False, leaves_local=True)
+        await _spend(
+            g,
+            "e1:1",
+            "deepseek-chat",
+            50,
+            20,
+            "support",
+            kind="escalation",
+            parent_id="e1",
+            counts_request=False,
+            leaves_local=True,
+        )
         held = await g.reserve("inflight", "claude-sonnet", 100, 100, tag="capped")  # reserved, not spent
         out = await g.status(by_tag=True), await g.records()
         await g.release(held)
@@ -131,8 +155,16 @@ def test_tags_are_recorded_and_the_status_breaks_the_month_down_by_them(make_gua
         assert (row["requests"], row["local_requests"]) == (requests, local)
         assert row["local_share"] == pytest.approx(local / requests, abs=1e-4)
         assert row["limit"] == (500.0 if tag == "capped" else None)
-        assert set(row) == {"cost", "baseline", "savings", "savings_percent", "requests", "local_requests",
-                            "local_share", "limit"}
+        assert set(row) == {
+            "cost",
+            "baseline",
+            "savings",
+            "savings_percent",
+            "requests",
+            "local_requests",
+            "local_share",
+            "limit",
+        }
     # The tags add up to the month.
     assert sum(r["requests"] for r in by_tag.values()) == status["requests"]
     assert sum(r["local_requests"] for r in by_tag.values()) == status["local_requests"]
@@ -152,8 +184,16 @@ def test_a_capped_tag_with_no_spend_shows_its_limit_and_status_without_by_has_no
 
     plain, by = asyncio.run(main())
     assert "by_tag" not in plain
-    assert by["by_tag"]["capped"] == {"cost": 0.0, "baseline": 0.0, "savings": 0.0, "savings_percent": 0.0,
-                                      "requests": 0, "local_requests": 0, "local_share": 0.0, "limit": TAG_LIMIT}
+    assert by["by_tag"]["capped"] == {
+        "cost": 0.0,
+        "baseline": 0.0,
+        "savings": 0.0,
+        "savings_percent": 0.0,
+        "requests": 0,
+        "local_requests": 0,
+        "local_share": 0.0,
+        "limit": TAG_LIMIT,
+    }
     assert by["by_tag"]["untagged"]["requests"] == 1
 
 
@@ -183,7 +223,9 @@ def test_200_concurrent_tagged_reservations_never_exceed_the_tag_cap(make_guard:
                     await g.release(res)
                     outcomes[tag].append("released")
                     return
-                await g.settle(res, CallRecord(rid, "claude-sonnet", "claude-sonnet", 100, rng.randint(95, 100), tag=tag))
+                await g.settle(
+                    res, CallRecord(rid, "claude-sonnet", "claude-sonnet", 100, rng.randint(95, 100), tag=tag)
+                )
                 outcomes[tag].append("settled")
 
             await asyncio.gather(*(call(i) for i in range(200)))
@@ -222,7 +264,9 @@ def test_the_global_limit_still_applies_to_a_tag_with_room(make_guard: Callable[
     asyncio.run(main())
 
 
-def test_a_lapsed_or_released_tagged_reservation_gives_the_tag_its_room_back(make_guard: Callable[..., BudgetGuard]) -> None:
+def test_a_lapsed_or_released_tagged_reservation_gives_the_tag_its_room_back(
+    make_guard: Callable[..., BudgetGuard],
+) -> None:
     limit = float(WORST * Decimal("3.5") / Decimal("0.95"))  # three fit in the tag, a fourth does not
 
     async def main() -> None:
@@ -247,13 +291,17 @@ def test_a_lapsed_or_released_tagged_reservation_gives_the_tag_its_room_back(mak
     asyncio.run(main())
 
 
-def test_a_call_too_large_for_the_tags_whole_month_is_a_400_naming_the_tag(make_guard: Callable[..., BudgetGuard]) -> None:
+def test_a_call_too_large_for_the_tags_whole_month_is_a_400_naming_the_tag(
+    make_guard: Callable[..., BudgetGuard],
+) -> None:
     async def main() -> tuple[BudgetRefused, RequestState, dict[str, Any]]:
         g = make_guard(tags={"tiny": {"monthly_limit_usd": 0.01}})
         acc = Accountant(g, "local-llama")
         data = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5000}  # $0.075 worst case
         with pytest.raises(BudgetRefused) as err:
-            await acc.admit(RequestState("big", call_type="acompletion", tag="tiny"), dict(data), "claude-sonnet", routed=False)
+            await acc.admit(
+                RequestState("big", call_type="acompletion", tag="tiny"), dict(data), "claude-sonnet", routed=False
+            )
         routed = RequestState("auto", call_type="acompletion", tag="tiny")
         moved = {**data, "model": "claude-sonnet"}
         await acc.admit(routed, moved, "claude-sonnet", routed=True)
@@ -261,7 +309,11 @@ def test_a_call_too_large_for_the_tags_whole_month_is_a_400_naming_the_tag(make_
         return err.value, routed, moved
 
     refused, routed, moved = asyncio.run(main())
-    assert refused.status == 400 and "paid calls tagged 'tiny'" in refused.message and "lower max_tokens" in refused.message
+    assert (
+        refused.status == 400
+        and "paid calls tagged 'tiny'" in refused.message
+        and "lower max_tokens" in refused.message
+    )
     assert routed.route == moved["model"] == "local-llama" and routed.budget_note == "stopped"
 
 
@@ -272,7 +324,8 @@ def test_an_exhausted_tag_is_a_429_naming_it_and_auto_goes_local(make_guard: Cal
         acc = Accountant(g, "local-llama")
         data = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 10_000}  # $0.15 worst case
         escalation = RequestState("p", call_type="acompletion", tag="spent").child(
-            "escalation", "claude-sonnet", "1", counts_request=False, leaves_local=True)
+            "escalation", "claude-sonnet", "1", counts_request=False, leaves_local=True
+        )
         with pytest.raises(BudgetRefused) as err:
             await acc.admit(escalation, dict(data), "claude-sonnet", routed=False)
         routed = RequestState("auto", call_type="acompletion", tag="spent")
@@ -331,9 +384,13 @@ def test_a_ledger_file_without_the_tag_columns_is_migrated(tmp_path: Path) -> No
         try:
             out = await store.reserve("2026-03", "new", 300, 10**12, 9e12, 1.0, tag="sales", tag_stop_nano=10_000)
             assert out.granted and out.reserved_nano == 5300 and out.tag_reserved_nano == 300
-            refused = await store.reserve("2026-03", "huge", 9_800, 10**12, 9e12, 1.0, tag="sales", tag_stop_nano=10_000)
+            refused = await store.reserve(
+                "2026-03", "huge", 9_800, 10**12, 9e12, 1.0, tag="sales", tag_stop_nano=10_000
+            )
             assert refused.tag_refused and not refused.granted
-            await store.settle(LedgerRecord("new", "2026-03", 3.0, "auto", "deepseek-chat", 5, 5, 250, 300, tag="sales"))
+            await store.settle(
+                LedgerRecord("new", "2026-03", 3.0, "auto", "deepseek-chat", 5, 5, 250, 300, tag="sales")
+            )
             await store.release("2026-03", "inflight")
             t = await store.totals("2026-03")
             assert (t.committed_nano, t.reserved_nano, t.requests, t.local_requests) == (950, 0, 3, 1)
@@ -344,7 +401,9 @@ def test_a_ledger_file_without_the_tag_columns_is_migrated(tmp_path: Path) -> No
         finally:
             await store.close()
         conn = sqlite3.connect(path)
-        assert "reservations_month_tag" in {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "reservations_month_tag" in {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
         conn.close()
 
     asyncio.run(main())
@@ -391,8 +450,11 @@ def test_status_endpoint_by_tag_and_a_bad_breakdown(make_guard: Callable[..., Bu
     async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
         await _spend(guard, "a", "deepseek-chat", 1000, 100, "sales")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            out = await c.get("/api/budget/status?by=tag"), await c.get("/api/budget/status?by=model"), \
-                await c.get("/api/budget/ledger")
+            out = (
+                await c.get("/api/budget/status?by=tag"),
+                await c.get("/api/budget/status?by=model"),
+                await c.get("/api/budget/ledger"),
+            )
         await guard.aclose()
         return out
 

@@ -1,5 +1,6 @@
 """The Docker files checked without an engine: the container config mirrors litellm_config.yaml, compose
 wires the services to it, the Dockerfile's base is a build argument. tests/docker/ runs them for real."""
+
 from __future__ import annotations
 
 import copy
@@ -48,7 +49,10 @@ def test_services_commands_ports_and_health() -> None:
     assert set(services) == {"proxy", "llama", "embed", "redis"}
     cfg = load_config(DOCKER_CONFIG_PATH)
     b = cfg.synqra.backends
-    for name, module, backend in (("llama", "local_backends.llama_server", b.llama), ("embed", "local_backends.embedding_server", b.embed)):
+    for name, module, backend in (
+        ("llama", "local_backends.llama_server", b.llama),
+        ("embed", "local_backends.embedding_server", b.embed),
+    ):
         svc = services[name]
         assert svc["command"][:3] == ["python", "-m", module] and svc["command"][-1] == IN_IMAGE_CONFIG
         assert str(backend.port) in svc["expose"]
@@ -84,7 +88,7 @@ def test_environment_carries_every_key_the_config_references() -> None:
 
 def test_dockerfile_installs_what_the_services_run() -> None:
     text = DOCKERFILE
-    assert 'torch==2.13.0' in text and "llama-cpp-python[server]==0.3.36" in text
+    assert "torch==2.13.0" in text and "llama-cpp-python[server]==0.3.36" in text
     assert "GGML_NATIVE=OFF" in text
     assert IN_IMAGE_CONFIG.removeprefix("/app/") in text
     assert "/models" in text and "/data" in text
@@ -123,7 +127,7 @@ def test_a_base_without_python_gets_debians_python_311() -> None:
 def test_torch_is_the_cpu_build_and_llama_cpp_avoids_native_and_amx() -> None:
     # PyPI's torch 2.13.0 for Linux is the CUDA build: the default index is PyTorch's CPU one.
     assert _arg_default("TORCH_INDEX_URL") == "https://download.pytorch.org/whl/cpu"
-    assert 'assert not torch.version.cuda' in DOCKERFILE
+    assert "assert not torch.version.cuda" in DOCKERFILE
     flags = _arg_default("LLAMA_CMAKE_ARGS").split()
     assert "-DGGML_NATIVE=OFF" in flags
     assert not any("AMX" in f or "BACKEND_DL" in f for f in flags)
@@ -134,9 +138,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
     # .dockerignore is an allow-list (no .venv or .git in the context): each COPY source must be on it.
     allowed = {line[1:] for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     sources = [
-        src
-        for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, re.MULTILINE)
-        for src in line.split()[:-1]
+        src for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, re.MULTILINE) for src in line.split()[:-1]
     ]
     assert sources and set(sources) <= allowed, f"not in .dockerignore's allow-list: {set(sources) - allowed}"
     assert all((REPO / src).exists() for src in sources)

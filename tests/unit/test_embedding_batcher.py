@@ -1,4 +1,5 @@
 """The embedding server's batcher gathers concurrent requests into one forward pass."""
+
 from __future__ import annotations
 
 import asyncio

@@ -5,7 +5,10 @@ from proxy.error_format import to_anthropic_error
 
 def test_openai_error_becomes_anthropic() -> None:
     body = {"error": {"message": "invalid API key", "type": "authentication_error", "param": None, "code": "401"}}
-    assert to_anthropic_error(401, body) == {"type": "error", "error": {"type": "authentication_error", "message": "invalid API key"}}
+    assert to_anthropic_error(401, body) == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid API key"},
+    }
     assert to_anthropic_error(429, body)["error"]["type"] == "rate_limit_error"
     assert to_anthropic_error(502, body)["error"]["type"] == "api_error"
 

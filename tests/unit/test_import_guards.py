@@ -1,11 +1,12 @@
 """proxy.import_guards: LiteLLM's per-request OTel import fails at once when the SDK is missing."""
-from __future__ import annotations
 
-import pytest
+from __future__ import annotations
 
 import json
 import subprocess
 import sys
+
+import pytest
 
 CHECK = """
 import importlib.util, sys

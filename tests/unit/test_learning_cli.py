@@ -1,5 +1,6 @@
 """The evaluation interface end to end: `synqra learn --labels FILE --out DIR`, then
 `synqra route-score --router DIR` scoring with what it wrote; rollback and bad input from the CLI."""
+
 from __future__ import annotations
 
 import io
@@ -19,18 +20,28 @@ from tests.unit.learning_data import traffic
 def _write_labels(path: Path, n: int, seed: int) -> list[dict]:
     reqs, y = traffic(n, seed=seed)
     lines = [{"id": f"q{i}", "messages": r["messages"], "label": label} for i, (r, label) in enumerate(zip(reqs, y))]
-    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n" + '{"id": "broken", "messages": [], "label": 1}\n'
-                    + '{"id": "nolabel", "messages": [{"role": "user", "content": "hi"}], "label": 7}\n')
+    path.write_text(
+        "\n".join(json.dumps(x) for x in lines)
+        + "\n"
+        + '{"id": "broken", "messages": [], "label": 1}\n'
+        + '{"id": "nolabel", "messages": [{"role": "user", "content": "hi"}], "label": 7}\n'
+    )
     return lines
 
 
-def _route_score(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], lines: list[dict]) -> list[dict]:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps({"id": x["id"], "messages": x["messages"]}) + "\n" for x in lines)))
+def _route_score(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], lines: list[dict]
+) -> list[dict]:
+    monkeypatch.setattr(
+        sys, "stdin", io.StringIO("".join(json.dumps({"id": x["id"], "messages": x["messages"]}) + "\n" for x in lines))
+    )
     assert route_score_main(args) == 0
     return [json.loads(x) for x in capsys.readouterr().out.splitlines()]
 
 
-def test_labels_file_writes_an_artifact_route_score_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_labels_file_writes_an_artifact_route_score_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert "learn" in COMMANDS
     _write_labels(tmp_path / "labels.jsonl", 300, seed=40)
     out = tmp_path / "router"

@@ -1,4 +1,5 @@
 """`synqra.learning` settings: defaults, the learning folder, and wrong values named at start-up."""
+
 from __future__ import annotations
 
 from pathlib import Path

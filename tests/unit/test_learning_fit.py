@@ -1,13 +1,14 @@
 """The prior-centred fit: a handful of labels barely moves the shipped router, a thousand move it."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from policies.embedding.names import embedder_for
 from policies.learning.fit import fit_adapted, label_apgr
 from policies.learning.learn import scores_of
 from policies.learning.representation import Representer
-from policies.embedding.names import embedder_for
 from policies.routing.scorer import load_artifact
 from tests.unit.learning_data import traffic
 

@@ -1,5 +1,6 @@
 """`synqra learn`'s decisions: install only a better candidate, versions, rollback, corrupt artifacts,
 the inference-log path end to end, and the schedule."""
+
 from __future__ import annotations
 
 import time
@@ -9,13 +10,13 @@ import numpy as np
 import pytest
 
 from policies.common.learning_settings import LearningSettings
+from policies.embedding.names import embedder_for
 from policies.learning.learn import Labelled, learn
 from policies.learning.registry import BASE, RouterRegistry
 from policies.learning.representation import Representer
 from policies.learning.runs import due, learn_from_log
 from policies.learning.store import InferenceLog
 from policies.learning.writer import InferenceLogWriter
-from policies.embedding.names import embedder_for
 from policies.routing.router import RouteDecision
 from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact
 from tests.unit.learning_data import traffic
@@ -100,7 +101,9 @@ def test_versions_rollback_and_corrupt_artifacts(tmp_path: Path, prior, represen
         reg.load_current()
 
 
-def _log(tmp_path: Path, representer: Representer, n: int, seed: int, start: float, labelled_share: float = 1.0) -> None:
+def _log(
+    tmp_path: Path, representer: Representer, n: int, seed: int, start: float, labelled_share: float = 1.0
+) -> None:
     w = InferenceLogWriter(InferenceLog(tmp_path), representer, LearningSettings(), flush_interval_s=0.02)
     w.start()
     reqs, y = traffic(n, seed=seed)

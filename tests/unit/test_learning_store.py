@@ -1,4 +1,5 @@
 """The inference log: rows, labels, retention, replicas, and a writer that never blocks or raises."""
+
 from __future__ import annotations
 
 import io
@@ -10,10 +11,10 @@ import numpy as np
 import pytest
 
 from policies.common.learning_settings import LearningSettings
+from policies.embedding.names import embedder_for
 from policies.learning.representation import Representer, representation_key
 from policies.learning.store import InferenceLog, combine_labels
 from policies.learning.writer import InferenceLogWriter
-from policies.embedding.names import embedder_for
 from policies.routing.router import RouteDecision
 from policies.routing.scorer import load_artifact
 from tests.unit.learning_data import request, traffic
@@ -42,7 +43,9 @@ def test_rows_keep_the_routers_representation_and_outcome(tmp_path: Path, repres
     assert w.log_outcome("r0", "deepseek-chat", ["local-llama", "deepseek-chat"], 0.0012)
     assert w.flush()
     row = w.store.row("r0")
-    assert row is not None and row["tier_served"] == "deepseek-chat" and row["escalation"] == "local-llama>deepseek-chat"
+    assert (
+        row is not None and row["tier_served"] == "deepseek-chat" and row["escalation"] == "local-llama>deepseek-chat"
+    )
     assert row["cost_usd"] == pytest.approx(0.0012) and row["router_version"] == "v1" and row["mode"] == "shadow"
     assert row["request_json"] is None  # keep_text is off by default
     ids, ts, rep = w.store.representation(representer.key)
@@ -75,7 +78,9 @@ def test_labels_attach_by_request_id_with_their_source(tmp_path: Path, represent
     assert [(x["source"], x["value"]) for x in row["labels"]] == [("gate", 1.0), ("feedback", 0.0)]
     assert w.dropped["label"] == 2
     # feedback (weight 1) and gate (0.5): (0.5 * 1 + 1 * 0) / 1.5
-    value, weight, sources, _ = combine_labels([("gate", 1.0, 1.0), ("feedback", 0.0, 2.0)], LearningSettings().source_weights)
+    value, weight, sources, _ = combine_labels(
+        [("gate", 1.0, 1.0), ("feedback", 0.0, 2.0)], LearningSettings().source_weights
+    )
     assert value == pytest.approx(1 / 3) and weight == 1.0 and sources == ("feedback", "gate")
     # the newest label of a source wins
     assert combine_labels([("judge", 1.0, 1.0), ("judge", 0.0, 2.0)], {"judge": 1.0})[0] == 0.0

@@ -1,4 +1,5 @@
 """TokenLogprobRecorder: same values as llama-cpp-python's logits_all path, on the real Gemma GGUF."""
+
 from __future__ import annotations
 
 import numpy as np

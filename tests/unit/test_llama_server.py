@@ -1,4 +1,5 @@
 """The llama.cpp backend on the real embedded GGUF: answers, usage, logprobs, streaming, errors."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def test_base_model_answers_through_the_completion_format(client) -> None:
 
 
 def test_logprobs_in_the_same_call(client) -> None:
-    body = client.post("/v1/chat/completions", json={"messages": Q, "max_tokens": 16, "temperature": 0, "logprobs": True}).json()
+    body = client.post(
+        "/v1/chat/completions", json={"messages": Q, "max_tokens": 16, "temperature": 0, "logprobs": True}
+    ).json()
     content = body["choices"][0]["logprobs"]["content"]
     assert 0 < len(content) <= body["usage"]["completion_tokens"]
     assert all(item["logprob"] <= 0 for item in content)
@@ -39,9 +42,21 @@ def test_logprobs_in_the_same_call(client) -> None:
 
 
 def test_streaming_with_logprobs_on_the_final_chunk(client) -> None:
-    with client.stream("POST", "/v1/chat/completions", json={"messages": Q, "max_tokens": 16, "temperature": 0, "stream": True,
-                                                                "logprobs": True, "stream_options": {"include_usage": True}}) as r:
-        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "messages": Q,
+            "max_tokens": 16,
+            "temperature": 0,
+            "stream": True,
+            "logprobs": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as r:
+        events = [
+            json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
+        ]
     text = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
     assert text.strip()
     final = events[-1]
@@ -61,6 +76,7 @@ def test_non_json_is_400(client) -> None:
 
 # --- what the local model honours: never a 200 with less than was asked ----------------------------
 
+
 def test_text_completions_take_a_raw_prompt_in_every_openai_shape(client) -> None:
     ids = client.post("/extras/tokenize", json={"input": "The capital of France is"}).json()["count"]
     assert ids > 3
@@ -74,16 +90,22 @@ def test_text_completions_take_a_raw_prompt_in_every_openai_shape(client) -> Non
 
 
 def test_text_completions_stream_with_usage(client) -> None:
-    with client.stream("POST", "/v1/completions", json={"prompt": "One, two,", "max_tokens": 4, "stream": True,
-                                                        "stream_options": {"include_usage": True}}) as r:
-        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    with client.stream(
+        "POST",
+        "/v1/completions",
+        json={"prompt": "One, two,", "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}},
+    ) as r:
+        events = [
+            json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
+        ]
     assert "".join(c["text"] for e in events for c in e["choices"]).strip()
     assert events[-1]["usage"]["completion_tokens"] > 0
 
 
 def test_n_choices_and_top_logprobs_are_honoured(client) -> None:
-    body = client.post("/v1/chat/completions", json={"messages": Q, "max_tokens": 4, "n": 2, "logprobs": True,
-                                                     "top_logprobs": 3}).json()
+    body = client.post(
+        "/v1/chat/completions", json={"messages": Q, "max_tokens": 4, "n": 2, "logprobs": True, "top_logprobs": 3}
+    ).json()
     assert [c["index"] for c in body["choices"]] == [0, 1]
     first = body["choices"][0]["logprobs"]["content"][0]
     assert len(first["top_logprobs"]) == 3
@@ -105,14 +127,17 @@ def test_response_format_is_enforced_with_a_grammar(client) -> None:
             assert text.lstrip().startswith("{")
 
 
-@pytest.mark.parametrize("extra,param", [
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
-    ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
-    ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
-    ({"top_logprobs": 2}, "top_logprobs"),
-    ({"n": 99}, "n"),
-    ({"response_format": {"type": "xml"}}, "response_format"),
-])
+@pytest.mark.parametrize(
+    "extra,param",
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
+        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"n": 99}, "n"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+    ],
+)
 def test_what_the_model_cannot_honour_is_a_400_naming_it(client, extra, param) -> None:
     r = client.post("/v1/chat/completions", json={"messages": Q, "max_tokens": 4, **extra})
     assert r.status_code == 400 and r.json()["error"]["param"] == param
@@ -128,11 +153,19 @@ def test_streamed_usage_counts_the_tokens_generated_not_the_chunks(client) -> No
     """The same tokens as the non-streamed answer at temperature 0 (the last chunk carries no token)."""
     body = {"messages": Q, "max_tokens": 8, "temperature": 0, "seed": 1}
     plain = client.post("/v1/chat/completions", json=body).json()["usage"]["completion_tokens"]
-    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}) as r:
-        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    with client.stream(
+        "POST", "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+    ) as r:
+        events = [
+            json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
+        ]
     assert events[-1]["usage"]["completion_tokens"] == plain
     text = {"prompt": "One, two, three,", "max_tokens": 6, "temperature": 0, "seed": 1}
     plain = client.post("/v1/completions", json=text).json()["usage"]["completion_tokens"]
-    with client.stream("POST", "/v1/completions", json={**text, "stream": True, "stream_options": {"include_usage": True}}) as r:
-        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    with client.stream(
+        "POST", "/v1/completions", json={**text, "stream": True, "stream_options": {"include_usage": True}}
+    ) as r:
+        events = [
+            json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
+        ]
     assert events[-1]["usage"]["completion_tokens"] == plain

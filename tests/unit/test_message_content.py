@@ -1,6 +1,6 @@
-from policies.routing.features import content_text
 from local_backends.prompt_format import message_text
 from policies.common.message_content import join_parts
+from policies.routing.features import content_text
 
 PARTS = [
     {"type": "text", "text": "look at this"},

@@ -1,4 +1,5 @@
 """Prometheus metrics: ledger counters add up to the ledger, budget gauges match the status, /metrics is guarded."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,9 +41,15 @@ def test_ledger_counters_add_up_to_the_ledger(tmp_path: Path) -> None:
     rng = random.Random(7)
     calls = [(rng.choice(list(PRICES)), rng.randint(1, 4000), rng.randint(1, 2000)) for _ in range(120)]
     models = sorted(PRICES)
-    before = {m: (sample("synqra_cost_usd_total", model=m), sample("synqra_baseline_usd_total", model=m),
-                  sample("synqra_tokens_total", model=m, direction="prompt"),
-                  sample("synqra_calls_total", model=m, kind="chat", local=str(m == "local-llama").lower())) for m in models}
+    before = {
+        m: (
+            sample("synqra_cost_usd_total", model=m),
+            sample("synqra_baseline_usd_total", model=m),
+            sample("synqra_tokens_total", model=m, direction="prompt"),
+            sample("synqra_calls_total", model=m, kind="chat", local=str(m == "local-llama").lower()),
+        )
+        for m in models
+    }
 
     async def main() -> None:
         g = sqlite_guard(tmp_path, monthly_limit_usd=1000.0)
@@ -124,6 +131,8 @@ def test_metrics_endpoint_needs_the_master_key_and_speaks_prometheus() -> None:
     assert denied.status_code == 401
     assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/plain; version=")
     families = {f.name: f for f in text_string_to_metric_families(ok.text)}
-    decided = [s for s in families["synqra_route_decisions"].samples if s.labels == {"tier": "local-llama", "mode": "shadow"}]
+    decided = [
+        s for s in families["synqra_route_decisions"].samples if s.labels == {"tier": "local-llama", "mode": "shadow"}
+    ]
     assert decided and decided[0].value >= 1
     assert "synqra_route_decision_seconds" in families

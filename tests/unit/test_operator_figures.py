@@ -1,30 +1,45 @@
 """The operator views' pure parts: ledger figures, metric counters, the sign-in cookie, agents input."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter
 
+from policies.budget.records import LedgerRecord
 from proxy.api.agents import LedgerTap, _parse
 from proxy.api.models import guide_costs
 from proxy.dashboard.figures import budget_marks, daily_series, escalation_by_tier, group_requests, tier_mix
 from proxy.dashboard.session import Sessions
 from proxy.dashboard.sources import LearningSources, LedgerSources, router_version
 from proxy.route_policy import RoutePolicy
-from policies.budget.records import LedgerRecord
 
 
 def ts(day: int, hour: int = 12) -> float:
-    return datetime(2026, 3, day, hour, tzinfo=timezone.utc).timestamp()
+    return datetime(2026, 3, day, hour, tzinfo=UTC).timestamp()
 
 
-def row(rid: str, model: str, t: float, cost: float = 0.0, kind: str = "chat", parent: str | None = None, **kw: object) -> dict:
-    return {"request_id": rid, "served_model": model, "requested_model": "auto", "ts": t, "cost_usd": cost, "kind": kind,
-            "parent_id": parent, "local": model == "local-llama", "counts_request": parent is None, "leaves_local": False,
-            "prompt_tokens": 10, "completion_tokens": 5, **kw}
+def row(
+    rid: str, model: str, t: float, cost: float = 0.0, kind: str = "chat", parent: str | None = None, **kw: object
+) -> dict:
+    return {
+        "request_id": rid,
+        "served_model": model,
+        "requested_model": "auto",
+        "ts": t,
+        "cost_usd": cost,
+        "kind": kind,
+        "parent_id": parent,
+        "local": model == "local-llama",
+        "counts_request": parent is None,
+        "leaves_local": False,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        **kw,
+    }
 
 
 def test_daily_series_lists_every_day_and_counts_requests_once() -> None:
@@ -33,11 +48,15 @@ def test_daily_series_lists_every_day_and_counts_requests_once() -> None:
         row("a:escalation:deepseek-chat:1", "deepseek-chat", ts(1), 0.002, "escalation", "a", leaves_local=True),
         row("b", "claude-sonnet", ts(3), 0.01),
         row("c", "local-llama", ts(31, 23)),
-        row("z", "claude-sonnet", datetime(2026, 4, 1, 0, 30, tzinfo=timezone.utc).timestamp(), 5.0),  # next month: left out
+        row("z", "claude-sonnet", datetime(2026, 4, 1, 0, 30, tzinfo=UTC).timestamp(), 5.0),  # next month: left out
     ]
     days = daily_series(rows, "2026-03", "UTC")
     assert len(days) == 31 and days[0]["date"] == "2026-03-01"
-    assert (days[0]["requests"], days[0]["local_requests"], days[0]["cost_usd"]) == (1, 0, 0.002)  # escalated: not local
+    assert (days[0]["requests"], days[0]["local_requests"], days[0]["cost_usd"]) == (
+        1,
+        0,
+        0.002,
+    )  # escalated: not local
     assert (days[2]["requests"], days[2]["cost_usd"]) == (1, 0.01)
     assert days[30]["requests"] == 1 and sum(d["requests"] for d in days) == 3
     # The budget's timezone decides the day: 23:00 UTC on the 31st is April 1st in Tokyo.
@@ -52,8 +71,14 @@ def test_requests_are_grouped_with_their_extra_calls() -> None:
         row("b", "local-llama", ts(2) + 2),
         row("b:escalation:deepseek-chat:1", "deepseek-chat", ts(2) + 3, 0.001, "escalation", "b"),
         # the escalation's own LiteLLM fallback: parent is the escalation, the group is still b
-        row("b:escalation:deepseek-chat:1:fallback:claude-sonnet", "claude-sonnet", ts(2) + 4, 0.02, "fallback",
-            "b:escalation:deepseek-chat:1"),
+        row(
+            "b:escalation:deepseek-chat:1:fallback:claude-sonnet",
+            "claude-sonnet",
+            ts(2) + 4,
+            0.02,
+            "fallback",
+            "b:escalation:deepseek-chat:1",
+        ),
         # the primary failed (no row) and a fallback answered: still one request
         row("c:fallback:claude-sonnet", "claude-sonnet", ts(2) + 5, 0.03, "fallback", "c", counts_request=True),
     ]
@@ -103,10 +128,25 @@ def test_counters_give_tier_mix_and_escalation_by_tier() -> None:
 
 
 def test_guide_costs_and_marks_are_the_budget_status_figures() -> None:
-    status = {"month": "2026-03", "requests": 10, "local_requests": 8, "monthly_used": 1.5, "savings": 4.5,
-              "savings_percent": 75.0, "monthly_limit": 200.0, "alert_at": 0.7, "stop_at": 0.95}
-    assert guide_costs(status) == {"month": "2026-03", "localInferences": 8, "cloudInferences": 2, "monthlyCost": 1.5,
-                                   "savings": 4.5, "savingsPercentage": 75.0}
+    status = {
+        "month": "2026-03",
+        "requests": 10,
+        "local_requests": 8,
+        "monthly_used": 1.5,
+        "savings": 4.5,
+        "savings_percent": 75.0,
+        "monthly_limit": 200.0,
+        "alert_at": 0.7,
+        "stop_at": 0.95,
+    }
+    assert guide_costs(status) == {
+        "month": "2026-03",
+        "localInferences": 8,
+        "cloudInferences": 2,
+        "monthlyCost": 1.5,
+        "savings": 4.5,
+        "savingsPercentage": 75.0,
+    }
     assert budget_marks(status) == {"alert_usd": 140.0, "stop_usd": 190.0}
 
 
@@ -145,7 +185,11 @@ def test_agents_bad_input_is_a_400_naming_the_field(body: bytes, param: str | No
         _parse(body)
     assert e.value.status_code == 400
     error = e.value.detail["error"]  # type: ignore[index]
-    assert error["type"] == "invalid_request_error" and error["param"] == param and words.lower() in error["message"].lower()
+    assert (
+        error["type"] == "invalid_request_error"
+        and error["param"] == param
+        and words.lower() in error["message"].lower()
+    )
 
 
 def test_agents_input_accepts_the_guides_shape() -> None:
@@ -169,8 +213,14 @@ def test_ledger_tap_keeps_a_requests_rows_by_its_client_id() -> None:
 
 def test_dashboard_routes_are_free_and_nothing_else_under_it() -> None:
     p = RoutePolicy()
-    for method, path in (("GET", "/dashboard"), ("POST", "/dashboard/login"), ("POST", "/dashboard/logout"),
-                         ("GET", "/dashboard/data"), ("GET", "/dashboard/assets/dashboard.js"), ("POST", "/api/agents")):
+    for method, path in (
+        ("GET", "/dashboard"),
+        ("POST", "/dashboard/login"),
+        ("POST", "/dashboard/logout"),
+        ("GET", "/dashboard/data"),
+        ("GET", "/dashboard/assets/dashboard.js"),
+        ("POST", "/api/agents"),
+    ):
         assert p.verdict(method, path) == "free", (method, path)
     assert p.verdict("GET", "/dashboard/assets/a/b") == "closed"
     assert p.verdict("DELETE", "/dashboard") == "closed"
@@ -185,15 +235,42 @@ def test_learning_sources_add_scores_labels_version_and_runs(tmp_path: Path) -> 
     from policies.routing.scorer import DEFAULT_ARTIFACT
 
     log = InferenceLog(tmp_path / "learning")
-    log.write(routes=[RouteRow("r1", ts(1), "k", b"", b"", b"", 0, '{"messages": "secret text"}', 0.2345, "learned",
-                               "v1", "local-llama", "live")],
-              labels=[Label("r1", "gate", 1.0, ts(1) + 1)])
+    log.write(
+        routes=[
+            RouteRow(
+                "r1",
+                ts(1),
+                "k",
+                b"",
+                b"",
+                b"",
+                0,
+                '{"messages": "secret text"}',
+                0.2345,
+                "learned",
+                "v1",
+                "local-llama",
+                "live",
+            )
+        ],
+        labels=[Label("r1", "gate", 1.0, ts(1) + 1)],
+    )
     registry = RouterRegistry(tmp_path / "learning" / "routers", DEFAULT_ARTIFACT)
     registry.record_run({"time": "2026-03-02T10:00:00Z", "ts": ts(2), "decision": "kept", "reason": "too few labels"})
     registry.record_run({"ts": ts(3), "decision": "would install", "dry_run": True})
-    registry.record_run({"time": "2026-04-01T10:00:00Z", "ts": datetime(2026, 4, 1, 10, tzinfo=timezone.utc).timestamp(),
-                         "decision": "installed", "version": "20260401T100000Z-abcdef12", "reason": "won"})
-    rows = [row("r1", "local-llama", ts(1)), row("r2", "claude-sonnet", ts(1) + 5, 0.01, requested_model="claude-sonnet")]
+    registry.record_run(
+        {
+            "time": "2026-04-01T10:00:00Z",
+            "ts": datetime(2026, 4, 1, 10, tzinfo=UTC).timestamp(),
+            "decision": "installed",
+            "version": "20260401T100000Z-abcdef12",
+            "reason": "won",
+        }
+    )
+    rows = [
+        row("r1", "local-llama", ts(1)),
+        row("r2", "claude-sonnet", ts(1) + 5, 0.01, requested_model="claude-sonnet"),
+    ]
 
     async def month_rows() -> list[dict]:
         return rows
@@ -244,7 +321,10 @@ def test_the_ledger_is_reread_on_new_rows_but_a_slow_read_rarely(monkeypatch: py
 def test_ledger_view_keeps_the_daily_series_and_the_newest_rows() -> None:
     from proxy.dashboard.data import TAIL_ROWS, ledger_view
 
-    records = [LedgerRecord(f"r{i}", "2026-03", ts(1 + i % 28), "auto", "deepseek-chat", 1, 1, 1000, 2000) for i in range(TAIL_ROWS + 50)]
+    records = [
+        LedgerRecord(f"r{i}", "2026-03", ts(1 + i % 28), "auto", "deepseek-chat", 1, 1, 1000, 2000)
+        for i in range(TAIL_ROWS + 50)
+    ]
     view = ledger_view(records, "2026-03", "UTC")
     assert sum(d["requests"] for d in view.daily) == TAIL_ROWS + 50
     assert sum(d["cost_usd"] for d in view.daily) == pytest.approx((TAIL_ROWS + 50) * 1e-6)

@@ -1,4 +1,5 @@
 """`synqra quality-score` round trip: JSON lines in, scores out, in order."""
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,19 @@ from policies.quality.cli import quality_score_main
 from proxy.cli import main as synqra_main
 
 ROWS = [
-    {"id": "good", "messages": [{"role": "user", "content": "Why is the sky blue?"}],
-     "answer": "Air molecules scatter blue sunlight more strongly than red light, so the sky looks blue."},
+    {
+        "id": "good",
+        "messages": [{"role": "user", "content": "Why is the sky blue?"}],
+        "answer": "Air molecules scatter blue sunlight more strongly than red light, so the sky looks blue.",
+    },
     {"id": 7, "messages": [{"role": "user", "content": "Name three primary colours."}], "answer": "   "},
     {"id": "loop", "messages": [{"role": "user", "content": "Tell me a story."}], "answer": "The end is near. " * 40},
-    {"id": "cut", "messages": [{"role": "user", "content": "Write a poem about rain."}],
-     "answer": "Rain falls softly on the roof,", "finish_reason": "length"},
+    {
+        "id": "cut",
+        "messages": [{"role": "user", "content": "Write a poem about rain."}],
+        "answer": "Rain falls softly on the roof,",
+        "finish_reason": "length",
+    },
 ]
 
 
@@ -37,19 +45,32 @@ def test_round_trip_default_settings(tmp_path: Path) -> None:
 def test_config_bands_apply(tmp_path: Path) -> None:
     cfg = {
         "model_list": [
-            {"model_name": "local-llama", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:8080/v1"}},
-            {"model_name": "local-embed", "litellm_params": {"model": "openai/e", "api_base": "http://127.0.0.1:8081/v1"}},
+            {
+                "model_name": "local-llama",
+                "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:8080/v1"},
+            },
+            {
+                "model_name": "local-embed",
+                "litellm_params": {"model": "openai/e", "api_base": "http://127.0.0.1:8081/v1"},
+            },
             {"model_name": "deepseek-chat", "litellm_params": {"model": "deepseek/deepseek-chat"}},
             {"model_name": "claude-sonnet", "litellm_params": {"model": "anthropic/claude-sonnet-4-5"}},
             {"model_name": "auto", "litellm_params": {"model": "openai/auto"}},
         ],
         # Nothing but a perfect score delivers; relevance off (no embedding model loaded).
-        "synqra": {"quality": {"deliver_above": 0.999, "escalate_below": 0.5, "weights": {"relevance": 0.0, "hedging": 0.9}}},
+        "synqra": {
+            "quality": {"deliver_above": 0.999, "escalate_below": 0.5, "weights": {"relevance": 0.0, "hedging": 0.9}}
+        },
     }
     path = tmp_path / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    rows = [{"id": 1, "messages": [{"role": "user", "content": "Is it going to rain?"}],
-             "answer": "I think it might rain, however I'm not sure."}]
+    rows = [
+        {
+            "id": 1,
+            "messages": [{"role": "user", "content": "Is it going to rain?"}],
+            "answer": "I think it might rain, however I'm not sure.",
+        }
+    ]
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text(json.dumps(rows[0]) + "\n")
     assert synqra_main(["quality-score", "--config", str(path), "--input", str(src), "--output", str(dst)]) == 0

@@ -1,4 +1,5 @@
 """The escalation planner: every branch of next_step, the rephrase prompt, best_attempt."""
+
 from __future__ import annotations
 
 from policies.common.quality_settings import QualitySettings
@@ -40,8 +41,9 @@ def test_rephrase_same_or_next_tier() -> None:
 
 
 def test_only_one_rephrase() -> None:
-    s = step(verdict("rephrase"), ["local-llama", "local-llama"], rephrased=True,
-             settings=QualitySettings(max_extra_calls=5))
+    s = step(
+        verdict("rephrase"), ["local-llama", "local-llama"], rephrased=True, settings=QualitySettings(max_extra_calls=5)
+    )
     assert s.kind == "deliver" and s.note == "already_rephrased"
 
 
@@ -58,8 +60,9 @@ def test_budget_stopped_blocks_paid_but_not_free_tiers() -> None:
     # A rephrase on the free local tier still happens.
     r = step(verdict("rephrase"), ["local-llama"], budget_stopped=True)
     assert r.kind == "rephrase" and r.tier == "local-llama"
-    paid_rephrase = step(verdict("rephrase"), ["local-llama"], budget_stopped=True,
-                         settings=QualitySettings(rephrase_target="next"))
+    paid_rephrase = step(
+        verdict("rephrase"), ["local-llama"], budget_stopped=True, settings=QualitySettings(rephrase_target="next")
+    )
     assert paid_rephrase.note == "budget_stopped"
 
 

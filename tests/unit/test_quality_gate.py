@@ -1,5 +1,6 @@
 """The quality gate's pure parts: reading answers (tool calls included) out of the four API shapes, and the
 client parameters a rephrase / escalation call repeats."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,15 +10,17 @@ from typing import Any
 
 import pytest
 
-from policies.common.quality_settings import QualitySettings
-from policies.quality.scorer import QualityScorer
 from policies.common.api_answers import Answer, chat_answer, messages_answer, stream_answer
+from policies.common.quality_settings import QualitySettings
 from policies.common.request_state import RequestState
+from policies.quality.scorer import QualityScorer
 from proxy.quality_gate import QualityGate, client_params
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-OPENAI_REQUEST = {"messages": [{"role": "user", "content": "Weather in Paris?"}],
-                  "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}}]}
+OPENAI_REQUEST = {
+    "messages": [{"role": "user", "content": "Weather in Paris?"}],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}}],
+}
 ANTHROPIC_REQUEST = {"messages": OPENAI_REQUEST["messages"], "tools": [{"name": "get_weather", "input_schema": SCHEMA}]}
 
 
@@ -34,8 +37,17 @@ def _split(text: str) -> list[str]:
 
 def openai_plain(args: str) -> Answer:
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": args}}
-    return chat_answer({"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
-                                     "finish_reason": "tool_calls"}]})
+    return chat_answer(
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                    "finish_reason": "tool_calls",
+                }
+            ]
+        }
+    )
 
 
 def openai_chunks(args: str) -> list[dict[str, Any]]:
@@ -43,9 +55,12 @@ def openai_chunks(args: str) -> list[dict[str, Any]]:
         return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
-    return [chunk({"role": "assistant", "content": None, "tool_calls": [first]}),
-            *(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}) for part in _split(args)),
-            chunk({}, "tool_calls"), {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 5}}]
+    return [
+        chunk({"role": "assistant", "content": None, "tool_calls": [first]}),
+        *(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}) for part in _split(args)),
+        chunk({}, "tool_calls"),
+        {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 5}},
+    ]
 
 
 def anthropic_plain(args: str) -> Answer:
@@ -54,20 +69,30 @@ def anthropic_plain(args: str) -> Answer:
 
 
 def anthropic_events(args: str) -> list[dict[str, Any]]:
-    return [{"type": "message_start", "message": {"content": []}},
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Je regarde à Paris."}},
-            {"type": "content_block_stop", "index": 0},
-            {"type": "content_block_start", "index": 1,
-             "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}},
-            *({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": p}} for p in _split(args)),
-            {"type": "content_block_stop", "index": 1},
-            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
-            {"type": "message_stop"}]
+    return [
+        {"type": "message_start", "message": {"content": []}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Je regarde à Paris."}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
+        },
+        *(
+            {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": p}}
+            for p in _split(args)
+        ),
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ]
 
 
 def anthropic_sse(args: str) -> bytes:
-    return "".join(f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n" for e in anthropic_events(args)).encode()
+    return "".join(
+        f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n" for e in anthropic_events(args)
+    ).encode()
 
 
 SHAPES = {
@@ -81,8 +106,11 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-@pytest.mark.parametrize("args, action", [('{"city": "Paris"}', "deliver"), ('{"town": "Paris"}', "escalate")],
-                         ids=["valid", "lacks-required"])
+@pytest.mark.parametrize(
+    "args, action",
+    [('{"city": "Paris"}', "deliver"), ('{"town": "Paris"}', "escalate")],
+    ids=["valid", "lacks-required"],
+)
 def test_tool_calls_are_judged_alike_in_every_shape(shape: str, args: str, action: str) -> None:
     request, read = SHAPES[shape]
     answer = read(args)
@@ -108,40 +136,84 @@ def test_anthropic_sse_read_whatever_the_chunk_boundaries() -> None:
 
 def test_streamed_text_answer_is_the_first_choices() -> None:
     # With n > 1 the first choice is the one judged, as for a plain answer (chat_answer).
-    chunks = [{"choices": [{"index": i, "delta": {"content": w}, "finish_reason": None}]}
-              for i in (0, 1) for w in ("Tokyo", " is", " big.")]
-    chunks += [{"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}, {"index": 1, "delta": {}, "finish_reason": "stop"}]}]
+    chunks = [
+        {"choices": [{"index": i, "delta": {"content": w}, "finish_reason": None}]}
+        for i in (0, 1)
+        for w in ("Tokyo", " is", " big.")
+    ]
+    chunks += [
+        {
+            "choices": [
+                {"index": 0, "delta": {}, "finish_reason": "length"},
+                {"index": 1, "delta": {}, "finish_reason": "stop"},
+            ]
+        }
+    ]
     assert stream_answer(chunks) == Answer("Tokyo is big.", "length", None, None)
 
 
 LITELLM_OWN = {
-    "litellm_call_id": "c1", "litellm_logging_obj": object(), "proxy_server_request": {"body": {}}, "secret_fields": {},
-    "_litellm_strip_stream_usage": True, "provider_specific_header": {"extra_headers": {}}, "api_key": "sk-client",
+    "litellm_call_id": "c1",
+    "litellm_logging_obj": object(),
+    "proxy_server_request": {"body": {}},
+    "secret_fields": {},
+    "_litellm_strip_stream_usage": True,
+    "provider_specific_header": {"extra_headers": {}},
+    "api_key": "sk-client",
 }
 
 
 def test_client_params_openai_are_everything_but_the_gates_and_litellms() -> None:
-    client = {"messages": [{"role": "user", "content": "hi"}], "presence_penalty": 0.5, "logit_bias": {"1": -5}, "n": 2,
-              "reasoning_effort": "low", "parallel_tool_calls": False, "user": "u-1", "max_tokens": 9}
-    data = {**client, **LITELLM_OWN, "model": "local-llama", "stream": True, "stream_options": {"include_usage": True},
-            "metadata": {"synqra": {"request_id": "r"}, "user_api_key_hash": "h"}}
+    client = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "presence_penalty": 0.5,
+        "logit_bias": {"1": -5},
+        "n": 2,
+        "reasoning_effort": "low",
+        "parallel_tool_calls": False,
+        "user": "u-1",
+        "max_tokens": 9,
+    }
+    data = {
+        **client,
+        **LITELLM_OWN,
+        "model": "local-llama",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "metadata": {"synqra": {"request_id": "r"}, "user_api_key_hash": "h"},
+    }
     assert client_params(data, "acompletion") == client
 
 
 def test_client_params_anthropic_keep_the_clients_metadata_not_synqras_state() -> None:
-    client = {"messages": [{"role": "user", "content": "hi"}], "system": [{"type": "text", "text": "Be brief."}], "top_k": 5,
-              "thinking": {"type": "enabled", "budget_tokens": 1024}, "stop_sequences": ["END"], "max_tokens": 9}
-    data = {**client, **LITELLM_OWN, "model": "auto", "litellm_metadata": {"synqra": {"request_id": "r"}},
-            "metadata": {"user_id": "u-7", "synqra": {"request_id": "r"}}}
+    client = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "system": [{"type": "text", "text": "Be brief."}],
+        "top_k": 5,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "stop_sequences": ["END"],
+        "max_tokens": 9,
+    }
+    data = {
+        **client,
+        **LITELLM_OWN,
+        "model": "auto",
+        "litellm_metadata": {"synqra": {"request_id": "r"}},
+        "metadata": {"user_id": "u-7", "synqra": {"request_id": "r"}},
+    }
     assert client_params(data, "anthropic_messages") == {**client, "metadata": {"user_id": "u-7"}}
     del data["metadata"]["user_id"]
     assert "metadata" not in client_params(data, "anthropic_messages"), "nothing of the client's left to send"
 
 
 def _gate() -> QualityGate:
-    cfg = SimpleNamespace(synqra=SimpleNamespace(quality=QualitySettings(),
-                                                 routing=SimpleNamespace(tiers=["local-llama", "claude-sonnet"]),
-                                                 backends=SimpleNamespace(llama=SimpleNamespace(model_alias="local-llama"))))
+    cfg = SimpleNamespace(
+        synqra=SimpleNamespace(
+            quality=QualitySettings(),
+            routing=SimpleNamespace(tiers=["local-llama", "claude-sonnet"]),
+            backends=SimpleNamespace(llama=SimpleNamespace(model_alias="local-llama")),
+        )
+    )
     return QualityGate(SimpleNamespace(config=cfg))
 
 
@@ -151,5 +223,9 @@ def test_prepare_keeps_the_logprobs_it_adds_out_of_the_clients_request(asked: di
     state = RequestState("r", call_type="acompletion", route="local-llama")
     _gate().prepare(state, data)
     assert data["logprobs"] is True, "llama.cpp is asked for the logprobs the scorer reads"
-    assert state.quality is not None and state.quality.request == {"messages": data["messages"], "temperature": 0, **asked}
+    assert state.quality is not None and state.quality.request == {
+        "messages": data["messages"],
+        "temperature": 0,
+        **asked,
+    }
     assert state.quality.strip_logprobs is not bool(asked)

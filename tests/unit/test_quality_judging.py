@@ -1,4 +1,5 @@
 """The judge's pure module: templates, parsing (malformed output -> None, never an exception), both orders."""
+
 from __future__ import annotations
 
 import random
@@ -6,8 +7,8 @@ import random
 import pytest
 
 from policies import judging as j
-from policies.quality.bands import band
 from policies.common.quality_settings import JudgeSettings, QualitySettings
+from policies.quality.bands import band
 
 
 def test_single_rating_prompt_carries_question_and_answer() -> None:
@@ -41,8 +42,19 @@ def test_parse_rating(text: str, rating: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "Rating: [[1", "I would rate it [[7]] or maybe [[8]]", "Rating: [[11]]", "Rating: [[0]]", "$ERROR$",
-     "9/10 overall", None, 7, {"rating": 7}, ["[[7]]"]],
+    [
+        "",
+        "Rating: [[1",
+        "I would rate it [[7]] or maybe [[8]]",
+        "Rating: [[11]]",
+        "Rating: [[0]]",
+        "$ERROR$",
+        "9/10 overall",
+        None,
+        7,
+        {"rating": 7},
+        ["[[7]]"],
+    ],
 )
 def test_malformed_rating_is_none(text: object) -> None:
     assert j.parse_rating(text) is None
@@ -78,8 +90,17 @@ def test_pairwise_prompts_in_both_orders() -> None:
 
 @pytest.mark.parametrize(
     "text, verdict",
-    [("A is clearer. [[A]]", "A"), ("[[B]]", "B"), ("Both fine: [[C]]", "C"), ("[[B]] ... final: [[B]]", "B"),
-     ("[[A]] no wait [[B]]", None), ("A is better", None), ("[[D]]", None), ("", None), (None, None)],
+    [
+        ("A is clearer. [[A]]", "A"),
+        ("[[B]]", "B"),
+        ("Both fine: [[C]]", "C"),
+        ("[[B]] ... final: [[B]]", "B"),
+        ("[[A]] no wait [[B]]", None),
+        ("A is better", None),
+        ("[[D]]", None),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_parse_verdict(text: object, verdict: str | None) -> None:
     assert j.parse_verdict(text) == verdict

@@ -1,4 +1,5 @@
 """Issue 17's examples through the scorer API and `synqra quality-score`, the answer model's artifact, training."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.quality.answer_model import DEFAULT_ARTIFACT, AnswerModelError, load_answer_model, manifest_path
 from policies.common.quality_settings import QualitySettings
+from policies.quality.answer_model import DEFAULT_ARTIFACT, AnswerModelError, load_answer_model, manifest_path
 from policies.quality.dataset import DEFAULT_DATA_DIR
 from policies.quality.scorer import QualityScorer
 from proxy.cli import main as synqra_main
@@ -19,11 +20,16 @@ from proxy.cli import main as synqra_main
 ISSUE_17 = [
     ("What is 17 times 23?", "17 times 23 = 60", "17 times 23 = 391."),
     ("What is 15% of 80?", "15% of 80 is 20.", "15% of 80 is 12."),
-    ("What is your pricing?", "$10,598.62",
-     "I don't have access to your pricing. Tell me your plans and prices, or check your pricing page, and I can "
-     "help you present them."),
+    (
+        "What is your pricing?",
+        "$10,598.62",
+        "I don't have access to your pricing. Tell me your plans and prices, or check your pricing page, and I can "
+        "help you present them.",
+    ),
 ]
-LONG_Q = "Explain how a hash map works and what happens when two keys collide. Keep it practical for a junior developer."
+LONG_Q = (
+    "Explain how a hash map works and what happens when two keys collide. Keep it practical for a junior developer."
+)
 LONG_GOOD = (
     "A hash map stores key-value pairs in an array of buckets. To insert a key, it computes a hash of the key and "
     "uses it (modulo the array size) to pick a bucket, so lookups take constant time on average.\n\n"
@@ -59,8 +65,11 @@ def test_issue_examples_through_the_api(scorer: QualityScorer, q: str, bad: str,
 
 
 def test_issue_examples_through_synqra_quality_score(tmp_path: Path) -> None:
-    rows = [{"id": f"{i}-{kind}", "messages": [{"role": "user", "content": q}], "answer": a}
-            for i, (q, bad, good) in enumerate(ISSUE_17) for kind, a in (("bad", bad), ("good", good))]
+    rows = [
+        {"id": f"{i}-{kind}", "messages": [{"role": "user", "content": q}], "answer": a}
+        for i, (q, bad, good) in enumerate(ISSUE_17)
+        for kind, a in (("bad", bad), ("good", good))
+    ]
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert synqra_main(["quality-score", "--input", str(src), "--output", str(dst)]) == 0
@@ -71,8 +80,12 @@ def test_issue_examples_through_synqra_quality_score(tmp_path: Path) -> None:
 
 
 def test_price_list_in_the_system_prompt_may_be_quoted(scorer: QualityScorer) -> None:
-    req = {"messages": [{"role": "system", "content": "Plans: Starter $10/month, Team $40/month."},
-                        {"role": "user", "content": "What is your pricing?"}]}
+    req = {
+        "messages": [
+            {"role": "system", "content": "Plans: Starter $10/month, Team $40/month."},
+            {"role": "user", "content": "What is your pricing?"},
+        ]
+    }
     v = asyncio.run(scorer.ascore(req, "Starter is $10 a month and Team is $40 a month.", "stop", None))
     assert v.signals["invented_figure"] == 1.0 and v.action == "deliver"
 

@@ -1,4 +1,5 @@
 """One table of quality signals: every name is known in one place; a misspelt weight fails at start-up."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from policies.quality import registry as reg
 from policies.common.quality_settings import QualitySettings
+from policies.quality import registry as reg
 from policies.quality.escalation import rephrase_instruction
 from policies.quality.scorer import QualityVerdict, combine, compute_signals
 from policies.quality.signals import Signal
@@ -72,8 +73,8 @@ def test_rephrase_hints_come_from_the_table() -> None:
 
 
 def test_readme_names_only_files_that_exist_and_documents_next_step() -> None:
-    import re
     import inspect
+    import re
 
     from policies.quality.escalation import next_step
 

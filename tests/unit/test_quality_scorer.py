@@ -1,4 +1,5 @@
 """Bands, hard-failure escalation and the scorer with the real MiniLM embedder."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from policies.quality.bands import band, is_validated, validated_tiers
 from policies.common.quality_settings import QualitySettings
+from policies.quality.bands import band, is_validated, validated_tiers
 from policies.quality.scorer import QualityScorer, ScoreItem, combine, compute_signals
 
 TIERS = ["local-llama", "deepseek-chat", "claude-sonnet"]
@@ -34,7 +35,13 @@ def embedder(request: pytest.FixtureRequest):
 
 def test_bands_follow_config() -> None:
     s = QualitySettings()
-    assert [band(x, s) for x in (0.95, 0.8, 0.7, 0.6, 0.59)] == ["deliver", "rephrase", "rephrase", "rephrase", "escalate"]
+    assert [band(x, s) for x in (0.95, 0.8, 0.7, 0.6, 0.59)] == [
+        "deliver",
+        "rephrase",
+        "rephrase",
+        "rephrase",
+        "escalate",
+    ]
     s2 = QualitySettings(deliver_above=0.5, escalate_below=0.2)
     assert [band(x, s2) for x in (0.6, 0.3, 0.1)] == ["deliver", "rephrase", "escalate"]
 
@@ -93,7 +100,9 @@ def test_soft_signals_lower_the_score() -> None:
     s = QualitySettings()
     good = combine(compute_signals(req(), GOOD, "stop", None, None, 0.6), s)
     unsure = combine(compute_signals(req(), GOOD, "stop", [-3.0] * 40, None, 0.6), s)
-    refused = combine(compute_signals(req(), "I'm sorry, but I can't help with that request.", "stop", None, None, 0.6), s)
+    refused = combine(
+        compute_signals(req(), "I'm sorry, but I can't help with that request.", "stop", None, None, 0.6), s
+    )
     assert good.score > unsure.score and good.action == "deliver" and unsure.action != "deliver"
     assert refused.action == "escalate" and "refused" in refused.reasons[0]
 
@@ -108,8 +117,14 @@ def test_good_prose_answers_deliver() -> None:
 
 def test_maths_answer_with_lost_working_scores_lower() -> None:
     q = "Tom buys 3 boxes of 12 eggs and breaks 4. How many eggs does he have left?"
-    sound = combine(compute_signals(req(q), "3 * 12 = 36 eggs.\n36 - 4 = 32 left.\n#### 32", "stop", None, None, None), QualitySettings())
-    lost = combine(compute_signals(req(q), "3 * 12 = 36 eggs.\n12 - 4 = 8 left.\n#### 8", "stop", None, None, None), QualitySettings())
+    sound = combine(
+        compute_signals(req(q), "3 * 12 = 36 eggs.\n36 - 4 = 32 left.\n#### 32", "stop", None, None, None),
+        QualitySettings(),
+    )
+    lost = combine(
+        compute_signals(req(q), "3 * 12 = 36 eggs.\n12 - 4 = 8 left.\n#### 8", "stop", None, None, None),
+        QualitySettings(),
+    )
     assert sound.score == 1.0 and lost.signals["dead_end"] == 0.0 and lost.score < sound.score
 
 

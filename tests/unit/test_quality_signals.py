@@ -1,4 +1,5 @@
 """Each signal on an answer it must pass and one it must flag."""
+
 from __future__ import annotations
 
 import json
@@ -55,11 +56,21 @@ def test_refusal_unwarranted_vs_warranted() -> None:
 
 def test_language_mismatch() -> None:
     q = "What are the main causes of the French revolution and how did it end?"
-    assert sg.language_match(q, "Die Revolution hatte viele Ursachen, und sie ist mit dem Aufstieg Napoleons zu Ende gegangen.").value < 0.5
+    assert (
+        sg.language_match(
+            q, "Die Revolution hatte viele Ursachen, und sie ist mit dem Aufstieg Napoleons zu Ende gegangen."
+        ).value
+        < 0.5
+    )
     assert sg.language_match(q, "Революция имела много причин и закончилась приходом Наполеона.").value == 0.0
     assert sg.language_match(q, "It had many causes, and it ended with the rise of Napoleon to power.").value == 1.0
     # Asked for another language: not a mismatch.
-    assert sg.language_match("Translate into German: the house is big and old", "Das Haus ist groß und alt, und es ist schön.").value == 1.0
+    assert (
+        sg.language_match(
+            "Translate into German: the house is big and old", "Das Haus ist groß und alt, und es ist schön."
+        ).value
+        == 1.0
+    )
 
 
 def test_json_valid() -> None:
@@ -88,8 +99,12 @@ def test_tool_args_valid() -> None:
 def test_tool_args_valid_anthropic_shapes() -> None:
     # /v1/messages: tools offered as {name, input_schema}, called with tool_use blocks whose input is an object
     # (or the JSON text a stream's input_json_delta fragments add up to).
-    req = {"tools": [{"name": "weather", "description": "d", "input_schema": {"type": "object", "required": ["city"]}},
-                     {"type": "web_search_20250305", "name": "web_search"}]}
+    req = {
+        "tools": [
+            {"name": "weather", "description": "d", "input_schema": {"type": "object", "required": ["city"]}},
+            {"type": "web_search_20250305", "name": "web_search"},
+        ]
+    }
 
     def use(name: str, args: object) -> list[dict]:
         return [{"type": "tool_use", "id": "toolu_1", "name": name, "input": args}]
@@ -171,7 +186,10 @@ def test_dead_end_flags_a_result_nothing_uses() -> None:
     bad = sg.dead_end(Q_MATHS, lost)
     assert bad.value == 0.0 and "36" in bad.reason
     # A result used later in a plain-text calculation ("x" as times) is not a dead end.
-    assert sg.dead_end(Q_MATHS, "3 x 12 = 36 eggs in all.\nHe is left with 36 - 4 = 32.\nSo 32 x 1 = 32 eggs.").value == 1.0
+    assert (
+        sg.dead_end(Q_MATHS, "3 x 12 = 36 eggs in all.\nHe is left with 36 - 4 = 32.\nSo 32 x 1 = 32 eggs.").value
+        == 1.0
+    )
     # A result equal to the final answer is not a dead end, nor is a single calculation.
     assert sg.dead_end(Q_MATHS, "36 - 4 = 32 eggs; 3 * 12 - 4 = 32 as well.\n#### 32").value == 1.0
     assert sg.dead_end(Q_MATHS, "3 * 12 - 4 = 32\n#### 32").value == 1.0
@@ -185,26 +203,42 @@ def test_equations_in_reading_order() -> None:
 
 # Good chat answers that carry numbers, lists, code or formulas: no maths or hedging signal may fire.
 PROSE = [
-    ("Who was Napoleon and when did he rule France?",
-     "Napoleon Bonaparte was a French military leader who ruled France as First Consul from 1799 and as "
-     "Emperor from 1804 to 1814, and again for 100 days in 1815 before his defeat at Waterloo."),
-    ("How do I convert Celsius to Fahrenheit?",
-     "Multiply by 9/5 and add 32: F = C * 9/5 + 32. For example 100 * 9/5 + 32 = 212, and 0 degrees gives 32."),
-    ("Give me a simple pancake recipe.",
-     "1. Whisk 2 eggs with 250 ml of milk.\n2. Add 200 g of flour and a pinch of salt.\n3. Fry each pancake "
-     "for 1-2 minutes per side in a hot, buttered pan."),
-    ("What does this Python do: print(sum(range(10)))?",
-     "It prints 45: `range(10)` yields 0 to 9 and `sum` adds them, 0 + 1 + ... + 9 = 45."),
-    ("Suggest three things to do in Rome with 2 days and a budget of 300 euros.",
-     "Visit the Colosseum and the Forum (about 18 euros), walk from the Pantheon to the Trevi Fountain, "
-     "and spend an afternoon in Trastevere. That leaves most of the 300 euros for food and transport."),
+    (
+        "Who was Napoleon and when did he rule France?",
+        "Napoleon Bonaparte was a French military leader who ruled France as First Consul from 1799 and as "
+        "Emperor from 1804 to 1814, and again for 100 days in 1815 before his defeat at Waterloo.",
+    ),
+    (
+        "How do I convert Celsius to Fahrenheit?",
+        "Multiply by 9/5 and add 32: F = C * 9/5 + 32. For example 100 * 9/5 + 32 = 212, and 0 degrees gives 32.",
+    ),
+    (
+        "Give me a simple pancake recipe.",
+        "1. Whisk 2 eggs with 250 ml of milk.\n2. Add 200 g of flour and a pinch of salt.\n3. Fry each pancake "
+        "for 1-2 minutes per side in a hot, buttered pan.",
+    ),
+    (
+        "What does this Python do: print(sum(range(10)))?",
+        "It prints 45: `range(10)` yields 0 to 9 and `sum` adds them, 0 + 1 + ... + 9 = 45.",
+    ),
+    (
+        "Suggest three things to do in Rome with 2 days and a budget of 300 euros.",
+        "Visit the Colosseum and the Forum (about 18 euros), walk from the Pantheon to the Trevi Fountain, "
+        "and spend an afternoon in Trastevere. That leaves most of the 300 euros for food and transport.",
+    ),
 ]
 
 
 @pytest.mark.parametrize("question,answer", PROSE, ids=["history", "formula", "recipe", "code", "travel"])
 def test_task_checks_stay_silent_on_good_prose(question: str, answer: str) -> None:
-    for sig in (sg.arithmetic(answer), sg.maths_answer(question, answer), sg.maths_inputs(question, answer),
-                sg.dead_end(question, answer), sg.hedging(answer), sg.abrupt_end(answer)):
+    for sig in (
+        sg.arithmetic(answer),
+        sg.maths_answer(question, answer),
+        sg.maths_inputs(question, answer),
+        sg.dead_end(question, answer),
+        sg.hedging(answer),
+        sg.abrupt_end(answer),
+    ):
         assert sig == sg.OK, sig.reason
 
 
@@ -215,9 +249,14 @@ def test_hedging() -> None:
 
 
 def test_question_text_takes_last_user_turn() -> None:
-    req = {"messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "first"},
-                        {"role": "assistant", "content": "ok"},
-                        {"role": "user", "content": [{"type": "text", "text": "second"}]}]}
+    req = {
+        "messages": [
+            {"role": "system", "content": "be nice"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": "second"}]},
+        ]
+    }
     assert sg.question_text(req) == "second"
 
 
@@ -262,8 +301,13 @@ def test_worded_arithmetic_is_rechecked(wrong: str, right: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["She is 5 times as old as her 3 cousins.", "It rained 3 times in 10 days.", "Twice a week, 20 people came.",
-     "In 2020, 15% of the 80 staff left.", "Step 1 is 10 minutes, step 2 is 5 minutes."],
+    [
+        "She is 5 times as old as her 3 cousins.",
+        "It rained 3 times in 10 days.",
+        "Twice a week, 20 people came.",
+        "In 2020, 15% of the 80 staff left.",
+        "Step 1 is 10 minutes, step 2 is 5 minutes.",
+    ],
 )
 def test_words_that_are_not_arithmetic_are_left_alone(text: str) -> None:
     assert sg.arithmetic(text).value == 1.0
@@ -311,15 +355,26 @@ def test_invented_figures_are_flagged(question: str, invented: str) -> None:
 
 def test_figures_from_the_conversation_or_a_calculation_are_not_invented() -> None:
     ctx = "Our plans: Basic $12 per month, Pro $30 per month.\nWhat is your pricing for a year of Pro?"
-    assert sg.invented_figure(ctx, "What is your pricing for a year of Pro?", "Pro is $30 per month, so 12 * 30 = 360 a year.").value == 1.0
+    assert (
+        sg.invented_figure(
+            ctx, "What is your pricing for a year of Pro?", "Pro is $30 per month, so 12 * 30 = 360 a year."
+        ).value
+        == 1.0
+    )
     honest = "I don't have your price list. Please share it, or check the pricing page."
     assert sg.invented_figure("What is your pricing?", "What is your pricing?", honest).value == 1.0
     assert sg.refusal("What is your pricing?", "I don't have access to your pricing.").value == 1.0
 
 
 @pytest.mark.parametrize(
-    "question", ["What is the capital of Japan?", "How much does a new car cost in Germany?", Q_MATHS,
-                 "When did the Berlin Wall fall?", "What's the probability that you roll a 6 twice?"],
+    "question",
+    [
+        "What is the capital of Japan?",
+        "How much does a new car cost in Germany?",
+        Q_MATHS,
+        "When did the Berlin Wall fall?",
+        "What's the probability that you roll a 6 twice?",
+    ],
 )
 def test_questions_about_public_facts_are_not_unknowable(question: str) -> None:
     assert not sg.asks_unknowable_figure(question)

@@ -1,10 +1,11 @@
 """`synqra report`'s figures and pages from a real SQLite ledger written by the budget guard."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,27 @@ from proxy.report.summary import logged_verdicts, month_report
 
 apply_offline_env()
 
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def app_config(tmp: Path) -> AppConfig:
     def entry(name: str, i: float, o: float, **info: Any) -> ModelEntry:
-        return ModelEntry(model_name=name, litellm_params={"model": f"openai/{name}"},
-                          model_info={"input_cost_per_token": i, "output_cost_per_token": o, **info})
+        return ModelEntry(
+            model_name=name,
+            litellm_params={"model": f"openai/{name}"},
+            model_info={"input_cost_per_token": i, "output_cost_per_token": o, **info},
+        )
 
-    models = [entry("local-llama", 0, 0), entry("local-embed", 0, 0, mode="embedding"), entry("deepseek-chat", 0.28e-6, 0.42e-6),
-              entry("claude-sonnet", 3e-6, 15e-6), entry("auto", 0, 0)]
-    synqra = SynqraSettings.model_validate({"server": {"data_dir": str(tmp)}, "budget": {"store": "sqlite", "monthly_limit_usd": 10}})
+    models = [
+        entry("local-llama", 0, 0),
+        entry("local-embed", 0, 0, mode="embedding"),
+        entry("deepseek-chat", 0.28e-6, 0.42e-6),
+        entry("claude-sonnet", 3e-6, 15e-6),
+        entry("auto", 0, 0),
+    ]
+    synqra = SynqraSettings.model_validate(
+        {"server": {"data_dir": str(tmp)}, "budget": {"store": "sqlite", "monthly_limit_usd": 10}}
+    )
     return AppConfig(path=tmp / "litellm_config.yaml", model_list=models, synqra=synqra)
 
 
@@ -36,8 +47,20 @@ async def fill(guard: BudgetGuard) -> None:
     await guard.record_free(CallRecord("r1", "auto", "local-llama", 100, 50))
     await guard.record_free(CallRecord("r2", "auto", "local-llama", 100, 50))
     res = await guard.reserve("r2:escalation:deepseek-chat:1", "deepseek-chat", 100, 200)
-    await guard.settle(res, CallRecord("r2:escalation:deepseek-chat:1", "auto", "deepseek-chat", 100, 80, kind="escalation",
-                                       parent_id="r2", counts_request=False, leaves_local=True))
+    await guard.settle(
+        res,
+        CallRecord(
+            "r2:escalation:deepseek-chat:1",
+            "auto",
+            "deepseek-chat",
+            100,
+            80,
+            kind="escalation",
+            parent_id="r2",
+            counts_request=False,
+            leaves_local=True,
+        ),
+    )
     res = await guard.reserve("r3", "claude-sonnet", 1000, 500)
     await guard.settle(res, CallRecord("r3", "auto", "claude-sonnet", 1000, 400))
 
@@ -62,8 +85,17 @@ def build(tmp_path: Path, month: str | None = None, now: datetime = NOW) -> tupl
 def test_report_figures_are_the_budget_status(tmp_path: Path) -> None:
     report, status = build(tmp_path)
     b = report["budget"]
-    for key in ("requests", "local_requests", "local_share", "monthly_used", "baseline_cost", "savings", "savings_percent",
-                "projected_month_end", "state"):
+    for key in (
+        "requests",
+        "local_requests",
+        "local_share",
+        "monthly_used",
+        "baseline_cost",
+        "savings",
+        "savings_percent",
+        "projected_month_end",
+        "state",
+    ):
         assert b[key] == status[key], key
     assert b["requests"] == 3 and b["local_requests"] == 1
     assert report["escalated_requests"] == 1 and report["fallback_requests"] == 0
@@ -86,12 +118,12 @@ def test_markdown_and_html_pages(tmp_path: Path) -> None:
     # Self-contained: nothing to fetch, no script.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page) and "<script" not in page.lower()
     # One bar per day of March in the daily chart, plus the spend bar and the bars of the other charts.
-    daily = page[page.index('aria-label="requests and cost per day"'):]
+    daily = page[page.index('aria-label="requests and cost per day"') :]
     assert daily[: daily.index("</svg>")].count('class="bar"') == 31
 
 
 def test_a_closed_month_projects_what_it_spent(tmp_path: Path) -> None:
-    report, _ = build(tmp_path, month="2026-03", now=datetime(2026, 4, 2, tzinfo=timezone.utc))
+    report, _ = build(tmp_path, month="2026-03", now=datetime(2026, 4, 2, tzinfo=UTC))
     b = report["budget"]
     assert not report["current"] and b["state"] == "closed" and b["elapsed_share"] == 1.0
     assert b["projected_month_end"] == b["monthly_used"] > 0 and b["requests"] == 3
@@ -112,11 +144,29 @@ def test_verdicts_are_read_from_the_quality_gates_log_lines() -> None:
     log.setLevel(logging.INFO)
     try:
         for action, first in (("deliver", "local-llama"), ("escalate", "local-llama"), ("rephrase", "deepseek-chat")):
-            log.info("quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s", 0.5, action, "ok",
-                     "false", first, "", first, 0.2, "learned")
+            log.info(
+                "quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s",
+                0.5,
+                action,
+                "ok",
+                "false",
+                first,
+                "",
+                first,
+                0.2,
+                "learned",
+            )
         # proxy/shadow_eval.py's line
-        log.info("shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s", 0.9, "deliver", "ok", "local-llama",
-                 "route_score=0.1 scorer=learned", "deepseek-chat", "synqra-x")
+        log.info(
+            "shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s",
+            0.9,
+            "deliver",
+            "ok",
+            "local-llama",
+            "route_score=0.1 scorer=learned",
+            "deepseek-chat",
+            "synqra-x",
+        )
     finally:
         log.removeHandler(h)
     month = datetime.now().strftime("%Y-%m")  # asctime is the process's local time

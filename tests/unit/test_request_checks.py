@@ -34,7 +34,10 @@ def test_context_window_counts_system_blocks_like_a_system_string() -> None:
     long = "Policy clause about refunds and returns for the store. " * 300  # ~16,500 chars
     msgs = [{"role": "user", "content": "Summarise the policy."}]
     as_string = {"messages": msgs, "system": long}
-    as_blocks = {"messages": msgs, "system": [{"type": "text", "text": long[:8000]}, {"type": "text", "text": long[8000:]}]}
+    as_blocks = {
+        "messages": msgs,
+        "system": [{"type": "text", "text": long[:8000]}, {"type": "text", "text": long[8000:]}],
+    }
     assert "too long" in check_context_window(as_string, "local-llama", 2048)
     assert "too long" in check_context_window(as_blocks, "local-llama", 2048)
     short_blocks = {"messages": msgs, "system": [{"type": "text", "text": "Be brief."}, {"type": "image"}, "junk"]}

@@ -3,6 +3,7 @@
 LiteLLM's route table is walked in a fresh interpreter with its lazily loaded routers registered up front
 (LITELLM_DISABLE_LAZY_ROUTES), as a running proxy would have them after their first use.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,7 @@ from proxy.route_guard import RouteGuard
 from proxy.route_policy import ACCOUNTED, FREE, RoutePolicy
 
 REPO = Path(__file__).resolve().parents[2]
-WALK = r'''
+WALK = r"""
 import json, os, sys
 from policies.common.offline import apply_offline_env
 apply_offline_env()
@@ -46,14 +47,20 @@ def walk(routes, prefix=""):
             for m in sorted(getattr(r, "methods", None) or ["GET"]):
                 yield [m, prefix + r.path]
 print(json.dumps(sorted({tuple(x) for x in walk(app.routes)})))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def litellm_routes() -> list[tuple[str, str]]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    out = subprocess.run([sys.executable, "-c", WALK, str(REPO / "litellm_config.yaml")], capture_output=True, text=True,
-                         cwd=REPO, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", WALK, str(REPO / "litellm_config.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return [tuple(x) for x in json.loads(out.stdout.strip().splitlines()[-1])]
 
@@ -73,7 +80,9 @@ def test_the_table_is_walked_whole(litellm_routes: list[tuple[str, str]]) -> Non
 @pytest.mark.stack
 def test_only_the_allow_list_is_served_and_all_of_it_exists(litellm_routes: list[tuple[str, str]]) -> None:
     policy = RoutePolicy()
-    served = {(m, p) for m, p in litellm_routes if m not in ("MOUNT", "WS") and policy.verdict(m, _concrete(p)) != "closed"}
+    served = {
+        (m, p) for m, p in litellm_routes if m not in ("MOUNT", "WS") and policy.verdict(m, _concrete(p)) != "closed"
+    }
     # Exactly the templates of the allow-list that LiteLLM mounts: nothing else (e.g. GET /v1/responses/{id},
     # /v1/messages/batches, /anthropic/...) slips through by a loose pattern.
     allowed = set(ACCOUNTED) | set(FREE)
@@ -92,14 +101,22 @@ def test_every_closed_route_is_answered_before_litellm(litellm_routes: list[tupl
 
     async def downstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
         reached.append(scope["path"])
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-litellm-model-api-base", b"http://10.0.0.1")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"x-litellm-model-api-base", b"http://10.0.0.1")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"{}"})
 
     guard = RouteGuard(downstream, RoutePolicy())
 
     async def call(method: str, path: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         sent: list[dict[str, Any]] = []
-        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "input": "x", "prompt": "x"}).encode()
+        body = json.dumps(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "input": "x", "prompt": "x"}
+        ).encode()
         inbox = [{"type": "http.request", "body": body, "more_body": False}]
         kind = "websocket" if method == "WS" else "http"
         scope = {"type": kind, "path": path, "method": "GET" if kind == "websocket" else method, "headers": []}
@@ -114,7 +131,11 @@ def test_every_closed_route_is_answered_before_litellm(litellm_routes: list[tupl
         if kind == "websocket":
             return (403 if sent and sent[0]["type"] == "websocket.close" else 101), b"", []
         start = next(m for m in sent if m["type"] == "http.response.start")
-        return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"), start["headers"]
+        return (
+            start["status"],
+            b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"),
+            start["headers"],
+        )
 
     policy = RoutePolicy()
     for method, path in litellm_routes:
@@ -163,7 +184,9 @@ def test_bad_bodies_of_accounted_routes_are_a_400_in_the_apis_format() -> None:
 
     status, err = asyncio.run(call("/v1/embeddings", {"model": "auto", "input": [[], []]}))
     assert status == 400 and "input" in err["error"]["message"]
-    status, err = asyncio.run(call("/v1/messages", {"model": "m", "system": 10**12, "messages": [{"role": "user", "content": "x"}]}))
+    status, err = asyncio.run(
+        call("/v1/messages", {"model": "m", "system": 10**12, "messages": [{"role": "user", "content": "x"}]})
+    )
     assert status == 400 and err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
     status, err = asyncio.run(call("/v1/chat/completions", [1, 2]))
     assert status == 400 and "JSON object" in err["error"]["message"]

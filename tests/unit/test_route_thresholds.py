@@ -1,4 +1,5 @@
 """`synqra route-thresholds`: thresholds that split a sample of one's own traffic in chosen tier shares."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,20 +15,33 @@ from pathlib import Path
 import pytest
 import yaml
 
-from policies.routing import thresholds as cli
 from policies.common.routing_settings import RoutingSettings
+from policies.common.settings import LOG_FORMAT
 from policies.embedding.names import embedder_for
+from policies.routing import thresholds as cli
 from policies.routing.router import Router
 from policies.routing.scorer import load_artifact
 from policies.routing.tiers import thresholds_for_shares, tier_index
-from policies.common.settings import LOG_FORMAT
 from tests.unit.test_routing_router import make_config, user
 
-SUBJECTS = ["refunds", "shipping times", "the pricing page", "password resets", "invoices", "API rate limits",
-            "a flaky unit test", "database indexes", "the quarterly report", "a caching strategy"]
-ASKS = ["What is {}?", "Explain {} in two sentences.",
-        "Compare three ways to handle {} and say which one you would pick, with the trade-offs of each.",
-        "Step by step, analyse why {} keeps failing in production, then propose a fix and a test that proves it."]
+SUBJECTS = [
+    "refunds",
+    "shipping times",
+    "the pricing page",
+    "password resets",
+    "invoices",
+    "API rate limits",
+    "a flaky unit test",
+    "database indexes",
+    "the quarterly report",
+    "a caching strategy",
+]
+ASKS = [
+    "What is {}?",
+    "Explain {} in two sentences.",
+    "Compare three ways to handle {} and say which one you would pick, with the trade-offs of each.",
+    "Step by step, analyse why {} keeps failing in production, then propose a fix and a test that proves it.",
+]
 
 
 def sample_requests() -> list[dict]:
@@ -151,7 +165,9 @@ def test_command_reads_the_log(
     # The split the running thresholds give (what a shadow-mode log says going live would do) is the
     # split of the logged decisions themselves (none of these prompts is creative or needs a capability).
     tiers = [d.tier for d in router.decide_batch(sample_requests())]
-    expected = ", ".join(f"{t} {tiers.count(t) / len(tiers):.3f}" for t in ("local-llama", "deepseek-chat", "claude-sonnet"))
+    expected = ", ".join(
+        f"{t} {tiers.count(t) / len(tiers):.3f}" for t in ("local-llama", "deepseek-chat", "claude-sonnet")
+    )
     assert f"# at the configured thresholds {router.thresholds}: {expected}" in out
     assert len(set(tiers)) > 1
     assert len(yaml.safe_load(out)["synqra"]["routing"]["thresholds"]) == 2
@@ -160,6 +176,7 @@ def test_command_reads_the_log(
 
 
 # --- the local cut from logged quality verdicts (--max-escalation) ------------------------------
+
 
 def verdicts_rising(n: int = 200, bad_above: float = 0.6) -> list[tuple[float, str]]:
     """Scores spread over 0..1; the local answer is escalated exactly when the score is above bad_above."""
@@ -198,13 +215,27 @@ def quality_log(path: Path, verdicts: list[tuple[float, str]], tier: str = "loca
     with logging_to(path, "synqra.quality") as log:
         for i, (score, action) in enumerate(verdicts):
             if i % 2:
-                log.info("quality 0.500 %s (ok) -> chain false served by %s first=%s route_score=%.4f scorer=learned",
-                         action, tier, tier, score)
+                log.info(
+                    "quality 0.500 %s (ok) -> chain false served by %s first=%s route_score=%.4f scorer=learned",
+                    action,
+                    tier,
+                    tier,
+                    score,
+                )
             else:
-                log.info("shadow quality 0.500 %s (ok) first=%s route_score=%.4f scorer=learned chosen=x request=r%d",
-                         action, tier, score, i)
-        log.info("quality 0.100 escalate (ok) -> chain a>b served by b first=%s route_score=0.0100 scorer=heuristic", tier)
-        log.info("quality 0.100 escalate (ok) -> chain a>b served by b first=deepseek-chat route_score=0.0100 scorer=learned")
+                log.info(
+                    "shadow quality 0.500 %s (ok) first=%s route_score=%.4f scorer=learned chosen=x request=r%d",
+                    action,
+                    tier,
+                    score,
+                    i,
+                )
+        log.info(
+            "quality 0.100 escalate (ok) -> chain a>b served by b first=%s route_score=0.0100 scorer=heuristic", tier
+        )
+        log.info(
+            "quality 0.100 escalate (ok) -> chain a>b served by b first=deepseek-chat route_score=0.0100 scorer=learned"
+        )
 
 
 def test_command_places_the_local_cut_from_logged_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

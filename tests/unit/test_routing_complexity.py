@@ -1,4 +1,5 @@
 """The router's fast LiteLLM complexity score equals LiteLLM's own `ComplexityRouter.classify()` score."""
+
 from __future__ import annotations
 
 import pytest

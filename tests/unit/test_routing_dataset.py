@@ -1,4 +1,5 @@
 """The routing data loaders, the label rule, and the hold-outs, on small files in the shared data's formats."""
+
 from __future__ import annotations
 
 import csv
@@ -8,13 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policies.embedding.names import embedder_for
 from policies.routing import dataset as D
 from policies.routing import train as T
-from policies.embedding.names import embedder_for
 
 MMLU_PRO_MODELS = [
-    "Meta-Llama-3_1-8B-Instruct", "Phi-3-mini-4k-instruct", "Mistral-7B-Instruct-v0.2", "Qwen1.5-7B-Chat",
-    "Yi-6b-Chat", "Llama-2-7b-hf", "gpt-4o", "gemini-1.5-pro-002", "gemini-3.1-pro-preview",
+    "Meta-Llama-3_1-8B-Instruct",
+    "Phi-3-mini-4k-instruct",
+    "Mistral-7B-Instruct-v0.2",
+    "Qwen1.5-7B-Chat",
+    "Yi-6b-Chat",
+    "Llama-2-7b-hf",
+    "gpt-4o",
+    "gemini-1.5-pro-002",
+    "gemini-3.1-pro-preview",
 ]
 SUBJECTS = ("anatomy", "virology", "marketing")
 
@@ -35,17 +43,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def make_data(root: Path) -> Path:
     """A routing folder (and ../quality) in the shared data's formats, a few rows each."""
     rl = root / "routing" / "routellm"
-    for i, subject in enumerate(SUBJECTS):
+    for subject in SUBJECTS:
         rows = [[f"{subject} question {j}?\nA. x\nB. y\nAnswer:", str(j % 2 == 0), str(j % 3 != 0)] for j in range(6)]
         rows.append(["contaminated question", "True", "True"])
         write_csv(rl / "mmlu" / f"mmlu_{subject}.csv", ["prompt", D.WEAK, D.STRONG], rows)
     write_jsonl(rl / "mmlu_contaminated_prompts.jsonl", [{"eval_prompt": "contaminated question"}])
     gsm = [[f"How many apples {j}?", "False", "True"] for j in range(10)]
     write_csv(rl / "gsm8k_responses.csv", ["prompt", D.WEAK, D.STRONG], gsm)
-    write_jsonl(rl / "mt_bench_question.jsonl", [
-        {"question_id": 1, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},
-        {"question_id": 2, "category": "math", "turns": ["Solve x^2 = 4.", "And x^3 = 8?"]},
-    ])
+    write_jsonl(
+        rl / "mt_bench_question.jsonl",
+        [
+            {"question_id": 1, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},
+            {"question_id": 2, "category": "math", "turns": ["Solve x^2 = 4.", "And x^3 = 8?"]},
+        ],
+    )
     judgements = []
     for qid, (w, s) in {1: ((8, 9), (9, 9)), 2: ((3, 4), (10, 9))}.items():
         for model, sc in ((D.WEAK, w), (D.STRONG, s)):
@@ -57,19 +68,29 @@ def make_data(root: Path) -> Path:
     write_jsonl(rl / "mt_bench_judgements.jsonl", judgements)
     # MMLU-Pro: two rows from RouteLLM's subjects, two from a STEM source, one with an empty cell.
     header = ["question_id", "src", "category", "question", "options", "answer", "prompt", *MMLU_PRO_MODELS]
+
     def pro(qid: int, src: str, weak: list[str], strong: list[str]) -> list[object]:
         return [qid, src, "other", f"q{qid}", "[]", "A", f"Pro question {qid}\nA. a\nAnswer:", *weak, "0", *strong, "1"]
-    write_csv(root / "routing" / "mmlu_pro" / "outcomes.csv", header, [
-        pro(1, "ori_mmlu-anatomy", ["1", "0", "0", "0", "0"], ["1", "1"]),
-        pro(2, "ori_mmlu-virology", ["1", "1", "1", "1", "1"], ["1", "0"]),
-        pro(3, "stemez-Physics", ["0", "0", "0", "0", "0"], ["1", ""]),  # gemini has no record here
-        pro(4, "stemez-Business", ["1", "1", "0", "0", "0"], ["0", "0"]),
-        pro(5, "scibench-atkins", ["0", "0", "0", "0", "0"], ["1", "1"]),
-    ])
+
+    write_csv(
+        root / "routing" / "mmlu_pro" / "outcomes.csv",
+        header,
+        [
+            pro(1, "ori_mmlu-anatomy", ["1", "0", "0", "0", "0"], ["1", "1"]),
+            pro(2, "ori_mmlu-virology", ["1", "1", "1", "1", "1"], ["1", "0"]),
+            pro(3, "stemez-Physics", ["0", "0", "0", "0", "0"], ["1", ""]),  # gemini has no record here
+            pro(4, "stemez-Business", ["1", "1", "0", "0", "0"], ["0", "0"]),
+            pro(5, "scibench-atkins", ["0", "0", "0", "0", "0"], ["1", "1"]),
+        ],
+    )
     weak_llm, strong_llm = D.WEAK_MODELS["llmrouter"], D.STRONG_MODELS["llmrouter"]
     records = []
-    for task, weak, strong in (("mbpp", [1, 0, 0, 0], [1, 1]), ("commongen", [0.5, 0.5, 1, 1], [1, 0.5]),
-                               ("agentverse-mgsm", [0, 0, 0, 0], [1, 1]), ("natural_qa", [1, 1, 1, 1], [0, 0])):
+    for task, weak, strong in (
+        ("mbpp", [1, 0, 0, 0], [1, 1]),
+        ("commongen", [0.5, 0.5, 1, 1], [1, 0.5]),
+        ("agentverse-mgsm", [0, 0, 0, 0], [1, 1]),
+        ("natural_qa", [1, 1, 1, 1], [0, 0]),
+    ):
         scores = {**dict(zip(weak_llm, weak)), **dict(zip(strong_llm, strong)), "codegemma-7b": 0.0}
         records.append({"question": f"{task} prompt", "task": task, "cluster_id": 0, "scores": scores})
     (root / "routing" / "llmrouter").mkdir(parents=True)
@@ -145,14 +166,22 @@ def test_mmlu_subjects_are_held_out_of_both_datasets(data: Path) -> None:
 def test_leaving_a_dataset_out_drops_the_groups_it_shares(data: Path) -> None:
     examples, _ = D.load_all(data)
     m = T.Matrices(
-        examples, {}, np.zeros((len(examples), 1)), np.zeros(len(examples)), np.zeros(len(examples)),
-        np.array([e.dataset for e in examples]), T.sample_weights(examples), T.leave_out_groups(examples),
+        examples,
+        {},
+        np.zeros((len(examples), 1)),
+        np.zeros(len(examples)),
+        np.zeros(len(examples)),
+        np.array([e.dataset for e in examples]),
+        T.sample_weights(examples),
+        T.leave_out_groups(examples),
     )
     train, test = T.leave_dataset_out(m, "mmlu")
     assert set(m.dataset[test]) == {"mmlu"}
     assert not any(examples[i].key.startswith("mmlu:") for i in train), "MMLU-Pro rows of MMLU subjects leave too"
     assert {examples[i].meta["src"] for i in train if m.dataset[i] == "mmlu_pro"} == {
-        "stemez-Physics", "stemez-Business", "scibench-atkins"
+        "stemez-Physics",
+        "stemez-Business",
+        "scibench-atkins",
     }
     train, test = T.leave_dataset_out(m, "arena_hard")
     assert "arena_hard" not in set(m.dataset[train]) and len(train) + len(test) == len(examples)

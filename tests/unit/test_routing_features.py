@@ -1,4 +1,5 @@
 """Structural features of OpenAI- and Anthropic-style requests."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,12 +31,18 @@ def test_multi_turn_depth_and_last_user_turn() -> None:
     rt = request_text(req)
     assert (rt.user_turns, rt.assistant_turns, rt.last_user) == (2, 1, "follow-up")
     f = structural_features(req)
-    assert f["has_assistant_turns"] == 1 and f["log_user_turns"] > structural_features(_req(("user", "x")))["log_user_turns"]
+    assert (
+        f["has_assistant_turns"] == 1
+        and f["log_user_turns"] > structural_features(_req(("user", "x")))["log_user_turns"]
+    )
 
 
 def test_system_prompt_from_message_or_anthropic_field_is_not_embedded() -> None:
     openai = _req(("system", "You are a pirate."), ("user", "hello"))
-    anthropic = {"system": [{"type": "text", "text": "You are a pirate."}], "messages": [{"role": "user", "content": "hello"}]}
+    anthropic = {
+        "system": [{"type": "text", "text": "You are a pirate."}],
+        "messages": [{"role": "user", "content": "hello"}],
+    }
     for req in (openai, anthropic):
         rt = request_text(req)
         assert rt.system == "You are a pirate." and embed_text(rt, 256) == "hello"
@@ -52,7 +59,9 @@ def test_code_and_maths_signals() -> None:
 
 def test_tools_json_mode_max_tokens() -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
-    f = structural_features(_req(("user", "weather?"), tools=tools, response_format={"type": "json_object"}, max_tokens=300))
+    f = structural_features(
+        _req(("user", "weather?"), tools=tools, response_format={"type": "json_object"}, max_tokens=300)
+    )
     assert f["has_tools"] == 1 and f["json_mode"] == 1 and f["has_max_tokens"] == 1 and f["log_max_tokens"] > 5
     tool_turn = _req(("user", "x"))
     tool_turn["messages"].append({"role": "tool", "tool_call_id": "1", "content": "22C"})
@@ -60,7 +69,10 @@ def test_tools_json_mode_max_tokens() -> None:
 
 
 def test_images_openai_and_anthropic_parts() -> None:
-    openai = [{"type": "text", "text": "What is in this picture?"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+    openai = [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:,"}},
+    ]
     anthropic = [{"type": "image", "source": {"type": "base64", "data": ""}}, {"type": "text", "text": "Describe it"}]
     for content in (openai, anthropic):
         req = _req(("user", content))

@@ -1,4 +1,5 @@
 """APGR / CPT and the bootstrap spread used by bench/routing_eval.py."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The Router end to end with the shipped artifact and the real embedder it was trained with (in-process)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.embedding.base import Embedder
-from policies.routing import cli
 from policies.common.routing_settings import RoutingSettings
+from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
+from policies.embedding.base import Embedder
 from policies.embedding.names import STATIC, embedder_for, embedder_name
+from policies.routing import cli
 from policies.routing.router import Router
 from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact, manifest_path
-from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
 
 
 def make_config(**routing: object) -> AppConfig:
@@ -119,14 +120,21 @@ def test_images_tools_and_long_context_constraints(router: Router) -> None:
 def test_system_prompt_and_multi_turn(router: Router) -> None:
     plain = router.decide(user("What is your pricing?"))
     with_system = router.decide(
-        {"messages": [{"role": "system", "content": "You are a helpful sales bot for ACME."}, *user("What is your pricing?")["messages"]]}
+        {
+            "messages": [
+                {"role": "system", "content": "You are a helpful sales bot for ACME."},
+                *user("What is your pricing?")["messages"],
+            ]
+        }
     )
     convo = router.decide(
-        {"messages": [
-            {"role": "user", "content": "Write a compelling brand story for a luxury tech startup"},
-            {"role": "assistant", "content": "Here is a story..."},
-            {"role": "user", "content": "What is your pricing?"},
-        ]}
+        {
+            "messages": [
+                {"role": "user", "content": "Write a compelling brand story for a luxury tech startup"},
+                {"role": "assistant", "content": "Here is a story..."},
+                {"role": "user", "content": "What is your pricing?"},
+            ]
+        }
     )
     assert with_system.features["has_system"] == 1 and with_system.tier == plain.tier == "local-llama"
     # The newest user turn is what gets embedded: a plain follow-up in a creative conversation
@@ -138,7 +146,9 @@ def test_system_prompt_and_multi_turn(router: Router) -> None:
 
 
 def test_budget_pressure_and_intercept_patterns(embedder: Embedder) -> None:
-    r = Router.from_config(make_config(intercept_models=["claude-3-5-sonnet-*"], thresholds=[0.1, 0.2]), embedder, lambda _: None)
+    r = Router.from_config(
+        make_config(intercept_models=["claude-3-5-sonnet-*"], thresholds=[0.1, 0.2]), embedder, lambda _: None
+    )
     req = user("Compare merge sort and quicksort for linked lists, with complexity analysis.")
     calm, pressed = r.decide(req), r.decide(req, budget_pressure=1.0)
     names = [t.name for t in r.tiers]
@@ -148,7 +158,9 @@ def test_budget_pressure_and_intercept_patterns(embedder: Embedder) -> None:
     assert r.handles("auto") and r.handles("claude-3-5-sonnet-20241022") and not r.handles("gpt-4o")
 
 
-def test_corrupt_or_missing_artifact_falls_back(tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_or_missing_artifact_falls_back(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
     bad = tmp_path / "router_v1.npz"
     shutil.copy(DEFAULT_ARTIFACT, bad)
     shutil.copy(manifest_path(DEFAULT_ARTIFACT), manifest_path(bad))
@@ -184,7 +196,12 @@ def test_route_score_cli_round_trip(router: Router) -> None:
         json.dumps({"id": 1, "messages": [{"role": "user", "content": "What is your pricing?"}]}),
         "not json",
         json.dumps({"id": "b", "messages": []}),
-        json.dumps({"id": 3, "messages": [{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}]}),
+        json.dumps(
+            {
+                "id": 3,
+                "messages": [{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}],
+            }
+        ),
     ]
     out = io.StringIO()
     errors = cli.score_stream(router, io.StringIO("\n".join(lines) + "\n"), out, batch_size=2)

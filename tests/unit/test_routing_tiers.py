@@ -1,4 +1,5 @@
 """Pure tier choice: thresholds, budget pressure, rules and hard constraints."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,7 +20,11 @@ def pick(score: float, c: Constraints = Constraints(), **kw: object) -> str:
 
 def test_thresholds_map_score_to_tiers() -> None:
     assert [pick(s) for s in (0.1, 0.3, 0.59, 0.6, 0.99)] == [
-        "local-llama", "deepseek-chat", "deepseek-chat", "claude-sonnet", "claude-sonnet"
+        "local-llama",
+        "deepseek-chat",
+        "deepseek-chat",
+        "claude-sonnet",
+        "claude-sonnet",
     ]
 
 

@@ -1,4 +1,5 @@
 """Training pieces of the router on small synthetic data: ridge, calibration, weight folding, folds, artifact."""
+
 from __future__ import annotations
 
 import json
@@ -116,7 +117,9 @@ def test_artifact_round_trip_and_format_check(tmp_path: Path) -> None:
     manifest_path(path).write_text(json.dumps(man))
     loaded = load_artifact(path)
     assert loaded.embedder == "test-embedder" and loaded.recommended_thresholds == [0.2, 0.4]
-    assert loaded.score(m.embs[64][:5], m.feats[:5]) == pytest.approx(scorer.score(m.embs[64][:5], m.feats[:5]), abs=1e-5)
+    assert loaded.score(m.embs[64][:5], m.feats[:5]) == pytest.approx(
+        scorer.score(m.embs[64][:5], m.feats[:5]), abs=1e-5
+    )
     manifest_path(path).write_text(json.dumps({**man, "embedder": "other"}))
     with pytest.raises(ArtifactError, match="names embedder"):
         load_artifact(path)

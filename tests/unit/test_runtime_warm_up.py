@@ -1,4 +1,5 @@
 """Runtime.warm_up(): the policy objects and the router's embedding table are ready before the first request."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from proxy.runtime import Runtime
 from policies.common.settings import load_config
+from proxy.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 

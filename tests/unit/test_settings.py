@@ -1,4 +1,5 @@
 """The typed config: the shipped file validates, mistakes fail naming the key."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,10 +38,16 @@ def test_shipped_config_is_valid() -> None:
         (lambda c: c["synqra"]["routing"].update(tiers=["local-llama", "claude-opus-99"]), "synqra.routing.tiers[1]"),
         (lambda c: c["synqra"]["backends"]["embed"].update(port=9999), "local-embed"),
         (lambda c: c["model_list"][2]["litellm_params"].pop("model"), "model_list[2]"),
-        (lambda c: c["router_settings"]["fallbacks"].append({"local-llama": ["gpt-9"]}), "router_settings.fallbacks[3]"),
+        (
+            lambda c: c["router_settings"]["fallbacks"].append({"local-llama": ["gpt-9"]}),
+            "router_settings.fallbacks[3]",
+        ),
         (lambda c: c["router_settings"]["model_group_alias"].update(old="nope"), "model_group_alias.old"),
         (lambda c: c["synqra"]["routing"].update(mode="shadw"), "synqra.routing.mode"),
-        (lambda c: c["synqra"]["routing"].update(mode="shadow", shadow_model="claude-opus-99"), "synqra.routing.shadow_model"),
+        (
+            lambda c: c["synqra"]["routing"].update(mode="shadow", shadow_model="claude-opus-99"),
+            "synqra.routing.shadow_model",
+        ),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, mutate, key: str) -> None:
@@ -59,7 +66,10 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
 
 
 def test_swapping_the_gguf_is_a_config_edit(tmp_path: Path) -> None:
-    p = _write(tmp_path, lambda c: c["synqra"]["backends"]["llama"].update(model_path="/models/llama-3.2-1b-instruct-q4_k_m.gguf"))
+    p = _write(
+        tmp_path,
+        lambda c: c["synqra"]["backends"]["llama"].update(model_path="/models/llama-3.2-1b-instruct-q4_k_m.gguf"),
+    )
     assert load_config(p).synqra.backends.llama.model_path == "/models/llama-3.2-1b-instruct-q4_k_m.gguf"
 
 

@@ -1,5 +1,6 @@
 """Shadow evaluation: the local model's unseen answer is judged by the real quality scorer and logged
 beside the route score; sampling, busy slots and requests the local tier never takes are skipped."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,10 +14,10 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from policies.common.request_state import RequestState, RouteInfo
+from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
+from policies.embedding.static import StaticEmbedder
 from policies.quality.scorer import QualityScorer
 from policies.routing.router import RouteDecision, Router
-from policies.embedding.static import StaticEmbedder
-from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
 from proxy.shadow_eval import ShadowEvaluator, openai_messages
 from tests.fakes.local_http import LocalPostServer
 
@@ -38,11 +39,22 @@ class LocalModel(LocalPostServer):
         if self.status != 200:
             return web.json_response({"error": {"message": "boom"}}, status=self.status)
         lp = {"content": [{"token": w, "logprob": -0.05, "top_logprobs": []} for w in self.text.split()]}
-        return web.json_response({
-            "id": "x", "object": "chat.completion", "model": "local-llama",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text}, "finish_reason": self.finish, "logprobs": lp}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25},
-        })
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": "local-llama",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": self.text},
+                        "finish_reason": self.finish,
+                        "logprobs": lp,
+                    }
+                ],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25},
+            }
+        )
 
     @property
     def api_base(self) -> str:
@@ -64,15 +76,20 @@ class Labels:
 
 def runtime(api_base: str, **routing: Any) -> SimpleNamespace:
     models = [
-        ModelEntry(model_name="local-llama", litellm_params={"model": "openai/local-llama", "api_base": api_base},
-                   model_info={"max_input_tokens": 2048, "max_output_tokens": 64}),
+        ModelEntry(
+            model_name="local-llama",
+            litellm_params={"model": "openai/local-llama", "api_base": api_base},
+            model_info={"max_input_tokens": 2048, "max_output_tokens": 64},
+        ),
         ModelEntry(model_name="claude-sonnet", litellm_params={"model": "anthropic/claude-sonnet-4-5"}),
     ]
     synqra = SynqraSettings.model_validate({"routing": {"mode": "shadow", "shadow_eval_share": 1.0, **routing}})
     cfg = AppConfig(path=Path("litellm_config.yaml"), model_list=models, synqra=synqra)
     embedder = StaticEmbedder.default()
     router = Router.from_config(cfg, embedder, lookup=lambda _: None)
-    return SimpleNamespace(config=cfg, quality=QualityScorer.from_config(cfg, embedder), router=router, learning=Labels())
+    return SimpleNamespace(
+        config=cfg, quality=QualityScorer.from_config(cfg, embedder), router=router, learning=Labels()
+    )
 
 
 def decision(tier: str = "local-llama") -> RouteDecision:
@@ -125,13 +142,22 @@ def test_the_local_answer_is_judged_and_logged_with_its_route_score(caplog: pyte
     assert " deliver " in lines[0] or " rephrase " in lines[0], lines[0]
     assert " escalate " in lines[2] and "cut off" in lines[2], "a cut-off answer is a hard failure"
     # Each verdict is a label for the router (shadow_gate): the cut-off answers escalated.
-    assert [(rid, shadow) for rid, _, shadow in labels] == [("req-1", True), ("req-21", True), ("req-2", True), ("req-22", True)]
+    assert [(rid, shadow) for rid, _, shadow in labels] == [
+        ("req-1", True),
+        ("req-21", True),
+        ("req-2", True),
+        ("req-22", True),
+    ]
     assert [a for rid, a, _ in labels if rid in ("req-2", "req-22")] == ["escalate", "escalate"]
 
 
 def test_anthropic_requests_reach_the_local_model_as_chat_messages(capfd: pytest.CaptureFixture) -> None:
-    data = {"model": "auto", "max_tokens": 16, "system": "Answer briefly.",
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "What is your pricing?"}]}]}
+    data = {
+        "model": "auto",
+        "max_tokens": 16,
+        "system": "Answer briefly.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "What is your pricing?"}]}],
+    }
     messages = openai_messages(data, "anthropic_messages", "openai/local-llama")
     assert messages[0] == {"role": "system", "content": "Answer briefly."}
     assert messages[1]["role"] == "user" and "pricing" in str(messages[1]["content"])
@@ -154,7 +180,9 @@ def test_sampling_busy_slots_and_requests_the_local_tier_never_takes() -> None:
                 ev.maybe_start(state(2), ASK, decision()),  # the one slot is taken
             ]
             await ev.drain()
-            started += [ev.maybe_start(state(n), r, rt.router.decide(r)) for n, r in ((3, tools), (4, image), (5, long))]
+            started += [
+                ev.maybe_start(state(n), r, rt.router.decide(r)) for n, r in ((3, tools), (4, image), (5, long))
+            ]
             await ev.drain()
             off = ShadowEvaluator(runtime(local.api_base, shadow_eval_share=0.0))
             started.append(off.maybe_start(state(6), ASK, decision()))

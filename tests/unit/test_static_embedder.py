@@ -1,4 +1,5 @@
 """The static embedding distilled from MiniLM: real table (built once into the cache), real tokenizer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,11 +9,19 @@ import numpy as np
 import pytest
 
 from policies.common.model_files import resolve_embedding_model
+from policies.common.quality_settings import QualitySettings
 from policies.embedding.base import RELEVANCE_BANDS, InProcessEmbedder
 from policies.embedding.names import make_embedder
-from policies.common.quality_settings import QualitySettings
+from policies.embedding.static import (
+    DIMS,
+    MAX_TOKENS,
+    NAME,
+    ChunkCachedTokenizer,
+    StaticEmbedder,
+    sif_weights,
+    table_path,
+)
 from policies.quality.scorer import QualityScorer
-from policies.embedding.static import DIMS, MAX_TOKENS, NAME, ChunkCachedTokenizer, StaticEmbedder, sif_weights, table_path
 
 QUESTIONS = [
     "How do I reset my password?",
@@ -79,7 +88,11 @@ def test_quality_relevance_uses_the_static_band(static: StaticEmbedder) -> None:
     scorer = QualityScorer(QualitySettings(), make_embedder("static"))
     assert scorer.relevance_band == RELEVANCE_BANDS["static"]
     req = {"messages": [{"role": "user", "content": "Explain how vaccines train the immune system."}]}
-    on = asyncio.run(scorer.ascore(req, "A vaccine shows the body a harmless piece of a germ so it learns to make antibodies.", "stop", None))
+    on = asyncio.run(
+        scorer.ascore(
+            req, "A vaccine shows the body a harmless piece of a germ so it learns to make antibodies.", "stop", None
+        )
+    )
     off = asyncio.run(scorer.ascore(req, "Our store opens at nine and parking is free on weekends.", "stop", None))
     assert on.signals["relevance"] > off.signals["relevance"] and off.signals["relevance"] < 1
 
@@ -116,7 +129,9 @@ def test_chunk_cache_gives_the_tokenizers_exact_ids(static: StaticEmbedder) -> N
 def test_chunk_cache_is_bounded() -> None:
     from tokenizers import Tokenizer
 
-    cached = ChunkCachedTokenizer(Tokenizer.from_file(str(resolve_embedding_model(None) / "tokenizer.json")), max_entries=5)
+    cached = ChunkCachedTokenizer(
+        Tokenizer.from_file(str(resolve_embedding_model(None) / "tokenizer.json")), max_entries=5
+    )
     cached.ids(" ".join(f"word{i}" for i in range(50)), 10_000)
     assert len(cached._ids) <= 5
 
