@@ -253,7 +253,12 @@ class LlamaEngine:
                     index += 1
 
     def detokenize(self, ids: list[int]) -> str:
-        """A prompt sent as token ids (OpenAI allows it): this model's own tokens."""
+        """A prompt sent as token ids (OpenAI allows it): this model's own tokens. An id outside the
+        vocabulary is refused here: llama.cpp aborts the whole process on one (std::out_of_range)."""
+        size = self.llm.n_vocab()
+        bad = next((i for i in ids if not 0 <= int(i) < size), None)
+        if bad is not None:
+            raise ValueError(f"'prompt' holds token id {bad}, outside this model's vocabulary (0 to {size - 1})")
         try:
             return self.llm.detokenize([int(i) for i in ids]).decode("utf-8", "replace")
         except Exception as e:  # ids outside the vocabulary
