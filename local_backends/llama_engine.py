@@ -18,8 +18,8 @@ from typing import Any
 
 from local_backends.llama_params import Generation
 from local_backends.logprobs import TokenLogprobRecorder
-from policies.common.model_files import resolve_gguf
 from local_backends.prompt_format import build_completion_prompt
+from policies.common.model_files import resolve_gguf
 from policies.common.settings import LlamaBackendSettings
 
 log = logging.getLogger("synqra.llama")
@@ -29,7 +29,9 @@ class LlamaEngine:
     """Owns the Llama object and serialises generations on it."""
 
     def __init__(self, settings: LlamaBackendSettings) -> None:
-        from llama_cpp import Llama  # imported here: heavy, and only the backend process needs it
+        from llama_cpp import (
+            Llama,  # imported here: heavy, and only the backend process needs it
+        )
 
         self.settings = settings
         self.model_path = resolve_gguf(settings.model_path)

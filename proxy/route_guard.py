@@ -13,8 +13,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from policies.common.request_checks import (
+    body_problem,
+    checks_body,
+    header_problem,
+    parse_body,
+)
 from proxy.error_format import ANTHROPIC_PATHS
-from policies.common.request_checks import body_problem, checks_body, header_problem, parse_body
 from proxy.route_policy import RoutePolicy, closed_message
 from proxy.runtime import get_runtime
 

@@ -29,7 +29,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz_requests import KEY_PLACEHOLDER, ROUTES, encode, header_sets, raw_bodies, requests_for
+from tests.fuzz_requests import (
+    KEY_PLACEHOLDER,
+    ROUTES,
+    encode,
+    header_sets,
+    raw_bodies,
+    requests_for,
+)
 from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
 
 SCALE = float(os.environ.get("SYNQRA_FUZZ_SCALE", "1"))

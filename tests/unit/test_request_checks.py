@@ -1,8 +1,20 @@
 from __future__ import annotations
 
-import pytest
+import json
 
-from policies.common.request_checks import check_context_window, check_max_tokens, check_messages
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policies.common.request_checks import (
+    body_problem,
+    check_context_window,
+    check_max_tokens,
+    check_messages,
+    header_problem,
+    parse_body,
+)
+from tests.fuzz_requests import ROUTES, encode, requests_for, well_formed
 
 
 @pytest.mark.parametrize("value", [0, -1, "10", 1.5, True])
@@ -42,15 +54,6 @@ def test_context_window_counts_system_blocks_like_a_system_string() -> None:
 
 
 # --- the front door (proxy/route_guard.py): body_problem, parse_body, header_problem -------------------------
-
-import json  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-
-from hypothesis import strategies as st  # noqa: E402
-
-from policies.common.request_checks import body_problem, header_problem, parse_body  # noqa: E402
-from tests.fuzz_requests import ROUTES, encode, requests_for, well_formed  # noqa: E402
 
 MSG = [{"role": "user", "content": "hi"}]
 
