@@ -242,7 +242,7 @@ class AnthropicSource(Shape):
 
 class AnthropicMedia(Shape):
     type: Literal["image", "document"]
-    source: AnthropicSource
+    source: AnthropicSource | None = None  # without one, Anthropic refuses it (tests/integration/test_bad_input.py)
 
 
 class AnthropicToolUse(Shape):
