@@ -30,7 +30,9 @@ class LlamaEngine:
     """Owns the Llama object and serialises generations on it."""
 
     def __init__(self, settings: LlamaBackendSettings) -> None:
-        from llama_cpp import Llama  # imported here: heavy, and only the backend process needs it
+        from llama_cpp import (
+            Llama,  # imported here: heavy, and only the backend process needs it
+        )
 
         self.settings = settings
         self.model_path = resolve_gguf(settings.model_path)
@@ -295,7 +297,12 @@ class LlamaEngine:
         return self.llm.n_tokens - prompt_tokens + 1 if chunks else 0
 
     def detokenize(self, ids: list[int]) -> str:
-        """A prompt sent as token ids (OpenAI allows it): this model's own tokens."""
+        """A prompt sent as token ids (OpenAI allows it): this model's own tokens. An id outside the
+        vocabulary is refused here: llama.cpp aborts the whole process on one (std::out_of_range)."""
+        size = self.llm.n_vocab()
+        bad = next((i for i in ids if not 0 <= int(i) < size), None)
+        if bad is not None:
+            raise ValueError(f"'prompt' holds token id {bad}, outside this model's vocabulary (0 to {size - 1})")
         try:
             return self.llm.detokenize([int(i) for i in ids]).decode("utf-8", "replace")
         except Exception as e:  # ids outside the vocabulary

@@ -2,22 +2,30 @@
 
 In front of LiteLLM's app (and its lazily registered routes): a closed route is answered here with a 403 in
 the API's error format (Anthropic's on the Messages paths, OpenAI's elsewhere) before LiteLLM sees it; a
-closed WebSocket is refused at the handshake. The body of an accounted route is checked here first
-(request_checks.body_problem: a 400 for shapes LiteLLM's own handlers would crash on), then handed on.
+closed WebSocket is refused at the handshake. The headers and body of an accounted route (and of
+count_tokens) are checked here first (request_checks: a 400 naming the field for shapes LiteLLM's handlers
+or provider layer would crash on, or that no provider could accept), then handed on.
 On every response LiteLLM's `x-litellm-model-api-base` header, which names the provider address a call went
 to (the local backends' loopback ports included), is dropped.
 """
+
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import orjson
-
+from policies.common.request_checks import (
+    body_problem,
+    checks_body,
+    header_problem,
+    parse_body,
+)
 from proxy.error_format import ANTHROPIC_PATHS
-from policies.common.request_checks import body_problem
 from proxy.route_policy import RoutePolicy, closed_message
+from proxy.runtime import get_runtime
 
+# Bodies LiteLLM reads as form fields rather than JSON (litellm/proxy/common_utils/http_parsing_utils.py).
+FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
 # Response headers that would tell a client where the proxy's backends live.
 INTERNAL_HEADERS = frozenset({b"x-litellm-model-api-base"})
 
@@ -29,9 +37,23 @@ def _error_body(path: str, message: str, kind: str, code: str) -> bytes:
 
 
 async def _respond(send: Any, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
+
+
+def _takes_token_ids(model: str) -> bool:
+    """Only the local model reads a prompt of token ids (its own vocabulary, local_backends/llama_server.py)."""
+    try:
+        cfg = get_runtime().config
+    except RuntimeError:  # the guard in front of an app without synqra's runtime: nothing to say
+        return True
+    return cfg.canonical(cfg.resolve_requested(model)) == cfg.synqra.backends.llama.model_alias
 
 
 def _replaying(messages: list[dict[str, Any]], receive: Any) -> Any:
@@ -63,6 +85,22 @@ class RouteGuard:
         self.app = app
         self.policy = policy
 
+    @staticmethod
+    async def _check(scope: dict[str, Any], receive: Any) -> tuple[str | None, Any]:
+        """(problem, receive) for a request whose body synqra checks: its headers, then its JSON body
+        (request_checks), read here and handed on unchanged."""
+        headers = scope.get("headers") or []
+        problem = header_problem(headers)
+        if problem:
+            return problem, receive
+        raw, messages = await _read_body(receive)
+        receive = _replaying(messages, receive)
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").split(b";")[0].strip().lower()
+        if content_type in FORM_TYPES:  # LiteLLM reads form fields, not JSON; the hooks check what it reads
+            return None, receive
+        body, problem = parse_body(raw)
+        return problem or body_problem(scope["path"], body, _takes_token_ids), receive
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket"):
@@ -75,18 +113,15 @@ class RouteGuard:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": "route closed by synqra-proxy"})
                 return
-            await _respond(send, 403, _error_body(path, closed_message(method, path), "permission_error", "route_closed"))
+            await _respond(
+                send, 403, _error_body(path, closed_message(method, path), "permission_error", "route_closed")
+            )
             return
-        if verdict == "accounted" and method == "POST":
-            raw, messages = await _read_body(receive)
-            try:
-                problem = body_problem(path, orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                problem = None  # LiteLLM answers malformed JSON itself, in the API's format
+        if verdict in ("accounted", "free") and method == "POST" and checks_body(path):
+            problem, receive = await self._check(scope, receive)
             if problem:
                 await _respond(send, 400, _error_body(path, problem, "invalid_request_error", "400"))
                 return
-            receive = _replaying(messages, receive)
 
         async def scrubbed(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":

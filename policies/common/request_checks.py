@@ -3,10 +3,18 @@
 Each returns an error message or None; the hook turns a message into a 400 in
 the API's own error format.
 """
+
 from __future__ import annotations
 
+import json
+import math
+import re
+from collections.abc import Callable
 from typing import Any
 
+import orjson
+
+from policies.common import request_models
 from policies.common.api_shapes import RESPONSES_CALLS, TEXT_CALLS
 
 # A cheap upper bound on tokens without running a tokenizer on megabytes of text:
@@ -37,8 +45,11 @@ def check_messages(data: dict[str, Any]) -> str | None:
 def check_request(data: dict[str, Any], view: dict[str, Any], call_type: str) -> str | None:
     """The request's own content field, in the API it came in: messages, prompt or input."""
     if call_type in TEXT_CALLS:
-        return None if view["messages"] and all(m["content"] for m in view["messages"]) else (
-            "'prompt' must be a non-empty string, a list of non-empty strings, or token ids")
+        return (
+            None
+            if view["messages"] and all(m["content"] for m in view["messages"])
+            else ("'prompt' must be a non-empty string, a list of non-empty strings, or token ids")
+        )
     if call_type in RESPONSES_CALLS:
         raw = data.get("input")
         if not (isinstance(raw, str) and raw) and not (isinstance(raw, list) and raw):
@@ -59,8 +70,10 @@ def check_embedding_input(data: dict[str, Any]) -> str | None:
     if isinstance(raw, list) and raw:
         if all(isinstance(t, str) and t for t in raw) or _is_token_ids(raw) or all(_is_token_ids(t) for t in raw):
             return None
-    return ("'input' must be a non-empty string, a list of non-empty strings, a list of token ids, "
-            "or a list of non-empty lists of token ids")
+    return (
+        "'input' must be a non-empty string, a list of non-empty strings, a list of token ids, "
+        "or a list of non-empty lists of token ids"
+    )
 
 
 def check_dimensions(data: dict[str, Any], model_info: dict[str, Any]) -> str | None:
@@ -114,33 +127,146 @@ def capability_error(model: str, why: str | None, data: dict[str, Any]) -> str |
         return None  # context windows are checked by check_context_window, with the numbers
     asked = next((p for p in _CAPABILITY_PARAMS[why] if data.get(p)), _CAPABILITY_PARAMS[why][0])
     what = {"no tools": "tools", "no reasoning": "extended thinking", "no vision": "images"}[why]
-    return (f"model '{model}' does not support {what} ('{asked}'): send the request to a model that does, "
-            "or to 'auto', which picks one")
+    return (
+        f"model '{model}' does not support {what} ('{asked}'): send the request to a model that does, "
+        "or to 'auto', which picks one"
+    )
 
 
-def body_problem(path: str, body: Any) -> str | None:
+# --- the front door (proxy/route_guard.py): before LiteLLM parses the body -----------------------------
+
+# Request shape by route (the path's end: LiteLLM also mounts /engines/{model}/... and /openai/deployments/{model}/...).
+_SHAPES: tuple[tuple[str, type[request_models.Shape]], ...] = (
+    ("/chat/completions", request_models.ChatRequest),
+    ("/messages/count_tokens", request_models.MessagesFields),
+    ("/messages", request_models.MessagesRequest),
+    ("/completions", request_models.CompletionRequest),
+    ("/responses", request_models.ResponsesRequest),
+    ("/embeddings", request_models.EmbeddingRequest),
+)
+# Routes whose model is in the path: the body may leave it out.
+_MODEL_IN_PATH = ("/engines/", "/openai/deployments/")
+
+
+def checks_body(path: str) -> bool:
+    """Whether the front door checks this route's body."""
+    return any(path.rstrip("/").endswith(suffix) for suffix, _ in _SHAPES)
+
+
+def _token_ids(prompt: Any) -> bool:
+    return isinstance(prompt, list) and bool(prompt) and not any(isinstance(p, str) for p in prompt)
+
+
+def body_problem(path: str, body: Any, takes_token_ids: Callable[[str], bool] | None = None) -> str | None:
     """Checks at the front door, before LiteLLM parses the body: shapes that crash LiteLLM's own handlers
-    (e.g. embeddings [[], []] indexes input[0][0]) or that no provider could accept, as a clear 400."""
+    or its provider layer (e.g. embeddings [[], []] indexes input[0][0]; a content part of a type LiteLLM
+    does not know; a `response_format` that is not an object), as a clear 400 naming the field.
+
+    `takes_token_ids(model)`: whether that model reads a text completion's prompt given as token ids
+    (ids are one model's own vocabulary; LiteLLM fails with a 500 on any other provider's)."""
     if not isinstance(body, dict):
         return "request body must be a JSON object"
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        return "'model' must be a non-empty string"
-    if path.endswith("/embeddings"):
-        return check_embedding_input(body)
-    problem = check_max_tokens(body)
-    if problem:
-        return problem
-    if path.endswith("/chat/completions") or path.endswith("/messages"):
-        problem = check_messages(body)
-        system = body.get("system")
-        if not problem and system is not None and not isinstance(system, (str, list)):
-            problem = "'system' must be a string or a list of content blocks"
-        tools = body.get("tools")
-        if not problem and tools is not None and not isinstance(tools, list):
-            problem = "'tools' must be a list"
-        return problem
-    if path.endswith("/completions") and body.get("prompt") is None:
-        return "'prompt' is required"
-    if path.endswith("/responses") and body.get("input") is None:
-        return "'input' is required"
+    path = path.rstrip("/")
+    shape = next((model for suffix, model in _SHAPES if path.endswith(suffix)), None)
+    if shape is None:
+        return None
+    if "model" not in body and path.startswith(_MODEL_IN_PATH):
+        body = {**body, "model": path.split("/")[2 if path.startswith("/engines/") else 3]}
+    problem = request_models.shape_problem(shape, body) or request_models.litellm_params_problem(shape, body)
+    if problem is None and shape is request_models.EmbeddingRequest:
+        problem = check_embedding_input(body)  # non-empty, and one kind of input throughout
+    if (
+        problem is None
+        and shape is request_models.CompletionRequest
+        and takes_token_ids is not None
+        and _token_ids(body["prompt"])
+        and not takes_token_ids(body["model"])
+    ):
+        problem = (
+            f"'prompt' as token ids is read in one model's own vocabulary, and model '{body['model']}' does not "
+            "take it: send the prompt as text"
+        )
+    return problem
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotJson(f"{text[:20]} is out of range for a JSON number")
+    return value
+
+
+def _int(text: str) -> int | float:
+    """As orjson reads integers: beyond 64 bits, a float (and out of range past a float's)."""
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else _finite(text)
+
+
+def parse_body(raw: bytes) -> tuple[Any, str | None]:
+    """The body as LiteLLM will read it, or why it is not JSON: (value, problem).
+
+    orjson first, as LiteLLM does; what orjson refuses LiteLLM reads again with `json` (which takes NaN,
+    Infinity, 1e999 and deeper nesting) and refuses lone UTF-16 surrogates, and so does this, so the
+    checks see what LiteLLM will. Unlike LiteLLM, NaN, Infinity and numbers too large for a float are
+    refused (no provider can be sent them: a 500 and a fallback), as are bodies that are not UTF-8 or nest
+    deeper than Python reads (LiteLLM takes those for an empty body and answers about missing fields).
+    """
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as first:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "request body is not valid JSON: it is not UTF-8 text"
+        try:
+            value = json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_int)
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            return None, "request body is not valid JSON: it is nested too deeply"
+        except UnicodeEncodeError:
+            return None, "request body is not valid JSON: it holds a lone UTF-16 surrogate (\\ud800-\\udfff)"
+        except _NotJson as e:
+            return None, f"request body is not valid JSON: {e}"
+        except ValueError:
+            return None, f"request body is not valid JSON: {first}"
+        return value, None
+
+
+# Headers LiteLLM reads as numbers (litellm/proxy/litellm_pre_call_utils.py), and how.
+_NUMERIC_HEADERS = {
+    b"x-litellm-timeout": "a positive number of seconds",
+    b"x-litellm-stream-timeout": "a positive number of seconds",
+    b"x-litellm-keepalive-seconds": "a positive number of seconds",
+    b"x-litellm-num-retries": "a whole number, 0 or more",
+}
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Request headers LiteLLM would fail on: a control character in any value (an HTTP client refuses to
+    send it on to a provider, a 500 and a fallback), and LiteLLM's numeric control headers that are not numbers."""
+    for name, value in headers:
+        if _CONTROL.search(value):
+            return f"header '{name.decode('latin-1')}' holds a control character"
+        want = _NUMERIC_HEADERS.get(name.lower())
+        if want is not None and not _header_number_ok(name.lower(), value):
+            return f"header '{name.decode('latin-1')}' must be {want}, got {value.decode('latin-1')[:40]!r}"
     return None
+
+
+def _header_number_ok(name: bytes, value: bytes) -> bool:
+    try:
+        if name == b"x-litellm-num-retries":
+            return int(value) >= 0
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and number > 0

@@ -26,6 +26,7 @@ json_schema (the Responses API's `text.format`, Anthropic `output_format`) get a
 for the schema. The bill keeps the one rule: a tool call's completion
 tokens are the words of "name arguments-JSON".
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -155,7 +156,9 @@ class FakeProvider:
         """(prompt, completion) tokens of every successful answer, by our counting rule."""
         with self._lock:
             recs = list(self.requests)
-        return sum(r.body.get("_prompt_tokens", 0) for r in recs), sum(r.body.get("_completion_tokens", 0) for r in recs)
+        return sum(r.body.get("_prompt_tokens", 0) for r in recs), sum(
+            r.body.get("_completion_tokens", 0) for r in recs
+        )
 
     def _next(self) -> Scripted:
         with self._lock:
@@ -198,8 +201,12 @@ class FakeProvider:
     def _error(self, status: int, messages_api: bool) -> Response:
         if messages_api:
             kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
-            return JSONResponse({"type": "error", "error": {"type": kind, "message": f"fake error {status}"}}, status_code=status)
-        return JSONResponse({"error": {"message": f"fake error {status}", "type": "server_error", "code": status}}, status_code=status)
+            return JSONResponse(
+                {"type": "error", "error": {"type": kind, "message": f"fake error {status}"}}, status_code=status
+            )
+        return JSONResponse(
+            {"error": {"message": f"fake error {status}", "type": "server_error", "code": status}}, status_code=status
+        )
 
     def _openai(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
         cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
@@ -213,15 +220,21 @@ class FakeProvider:
                     "created": created,
                     "model": model,
                     "choices": [
-                        {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"} for i in range(n)
+                        {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        for i in range(n)
                     ],
                     "usage": usage,
                 }
             )
 
         def chunk(delta: dict[str, Any], finish: str | None, index: int) -> str:
-            d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+            d = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+            }
             return f"data: {json.dumps(d)}\n\n"
 
         async def gen():
@@ -231,7 +244,14 @@ class FakeProvider:
                     yield chunk({"content": w + " "}, None, i)
                 yield chunk({}, "stop", i)
             if (body.get("stream_options") or {}).get("include_usage"):
-                d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}
+                d = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
                 yield f"data: {json.dumps(d)}\n\n"
             yield "data: [DONE]\n\n"
 
@@ -257,22 +277,47 @@ class FakeProvider:
             return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
         async def gen():
-            yield ev("message_start", {"type": "message_start", "message": {
-                "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": p, "output_tokens": 1}}})
-            yield ev("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            yield ev(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": mid,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": p, "output_tokens": 1},
+                    },
+                },
+            )
+            yield ev(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
             for w in text.split(" "):
-                yield ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w + " "}})
+                yield ev(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w + " "}},
+                )
             yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
-            yield ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                       "usage": {"output_tokens": c}})
+            yield ev(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": c},
+                },
+            )
             yield ev("message_stop", {"type": "message_stop"})
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
     # --- tool calls (kept apart from the text paths above) ---
 
-    def _tool_answer(self, body: dict[str, Any], call: "ToolCall", messages_api: bool) -> Response:
+    def _tool_answer(self, body: dict[str, Any], call: ToolCall, messages_api: bool) -> Response:
         p, c = prompt_tokens(body), count_tokens(call.billed_text())
         body["_prompt_tokens"] = p
         if messages_api:
@@ -281,61 +326,136 @@ class FakeProvider:
         body["_completion_tokens"] = c * choices(body)
         return self._openai_tool(body, call, p, c)
 
-    def _openai_tool(self, body: dict[str, Any], call: "ToolCall", p: int, c: int) -> Response:
+    def _openai_tool(self, body: dict[str, Any], call: ToolCall, p: int, c: int) -> Response:
         cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
         n = choices(body)
         usage = {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n}
         fn = {"name": call.name, "arguments": call.arguments}
         if not body.get("stream"):
-            msg = {"role": "assistant", "content": None,
-                   "tool_calls": [{"id": call.id, "type": "function", "function": fn}]}
-            return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": model,
-                                 "choices": [{"index": i, "message": msg, "finish_reason": "tool_calls"} for i in range(n)],
-                                 "usage": usage})
+            msg = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": call.id, "type": "function", "function": fn}],
+            }
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": i, "message": msg, "finish_reason": "tool_calls"} for i in range(n)],
+                    "usage": usage,
+                }
+            )
 
         def chunk(delta: dict[str, Any], finish: str | None, index: int) -> str:
-            d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+            d = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+            }
             return f"data: {json.dumps(d)}\n\n"
 
         async def gen():
             for i in range(n):
-                yield chunk({"role": "assistant", "content": None, "tool_calls": [
-                    {"index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]}, None, i)
+                yield chunk(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": call.id,
+                                "type": "function",
+                                "function": {"name": call.name, "arguments": ""},
+                            }
+                        ],
+                    },
+                    None,
+                    i,
+                )
                 for piece in call.pieces():
                     yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None, i)
                 yield chunk({}, "tool_calls", i)
             if (body.get("stream_options") or {}).get("include_usage"):
-                d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}
+                d = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
                 yield f"data: {json.dumps(d)}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
-    def _anthropic_tool(self, body: dict[str, Any], call: "ToolCall", p: int, c: int) -> Response:
+    def _anthropic_tool(self, body: dict[str, Any], call: ToolCall, p: int, c: int) -> Response:
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
         tid = "toolu_" + call.id.removeprefix("call_")
         if not body.get("stream"):
-            return JSONResponse({"id": mid, "type": "message", "role": "assistant", "model": model,
-                                 "content": [{"type": "tool_use", "id": tid, "name": call.name, "input": call.input}],
-                                 "stop_reason": "tool_use", "stop_sequence": None,
-                                 "usage": {"input_tokens": p, "output_tokens": c}})
+            return JSONResponse(
+                {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "tool_use", "id": tid, "name": call.name, "input": call.input}],
+                    "stop_reason": "tool_use",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": p, "output_tokens": c},
+                }
+            )
 
         def ev(name: str, data: dict[str, Any]) -> str:
             return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
         async def gen():
-            yield ev("message_start", {"type": "message_start", "message": {
-                "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": p, "output_tokens": 1}}})
-            yield ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                             "content_block": {"type": "tool_use", "id": tid, "name": call.name, "input": {}}})
+            yield ev(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": mid,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": p, "output_tokens": 1},
+                    },
+                },
+            )
+            yield ev(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "tool_use", "id": tid, "name": call.name, "input": {}},
+                },
+            )
             for piece in call.pieces():
-                yield ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": {"type": "input_json_delta", "partial_json": piece}})
+                yield ev(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
             yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
-            yield ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                                       "usage": {"output_tokens": c}})
+            yield ev(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                    "usage": {"output_tokens": c},
+                },
+            )
             yield ev("message_stop", {"type": "message_stop"})
 
         return StreamingResponse(gen(), media_type="text/event-stream")
@@ -352,24 +472,41 @@ class FakeProvider:
         p = responses_prompt_tokens(body)
         call = tool_call_for(body, step.tool)
         if call is not None:
-            item: dict[str, Any] = {"type": "function_call", "id": "fc_" + call.id.removeprefix("call_"), "call_id": call.id,
-                                    "name": call.name, "arguments": call.arguments, "status": "completed"}
+            item: dict[str, Any] = {
+                "type": "function_call",
+                "id": "fc_" + call.id.removeprefix("call_"),
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+                "status": "completed",
+            }
             c = count_tokens(call.billed_text())
         else:
             text = step.text if step.text is not None else structured_text(body) or self.default_text
-            item = {"type": "message", "id": "msg_" + uuid.uuid4().hex, "role": "assistant", "status": "completed",
-                    "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+            item = {
+                "type": "message",
+                "id": "msg_" + uuid.uuid4().hex,
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+            }
             c = count_tokens(text)
         body["_prompt_tokens"], body["_completion_tokens"] = p, c
-        usage = {"input_tokens": p, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": c,
-                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": p + c}
+        usage = {
+            "input_tokens": p,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": c,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": p + c,
+        }
         resp = _response_object(body, "resp_" + uuid.uuid4().hex)
         if not body.get("stream"):
             return JSONResponse({**resp, "status": "completed", "output": [item], "usage": usage})
         return StreamingResponse(self._responses_events(resp, item, usage, call), media_type="text/event-stream")
 
-    async def _responses_events(self, resp: dict[str, Any], item: dict[str, Any], usage: dict[str, Any],
-                                call: "ToolCall | None"):
+    async def _responses_events(
+        self, resp: dict[str, Any], item: dict[str, Any], usage: dict[str, Any], call: ToolCall | None
+    ):
         """The Responses API's SSE events for one output item (a message or a function call)."""
         seq = iter(range(1_000_000))
 
@@ -380,22 +517,35 @@ class FakeProvider:
         yield ev("response.created", response={**resp, "status": "in_progress", "output": [], "usage": None})
         yield ev("response.in_progress", response={**resp, "status": "in_progress", "output": [], "usage": None})
         if call is not None:
-            yield ev("response.output_item.added", output_index=0, item={**item, "arguments": "", "status": "in_progress"})
+            yield ev(
+                "response.output_item.added", output_index=0, item={**item, "arguments": "", "status": "in_progress"}
+            )
             for piece in call.pieces():
                 yield ev("response.function_call_arguments.delta", item_id=iid, output_index=0, delta=piece)
-            yield ev("response.function_call_arguments.done", item_id=iid, output_index=0, name=call.name,
-                     arguments=call.arguments)
+            yield ev(
+                "response.function_call_arguments.done",
+                item_id=iid,
+                output_index=0,
+                name=call.name,
+                arguments=call.arguments,
+            )
         else:
             text = item["content"][0]["text"]
-            yield ev("response.output_item.added", output_index=0, item={**item, "content": [], "status": "in_progress"})
+            yield ev(
+                "response.output_item.added", output_index=0, item={**item, "content": [], "status": "in_progress"}
+            )
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             yield ev("response.content_part.added", item_id=iid, output_index=0, content_index=0, part=part)
             words = text.split(" ")
             for i, w in enumerate(words):
                 delta = w if i == len(words) - 1 else w + " "
-                yield ev("response.output_text.delta", item_id=iid, output_index=0, content_index=0, delta=delta, logprobs=[])
+                yield ev(
+                    "response.output_text.delta", item_id=iid, output_index=0, content_index=0, delta=delta, logprobs=[]
+                )
             yield ev("response.output_text.done", item_id=iid, output_index=0, content_index=0, text=text, logprobs=[])
-            yield ev("response.content_part.done", item_id=iid, output_index=0, content_index=0, part={**part, "text": text})
+            yield ev(
+                "response.content_part.done", item_id=iid, output_index=0, content_index=0, part={**part, "text": text}
+            )
         yield ev("response.output_item.done", output_index=0, item=item)
         yield ev("response.completed", response={**resp, "status": "completed", "output": [item], "usage": usage})
 
@@ -414,13 +564,27 @@ class FakeProvider:
         cid, created, model = "cmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
         usage = {"prompt_tokens": p, "completion_tokens": c * k, "total_tokens": p + c * k}
         if not body.get("stream"):
-            return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,
-                                 "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": "stop"} for i in range(k)],
-                                 "usage": usage})
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {"index": i, "text": text, "logprobs": None, "finish_reason": "stop"} for i in range(k)
+                    ],
+                    "usage": usage,
+                }
+            )
 
         def chunk(piece: str, finish: str | None, index: int) -> str:
-            d = {"id": cid, "object": "text_completion", "created": created, "model": model,
-                 "choices": [{"index": index, "text": piece, "logprobs": None, "finish_reason": finish}]}
+            d = {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": index, "text": piece, "logprobs": None, "finish_reason": finish}],
+            }
             return f"data: {json.dumps(d)}\n\n"
 
         async def gen():
@@ -429,7 +593,14 @@ class FakeProvider:
                     yield chunk(" " + w, None, i)
                 yield chunk("", "stop", i)
             if (body.get("stream_options") or {}).get("include_usage"):
-                d = {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage}
+                d = {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
                 yield f"data: {json.dumps(d)}\n\n"
             yield "data: [DONE]\n\n"
 
@@ -445,10 +616,12 @@ class FakeProvider:
         routes = [Route(p, self._handle, methods=["POST"]) for p in paths]
         if self.kind == "openai":
             routes += [Route(p, self._handle_responses, methods=["POST"]) for p in ("/v1/responses", "/responses")]
-            routes += [Route(p, self._handle_completions, methods=["POST"]) for p in ("/v1/completions", "/completions")]
+            routes += [
+                Route(p, self._handle_completions, methods=["POST"]) for p in ("/v1/completions", "/completions")
+            ]
         return Starlette(routes=routes)
 
-    def start(self) -> "FakeProvider":
+    def start(self) -> FakeProvider:
         self.port = free_port()
         config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
@@ -485,7 +658,7 @@ class ToolCall:
         """The arguments JSON in a few stream fragments (split mid-token, as real streams do)."""
         a = self.arguments
         step = max(1, len(a) // 3)
-        return [a[i:i + step] for i in range(0, len(a), step)]
+        return [a[i : i + step] for i in range(0, len(a), step)]
 
 
 def _tools(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -538,8 +711,12 @@ def structured_text(body: dict[str, Any]) -> str | None:
     """A JSON answer when the request asks for one (OpenAI response_format, the Responses API's
     text.format, Anthropic output_format)."""
     text_cfg = body.get("text") if isinstance(body.get("text"), dict) else {}
-    fmt = (body.get("response_format") or text_cfg.get("format") or body.get("output_format")
-           or (body.get("output_config") or {}).get("format"))
+    fmt = (
+        body.get("response_format")
+        or text_cfg.get("format")
+        or body.get("output_format")
+        or (body.get("output_config") or {}).get("format")
+    )
     if not isinstance(fmt, dict):
         return None
     if fmt.get("type") == "json_object":
@@ -553,15 +730,31 @@ def structured_text(body: dict[str, Any]) -> str | None:
 def _response_object(body: dict[str, Any], rid: str) -> dict[str, Any]:
     """A Responses API `response` object echoing the request's settings (output and usage added by the caller)."""
     text_cfg = body.get("text") if isinstance(body.get("text"), dict) else {}
-    return {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed",
-            "model": body.get("model", "fake"), "output": [], "error": None, "incomplete_details": None,
-            "instructions": body.get("instructions"), "metadata": body.get("metadata") or {},
-            "max_output_tokens": body.get("max_output_tokens"), "parallel_tool_calls": body.get("parallel_tool_calls", True),
-            "previous_response_id": body.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
-            "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
-            "text": {"format": text_cfg.get("format") or {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
-            "tools": body.get("tools") or [], "top_p": body.get("top_p", 1.0), "truncation": body.get("truncation", "disabled"),
-            "user": body.get("user"), "usage": None}
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": body.get("model", "fake"),
+        "output": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "metadata": body.get("metadata") or {},
+        "max_output_tokens": body.get("max_output_tokens"),
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": text_cfg.get("format") or {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "user": body.get("user"),
+        "usage": None,
+    }
 
 
 def value_for_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> Any:
@@ -591,7 +784,9 @@ def value_for_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 
         props = schema.get("properties") or {}
         return {k: value_for_schema(v, root, depth + 1) for k, v in props.items()}
     if kind == "array":
-        return [value_for_schema(schema.get("items") or {"type": "string"}, root, depth + 1)] * max(1, int(schema.get("minItems", 1)))
+        return [value_for_schema(schema.get("items") or {"type": "string"}, root, depth + 1)] * max(
+            1, int(schema.get("minItems", 1))
+        )
     if kind == "integer":
         return max(1, int(schema.get("minimum", 1)))
     if kind == "number":
@@ -604,8 +799,13 @@ def value_for_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 
     return text.ljust(int(schema.get("minLength", 0)), "x")
 
 
-_FORMATS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "email": "fake@example.com",
-            "uri": "https://example.com/", "uuid": "00000000-0000-4000-8000-000000000000"}
+_FORMATS = {
+    "date-time": "2026-01-01T00:00:00Z",
+    "date": "2026-01-01",
+    "email": "fake@example.com",
+    "uri": "https://example.com/",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+}
 
 
 def free_port() -> int:

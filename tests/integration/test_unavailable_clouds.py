@@ -112,7 +112,9 @@ def test_no_model_that_can_answer_is_a_400_naming_the_variables(
         s.stop()
 
 
-def test_a_refused_key_sets_the_model_aside(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path) -> None:
+def test_a_refused_key_sets_the_model_aside(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
     """A 401 from the provider: the model is set aside (not cooled down) with the reason; the retry after
     unavailable_retry_s is tested with a clock of its own (tests/unit/test_availability.py)."""
     s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={"routing": {"unavailable_retry_s": 600}})
@@ -124,7 +126,9 @@ def test_a_refused_key_sets_the_model_aside(stack: RunningStack, providers: dict
         assert r.status_code == 200 and r.headers["x-synqra-fallback"] == "claude-sonnet>gpt-4o", r.text
 
         def claude() -> dict:
-            return httpx.get(f"{s.base_url}/api/models/status", headers=AUTH, timeout=30).json()["cloud"]["claude-sonnet"]
+            return httpx.get(f"{s.base_url}/api/models/status", headers=AUTH, timeout=30).json()["cloud"][
+                "claude-sonnet"
+            ]
 
         assert wait_until(lambda: claude()["available"] is False, 30), claude()
         assert claude()["unavailable_reason"] == "its provider refused the API key (HTTP 401)"

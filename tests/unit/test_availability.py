@@ -1,4 +1,5 @@
 """Which cloud models can answer: a key variable not set, a key the provider refused (for a while)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,9 @@ def test_missing_keys_name_their_variable_and_local_models_need_none() -> None:
     assert a.reason("deepseek-chat") is None
     assert a.reason("claude-sonnet") == "ANTHROPIC_API_KEY not set"
     assert a.reason("local-llama") is None and a.reason("auto") is None
-    assert a.unavailable(["local-llama", "deepseek-chat", "claude-sonnet"]) == {"claude-sonnet": "ANTHROPIC_API_KEY not set"}
+    assert a.unavailable(["local-llama", "deepseek-chat", "claude-sonnet"]) == {
+        "claude-sonnet": "ANTHROPIC_API_KEY not set"
+    }
 
 
 def test_a_refused_key_is_set_aside_then_tried_again() -> None:

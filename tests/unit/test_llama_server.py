@@ -89,6 +89,14 @@ def test_text_completions_take_a_raw_prompt_in_every_openai_shape(client) -> Non
     assert echoed["choices"][0]["text"].startswith("Paris is")
 
 
+@pytest.mark.parametrize("ids", [[-1], [262_144], [2**63 - 1], [[5, 7], [10**9]]])
+def test_token_ids_outside_the_vocabulary_are_a_400_not_an_abort(client, ids) -> None:
+    """llama.cpp aborts the process (std::out_of_range) on such an id: this test's own process, had it got there."""
+    r = client.post("/v1/completions", json={"prompt": ids, "max_tokens": 1})
+    assert r.status_code == 400 and "vocabulary" in r.json()["error"]["message"]
+    assert client.post("/v1/completions", json={"prompt": [5, 7], "max_tokens": 1}).status_code == 200
+
+
 def test_text_completions_stream_with_usage(client) -> None:
     with client.stream(
         "POST",

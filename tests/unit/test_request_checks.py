@@ -1,8 +1,20 @@
 from __future__ import annotations
 
-import pytest
+import json
 
-from policies.common.request_checks import check_context_window, check_max_tokens, check_messages
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policies.common.request_checks import (
+    body_problem,
+    check_context_window,
+    check_max_tokens,
+    check_messages,
+    header_problem,
+    parse_body,
+)
+from tests.fuzz_requests import ROUTES, encode, requests_for, well_formed
 
 
 @pytest.mark.parametrize("value", [0, -1, "10", 1.5, True])
@@ -42,3 +54,209 @@ def test_context_window_counts_system_blocks_like_a_system_string() -> None:
     assert "too long" in check_context_window(as_blocks, "local-llama", 2048)
     short_blocks = {"messages": msgs, "system": [{"type": "text", "text": "Be brief."}, {"type": "image"}, "junk"]}
     assert check_context_window(short_blocks, "local-llama", 2048) is None
+
+
+# --- the front door (proxy/route_guard.py): body_problem, parse_body, header_problem -------------------------
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/embeddings", {"model": "auto", "input": [[], []]}, "'input'"),
+        (
+            "/v1/chat/completions",
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]},
+            "'messages[0].content[0]'",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "gpt-4o", "messages": MSG, "response_format": []},
+            "'response_format' must be an object",
+        ),
+        (
+            "/v1/messages",
+            {"model": "c", "max_tokens": 5, "messages": MSG, "system": 10**12},
+            "'system' must be a string or a list",
+        ),
+        ("/v1/messages", {"model": "c", "max_tokens": 5, "messages": MSG, "tools": 5}, "'tools' must be a list"),
+        ("/v1/chat/completions", {"model": "gpt-4o\x00", "messages": MSG}, "'model'"),
+        (
+            "/v1/chat/completions",
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+            "'messages[0].content[0].text' must be a string",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "gpt-4o", "messages": MSG, "max_tokens": -1},
+            "'max_tokens' must be at least 1",
+        ),
+        ("/v1/chat/completions", {"model": "gpt-4o"}, "'messages' is required"),
+        ("/v1/completions", {"model": "local-llama", "prompt": [-1]}, "'prompt[0]' must be at least 0"),
+        (
+            "/v1/completions",
+            {"model": "gpt-4o", "prompt": "x", "messages": MSG},
+            "'messages' is not a field of this route",
+        ),
+        ("/v1/responses", {"model": "c", "input": [{"type": "web_search_call"}]}, "'input[0]."),
+        ("/v1/messages/count_tokens", {"model": "c", "messages": MSG, "system": 5}, "'system'"),
+        (
+            "/v1/messages",
+            {
+                "model": "c",
+                "max_tokens": 1,
+                "messages": [{"role": "assistant", "content": [{"type": "text", "text": ""}]}],
+            },
+            "'messages[0].content[0].text' must hold text",
+        ),
+    ],
+)
+def test_body_problem_names_the_field(path: str, body: dict, field: str) -> None:
+    problem = body_problem(path, body)
+    assert problem is not None and field in problem, problem
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            {
+                "model": "gpt-4o",
+                "stream": False,
+                "n": 1,
+                "stop": None,
+                "temperature": 0,
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "hi"},
+                            {"type": "image_url", "image_url": {"url": "data:,"}},
+                        ],
+                    },
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                    },
+                    {"role": "tool", "tool_call_id": "a", "content": "42"},
+                ],
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+                "tool_choice": "auto",
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+            },
+        ),
+        (
+            "/v1/messages",
+            {
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 5,
+                "stream": True,
+                "metadata": {"user_id": "u"},
+                "system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}],
+                "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "t", "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+                ],
+            },
+        ),
+        ("/v1/completions", {"model": "local-llama", "prompt": [[1, 2], [3]], "echo": True, "logprobs": 2}),
+        (
+            "/v1/responses",
+            {
+                "model": "gpt-4o",
+                "input": [
+                    {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                    {"type": "function_call_output", "call_id": "c", "output": "4"},
+                ],
+            },
+        ),
+        (
+            "/v1/embeddings",
+            {"model": "local-embed", "input": [[1, 2], [3]], "dimensions": 384, "encoding_format": "base64"},
+        ),
+        ("/openai/deployments/gpt-4o/chat/completions", {"messages": MSG}),
+        (
+            "/v1/chat/completions",
+            {"model": "gpt-4o", "messages": MSG, "timeout": 30, "metadata": {"tags": ["a"]}, "x-unknown": {}},
+        ),
+    ],
+)
+def test_what_sdks_send_passes(path: str, body: dict) -> None:
+    assert body_problem(path, body) is None
+
+
+def test_token_ids_go_only_to_a_model_that_reads_them() -> None:
+    ids = {"model": "gpt-4o", "prompt": [1, 2]}
+    assert "token ids" in body_problem("/v1/completions", ids, lambda m: m == "local-llama")
+    assert body_problem("/v1/completions", {**ids, "model": "local-llama"}, lambda m: m == "local-llama") is None
+    assert body_problem("/v1/completions", {**ids, "prompt": "text"}, lambda m: False) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b'{"a": NaN}', "NaN"),
+        (b'{"a": -Infinity}', "Infinity"),
+        (b'{"a": 1e999}', "out of range"),
+        (b'{"a": 1' + b"0" * 400 + b"}", "out of range"),
+        (b'{"a": "\\ud800"}', "surrogate"),
+        (b"\xff{}", "UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b"{", "not valid JSON"),
+    ],
+)
+def test_parse_body_refuses_what_no_provider_can_be_sent(raw: bytes, needle: str) -> None:
+    value, problem = parse_body(raw)
+    assert value is None and needle in problem
+
+
+def test_parse_body_reads_what_litellm_reads() -> None:
+    assert parse_body(b'{"a": 10000000000000000000000}') == ({"a": 1e22}, None)  # orjson: a float past 64 bits
+    assert parse_body(b'{"a": "\xf0\x9f\x98\x80"}') == ({"a": "\U0001f600"}, None)
+
+
+@pytest.mark.parametrize(
+    ("headers", "needle"),
+    [
+        ([(b"x-litellm-timeout", b"abc")], "x-litellm-timeout"),
+        ([(b"x-litellm-timeout", b"nan")], "x-litellm-timeout"),
+        ([(b"x-litellm-num-retries", b"-1")], "x-litellm-num-retries"),
+        ([(b"anthropic-beta", b"a\x7fb")], "control character"),
+        ([(b"X-LiteLLM-Stream-Timeout", b"0")], "X-LiteLLM-Stream-Timeout"),
+    ],
+)
+def test_header_problem(headers: list, needle: str) -> None:
+    assert needle in header_problem(headers)
+
+
+def test_good_headers_pass() -> None:
+    assert (
+        header_problem([(b"x-litellm-timeout", b"30"), (b"x-litellm-num-retries", b"2"), (b"user-agent", b"a\tb")])
+        is None
+    )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(sorted(ROUTES)), data=st.data())
+def test_the_front_door_never_raises_and_always_explains(name: str, data) -> None:
+    """Whatever the body, the checks answer None or a sentence; they never raise (a raise there is a 500)."""
+    raw = encode(data.draw(requests_for(name)))
+    value, problem = parse_body(raw)
+    problem = problem or body_problem(ROUTES[name].path, value, lambda m: m == "local-llama")
+    assert problem is None or (isinstance(problem, str) and problem)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(sorted(ROUTES)), data=st.data())
+def test_well_formed_bodies_pass(name: str, data) -> None:
+    body = data.draw(well_formed(name))
+    value, problem = parse_body(json.dumps(body).encode())
+    if problem is None:  # NaN can appear inside a drawn JSON schema's enum
+        assert body_problem(ROUTES[name].path, value, lambda m: True) is None, body
