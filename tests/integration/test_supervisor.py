@@ -42,15 +42,16 @@ def test_sigkilled_backend_comes_back(stack, backend) -> None:
     if backend == "local-llama":
         assert wait_until(lambda: _chat(stack.base_url, "local-llama").status_code == 200, timeout_s=120)
     else:
-        ok = lambda: (
-            httpx.post(  # noqa: E731
+
+        def ok() -> bool:
+            r = httpx.post(
                 f"{stack.base_url}/v1/embeddings",
                 json={"model": "local-embed", "input": "back again"},
                 headers={"Authorization": f"Bearer {MASTER_KEY}"},
                 timeout=30,
-            ).status_code
-            == 200
-        )
+            )
+            return r.status_code == 200
+
         assert wait_until(ok, timeout_s=120)
     log = (stack.data_dir / "logs").parent  # restarts are logged by the supervisor
     assert b"restarted" in stack.log_path.read_bytes() and log.exists()
