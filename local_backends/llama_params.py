@@ -88,8 +88,31 @@ def _json_schema(body: dict[str, Any]) -> dict[str, Any] | None:
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise ParamError("'response_format.json_schema.schema' must be a JSON schema object", "response_format")
+        empty = _unsatisfiable(schema)
+        if empty:  # llama.cpp builds an empty grammar for it and crashes the server while sampling
+            raise ParamError(
+                f"'response_format' schema has an empty '{empty}': no value can match it", "response_format"
+            )
         return schema
     raise ParamError("'response_format.type' must be 'text', 'json_object' or 'json_schema'", "response_format")
+
+
+def _unsatisfiable(node: Any) -> str | None:
+    """The first keyword of a JSON schema that no value can satisfy (an empty enum, anyOf or oneOf), or None."""
+    if isinstance(node, dict):
+        for key in ("enum", "anyOf", "oneOf"):
+            if key in node and isinstance(node[key], list) and not node[key]:
+                return key
+        children: list[Any] = list(node.values())
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _unsatisfiable(child)
+        if found:
+            return found
+    return None
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:

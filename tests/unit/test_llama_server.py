@@ -177,3 +177,11 @@ def test_streamed_usage_counts_the_tokens_generated_not_the_chunks(client) -> No
             json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
         ]
     assert events[-1]["usage"]["completion_tokens"] == plain
+
+
+def test_a_schema_no_value_can_match_is_a_400_not_a_crash(client) -> None:
+    for schema in ({"type": "object", "properties": {"a": {"type": "string", "enum": []}}}, {"anyOf": []}):
+        rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+        r = client.post("/v1/chat/completions", json={"messages": Q, "max_tokens": 4, "response_format": rf})
+        assert r.status_code == 400 and "no value can match" in r.json()["error"]["message"]
+    assert client.get("/health").status_code == 200, "the server is still up"
