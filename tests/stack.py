@@ -57,6 +57,7 @@ def write_config(
             m["litellm_params"]["api_base"] = urls["llama"] + "/v1"
         elif m["model_name"] == "local-embed":
             m["litellm_params"]["api_base"] = urls["embed"] + "/v1"
+    s.setdefault("learning", {})["schedule"] = "off"  # no unattended router swap in the middle of a test
     _deep_update(s, synqra_overrides or {})
     if edit is not None:
         edit(cfg)  # any other change to the whole file, e.g. removing the hooks for a baseline
