@@ -42,6 +42,8 @@ import httpx
 import psutil
 import redis
 import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.fakes.fake_providers import FakeProvider, Faults, free_port
 from tests.redis_server import RedisServer
@@ -49,6 +51,7 @@ from tests.stack import MASTER_KEY, REPO, RunningStack, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 MODEL_OF_PROVIDER = {"anthropic": "claude-sonnet", "openai": "gpt-4o", "deepseek": "deepseek-chat"}
+LOST_IN_KILL = "connection lost: its proxy was killed under it"
 NONCE = re.compile(r"\[c(\d+)\]")
 ANSWER = "The answer is short and plain so that every provider bills the same handful of words here."
 
@@ -86,7 +89,7 @@ class ChaosConfig:
     kill_llama_at: float = 0.65
 
     def limit(self) -> float:
-        return self.limit_usd if self.limit_usd is not None else round(0.00006 * self.n_requests, 6)
+        return self.limit_usd if self.limit_usd is not None else round(0.00005 * self.n_requests, 6)
 
 
 @dataclass
@@ -180,8 +183,8 @@ def _call(spec: Spec, oai: Any, ant: Any, max_tokens: int) -> str:
 
 def _connect_refused(e: BaseException) -> bool:
     seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, httpx.ConnectError):
+    while seen is not None:  # the SDKs wrap their own copy of httpx: look for the OS's refusal
+        if isinstance(seen, ConnectionRefusedError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -278,7 +281,7 @@ class SpendSampler:
     def __init__(self, port: int, prefix: str = "synqra:budget", every_s: float = 0.1) -> None:
         month = datetime.now(timezone.utc).strftime("%Y-%m")
         self.key = f"{prefix}:{month}:totals"
-        self.client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
         self.every_s = every_s
         self.samples: list[tuple[float, int, int]] = []
         self.failed = 0
@@ -313,7 +316,8 @@ class ChaosReport:
     t_start: float
 
     def outcome_kinds(self) -> Counter[str]:
-        return Counter(f"{o.spec.api}: {o.kind}" + ("" if o.well_formed or o.kind == "2xx" else " [MALFORMED]") for o in self.outcomes)
+        return Counter(f"{o.spec.api}: {o.kind}" + ("" if o.well_formed or o.kind == LOST_IN_KILL else " [MALFORMED]")
+                       for o in self.outcomes)
 
 
 def _prices() -> dict[str, tuple[Decimal, Decimal]]:
@@ -382,23 +386,8 @@ class ChaosRun:
         t0 = time.monotonic()
         a = start_stack(self.dir / "a", self.providers, overrides, edit=edit)
         self.stacks.append(a)
-        more: list[RunningStack | BaseException] = [None, None]  # type: ignore[list-item]
-
-        def extra(k: int) -> None:
-            try:
-                more[k] = start_stack(self.dir / "bc"[k], self.providers, overrides, backends_of=a, edit=edit)
-            except BaseException as e:  # noqa: BLE001  # re-raised below
-                more[k] = e
-
-        threads = [threading.Thread(target=extra, args=(k,)) for k in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for m in more:
-            if isinstance(m, BaseException):
-                raise m
-            self.stacks.append(m)
+        for name in "bc":  # in this thread: a child started from a thread gets its death signal when the thread ends
+            self.stacks.append(start_stack(self.dir / name, self.providers, overrides, backends_of=a, edit=edit))
         self.event(f"3 proxies up in {time.monotonic() - t0:.0f}s on ports {[s.port for s in self.stacks]}, Redis on {self.redis.port}")
         self._note_pids()
 
@@ -424,21 +413,26 @@ class ChaosRun:
             fp.stop()
         if self.receiver is not None:
             self.receiver.stop()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(_alive(p) for p in self.pids_seen):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (any(_alive(p) for p in self.pids_seen) or self._stray()):
             time.sleep(0.25)
-        marker = str(self.dir)
-        stray = []
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if p.pid != os.getpid() and marker in " ".join(p.info["cmdline"] or []) and p.status() != psutil.STATUS_ZOMBIE:
-                    stray.append(p.pid)
-            except psutil.Error:
-                pass
-        time.sleep(0.5)
+        stray = self._stray()
         fakes_open = [k for k, fp in self.providers.items() if _port_open(fp.port)]
         return {"pids_tracked": len(self.pids_seen), "alive_after_stop": sorted(p for p in self.pids_seen if _alive(p)),
                 "stray_processes": stray, "fake_ports_open": fakes_open}
+
+    def _stray(self) -> list[str]:
+        """Processes whose command line names this run's folder (stacks, backends, Redis), this one aside."""
+        marker, out = str(self.dir), []
+        me = psutil.Process()
+        mine = {me.pid, *(p.pid for p in me.parents())}  # this run and whatever launched it with the folder in argv
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if p.pid not in mine and marker in " ".join(p.info["cmdline"] or []) and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])[:160]}")
+            except psutil.Error:
+                pass
+        return out
 
     # -- the faults -------------------------------------------------------------------------------------
 
@@ -555,10 +549,18 @@ class ChaosRun:
         figures["orphans"] = orphans
         return ChaosReport(self.cfg, figures, outcomes, self.events, mismatches, t_start)
 
+    def _lost_in_kill(self, o: Outcome) -> bool:
+        """A connection that broke because its proxy was killed under it (no proxy can answer that)."""
+        return (o.kind in ("connection lost", LOST_IN_KILL) and self.kill_at is not None and o.proxy == self.killed_proxy
+                and o.t0 <= self.kill_at <= o.t1 + 1.0)
+
     # -- the invariants ----------------------------------------------------------------------------------
 
     def _figures(self, outcomes: list[Outcome], rows: list[dict[str, Any]], status: dict[str, Any], sampler: SpendSampler,
                  held: float, zero: bool, t_zero: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        for o in outcomes:
+            if self._lost_in_kill(o):
+                o.kind = LOST_IN_KILL
         prices = _prices()
         ledger: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         ledger_usd = Decimal(0)
@@ -594,7 +596,7 @@ class ChaosRun:
             lt, bt = ledger.get(key, [0, 0]), bill.get(key, [0, 0])
             if lt != bt:
                 o = by_request.get(key[0])
-                in_kill = (o is not None and self.kill_at is not None and o.spec.proxy == self.killed_proxy
+                in_kill = (o is not None and self.kill_at is not None and o.proxy == self.killed_proxy
                            and o.t0 <= self.kill_at <= o.t1)
                 mismatches.append({"request": key[0], "model": key[1], "ledger_tokens": lt, "bill_tokens": bt,
                                    "diff_usd": float(usd(key[1], lt) - usd(key[1], bt)), "provider_faults": faults_of.get(key, []),
@@ -627,7 +629,8 @@ class ChaosRun:
             "budget_state": status["state"],
             "alerts": dict(alerts),
             "alert_70_fired": alerts.get("0.7", 0),
-            "malformed_outcomes": sum(1 for o in outcomes if not o.well_formed and o.kind != "2xx"),
+            "lost_with_the_killed_proxy": sum(1 for o in outcomes if self._lost_in_kill(o)),
+            "malformed_outcomes": sum(1 for o in outcomes if not o.well_formed and not self._lost_in_kill(o)),
             "rerouted_connects": sum(o.rerouted for o in outcomes),
         }
         return figures, mismatches
@@ -640,6 +643,12 @@ def format_report(rep: ChaosReport) -> str:
     lines += [f"  +{t - rep.t_start:6.1f}s  {what}" for t, what in rep.events]
     lines += ["", "client outcomes (API: status type; [MALFORMED] = not its API's error format):"]
     lines += [f"  {n:4d}  {k}" for k, n in sorted(rep.outcome_kinds().items(), key=lambda kv: -kv[1])]
+    examples: dict[str, Outcome] = {}
+    for o in rep.outcomes:
+        examples.setdefault(o.kind, o)
+    lines += ["", "an example of each error kind:"]
+    lines += [f"  {k}: {o.spec.api} {o.spec.model} stream={o.spec.stream} via proxy {'ABC'[o.proxy]}: {o.detail[:200]!r}"
+              for k, o in examples.items() if k != "2xx"]
     lines += ["", "provider calls by fault:"] + [f"  {n:4d}  {k}" for k, n in f["provider_calls"].items()]
     lines += ["", "invariants:",
               f"  ledger ${f['ledger_usd']:.6f} vs providers' bill ${f['provider_bill_usd']:.6f}: "
@@ -650,7 +659,8 @@ def format_report(rep: ChaosReport) -> str:
               f"{'OVER' if f['committed_over_limit'] else 'never above'}",
               f"  reservations: ${f['reserved_at_traffic_end_usd']:.6f} held when the traffic ended, "
               f"{'zero' if f['reserved_zero_after_ttl'] else 'NOT zero'} {f['seconds_to_zero_reserved']}s later (TTL {f['reservation_ttl_s']}s)",
-              f"  client answers not well formed: {f['malformed_outcomes']} (connect refusals rerouted: {f['rerouted_connects']})",
+              f"  client answers not well formed: {f['malformed_outcomes']}; connections lost with the killed proxy: "
+              f"{f['lost_with_the_killed_proxy']}; connect refusals rerouted to the next proxy: {f['rerouted_connects']}",
               f"  alerts: {f['alerts']} (70% fired {f['alert_70_fired']}x); budget state at the end: {f['budget_state']}",
               f"  orphans after stop: {f['orphans']}"]
     if rep.mismatches:
