@@ -11,7 +11,7 @@ Shared by `bench/chaos.py` (300 requests) and `tests/integration/test_chaos.py` 
   explicit and aliased models; tools), arriving over `ramp_s` seconds round-robin over the proxies, each with
   a nonce in its prompt and its own tag (`x-synqra-tag: c<i>`), so every ledger row and every provider call
   is traced to its request;
-- during the run: kill -9 of B's proxy process (its supervisor restarts it), a Redis stop / start on the same
+- during the run: kill -9 of B's proxy process while it relays two slow paid streams (its supervisor restarts it), a Redis stop / start on the same
   port, kill -9 of A's llama.cpp server while a local stream is being read (its supervisor restarts it).
 
 A client whose proxy refuses the connection (B while it restarts) retries on the next proxy, as a load
@@ -45,14 +45,15 @@ import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.fakes.fake_providers import FakeProvider, Faults, free_port
+from tests.fakes.fake_providers import FakeProvider, Faults, Scripted, free_port
 from tests.redis_server import RedisServer
 from tests.stack import MASTER_KEY, REPO, RunningStack, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 MODEL_OF_PROVIDER = {"anthropic": "claude-sonnet", "openai": "gpt-4o", "deepseek": "deepseek-chat"}
+SLOW_MARKER = "[slow-stream]"  # the fakes stream a prompt carrying this slowly: the killed proxy's paid calls in flight
 LOST_IN_KILL = "connection lost: its proxy was killed under it"
-NONCE = re.compile(r"\[c(\d+)\]")
+NONCE = re.compile(r"\[c(-?\d+)\]")
 ANSWER = "The answer is short and plain so that every provider bills the same handful of words here."
 
 PROMPTS = [  # a spread the router sends to different tiers
@@ -78,7 +79,7 @@ class ChaosConfig:
     ramp_s: float = 40.0  # arrivals spread over this long; every request runs in its own thread
     seed: int = 19
     limit_usd: float | None = None  # None: sized from n_requests so the money runs out about midway
-    reservation_ttl_s: float = 20.0
+    reservation_ttl_s: float = 60.0  # the killed proxy's reservations are still held when the traffic ends
     cloud_timeout_s: float = 3.0
     max_tokens: int = 24
     faults: dict[str, float] = field(default_factory=lambda: {
@@ -377,7 +378,8 @@ class ChaosRun:
         c = self.cfg
         for k, (kind, seed) in enumerate((("openai", 1), ("deepseek", 2), ("anthropic", 3))):
             faults = Faults(**c.faults, hang_s=60.0, seed=c.seed * 10 + seed)
-            self.providers[kind] = FakeProvider(kind, default_text=ANSWER, faults=faults).start()
+            self.providers[kind] = FakeProvider(kind, default_text=ANSWER, faults=faults,
+                                                by_marker={SLOW_MARKER: Scripted(chunk_delay_s=1.0)}).start()
         self.redis = RedisServer(self.dir / "redis").start()
         self.receiver = AlertReceiver()
         overrides = {"budget": {"monthly_limit_usd": c.limit(), "store": self.redis.url, "reservation_ttl_s": c.reservation_ttl_s,
@@ -436,8 +438,21 @@ class ChaosRun:
 
     # -- the faults -------------------------------------------------------------------------------------
 
-    def kill_proxy(self) -> None:
+    def kill_proxy(self, clients: list[tuple[Any, Any]], out: list[Outcome]) -> None:
+        """kill -9 B's proxy process while it relays slow paid streams (their reservations must lapse)."""
         b = self.stacks[self.killed_proxy]
+        victims = [Spec(-2 - k, "chat", "claude-sonnet", True, False, f"[c{-2 - k}] {SLOW_MARKER} Tell me about tides.",
+                        self.killed_proxy) for k in range(2)]
+
+        def victim(spec: Spec) -> None:
+            out.append(run_one(spec, clients, self.cfg.max_tokens))
+
+        threads = [threading.Thread(target=victim, args=(v,)) for v in victims]
+        for t in threads:
+            t.start()
+        claude = self.providers["anthropic"]
+        wait_until(lambda: sum(SLOW_MARKER in json.dumps(r.body) for r in list(claude.requests)) >= len(victims), timeout_s=60)
+        time.sleep(1.5)  # a few words into each stream
         old = b.pids()["proxy"]
         self.pids_seen.add(old)
         self.kill_at = time.time()
@@ -447,6 +462,8 @@ class ChaosRun:
             lambda: httpx.get(f"{b.base_url}/health/readiness", timeout=2).status_code == 200, timeout_s=180)
         self._note_pids()
         self.event(f"proxy B {'back' if ok else 'NOT back'} ({time.time() - self.kill_at:.1f}s after the kill)")
+        for t in threads:
+            t.join()
 
     def restart_redis(self) -> None:
         assert self.redis is not None
@@ -502,7 +519,7 @@ class ChaosRun:
             with lock:
                 outcomes.append(o)
 
-        faults = sorted([(c.kill_proxy_at, self.kill_proxy), (c.redis_restart_at, self.restart_redis),
+        faults = sorted([(c.kill_proxy_at, lambda: self.kill_proxy(clients, outcomes)), (c.redis_restart_at, self.restart_redis),
                          (c.kill_llama_at, lambda: self.kill_llama_mid_stream(clients, outcomes))], key=lambda f: f[0])
         fault_threads: list[threading.Thread] = []
         threads = []

@@ -25,6 +25,12 @@ result (the model then answers in text, so agent loops end). `response_format` j
 json_schema (the Responses API's `text.format`, Anthropic `output_format`) get a JSON text valid
 for the schema. The bill keeps the one rule: a tool call's completion
 tokens are the words of "name arguments-JSON".
+
+Faults (`FakeProvider(..., faults=Faults(rate_429=..., rate_cut=...))`, or scripted one at a time with
+`Scripted(hang_s=..., chunk_delay_s=..., cut_after_words=...)`): 429s, 5xx, timeouts (the answer is held
+until the caller gives up), slow streams and streams whose connection drops mid-answer. The bill stays a
+provider's: what was delivered is billed (an error or an abandoned hang nothing, a cut-off or abandoned
+stream its prompt and the answer words it sent); each request's body says what it met under `_fault`.
 """
 from __future__ import annotations
 
@@ -144,6 +150,8 @@ class FakeProvider:
     script: deque[Scripted] = field(default_factory=deque)
     port: int = 0
     faults: "Faults | None" = None  # random faults for the requests nothing is scripted for
+    # A request whose JSON body contains one of these texts gets its step (before the script and the faults).
+    by_marker: dict[str, Scripted] = field(default_factory=dict)
     _server: uvicorn.Server | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stream_steps: dict[int, Scripted] = field(default_factory=dict)
@@ -183,7 +191,8 @@ class FakeProvider:
         rec = Recorded(request.url.path, {k.lower(): v for k, v in request.headers.items()}, body)
         with self._lock:
             self.requests.append(rec)
-        step = self._next()
+        marked = [v for k, v in self.by_marker.items() if k in raw.decode(errors="replace")]
+        step = marked[0] if marked else self._next()
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
         return await self._apply_fault(request, body, step)

@@ -2,7 +2,8 @@
 during them kill -9 of a proxy, a Redis restart and kill -9 of llama.cpp mid-stream (tests/chaos_run.py;
 `python -m bench.chaos` is the 300-request version). Then the invariants.
 
-Known finding (issue 19, chaos run): a provider stream cut off mid-answer is billed by the provider (prompt and
+Known findings (issue 19, chaos run): a call in flight on a proxy killed with -9 is billed by its provider and
+recorded by nobody (its reservation lapses after the TTL instead of being charged); a provider stream cut off mid-answer is billed by the provider (prompt and
 the words it sent) but the proxy releases its reservation and records nothing. The run asserts that this is
 the only way the ledger and the providers' bill differ; `test_a_stream_cut_off_mid_answer_is_recorded` is the
 minimal reproduction, expected to fail until the proxy records such calls.
@@ -36,22 +37,27 @@ def test_chaos_run_keeps_the_budget_invariants(tmp_path: Path) -> None:
     o = f["orphans"]
     assert not o["alive_after_stop"] and not o["stray_processes"] and not o["fake_ports_open"], o
     # Every client got a 2xx or an error in its API's format (or lost its connection with the killed proxy).
-    assert len(rep.outcomes) == 61  # the 60 requests and the local stream llama.cpp died under
+    assert len(rep.outcomes) == 63  # the 60 requests, 2 slow streams on the killed proxy, the local stream llama.cpp died under
     bad = [(x.spec.api, x.kind, x.detail) for x in rep.outcomes if not x.well_formed and x.kind != LOST_IN_KILL]
     assert not bad, bad
     assert sum(x.kind == "2xx" for x in rep.outcomes) >= 20
     # The money ran out midway, committed spend never passed the limit, and reservations lapse.
-    assert f["budget_state"] == "stopped" and any(x.kind.startswith("429") for x in rep.outcomes)
+    assert f["budget_state"] in ("alert", "stopped") and "stop" in f["alerts"]
+    assert any("monthly budget is exhausted" in x.detail for x in rep.outcomes)
     assert not f["committed_over_limit"] and f["committed_max_sampled_usd"] <= f["limit_usd"]
+    assert f["reserved_at_traffic_end_usd"] > 0, "the killed proxy's paid streams left reservations behind"
     assert f["reserved_zero_after_ttl"]
     assert f["alert_70_fired"] == 1, f["alerts"]
-    # The ledger equals what the providers billed, request by request and model by model, except for
-    # streams a provider cut off mid-answer (the known finding above): those the ledger lacks entirely.
+    # The ledger equals what the providers billed, request by request and model by model, except for calls
+    # the ledger lacks entirely for a known reason: a stream a provider cut off mid-answer (the finding
+    # above), or a call in flight on the proxy that was killed (it never learnt what the provider sent).
     assert abs(f["ledger_usd"] - f["committed_final_usd"]) < 1e-6
-    unexplained = [m for m in rep.mismatches if "cut" not in m["provider_faults"] or m["ledger_tokens"] != [0, 0]]
+    explained = [m for m in rep.mismatches if m["ledger_tokens"] == [0, 0]
+                 and ("cut" in m["provider_faults"] or m["on_killed_proxy_at_kill"])]
+    unexplained = [m for m in rep.mismatches if m not in explained]
     assert not unexplained, unexplained
-    cut_bill = sum(-m["diff_usd"] for m in rep.mismatches)
-    assert abs(f["ledger_minus_bill_usd"] + cut_bill) < 1e-6
+    assert any(m["on_killed_proxy_at_kill"] for m in explained), "the killed proxy's slow streams were billed"
+    assert abs(f["ledger_minus_bill_usd"] + sum(-m["diff_usd"] for m in explained)) < 1e-6
 
 
 @pytest.mark.xfail(strict=True, reason="finding (issue 19 chaos run): a stream cut off mid-answer is billed by the "
