@@ -366,6 +366,7 @@ class ChaosRun:
         self.redis: RedisServer | None = None
         self.receiver: AlertReceiver | None = None
         self.kill_at: float | None = None  # when B's proxy was killed
+        self.back_at: float | None = None  # when it served again
         self.killed_proxy = 1
 
     def event(self, what: str) -> None:
@@ -461,6 +462,7 @@ class ChaosRun:
         ok = wait_until(lambda: b.pids()["proxy"] != old, timeout_s=60) and wait_until(
             lambda: httpx.get(f"{b.base_url}/health/readiness", timeout=2).status_code == 200, timeout_s=180)
         self._note_pids()
+        self.back_at = time.time()
         self.event(f"proxy B {'back' if ok else 'NOT back'} ({time.time() - self.kill_at:.1f}s after the kill)")
         for t in threads:
             t.join()
@@ -568,8 +570,10 @@ class ChaosRun:
 
     def _lost_in_kill(self, o: Outcome) -> bool:
         """A connection that broke because its proxy was killed under it (no proxy can answer that)."""
+        # In flight at the kill, or sent before B was back on a pooled keep-alive connection to the dead process.
+        back = self.back_at or float("inf")
         return (o.kind in ("connection lost", LOST_IN_KILL) and self.kill_at is not None and o.proxy == self.killed_proxy
-                and o.t0 <= self.kill_at <= o.t1 + 1.0)
+                and o.t1 + 1.0 >= self.kill_at and o.t0 <= back)
 
     # -- the invariants ----------------------------------------------------------------------------------
 
