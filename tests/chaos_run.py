@@ -90,7 +90,7 @@ class ChaosConfig:
     kill_llama_at: float = 0.65
 
     def limit(self) -> float:
-        return self.limit_usd if self.limit_usd is not None else round(0.00005 * self.n_requests, 6)
+        return self.limit_usd if self.limit_usd is not None else round(0.00004 * self.n_requests, 6)
 
 
 @dataclass
@@ -380,7 +380,7 @@ class ChaosRun:
         for k, (kind, seed) in enumerate((("openai", 1), ("deepseek", 2), ("anthropic", 3))):
             faults = Faults(**c.faults, hang_s=60.0, seed=c.seed * 10 + seed)
             self.providers[kind] = FakeProvider(kind, default_text=ANSWER, faults=faults,
-                                                by_marker={SLOW_MARKER: Scripted(chunk_delay_s=1.0)}).start()
+                                                by_marker={SLOW_MARKER: Scripted(chunk_delay_s=1.5)}).start()
         self.redis = RedisServer(self.dir / "redis").start()
         self.receiver = AlertReceiver()
         overrides = {"budget": {"monthly_limit_usd": c.limit(), "store": self.redis.url, "reservation_ttl_s": c.reservation_ttl_s,
@@ -439,21 +439,25 @@ class ChaosRun:
 
     # -- the faults -------------------------------------------------------------------------------------
 
-    def kill_proxy(self, clients: list[tuple[Any, Any]], out: list[Outcome]) -> None:
-        """kill -9 B's proxy process while it relays slow paid streams (their reservations must lapse)."""
-        b = self.stacks[self.killed_proxy]
+    def start_kill_victims(self, clients: list[tuple[Any, Any]], out: list[Outcome]) -> list[threading.Thread]:
+        """Two slow paid streams on B, opened first (while there is money): B is killed while it relays them,
+        so their reservations are left behind and must lapse."""
         victims = [Spec(-2 - k, "chat", "claude-sonnet", True, False, f"[c{-2 - k}] {SLOW_MARKER} Tell me about tides.",
                         self.killed_proxy) for k in range(2)]
 
         def victim(spec: Spec) -> None:
-            out.append(run_one(spec, clients, self.cfg.max_tokens))
+            out.append(run_one(spec, clients, 8))  # a small reservation each: the rest of the traffic spends the money
 
         threads = [threading.Thread(target=victim, args=(v,)) for v in victims]
         for t in threads:
             t.start()
         claude = self.providers["anthropic"]
         wait_until(lambda: sum(SLOW_MARKER in json.dumps(r.body) for r in list(claude.requests)) >= len(victims), timeout_s=60)
-        time.sleep(1.5)  # a few words into each stream
+        return threads
+
+    def kill_proxy(self) -> None:
+        """kill -9 B's proxy process (its supervisor restarts it)."""
+        b = self.stacks[self.killed_proxy]
         old = b.pids()["proxy"]
         self.pids_seen.add(old)
         self.kill_at = time.time()
@@ -464,8 +468,6 @@ class ChaosRun:
         self._note_pids()
         self.back_at = time.time()
         self.event(f"proxy B {'back' if ok else 'NOT back'} ({time.time() - self.kill_at:.1f}s after the kill)")
-        for t in threads:
-            t.join()
 
     def restart_redis(self) -> None:
         assert self.redis is not None
@@ -521,7 +523,8 @@ class ChaosRun:
             with lock:
                 outcomes.append(o)
 
-        faults = sorted([(c.kill_proxy_at, lambda: self.kill_proxy(clients, outcomes)), (c.redis_restart_at, self.restart_redis),
+        victims = self.start_kill_victims(clients, outcomes)
+        faults = sorted([(c.kill_proxy_at, self.kill_proxy), (c.redis_restart_at, self.restart_redis),
                          (c.kill_llama_at, lambda: self.kill_llama_mid_stream(clients, outcomes))], key=lambda f: f[0])
         fault_threads: list[threading.Thread] = []
         threads = []
@@ -538,7 +541,7 @@ class ChaosRun:
             t = threading.Thread(target=worker, args=(spec,))
             t.start()
             threads.append(t)
-        for t in threads + fault_threads:
+        for t in threads + fault_threads + victims:
             t.join()
         self.event(f"traffic done: {len(outcomes)} outcomes in {time.monotonic() - t0:.0f}s")
         return outcomes
