@@ -440,9 +440,9 @@ class ChaosRun:
     # -- the faults -------------------------------------------------------------------------------------
 
     def start_kill_victims(self, clients: list[tuple[Any, Any]], out: list[Outcome]) -> list[threading.Thread]:
-        """Two slow paid streams on B, opened first (while there is money): B is killed while it relays them,
-        so their reservations are left behind and must lapse."""
-        victims = [Spec(-2 - k, "chat", "claude-sonnet", True, False, f"[c{-2 - k}] {SLOW_MARKER} Tell me about tides.",
+        """Two slow paid streams on B (DeepSeek: cheap, so what they hold does not starve the run), opened
+        first: B is killed while it relays them, so their reservations are left behind and must lapse."""
+        victims = [Spec(-2 - k, "chat", "deepseek-chat", True, False, f"[c{-2 - k}] {SLOW_MARKER} Tell me about tides.",
                         self.killed_proxy) for k in range(2)]
 
         def victim(spec: Spec) -> None:
@@ -451,8 +451,8 @@ class ChaosRun:
         threads = [threading.Thread(target=victim, args=(v,)) for v in victims]
         for t in threads:
             t.start()
-        claude = self.providers["anthropic"]
-        wait_until(lambda: sum(SLOW_MARKER in json.dumps(r.body) for r in list(claude.requests)) >= len(victims), timeout_s=60)
+        deepseek = self.providers["deepseek"]
+        wait_until(lambda: sum(SLOW_MARKER in json.dumps(r.body) for r in list(deepseek.requests)) >= len(victims), timeout_s=60)
         return threads
 
     def kill_proxy(self) -> None:
