@@ -25,12 +25,20 @@ result (the model then answers in text, so agent loops end). `response_format` j
 json_schema (the Responses API's `text.format`, Anthropic `output_format`) get a JSON text valid
 for the schema. The bill keeps the one rule: a tool call's completion
 tokens are the words of "name arguments-JSON".
+
+Faults (`FakeProvider(..., faults=Faults(rate_429=..., rate_cut=...))`, or scripted one at a time with
+`Scripted(hang_s=..., chunk_delay_s=..., cut_after_words=...)`): 429s, 5xx, timeouts (the answer is held
+until the caller gives up), slow streams and streams whose connection drops mid-answer. The bill stays a
+provider's: what was delivered is billed (an error or an abandoned hang nothing, a cut-off or abandoned
+stream its prompt and the answer words it sent); each request's body says what it met under `_fault`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
 import socket
 import threading
 import time
@@ -120,6 +128,12 @@ class Scripted:
     status: int = 200
     delay_s: float = 0.0
     tool: str | None = None  # answer with a call to this tool (its arguments fit its schema)
+    # Fault injection (see Faults): hold the answer this long, giving up unbilled if the client leaves first
+    # (a provider timeout); pause before each streamed chunk (a slow stream); drop the connection after this
+    # many answer words of a streamed text answer (a cut-off stream).
+    hang_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    cut_after_words: int | None = None
 
 
 @dataclass
@@ -136,8 +150,12 @@ class FakeProvider:
     requests: list[Recorded] = field(default_factory=list)
     script: deque[Scripted] = field(default_factory=deque)
     port: int = 0
+    faults: Faults | None = None  # random faults for the requests nothing is scripted for
+    # A request whose JSON body contains one of these texts gets its step (before the script and the faults).
+    by_marker: dict[str, Scripted] = field(default_factory=dict)
     _server: uvicorn.Server | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stream_steps: dict[int, Scripted] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -162,7 +180,9 @@ class FakeProvider:
 
     def _next(self) -> Scripted:
         with self._lock:
-            return self.script.popleft() if self.script else Scripted()
+            if self.script:
+                return self.script.popleft()
+        return self._draw_fault()
 
     async def _receive(self, request: Request) -> tuple[dict[str, Any], Scripted] | Response:
         """Parse, record, and take the next scripted step (after its delay); a Response if the JSON is bad."""
@@ -174,10 +194,11 @@ class FakeProvider:
         rec = Recorded(request.url.path, {k.lower(): v for k, v in request.headers.items()}, body)
         with self._lock:
             self.requests.append(rec)
-        step = self._next()
+        marked = [v for k, v in self.by_marker.items() if k in raw.decode(errors="replace")]
+        step = marked[0] if marked else self._next()
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
-        return body, step
+        return await self._apply_fault(request, body, step)
 
     async def _handle(self, request: Request) -> Response:
         got = await self._receive(request)
@@ -255,7 +276,7 @@ class FakeProvider:
                 yield f"data: {json.dumps(d)}\n\n"
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(gen(), media_type="text/event-stream")
+        return self._sse(gen(), body)
 
     def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
@@ -313,7 +334,7 @@ class FakeProvider:
             )
             yield ev("message_stop", {"type": "message_stop"})
 
-        return StreamingResponse(gen(), media_type="text/event-stream")
+        return self._sse(gen(), body)
 
     # --- tool calls (kept apart from the text paths above) ---
 
@@ -391,7 +412,7 @@ class FakeProvider:
                 yield f"data: {json.dumps(d)}\n\n"
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(gen(), media_type="text/event-stream")
+        return self._sse(gen(), body, text=False)
 
     def _anthropic_tool(self, body: dict[str, Any], call: ToolCall, p: int, c: int) -> Response:
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
@@ -458,7 +479,7 @@ class FakeProvider:
             )
             yield ev("message_stop", {"type": "message_stop"})
 
-        return StreamingResponse(gen(), media_type="text/event-stream")
+        return self._sse(gen(), body, text=False)
 
     # --- OpenAI Responses API (POST /v1/responses), kept apart from chat ---
 
@@ -502,7 +523,7 @@ class FakeProvider:
         resp = _response_object(body, "resp_" + uuid.uuid4().hex)
         if not body.get("stream"):
             return JSONResponse({**resp, "status": "completed", "output": [item], "usage": usage})
-        return StreamingResponse(self._responses_events(resp, item, usage, call), media_type="text/event-stream")
+        return self._sse(self._responses_events(resp, item, usage, call), body, text=call is None)
 
     async def _responses_events(
         self, resp: dict[str, Any], item: dict[str, Any], usage: dict[str, Any], call: ToolCall | None
@@ -604,6 +625,84 @@ class FakeProvider:
                 yield f"data: {json.dumps(d)}\n\n"
             yield "data: [DONE]\n\n"
 
+        return self._sse(gen(), body)
+
+    # --- fault injection (Faults): what a provider under stress does, billed as a provider bills ---
+
+    def _draw_fault(self) -> Scripted:
+        """The step for a request nothing is scripted for: a normal answer, or one of `faults` at its rate."""
+        f = self.faults
+        if f is None:
+            return Scripted()
+        with self._lock:
+            x, status = f.rng.random(), f.rng.choice(f.error_statuses)
+        for rate, step in (
+            (f.rate_429, Scripted(status=429)),
+            (f.rate_5xx, Scripted(status=status)),
+            (f.rate_timeout, Scripted(hang_s=f.hang_s)),
+            (f.rate_slow, Scripted(chunk_delay_s=f.slow_chunk_s)),
+            (f.rate_cut, Scripted(cut_after_words=f.cut_after_words)),
+        ):
+            if x < rate:
+                return step
+            x -= rate
+        return Scripted()
+
+    async def _apply_fault(
+        self, request: Request, body: dict[str, Any], step: Scripted
+    ) -> tuple[dict[str, Any], Scripted] | Response:
+        """Label the request with the fault it meets; a hung request whose client left is answered to nobody,
+        unbilled. A stream's slow or cut-off step is kept for `_sse`."""
+        body["_received_at"] = time.time()
+        if step.status != 200:
+            body["_fault"] = str(step.status)
+        if step.hang_s:
+            body["_fault"] = "timeout"
+            deadline = time.monotonic() + step.hang_s
+            while time.monotonic() < deadline:
+                if await request.is_disconnected():
+                    body["_finished_at"] = time.time()
+                    return Response(status_code=504)  # the caller timed out: nothing was delivered, nothing billed
+                await asyncio.sleep(0.05)
+            body["_fault"] = "slow-first-byte"  # held past the hang and the caller still waited: answered, billed
+        if step.chunk_delay_s or step.cut_after_words is not None:
+            with self._lock:
+                self._stream_steps[id(body)] = step
+        if not body.get("stream"):
+            body["_finished_at"] = time.time()
+        return body, step
+
+    def _sse(self, events: Any, body: dict[str, Any], text: bool = True) -> StreamingResponse:
+        """An SSE answer, slowed or cut off as its step says. A cut drops the connection (no terminating chunk,
+        as when a provider's connection breaks) after `cut_after_words` answer words; the provider then bills
+        the prompt and the words it sent (tool-call streams are never cut: their billed text is not per event)."""
+        with self._lock:
+            step = self._stream_steps.pop(id(body), None)
+
+        async def gen():
+            sent, done = 0, False
+            try:
+                async for event in events:
+                    if step is not None and step.chunk_delay_s:
+                        body["_fault"] = "slow"
+                        await asyncio.sleep(step.chunk_delay_s)
+                    words = _answer_words(event) if text else 0
+                    if (
+                        step is not None
+                        and text
+                        and step.cut_after_words is not None
+                        and sent + words > step.cut_after_words
+                    ):
+                        body["_fault"], body["_completion_tokens"], done = "cut", sent, True
+                        raise StreamCutOff(f"cut off after {sent} answer words")
+                    sent += words
+                    yield event
+                done = True
+            finally:
+                body["_finished_at"] = time.time()
+                if not done and text and "_completion_tokens" in body:  # the caller hung up: bill what was sent
+                    body["_fault"], body["_completion_tokens"] = "abandoned", sent
+
         return StreamingResponse(gen(), media_type="text/event-stream")
 
     def app(self) -> Starlette:
@@ -622,6 +721,7 @@ class FakeProvider:
         return Starlette(routes=routes)
 
     def start(self) -> FakeProvider:
+        _quiet_cut_offs()
         self.port = free_port()
         config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
@@ -636,6 +736,67 @@ class FakeProvider:
     def stop(self) -> None:
         if self._server:
             self._server.should_exit = True
+
+
+# --- fault injection ---
+
+
+@dataclass
+class Faults:
+    """Faults a provider injects at random, each at its rate per unscripted request (seeded: a run replays).
+
+    The bill stays a provider's: an error status or a timeout the caller gave up on bills nothing (nothing
+    was delivered), a slow stream bills in full, a cut-off stream bills its prompt and the answer words sent
+    before the connection dropped (what OpenAI and Anthropic charge for generated tokens a client never
+    received in full). Each request's body records its fault under `_fault`.
+    """
+
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    rate_timeout: float = 0.0
+    rate_slow: float = 0.0
+    rate_cut: float = 0.0
+    error_statuses: tuple[int, ...] = (500, 502, 503)
+    hang_s: float = 60.0  # a timeout holds the answer this long: set it above the caller's timeout
+    slow_chunk_s: float = 0.2  # a slow stream pauses this long before each event
+    cut_after_words: int = 2  # a cut-off stream drops the connection after this many answer words
+    seed: int = 0
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+
+class StreamCutOff(Exception):
+    """Raised inside a streamed answer: uvicorn then drops the connection mid-body."""
+
+
+class _NoCutOffTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], StreamCutOff))
+
+
+def _quiet_cut_offs() -> None:
+    """A cut-off is the point, not an error: keep uvicorn from logging its traceback."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _NoCutOffTracebacks) for f in logger.filters):
+        logger.addFilter(_NoCutOffTracebacks())
+
+
+def _answer_words(event: str) -> int:
+    """Answer words (the billing unit) in one SSE event of any of the four streamed APIs."""
+    n = 0
+    for line in event.splitlines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        d = json.loads(line[6:])
+        if d.get("type") == "content_block_delta":  # Anthropic
+            n += count_tokens(str((d.get("delta") or {}).get("text") or ""))
+        elif d.get("type") == "response.output_text.delta":  # Responses API
+            n += count_tokens(str(d.get("delta") or ""))
+        for c in d.get("choices") or []:  # chat chunks (delta.content) and text completions (text)
+            n += count_tokens(str((c.get("delta") or {}).get("content") or c.get("text") or ""))
+    return n
 
 
 # --- tools and JSON output: what to answer ---
