@@ -33,6 +33,7 @@ from policies.routing.tiers import unmet
 from proxy import metrics
 from proxy.litellm_state import attempt_group, client_error_behind, new_state, served_group, state_in, state_of
 from proxy.runtime import Runtime, get_runtime
+from proxy.stream_relay import StreamRelay
 
 log = logging.getLogger("synqra.hooks")
 
@@ -322,22 +323,27 @@ class SynqraHooks(CustomLogger):
         rt = get_runtime()
         state = state_of(request_data)
         shadow = state.routing is not None and state.routing.shadow is not None
-        seen: list[Any] = []
-        if state.call_type and rt.gate.applies(state):
-            async for item in rt.gate.stream(state, response):
-                yield item
-        else:
-            async for item in response:
-                if shadow:
-                    seen.append(item)  # the incumbent's streamed answer, for the judge
-                yield item
+        relay = StreamRelay(response)  # what the provider sent: billed even if the stream ends short
+        try:
+            if state.call_type and rt.gate.applies(state):
+                async for item in rt.gate.stream(state, relay.items()):
+                    yield item
+            else:
+                async for item in relay.items():
+                    yield item
+        except Exception:
+            relay.account_if_cut_short(rt, state, request_data, "broke off")
+            raise
+        except BaseException:  # cancelled or closed: the client left mid-stream
+            relay.account_if_cut_short(rt, state, request_data, "was abandoned by its client")
+            raise
         rt.learning.outcome(state)
-        if seen:
+        if shadow and relay.sent:
             rt.learning.offer(
                 state,
                 "served",
                 question_of(chat_view(request_data, state.call_type)),
-                stream_answer(seen, state.call_type).text,
+                stream_answer(relay.sent, state.call_type).text,  # the incumbent's answer, for the judge
             )
 
 

@@ -13,10 +13,12 @@ Invariants, for every call to a paid model:
 2. its reservation is settled (to the provider's usage) or released exactly once: `settle` runs once per state
    however many hooks and events race to it, `release` only gives back a reservation still held;
 3. one ledger row per provider call that answered, free calls included (the local share counts them); a call
-   that failed costs nothing and writes nothing;
+   that failed before answering costs nothing and writes nothing;
 4. a LiteLLM fallback that answers is billed as its own row (kind "fallback"), the failed primary is released,
    every other fallback tried is released; an answer whose provider reported no usage is recorded at LiteLLM's
-   token count, never as free.
+   token count, never as free;
+5. a stream that broke off, or that its client left, after the provider began answering is recorded at what it
+   had delivered (the prompt and the answer so far), not treated as a failed call: the provider bills it.
 """
 
 from __future__ import annotations
@@ -187,6 +189,15 @@ class Accountant:
         child, state.unbilled_attempt = state.unbilled_attempt, None
         if child is not None:
             await self.settle(child, usage, child.route)
+
+    async def stream_broke(self, state: RequestState, served: str | None, usage: dict[str, int]) -> None:
+        """A stream broke off, or its client left, after its provider had begun answering: the provider bills
+        the prompt and what it sent, so the call is recorded at `usage` (delivered_usage's estimate), not
+        released as a failure. `served`: the model group that opened the stream (a fallback, when one did)."""
+        if served is None or served == state.route or served not in state.attempts:
+            await self.settle(state, usage, served or state.route)
+            return
+        await self.attempt_answered(state, served, usage)  # a fallback's stream: bill it, release the rest
 
     async def attempt_failed(self, state: RequestState, group: str | None) -> None:
         """A failed attempt: release the primary's reservation.

@@ -246,6 +246,19 @@ def _answer_text(response: Any) -> str:
     return "".join(parts)
 
 
+def _token_counts(model: str, messages: list[Any], text: str) -> tuple[int, int]:
+    """(prompt, completion) tokens by LiteLLM's tokenizer for the model (its default one for names it does
+    not know)."""
+    import litellm  # loaded by the proxy already
+
+    try:
+        prompt = litellm.token_counter(model=model, messages=messages)
+        completion = litellm.token_counter(model=model, text=text, count_response_tokens=True) if text else 0
+    except Exception:  # a content type the tokenizer does not know: better the answer's tokens than nothing
+        prompt, completion = 0, len(text) // 4 + 1
+    return int(prompt), int(completion)
+
+
 def estimated_usage(kwargs: dict[str, Any], response: Any) -> dict[str, int] | None:
     """Tokens by LiteLLM's tokenizer for an answer whose provider reported no usage: a stream opened
     without `include_usage` (LiteLLM asks for it only where it knows the deployment supports it, so
@@ -253,16 +266,52 @@ def estimated_usage(kwargs: dict[str, Any], response: Any) -> dict[str, int] | N
     text = _answer_text(response)
     if not text:
         return None
-    import litellm  # loaded by the proxy already
-
     model = str(kwargs.get("model") or "")
-    try:
-        prompt = litellm.token_counter(model=model, messages=kwargs.get("messages") or [])
-        completion = litellm.token_counter(model=model, text=text, count_response_tokens=True)
-    except Exception:  # a content type the tokenizer does not know: better the answer's tokens than nothing
-        prompt, completion = 0, len(text) // 4 + 1
+    prompt, completion = _token_counts(model, kwargs.get("messages") or [], text)
     log.warning("%s reported no token usage; recorded LiteLLM's count (%d in, %d out)", model, prompt, completion)
-    return {"prompt_tokens": int(prompt), "completion_tokens": int(completion)}
+    return {"prompt_tokens": prompt, "completion_tokens": completion}
+
+
+def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: list[Any]) -> dict[str, int]:
+    """Tokens of a stream that broke off (or was abandoned by its client) after its provider began answering:
+    the provider bills the prompt and what it had sent. The prompt as the provider reported it when the stream
+    opened (Anthropic's message_start; any usage the stream carried), else LiteLLM's count; the answer so far
+    (text and tool-call arguments) by LiteLLM's count."""
+    items = list(_stream_items(chunks))
+    reported: dict[str, int] = {}
+    reader = _StreamReader()
+    deltas: list[str] = []
+    for item in items:
+        kind = str(get_field(item, "type") or "")
+        usage = get_field(get_field(item, "message"), "usage") if kind == "message_start" else get_field(item, "usage")
+        for key, names in (
+            ("prompt_tokens", ("prompt_tokens", "input_tokens")),
+            ("completion_tokens", ("completion_tokens", "output_tokens")),
+        ):
+            for name in names:
+                value = get_field(usage, name) if usage is not None else None
+                if isinstance(value, int) and value > reported.get(key, -1):
+                    reported[key] = value
+        if call_type in RESPONSES_CALLS:
+            if kind.endswith(".delta"):  # response.output_text.delta, function_call_arguments.delta
+                deltas.append(str(get_field(item, "delta") or ""))
+        elif get_field(item, "choices") is None and kind:
+            reader.anthropic_event(item)
+        else:
+            reader.openai_chunk(item)
+    answer = reader.answer()
+    calls = [t.get("function") or t for t in answer.tool_calls or []]  # OpenAI nests name and arguments
+    args = [c.get("arguments") or c.get("input") or "" for c in calls]
+    text = " ".join(
+        ["".join(deltas), answer.text]
+        + [str(c.get("name") or "") for c in calls]
+        + [a if isinstance(a, str) else json.dumps(a) for a in args]
+    ).strip()
+    prompt, completion = _token_counts(model, messages, text)
+    return {
+        "prompt_tokens": reported.get("prompt_tokens", prompt),
+        "completion_tokens": max(completion, reported.get("completion_tokens", 0)),
+    }
 
 
 def usage_of(response: Any) -> dict[str, int] | None:

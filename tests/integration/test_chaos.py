@@ -2,25 +2,20 @@
 during them kill -9 of a proxy, a Redis restart and kill -9 of llama.cpp mid-stream (tests/chaos_run.py;
 `python -m bench.chaos` is the 300-request version). Then the invariants.
 
-Known findings (issue 19, chaos run): a call in flight on a proxy killed with -9 is billed by its provider and
-recorded by nobody (its reservation lapses after the TTL instead of being charged); a provider stream cut off mid-answer is billed by the provider (prompt and
-the words it sent) but the proxy releases its reservation and records nothing. The run asserts that this is
-the only way the ledger and the providers' bill differ; `test_a_stream_cut_off_mid_answer_is_recorded` is the
-minimal reproduction, expected to fail until the proxy records such calls.
+How the ledger may differ from the providers' bill, and why (every other request and model must match to the
+token): a call in flight on the proxy killed with -9 is billed by its provider and recorded by nobody (its
+reservation lapses after the TTL); a stream cut off mid-answer is recorded at LiteLLM's token count of what it
+delivered, not the provider's word count (tests/integration/test_stream_breaks.py); a /v1/messages stream cut
+before LiteLLM relayed its first words falls back to the next model and the cut call is not recorded (a known
+gap, the xfail test there).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import httpx
-import openai
-import pytest
-
 from tests.chaos_run import LOST_IN_KILL, ChaosConfig, ChaosRun, format_report
-from tests.fakes.fake_providers import FakeProvider, Scripted
-from tests.stack import MASTER_KEY, RunningStack, wait_until
+from tests.stack import MASTER_KEY
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -52,44 +47,23 @@ def test_chaos_run_keeps_the_budget_invariants(tmp_path: Path) -> None:
     assert f["reserved_at_traffic_end_usd"] > 0, "the killed proxy's paid streams left reservations behind"
     assert f["reserved_zero_after_ttl"]
     assert f["alert_70_fired"] == 1, f["alerts"]
-    # The ledger equals what the providers billed, request by request and model by model, except for calls
-    # the ledger lacks entirely for a known reason: a stream a provider cut off mid-answer (the finding
-    # above), or a call in flight on the proxy that was killed (it never learnt what the provider sent).
+    # The ledger equals what the providers billed, request by request and model by model, except for the calls
+    # the docstring names.
     assert abs(f["ledger_usd"] - f["committed_final_usd"]) < 1e-6
-    explained = [
-        m
-        for m in rep.mismatches
-        if m["ledger_tokens"] == [0, 0] and ("cut" in m["provider_faults"] or m["on_killed_proxy_at_kill"])
-    ]
+    explained = [m for m in rep.mismatches if why_billed_differently(m)]
     unexplained = [m for m in rep.mismatches if m not in explained]
     assert not unexplained, unexplained
     assert any(m["on_killed_proxy_at_kill"] for m in explained), "the killed proxy's slow streams were billed"
     assert abs(f["ledger_minus_bill_usd"] + sum(-m["diff_usd"] for m in explained)) < 1e-6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (issue 19 chaos run): a stream cut off mid-answer is billed by the "
-    "provider but recorded by nobody: the proxy releases its reservation as if the call had failed",
-)
-def test_a_stream_cut_off_mid_answer_is_recorded(stack: RunningStack, fresh_providers: dict[str, FakeProvider]) -> None:
-    deepseek = fresh_providers["deepseek"]
-    deepseek.push(Scripted(cut_after_words=3))
-    client = openai.OpenAI(base_url=stack.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
-    t0 = time.time()
-    with pytest.raises(openai.APIError):  # the client learns the answer broke off
-        for _ in client.chat.completions.create(
-            model="deepseek-chat",
-            stream=True,
-            max_tokens=40,
-            messages=[{"role": "user", "content": "Tell me about lighthouses please"}],
-        ):
-            pass
-    assert deepseek.billed_tokens() == (5, 3), "the provider billed the prompt and the 3 words it sent"
-
-    def rows() -> list[dict]:
-        records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
-        return [r for r in records if r["ts"] >= t0 and r["served_model"] == "deepseek-chat"]
-
-    assert wait_until(lambda: rows(), timeout_s=10), "a ledger row for the call the provider billed"
-    assert rows()[0]["prompt_tokens"] > 0 and rows()[0]["completion_tokens"] > 0
+def why_billed_differently(m: dict) -> str | None:
+    """Why the ledger and the bill may differ for this request and model (None: they must not)."""
+    unrecorded = m["ledger_tokens"] == [0, 0]
+    if unrecorded and m["on_killed_proxy_at_kill"]:
+        return "in flight on the killed proxy"
+    if "cut" in m["provider_faults"] and not unrecorded and m["ledger_tokens"][1] > 0:
+        return "cut off mid-answer: recorded at LiteLLM's count of what was delivered"
+    if "cut" in m["provider_faults"] and unrecorded and m["api"] == "messages" and m["client_outcome"] == "2xx":
+        return "a /v1/messages stream cut before LiteLLM relayed it: a fallback answered (known gap)"
+    return None

@@ -1,0 +1,64 @@
+"""call -> account, for streams: what a provider's stream delivered, so a broken or abandoned one is still paid for.
+
+A provider bills a stream for the prompt and every token it sent, whether the stream ran to its end, broke off
+mid-answer (a dropped connection, a provider error event) or was left by its client. LiteLLM logs success only for
+a stream that ran to its end, and reports a broken one as a failed call, whose reservation the Accountant gives
+back. The relay keeps the items the provider sent; when the stream ends any other way after the provider began
+answering, the call is recorded at what it delivered (`delivered_usage`), in a task of its own so a client that
+left cannot cancel the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from policies.common.api_answers import delivered_usage
+from policies.common.api_shapes import chat_view
+from policies.common.request_state import RequestState
+from proxy.litellm_state import served_group
+from proxy.runtime import Runtime
+
+log = logging.getLogger("synqra.accounting")
+
+_recording: set[asyncio.Task[None]] = set()  # strong references until each recording is written
+
+
+class StreamRelay:
+    """Relays a provider's stream (`items()`), keeping every item it sent and whether it ran to its end."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.sent: list[Any] = []
+        self.finished = False
+
+    async def items(self) -> AsyncIterator[Any]:
+        async for item in self.response:
+            self.sent.append(item)
+            yield item
+        self.finished = True
+
+    def account_if_cut_short(self, rt: Runtime, state: RequestState, data: dict[str, Any], why: str) -> None:
+        """The stream is over: if it ended short of its end after the provider began answering, record it."""
+        if self.finished or not self.sent or not state.call_type or state.accounted:
+            return
+        hidden = getattr(self.response, "_hidden_params", None) or {}
+        served = served_group(rt.config, hidden.get("model_id")) or state.route
+        view = chat_view(data, state.call_type)
+        usage = delivered_usage(
+            self.sent, state.call_type, str(served or data.get("model") or ""), view.get("messages") or []
+        )
+        log.warning(
+            "%s stream of %s %s after %d items: recorded what the provider sent (%d in, %d out, estimated)",
+            served,
+            state.request_id,
+            why,
+            len(self.sent),
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+        )
+        task = asyncio.get_running_loop().create_task(rt.accounts.stream_broke(state, served, usage))
+        _recording.add(task)
+        task.add_done_callback(_recording.discard)

@@ -1,0 +1,160 @@
+"""A paid stream that ends short of its end is still paid for (found by the chaos run, issue 19).
+
+The provider bills a stream for the prompt and what it sent, whether the connection broke mid-answer or the
+client left. The proxy records such a call at what it had delivered (LiteLLM's token count of the answer so
+far; the prompt as the provider reported it when it said so) and holds no reservation afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.fakes.fake_providers import FakeProvider, Scripted
+from tests.stack import MASTER_KEY, RunningStack, wait_until
+
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
+LONG = " ".join(f"word{i}" for i in range(60))
+
+
+def rows_since(stack: RunningStack, t0: float, model: str) -> list[dict]:
+    records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+    return [r for r in records if r["ts"] >= t0 and r["served_model"] == model]
+
+
+def reserved(stack: RunningStack) -> float:
+    return httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"]
+
+
+def recorded(stack: RunningStack, t0: float, model: str) -> dict:
+    assert wait_until(lambda: rows_since(stack, t0, model), timeout_s=15), f"no ledger row for the {model} call"
+    rows = rows_since(stack, t0, model)
+    assert len(rows) == 1, rows
+    assert wait_until(lambda: reserved(stack) == 0, timeout_s=15), "the call's reservation is still held"
+    return rows[0]
+
+
+def test_an_openai_stream_cut_off_mid_answer_is_recorded(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    deepseek = fresh_providers["deepseek"]
+    deepseek.push(Scripted(text=LONG, cut_after_words=3))
+    client = openai.OpenAI(base_url=stack.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    t0 = time.time()
+    with pytest.raises(openai.APIError):  # the client learns the answer broke off
+        for _ in client.chat.completions.create(
+            model="deepseek-chat",
+            stream=True,
+            max_tokens=100,
+            messages=[{"role": "user", "content": "Tell me about lighthouses please"}],
+        ):
+            pass
+    assert deepseek.billed_tokens() == (5, 3), "the provider billed the prompt and the 3 words it sent"
+    row = recorded(stack, t0, "deepseek-chat")
+    # LiteLLM's tokenizer, not the fake's word count: the prompt with its chat framing, "word0 word1 word2".
+    assert 5 <= row["prompt_tokens"] <= 20 and 3 <= row["completion_tokens"] <= 12, row
+    assert row["cost_usd"] > 0
+
+
+def test_an_anthropic_stream_cut_off_mid_answer_is_recorded_at_the_providers_prompt_count(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    # Chunks apart in time, so LiteLLM relays the first words before the cut (see the test below otherwise).
+    claude = fresh_providers["anthropic"]
+    claude.push(Scripted(text=LONG, cut_after_words=4, chunk_delay_s=0.2))
+    client = anthropic.Anthropic(base_url=stack.base_url, api_key=MASTER_KEY, max_retries=0, timeout=60)
+    t0 = time.time()
+    with pytest.raises(anthropic.APIError):
+        with client.messages.stream(
+            model="claude-sonnet",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "Write a short line about the sea"}],
+        ) as stream:
+            for _ in stream.text_stream:
+                pass
+    billed_prompt, billed_completion = claude.billed_tokens()
+    assert billed_completion == 4
+    row = recorded(stack, t0, "claude-sonnet")
+    assert row["prompt_tokens"] == billed_prompt, "message_start's input_tokens is the provider's own count"
+    assert 4 <= row["completion_tokens"] <= 14, row
+
+
+def test_a_gated_stream_cut_off_mid_answer_is_recorded(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    # auto with tools goes to DeepSeek, whose answers the quality gate buffers and scores: the cut reaches the
+    # gate, not the client's relay.
+    deepseek = fresh_providers["deepseek"]
+    deepseek.push(Scripted(text=LONG, cut_after_words=5))
+    tool = {
+        "type": "function",
+        "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}},
+    }
+    client = openai.OpenAI(base_url=stack.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    t0 = time.time()
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(
+            model="auto",
+            stream=True,
+            max_tokens=100,
+            tools=[tool],
+            messages=[{"role": "user", "content": "Look up the opening hours"}],
+        ):
+            pass
+    assert deepseek.billed_tokens()[1] == 5
+    row = recorded(stack, t0, "deepseek-chat")
+    assert row["completion_tokens"] >= 5 and row["prompt_tokens"] > 0, row
+
+
+def test_a_stream_its_client_abandons_is_recorded(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    deepseek = fresh_providers["deepseek"]
+    deepseek.push(Scripted(text=LONG, chunk_delay_s=0.3))
+    t0 = time.time()
+    body = {
+        "model": "deepseek-chat",
+        "stream": True,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Tell me a long story"}],
+    }
+    with httpx.stream("POST", f"{stack.base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=60) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        got = 0
+        for line in lines:
+            got += line.startswith("data:")
+            if got >= 4:
+                break  # leave mid-answer: the connection closes with the block
+    assert wait_until(lambda: "_fault" in (deepseek.requests[-1].body if deepseek.requests else {}), timeout_s=30)
+    assert wait_until(lambda: deepseek.requests[-1].body.get("_fault") == "abandoned", timeout_s=30)
+    sent = deepseek.billed_tokens()[1]
+    assert 0 < sent < 60, "the provider billed the words it sent before it noticed"
+    row = recorded(stack, t0, "deepseek-chat")
+    assert row["completion_tokens"] > 0 and row["prompt_tokens"] > 0, row
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: LiteLLM holds back the first words of a /v1/messages stream and, when the provider's "
+    "stream breaks before it has relayed them, falls back to the next model; its failure event then names the "
+    "fallback, so the broken call's prompt and words (billed by the provider) reach no hook and are not recorded",
+)
+def test_a_messages_stream_cut_before_litellm_relays_it_is_recorded(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    claude = fresh_providers["anthropic"]
+    claude.push(Scripted(text=LONG, cut_after_words=4))
+    client = anthropic.Anthropic(base_url=stack.base_url, api_key=MASTER_KEY, max_retries=0, timeout=60)
+    t0 = time.time()
+    with client.messages.stream(
+        model="claude-sonnet", max_tokens=100, messages=[{"role": "user", "content": "Write a line about the sea"}]
+    ) as stream:
+        "".join(stream.text_stream)  # GPT-4o, the fallback, answers in full
+    assert claude.billed_tokens()[1] == 4
+    assert wait_until(lambda: rows_since(stack, t0, "gpt-4o"), timeout_s=15)
+    assert wait_until(lambda: rows_since(stack, t0, "claude-sonnet"), timeout_s=5), "the cut Claude call"
