@@ -274,22 +274,17 @@ class Router:
         """Sync, batched: creative examples (once) + uncached texts in one call."""
         assert self.embedder is not None
         extra = self._creative_texts_to_embed()
-        todo = list(dict.fromkeys(t for t in texts if self._cached(t) is None))
+        # Cache hits are taken before any new vector is remembered: remembering may evict them.
+        found = {t: v for t in dict.fromkeys(texts) if (v := self._cached(t)) is not None}
+        todo = [t for t in dict.fromkeys(texts) if t not in found]
         if todo or extra:
             vecs = self.embedder.embed(extra + todo)
             if extra:
                 self._creative_emb = vecs[: len(extra)]
-            local = dict(zip(todo, vecs[len(extra) :]))
-        else:
-            local = {}
-        out = []
-        for t in texts:
-            v = local.get(t)
-            if v is None:
-                v = self._cached(t)
-            else:
+            for t, v in zip(todo, vecs[len(extra) :]):
+                found[t] = v
                 self._remember(t, v)
-            out.append(v)
+        out = [found[t] for t in texts]
         return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
     async def _aembed_one(self, text: str) -> np.ndarray:
