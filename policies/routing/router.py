@@ -125,10 +125,10 @@ class Router:
         """Serve another trained scorer from now on (a learnt version, `synqra learn`): its weights and its
         recommended thresholds (unless the config sets thresholds). The embedding it reads must be the one
         this router computes; one decision in flight keeps the scorer it started with."""
-        if scorer.embedder != getattr(self.scorer, "embedder", scorer.embedder):
+        if isinstance(self.scorer, LearnedScorer) and scorer.embedder != self.scorer.embedder:
             raise ValueError(
                 f"scorer reads embedding {scorer.embedder!r}, this router computes {self.scorer.embedder!r}"
-            )  # type: ignore[union-attr]
+            )
         self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
         self.scorer = scorer
 
@@ -246,9 +246,9 @@ class Router:
         """The scorer's token term for the embedded text, when its artifact has token weights and the
         embedder a tokenizer (without one the scorer refuses to score, and the structural rule routes)."""
         token_ids = getattr(self.embedder, "token_ids", None)
-        if getattr(self.scorer, "w_tok", None) is None or token_ids is None:
+        if not isinstance(self.scorer, LearnedScorer) or self.scorer.w_tok is None or token_ids is None:
             return None
-        return self.scorer.token_term(token_ids([text]))  # type: ignore[union-attr]
+        return self.scorer.token_term(token_ids([text]))
 
     # --- embeddings with an LRU cache ---------------------------------------------------
 
@@ -295,11 +295,12 @@ class Router:
         aembed = getattr(self.embedder, "aembed", None)
         extra = self._creative_texts_to_embed()
         batch = extra + [text]
-        vecs = await aembed(batch) if aembed else await asyncio.to_thread(self.embedder.embed, batch)
+        vecs: np.ndarray = await aembed(batch) if aembed else await asyncio.to_thread(self.embedder.embed, batch)
         if extra:
             self._creative_emb = vecs[: len(extra)]
-        self._remember(text, vecs[-1])
-        return vecs[-1]
+        emb: np.ndarray = vecs[-1]
+        self._remember(text, emb)
+        return emb
 
     # --- public -------------------------------------------------------------------------
 
