@@ -149,7 +149,7 @@ def parse_verdict(text: Any) -> Verdict | None:
     if len(found) != 1:
         return None
     v = found.pop()
-    return v if v in ("A", "B", "C") else None  # type: ignore[return-value]
+    return v if v in ("A", "B", "C") else None
 
 
 def combine_orders(first_as_a: Verdict | None, second_as_a: Verdict | None) -> Preference | None:

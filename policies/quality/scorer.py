@@ -70,7 +70,7 @@ class ScoreItem:
     answer_text: str
     finish_reason: str | None = None
     logprobs: list[float] | None = None
-    tool_calls: list | None = None
+    tool_calls: list[Any] | None = None
 
 
 def compute_signals(
@@ -78,7 +78,7 @@ def compute_signals(
     answer: str,
     finish_reason: str | None,
     logprobs: list[float] | None,
-    tool_calls: list | None,
+    tool_calls: list[Any] | None,
     cosine: float | None,
     relevance_band: tuple[float, float] = DEFAULT_RELEVANCE_BAND,
 ) -> dict[str, sg.Signal]:
@@ -262,7 +262,7 @@ class QualityScorer:
         answer_text: str,
         finish_reason: str | None,
         logprobs: list[float] | None,
-        tool_calls: list | None = None,
+        tool_calls: list[Any] | None = None,
         question_embedding: np.ndarray | None = None,
     ) -> QualityVerdict:
         """Score one answer. With the answer model: two static embeddings in-process (well under a
@@ -304,6 +304,6 @@ class QualityScorer:
             ]
             if wanted:
                 texts = [t for i in wanted for t in (questions[i][:_EMBED_CHARS], items[i].answer_text[:_EMBED_CHARS])]
-                for i, c in zip(wanted, _pair_cosines(self.embedder.embed(texts))):  # type: ignore[union-attr]
+                for i, c in zip(wanted, _pair_cosines(self.embedder.embed(texts))):
                     sigs[i]["relevance"] = sg.relevance(c, *self.relevance_band)
         return [combine(s, self.settings, learned.get(i)) for i, s in enumerate(sigs)]
