@@ -239,15 +239,17 @@ class QualityScorer:
     async def _acosine(
         self, question: str, answer: str, question_embedding: np.ndarray | None
     ) -> tuple[float | None, str]:
+        embedder = self.embedder
+        assert embedder is not None  # called only when _relevance_wanted
         texts = [answer[:_EMBED_CHARS]]
         if question_embedding is None:
             texts.insert(0, question[:_EMBED_CHARS])
         try:
-            aembed = getattr(self.embedder, "aembed", None)
+            aembed = getattr(embedder, "aembed", None)
             if aembed is not None:
                 call = aembed(texts)
             else:
-                call = asyncio.to_thread(self.embedder.embed, texts)  # type: ignore[union-attr]
+                call = asyncio.to_thread(embedder.embed, texts)
             vecs = await asyncio.wait_for(call, self.settings.embed_timeout_s)
         except Exception as e:  # the embedding server down or slow: score without relevance
             return None, f"relevance not measured ({type(e).__name__})"

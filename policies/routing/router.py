@@ -207,9 +207,13 @@ class Router:
         creative_sim = None
         min_tier = 0
         creative = self._creative_emb
-        same_width = creative is not None and emb is not None and creative.shape[1] == emb.shape[-1]
-        if self._creative_index is not None and same_width:
-            creative_sim = float(np.max(creative @ emb))  # type: ignore[operator]
+        if (
+            self._creative_index is not None
+            and creative is not None
+            and emb is not None
+            and creative.shape[1] == emb.shape[-1]  # vectors of one width (one embedder)
+        ):
+            creative_sim = float(np.max(creative @ emb))
             if creative_sim >= self.settings.creative_min_similarity:
                 min_tier = self._creative_index
         tier, reason = choose_tier(
