@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import orjson
@@ -115,7 +115,7 @@ def _error(status: int, message: str, param: str | None = None) -> Response:
     return _json({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}, status)
 
 
-def _is_ids(x: Any) -> bool:
+def _is_ids(x: Any) -> TypeGuard[list[int]]:
     return isinstance(x, list) and bool(x) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in x)
 
 
@@ -157,7 +157,11 @@ def create_app(settings: EmbedBackendSettings, encoder: Encoder | None = None) -
     state: dict[str, Any] = {}
 
     async def startup() -> None:
-        enc = encoder or await asyncio.to_thread(Encoder, settings.model_path, settings.n_threads)
+        enc = (
+            encoder
+            if encoder is not None
+            else await asyncio.to_thread(Encoder, settings.model_path, settings.n_threads)
+        )
         state["encoder"] = enc
         state["batcher"] = Batcher(enc, settings.max_batch, settings.batch_wait_ms)
         state["batcher"].start()

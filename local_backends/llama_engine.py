@@ -14,14 +14,23 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from local_backends.llama_params import Generation
 from local_backends.logprobs import TokenLogprobRecorder
 from local_backends.prompt_format import build_completion_prompt
 from policies.common.model_files import resolve_gguf
 from policies.common.settings import LlamaBackendSettings
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        CompletionUsage,
+        CreateChatCompletionResponse,
+        CreateChatCompletionStreamResponse,
+        CreateCompletionResponse,
+    )
 
 log = logging.getLogger("synqra.llama")
 
@@ -133,22 +142,45 @@ class LlamaEngine:
         tops = [{self._piece(a): alp for a, alp in alts} for alts in top[: len(ids)]] if top else None
         return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
 
+    # --- llama-cpp-python calls --------------------------------------------------------------
+    # It types each call as "a response or a stream of chunks" whatever `stream` asks for: these name the one
+    # the call returns. The messages are the client's OpenAI-shaped dicts, as llama-cpp-python reads them.
+
+    def _chat_response(self, messages: list[dict[str, Any]], **kw: Any) -> CreateChatCompletionResponse:
+        out = self.llm.create_chat_completion(messages=cast("list[ChatCompletionRequestMessage]", messages), **kw)
+        return cast("CreateChatCompletionResponse", out)
+
+    def _chat_chunks(self, messages: list[dict[str, Any]], **kw: Any) -> Iterator[CreateChatCompletionStreamResponse]:
+        out = self.llm.create_chat_completion(
+            messages=cast("list[ChatCompletionRequestMessage]", messages), stream=True, **kw
+        )
+        return cast("Iterator[CreateChatCompletionStreamResponse]", out)
+
+    def _completion(self, prompt: str, **kw: Any) -> CreateCompletionResponse:
+        return cast("CreateCompletionResponse", self.llm.create_completion(prompt=prompt, **kw))
+
+    def _completion_chunks(self, prompt: str, **kw: Any) -> Iterator[CreateCompletionResponse]:
+        return cast("Iterator[CreateCompletionResponse]", self.llm.create_completion(prompt=prompt, stream=True, **kw))
+
     # --- chat ------------------------------------------------------------------------------
 
-    def _chat_one(self, messages: list[dict[str, Any]], g: Generation, i: int) -> tuple[str, str, Any, dict[str, int]]:
+    def _chat_one(
+        self, messages: list[dict[str, Any]], g: Generation, i: int
+    ) -> tuple[str, str, dict[str, Any] | None, CompletionUsage]:
         """(text, finish reason, logprobs, usage) of one chat answer. Holds the lock."""
         kw = self._kwargs(g, i)
         rec = self._recorder(g, kw)
+        finish: str | None
         if self.use_chat_template:
-            out = self.llm.create_chat_completion(messages=messages, **kw)
+            out = self._chat_response(messages, **kw)
             choice = out["choices"][0]
-            text = choice["message"].get("content") or ""
+            text, finish, usage = choice["message"].get("content") or "", choice.get("finish_reason"), out["usage"]
         else:
             kw["stop"] = kw["stop"] + self.settings.completion.stop
-            out = self.llm.create_completion(prompt=build_completion_prompt(messages, self.settings.completion), **kw)
-            choice = out["choices"][0]
-            text = choice["text"].strip()
-        return text, choice.get("finish_reason") or "stop", self._chat_logprobs(rec), out["usage"]
+            done = self._completion(build_completion_prompt(messages, self.settings.completion), **kw)
+            c = done["choices"][0]
+            text, finish, usage = c["text"].strip(), c.get("finish_reason"), done["usage"]
+        return text, finish or "stop", self._chat_logprobs(rec), usage
 
     def chat(self, body: dict[str, Any], g: Generation) -> dict[str, Any]:
         """Non-streamed chat completion in OpenAI's response shape, with `g.n` choices."""
@@ -187,27 +219,14 @@ class LlamaEngine:
                 # (text, finish reason, whether the chunk carries a generated token): llama-cpp-python streams one
                 # chunk per token, then a final one with the finish reason (and, for chat templates, a leading
                 # role-only chunk), which are not tokens.
+                parts: Iterator[tuple[str, str | None, bool]]
                 if self.use_chat_template:
                     prompt = None
-                    parts = (
-                        (
-                            ((c := (p["choices"] or [{}])[0]).get("delta") or {}).get("content") or "",
-                            c.get("finish_reason"),
-                            "content" in (c.get("delta") or {}) and not c.get("finish_reason"),
-                        )
-                        for p in self.llm.create_chat_completion(messages=body["messages"], stream=True, **kw)
-                    )
+                    parts = (_chat_part(p) for p in self._chat_chunks(body["messages"], **kw))
                 else:
                     kw["stop"] = kw["stop"] + self.settings.completion.stop
                     prompt = build_completion_prompt(body["messages"], self.settings.completion)
-                    parts = (
-                        (
-                            p["choices"][0].get("text") or "",
-                            p["choices"][0].get("finish_reason"),
-                            not p["choices"][0].get("finish_reason"),
-                        )
-                        for p in self.llm.create_completion(prompt=prompt, stream=True, **kw)
-                    )
+                    parts = (_text_part(p) for p in self._completion_chunks(prompt, **kw))
                 n_out, started, finish = 0, False, "stop"
                 for text, reason, is_token in parts:
                     n_out += is_token
@@ -235,13 +254,14 @@ class LlamaEngine:
 
     def text(self, prompts: list[str], g: Generation, echo: bool) -> dict[str, Any]:
         """Non-streamed /v1/completions: `g.n` choices for each prompt, prompt by prompt."""
-        choices, prompt_tokens, completion_tokens = [], 0, 0
+        choices: list[dict[str, Any]] = []
+        prompt_tokens = completion_tokens = 0
         with self.lock:
             for prompt in prompts:
                 for i in range(g.n):
                     kw = self._kwargs(g, i)
                     rec = self._recorder(g, kw)
-                    out = self.llm.create_completion(prompt=prompt, **kw)
+                    out = self._completion(prompt, **kw)
                     c = out["choices"][0]
                     choices.append(
                         {
@@ -277,7 +297,7 @@ class LlamaEngine:
                     if echo:
                         yield _text_chunk(cid, created, alias, index, prompt, None)
                     n_out, finish = 0, "stop"
-                    for part in self.llm.create_completion(prompt=prompt, stream=True, **kw):
+                    for part in self._completion_chunks(prompt, **kw):
                         c = part["choices"][0]
                         n_out += not c.get("finish_reason")  # the last chunk only carries the finish reason
                         finish = c.get("finish_reason") or finish
@@ -311,6 +331,19 @@ class LlamaEngine:
     def count_tokens(self, text: str) -> int:
         """Tokens of a text in this model's vocabulary (the vocabulary, not the context: no lock needed)."""
         return len(self.llm.tokenize(text.encode(), add_bos=True, special=True))
+
+
+def _chat_part(p: CreateChatCompletionStreamResponse) -> tuple[str, str | None, bool]:
+    """(text, finish reason, whether the chunk carries a generated token) of a chat stream chunk."""
+    c: Mapping[str, Any] = p["choices"][0] if p["choices"] else {}
+    delta = c.get("delta") or {}
+    return delta.get("content") or "", c.get("finish_reason"), "content" in delta and not c.get("finish_reason")
+
+
+def _text_part(p: CreateCompletionResponse) -> tuple[str, str | None, bool]:
+    """(text, finish reason, whether the chunk carries a generated token) of a completion stream chunk."""
+    c = p["choices"][0]
+    return c.get("text") or "", c.get("finish_reason"), not c.get("finish_reason")
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

@@ -121,8 +121,8 @@ def create_app(settings: LlamaBackendSettings) -> FastAPI:
             return _error(400, problem)
         try:
             g = chat_generation(body, settings.default_max_tokens)
-        except ParamError as e:
-            return _error(400, str(e), e.param)
+        except ParamError as exc:
+            return _error(400, str(exc), exc.param)
         e = engine()
         return await generate(body, lambda: e.chat(body, g), lambda: e.chat_stream(body, g))
 

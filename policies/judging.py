@@ -149,7 +149,12 @@ def parse_verdict(text: Any) -> Verdict | None:
     if len(found) != 1:
         return None
     v = found.pop()
-    return v if v in ("A", "B", "C") else None  # type: ignore[return-value]
+    return v if v in ("A", "B", "C") else None
+
+
+# What each order's verdict says about `first`.
+_FIRST_AS_A: dict[Verdict, Preference] = {"A": "first", "B": "second", "C": "tie"}
+_SECOND_AS_A: dict[Verdict, Preference] = {"A": "second", "B": "first", "C": "tie"}
 
 
 def combine_orders(first_as_a: Verdict | None, second_as_a: Verdict | None) -> Preference | None:
@@ -157,12 +162,12 @@ def combine_orders(first_as_a: Verdict | None, second_as_a: Verdict | None) -> P
     preferring whatever sat in the same place) is a tie; None if either verdict is missing."""
     if first_as_a is None or second_as_a is None:
         return None
-    one = {"A": "first", "B": "second", "C": "tie"}[first_as_a]
-    two = {"A": "second", "B": "first", "C": "tie"}[second_as_a]
+    one = _FIRST_AS_A[first_as_a]
+    two = _SECOND_AS_A[second_as_a]
     if one == two:
-        return one  # type: ignore[return-value]
+        return one
     if "tie" in (one, two):  # a win in one order and a tie in the other: the lean counts, as a weak win
-        return one if two == "tie" else two  # type: ignore[return-value]
+        return one if two == "tie" else two
     return "tie"
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from policies.budget.accountant import BudgetRefused
 from policies.common.api_answers import chat_answer, usage_of
 from policies.common.request_state import STATE_KEY, RequestState
+from proxy.litellm_state import litellm_router
 
 log = logging.getLogger("synqra.judge")
 
@@ -67,14 +68,17 @@ class JudgeCaller:
         if why:
             log.info("judge (%s) for %s skipped: %s", self.purpose, parent.request_id, why)
             return None
-        from litellm.proxy.proxy_server import llm_router
-
         self._calls += 1
         child = parent.child(
             "judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False, leaves_local=False
         )
         child.call_type = "acompletion"
-        data = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": 0}
+        data: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+        }
         accounts = self.rt.accounts
         try:
             await accounts.admit(child, data, self.model, routed=False)
@@ -82,7 +86,7 @@ class JudgeCaller:
             log.info("judge (%s) for %s refused by the budget: %s", self.purpose, parent.request_id, e.message)
             return None
         try:
-            resp = await llm_router.acompletion(**data, metadata={STATE_KEY: child}, disable_fallbacks=True)
+            resp = await litellm_router().acompletion(**data, metadata={STATE_KEY: child}, disable_fallbacks=True)
         except Exception as e:  # the judge failed: the caller decides without it
             await accounts.release_all(child)
             log.warning("judge (%s) for %s failed: %s", self.purpose, parent.request_id, e)

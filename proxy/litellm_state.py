@@ -9,10 +9,13 @@ the provider and dropped by LiteLLM's streaming Messages path), `metadata` elsew
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.common.request_state import STATE_KEY, RequestState
 from policies.common.settings import AppConfig
+
+if TYPE_CHECKING:
+    from litellm import Router
 
 BUCKETS = ("litellm_metadata", "metadata")
 
@@ -67,6 +70,15 @@ def attempt_group(cfg: AppConfig, kwargs: dict[str, Any]) -> tuple[RequestState 
     if not isinstance(state, RequestState) or not state.call_type:
         return None, None
     return state, cfg.canonical(str(group)) if group else None
+
+
+def litellm_router() -> Router:
+    """The running proxy's LiteLLM router, for synqra's own extra calls (judge, rephrase, escalation)."""
+    from litellm.proxy.proxy_server import llm_router
+
+    if llm_router is None:  # LiteLLM sets it when the proxy reads its config, before any request
+        raise RuntimeError("LiteLLM's router is not set up yet")
+    return llm_router
 
 
 def served_group(cfg: AppConfig, model_id: object) -> str | None:

@@ -39,7 +39,7 @@ from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict
 from proxy import metrics
 from proxy.judge import JudgeCaller
-from proxy.litellm_state import served_group
+from proxy.litellm_state import litellm_router, served_group
 
 log = logging.getLogger("synqra.quality")
 
@@ -189,8 +189,6 @@ class QualityGate:
     async def _call(self, state: RequestState, step: Step, n: int, stream: bool, leaves_local: bool) -> Attempt:
         """One extra call (rephrase or escalation) through LiteLLM's router, budgeted and recorded;
         a stream is read to its end (LiteLLM then logs its usage, which settles it)."""
-        from litellm.proxy.proxy_server import llm_router
-
         call_type = state.call_type
         req = dict(self._request(state))
         if step.messages is not None:
@@ -210,6 +208,7 @@ class QualityGate:
         meta_key = "litellm_metadata" if call_type in MESSAGES_CALLS | RESPONSES_CALLS else "metadata"
         kwargs = {**req, "model": step.tier, meta_key: {STATE_KEY: child}}
         try:
+            llm_router = litellm_router()
             if call_type in MESSAGES_CALLS:
                 resp = await llm_router.aanthropic_messages(stream=stream, **kwargs)
             elif call_type in RESPONSES_CALLS:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Verdict = Literal["accounted", "free", "closed", "opened"]
@@ -73,18 +73,21 @@ class RoutePolicy:
     """The allow-list, compiled once. `open_routes`: "METHOD /path" or "/path" globs the operator opened."""
 
     open_routes: tuple[str, ...] = ()
+    # (method, path pattern, verdict), from ACCOUNTED and FREE: derived, so neither an argument nor compared.
+    _rules: list[tuple[str, re.Pattern[str], Verdict]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        compiled = [(m, _pattern(t), "accounted") for m, t in ACCOUNTED] + [(m, _pattern(t), "free") for m, t in FREE]
+        compiled: list[tuple[str, re.Pattern[str], Verdict]] = [(m, _pattern(t), "accounted") for m, t in ACCOUNTED]
+        compiled += [(m, _pattern(t), "free") for m, t in FREE]
         object.__setattr__(self, "_rules", compiled)
 
     def verdict(self, method: str, path: str) -> Verdict:
         method = method.upper()
         # A CORS preflight or a HEAD is as open as the route it asks about.
         asked = "GET" if method == "HEAD" else method
-        for m, pattern, kind in self._rules:  # type: ignore[attr-defined]
+        for m, pattern, kind in self._rules:
             if (asked == m or method == "OPTIONS") and pattern.match(path):
-                return kind  # type: ignore[no-any-return]
+                return kind
         for rule in self.open_routes:
             rule_method, _, rule_path = rule.rpartition(" ")
             if (not rule_method or rule_method.upper() in (method, asked)) and fnmatch.fnmatchcase(path, rule_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -23,6 +23,9 @@ from policies.routing.features import requested_max_tokens
 from policies.routing.tiers import TierInfo, unmet
 from proxy import metrics
 from proxy.quality_gate import CARRIED_PARAMS
+
+if TYPE_CHECKING:
+    from litellm.types.llms.anthropic import AnthropicMessagesRequest
 
 log = logging.getLogger("synqra.quality")
 
@@ -35,9 +38,13 @@ def openai_messages(data: dict[str, Any], call_type: str, model: str) -> list[di
         return list(data["messages"])
     from litellm.llms.anthropic.pass_through.adapters.transformation import LiteLLMAnthropicMessagesAdapter
 
-    request = {**{k: data[k] for k in ("messages", "system", "max_tokens") if k in data}, "model": model}
-    translated, _ = LiteLLMAnthropicMessagesAdapter().translate_anthropic_to_openai(request)  # type: ignore[arg-type]
-    return list(translated["messages"])
+    # The client's Anthropic request, as the adapter's TypedDict; its OpenAI messages come back as plain dicts.
+    request = cast(
+        "AnthropicMessagesRequest",
+        {**{k: data[k] for k in ("messages", "system", "max_tokens") if k in data}, "model": model},
+    )
+    translated, _ = LiteLLMAnthropicMessagesAdapter().translate_anthropic_to_openai(request)
+    return cast("list[dict[str, Any]]", list(translated["messages"]))
 
 
 class ShadowEvaluator:

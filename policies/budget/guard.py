@@ -212,7 +212,9 @@ class BudgetGuard:
             "stopped": self.is_stopped(),
         }
 
-    def count_prompt_tokens(self, model_name: str, messages: list[dict] | None = None, text: str | None = None) -> int:
+    def count_prompt_tokens(
+        self, model_name: str, messages: list[dict[str, Any]] | None = None, text: str | None = None
+    ) -> int:
         return self.prices.count_prompt_tokens(model_name, messages=messages, text=text)
 
     # -- store access with a circuit breaker ------------------------------------------------

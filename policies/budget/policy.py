@@ -21,7 +21,8 @@ def thrift_pressure(spent_share: float, elapsed_share: float, curve: ThriftSetti
     ahead = spent_share - elapsed_share - curve.margin
     if ahead <= 0:
         return 0.0
-    return min(1.0, ahead / curve.full_gap) ** curve.exponent
+    # float(): a positive base to a float power is real (typeshed types float ** float as Any).
+    return float(min(1.0, ahead / curve.full_gap) ** curve.exponent)
 
 
 def levels_to_fire(committed_share: float, levels: Iterable[float], fired: Iterable[str]) -> list[float]:

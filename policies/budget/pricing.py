@@ -9,7 +9,7 @@ price book is built, never guessed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,7 @@ def _cost_map_entry(litellm_model: str) -> dict[str, Any] | None:
     import litellm  # the proxy has it loaded already; pure price lookups need not
 
     try:
-        info = litellm.get_model_info(litellm_model)
+        info: Mapping[str, Any] | None = litellm.get_model_info(litellm_model)
     except Exception:  # LiteLLM raises several types for "not mapped"
         info = litellm.model_cost.get(litellm_model.split("/", 1)[-1])
     if not info or info.get("input_cost_per_token") is None:
@@ -158,7 +158,9 @@ class PriceBook:
             baseline = self.baseline(call.prompt_tokens, call.completion_tokens)
         return to_nano(cost), to_nano(baseline), price.free
 
-    def count_prompt_tokens(self, model_name: str, messages: list[dict] | None = None, text: str | None = None) -> int:
+    def count_prompt_tokens(
+        self, model_name: str, messages: list[dict[str, Any]] | None = None, text: str | None = None
+    ) -> int:
         """Prompt tokens as LiteLLM counts them for the model (its tokenizer, else tiktoken)."""
         import litellm
 

@@ -12,9 +12,11 @@ from typing import Literal
 
 import orjson
 
+from policies.common.api_shapes import ClientKind
+
 # A ledger row's kind: the client's own call by API (policies.common.api_shapes.KIND_BY_CALL_TYPE), or an
 # extra call synqra made for it.
-LedgerKind = Literal["chat", "messages", "completion", "responses", "embedding", "escalation", "fallback", "judge"]
+LedgerKind = Literal[ClientKind, "escalation", "fallback", "judge"]
 
 NANO = 1_000_000_000
 

@@ -16,7 +16,7 @@ Run Redis with appendonly yes if the ledger must survive a Redis crash.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -186,7 +186,9 @@ class RedisStore:
         self._pipeline = ScriptPipeline(self._r)
 
     async def _script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        return await self._call(self._pipeline.run(script.sha, script.script, keys, args))
+        # Registered from the str constants above (redis types a script as str | bytes | memoryview).
+        source = cast(str, script.script)
+        return await self._call(self._pipeline.run(script.sha, source, keys, args))
 
     def _keys(self, month: str) -> list[str]:
         base = f"{self.prefix}:{month}"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from policies.budget.coalesce import Coalescer
 from policies.budget.records import LedgerRecord, MonthTotals, ReserveOutcome, SettleOutcome, TagTotals
@@ -229,10 +229,11 @@ class SqliteStore:
         """Run `body` in a write transaction: on the event loop if the lock is free and no write is
         in flight, else on the thread, where concurrent writes share one hop and one commit."""
         if self.loop_writes and self._writes.idle and self._conn is not None:
-            done, out = self._try_fast(body)
-            if done:
-                return out
-        return await self._writes.run(body)
+            fast = self._try_fast(body)
+            if fast[0]:
+                return fast[1]
+        # One coalescer carries bodies of every result type: each caller gets its own body's result back.
+        return cast(T, await self._writes.run(body))
 
     def _fast_conn(self) -> sqlite3.Connection:
         if self._fast is None:
@@ -245,7 +246,9 @@ class SqliteStore:
             self._fast = conn
         return self._fast
 
-    def _try_fast(self, body: Callable[[sqlite3.Connection], T]) -> tuple[bool, Any]:
+    def _try_fast(
+        self, body: Callable[[sqlite3.Connection], T]
+    ) -> tuple[Literal[True], T] | tuple[Literal[False], None]:
         """(True, result) if the transaction ran here; (False, None) if the write lock was taken."""
         try:
             conn = self._fast_conn()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ class Answer:
     text: str
     finish_reason: str | None
     logprobs: list[float] | None
-    tool_calls: list | None
+    tool_calls: list[Any] | None
 
 
 def extract_logprobs(choice_logprobs: Any) -> list[float] | None:
@@ -40,7 +40,9 @@ def extract_logprobs(choice_logprobs: Any) -> list[float] | None:
     """
     if choice_logprobs is None:
         return None
-    get = choice_logprobs.get if isinstance(choice_logprobs, dict) else lambda k: getattr(choice_logprobs, k, None)
+    get: Callable[[str], Any] = (
+        choice_logprobs.get if isinstance(choice_logprobs, dict) else lambda k: getattr(choice_logprobs, k, None)
+    )
     content = get("content")
     if content:
         vals = [c.get("logprob") if isinstance(c, dict) else getattr(c, "logprob", None) for c in content]
@@ -321,7 +323,9 @@ def usage_of(response: Any) -> dict[str, int] | None:
         usage = response.get("usage")
     if usage is None:
         return None
-    get = (lambda k: usage.get(k)) if isinstance(usage, dict) else (lambda k: getattr(usage, k, None))
+    get: Callable[[str], Any] = (
+        (lambda k: usage.get(k)) if isinstance(usage, dict) else (lambda k: getattr(usage, k, None))
+    )
     prompt = get("prompt_tokens")
     if prompt is None:
         prompt = get("input_tokens")

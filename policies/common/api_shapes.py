@@ -8,7 +8,7 @@ request as chat messages with OpenAI's field names, so each of them has one read
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 # LiteLLM's call types (the hooks' `call_type`), grouped by request shape.
 CHAT_CALLS = frozenset({"acompletion", "completion"})
@@ -19,7 +19,8 @@ EMBEDDING_CALLS = frozenset({"aembedding", "embedding"})
 GENERATION_CALLS = CHAT_CALLS | MESSAGES_CALLS | TEXT_CALLS | RESPONSES_CALLS
 
 # The ledger's `kind` of a client's call, by call type.
-KIND_BY_CALL_TYPE = {
+ClientKind = Literal["chat", "messages", "completion", "responses", "embedding"]
+KIND_BY_CALL_TYPE: dict[str, ClientKind] = {
     **{c: "chat" for c in CHAT_CALLS},
     **{c: "messages" for c in MESSAGES_CALLS},
     **{c: "completion" for c in TEXT_CALLS},

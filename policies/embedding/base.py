@@ -11,10 +11,11 @@ Vectors are L2-normalised float32 rows.
 from __future__ import annotations
 
 import base64
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 
 # Where answer-vs-question cosines turn from off topic to on topic, per embedding space (measured
 # on local answers against shuffled pairs: full MiniLM's shuffled median 0.07, on-topic median 0.38;
@@ -26,9 +27,10 @@ class Embedder(Protocol):
     def embed(self, texts: list[str]) -> np.ndarray: ...
 
 
-def _normalise(v: np.ndarray) -> np.ndarray:
+def _normalise(v: np.ndarray) -> npt.NDArray[np.float32]:
     n = np.linalg.norm(v, axis=1, keepdims=True)
-    return (v / np.maximum(n, 1e-12)).astype(np.float32)
+    out: npt.NDArray[np.float32] = (v / np.maximum(n, 1e-12)).astype(np.float32)
+    return out
 
 
 class InProcessEmbedder:
@@ -62,7 +64,7 @@ class HttpEmbedder:
         return {"model": self.model, "input": texts, "encoding_format": "base64"}
 
     @staticmethod
-    def _decode(body: dict) -> np.ndarray:
+    def _decode(body: dict[str, Any]) -> np.ndarray:
         rows = sorted(body["data"], key=lambda d: d["index"])
         return _normalise(np.stack([np.frombuffer(base64.b64decode(r["embedding"]), dtype=np.float32) for r in rows]))
 

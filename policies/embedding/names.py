@@ -12,8 +12,9 @@ from collections.abc import Callable
 import numpy as np
 
 from policies.embedding.base import Embedder, HttpEmbedder, InProcessEmbedder
-from policies.embedding.static import NAME as STATIC  # numpy-only, ~1 ms; the name changes with its recipe
+from policies.embedding.static import NAME
 
+STATIC = NAME  # the distilled token table: numpy-only, ~1 ms; the name changes with its recipe
 MINILM = "all-MiniLM-L6-v2"  # the full transformer (sentence-transformers / the embedding server)
 
 _KINDS = {STATIC: "static", MINILM: "minilm"}  # artifact name -> make_embedder kind

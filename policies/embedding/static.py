@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from policies.common.model_files import resolve_embedding_model
 from policies.embedding.base import RELEVANCE_BANDS
@@ -112,10 +113,11 @@ def distill(model_dir: Path, batch_size: int = 1024) -> np.ndarray:
     centred = table - table.mean(axis=0)
     # PCA: decorrelating the dimensions lifts mean-pooled similarity quality (model2vec's finding).
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return (centred @ vt[:DIMS].T * sif_weights(len(table))[:, None]).astype(np.float32)
+    out: npt.NDArray[np.float32] = (centred @ vt[:DIMS].T * sif_weights(len(table))[:, None]).astype(np.float32)
+    return out
 
 
-def sif_weights(vocab_size: int) -> np.ndarray:
+def sif_weights(vocab_size: int) -> npt.NDArray[np.float64]:
     """Down-weight frequent tokens (Arora et al.'s SIF), with Zipf's law standing in for counts.
 
     Baked into the rows, so a text's embedding is a plain sum. Without it, answer-vs-question
@@ -124,7 +126,8 @@ def sif_weights(vocab_size: int) -> np.ndarray:
     """
     rank = np.clip(np.arange(vocab_size) - FIRST_WORD_ID + 1, 1, None).astype(np.float64)
     p = 1.0 / (rank * np.log(vocab_size))
-    return SIF_A / (SIF_A + p)
+    weights: npt.NDArray[np.float64] = SIF_A / (SIF_A + p)
+    return weights
 
 
 def ensure_table(model_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE) -> Path:
@@ -198,7 +201,8 @@ class StaticEmbedder:
             if ids:
                 out[i] = self.table[ids].mean(axis=0)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        unit: npt.NDArray[np.float32] = out / np.maximum(norms, 1e-12)
+        return unit
 
     async def aembed(self, texts: list[str]) -> np.ndarray:
         return self.embed(texts)  # microseconds per text: no thread hop needed

@@ -97,7 +97,7 @@ def penalty_for(D: Design, lam: float) -> Penalty:
 
 
 def _logit(D: Design, theta: np.ndarray, free: bool) -> np.ndarray:
-    z = theta[0] + theta[1] * D.z0
+    z: np.ndarray = theta[0] + theta[1] * D.z0
     if free:
         p = D.dense.shape[1]
         z = z + D.dense @ theta[2 : 2 + p].astype(np.float32) + D.tok @ theta[2 + p :]
@@ -133,11 +133,13 @@ def _fit_theta(D: Design, y: np.ndarray, w: np.ndarray, pen: Penalty, start: np.
         return loss, grad
 
     res = minimize(f, theta0, jac=True, method="L-BFGS-B", options={"maxiter": _MAX_ITER, "gtol": 1e-5})
-    return res.x
+    theta: np.ndarray = res.x
+    return theta
 
 
 def _row_loss(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, z) - y * z
+    loss: np.ndarray = np.logaddexp(0.0, z) - y * z
+    return loss
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
@@ -93,7 +93,7 @@ class Representation:
         )
 
 
-def _complete(features: Mapping[str, float] | None) -> bool:
+def _complete(features: Mapping[str, float] | None) -> TypeGuard[Mapping[str, float]]:
     """The router's feature dict has every feature (the structural fallback's has them too)."""
     return isinstance(features, Mapping) and all(n in features for n in FEATURE_NAMES)
 

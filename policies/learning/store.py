@@ -324,7 +324,9 @@ class InferenceLog:
                 obj = json.loads(line)
                 if "row" in obj:
                     r = obj["row"]
-                    vals = {c: (base64.b64decode(r[c]) if c in _BLOBS else r.get(c)) for c in _ROUTE_COLS}
+                    vals: dict[str, Any] = {
+                        c: (base64.b64decode(r[c]) if c in _BLOBS else r.get(c)) for c in _ROUTE_COLS
+                    }
                     routes.append(RouteRow(**vals))
                     if r.get("done_ts") is not None:
                         outcomes.append(
@@ -350,7 +352,7 @@ class InferenceLog:
         return after["rows"] - before["rows"], after["labels"] - before["labels"]
 
 
-def _decode(rows: list[tuple], key: str) -> tuple[list[str], np.ndarray, Representation]:
+def _decode(rows: list[tuple[Any, ...]], key: str) -> tuple[list[str], np.ndarray, Representation]:
     from policies.routing.features import FEATURE_NAMES
 
     k = len(FEATURE_NAMES)

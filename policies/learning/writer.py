@@ -38,6 +38,9 @@ FLUSH_INTERVAL_S = 0.2  # how long a lone item may wait for company
 PURGE_INTERVAL_S = 3600.0
 WRITE_ATTEMPTS = 3  # a batch the store refuses this often (locked, disk full) is dropped and counted
 _STOP = object()
+# A routed request as queued: (request id, ts, request snapshot, the router's features, score, tier, router
+# version, mode).
+_RouteItem = tuple[str, float, dict[str, Any], Any, float, str, str | None, str]
 
 
 class InferenceLogWriter:
@@ -63,7 +66,7 @@ class InferenceLogWriter:
 
     # --- the request side: never blocks, never raises ------------------------------------------
 
-    def _put(self, kind: str, item: tuple) -> bool:
+    def _put(self, kind: str, item: tuple[Any, ...]) -> bool:
         try:
             self._queue.put_nowait((kind, item))
             return True
@@ -86,7 +89,7 @@ class InferenceLogWriter:
     ) -> bool:
         """A routed request: `decision` is the router's RouteDecision (tier, score, features)."""
         try:
-            item = (
+            item: _RouteItem = (
                 str(request_id),
                 time.time() if ts is None else ts,
                 snapshot(request),
@@ -202,7 +205,7 @@ class InferenceLogWriter:
         self._drop("outcome", len(outcomes))
         self._drop("label", len(labels))
 
-    def _rows(self, routes: list[tuple]) -> list[RouteRow]:
+    def _rows(self, routes: list[_RouteItem]) -> list[RouteRow]:
         """Represent the new rows in one batch; a request the features cannot read is dropped alone."""
         if not routes:
             return []
@@ -216,8 +219,8 @@ class InferenceLogWriter:
                 try:
                     parts.append(rep.represent([x[2]], [x[3]]))
                     ok.append(i)
-                except Exception as e:
-                    log.warning("inference log: request %s not representable: %s", x[0], e)
+                except Exception as exc:
+                    log.warning("inference log: request %s not representable: %s", x[0], exc)
             self._drop("route", len(routes) - len(ok))
             if not ok:
                 return []

@@ -67,10 +67,12 @@ class AnswerModel:
     def logit(self, feats: np.ndarray, q_emb: np.ndarray, a_emb: np.ndarray) -> np.ndarray:
         """feats (n, k) raw features, q_emb / a_emb (n, d) L2-normalised -> (n,) uncalibrated logits."""
         x = (np.atleast_2d(feats) - self.feat_mean) / self.feat_std
-        return x @ self.w_feat + np.atleast_2d(q_emb) @ self.w_q + np.atleast_2d(a_emb) @ self.w_a + self.bias
+        z: np.ndarray = x @ self.w_feat + np.atleast_2d(q_emb) @ self.w_q + np.atleast_2d(a_emb) @ self.w_a + self.bias
+        return z
 
     def calibrate(self, z: np.ndarray) -> np.ndarray:
-        return np.interp(z, self.calib_z, self.calib_p)
+        p: np.ndarray = np.interp(z, self.calib_z, self.calib_p)
+        return p
 
     def probabilities(self, feats: np.ndarray, q_emb: np.ndarray, a_emb: np.ndarray) -> np.ndarray:
         return self.calibrate(self.logit(feats, q_emb, a_emb))

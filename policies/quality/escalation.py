@@ -98,7 +98,7 @@ _BASE_HINT = "Answer the question directly, correctly and completely."
 def rephrase_instruction(verdict: QualityVerdict) -> str:
     """The base instruction plus one hint per failed signal (worst first, duplicates dropped)."""
     failed = sorted((v, k) for k, v in verdict.signals.items() if v < 1 and k in BY_NAME and BY_NAME[k].hint)
-    hints = list(dict.fromkeys(BY_NAME[k].hint for _, k in failed))
+    hints = list(dict.fromkeys(hint for _, k in failed if (hint := BY_NAME[k].hint)))
     return " ".join([_BASE_HINT, *hints])
 
 

@@ -35,7 +35,7 @@ class AnswerContext:
     answer: str
     finish_reason: str | None
     logprobs: list[float] | None
-    tool_calls: list | None
+    tool_calls: list[Any] | None
     cosine: float | None  # question/answer embedding similarity (None: not measured)
     relevance_band: tuple[float, float]
 

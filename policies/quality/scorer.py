@@ -70,7 +70,7 @@ class ScoreItem:
     answer_text: str
     finish_reason: str | None = None
     logprobs: list[float] | None = None
-    tool_calls: list | None = None
+    tool_calls: list[Any] | None = None
 
 
 def compute_signals(
@@ -78,7 +78,7 @@ def compute_signals(
     answer: str,
     finish_reason: str | None,
     logprobs: list[float] | None,
-    tool_calls: list | None,
+    tool_calls: list[Any] | None,
     cosine: float | None,
     relevance_band: tuple[float, float] = DEFAULT_RELEVANCE_BAND,
 ) -> dict[str, sg.Signal]:
@@ -239,15 +239,17 @@ class QualityScorer:
     async def _acosine(
         self, question: str, answer: str, question_embedding: np.ndarray | None
     ) -> tuple[float | None, str]:
+        embedder = self.embedder
+        assert embedder is not None  # called only when _relevance_wanted
         texts = [answer[:_EMBED_CHARS]]
         if question_embedding is None:
             texts.insert(0, question[:_EMBED_CHARS])
         try:
-            aembed = getattr(self.embedder, "aembed", None)
+            aembed = getattr(embedder, "aembed", None)
             if aembed is not None:
                 call = aembed(texts)
             else:
-                call = asyncio.to_thread(self.embedder.embed, texts)  # type: ignore[union-attr]
+                call = asyncio.to_thread(embedder.embed, texts)
             vecs = await asyncio.wait_for(call, self.settings.embed_timeout_s)
         except Exception as e:  # the embedding server down or slow: score without relevance
             return None, f"relevance not measured ({type(e).__name__})"
@@ -262,7 +264,7 @@ class QualityScorer:
         answer_text: str,
         finish_reason: str | None,
         logprobs: list[float] | None,
-        tool_calls: list | None = None,
+        tool_calls: list[Any] | None = None,
         question_embedding: np.ndarray | None = None,
     ) -> QualityVerdict:
         """Score one answer. With the answer model: two static embeddings in-process (well under a
@@ -304,6 +306,6 @@ class QualityScorer:
             ]
             if wanted:
                 texts = [t for i in wanted for t in (questions[i][:_EMBED_CHARS], items[i].answer_text[:_EMBED_CHARS])]
-                for i, c in zip(wanted, _pair_cosines(self.embedder.embed(texts))):  # type: ignore[union-attr]
+                for i, c in zip(wanted, _pair_cosines(self.embedder.embed(texts))):
                     sigs[i]["relevance"] = sg.relevance(c, *self.relevance_band)
         return [combine(s, self.settings, learned.get(i)) for i, s in enumerate(sigs)]

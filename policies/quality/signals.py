@@ -35,7 +35,7 @@ def _ramp(x: float, bad: float, good: float) -> float:
 # --- structure -----------------------------------------------------------------------------------
 
 
-def empty_answer(answer: str, tool_calls: list | None = None) -> Signal:
+def empty_answer(answer: str, tool_calls: list[Any] | None = None) -> Signal:
     """No visible text (whitespace/punctuation only) and no tool call."""
     if tool_calls:
         return OK
@@ -95,6 +95,7 @@ def repetition(answer: str, n: int = 4, min_ngrams: int = 12) -> Signal:
     value reaches 0 (a hard failure).
     """
     words = _WORD.findall(answer.lower())
+    grams: list[tuple[str, ...]] | list[str]
     if len(words) - n + 1 >= min_ngrams:
         grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     else:  # scripts without spaces, or runs like "!!!!!!!!": use characters
@@ -265,10 +266,10 @@ def json_valid(request: dict[str, Any], answer: str) -> Signal:
     return OK
 
 
-def _tool_schemas(request: dict[str, Any]) -> dict[str, dict]:
+def _tool_schemas(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Offered tools by name -> argument schema. OpenAI: {"type": "function", "function": {"name", "parameters"}};
     Anthropic: {"name", "input_schema"} (its server tools, e.g. web search, have a name and no schema)."""
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for t in request.get("tools") or []:
         if not isinstance(t, dict):
             continue
@@ -287,7 +288,7 @@ def _tool_call(call: Any) -> tuple[Any, Any]:
     return get_field(call, "name"), get_field(call, "input")
 
 
-def tool_args_valid(request: dict[str, Any], tool_calls: list | None) -> Signal:
+def tool_args_valid(request: dict[str, Any], tool_calls: list[Any] | None) -> Signal:
     """Every tool call names an offered tool and carries JSON-object arguments with the required keys."""
     if not tool_calls:
         return OK
@@ -390,7 +391,7 @@ def eval_arithmetic(expr: str) -> float | None:
     """
     s = expr.replace("\\*", "*").replace("×", "*").replace("÷", "/")
     s = re.sub(r"(?<=[\d)%])\s*[xX]\s*(?=[\d($])", "*", s)
-    toks = re.findall(r"\$?\d[\d,]*(?:\.\d+)?%?|[+\-*/()]|\S", s)
+    toks: list[str] = re.findall(r"\$?\d[\d,]*(?:\.\d+)?%?|[+\-*/()]|\S", s)
     pos = 0
 
     def peek() -> str | None:
@@ -616,8 +617,8 @@ def maths_answer(question: str, answer: str) -> Signal:
             return Signal(0.3, f"'how many' answered with a fractional number {value:g}")
         if all(_whole(x) for x in _numbers(question)):
             return Signal(0.5, f"fractional result {value:g} from whole-number inputs")
-    if _MATHS_DOUBT.search(answer):
-        return Signal(0.5, f"worked answer approximates or corrects itself ({_MATHS_DOUBT.search(answer).group(0)!r})")
+    if doubt := _MATHS_DOUBT.search(answer):
+        return Signal(0.5, f"worked answer approximates or corrects itself ({doubt.group(0)!r})")
     steps = equations(answer)
     if not steps:  # nothing to check: an unexplained number is less reliable
         return Signal(0.7, "maths answer shows no worked calculation")

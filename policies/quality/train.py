@@ -25,10 +25,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import minimize
 
 from policies.quality import answer_features as af
@@ -37,6 +40,9 @@ from policies.quality.dataset import DATASETS, DEFAULT_DATA_DIR, GOOD_RATING, La
 from policies.quality.scorer import compute_signals
 
 log = logging.getLogger("synqra.quality.train")
+
+# Texts -> their L2-normalised embeddings (one row each), as the scorer embeds them at serve time.
+Embed = Callable[[list[str]], np.ndarray]
 
 SEED = 20250117
 N_FOLDS = 5
@@ -76,7 +82,7 @@ def training_code_hash(files: tuple[str, ...] = _CODE_FILES) -> str:
     return h.hexdigest()
 
 
-def feature_matrices(rows: list[LabelledAnswer], embed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def feature_matrices(rows: list[LabelledAnswer], embed: Embed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(features, question embeddings, answer embeddings, signal values in registry order) of each row, as the
     scorer computes them at serve time.
 
@@ -122,17 +128,18 @@ def outer_folds(rows: list[LabelledAnswer], seed: int = SEED) -> np.ndarray:
     return fold
 
 
-def row_weights(rows: list[LabelledAnswer]) -> np.ndarray:
+def row_weights(rows: list[LabelledAnswer]) -> npt.NDArray[np.float64]:
     ds = np.array([r.dataset for r in rows])
     w = np.zeros(len(rows))
     for d, total in DATASET_WEIGHT.items():
         m = ds == d
         if m.any():
             w[m] = total / m.sum()
-    return w / w.mean()
+    out: npt.NDArray[np.float64] = w / w.mean()
+    return out
 
 
-def build(rows: list[LabelledAnswer], embed) -> Matrices:
+def build(rows: list[LabelledAnswer], embed: Embed) -> Matrices:
     feats, q_emb, a_emb, _ = feature_matrices(rows, embed)
     return Matrices(
         rows,
@@ -237,7 +244,7 @@ def select(m: Matrices, idx: np.ndarray) -> tuple[Hyper, dict[str, float]]:
     return best, {f"{hp.l2_feat}/{hp.l2_emb}": round(v, 4) for hp, v in scores.items()}
 
 
-def nested_oof(m: Matrices) -> tuple[np.ndarray, list[dict]]:
+def nested_oof(m: Matrices) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Logit of every row from a model whose fit and L2 choice never saw its outer fold (cached on disk
     by training code and rows, so `bench/quality_eval.py` reuses what the trainer computed)."""
     key = hashlib.sha256(training_code_hash().encode())
@@ -253,9 +260,9 @@ def nested_oof(m: Matrices) -> tuple[np.ndarray, list[dict]]:
     return z, chosen
 
 
-def _nested_oof(m: Matrices) -> tuple[np.ndarray, list[dict]]:
+def _nested_oof(m: Matrices) -> tuple[np.ndarray, list[dict[str, Any]]]:
     z = np.full(len(m.rows), np.nan)
-    chosen = []
+    chosen: list[dict[str, Any]] = []
     everything = np.arange(len(m.rows))
     for f in range(N_FOLDS):
         test, train = everything[m.fold == f], everything[m.fold != f]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,8 +87,8 @@ def _part_text(part: Any) -> str:
         return part
     if not isinstance(part, dict):
         return ""
-    if isinstance(part.get("text"), str):
-        return part["text"]
+    if isinstance(text := part.get("text"), str):
+        return text
     if part.get("type") == "tool_result":
         return content_text(part.get("content"))
     if part.get("type") == "tool_use":
@@ -226,7 +227,7 @@ def structural_features(request: dict[str, Any], rt: RequestText | None = None) 
     }
 
 
-def feature_vector(features: dict[str, float]) -> np.ndarray:
+def feature_vector(features: Mapping[str, float]) -> np.ndarray:
     return np.array([features[n] for n in FEATURE_NAMES], dtype=np.float32)
 
 

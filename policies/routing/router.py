@@ -125,10 +125,10 @@ class Router:
         """Serve another trained scorer from now on (a learnt version, `synqra learn`): its weights and its
         recommended thresholds (unless the config sets thresholds). The embedding it reads must be the one
         this router computes; one decision in flight keeps the scorer it started with."""
-        if scorer.embedder != getattr(self.scorer, "embedder", scorer.embedder):
+        if isinstance(self.scorer, LearnedScorer) and scorer.embedder != self.scorer.embedder:
             raise ValueError(
                 f"scorer reads embedding {scorer.embedder!r}, this router computes {self.scorer.embedder!r}"
-            )  # type: ignore[union-attr]
+            )
         self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
         self.scorer = scorer
 
@@ -207,9 +207,13 @@ class Router:
         creative_sim = None
         min_tier = 0
         creative = self._creative_emb
-        same_width = creative is not None and emb is not None and creative.shape[1] == emb.shape[-1]
-        if self._creative_index is not None and same_width:
-            creative_sim = float(np.max(creative @ emb))  # type: ignore[operator]
+        if (
+            self._creative_index is not None
+            and creative is not None
+            and emb is not None
+            and creative.shape[1] == emb.shape[-1]  # vectors of one width (one embedder)
+        ):
+            creative_sim = float(np.max(creative @ emb))
             if creative_sim >= self.settings.creative_min_similarity:
                 min_tier = self._creative_index
         tier, reason = choose_tier(
@@ -246,9 +250,9 @@ class Router:
         """The scorer's token term for the embedded text, when its artifact has token weights and the
         embedder a tokenizer (without one the scorer refuses to score, and the structural rule routes)."""
         token_ids = getattr(self.embedder, "token_ids", None)
-        if getattr(self.scorer, "w_tok", None) is None or token_ids is None:
+        if not isinstance(self.scorer, LearnedScorer) or self.scorer.w_tok is None or token_ids is None:
             return None
-        return self.scorer.token_term(token_ids([text]))  # type: ignore[union-attr]
+        return self.scorer.token_term(token_ids([text]))
 
     # --- embeddings with an LRU cache ---------------------------------------------------
 
@@ -274,22 +278,17 @@ class Router:
         """Sync, batched: creative examples (once) + uncached texts in one call."""
         assert self.embedder is not None
         extra = self._creative_texts_to_embed()
-        todo = list(dict.fromkeys(t for t in texts if self._cached(t) is None))
+        # Cache hits are taken before any new vector is remembered: remembering may evict them.
+        found = {t: v for t in dict.fromkeys(texts) if (v := self._cached(t)) is not None}
+        todo = [t for t in dict.fromkeys(texts) if t not in found]
         if todo or extra:
             vecs = self.embedder.embed(extra + todo)
             if extra:
                 self._creative_emb = vecs[: len(extra)]
-            local = dict(zip(todo, vecs[len(extra) :]))
-        else:
-            local = {}
-        out = []
-        for t in texts:
-            v = local.get(t)
-            if v is None:
-                v = self._cached(t)
-            else:
+            for t, v in zip(todo, vecs[len(extra) :]):
+                found[t] = v
                 self._remember(t, v)
-            out.append(v)
+        out = [found[t] for t in texts]
         return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
     async def _aembed_one(self, text: str) -> np.ndarray:
@@ -300,11 +299,12 @@ class Router:
         aembed = getattr(self.embedder, "aembed", None)
         extra = self._creative_texts_to_embed()
         batch = extra + [text]
-        vecs = await aembed(batch) if aembed else await asyncio.to_thread(self.embedder.embed, batch)
+        vecs: np.ndarray = await aembed(batch) if aembed else await asyncio.to_thread(self.embedder.embed, batch)
         if extra:
             self._creative_emb = vecs[: len(extra)]
-        self._remember(text, vecs[-1])
-        return vecs[-1]
+        emb: np.ndarray = vecs[-1]
+        self._remember(text, emb)
+        return emb
 
     # --- public -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -59,7 +59,7 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def token_presence(ids: Sequence[int]) -> tuple[np.ndarray, float]:
+def token_presence(ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, float]:
     """The distinct token ids of a text and the value each gets (1/sqrt(count)): what w_tok reads.
 
     Training builds its token matrix from this same function, so train and serve agree.
@@ -69,7 +69,8 @@ def token_presence(ids: Sequence[int]) -> tuple[np.ndarray, float]:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+    p: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+    return p
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class LearnedScorer:
     creative_texts: tuple[str, ...] = ()
     creative_emb: np.ndarray | None = None  # (m, d) embeddings of creative_texts
     w_tok: np.ndarray | None = None  # (vocab,) weight per token id of the embedder's tokenizer; None: no token term
-    needs_embedding: bool = True
+    needs_embedding: Literal[True] = True  # the tag that tells the two scorers apart
     name: str = "learned"
 
     @property
@@ -115,7 +116,7 @@ class LearnedScorer:
             )
         if self.w_tok is not None and token_term is None:
             raise ValueError(f"the router reads token ids of the {self.embedder} tokenizer, none were given")
-        z = ((feats - self.feat_mean) / self.feat_std) @ self.w_feat + emb @ self.w_emb + self.bias
+        z: np.ndarray = ((feats - self.feat_mean) / self.feat_std) @ self.w_feat + emb @ self.w_emb + self.bias
         return z if token_term is None else z + token_term
 
     def score(self, emb: np.ndarray, feats: np.ndarray, token_term: np.ndarray | None = None) -> np.ndarray:
@@ -227,7 +228,7 @@ class HeuristicScorer:
     """
 
     name = "heuristic"
-    needs_embedding = False
+    needs_embedding: Literal[False] = False
     max_chars = 512
     recommended_thresholds = [0.35, 0.55]
     creative_texts: tuple[str, ...] = ()

@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -337,7 +338,8 @@ class TokenRanker:
     pred_std: float
 
     def part(self, tokens: sp.csr_matrix) -> np.ndarray:
-        return (tokens @ self.coef - self.pred_mean) / self.pred_std
+        z: np.ndarray = (tokens @ self.coef - self.pred_mean) / self.pred_std
+        return z
 
 
 def fit_token_ranker(
@@ -358,7 +360,8 @@ def fit_token_ranker(
 
     def rmatvec(u: np.ndarray) -> np.ndarray:
         ru = root_w * u
-        return X.T @ (ru - w * (np.bincount(gi, weights=ru) / group_w)[gi])
+        out: np.ndarray = X.T @ (ru - w * (np.bincount(gi, weights=ru) / group_w)[gi])
+        return out
 
     A = LinearOperator(X.shape, matvec=lambda v: root_w * centred(X @ v), rmatvec=rmatvec, dtype=np.float64)
     coef = lsqr(A, root_w * centred(m.gap[idx]), damp=float(np.sqrt(l2_tok)), atol=1e-8, btol=1e-8)[0]
@@ -378,7 +381,7 @@ def fit(
     """Rankers + length and complexity anchors + Platt calibration, folded into one linear scorer."""
     r = ranker or fit_ranker(m, idx, hp.max_chars, hp.l2_emb, hp.within_groups)
     tr = token_ranker or (fit_token_ranker(m, idx, hp.max_chars, hp.l2_tok, hp.within_groups) if hp.nu else None)
-    tok = 0.0
+    tok: np.ndarray | float = 0.0
     if tr is not None:
         assert m.tokens is not None, "a token ranker needs build_matrices(tokenize=...)"
         tok = tr.part(m.tokens[hp.max_chars][idx])
@@ -511,7 +514,7 @@ def score_rows(model: LearnedScorer, m: Matrices, rows: np.ndarray) -> np.ndarra
     return model.score(m.embs[model.max_chars][rows], m.feats[rows], tok)
 
 
-def nested_out_of_fold_scores(m: Matrices, hps: list[Hyper], embedder: str) -> tuple[np.ndarray, list[dict]]:
+def nested_out_of_fold_scores(m: Matrices, hps: list[Hyper], embedder: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Score of every example from a model whose fit AND hyperparameter choice never saw its fold."""
     oof = np.full(len(m.examples), np.nan)
     everything = np.arange(len(m.examples))
@@ -535,7 +538,7 @@ def leave_dataset_out(m: Matrices, dataset: str) -> tuple[np.ndarray, np.ndarray
 
 def leave_one_dataset_out_scores(
     m: Matrices, hps: list[Hyper], embedder: str, datasets: tuple[str, ...] = DATASETS
-) -> tuple[np.ndarray, list[dict]]:
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Score of each dataset's rows from a model trained, and tuned, without that dataset."""
     out = np.full(len(m.examples), np.nan)
     chosen = []

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from prometheus_client.metrics_core import Metric
@@ -54,7 +54,10 @@ def worker_sums() -> list[Metric] | None:
     return list(MultiProcessCollector(None).collect())
 
 
-class _Cached:
+V = TypeVar("V")
+
+
+class _Cached(Generic[V]):
     """An async value recomputed when its key changes or after `ttl_s`, one computation at a time, and never
     sooner than `spacing` times the last computation took after the previous one (at least `min_gap_s`): a
     costly read (a large month's ledger) is repeated rarely, a cheap one at once."""
@@ -66,10 +69,10 @@ class _Cached:
         self._key: object = None
         self._at = 0.0
         self._took = 0.0
-        self._value: Any = None
+        self._value: V | None = None
         self._lock = asyncio.Lock()
 
-    async def get(self, key: object, compute: Callable[[], Awaitable[Any]]) -> Any:
+    async def get(self, key: object, compute: Callable[[], Awaitable[V]]) -> V:
         async with self._lock:
             age = time.monotonic() - self._at
             stale = key != self._key and age >= max(self.min_gap_s, self.spacing * self._took)
@@ -104,11 +107,11 @@ class DashboardData:
         self.rt = rt
         # A month of 100,000 rows takes seconds to read: re-read when the totals moved, but at most every 20x
         # the last read's time (a few seconds for a small ledger), and every minute regardless.
-        self._ledger = _Cached(ttl_s=60.0, spacing=20.0, min_gap_s=2.0)
+        self._ledger: _Cached[LedgerView] = _Cached(ttl_s=60.0, spacing=20.0, min_gap_s=2.0)
         self._ledger_key: object = None
         self._month: str | None = None  # the budget's month as status() last said (None: the guard's current one)
         self._tz = rt.config.synqra.budget.timezone
-        self._health = _Cached(ttl_s=health_ttl_s)
+        self._health: _Cached[dict[str, Any]] = _Cached(ttl_s=health_ttl_s)
         self.sources = sources or self._learning_sources()
 
     def _learning_sources(self) -> OperatorSources:
@@ -138,7 +141,7 @@ class DashboardData:
             # Summarised off the event loop: requests keep flowing while a large month is read.
             return await asyncio.to_thread(ledger_view, records, month, tz)
 
-        return await self._ledger.get(self._ledger_key, read)  # type: ignore[no-any-return]
+        return await self._ledger.get(self._ledger_key, read)
 
     async def month_rows(self) -> list[dict[str, Any]]:
         """The month's newest ledger rows (enough for the recent requests), as OperatorSources reads them."""

@@ -12,8 +12,12 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from policies.common.offline import apply_offline_env
+
+if TYPE_CHECKING:
+    from policies.common.settings import AppConfig
 
 
 def _month(value: str) -> str:
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _build(cfg, month: str | None, fmt: str) -> str:  # type: ignore[no-untyped-def]
+async def _build(cfg: AppConfig, month: str | None, fmt: str) -> str:
     from policies.budget.guard import BudgetGuard
     from proxy.report import html_page, markdown
     from proxy.report.summary import month_report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Set as AbstractSet
 from html import escape
 from typing import Any
 
@@ -23,7 +24,7 @@ th{color:#667085;font-weight:500;font-size:12px}td.n,th.n{text-align:right;font-
 """
 
 
-def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:  # type: ignore[assignment]
+def _table(head: list[str], rows: list[list[str]], numeric: AbstractSet[int] = frozenset()) -> str:
     def cells(r: list[str], tag: str) -> str:
         return "".join(f"<{tag}{' class=n' if i in numeric else ''}>{escape(c)}</{tag}>" for i, c in enumerate(r))
 

@@ -107,6 +107,16 @@ def test_async_and_batch_paths_agree(router: Router) -> None:
     assert a.tier == b.tier and a.score == pytest.approx(b.score, abs=1e-5)
 
 
+def test_batch_larger_than_the_embedding_cache_keeps_its_cached_texts(embedder: Embedder) -> None:
+    # A text cached before the batch, coming after more new texts than the cache holds: remembering
+    # those evicts it, and it used to be looked up only afterwards (None in the stack, a crash).
+    r = Router.from_config(make_config(embed_cache_size=2), embedder, lambda _: None)
+    old = user("Write a haiku about autumn leaves.")
+    alone = r.decide(old)
+    batch = r.decide_batch([user("What is 2 + 2?"), user("Explain TCP slow start."), old])
+    assert batch[2].tier == alone.tier and batch[2].score == pytest.approx(alone.score, abs=1e-6)
+
+
 def test_images_tools_and_long_context_constraints(router: Router) -> None:
     image = user([{"type": "text", "text": "What is your pricing?"}, {"type": "image_url", "image_url": {"url": "x"}}])
     tools = user("What is your pricing?", tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
