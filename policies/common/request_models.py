@@ -302,7 +302,8 @@ _BLOCK_TAGS = frozenset({"text", "image", "document", "tool_use", "server_tool_u
 
 
 class AnthropicMessage(Shape):
-    role: Literal["user", "assistant"]
+    # "system" mid-conversation: Claude Code 2.1 sends its environment notes as a system turn.
+    role: Literal["user", "assistant", "system"]
     content: BlockText | Annotated[list[Block], Field(min_length=1)]
 
 

@@ -45,3 +45,16 @@ def test_messages_stream_local_llama(anthropic_client) -> None:
     ) as stream:
         text = "".join(stream.text_stream)
     assert text.strip()
+
+
+def test_a_system_turn_inside_messages_is_answered(anthropic_client, fresh_providers) -> None:
+    # Claude Code 2.1 sends its environment notes as a {"role": "system"} turn after the user's.
+    messages = [
+        {"role": "user", "content": "Say hello"},
+        {"role": "system", "content": [{"type": "text", "text": "Answer in one short sentence."}]},
+    ]
+    for model in ("claude-sonnet", "local-llama"):
+        msg = anthropic_client.messages.create(model=model, max_tokens=16, messages=messages)  # type: ignore[arg-type]
+        assert msg.content[0].text.strip(), model
+    sent = fresh_providers["anthropic"].requests[0].body["messages"]
+    assert [m["role"] for m in sent][0] == "user" and "Answer in one short sentence." in str(sent)

@@ -114,9 +114,10 @@ def test_every_closed_route_is_answered_before_litellm(litellm_routes: list[tupl
 
     async def call(method: str, path: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         sent: list[dict[str, Any]] = []
-        body = json.dumps(
-            {"model": "m", "messages": [{"role": "user", "content": "x"}], "input": "x", "prompt": "x"}
-        ).encode()
+        # A body every open route's check accepts (text completions refuse a 'messages' field).
+        text_completion = path.endswith("/completions") and "chat" not in path
+        fields = {"prompt": "x"} if text_completion else {"messages": [{"role": "user", "content": "x"}], "input": "x"}
+        body = json.dumps({"model": "m", **fields}).encode()
         inbox = [{"type": "http.request", "body": body, "more_body": False}]
         kind = "websocket" if method == "WS" else "http"
         scope = {"type": kind, "path": path, "method": "GET" if kind == "websocket" else method, "headers": []}
