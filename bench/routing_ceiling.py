@@ -35,10 +35,11 @@ apply_offline_env()
 
 from bench.measure import write_result  # noqa: E402
 from bench.routing_eval import TARGET_MMLU_APGR, complexity_router_scores, length_scores  # noqa: E402
+from policies.common.artifacts import manifest_path  # noqa: E402
 from policies.embedding.names import STATIC, embedder_for, token_source  # noqa: E402
 from policies.routing import train as T  # noqa: E402
 from policies.routing.dataset import DATASETS, DEFAULT_DATA_DIR, Example, load_all  # noqa: E402
-from policies.routing.scorer import DEFAULT_ARTIFACT, manifest_path  # noqa: E402
+from policies.routing.scorer import DEFAULT_ARTIFACT  # noqa: E402
 
 WIDE_LAM = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 100.0)
 WIDE_MU = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)

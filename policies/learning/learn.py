@@ -20,7 +20,6 @@ interface fits exactly as a deployment does:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from policies.common.artifacts import code_hash
 from policies.common.learning_settings import LearningSettings
 from policies.learning.fit import Adapted, fit_adapted, label_apgr, token_vocab
 from policies.learning.representation import Representation, representation_key
@@ -46,11 +46,7 @@ _CODE_FILES = ("fit.py", "learn.py", "representation.py")
 
 
 def learning_code_hash() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in _CODE_FILES:
-        h.update(name.encode() + (here / name).read_bytes())
-    return h.hexdigest()
+    return code_hash(Path(__file__).resolve().parent, _CODE_FILES)
 
 
 @dataclass

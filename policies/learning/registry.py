@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from policies.routing.scorer import ArtifactError, LearnedScorer, load_artifact, manifest_path, sha256_file
+from policies.common.artifacts import manifest_path, sha256_file
+from policies.routing.scorer import ArtifactError, LearnedScorer, load_artifact
 
 ARTIFACT_NAME = "router.npz"
 BASE = "base"  # CURRENT absent: the configured (shipped) artifact serves

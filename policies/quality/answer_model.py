@@ -12,14 +12,13 @@ with allow_pickle=False) and its manifest (data hashes, code hash, label rule, c
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from policies.common.artifacts import load_vouched_arrays
 from policies.quality.answer_features import EMB_DIMS, FEATURE_NAMES
 
 FORMAT_VERSION = 1
@@ -41,14 +40,6 @@ _ARRAYS = (
 
 class AnswerModelError(RuntimeError):
     """The answer model artifact cannot be used; the message names the file and the reason."""
-
-
-def manifest_path(artifact: Path) -> Path:
-    return artifact.with_suffix(".manifest.json")
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -103,23 +94,13 @@ class AnswerModel:
 def load_answer_model(path: Path | str = DEFAULT_ARTIFACT) -> AnswerModel:
     """Load and validate the artifact against its manifest; AnswerModelError says what is wrong."""
     path = Path(path)
-    man = manifest_path(path)
-    if not path.is_file():
-        raise AnswerModelError(f"answer model not found: {path} (run `synqra train-quality-scorer`)")
-    if not man.is_file():
-        raise AnswerModelError(f"answer model manifest not found: {man}")
-    try:
-        manifest = json.loads(man.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise AnswerModelError(f"answer model manifest {man} is not valid JSON: {e}") from None
-    digest = sha256_file(path)
-    if manifest.get("artifact_sha256") != digest:
-        raise AnswerModelError(f"answer model {path} does not match its manifest (sha256 {digest[:12]}...)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile / ValueError / OSError: any unreadable file is the same problem
-        raise AnswerModelError(f"answer model {path} is unreadable: {e}") from None
+    arrays, manifest = load_vouched_arrays(
+        path,
+        what="answer model",
+        manifest_what="answer model manifest",
+        how_to_build="run `synqra train-quality-scorer`",
+        error=AnswerModelError,
+    )
     missing = [k for k in _ARRAYS if k not in arrays]
     if missing:
         raise AnswerModelError(f"answer model {path} lacks arrays {missing}")

@@ -34,8 +34,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
 
+from policies.common.artifacts import code_hash, manifest_path, sha256_file
 from policies.quality import answer_features as af
-from policies.quality.answer_model import DEFAULT_ARTIFACT, FORMAT_VERSION, AnswerModel, manifest_path, sha256_file
+from policies.quality.answer_model import DEFAULT_ARTIFACT, FORMAT_VERSION, AnswerModel
 from policies.quality.dataset import DATASETS, DEFAULT_DATA_DIR, GOOD_RATING, LabelledAnswer, data_hashes, load_all
 from policies.quality.scorer import compute_signals
 
@@ -74,12 +75,7 @@ class Matrices:
 
 
 def training_code_hash(files: tuple[str, ...] = _CODE_FILES) -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in files:
-        h.update(name.encode())
-        h.update((here / name).read_bytes())
-    return h.hexdigest()
+    return code_hash(Path(__file__).resolve().parent, files)
 
 
 def feature_matrices(rows: list[LabelledAnswer], embed: Embed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

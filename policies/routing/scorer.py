@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from policies.common.artifacts import load_vouched_arrays
 from policies.routing.features import FEATURE_NAMES
 
 FORMAT_VERSION = 4
@@ -49,14 +48,6 @@ _REQUIRED = (
 
 class ArtifactError(RuntimeError):
     """The router artifact cannot be used; the message says which file and why."""
-
-
-def manifest_path(artifact: Path) -> Path:
-    return artifact.with_suffix(".manifest.json")
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def token_presence(ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, float]:
@@ -150,23 +141,13 @@ class LearnedScorer:
 def load_artifact(path: Path = DEFAULT_ARTIFACT) -> LearnedScorer:
     """Load and validate the artifact against its manifest; raise ArtifactError saying what is wrong."""
     path = Path(path)
-    man_path = manifest_path(path)
-    if not path.is_file():
-        raise ArtifactError(f"router artifact not found: {path} (run `synqra train-router` to build it)")
-    if not man_path.is_file():
-        raise ArtifactError(f"router manifest not found: {man_path}")
-    try:
-        manifest = json.loads(man_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"router manifest {man_path} is not valid JSON: {e}") from None
-    digest = sha256_file(path)
-    if manifest.get("artifact_sha256") != digest:
-        raise ArtifactError(f"router artifact {path} does not match its manifest (sha256 {digest[:12]}...)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile/ValueError/OSError: any unreadable file is the same problem
-        raise ArtifactError(f"router artifact {path} is unreadable: {e}") from None
+    arrays, manifest = load_vouched_arrays(
+        path,
+        what="router artifact",
+        manifest_what="router manifest",
+        how_to_build="run `synqra train-router` to build it",
+        error=ArtifactError,
+    )
     if "format_version" in arrays and int(arrays["format_version"]) != FORMAT_VERSION:
         raise ArtifactError(f"router artifact {path} has format {int(arrays['format_version'])}, need {FORMAT_VERSION}")
     missing = [k for k in _REQUIRED if k not in arrays]

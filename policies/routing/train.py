@@ -57,6 +57,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.sparse.linalg import LinearOperator, lsqr
 
+from policies.common.artifacts import code_hash, manifest_path, sha256_file
 from policies.common.routing_settings import DEFAULT_CREATIVE_EXAMPLES
 from policies.embedding.names import MINILM, STATIC, embedder_for, token_source
 from policies.routing.dataset import (
@@ -79,8 +80,6 @@ from policies.routing.scorer import (
     DEFAULT_ARTIFACT,
     FORMAT_VERSION,
     LearnedScorer,
-    manifest_path,
-    sha256_file,
     token_presence,
 )
 
@@ -162,12 +161,7 @@ class Matrices:
 
 
 def training_code_hash() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in _CODE_FILES:
-        h.update(name.encode())
-        h.update((here / name).read_bytes())
-    return h.hexdigest()
+    return code_hash(Path(__file__).resolve().parent, _CODE_FILES)
 
 
 def embed_cached(texts: list[str], embed: Callable[[list[str]], np.ndarray], tag: str) -> np.ndarray:

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policies.common.artifacts import manifest_path
 from policies.common.quality_settings import QualitySettings
-from policies.quality.answer_model import DEFAULT_ARTIFACT, AnswerModelError, load_answer_model, manifest_path
+from policies.quality.answer_model import DEFAULT_ARTIFACT, AnswerModelError, load_answer_model
 from policies.quality.dataset import DEFAULT_DATA_DIR
 from policies.quality.scorer import QualityScorer
 from proxy.cli import main as synqra_main
@@ -144,7 +145,7 @@ def test_artifact_without_manifest_or_file_is_refused(tmp_path: Path) -> None:
 def test_artifact_with_a_pickle_inside_is_refused(tmp_path: Path) -> None:
     art = tmp_path / "evil.npz"
     np.savez(art, w_feat=np.array([object()], dtype=object))
-    from policies.quality.answer_model import sha256_file
+    from policies.common.artifacts import sha256_file
 
     manifest_path(art).write_text(json.dumps({"artifact_sha256": sha256_file(art)}))
     with pytest.raises(AnswerModelError):

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policies.common.artifacts import manifest_path
 from policies.common.routing_settings import RoutingSettings
 from policies.common.settings import AppConfig, ModelEntry, SynqraSettings
 from policies.embedding.base import Embedder
 from policies.embedding.names import STATIC, embedder_for, embedder_name
 from policies.routing import cli
 from policies.routing.router import Router
-from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact, manifest_path
+from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact
 
 
 def make_config(**routing: object) -> AppConfig:

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policies.common.artifacts import manifest_path, sha256_file
 from policies.routing import train as T
 from policies.routing.dataset import Example
 from policies.routing.features import FEATURE_NAMES
-from policies.routing.scorer import FORMAT_VERSION, ArtifactError, load_artifact, manifest_path, sha256_file, sigmoid
+from policies.routing.scorer import FORMAT_VERSION, ArtifactError, load_artifact, sigmoid
 
 
 def synthetic(n_per_group: int = 40, d: int = 8, seed: int = 0) -> T.Matrices:
