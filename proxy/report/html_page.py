@@ -9,7 +9,7 @@ from typing import Any
 
 from proxy.report import svg
 from proxy.report.fmt import NOT_OFFLINE, pct, usd
-from proxy.report.markdown import verdict_rows
+from proxy.report.markdown import TAG_HEADER, tag_rows, verdict_rows
 
 CSS = """
 body{margin:0;background:#f6f7f9;color:#1d2433;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
@@ -107,21 +107,7 @@ def render(r: dict[str, Any]) -> str:
     if by_tag:
         tags = (
             '<section class="card"><h2>By tag</h2>'
-            + _table(
-                ["tag", "requests", "local", "cost", "savings", "cap"],
-                [
-                    [
-                        t,
-                        str(v["requests"]),
-                        pct(100 * v["local_share"]),
-                        usd(v["cost"]),
-                        f"{usd(v['savings'])} ({pct(v['savings_percent'])})",
-                        "-" if v.get("limit") is None else usd(v["limit"]),
-                    ]
-                    for t, v in by_tag.items()
-                ],
-                {1, 2, 3, 4, 5},
-            )
+            + _table(TAG_HEADER, tag_rows(by_tag), {1, 2, 3, 4, 5})
             + "</section>"
         )
     runs = r["learning_runs"]

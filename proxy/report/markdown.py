@@ -34,6 +34,24 @@ def verdict_rows(verdicts: dict[str, dict[str, dict[str, int]]]) -> list[list[st
     return rows
 
 
+TAG_HEADER = ["tag", "requests", "local", "cost", "savings", "cap"]
+
+
+def tag_rows(by_tag: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """One row per budget tag under TAG_HEADER (cap "-": the tag has no limit of its own)."""
+    return [
+        [
+            t,
+            str(v["requests"]),
+            pct(100 * v["local_share"]),
+            usd(v["cost"]),
+            f"{usd(v['savings'])} ({pct(v['savings_percent'])})",
+            "-" if v.get("limit") is None else usd(v["limit"]),
+        ]
+        for t, v in by_tag.items()
+    ]
+
+
 def render(r: dict[str, Any]) -> str:
     b = r["budget"]
     plan = r["plan"]
@@ -107,20 +125,7 @@ def render(r: dict[str, Any]) -> str:
     by_tag = b.get("by_tag")
     if by_tag:
         out += ["## By tag", ""]
-        out += _table(
-            ["tag", "requests", "local", "cost", "savings", "cap"],
-            [
-                [
-                    t,
-                    str(v["requests"]),
-                    pct(100 * v["local_share"]),
-                    usd(v["cost"]),
-                    f"{usd(v['savings'])} ({pct(v['savings_percent'])})",
-                    "-" if v.get("limit") is None else usd(v["limit"]),
-                ]
-                for t, v in by_tag.items()
-            ],
-        )
+        out += _table(TAG_HEADER, tag_rows(by_tag))
         out += [""]
     router = r["router"]
     out += [
