@@ -56,6 +56,7 @@ class SignalSpec:
 
 _SHORT = "Keep the answer short enough to finish it completely."
 _DIRECT = "Give one clear, direct answer."
+_CHECK_SUMS = "Work step by step and double-check every calculation."
 
 SIGNALS: tuple[SignalSpec, ...] = (
     SignalSpec("empty", lambda c: sg.empty_answer(c.answer, c.tool_calls), "rule", hard=True),
@@ -88,13 +89,13 @@ SIGNALS: tuple[SignalSpec, ...] = (
         "arithmetic",
         lambda c: sg.arithmetic(c.answer),
         "rule",
-        hint="Work step by step and double-check every calculation.",
+        hint=_CHECK_SUMS,
     ),
     SignalSpec(
         "computation",
         lambda c: sg.computation(c.question, c.answer),
         "rule",
-        hint="Work step by step and double-check every calculation.",
+        hint=_CHECK_SUMS,
     ),
     # Weight 0.3: alone it lands a sure answer in the rephrase band, not escalation: a bigger model cannot
     # know the user's prices either, while asking again with the hint below gets an answer that says so.
