@@ -16,6 +16,12 @@ pytestmark = pytest.mark.stack
 Q = [{"role": "user", "content": "What is the capital of France?"}]
 
 
+def stream_events(client: TestClient, path: str, body: dict) -> list[dict]:
+    """The JSON events of a streamed answer, in order (the `[DONE]` line left out)."""
+    with client.stream("POST", path, json=body) as r:
+        return [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+
+
 @pytest.fixture(scope="module")
 def client():
     with TestClient(create_app(LlamaBackendSettings())) as c:
@@ -42,10 +48,10 @@ def test_logprobs_in_the_same_call(client) -> None:
 
 
 def test_streaming_with_logprobs_on_the_final_chunk(client) -> None:
-    with client.stream(
-        "POST",
+    events = stream_events(
+        client,
         "/v1/chat/completions",
-        json={
+        {
             "messages": Q,
             "max_tokens": 16,
             "temperature": 0,
@@ -53,10 +59,7 @@ def test_streaming_with_logprobs_on_the_final_chunk(client) -> None:
             "logprobs": True,
             "stream_options": {"include_usage": True},
         },
-    ) as r:
-        events = [
-            json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
-        ]
+    )
     text = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
     assert text.strip()
     final = events[-1]
@@ -98,14 +101,11 @@ def test_token_ids_outside_the_vocabulary_are_a_400_not_an_abort(client, ids) ->
 
 
 def test_text_completions_stream_with_usage(client) -> None:
-    with client.stream(
-        "POST",
+    events = stream_events(
+        client,
         "/v1/completions",
-        json={"prompt": "One, two,", "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}},
-    ) as r:
-        events = [
-            json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
-        ]
+        {"prompt": "One, two,", "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}},
+    )
     assert "".join(c["text"] for e in events for c in e["choices"]).strip()
     assert events[-1]["usage"]["completion_tokens"] > 0
 
@@ -161,21 +161,15 @@ def test_streamed_usage_counts_the_tokens_generated_not_the_chunks(client) -> No
     """The same tokens as the non-streamed answer at temperature 0 (the last chunk carries no token)."""
     body = {"messages": Q, "max_tokens": 8, "temperature": 0, "seed": 1}
     plain = client.post("/v1/chat/completions", json=body).json()["usage"]["completion_tokens"]
-    with client.stream(
-        "POST", "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
-    ) as r:
-        events = [
-            json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
-        ]
+    events = stream_events(
+        client, "/v1/chat/completions", {**body, "stream": True, "stream_options": {"include_usage": True}}
+    )
     assert events[-1]["usage"]["completion_tokens"] == plain
     text = {"prompt": "One, two, three,", "max_tokens": 6, "temperature": 0, "seed": 1}
     plain = client.post("/v1/completions", json=text).json()["usage"]["completion_tokens"]
-    with client.stream(
-        "POST", "/v1/completions", json={**text, "stream": True, "stream_options": {"include_usage": True}}
-    ) as r:
-        events = [
-            json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"
-        ]
+    events = stream_events(
+        client, "/v1/completions", {**text, "stream": True, "stream_options": {"include_usage": True}}
+    )
     assert events[-1]["usage"]["completion_tokens"] == plain
 
 
