@@ -35,7 +35,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,8 @@ import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.fakes.fake_providers import FakeProvider, Faults, Scripted, free_port
+from tests.fakes.alert_receiver import AlertReceiver
+from tests.fakes.fake_providers import FakeProvider, Faults, Scripted
 from tests.redis_server import RedisServer
 from tests.stack import MASTER_KEY, REPO, RunningStack, start_stack, wait_until
 
@@ -301,35 +301,6 @@ def run_one(spec: Spec, clients: list[tuple[Any, Any]], max_tokens: int) -> Outc
 
 
 # --- the receiver, the sampler ----------------------------------------------------------------------
-
-
-class AlertReceiver:
-    """The budget alert webhook: a local HTTP server that keeps every POSTed body."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.posts.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *a: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/alert"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class SpendSampler:

@@ -7,7 +7,6 @@ local webhook receiver for alerts.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -15,14 +14,14 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fakes.fake_providers import FakeProvider, free_port
+from tests.fakes.alert_receiver import AlertReceiver
+from tests.fakes.fake_providers import FakeProvider
 from tests.redis_server import RedisServer
 from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
 
@@ -35,37 +34,11 @@ FITS = 50
 LIMIT = float(CALL_COST * FITS / Decimal("0.95"))
 
 
-class WebhookReceiver:
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.posts.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *a: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/alert"
-
-    def levels(self) -> list[str]:
-        return [str(p.get("level")) for p in self.posts]
-
-
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver()
+def receiver() -> Iterator[AlertReceiver]:
+    r = AlertReceiver()
     yield r
-    r.server.shutdown()
+    r.stop()
 
 
 @pytest.fixture
@@ -125,7 +98,7 @@ def test_200_concurrent_paid_requests_never_overspend(
     tmp_path: Path,
     stack: RunningStack,
     claude: FakeProvider,
-    receiver: WebhookReceiver,
+    receiver: AlertReceiver,
     store: str,
     request: pytest.FixtureRequest,
 ) -> None:
