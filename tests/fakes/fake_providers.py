@@ -186,7 +186,8 @@ class FakeProvider:
         return self._draw_fault()
 
     async def _receive(self, request: Request) -> tuple[dict[str, Any], Scripted] | Response:
-        """Parse, record, and take the next scripted step (after its delay); a Response if the JSON is bad."""
+        """Parse, record, and take the next scripted step (after its delay); a Response if the JSON is bad, the
+        step is an error status, or the client left a hung request."""
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -199,7 +200,10 @@ class FakeProvider:
         step = marked[0] if marked else self._next()
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
-        return await self._apply_fault(request, body, step)
+        got = await self._apply_fault(request, body, step)
+        if isinstance(got, tuple) and step.status != 200:
+            return self._error(step.status, request.url.path.endswith("/messages"))
+        return got
 
     async def _handle(self, request: Request) -> Response:
         got = await self._receive(request)
@@ -207,8 +211,6 @@ class FakeProvider:
             return got
         body, step = got
         messages_api = request.url.path.endswith("/messages")
-        if step.status != 200:
-            return self._error(step.status, messages_api)
         text = step.text if step.text is not None else structured_text(body) or self.default_text
         call = tool_call_for(body, step.tool)
         if call is not None:
@@ -311,8 +313,6 @@ class FakeProvider:
         if isinstance(got, Response):
             return got
         body, step = got
-        if step.status != 200:
-            return self._error(step.status, False)
         p = responses_prompt_tokens(body)
         call = tool_call_for(body, step.tool)
         if call is not None:
@@ -400,8 +400,6 @@ class FakeProvider:
         if isinstance(got, Response):
             return got
         body, step = got
-        if step.status != 200:
-            return self._error(step.status, False)
         head, k = _openai_head("cmpl-", "text_completion", body), completion_choices(body)
         text = step.text if step.text is not None else self.default_text
         p, c = completion_prompt_tokens(body), count_tokens(text)
