@@ -5,7 +5,10 @@ fails (the scorer then decides alone), never delaying the client's answer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +24,7 @@ ASK = {
     "temperature": 0,
     "messages": [{"role": "user", "content": "What is the capital of France?"}],
 }
+JUDGE_ALL = {"enabled": True, "band": [0.0, 1.0]}  # the judge tier rates every answer that is not a hard failure
 
 
 def ledger(s: RunningStack, rid: str) -> list[dict]:
@@ -32,17 +36,27 @@ def reserved(s: RunningStack) -> float:
     return httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"]
 
 
+def ask(s: RunningStack) -> httpx.Response:
+    return httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+
+
+@contextmanager
+def own_proxy(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path, synqra: dict[str, Any]
+) -> Iterator[RunningStack]:
+    """A proxy of the test's own with these synqra settings (on the session's backends), stopped after."""
+    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides=synqra)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
 @pytest.fixture(scope="module")
 def judged(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory):
     """Every local answer that is not a hard failure goes to the judge (band [0, 1])."""
-    s = start_stack(
-        tmp_path_factory.mktemp("judged"),
-        providers,
-        backends_of=stack,
-        synqra_overrides={"quality": {"judge": {"enabled": True, "band": [0.0, 1.0]}}},
-    )
-    yield s
-    s.stop()
+    with own_proxy(stack, providers, tmp_path_factory.mktemp("judged"), {"quality": {"judge": JUDGE_ALL}}) as s:
+        yield s
 
 
 def test_an_unsure_local_answer_is_rated_by_the_judge_and_the_call_is_booked(
@@ -51,7 +65,7 @@ def test_an_unsure_local_answer_is_rated_by_the_judge_and_the_call_is_booked(
     deepseek = providers["deepseek"]
     deepseek.reset()
     deepseek.push(Scripted(text="The answer is correct and helpful. Rating: [[9]]"))
-    r = httpx.post(f"{judged.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+    r = ask(judged)
     assert r.status_code == 200, r.text
     assert r.headers["x-synqra-route"] == "local-llama"
     assert float(r.headers["x-synqra-quality-score"]) == pytest.approx(0.925), "the judge's 9/10, on the gate's scale"
@@ -68,7 +82,7 @@ def test_a_failing_judge_leaves_the_scorer_to_decide(judged: RunningStack, provi
     deepseek = providers["deepseek"]
     deepseek.reset()
     deepseek.push(Scripted(status=500))
-    r = httpx.post(f"{judged.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+    r = ask(judged)
     assert r.status_code == 200, r.text
     rid = r.headers["x-synqra-request-id"]
     assert float(r.headers["x-synqra-quality-score"]) != pytest.approx(0.925)
@@ -79,16 +93,15 @@ def test_a_failing_judge_leaves_the_scorer_to_decide(judged: RunningStack, provi
 def test_no_judge_when_paid_calls_are_stopped(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:
-    s = start_stack(
-        tmp_path,
+    with own_proxy(
+        stack,
         providers,
-        backends_of=stack,
-        synqra_overrides={
-            "quality": {"judge": {"enabled": True, "band": [0.0, 1.0]}},
+        tmp_path,
+        {
+            "quality": {"judge": JUDGE_ALL},
             "budget": {"monthly_limit_usd": 0.0004},
         },
-    )
-    try:
+    ) as s:
         for model in ("claude-sonnet", "deepseek-chat"):  # spend until not even the cheapest paid call fits
             for _ in range(400):
                 r = httpx.post(
@@ -101,28 +114,20 @@ def test_no_judge_when_paid_calls_are_stopped(
                     break
             assert r.status_code == 429
         providers["deepseek"].reset()
-        r = httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+        r = ask(s)
         assert r.status_code == 200 and r.headers["x-synqra-budget"] == "stopped"
         assert not providers["deepseek"].requests, "stopped: the scorer decides alone"
-    finally:
-        s.stop()
 
 
 def test_the_shadow_judge_labels_the_request_and_books_both_orders(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:
-    s = start_stack(
-        tmp_path,
-        providers,
-        backends_of=stack,
-        synqra_overrides={"routing": {"mode": "shadow", "shadow_eval_share": 1.0}},
-    )
-    try:
+    with own_proxy(stack, providers, tmp_path, {"routing": {"mode": "shadow", "shadow_eval_share": 1.0}}) as s:
         deepseek = providers["deepseek"]
         deepseek.reset()
         # Local answer first (A): the served one wins; served first (A): it wins again. Both orders agree.
         deepseek.push(Scripted(text="Assistant B is better. [[B]]"), Scripted(text="Assistant A is better. [[A]]"))
-        r = httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+        r = ask(s)
         assert r.status_code == 200 and r.headers["x-synqra-route-shadow"], r.text
         rid = r.headers["x-synqra-request-id"]
         log = InferenceLog(s.data_dir / "learning")
@@ -139,23 +144,18 @@ def test_the_shadow_judge_labels_the_request_and_books_both_orders(
         assert len(rows) == 2 and len(deepseek.requests) == 2
         billed = deepseek.billed_tokens()
         assert (sum(x["prompt_tokens"] for x in rows), sum(x["completion_tokens"] for x in rows)) == billed
-    finally:
-        s.stop()
 
 
 def test_the_judges_monthly_limit_stops_its_calls(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:
-    s = start_stack(
-        tmp_path,
+    with own_proxy(
+        stack,
         providers,
-        backends_of=stack,
-        synqra_overrides={"quality": {"judge": {"enabled": True, "band": [0.0, 1.0], "monthly_limit_usd": 0.0}}},
-    )
-    try:
+        tmp_path,
+        {"quality": {"judge": {**JUDGE_ALL, "monthly_limit_usd": 0.0}}},
+    ) as s:
         providers["deepseek"].reset()
-        r = httpx.post(f"{s.base_url}/v1/chat/completions", json=ASK, headers=AUTH, timeout=180)
+        r = ask(s)
         assert r.status_code == 200
         assert not providers["deepseek"].requests, "the month's judge spend is at its limit: no judge call"
-    finally:
-        s.stop()
