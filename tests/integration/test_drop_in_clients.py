@@ -199,6 +199,19 @@ def test_embeddings_refuse_sizes_and_empty_inputs(openai_client: openai.OpenAI) 
 # --- a client's bad request is that client's ----------------------------------------------------
 
 
+def assert_served_locally(base_url: str) -> None:
+    """A plain local-llama request is answered by the local model, not by a fallback (nothing cooled it down)."""
+    r = httpx.post(
+        base_url + "/v1/chat/completions",
+        json={"model": "local-llama", "messages": HI, "max_tokens": 4},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert (
+        r.status_code == 200 and r.headers["x-synqra-route"] == "local-llama" and "x-synqra-fallback" not in r.headers
+    )
+
+
 def test_a_client_error_from_the_local_model_is_not_paid_for_and_cools_nothing(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider]
 ) -> None:
@@ -209,17 +222,7 @@ def test_a_client_error_from_the_local_model_is_not_paid_for_and_cools_nothing(
         r = httpx.post(stack.base_url + "/v1/chat/completions", json=body, headers=AUTH, timeout=60)
         assert r.status_code == 400, r.text
     for _ in range(2):  # no cooldown: the next requests of every client are still served locally, for free
-        r = httpx.post(
-            stack.base_url + "/v1/chat/completions",
-            json={"model": "local-llama", "messages": HI, "max_tokens": 4},
-            headers=AUTH,
-            timeout=60,
-        )
-        assert (
-            r.status_code == 200
-            and r.headers["x-synqra-route"] == "local-llama"
-            and "x-synqra-fallback" not in r.headers
-        )
+        assert_served_locally(stack.base_url)
     assert nothing_billed(fresh_providers)
 
 
@@ -246,17 +249,7 @@ def test_a_404_from_the_local_backend_is_not_retried_on_a_paid_tier(
         )
         assert r.status_code == 404, r.text
         assert "not retried" in r.text
-        r = httpx.post(
-            other.base_url + "/v1/chat/completions",
-            json={"model": "local-llama", "messages": HI, "max_tokens": 4},
-            headers=AUTH,
-            timeout=60,
-        )
-        assert (
-            r.status_code == 200
-            and r.headers["x-synqra-route"] == "local-llama"
-            and "x-synqra-fallback" not in r.headers
-        )
+        assert_served_locally(other.base_url)
         assert nothing_billed(providers)
         status = httpx.get(other.base_url + "/api/budget/status", headers=AUTH, timeout=30).json()
         assert wait_until(
