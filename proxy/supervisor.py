@@ -40,6 +40,23 @@ def die_with_parent() -> None:
         pass
 
 
+def spawn_logged(argv: list[str], log_path: Path, env: dict[str, str], *, new_session: bool) -> subprocess.Popen[bytes]:
+    """Start argv with stdout and stderr appended to log_path and no stdin; it dies with this process.
+    new_session: out of the terminal's process group, so a Ctrl-C reaches only the supervisor, which stops the
+    services in order."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=new_session,
+            preexec_fn=die_with_parent,
+        )
+
+
 @dataclass
 class Service:
     name: str
@@ -54,18 +71,7 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=self.env,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        out.close()
+        self.proc = spawn_logged(self.argv, self.log_path, self.env, new_session=True)
         self.started_at = time.monotonic()
         log.info("started %s (pid %d), log: %s", self.name, self.proc.pid, self.log_path)
 
@@ -142,16 +148,7 @@ class LearnSchedule:
         if self.proc is not None:
             log.info("scheduled synqra learn finished (exit %s); see %s", self.proc.returncode, self.log_path)
         self.next_at = time.monotonic() + self.CHECK_EVERY_S
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                preexec_fn=die_with_parent,
-            )
+        self.proc = spawn_logged(self.argv, self.log_path, self.env, new_session=False)
 
 
 class Supervisor:
