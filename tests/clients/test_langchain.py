@@ -47,6 +47,26 @@ def chat_anthropic(base_url: str, model: str, **kw: Any):
     return ChatAnthropic(model=model, base_url=base_url, api_key=MASTER_KEY, max_retries=0, timeout=120, **kw)
 
 
+def weather_round_trip(llm: Any, model: str, bill: BillCheck, *, result_as_json: bool) -> Any:
+    """bind_tools forcing get_weather -> a valid tool call -> the tool's result sent back -> the model's next
+    message; None when an explicit local model refused tools clearly (the bill is then checked already)."""
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    question = HumanMessage("What is the weather in Paris for 2 days?")
+    try:
+        ai = llm.bind_tools([get_weather], tool_choice="get_weather").invoke([question])
+    except Exception as exc:  # an explicit local model may refuse tools clearly
+        expect_refusal(model, exc, "tools", "tool_choice")
+        bill.settled()
+        return None
+    assert ai.tool_calls, f"{model}: tool_choice forced get_weather, got no tool call: {ai!r}"
+    call = ai.tool_calls[0]
+    assert call["name"] == "get_weather" and isinstance(call["args"].get("city"), str), call
+    weather = get_weather(**call["args"])
+    result = ToolMessage(json.dumps(weather) if result_as_json else weather, tool_call_id=call["id"])
+    return llm.bind_tools([get_weather]).invoke([question, ai, result])
+
+
 # ---------------------------------------------------------------- langchain-openai
 
 
@@ -75,22 +95,9 @@ def test_chat_openai_stream(client_stack, bill: BillCheck, model: str) -> None:
 @pytest.mark.parametrize("model", OPENAI_MODELS)
 def test_chat_openai_tool_round_trip(client_stack, bill: BillCheck, model: str) -> None:
     """bind_tools forcing the tool -> a valid tool call -> the tool's result -> a text answer."""
-    from langchain_core.messages import HumanMessage, ToolMessage
-
-    llm = chat_openai(client_stack.base_url, model)
-    forced = llm.bind_tools([get_weather], tool_choice="get_weather")
-    question = HumanMessage("What is the weather in Paris for 2 days?")
-    try:
-        ai = forced.invoke([question])
-    except Exception as exc:  # an explicit local model may refuse tools clearly
-        expect_refusal(model, exc, "tools", "tool_choice")
-        bill.settled()
+    final = weather_round_trip(chat_openai(client_stack.base_url, model), model, bill, result_as_json=False)
+    if final is None:
         return
-    assert ai.tool_calls, f"{model}: tool_choice forced get_weather, got no tool call: {ai!r}"
-    call = ai.tool_calls[0]
-    assert call["name"] == "get_weather" and isinstance(call["args"].get("city"), str), call
-    result = ToolMessage(get_weather(**call["args"]), tool_call_id=call["id"])
-    final = llm.bind_tools([get_weather]).invoke([question, ai, result])
     assert isinstance(final.content, str) and not final.tool_calls
     bill.settled()
 
@@ -160,21 +167,9 @@ def test_chat_anthropic_stream(client_stack, bill: BillCheck, model: str, metada
 
 @pytest.mark.parametrize("model", ANTHROPIC_MODELS)
 def test_chat_anthropic_tool_round_trip(client_stack, bill: BillCheck, model: str) -> None:
-    from langchain_core.messages import HumanMessage, ToolMessage
-
-    llm = chat_anthropic(client_stack.base_url, model)
-    question = HumanMessage("What is the weather in Paris for 2 days?")
-    try:
-        ai = llm.bind_tools([get_weather], tool_choice="get_weather").invoke([question])
-    except Exception as exc:
-        expect_refusal(model, exc, "tools", "tool_choice")
-        bill.settled()
+    final = weather_round_trip(chat_anthropic(client_stack.base_url, model), model, bill, result_as_json=True)
+    if final is None:
         return
-    assert ai.tool_calls, f"{model}: tool_choice forced get_weather, got no tool call: {ai!r}"
-    call = ai.tool_calls[0]
-    assert call["name"] == "get_weather" and isinstance(call["args"].get("city"), str), call
-    result = ToolMessage(json.dumps(get_weather(**call["args"])), tool_call_id=call["id"])
-    final = llm.bind_tools([get_weather]).invoke([question, ai, result])
     assert not final.tool_calls, final
     bill.settled()
 
