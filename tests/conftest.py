@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from policies.common.offline import apply_offline_env
-from tests.fakes.fake_providers import FakeProvider
+from tests.fakes.fake_providers import FakeProvider, cloud_fakes
 from tests.stack import MASTER_KEY, RunningStack, start_stack
 
 apply_offline_env()
@@ -26,14 +26,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def providers() -> Iterator[dict[str, FakeProvider]]:
-    p = {
-        "openai": FakeProvider("openai", default_text="Fake GPT-4o answer.").start(),
-        "deepseek": FakeProvider("deepseek", default_text="Fake DeepSeek answer.").start(),
-        "anthropic": FakeProvider("anthropic", default_text="Fake Claude answer.").start(),
-    }
-    yield p
-    for fp in p.values():
-        fp.stop()
+    with cloud_fakes() as p:
+        yield p
 
 
 @pytest.fixture(scope="session")

@@ -28,13 +28,23 @@ import httpx
 import pytest
 import yaml
 
-from tests.fakes.fake_providers import FakeProvider
+from tests.fakes.fake_providers import FakeProvider, cloud_fakes
 from tests.stack import MASTER_KEY, REPO, RunningStack, start_stack
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 # Which fake provider bills which model of litellm_config.yaml.
 PROVIDER_OF = {"deepseek-chat": "deepseek", "claude-sonnet": "anthropic", "gpt-4o": "openai"}
 SETTLE_S = 15.0
+# The ledger fields a bill mismatch is read from (what a failed bill check prints of each new row).
+_ROW_FIELDS = (
+    "request_id",
+    "requested_model",
+    "served_model",
+    "kind",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+)
 
 
 def _prices() -> dict[str, tuple[Decimal, Decimal]]:
@@ -63,14 +73,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def client_providers() -> Iterator[dict[str, FakeProvider]]:
-    p = {
-        "openai": FakeProvider("openai", default_text="Fake GPT-4o answer for a real client.").start(),
-        "deepseek": FakeProvider("deepseek", default_text="Fake DeepSeek answer for a real client.").start(),
-        "anthropic": FakeProvider("anthropic", default_text="Fake Claude answer for a real client.").start(),
-    }
-    yield p
-    for fp in p.values():
-        fp.stop()
+    with cloud_fakes(" for a real client") as p:
+        yield p
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +134,21 @@ class BillCheck:
                 }
         return out
 
+    def _wait_for_bill(self, timeout_s: float) -> tuple[dict[str, dict[str, Any]], float]:
+        """(mismatches, dollars reserved since the test began), polled until both are settled or timeout_s
+        passes: settling runs after the client has its answer."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            bad = self.mismatches()
+            reserved = round(budget_status(self.stack)["reserved"] - self.reserved_before, 9)
+            if (not bad and reserved <= 0) or time.monotonic() > deadline:
+                return bad, reserved
+            time.sleep(0.25)
+
+    def _row_summaries(self) -> list[dict[str, Any]]:
+        """The test's new ledger rows, cut to the fields a bill mismatch is read from."""
+        return [{k: r.get(k) for k in _ROW_FIELDS} for r in self.rows()]
+
     def paid_calls(self) -> int:
         return sum(len(p.requests) for p in self.providers.values())
 
@@ -137,32 +156,12 @@ class BillCheck:
         """Assert: ledger == providers' bill for every paid model, nothing left reserved (polls up to
         timeout_s), and no client error (a 4xx other than 429) put a deployment into cooldown."""
         self.checked = True
-        deadline = time.monotonic() + timeout_s
-        while True:
-            bad = self.mismatches()
-            reserved = round(budget_status(self.stack)["reserved"] - self.reserved_before, 9)
-            if (not bad and reserved <= 0) or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
+        bad, reserved = self._wait_for_bill(timeout_s)
         detail = json.dumps(
             {
                 "mismatches": bad,
                 "reserved_added": reserved,
-                "new_rows": [
-                    {
-                        k: r.get(k)
-                        for k in (
-                            "request_id",
-                            "requested_model",
-                            "served_model",
-                            "kind",
-                            "prompt_tokens",
-                            "completion_tokens",
-                            "cost_usd",
-                        )
-                    }
-                    for r in self.rows()
-                ],
+                "new_rows": self._row_summaries(),
             },
             indent=1,
             default=str,
@@ -174,28 +173,8 @@ class BillCheck:
 
     def describe(self, wait_s: float = 5.0) -> str:
         """The bill check's figures, for the report of a test that failed before reaching it."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            bad = self.mismatches()
-            reserved = round(budget_status(self.stack)["reserved"] - self.reserved_before, 9)
-            if (not bad and reserved <= 0) or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
-        rows = [
-            {
-                k: r.get(k)
-                for k in (
-                    "request_id",
-                    "requested_model",
-                    "served_model",
-                    "kind",
-                    "prompt_tokens",
-                    "completion_tokens",
-                    "cost_usd",
-                )
-            }
-            for r in self.rows()
-        ]
+        bad, reserved = self._wait_for_bill(wait_s)
+        rows = self._row_summaries()
         calls = {
             name: [
                 (r.path, r.body.get("model"), r.body.get("_prompt_tokens"), r.body.get("_completion_tokens"))

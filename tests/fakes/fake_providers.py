@@ -44,7 +44,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,7 +234,7 @@ class FakeProvider:
         )
 
     def _openai(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
-        head, n = _openai_head("chatcmpl-", "chat.completion", body), choices(body)
+        head, n = openai_head("chatcmpl-", "chat.completion", body), choices(body)
         usage = {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n}
         if not body.get("stream"):
             message = {"role": "assistant", "content": text}
@@ -247,16 +248,16 @@ class FakeProvider:
         first = {"role": "assistant", "content": ""}
         deltas = [{"content": w + " "} for w in text.split(" ")]
         chunk_head = {**head, "object": "chat.completion.chunk"}
-        events = _openai_stream(body, chunk_head, usage, n, lambda i: _chat_choice_chunks(i, first, deltas, "stop"))
+        events = openai_stream(body, chunk_head, usage, n, lambda i: chat_choice_chunks(i, first, deltas, "stop"))
         return self._sse(events, body)
 
     def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
         if not body.get("stream"):
             usage = {"input_tokens": p, "output_tokens": c}
-            return JSONResponse(_anthropic_message(mid, model, [{"type": "text", "text": text}], "end_turn", usage))
+            return JSONResponse(anthropic_message(mid, model, [{"type": "text", "text": text}], "end_turn", usage))
         deltas = [{"type": "text_delta", "text": w + " "} for w in text.split(" ")]
-        return self._sse(_anthropic_stream(mid, model, p, c, {"type": "text", "text": ""}, deltas, "end_turn"), body)
+        return self._sse(anthropic_stream(mid, model, p, c, {"type": "text", "text": ""}, deltas, "end_turn"), body)
 
     # --- tool calls (kept apart from the text paths above) ---
 
@@ -270,7 +271,7 @@ class FakeProvider:
         return self._openai_tool(body, call, p, c)
 
     def _openai_tool(self, body: dict[str, Any], call: ToolCall, p: int, c: int) -> Response:
-        head, n = _openai_head("chatcmpl-", "chat.completion", body), choices(body)
+        head, n = openai_head("chatcmpl-", "chat.completion", body), choices(body)
         usage = {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n}
         fn = {"name": call.name, "arguments": call.arguments}
         if not body.get("stream"):
@@ -290,9 +291,7 @@ class FakeProvider:
         first = {"role": "assistant", "content": None, "tool_calls": [opening]}
         deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in call.pieces()]
         chunk_head = {**head, "object": "chat.completion.chunk"}
-        events = _openai_stream(
-            body, chunk_head, usage, n, lambda i: _chat_choice_chunks(i, first, deltas, "tool_calls")
-        )
+        events = openai_stream(body, chunk_head, usage, n, lambda i: chat_choice_chunks(i, first, deltas, "tool_calls"))
         return self._sse(events, body, text=False)
 
     def _anthropic_tool(self, body: dict[str, Any], call: ToolCall, p: int, c: int) -> Response:
@@ -301,10 +300,10 @@ class FakeProvider:
         if not body.get("stream"):
             content = [{"type": "tool_use", "id": tid, "name": call.name, "input": call.input}]
             usage = {"input_tokens": p, "output_tokens": c}
-            return JSONResponse(_anthropic_message(mid, model, content, "tool_use", usage))
+            return JSONResponse(anthropic_message(mid, model, content, "tool_use", usage))
         block = {"type": "tool_use", "id": tid, "name": call.name, "input": {}}
         deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in call.pieces()]
-        return self._sse(_anthropic_stream(mid, model, p, c, block, deltas, "tool_use"), body, text=False)
+        return self._sse(anthropic_stream(mid, model, p, c, block, deltas, "tool_use"), body, text=False)
 
     # --- OpenAI Responses API (POST /v1/responses), kept apart from chat ---
 
@@ -400,7 +399,7 @@ class FakeProvider:
         if isinstance(got, Response):
             return got
         body, step = got
-        head, k = _openai_head("cmpl-", "text_completion", body), completion_choices(body)
+        head, k = openai_head("cmpl-", "text_completion", body), completion_choices(body)
         text = step.text if step.text is not None else self.default_text
         p, c = completion_prompt_tokens(body), count_tokens(text)
         body["_prompt_tokens"], body["_completion_tokens"] = p, c * k
@@ -420,7 +419,7 @@ class FakeProvider:
             pieces = [(" " + w, None) for w in text.split(" ")] + [("", "stop")]
             return [{"index": i, "text": t, "logprobs": None, "finish_reason": f} for t, f in pieces]
 
-        return self._sse(_openai_stream(body, head, usage, k, choice_chunks), body)
+        return self._sse(openai_stream(body, head, usage, k, choice_chunks), body)
 
     # --- fault injection (Faults): what a provider under stress does, billed as a provider bills ---
 
@@ -533,18 +532,18 @@ class FakeProvider:
             self._server.should_exit = True
 
 
-# --- wire formats shared by the text and the tool-call answers ---
+# --- wire formats shared by the text and the tool-call answers (and by tests' own fakes) ---
 
 
-def _sse_data(payload: dict[str, Any]) -> str:
+def sse_data(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
-def _sse_event(name: str, payload: dict[str, Any]) -> str:
+def sse_event(name: str, payload: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(payload)}\n\n"
 
 
-def _openai_head(id_prefix: str, obj: str, body: dict[str, Any]) -> dict[str, Any]:
+def openai_head(id_prefix: str, obj: str, body: dict[str, Any]) -> dict[str, Any]:
     """The fields every OpenAI chat / text completion object (and each of its stream chunks) starts with."""
     return {
         "id": id_prefix + uuid.uuid4().hex,
@@ -554,7 +553,7 @@ def _openai_head(id_prefix: str, obj: str, body: dict[str, Any]) -> dict[str, An
     }
 
 
-def _chat_choice_chunks(
+def chat_choice_chunks(
     index: int, first: dict[str, Any], deltas: list[dict[str, Any]], finish: str
 ) -> list[dict[str, Any]]:
     """One streamed chat choice: its opening delta, the answer's deltas, then an empty delta with the finish."""
@@ -562,7 +561,7 @@ def _chat_choice_chunks(
     return [{"index": index, "delta": d, "finish_reason": f} for d, f in steps]
 
 
-async def _openai_stream(
+async def openai_stream(
     body: dict[str, Any],
     head: dict[str, Any],
     usage: dict[str, Any],
@@ -572,13 +571,13 @@ async def _openai_stream(
     """An OpenAI SSE answer: each of the n choices' chunks, a usage chunk if `stream_options` asks, `[DONE]`."""
     for i in range(n):
         for choice in choice_chunks(i):
-            yield _sse_data({**head, "choices": [choice]})
+            yield sse_data({**head, "choices": [choice]})
     if (body.get("stream_options") or {}).get("include_usage"):
-        yield _sse_data({**head, "choices": [], "usage": usage})
+        yield sse_data({**head, "choices": [], "usage": usage})
     yield "data: [DONE]\n\n"
 
 
-def _anthropic_message(
+def anthropic_message(
     mid: str, model: Any, content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, int]
 ) -> dict[str, Any]:
     return {
@@ -593,17 +592,17 @@ def _anthropic_message(
     }
 
 
-async def _anthropic_stream(
+async def anthropic_stream(
     mid: str, model: Any, p: int, c: int, block: dict[str, Any], deltas: list[dict[str, Any]], stop_reason: str
 ) -> AsyncIterator[str]:
     """A Messages API SSE answer of one content block (text or tool_use) streamed as its deltas."""
-    start = _anthropic_message(mid, model, [], None, {"input_tokens": p, "output_tokens": 1})
-    yield _sse_event("message_start", {"type": "message_start", "message": start})
-    yield _sse_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+    start = anthropic_message(mid, model, [], None, {"input_tokens": p, "output_tokens": 1})
+    yield sse_event("message_start", {"type": "message_start", "message": start})
+    yield sse_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
     for delta in deltas:
-        yield _sse_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
-    yield _sse_event("content_block_stop", {"type": "content_block_stop", "index": 0})
-    yield _sse_event(
+        yield sse_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+    yield sse_event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield sse_event(
         "message_delta",
         {
             "type": "message_delta",
@@ -611,7 +610,7 @@ async def _anthropic_stream(
             "usage": {"output_tokens": c},
         },
     )
-    yield _sse_event("message_stop", {"type": "message_stop"})
+    yield sse_event("message_stop", {"type": "message_stop"})
 
 
 # --- fault injection ---
@@ -849,3 +848,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def cloud_fakes(answer_suffix: str = "") -> Iterator[dict[str, FakeProvider]]:
+    """A started fake of each cloud provider (keyed "openai", "deepseek", "anthropic" as the test config's
+    API bases are), stopped after; each answers "Fake <model> answer<answer_suffix>." unless scripted."""
+    p = {
+        "openai": FakeProvider("openai", default_text=f"Fake GPT-4o answer{answer_suffix}.").start(),
+        "deepseek": FakeProvider("deepseek", default_text=f"Fake DeepSeek answer{answer_suffix}.").start(),
+        "anthropic": FakeProvider("anthropic", default_text=f"Fake Claude answer{answer_suffix}.").start(),
+    }
+    try:
+        yield p
+    finally:
+        for fp in p.values():
+            fp.stop()

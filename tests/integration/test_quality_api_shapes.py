@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,14 @@ import openai
 import pytest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from tests.fakes.fake_providers import FakeProvider
+from tests.fakes.fake_providers import (
+    FakeProvider,
+    anthropic_message,
+    anthropic_stream,
+    chat_choice_chunks,
+    openai_head,
+    openai_stream,
+)
 from tests.stack import MASTER_KEY, RunningStack, start_stack
 
 Q_TOOL = [{"role": "user", "content": "What's the weather in Paris?"}]
@@ -33,10 +39,6 @@ OPENAI_TOOLS = [
 ]
 ANTHROPIC_TOOLS = [{"name": "get_weather", "description": "Weather for a city", "input_schema": SCHEMA}]
 CLAUDE_TEXT = "Fake Claude answer."
-
-
-def _sse(data: dict[str, Any], event: str | None = None) -> str:
-    return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
 
 
 @dataclass
@@ -53,7 +55,7 @@ class ToolCallingProvider(FakeProvider):
     def _openai(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
         if not body.get("tools"):
             return super()._openai(body, text, p, c)
-        cid, model = "chatcmpl-" + uuid.uuid4().hex, body.get("model")
+        head = openai_head("chatcmpl-", "chat.completion", body)
         usage = {"prompt_tokens": p, "completion_tokens": 5, "total_tokens": p + 5}
         if not body.get("stream"):
             call = {
@@ -61,67 +63,16 @@ class ToolCallingProvider(FakeProvider):
                 "type": "function",
                 "function": {"name": "get_weather", "arguments": json.dumps(self.args)},
             }
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
             return JSONResponse(
-                {
-                    "id": cid,
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "usage": usage,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": None, "tool_calls": [call]},
-                            "finish_reason": "tool_calls",
-                        }
-                    ],
-                }
+                {**head, "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}], "usage": usage}
             )
-
-        def chunk(delta: dict[str, Any], finish: str | None) -> str:
-            return _sse(
-                {
-                    "id": cid,
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                }
-            )
-
-        async def gen() -> Any:
-            yield chunk(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "index": 0,
-                            "id": "call_1",
-                            "type": "function",
-                            "function": {"name": "get_weather", "arguments": ""},
-                        }
-                    ],
-                },
-                None,
-            )
-            for part in self._fragments():
-                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, None)
-            yield chunk({}, "tool_calls")
-            if (body.get("stream_options") or {}).get("include_usage"):
-                yield _sse(
-                    {
-                        "id": cid,
-                        "object": "chat.completion.chunk",
-                        "created": 0,
-                        "model": model,
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(gen(), media_type="text/event-stream")
+        opening = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+        first = {"role": "assistant", "content": None, "tool_calls": [opening]}
+        deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": part}}]} for part in self._fragments()]
+        chunks = chat_choice_chunks(0, first, deltas, "tool_calls")
+        events = openai_stream(body, {**head, "object": "chat.completion.chunk"}, usage, 1, lambda i: chunks)
+        return StreamingResponse(events, media_type="text/event-stream")
 
     def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
         if not body.get("tools"):
@@ -130,55 +81,11 @@ class ToolCallingProvider(FakeProvider):
         block = {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": self.args}
         if not body.get("stream"):
             return JSONResponse(
-                {
-                    "id": mid,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [block],
-                    "stop_reason": "tool_use",
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": p, "output_tokens": 5},
-                }
+                anthropic_message(mid, model, [block], "tool_use", {"input_tokens": p, "output_tokens": 5})
             )
-
-        async def gen() -> Any:
-            message = {
-                "id": mid,
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": p, "output_tokens": 1},
-            }
-            yield _sse({"type": "message_start", "message": message}, "message_start")
-            yield _sse(
-                {"type": "content_block_start", "index": 0, "content_block": {**block, "input": {}}},
-                "content_block_start",
-            )
-            for part in self._fragments():
-                yield _sse(
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "input_json_delta", "partial_json": part},
-                    },
-                    "content_block_delta",
-                )
-            yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-            yield _sse(
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                    "usage": {"output_tokens": 5},
-                },
-                "message_delta",
-            )
-            yield _sse({"type": "message_stop"}, "message_stop")
-
-        return StreamingResponse(gen(), media_type="text/event-stream")
+        deltas = [{"type": "input_json_delta", "partial_json": part} for part in self._fragments()]
+        events = anthropic_stream(mid, model, p, 5, {**block, "input": {}}, deltas, "tool_use")
+        return StreamingResponse(events, media_type="text/event-stream")
 
 
 @pytest.fixture(scope="module")
