@@ -198,14 +198,9 @@ class LlamaEngine:
                 )
                 prompt_tokens = usage["prompt_tokens"]
                 completion_tokens += usage["completion_tokens"]
-        return {
-            "id": "chatcmpl-" + uuid.uuid4().hex,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.settings.model_alias,
-            "choices": choices,
-            "usage": _usage(prompt_tokens, completion_tokens),
-        }
+        return _answer(
+            "chatcmpl-", "chat.completion", self.settings.model_alias, choices, _usage(prompt_tokens, completion_tokens)
+        )
 
     def chat_stream(self, body: dict[str, Any], g: Generation) -> Iterator[dict[str, Any]]:
         """Streamed chat completion chunks (run in a worker thread); choices one after another."""
@@ -273,14 +268,9 @@ class LlamaEngine:
                     )
                     completion_tokens += out["usage"]["completion_tokens"]
                 prompt_tokens += out["usage"]["prompt_tokens"]
-        return {
-            "id": "cmpl-" + uuid.uuid4().hex,
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": self.settings.model_alias,
-            "choices": choices,
-            "usage": _usage(prompt_tokens, completion_tokens),
-        }
+        return _answer(
+            "cmpl-", "text_completion", self.settings.model_alias, choices, _usage(prompt_tokens, completion_tokens)
+        )
 
     def text_stream(
         self, prompts: list[str], g: Generation, echo: bool, include_usage: bool
@@ -348,6 +338,20 @@ def _text_part(p: CreateCompletionResponse) -> tuple[str, str | None, bool]:
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _answer(
+    id_prefix: str, obj: str, model: str, choices: list[dict[str, Any]], usage: dict[str, int]
+) -> dict[str, Any]:
+    """A whole (non-streamed) chat or text completion object."""
+    return {
+        "id": id_prefix + uuid.uuid4().hex,
+        "object": obj,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage,
+    }
 
 
 def _chat_chunk(
