@@ -10,7 +10,6 @@ Run: python -m local_backends.embedding_server --config litellm_config.yaml
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
@@ -27,7 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from local_backends import token_ids
-from policies.common.settings import LOG_FORMAT, EmbedBackendSettings, load_config
+from local_backends.serve import serve_backend
+from policies.common.settings import EmbedBackendSettings
 from policies.embedding.encoder import Encoder
 
 log = logging.getLogger("synqra.embed")
@@ -234,15 +234,7 @@ def create_app(settings: EmbedBackendSettings, encoder: Encoder | None = None) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config", required=True)
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config)
-    s = cfg.synqra.backends.embed
-    logging.basicConfig(level=cfg.synqra.server.log_level, format=LOG_FORMAT)
-    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=5)
+    serve_backend(argv, __doc__, lambda cfg: cfg.synqra.backends.embed, create_app)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Run: python -m local_backends.llama_server --config litellm_config.yaml
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -29,8 +28,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from local_backends.llama_engine import LlamaEngine
 from local_backends.llama_params import ParamError, chat_generation, text_generation
+from local_backends.serve import serve_backend
 from policies.common.request_checks import check_max_tokens, check_messages
-from policies.common.settings import LOG_FORMAT, LlamaBackendSettings, load_config
+from policies.common.settings import LlamaBackendSettings
 
 log = logging.getLogger("synqra.llama")
 
@@ -186,15 +186,7 @@ async def _sse(chunks: Iterator[dict[str, Any]]) -> AsyncIterator[bytes]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config", required=True)
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config)
-    s = cfg.synqra.backends.llama
-    logging.basicConfig(level=cfg.synqra.server.log_level, format=LOG_FORMAT)
-    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=5)
+    serve_backend(argv, __doc__, lambda cfg: cfg.synqra.backends.llama, create_app)
 
 
 if __name__ == "__main__":
