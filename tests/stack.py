@@ -164,3 +164,18 @@ def wait_until(pred: Any, timeout_s: float = 60, interval_s: float = 0.25) -> bo
             pass
         time.sleep(interval_s)
     return False
+
+
+def spend_the_budget(s: RunningStack, messages: list[dict[str, Any]]) -> None:
+    """Make paid calls (Claude, then DeepSeek) until not even the cheapest fits: each ends on a 429."""
+    for model in ("claude-sonnet", "deepseek-chat"):
+        for _ in range(400):
+            r = httpx.post(
+                f"{s.base_url}/v1/chat/completions",
+                json={"model": model, "messages": messages, "max_tokens": 3},
+                headers=s.headers(),
+                timeout=60,
+            )
+            if r.status_code == 429:
+                break
+        assert r.status_code == 429

@@ -15,7 +15,7 @@ import pytest
 
 from policies.learning.store import InferenceLog
 from tests.fakes.fake_providers import FakeProvider, Scripted
-from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
+from tests.stack import MASTER_KEY, RunningStack, spend_the_budget, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 ASK = {
@@ -42,9 +42,10 @@ def ask(s: RunningStack) -> httpx.Response:
 
 @contextmanager
 def own_proxy(
-    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path, synqra: dict[str, Any]
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path, **synqra: dict[str, Any]
 ) -> Iterator[RunningStack]:
-    """A proxy of the test's own with these synqra settings (on the session's backends), stopped after."""
+    """A proxy of the test's own with these sections of synqra settings (on the session's backends), stopped
+    after."""
     s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides=synqra)
     try:
         yield s
@@ -55,7 +56,7 @@ def own_proxy(
 @pytest.fixture(scope="module")
 def judged(stack: RunningStack, providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory):
     """Every local answer that is not a hard failure goes to the judge (band [0, 1])."""
-    with own_proxy(stack, providers, tmp_path_factory.mktemp("judged"), {"quality": {"judge": JUDGE_ALL}}) as s:
+    with own_proxy(stack, providers, tmp_path_factory.mktemp("judged"), quality={"judge": JUDGE_ALL}) as s:
         yield s
 
 
@@ -93,26 +94,8 @@ def test_a_failing_judge_leaves_the_scorer_to_decide(judged: RunningStack, provi
 def test_no_judge_when_paid_calls_are_stopped(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:
-    with own_proxy(
-        stack,
-        providers,
-        tmp_path,
-        {
-            "quality": {"judge": JUDGE_ALL},
-            "budget": {"monthly_limit_usd": 0.0004},
-        },
-    ) as s:
-        for model in ("claude-sonnet", "deepseek-chat"):  # spend until not even the cheapest paid call fits
-            for _ in range(400):
-                r = httpx.post(
-                    f"{s.base_url}/v1/chat/completions",
-                    headers=AUTH,
-                    timeout=60,
-                    json={"model": model, "max_tokens": 3, "messages": ASK["messages"]},
-                )
-                if r.status_code == 429:
-                    break
-            assert r.status_code == 429
+    with own_proxy(stack, providers, tmp_path, quality={"judge": JUDGE_ALL}, budget={"monthly_limit_usd": 0.0004}) as s:
+        spend_the_budget(s, ASK["messages"])
         providers["deepseek"].reset()
         r = ask(s)
         assert r.status_code == 200 and r.headers["x-synqra-budget"] == "stopped"
@@ -122,7 +105,7 @@ def test_no_judge_when_paid_calls_are_stopped(
 def test_the_shadow_judge_labels_the_request_and_books_both_orders(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:
-    with own_proxy(stack, providers, tmp_path, {"routing": {"mode": "shadow", "shadow_eval_share": 1.0}}) as s:
+    with own_proxy(stack, providers, tmp_path, routing={"mode": "shadow", "shadow_eval_share": 1.0}) as s:
         deepseek = providers["deepseek"]
         deepseek.reset()
         # Local answer first (A): the served one wins; served first (A): it wins again. Both orders agree.
@@ -149,12 +132,7 @@ def test_the_shadow_judge_labels_the_request_and_books_both_orders(
 def test_the_judges_monthly_limit_stops_its_calls(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:
-    with own_proxy(
-        stack,
-        providers,
-        tmp_path,
-        {"quality": {"judge": {**JUDGE_ALL, "monthly_limit_usd": 0.0}}},
-    ) as s:
+    with own_proxy(stack, providers, tmp_path, quality={"judge": {**JUDGE_ALL, "monthly_limit_usd": 0.0}}) as s:
         providers["deepseek"].reset()
         r = ask(s)
         assert r.status_code == 200

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.stack import MASTER_KEY, start_stack, wait_until
+from tests.stack import MASTER_KEY, spend_the_budget, start_stack, wait_until
 
 PIXEL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 TIERS = ["local-llama", "deepseek-chat", "claude-sonnet"]
@@ -146,18 +146,7 @@ def test_budget_stopped_auto_stays_local_and_says_so(
     brand = [{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}]
     auth = {"Authorization": f"Bearer {MASTER_KEY}"}
     try:
-        # Spend the tiny budget until not even the cheapest paid call fits.
-        for model in ("claude-sonnet", "deepseek-chat"):
-            for _ in range(400):
-                r = httpx.post(
-                    f"{s.base_url}/v1/chat/completions",
-                    json={"model": model, "messages": brand, "max_tokens": 3},
-                    headers=auth,
-                    timeout=60,
-                )
-                if r.status_code == 429:
-                    break
-            assert r.status_code == 429
+        spend_the_budget(s, brand)  # the tiny budget, until not even the cheapest paid call fits
         n = sum(len(p.requests) for p in fresh_providers.values())
         if sdk == "openai":
             r = httpx.post(
