@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.stack import MASTER_KEY, start_stack
+from tests.stack import MASTER_KEY, RunningStack, spend_the_budget, start_stack
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 GOOD = [{"role": "user", "content": "What is the capital of Japan?"}]  # Gemma 270M: "Tokyo"
@@ -64,6 +64,16 @@ def test_cut_off_local_answer_is_escalated_anthropic(anthropic_client, fresh_pro
     assert text.strip() in CLOUD_TEXTS
 
 
+def ask_auto(s: RunningStack, messages: list[dict], max_tokens: int) -> httpx.Response:
+    """A deterministic (temperature 0) request for `auto`."""
+    return httpx.post(
+        f"{s.base_url}/v1/chat/completions",
+        json={"model": "auto", "messages": messages, "max_tokens": max_tokens, "temperature": 0},
+        headers=AUTH,
+        timeout=120,
+    )
+
+
 def _quality_stack(tmp: Path, stack, providers, **overrides):
     return start_stack(tmp, providers, overrides, backends_of=stack)
 
@@ -72,12 +82,7 @@ def test_rephrase_path(tmp_path: Path, stack, providers, fresh_providers) -> Non
     # Bands chosen so a decent answer lands in the rephrase band: ask once more on the same tier.
     s = _quality_stack(tmp_path, stack, providers, quality={"deliver_above": 0.9999, "escalate_below": 0.0001})
     try:
-        r = httpx.post(
-            f"{s.base_url}/v1/chat/completions",
-            json={"model": "auto", "messages": GOOD, "max_tokens": 16, "temperature": 0},
-            headers=AUTH,
-            timeout=120,
-        )
+        r = ask_auto(s, GOOD, 16)
         chain = r.headers["x-synqra-escalated"].split(">")
         assert r.status_code == 200 and chain[:2] == ["local-llama", "local-llama"], "rephrased once on the same tier"
         assert chain.count("local-llama") == 2, "a rephrase is asked once, then the answer escalates or is delivered"
@@ -92,12 +97,7 @@ def test_rephrase_path(tmp_path: Path, stack, providers, fresh_providers) -> Non
 def test_escalation_limit(tmp_path: Path, stack, providers, fresh_providers) -> None:
     s = _quality_stack(tmp_path, stack, providers, quality={"max_extra_calls": 1})
     try:
-        r = httpx.post(
-            f"{s.base_url}/v1/chat/completions",
-            json={"model": "auto", "messages": CUT, "max_tokens": 3, "temperature": 0},
-            headers=AUTH,
-            timeout=120,
-        )
+        r = ask_auto(s, CUT, 3)
         assert r.status_code == 200 and r.headers["x-synqra-escalated"] == "local-llama>deepseek-chat"
         assert not fresh_providers["anthropic"].requests
     finally:
@@ -109,24 +109,9 @@ def test_budget_stopped_escalation_delivers_the_best_available_and_marks_it(
 ) -> None:
     s = _quality_stack(tmp_path, stack, providers, budget={"monthly_limit_usd": 0.0004})
     try:
-        for model in ("claude-sonnet", "deepseek-chat"):  # spend until not even the cheapest paid call fits
-            for _ in range(400):
-                r = httpx.post(
-                    f"{s.base_url}/v1/chat/completions",
-                    json={"model": model, "messages": CUT, "max_tokens": 3},
-                    headers=AUTH,
-                    timeout=60,
-                )
-                if r.status_code == 429:
-                    break
-            assert r.status_code == 429
+        spend_the_budget(s, CUT)
         paid = sum(len(p.requests) for p in fresh_providers.values())
-        r = httpx.post(
-            f"{s.base_url}/v1/chat/completions",
-            json={"model": "auto", "messages": CUT, "max_tokens": 3, "temperature": 0},
-            headers=AUTH,
-            timeout=120,
-        )
+        r = ask_auto(s, CUT, 3)
         assert r.status_code == 200 and r.headers["x-synqra-route"] == "local-llama"
         assert r.headers["x-synqra-quality-note"] == "budget_stopped"
         assert float(r.headers["x-synqra-quality-score"]) < 0.6
