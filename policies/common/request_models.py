@@ -333,7 +333,13 @@ class MessagesFields(Body):
     thinking: Thinking | None = None
 
 
+class AnthropicMetadata(Shape):
+    # LiteLLM validates it into its own AnthropicMetadata model (a 500 on a non-string user_id).
+    user_id: StrictStr | None = None
+
+
 class MessagesRequest(MessagesFields, Sampling):
+    metadata: AnthropicMetadata | None = None  # type: ignore[assignment]  # narrower than Sampling's object
     max_tokens: Count | None = None
     stop_sequences: list[StrictStr] | None = None
     top_k: StrictInt | None = None

@@ -199,6 +199,17 @@ def test_token_ids_go_only_to_a_model_that_reads_them() -> None:
     assert body_problem("/v1/completions", {**ids, "prompt": "text"}, lambda m: False) is None
 
 
+def test_anthropic_metadata_user_id_is_a_string() -> None:
+    # LiteLLM validates Messages metadata into its own model: a non-string user_id was a 500 (found by fuzzing).
+    body = {"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    assert "metadata.user_id" in body_problem("/v1/messages", {**body, "metadata": {"user_id": {"k": 1}}}, bool)
+    assert body_problem("/v1/messages", {**body, "metadata": {"user_id": "u-1"}}, bool) is None
+    assert body_problem("/v1/messages", {**body, "metadata": {"user_id": None}}, bool) is None
+    # OpenAI's metadata is an object of the client's own: any values
+    chat = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "metadata": {"user_id": {"k": 1}}}
+    assert body_problem("/v1/chat/completions", chat, bool) is None
+
+
 @pytest.mark.parametrize(
     ("raw", "needle"),
     [
