@@ -46,7 +46,7 @@ import psutil
 from bench.measure import cpu_seconds, median, pct, rss_mb, table, write_result
 from tests.fakes.fake_providers import FakeProvider
 from tests.redis_server import RedisServer
-from tests.stack import MASTER_KEY, RunningStack, start_stack
+from tests.stack import MASTER_KEY, REPO, RunningStack, start_stack
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 FILLER = "Our customer asked about the invoice for the last quarter and the shipping delay of order {i}. "
@@ -87,6 +87,14 @@ def variant(stack_name: str) -> str:
     return stack_name.split("#")[0]
 
 
+BEFORE = "before:"  # a variant run from another checkout (--before): "before:routed"
+
+
+def bare_of(name: str) -> str:
+    """The bare proxy a variant is compared with: the one from the same checkout."""
+    return BEFORE + "bare" if name.startswith(BEFORE) else "bare"
+
+
 def pin(pid: int, cpus: set[int]) -> None:
     """Bind every thread of a process to `cpus` (threads it starts later inherit it)."""
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -100,6 +108,7 @@ def variant_config(name: str, redis_url: str) -> tuple[dict[str, Any], Callable[
     def no_hooks(cfg: dict[str, Any]) -> None:
         cfg["litellm_settings"].pop("callbacks")
 
+    name = name.removeprefix(BEFORE)
     store = {"budget": {"store": redis_url}} if name.endswith("-redis") else {}
     if name == "bare":
         return {"routing": ROUTING}, no_hooks
@@ -111,15 +120,20 @@ def variant_config(name: str, redis_url: str) -> tuple[dict[str, Any], Callable[
 
 
 def model_of(name: str) -> str:
-    return "auto" if variant(name).startswith("routed") else "deepseek-chat"
+    return "auto" if variant(name).removeprefix(BEFORE).startswith("routed") else "deepseek-chat"
 
 
 @contextmanager
 def start_variants(
-    names: list[str], replicas: int = 1, pinned: bool = True, workers: dict[str, int] | None = None
+    names: list[str],
+    replicas: int = 1,
+    pinned: bool = True,
+    workers: dict[str, int] | None = None,
+    before: Path | None = None,
 ) -> Iterator[tuple[dict[str, RunningStack], dict[str, str], bool]]:
     """Start the named variants (and `workers`: name -> num_workers, routed config) on one set of instant fake
     providers, proxies pinned to CPU 0 and this process (load generator, fake providers), Redis to CPU 1.
+    Variants named "before:..." run the checkout at `before` (its code and its litellm_config.yaml).
     Yields (stacks by name, the model each is asked for, whether pinned); stops everything after."""
     provs = instant_providers()
     root = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
@@ -134,7 +148,10 @@ def start_variants(
             for v in names:
                 name = v if r == 0 else f"{v}#{r + 1}"
                 overrides, edit = variant_config(v, redis.url)
-                stacks[name] = start_stack(root / name, provs, overrides, backends_of=base, edit=edit)
+                repo = before if v.startswith(BEFORE) and before is not None else REPO
+                stacks[name] = start_stack(
+                    root / name.replace(":", "-"), provs, overrides, backends_of=base, edit=edit, repo=repo
+                )
         for name, n in (workers or {}).items():
             overrides, edit = variant_config("routed", redis.url)
             overrides = {**overrides, "server": {"num_workers": n}}
@@ -262,10 +279,21 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=1, help="proxy processes per variant")
     ap.add_argument("--latency-requests", type=int, default=400, help="interleaved 1-client requests per proxy")
     ap.add_argument("--no-workers", action="store_true", help="skip the 1 vs 2 workers comparison")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, 'bare' among them")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout (e.g. a `git worktree` of main): its proxies run the same variants side by side, "
+        "rounds interleaved, and a table compares the two",
+    )
     args = ap.parse_args()
-    variants = list(VARIANTS)
+    variants = args.variants.split(",")
+    if "bare" not in variants:
+        ap.error("--variants must include bare (every ratio is against it)")
+    if args.before:
+        variants += [BEFORE + v for v in variants]
     workers = {} if args.no_workers else {label: n for label, n, _ in WORKER_SETUPS}
-    with start_variants(variants, args.replicas, not args.no_pin, workers) as (all_stacks, model, pinned):
+    with start_variants(variants, args.replicas, not args.no_pin, workers, args.before) as (all_stacks, model, pinned):
         stacks = {k: v for k, v in all_stacks.items() if k not in workers}
         rps: dict[str, list[list[float]]] = {v: [[] for _ in range(args.rounds)] for v in variants}  # per round
         p50: dict[str, list[float]] = {v: [] for v in variants}
@@ -302,28 +330,48 @@ def main() -> None:
         {
             "proxy": name,
             "req/s @32": median(all_rps[name]),
-            "vs bare": median(all_rps[name]) / median(all_rps["bare"]),
+            "vs bare": median(all_rps[name]) / median(all_rps[bare_of(name)]),
             # Each round's proxies ran minutes apart at most: the ratio within a round, then the median.
-            "vs bare, per round": median([a / b for a, b in zip(round_mean[name], round_mean["bare"])]),
+            "vs bare, per round": median([a / b for a, b in zip(round_mean[name], round_mean[bare_of(name)])]),
             "proxy CPU ms/req @32": median(cpu_ms[name]),
-            "CPU ms/req added": median(cpu_ms[name]) - median(cpu_ms["bare"]),
-            "capacity vs bare (CPU)": median(cpu_ms["bare"]) / median(cpu_ms[name]),
+            "CPU ms/req added": median(cpu_ms[name]) - median(cpu_ms[bare_of(name)]),
+            "capacity vs bare (CPU)": median(cpu_ms[bare_of(name)]) / median(cpu_ms[name]),
             "p50 ms @1": median(p50[name]),
-            "p50 vs bare": median(p50[name]) / median(p50["bare"]),
+            "p50 vs bare": median(p50[name]) / median(p50[bare_of(name)]),
             "p50 ms @1 interleaved": pct(lat1[name], 50),
-            "interleaved vs bare": pct(lat1[name], 50) / pct(lat1["bare"], 50),
+            "interleaved vs bare": pct(lat1[name], 50) / pct(lat1[bare_of(name)], 50),
             "RSS MB": rss[name],
         }
         for name in variants
     ]
+    compared: list[dict[str, object]] = []
+    for name in variants if args.before else []:
+        if name.startswith(BEFORE):
+            continue
+        old = BEFORE + name
+        compared.append(
+            {
+                "variant": name,
+                f"CPU ms/req {args.before.name}": median(cpu_ms[old]),
+                "CPU ms/req this checkout": median(cpu_ms[name]),
+                "change": median(cpu_ms[name]) / median(cpu_ms[old]) - 1,
+                f"capacity vs bare {args.before.name}": median(cpu_ms[bare_of(old)]) / median(cpu_ms[old]),
+                "capacity vs bare this checkout": median(cpu_ms["bare"]) / median(cpu_ms[name]),
+            }
+        )
     text = (
         table(rows)
+        + (f"\n\n{table(compared)}\n'before:' rows run the checkout at {args.before}." if compared else "")
         + f"\n\nrouting decision inside the proxy (embedding call included, {len(decisions)} unique ~200-token prompts): "
         f"p50 {pct(decisions, 50):.2f} ms, p99 {pct(decisions, 99):.2f} ms"
-        + f"\nrouting p50 added vs budget-only hooks (1 client, requests interleaved across proxies): "
-        f"{pct(lat1['routed'], 50) / pct(lat1['budget'], 50) - 1:+.1%} (in blocks per round: "
-        f"{median(p50['routed']) / median(p50['budget']) - 1:+.1%}); "
-        f"router RSS growth (routed - budget): {rss['routed'] - rss['budget']:+.0f} MB"
+        + (
+            f"\nrouting p50 added vs budget-only hooks (1 client, requests interleaved across proxies): "
+            f"{pct(lat1['routed'], 50) / pct(lat1['budget'], 50) - 1:+.1%} (in blocks per round: "
+            f"{median(p50['routed']) / median(p50['budget']) - 1:+.1%}); "
+            f"router RSS growth (routed - budget): {rss['routed'] - rss['budget']:+.0f} MB"
+            if {"routed", "budget"} <= set(variants)
+            else ""
+        )
         + f"\n{args.replicas} proxy process(es) per variant; "
         f"{args.rounds} interleaved rounds of {args.requests} requests at 32 clients and 100 at 1 client per proxy "
         f"(medians), then {args.latency_requests} requests per proxy at 1 client, one proxy after another."
