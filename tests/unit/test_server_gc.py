@@ -44,7 +44,11 @@ def test_lifespan_freezes_once_start_up_is_complete(gc_restored: Any, monkeypatc
             events.append("aclose")
 
     monkeypatch.setattr(server, "get_runtime", lambda: Runtime())
-    monkeypatch.setattr(server, "freeze_startup_heap", lambda: events.append("freeze") or 0)
+    def freeze() -> int:
+        events.append("freeze")
+        return 0
+
+    monkeypatch.setattr(server, "freeze_startup_heap", freeze)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert (await receive())["type"] == "lifespan.startup"
