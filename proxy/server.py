@@ -31,6 +31,7 @@ CONFIG_ENV = "SYNQRA_CONFIG"  # how a worker process finds the config its manage
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
 log = logging.getLogger("synqra.server")
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (see freeze_startup_heap)
+GC_THRESHOLD_ENV = "PYTHON_GC_THRESHOLD"  # LiteLLM's own setting for the thresholds (it applies it at import)
 
 
 def build_app(cfg: AppConfig, master_key: str) -> Any:  # fastapi.FastAPI (litellm's app)
@@ -69,11 +70,13 @@ def freeze_startup_heap() -> int:
     young collection about every request (0.2-0.3 ms of CPU per request here); at 10,000 it runs every tens of
     requests, for about 0.1 ms per request all generations included. Cyclic garbage waits longer (at most
     10,000 objects: kilobytes to a few MB); everything else is freed by reference counting as before.
+    LiteLLM's own setting, the environment variable PYTHON_GC_THRESHOLD ("gen0,gen1,gen2"), is left as it is.
     """
     gc.collect()  # what start-up left as garbage goes now, not into the frozen set
     gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+    if not os.environ.get(GC_THRESHOLD_ENV):  # the operator's own thresholds (LiteLLM applies them) win
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
     return gc.get_freeze_count()
 
 

@@ -19,7 +19,10 @@ def gc_restored() -> Any:
     gc.set_threshold(*threshold)
 
 
-def test_freeze_moves_live_objects_out_of_the_collectors_walks(gc_restored: Any) -> None:
+def test_freeze_moves_live_objects_out_of_the_collectors_walks(
+    gc_restored: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(server.GC_THRESHOLD_ENV, raising=False)
     kept = [{"n": i} for i in range(1000)]  # alive at "start-up"
     frozen = server.freeze_startup_heap()
     assert frozen >= len(kept)
@@ -30,6 +33,14 @@ def test_freeze_moves_live_objects_out_of_the_collectors_walks(gc_restored: Any)
     cycle.append(cycle)
     del cycle
     assert gc.collect() >= 1
+
+
+def test_operators_gc_thresholds_are_kept(gc_restored: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYTHON_GC_THRESHOLD is LiteLLM's setting (applied when it is imported): the freeze leaves it alone."""
+    monkeypatch.setenv(server.GC_THRESHOLD_ENV, "1234,11,12")
+    gc.set_threshold(1234, 11, 12)
+    server.freeze_startup_heap()
+    assert gc.get_threshold() == (1234, 11, 12)
 
 
 def test_lifespan_freezes_once_start_up_is_complete(gc_restored: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,6 +55,7 @@ def test_lifespan_freezes_once_start_up_is_complete(gc_restored: Any, monkeypatc
             events.append("aclose")
 
     monkeypatch.setattr(server, "get_runtime", lambda: Runtime())
+
     def freeze() -> int:
         events.append("freeze")
         return 0
