@@ -44,6 +44,8 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,7 +191,8 @@ class FakeProvider:
         return self._draw_fault()
 
     async def _receive(self, request: Request) -> tuple[dict[str, Any], Scripted] | Response:
-        """Parse, record, and take the next scripted step (after its delay); a Response if the JSON is bad."""
+        """Parse, record, and take the next scripted step (after its delay); a Response if the JSON is bad, the
+        step is an error status, or the client left a hung request."""
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -202,7 +205,10 @@ class FakeProvider:
         step = marked[0] if marked else self._next()
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
-        return await self._apply_fault(request, body, step)
+        got = await self._apply_fault(request, body, step)
+        if isinstance(got, tuple) and step.status != 200:
+            return self._error(step.status, request.url.path.endswith("/messages"))
+        return got
 
     async def _handle(self, request: Request) -> Response:
         got = await self._receive(request)
@@ -210,8 +216,6 @@ class FakeProvider:
             return got
         body, step = got
         messages_api = request.url.path.endswith("/messages")
-        if step.status != 200:
-            return self._error(step.status, messages_api)
         text = step.text if step.text is not None else structured_text(body) or self.default_text
         call = tool_call_for(body, step.tool)
         if call is not None:
@@ -234,111 +238,30 @@ class FakeProvider:
         )
 
     def _openai(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
-        cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
-        n = choices(body)
+        head, n = openai_head("chatcmpl-", "chat.completion", body), choices(body)
         usage = {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n}
         if not body.get("stream"):
+            message = {"role": "assistant", "content": text}
             return JSONResponse(
                 {
-                    "id": cid,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [
-                        {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                        for i in range(n)
-                    ],
+                    **head,
+                    "choices": [{"index": i, "message": message, "finish_reason": "stop"} for i in range(n)],
                     "usage": usage,
                 }
             )
-
-        def chunk(delta: dict[str, Any], finish: str | None, index: int) -> str:
-            d = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
-            }
-            return f"data: {json.dumps(d)}\n\n"
-
-        async def gen():
-            for i in range(n):
-                yield chunk({"role": "assistant", "content": ""}, None, i)
-                for w in text.split(" "):
-                    yield chunk({"content": w + " "}, None, i)
-                yield chunk({}, "stop", i)
-            if (body.get("stream_options") or {}).get("include_usage"):
-                d = {
-                    "id": cid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage,
-                }
-                yield f"data: {json.dumps(d)}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return self._sse(gen(), body)
+        first = {"role": "assistant", "content": ""}
+        deltas = [{"content": w + " "} for w in text.split(" ")]
+        chunk_head = {**head, "object": "chat.completion.chunk"}
+        events = openai_stream(body, chunk_head, usage, n, lambda i: chat_choice_chunks(i, first, deltas, "stop"))
+        return self._sse(events, body)
 
     def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
         if not body.get("stream"):
-            return JSONResponse(
-                {
-                    "id": mid,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn",
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": p, "output_tokens": c},
-                }
-            )
-
-        def ev(name: str, data: dict[str, Any]) -> str:
-            return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-
-        async def gen():
-            yield ev(
-                "message_start",
-                {
-                    "type": "message_start",
-                    "message": {
-                        "id": mid,
-                        "type": "message",
-                        "role": "assistant",
-                        "model": model,
-                        "content": [],
-                        "stop_reason": None,
-                        "stop_sequence": None,
-                        "usage": {"input_tokens": p, "output_tokens": 1},
-                    },
-                },
-            )
-            yield ev(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            )
-            for w in text.split(" "):
-                yield ev(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w + " "}},
-                )
-            yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
-            yield ev(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": c},
-                },
-            )
-            yield ev("message_stop", {"type": "message_stop"})
-
-        return self._sse(gen(), body)
+            usage = {"input_tokens": p, "output_tokens": c}
+            return JSONResponse(anthropic_message(mid, model, [{"type": "text", "text": text}], "end_turn", usage))
+        deltas = [{"type": "text_delta", "text": w + " "} for w in text.split(" ")]
+        return self._sse(anthropic_stream(mid, model, p, c, {"type": "text", "text": ""}, deltas, "end_turn"), body)
 
     # --- tool calls (kept apart from the text paths above) ---
 
@@ -352,8 +275,7 @@ class FakeProvider:
         return self._openai_tool(body, call, p, c)
 
     def _openai_tool(self, body: dict[str, Any], call: ToolCall, p: int, c: int) -> Response:
-        cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
-        n = choices(body)
+        head, n = openai_head("chatcmpl-", "chat.completion", body), choices(body)
         usage = {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n}
         fn = {"name": call.name, "arguments": call.arguments}
         if not body.get("stream"):
@@ -364,126 +286,28 @@ class FakeProvider:
             }
             return JSONResponse(
                 {
-                    "id": cid,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
+                    **head,
                     "choices": [{"index": i, "message": msg, "finish_reason": "tool_calls"} for i in range(n)],
                     "usage": usage,
                 }
             )
-
-        def chunk(delta: dict[str, Any], finish: str | None, index: int) -> str:
-            d = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
-            }
-            return f"data: {json.dumps(d)}\n\n"
-
-        async def gen():
-            for i in range(n):
-                yield chunk(
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "index": 0,
-                                "id": call.id,
-                                "type": "function",
-                                "function": {"name": call.name, "arguments": ""},
-                            }
-                        ],
-                    },
-                    None,
-                    i,
-                )
-                for piece in call.pieces():
-                    yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None, i)
-                yield chunk({}, "tool_calls", i)
-            if (body.get("stream_options") or {}).get("include_usage"):
-                d = {
-                    "id": cid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage,
-                }
-                yield f"data: {json.dumps(d)}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return self._sse(gen(), body, text=False)
+        opening = {"index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        first = {"role": "assistant", "content": None, "tool_calls": [opening]}
+        deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in call.pieces()]
+        chunk_head = {**head, "object": "chat.completion.chunk"}
+        events = openai_stream(body, chunk_head, usage, n, lambda i: chat_choice_chunks(i, first, deltas, "tool_calls"))
+        return self._sse(events, body, text=False)
 
     def _anthropic_tool(self, body: dict[str, Any], call: ToolCall, p: int, c: int) -> Response:
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
         tid = "toolu_" + call.id.removeprefix("call_")
         if not body.get("stream"):
-            return JSONResponse(
-                {
-                    "id": mid,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [{"type": "tool_use", "id": tid, "name": call.name, "input": call.input}],
-                    "stop_reason": "tool_use",
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": p, "output_tokens": c},
-                }
-            )
-
-        def ev(name: str, data: dict[str, Any]) -> str:
-            return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-
-        async def gen():
-            yield ev(
-                "message_start",
-                {
-                    "type": "message_start",
-                    "message": {
-                        "id": mid,
-                        "type": "message",
-                        "role": "assistant",
-                        "model": model,
-                        "content": [],
-                        "stop_reason": None,
-                        "stop_sequence": None,
-                        "usage": {"input_tokens": p, "output_tokens": 1},
-                    },
-                },
-            )
-            yield ev(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "tool_use", "id": tid, "name": call.name, "input": {}},
-                },
-            )
-            for piece in call.pieces():
-                yield ev(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "input_json_delta", "partial_json": piece},
-                    },
-                )
-            yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
-            yield ev(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                    "usage": {"output_tokens": c},
-                },
-            )
-            yield ev("message_stop", {"type": "message_stop"})
-
-        return self._sse(gen(), body, text=False)
+            content = [{"type": "tool_use", "id": tid, "name": call.name, "input": call.input}]
+            usage = {"input_tokens": p, "output_tokens": c}
+            return JSONResponse(anthropic_message(mid, model, content, "tool_use", usage))
+        block = {"type": "tool_use", "id": tid, "name": call.name, "input": {}}
+        deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in call.pieces()]
+        return self._sse(anthropic_stream(mid, model, p, c, block, deltas, "tool_use"), body, text=False)
 
     # --- OpenAI Responses API (POST /v1/responses), kept apart from chat ---
 
@@ -492,8 +316,6 @@ class FakeProvider:
         if isinstance(got, Response):
             return got
         body, step = got
-        if step.status != 200:
-            return self._error(step.status, False)
         p = responses_prompt_tokens(body)
         call = tool_call_for(body, step.tool)
         if call is not None:
@@ -581,20 +403,15 @@ class FakeProvider:
         if isinstance(got, Response):
             return got
         body, step = got
-        if step.status != 200:
-            return self._error(step.status, False)
+        head, k = openai_head("cmpl-", "text_completion", body), completion_choices(body)
         text = step.text if step.text is not None else self.default_text
-        p, c, k = completion_prompt_tokens(body), count_tokens(text), completion_choices(body)
+        p, c = completion_prompt_tokens(body), count_tokens(text)
         body["_prompt_tokens"], body["_completion_tokens"] = p, c * k
-        cid, created, model = "cmpl-" + uuid.uuid4().hex, int(time.time()), body.get("model", "fake")
         usage = {"prompt_tokens": p, "completion_tokens": c * k, "total_tokens": p + c * k}
         if not body.get("stream"):
             return JSONResponse(
                 {
-                    "id": cid,
-                    "object": "text_completion",
-                    "created": created,
-                    "model": model,
+                    **head,
                     "choices": [
                         {"index": i, "text": text, "logprobs": None, "finish_reason": "stop"} for i in range(k)
                     ],
@@ -602,34 +419,11 @@ class FakeProvider:
                 }
             )
 
-        def chunk(piece: str, finish: str | None, index: int) -> str:
-            d = {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [{"index": index, "text": piece, "logprobs": None, "finish_reason": finish}],
-            }
-            return f"data: {json.dumps(d)}\n\n"
+        def choice_chunks(i: int) -> list[dict[str, Any]]:
+            pieces = [(" " + w, None) for w in text.split(" ")] + [("", "stop")]
+            return [{"index": i, "text": t, "logprobs": None, "finish_reason": f} for t, f in pieces]
 
-        async def gen():
-            for i in range(k):
-                for w in text.split(" "):
-                    yield chunk(" " + w, None, i)
-                yield chunk("", "stop", i)
-            if (body.get("stream_options") or {}).get("include_usage"):
-                d = {
-                    "id": cid,
-                    "object": "text_completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage,
-                }
-                yield f"data: {json.dumps(d)}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return self._sse(gen(), body)
+        return self._sse(openai_stream(body, head, usage, k, choice_chunks), body)
 
     # --- fault injection (Faults): what a provider under stress does, billed as a provider bills ---
 
@@ -747,6 +541,87 @@ class FakeProvider:
     def stop(self) -> None:
         if self._server:
             self._server.should_exit = True
+
+
+# --- wire formats shared by the text and the tool-call answers (and by tests' own fakes) ---
+
+
+def sse_data(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def sse_event(name: str, payload: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(payload)}\n\n"
+
+
+def openai_head(id_prefix: str, obj: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The fields every OpenAI chat / text completion object (and each of its stream chunks) starts with."""
+    return {
+        "id": id_prefix + uuid.uuid4().hex,
+        "object": obj,
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+    }
+
+
+def chat_choice_chunks(
+    index: int, first: dict[str, Any], deltas: list[dict[str, Any]], finish: str
+) -> list[dict[str, Any]]:
+    """One streamed chat choice: its opening delta, the answer's deltas, then an empty delta with the finish."""
+    steps = [(first, None), *((d, None) for d in deltas), ({}, finish)]
+    return [{"index": index, "delta": d, "finish_reason": f} for d, f in steps]
+
+
+async def openai_stream(
+    body: dict[str, Any],
+    head: dict[str, Any],
+    usage: dict[str, Any],
+    n: int,
+    choice_chunks: Callable[[int], list[dict[str, Any]]],
+) -> AsyncIterator[str]:
+    """An OpenAI SSE answer: each of the n choices' chunks, a usage chunk if `stream_options` asks, `[DONE]`."""
+    for i in range(n):
+        for choice in choice_chunks(i):
+            yield sse_data({**head, "choices": [choice]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield sse_data({**head, "choices": [], "usage": usage})
+    yield "data: [DONE]\n\n"
+
+
+def anthropic_message(
+    mid: str, model: Any, content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, int]
+) -> dict[str, Any]:
+    return {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+async def anthropic_stream(
+    mid: str, model: Any, p: int, c: int, block: dict[str, Any], deltas: list[dict[str, Any]], stop_reason: str
+) -> AsyncIterator[str]:
+    """A Messages API SSE answer of one content block (text or tool_use) streamed as its deltas."""
+    start = anthropic_message(mid, model, [], None, {"input_tokens": p, "output_tokens": 1})
+    yield sse_event("message_start", {"type": "message_start", "message": start})
+    yield sse_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+    for delta in deltas:
+        yield sse_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+    yield sse_event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield sse_event(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": c},
+        },
+    )
+    yield sse_event("message_stop", {"type": "message_stop"})
 
 
 # --- fault injection ---
@@ -984,3 +859,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def cloud_fakes(answer_suffix: str = "") -> Iterator[dict[str, FakeProvider]]:
+    """A started fake of each cloud provider (keyed "openai", "deepseek", "anthropic" as the test config's
+    API bases are), stopped after; each answers "Fake <model> answer<answer_suffix>." unless scripted."""
+    p = {
+        "openai": FakeProvider("openai", default_text=f"Fake GPT-4o answer{answer_suffix}.").start(),
+        "deepseek": FakeProvider("deepseek", default_text=f"Fake DeepSeek answer{answer_suffix}.").start(),
+        "anthropic": FakeProvider("anthropic", default_text=f"Fake Claude answer{answer_suffix}.").start(),
+    }
+    try:
+        yield p
+    finally:
+        for fp in p.values():
+            fp.stop()
