@@ -130,10 +130,12 @@ def start_variants(
     pinned: bool = True,
     workers: dict[str, int] | None = None,
     before: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[dict[str, RunningStack], dict[str, str], bool]]:
     """Start the named variants (and `workers`: name -> num_workers, routed config) on one set of instant fake
     providers, proxies pinned to CPU 0 and this process (load generator, fake providers), Redis to CPU 1.
-    Variants named "before:..." run the checkout at `before` (its code and its litellm_config.yaml).
+    Variants named "before:..." run the checkout at `before` (its code and its litellm_config.yaml); `extra_env` is
+    added to the variants' proxies' environment.
     Yields (stacks by name, the model each is asked for, whether pinned); stops everything after."""
     provs = instant_providers()
     root = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
@@ -150,7 +152,13 @@ def start_variants(
                 overrides, edit = variant_config(v, redis.url)
                 repo = before if v.startswith(BEFORE) and before is not None else REPO
                 stacks[name] = start_stack(
-                    root / name.replace(":", "-"), provs, overrides, backends_of=base, edit=edit, repo=repo
+                    root / name.replace(":", "-"),
+                    provs,
+                    overrides,
+                    backends_of=base,
+                    edit=edit,
+                    repo=repo,
+                    extra_env=extra_env,
                 )
         for name, n in (workers or {}).items():
             overrides, edit = variant_config("routed", redis.url)
