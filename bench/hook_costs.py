@@ -116,9 +116,13 @@ def main() -> None:
                 await store_cycle(s, i)
 
             row(f"budget: store reserve + settle, {name}", cpu_us(n, run(cycle)))
+        for _, store in stores[1:]:
+            loop.run_until_complete(store.close())
     finally:
         if redis is not None:
             redis.stop()
+    loop.run_until_complete(rt.aclose())
+    loop.close()
     text = (
         table(rows)
         + f"\n\n{n} calls each (after 100 warm-up calls), process CPU time per call; the proxy_overhead benchmark's "
