@@ -15,6 +15,7 @@ Run: python -m proxy.server --config litellm_config.yaml [--host H] [--port P]
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import shutil
@@ -28,6 +29,9 @@ from proxy.runtime import get_runtime, init_runtime
 
 CONFIG_ENV = "SYNQRA_CONFIG"  # how a worker process finds the config its manager was started with
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's multiprocess mode
+log = logging.getLogger("synqra.server")
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (see freeze_startup_heap)
+GC_THRESHOLD_ENV = "PYTHON_GC_THRESHOLD"  # LiteLLM's own setting for the thresholds (it applies it at import)
 
 
 def build_app(cfg: AppConfig, master_key: str) -> Any:  # fastapi.FastAPI (litellm's app)
@@ -52,9 +56,34 @@ def build_app(cfg: AppConfig, master_key: str) -> Any:  # fastapi.FastAPI (litel
     return app
 
 
+def freeze_startup_heap() -> int:
+    """Move every object alive now (LiteLLM's modules, the cost map, the router, the embedding table's
+    Python side: about 800,000 objects) out of the cyclic garbage collector's reach; returns how many.
+
+    They live as long as the process, yet each full collection walked them all: measured in the running
+    proxy, about 0.45 s of CPU per full collection and ~1.3 ms of CPU per request in all (10% of a bare
+    LiteLLM request), plus a 0.45 s pause every few hundred requests. Objects created later are collected
+    as before. Called once start-up is complete, in each worker.
+
+    The youngest generation is also collected every GC_YOUNG_THRESHOLD allocations instead of Python's 700: a
+    request allocates hundreds of objects (LiteLLM's pydantic models, httpx, our hooks), so the default ran a
+    young collection about every request (0.2-0.3 ms of CPU per request here); at 10,000 it runs every tens of
+    requests, for about 0.1 ms per request all generations included. Cyclic garbage waits longer (at most
+    10,000 objects: kilobytes to a few MB); everything else is freed by reference counting as before.
+    LiteLLM's own setting, the environment variable PYTHON_GC_THRESHOLD ("gen0,gen1,gen2"), is left as it is.
+    """
+    gc.collect()  # what start-up left as garbage goes now, not into the frozen set
+    gc.freeze()
+    if not os.environ.get(GC_THRESHOLD_ENV):  # the operator's own thresholds (LiteLLM applies them) win
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+    return gc.get_freeze_count()
+
+
 class WarmUpLifespan:
     """Runs the runtime's warm-up before the app's own start-up (LiteLLM's), and closes it after shutdown, in
-    the worker's event loop: the first request finds the router, the budget and the learning loop ready."""
+    the worker's event loop: the first request finds the router, the budget and the learning loop ready.
+    Once start-up is complete, the start-up heap is frozen (`freeze_startup_heap`)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -70,8 +99,15 @@ class WarmUpLifespan:
                 await get_runtime().warm_up()
             return message
 
+        async def wrapped_send(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                log.info(
+                    "start-up heap frozen: %d objects outside the garbage collector's walks", freeze_startup_heap()
+                )
+            await send(message)
+
         try:
-            await self.app(scope, wrapped_receive, send)
+            await self.app(scope, wrapped_receive, wrapped_send)
         finally:
             await get_runtime().aclose()  # flush ledger records queued during an outage, pending alerts, the log
 

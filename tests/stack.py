@@ -33,13 +33,15 @@ def write_config(
     synqra_overrides: dict[str, Any] | None = None,
     backends_of: RunningStack | None = None,
     edit: Callable[[dict[str, Any]], None] | None = None,
+    repo: Path = REPO,
 ) -> tuple[Path, dict[str, str]]:
     """A test copy of litellm_config.yaml; returns (path, env with provider keys/bases).
 
     `backends_of`: reuse that stack's llama and embedding servers (external_url)
     instead of starting new ones, so extra proxies start in seconds.
+    `repo`: the checkout whose litellm_config.yaml is copied (a benchmark compares another checkout's proxy).
     """
-    cfg = yaml.safe_load((REPO / "litellm_config.yaml").read_text())
+    cfg = yaml.safe_load((repo / "litellm_config.yaml").read_text())
     s = cfg["synqra"]
     s["server"]["port"] = free_port()
     s["server"]["data_dir"] = str(target_dir / "data")
@@ -121,8 +123,10 @@ def start_stack(
     backends_of: RunningStack | None = None,
     extra_env: dict[str, str] | None = None,
     edit: Callable[[dict[str, Any]], None] | None = None,
+    repo: Path = REPO,
 ) -> RunningStack:
-    path, provider_env = write_config(target_dir, providers, synqra_overrides, backends_of, edit)
+    """`repo`: the checkout whose proxy runs (its code and its litellm_config.yaml); this one by default."""
+    path, provider_env = write_config(target_dir, providers, synqra_overrides, backends_of, edit, repo)
     cfg = yaml.safe_load(path.read_text())
     port = cfg["synqra"]["server"]["port"]
     data_dir = Path(cfg["synqra"]["server"]["data_dir"])
@@ -138,7 +142,7 @@ def start_stack(
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
-        cwd=str(REPO),
+        cwd=str(repo),
         preexec_fn=die_with_parent,  # a killed test run must not leave a stack behind
     )
     log.close()

@@ -155,6 +155,10 @@ class FakeProvider:
     faults: Faults | None = None  # random faults for the requests nothing is scripted for
     # A request whose JSON body contains one of these texts gets its step (before the script and the faults).
     by_marker: dict[str, Scripted] = field(default_factory=dict)
+    # Seconds an idle client connection stays open (uvicorn's default). A benchmark that leaves a proxy idle
+    # between rounds sets it long: LiteLLM's pooled connection would otherwise be closed under it, and the
+    # next request would fail over to a fallback model ("Server disconnected").
+    keep_alive_s: float = 5.0
     _server: uvicorn.Server | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stream_steps: dict[int, Scripted] = field(default_factory=dict)
@@ -517,7 +521,14 @@ class FakeProvider:
     def start(self) -> FakeProvider:
         _quiet_cut_offs()
         self.port = free_port()
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            self.app(),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_keep_alive=int(self.keep_alive_s),
+        )
         self._server = uvicorn.Server(config)
         threading.Thread(target=self._server.run, daemon=True).start()
         deadline = time.monotonic() + 10
