@@ -26,7 +26,8 @@ def test_freeze_moves_live_objects_out_of_the_collectors_walks(
     kept = [{"n": i} for i in range(1000)]  # alive at "start-up"
     frozen = server.freeze_startup_heap()
     assert frozen >= len(kept)
-    assert gc.get_freeze_count() == frozen
+    # The collector no longer walks them (the freeze count itself moves as other threads free frozen objects).
+    assert not any(o is kept for o in gc.get_objects())
     assert gc.get_threshold()[0] == server.GC_YOUNG_THRESHOLD
     # Garbage made after the freeze is still collected: a reference cycle goes on the next collection.
     cycle: list[Any] = []
