@@ -7,12 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from policies.common.offline import apply_offline_env
 from tests.fakes.fake_providers import FakeProvider, cloud_fakes
 from tests.stack import MASTER_KEY, RunningStack, start_stack
 
 apply_offline_env()
+
+# CI runs the fuzz tests on a fixed seed (the same cases every run: a red CI is a reproducible finding, not luck);
+# elsewhere each run draws new cases and keeps finding new ones.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 STACK_DIRS = ("integration", "clients")
 
