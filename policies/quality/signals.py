@@ -549,22 +549,50 @@ def arithmetic(answer: str) -> Signal:
 
 
 _NUMBER = re.compile(r"(?<![\w.])-?\$?\d(?:\d|,\d{3})*(?:\.\d+)?")
+# Word problems ask for a quantity in many ways: "how tall", "what's her annual salary", "what percentage of",
+# "what will the total cost be" (GSM8K phrasings the earlier, narrower list missed, so no maths check ran).
 _QUANTITY_QUESTION = re.compile(
-    r"\b(?:how (?:many|much|long|far|old|fast|often)|what (?:is|was) the (?:total|sum|number|amount|cost|price|"
-    r"value|average|difference|percentage|area|perimeter)|calculate|compute|solve|find the)\b",
+    r"\b(?:how (?:many|much|long|far|old|fast|often|tall|heavy|high|big|wide|deep|large)|"
+    r"what(?:'s| is| was| are| were| will be| would be) (?:the |their |his |her |its )?(?:total|sum|number|amount|"
+    r"cost|price|value|average|difference|percentage|area|perimeter|distance|speed|rate|ratio|profit|combined|final|"
+    r"new|mean)|what percent(?:age)?|calculate|compute|solve|find the)\b",
     re.I,
 )
+# The quantities of a word problem are often spelled out ("three times as many", "twice", "half", "a dozen")
+# or written without a leading zero (".5 hours"): both count as the problem's numbers.
+_NUMBER_WORD = re.compile(
+    r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+    r"hundred|thousand|dozen|twice|half|double|triple|thrice|quarter)\b",
+    re.I,
+)
+_BARE_DECIMAL = re.compile(r"(?<![\w.])\.\d+")
 # In an exact word problem, approximating or correcting oneself signals a muddled solution.
 _MATHS_DOUBT = re.compile(
     r"\b(?:approximately|roughly|about \$?\d|however|actually|assum\w+|round(?:ed|ing)? (?:up|down|to))\b", re.I
 )
 _COUNT_QUESTION = re.compile(r"\bhow many\b", re.I)
+# A word problem "answered" by saying it cannot be answered: no result to deliver, whatever the working.
+_NO_RESULT = re.compile(
+    r"\b(?:can ?not|can't|could ?not|couldn't|unable to|impossible to|not possible to)\s+(?:be\s+)?"
+    r"(?:directly\s+|exactly\s+|accurately\s+|definitively\s+)?"
+    r"(?:determine[ds]?|find|found|calculated?|compute[ds]?|known?|say|answer(?:ed)?|solved?|tell|give)\b"
+    r"|\b(?:not|in)sufficient information\b|\bnot enough (?:information|data|details)\b"
+    r"|\bno (?:unique |whole[- ]number |integer |valid |exact )?solution\b"
+    r"|\b(?:problem|question)(?: statement)? (?:has|contains|is) (?:an? )?(?:small )?"
+    r"(?:inconsisten\w*|error|mistake|flaw\w*|ambiguous|missing)",
+    re.I,
+)
+# A result stated as the answer after the doubt ("we can't solve it directly ... #### 10") is one.
+_COMMITTED = re.compile(r"####\s*\$?-?\d|\\boxed\{\s*\$?-?\d|\banswer(?: is|:)\s*\**\$?-?\d", re.I)
 _FINAL_MARK = re.compile(r"####|\\boxed|answer(?: is|:)|=\s*\$?-?\d|total(?: is|:)|therefore|so,? ", re.I)
 
 
 def is_maths_question(question: str) -> bool:
-    """A word problem asking for a quantity: at least two numbers and a quantity question."""
-    return len(_NUMBER.findall(question)) >= 2 and bool(_QUANTITY_QUESTION.search(question))
+    """A word problem asking for a quantity: at least two numbers (digits or words) and a quantity question."""
+    if not _QUANTITY_QUESTION.search(question):
+        return False
+    count = len(_NUMBER.findall(question)) + len(_BARE_DECIMAL.findall(question))
+    return count >= 2 or count + len(_NUMBER_WORD.findall(question)) >= 2
 
 
 def final_number(answer: str) -> float | None:
@@ -606,6 +634,10 @@ def maths_answer(question: str, answer: str) -> Signal:
     """
     if not is_maths_question(question):
         return OK
+    no_result = _NO_RESULT.search(answer)
+    if no_result and not _COMMITTED.search(answer, no_result.end()):
+        # "we cannot directly find the number left; if she ate 1 apple, 2 are left": an abstention, not a result
+        return Signal(0.3, f"maths question answered without a result ({no_result.group(0)!r})")
     value = final_number(answer)
     if value is None:
         last = answer.strip().splitlines()[-1] if answer.strip() else ""

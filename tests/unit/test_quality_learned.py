@@ -102,6 +102,64 @@ def test_short_exchanges_are_left_to_the_rules(scorer: QualityScorer) -> None:
     assert v.learned is None and v.action == "deliver"
 
 
+# GSM8K-style word problems "answered" without a result: an abstention, an answer cut mid-calculation, a claim that
+# the problem cannot be solved. None may be delivered, whether the rules decide alone or with the answer model.
+Q_FRUIT = "Kira bought 3 apples, 5 bananas and 6 oranges. Lola ate 2 pieces of the fruit. How many pieces are left?"
+Q_ALARM = (
+    "Greg's alarm rang four times the first time it went off today. The second time, it rang three times as long as "
+    "the first time, and the third time half as long as the second. How many times did the alarm ring in all?"
+)
+Q_MEALS = (
+    "Mamou has volunteered to distribute 1,360 meals to families. She gave out 64 meals on Friday, 30 meals on "
+    "Saturday, and 48 meals on Sunday. How many meals does she have left to distribute?"
+)
+WORD_PROBLEM_ABSTENTIONS = [
+    (
+        Q_FRUIT,
+        "Lola ate an unknown number of fruits, so we cannot directly find the number of fruits left. If we know which "
+        "type of fruit Lola ate and how many, we can subtract that number from the total number of fruits Kira "
+        "bought. For example, if Lola ate 1 apple, then 2 apples are left.",
+    ),
+    (
+        Q_FRUIT,
+        "Let a be the apples left, so a + 5 + 6 = 14 - 2. But the fruit she ate is not given, so there is a mistake in "
+        "the problem statement, and it is not possible to determine how many pieces are left.",
+    ),
+    (Q_ALARM, "It depends on how long each ring lasted, so I can't say exactly how many times the alarm rang."),
+    (Q_MEALS, "Mamou gave out 64 + 30 +"),
+    (Q_MEALS, "On the three days she gave out 64 + 30 + 48 = <<64+30+4"),
+]
+
+
+@pytest.mark.parametrize(
+    "q, a", WORD_PROBLEM_ABSTENTIONS, ids=["cannot-find", "not-possible", "cannot-say", "cut-mid-sum", "cut-mid-note"]
+)
+def test_word_problems_answered_without_a_result_are_not_delivered(scorer: QualityScorer, q: str, a: str) -> None:
+    assert score(scorer, q, a).action != "deliver"
+
+
+@pytest.mark.parametrize(
+    "q, a",
+    [
+        (Q_FRUIT, "Kira bought 3 + 5 + 6 = 14 pieces of fruit. Lola ate 2, so 14 - 2 = 12 pieces are left.\n#### 12"),
+        (
+            Q_ALARM,
+            "The first time it rang 4 times. The second time it rang 4 * 3 = 12 times, and the third time "
+            "12 / 2 = 6 times. In all, the alarm rang 4 + 12 + 6 = 22 times.\n#### 22",
+        ),
+        (
+            Q_MEALS,
+            "Over the three days she gave out 64 + 30 + 48 = 142 meals, so she has 1,360 - 142 = 1,218 meals left to "
+            "distribute.\n#### 1218",
+        ),
+    ],
+    ids=["fruit", "alarm-spelled-numbers", "meals"],
+)
+def test_worked_word_problems_are_left_to_the_arithmetic_rules(scorer: QualityScorer, q: str, a: str) -> None:
+    v = score(scorer, q, a)
+    assert v.learned is None and v.action == "deliver", v.reasons
+
+
 def test_hard_failure_escalates_whatever_the_model_says(scorer: QualityScorer) -> None:
     v = asyncio.run(scorer.ascore({"messages": [{"role": "user", "content": LONG_Q}]}, LONG_GOOD, "length", None))
     assert v.action == "escalate" and v.learned is None and v.hard_failures

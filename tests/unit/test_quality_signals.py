@@ -173,6 +173,65 @@ def test_maths_answer_final_number() -> None:
     assert sg.maths_answer("Who wrote Hamlet?", "Shakespeare wrote it around 1600").value == 1.0
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        # numbers spelled out ("four", "three times", "half")
+        "Greg's alarm rang four times the first time. The second time it rang three times as long, and the third "
+        "time half as long as the second. How many times did it ring in all?",
+        # a decimal written without its leading zero
+        "John walks each of his 10 dogs for .5 hours a day. How many hours a week does he spend walking them?",
+        # quantity asks the earlier list missed
+        "A shirt costs $20 and is 25% off today. What is the new price of the shirt?",
+        "Of the 40 students in a class, 12 walk to school. What percentage of the students walk to school?",
+        "Ann is 5 feet tall and her tree is twice as tall as she is. How tall is the tree?",
+    ],
+    ids=["spelled", "bare-decimal", "new-price", "percentage", "how-tall"],
+)
+def test_word_problems_phrased_every_way_are_maths_questions(question: str) -> None:
+    assert sg.is_maths_question(question)
+    assert sg.maths_answer(question, "I am not sure.").value < 1.0  # the maths checks now apply
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is 17 times 23?",  # a bare calculation: the `computation` rule's case, not a word problem
+        "Who wrote Hamlet?",
+        "Explain in two sentences why the sky is blue.",  # numbers but no quantity asked
+        "What is the capital of France? Name one other city there.",  # one number word only
+    ],
+)
+def test_other_questions_are_not_maths_questions(question: str) -> None:
+    assert not sg.is_maths_question(question)
+
+
+Q_FRUIT = "Kira bought 3 apples, 5 bananas and 6 oranges. Lola ate 2 pieces of the fruit. How many pieces are left?"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Lola ate an unknown number of fruits, so we cannot directly find the number of fruits left. If we knew which "
+        "fruit she ate, we could subtract it: for example, if Lola ate 1 apple, then 2 apples are left.",
+        "Let a be the apples left, so a + 5 + 6 = 14 - 2. There is a mistake in the problem statement, and it is not "
+        "possible to determine how many pieces are left with the given information.",
+        "There is not enough information to answer: it depends on which fruit she ate.",
+    ],
+    ids=["cannot-find", "not-possible", "not-enough-information"],
+)
+def test_maths_answer_flags_a_word_problem_answered_without_a_result(answer: str) -> None:
+    v = sg.maths_answer(Q_FRUIT, answer)
+    assert v.value <= 0.3 and "without a result" in v.reason
+
+
+def test_a_doubt_resolved_into_a_stated_result_is_not_an_abstention() -> None:
+    answer = (
+        "We cannot find the answer by counting one fruit type alone, so add them: 3 + 5 + 6 = 14, 14 - 2 = 12.\n#### 12"
+    )
+    assert sg.maths_answer(Q_FRUIT, answer) == sg.OK
+
+
 def test_maths_inputs_unused_numbers() -> None:
     assert sg.maths_inputs(Q_MATHS, "3 * 12 = 36, and 36 - 4 = 32.\n#### 32").value == 1.0
     assert sg.maths_inputs(Q_MATHS, "12 + 12 = 24\n#### 24").value < 1.0
