@@ -129,15 +129,15 @@ def simulate(m: T.Matrices, dep: Deployment, prior, orders: int, settings: Learn
         flip = rng.random(len(rows)) < NOISE
         for noise in (0.0, NOISE):
             y = np.where(flip, 1.0 - label, label) if noise else label
-            current = prior
+            current, current_seen = prior, 0
             for n in checkpoints:
                 seen, rest = order[:n], order[n:]
                 data = Labelled(rep.subset(seen), y[seen], np.ones(n), [("file",)] * n)
                 t0 = time.perf_counter()
-                res = learn(prior, current, data, settings, vocab, traffic=rep.subset(seen))
+                res = learn(prior, current, data, settings, vocab, traffic=rep.subset(seen), current_seen=current_seen)
                 secs = time.perf_counter() - t0
                 if res.installed:
-                    current = res.scorer
+                    current, current_seen = res.scorer, n
                 unguarded = (
                     res.scorer
                     if res.installed
