@@ -6,7 +6,7 @@ train-router` runs (`policies.routing.train.fit`; hyperparameters: the shipped a
 again by `train.select` with --select). Its prompts then arrive in a random order; after 100, 200,
 400 and 1,000 labelled requests `synqra learn`'s run (policies.learning.learn.learn, the very function
 both `synqra learn` paths call) fits a candidate from the prior and installs it only if it beats the
-router serving then on the newest labelled requests. Each deployment state is scored by APGR on the
+router serving then on the newest labelled requests it was not trained on. Each deployment state is scored by APGR on the
 traffic not yet seen, beside the static prior, prompt length, LiteLLM's complexity_router score,
 the candidate installed without the guard, and a plain logistic regression on the same embedding
 learnt from scratch (scikit-learn, C by internal cross-validation). Labels are the datasets' own
@@ -129,15 +129,15 @@ def simulate(m: T.Matrices, dep: Deployment, prior, orders: int, settings: Learn
         flip = rng.random(len(rows)) < NOISE
         for noise in (0.0, NOISE):
             y = np.where(flip, 1.0 - label, label) if noise else label
-            current = prior
+            current, current_seen = prior, 0
             for n in checkpoints:
                 seen, rest = order[:n], order[n:]
                 data = Labelled(rep.subset(seen), y[seen], np.ones(n), [("file",)] * n)
                 t0 = time.perf_counter()
-                res = learn(prior, current, data, settings, vocab, traffic=rep.subset(seen))
+                res = learn(prior, current, data, settings, vocab, traffic=rep.subset(seen), current_seen=current_seen)
                 secs = time.perf_counter() - t0
                 if res.installed:
-                    current = res.scorer
+                    current, current_seen = res.scorer, n
                 unguarded = (
                     res.scorer
                     if res.installed
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(data {summary}). Learning settings: defaults ({settings.model_dump_json()}).",
         "Each row: mean APGR over the random orders on the traffic not yet seen after n labelled requests; "
         "`learnt (guarded)` is what `synqra learn` would serve (the candidate only when it beat the router serving "
-        "then on the newest 20% of labels); `learnt, no guard` installs every candidate; `installed` counts the runs "
+        "then out of time: learn.py's rolling-origin check on the newest labels, 95% bootstrap confidence); `learnt, no guard` installs every candidate; `installed` counts the runs "
         "that installed a new candidate at that checkpoint.",
         "",
         *summarise(rows),

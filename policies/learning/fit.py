@@ -164,7 +164,7 @@ class Adapted:
 
 
 CRITERION = "apgr"  # what cross-validation compares: "apgr" (ranking, pooled out of fold) or "logloss"
-APGR_TOLERANCE = 0.0  # a stronger lam within this of the best cross-validated APGR is preferred
+SE_DRAWS = 60  # paired bootstrap draws of the out-of-fold rows for the one-standard-error rule
 
 
 def label_apgr(scores: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:
@@ -175,9 +175,27 @@ def label_apgr(scores: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -
     return route_metrics(scores, np.zeros(len(y)), gain).apgr
 
 
+def _one_standard_error(
+    fig: dict[float, float], oof: dict[float, np.ndarray], y: np.ndarray, w: np.ndarray, rng: np.random.Generator
+) -> float:
+    """The strongest lam whose out-of-fold APGR is within one paired bootstrap standard error of the
+    best: the maximum of eight noisy APGRs favours the weakest prior, and with a few hundred noisy
+    labels (the gate and the judge are wrong a quarter of the time) that fits the noise."""
+    best = max(LAMBDAS, key=lambda lam: fig[lam])
+    draws = rng.integers(0, len(y), (SE_DRAWS, len(y)))
+    best_draws = np.array([label_apgr(oof[best][d], y[d], w[d]) for d in draws])
+    for lam in LAMBDAS:  # strongest first
+        if lam == best:
+            return lam
+        diff = best_draws - np.array([label_apgr(oof[lam][d], y[d], w[d]) for d in draws])
+        if fig[best] - fig[lam] <= diff.std(ddof=1):
+            return lam
+    return best
+
+
 def choose_lambda(D: Design, y: np.ndarray, w: np.ndarray) -> tuple[float, dict[str, float]]:
-    """lam by K-fold cross-validation: the strongest lam within APGR_TOLERANCE of the best pooled
-    out-of-fold APGR (or, by log-loss, within one paired standard error of the best)."""
+    """lam by K-fold cross-validation: the strongest lam within one paired standard error of the best
+    pooled out-of-fold APGR (or log-loss)."""
     n = len(y)
     finite = [lam for lam in LAMBDAS if np.isfinite(lam)]
     if n < CV_MIN_ROWS:
@@ -199,8 +217,7 @@ def choose_lambda(D: Design, y: np.ndarray, w: np.ndarray) -> tuple[float, dict[
     used = np.concatenate(folds)
     if CRITERION == "apgr":
         fig = {lam: label_apgr(oof[lam][used], y[used], w[used]) for lam in LAMBDAS}
-        best = max(fig.values())
-        chosen = next(lam for lam in LAMBDAS if fig[lam] >= best - APGR_TOLERANCE)
+        chosen = _one_standard_error(fig, {lam: oof[lam][used] for lam in LAMBDAS}, y[used], w[used], rng)
     else:
         fig = {lam: float(losses[lam][used].mean()) for lam in LAMBDAS}
         best_lam = min(LAMBDAS, key=lambda lam: fig[lam])

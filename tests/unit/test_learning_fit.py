@@ -75,3 +75,15 @@ def test_the_adapted_scorer_keeps_the_artifact_form(setup: dict) -> None:
     assert s.w_tok is not None and prior.w_tok is not None and s.w_tok.shape == prior.w_tok.shape
     assert np.array_equal(s.feat_mean, prior.feat_mean) and s.max_chars == prior.max_chars
     assert s.embedder == prior.embedder and s.creative_texts == prior.creative_texts
+
+
+def test_labels_that_say_nothing_keep_a_strong_prior(setup: dict) -> None:
+    # coin-flip labels: the best of the cross-validated figures is luck, so the one-standard-error rule keeps
+    # the deviations small (the strongest prior within one error of the best) over several draws of noise
+    prior = setup["prior"]
+    rep, _ = setup["train"]
+    chosen = []
+    for seed in range(4):
+        noise = np.random.default_rng(seed).integers(0, 2, 300).astype(float)
+        chosen.append(fit_adapted(prior, rep.subset(np.arange(300)), noise).lam)
+    assert min(chosen) >= 100.0, chosen

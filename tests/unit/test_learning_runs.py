@@ -3,6 +3,7 @@ the inference-log path end to end, and the schedule."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from policies.common.learning_settings import LearningSettings
 from policies.embedding.names import embedder_for
-from policies.learning.learn import Labelled, learn
+from policies.learning.learn import Labelled, learn, rows_seen_by_current, validation_segments
 from policies.learning.registry import BASE, RouterRegistry
 from policies.learning.representation import Representer
 from policies.learning.runs import due, learn_from_log
@@ -57,6 +58,38 @@ def test_a_candidate_worse_on_the_newest_labels_is_kept_out(prior, representer) 
     assert out.scorer is prior
     assert out.validation["candidate"]["apgr"] <= out.validation["current"]["apgr"]
     assert "needed" in out.reason
+
+
+def test_the_guard_validates_on_more_than_the_newest_share_while_it_is_small() -> None:
+    # 100 labels: the newest 20 alone are too few; the newest 3/4, in three out-of-time segments
+    assert validation_segments(100, 20, seen=0) == [(25, 50), (50, 75), (75, 100)]
+    assert validation_segments(1000, 200, seen=0) == [(250, 500), (500, 750), (750, 1000)]
+    # never into rows the current router was trained on (it would be judged on its own training rows)
+    assert validation_segments(1000, 200, seen=900) == [(800, 1000)]
+    assert validation_segments(1000, 200, seen=700) == [(700, 1000)]  # one longer segment
+    assert validation_segments(1000, 200, seen=500) == [(500, 750), (750, 1000)]
+    # enough newest rows: one segment, one fit (learning over 100,000 rows stays fast)
+    assert validation_segments(100_000, 20_000, seen=0) == [(80_000, 100_000)]
+    # at the smallest sizes every segment keeps MIN_TRAIN rows before it
+    assert validation_segments(40, 20, seen=0) == [(20, 40)]
+
+
+def test_rows_seen_by_the_current_router_come_from_its_manifest(prior, representer) -> None:
+    data = _labelled(representer, 50, seed=25)
+    data.ts = np.arange(50, dtype=float) + 1000.0
+    assert rows_seen_by_current(prior, data, is_prior=True) == 0
+    learnt = dataclasses.replace(prior, manifest={"training_rows": {"trained_through_ts": 1029.0}})
+    assert rows_seen_by_current(learnt, data, is_prior=False) == 30
+    assert rows_seen_by_current(dataclasses.replace(prior, manifest={}), data, is_prior=False) is None
+    data.ts = None
+    assert rows_seen_by_current(learnt, data, is_prior=False) is None
+
+
+def test_a_candidate_that_only_wins_on_older_segments_is_kept_out(prior, representer) -> None:
+    # the older segment agrees with the candidate; the newest (a quarter of the rows) has drifted (labels inverted)
+    out = learn(prior, prior, _labelled(representer, 300, seed=26, invert_newest=0.25), LearningSettings())
+    assert len(out.validation["segments"]) > 1 and out.validation["apgr_gain_by_segment"][0] > 0
+    assert not out.installed and out.validation["apgr_gain_by_segment"][-1] < 0, out.reason
 
 
 def test_too_few_labels_keep_the_current_router(prior, representer) -> None:
