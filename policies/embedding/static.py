@@ -84,16 +84,20 @@ class ChunkCachedTokenizer:
     def _chunk_ids(self, chunks: list[str]) -> list[list[int]]:
         cache = self._ids
         found = list(map(cache.get, chunks))  # one C-level pass; the misses (new words) are filled below
-        if None in found:
-            for i, chunk in enumerate(chunks):
-                if found[i] is None:
-                    ids = cache.get(chunk)  # a word seen earlier in this text
-                    if ids is None:
-                        ids = self._tok.encode(chunk, add_special_tokens=False).ids
-                        if len(cache) >= self._max:
-                            cache.clear()  # rare; a full reset is cheaper than tracking recency per word
-                        cache[chunk] = ids
-                    found[i] = ids
+        i = -1
+        while True:  # C-level scans from miss to miss, not a Python loop over every chunk
+            try:
+                i = found.index(None, i + 1)
+            except ValueError:
+                break
+            chunk = chunks[i]
+            ids = cache.get(chunk)  # a word that first came earlier in this text
+            if ids is None:
+                ids = self._tok.encode(chunk, add_special_tokens=False).ids
+                if len(cache) >= self._max:
+                    cache.clear()  # rare; a full reset is cheaper than tracking recency per word
+                cache[chunk] = ids
+            found[i] = ids
         return cast(list[list[int]], found)
 
 

@@ -9,6 +9,7 @@ move when the hot path gets faster.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import re
@@ -22,7 +23,7 @@ from policies.common.routing_settings import RoutingSettings
 from policies.embedding.static import _CHUNK_SPLIT, MAX_TOKENS, StaticEmbedder, chunks_of
 from policies.routing import features as F
 from policies.routing.complexity import _WORD, word_tokens
-from policies.routing.router import Router
+from policies.routing.router import RouteDecision, Router
 from policies.routing.scorer import LearnedScorer, load_artifact
 from policies.routing.tiers import TierInfo
 
@@ -187,7 +188,12 @@ def test_router_scores_equal_the_earlier_code(static: StaticEmbedder) -> None:
     tiers = [TierInfo("local"), TierInfo("deepseek-chat"), TierInfo("claude-sonnet")]
     router = Router(RoutingSettings(embed_cache_size=0), tiers, scorer, static)
     requests = [{"messages": [{"role": "user", "content": t}], "max_tokens": 64} for t in PROMPTS]
-    decisions = router.decide_batch(requests)
+    decisions = router.decide_batch(requests)  # the batch tools' path
+
+    async def one_by_one() -> list[RouteDecision]:  # the proxy hook's path (the inline embedding)
+        return [await router.adecide(r) for r in requests]
+
+    assert [d.score for d in asyncio.run(one_by_one())] == [d.score for d in decisions]
     ref_cache: dict[str, list[int]] = {}
     for request, d in zip(requests, decisions):
         rt = F.request_text(request)
