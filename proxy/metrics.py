@@ -63,8 +63,14 @@ BASELINE_USD = Counter(
 TOKENS = Counter("synqra_tokens", "Tokens of the ledger's calls", ["model", "direction"])
 
 
+_ROUTE_CHILDREN: dict[tuple[str, str], Counter] = {}  # by (tier, mode): see _LEDGER_CHILDREN
+
+
 def observe_route(tier: str, mode: str, seconds: float) -> None:
-    ROUTE_DECISIONS.labels(tier=tier, mode=mode).inc()
+    child = _ROUTE_CHILDREN.get((tier, mode))
+    if child is None:
+        child = _ROUTE_CHILDREN[(tier, mode)] = ROUTE_DECISIONS.labels(tier=tier, mode=mode)
+    child.inc()
     ROUTE_SECONDS.observe(seconds)
 
 
