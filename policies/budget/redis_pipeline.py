@@ -72,7 +72,7 @@ class ScriptPipeline:
     async def _execute_one(self, c: ScriptCall) -> Any:
         """EVALSHA on the pipeline's own connection: what `client.evalsha` does, without the pool."""
         if self._conn is None:
-            self._conn = await self._r.connection_pool.get_connection()
+            self._conn = await self._r.connection_pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py
         conn = self._conn
         try:
             if conn.is_connected:

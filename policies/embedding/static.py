@@ -230,8 +230,7 @@ class StaticEmbedder:
                 out[i] = np.add.reduce(rows, axis=0) / len(ids)
         # np.linalg.norm(out, axis=1, keepdims=True), the same operations without its argument handling.
         norms = np.sqrt(np.add.reduce(out * out, axis=1, keepdims=True))
-        unit: npt.NDArray[np.float32] = out / np.maximum(norms, 1e-12)
-        return unit
+        return cast(npt.NDArray[np.float32], out / np.maximum(norms, 1e-12))
 
     async def aembed(self, texts: list[str]) -> np.ndarray:
         return self.embed(texts)  # microseconds per text: no thread hop needed

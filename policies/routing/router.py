@@ -295,7 +295,8 @@ class Router:
         """One text on the event loop: _embed_many's answer without its batch bookkeeping."""
         assert self.embedder is not None
         if self._creative_texts_to_embed():
-            return self._embed_many([text])[0]
+            first: np.ndarray = self._embed_many([text])[0]
+            return first
         emb = self._cached(text)
         if emb is None:
             emb = self.embedder.embed([text])[0]
