@@ -6,7 +6,8 @@ preempted, and a deterministic profiler inflates code made of many small calls. 
 on the proxy_overhead benchmark's own requests (~880 characters, unique per request), many times, and divides
 the process CPU time (time.process_time) by the count: the real cost of each piece, on the event loop of
 this process, with the shipped config (routing tiers as proxy_overhead sets them, SQLite in a temporary
-folder; `--redis` adds the Redis store, a real server on a free port).
+folder; `--redis` adds the Redis store, a real server on a free port), the start-up heap frozen as the
+proxy freezes it.
 
 `--before CHECKOUT` measures another checkout's code the same way, side by side: each run is a fresh
 process (this file run with the checkout's code first on sys.path), the two checkouts' runs alternate
@@ -61,6 +62,7 @@ def measure(n: int, redis_url: str | None) -> dict[str, float]:
     from policies.routing.complexity import litellm_complexity
     from policies.routing.features import embed_text, request_text, structural_features
     from proxy.runtime import init_runtime
+    from proxy.server import freeze_startup_heap
     from tests.stack import write_config
 
     root = Path(tempfile.mkdtemp(prefix="bench-hook-costs-"))
@@ -70,6 +72,10 @@ def measure(n: int, redis_url: str | None) -> dict[str, float]:
         {"model": "auto", "messages": [{"role": "user", "content": prompt(i)}], "max_tokens": 64}
         for i in range(n + 100)
     ]
+    texts = [embed_text(request_text(r), rt.router.scorer.max_chars) for r in reqs]
+    # As the proxy does once started (proxy.server): without it a full collection walks LiteLLM's ~800,000
+    # start-up objects every few thousand container allocations, and whichever component is running then pays.
+    freeze_startup_heap()
     loop = asyncio.new_event_loop()
 
     def run(coro_of: Callable[[int], Awaitable[object]]) -> Callable[[int], object]:
@@ -81,7 +87,6 @@ def measure(n: int, redis_url: str | None) -> dict[str, float]:
     out["routing: request_text"] = cpu_us(n, lambda i: request_text(reqs[i]))
     out["routing: structural_features"] = cpu_us(n, lambda i: structural_features(reqs[i]))
     out["  of which litellm_complexity"] = cpu_us(n, lambda i: litellm_complexity(prompt(i)))
-    texts = [embed_text(request_text(r), router.scorer.max_chars) for r in reqs]
     emb = router.embedder
     if emb is not None:
         out["routing: static embedding (tokens + mean)"] = cpu_us(n, lambda i: emb.embed([texts[i] + " fresh"]))
