@@ -63,8 +63,14 @@ BASELINE_USD = Counter(
 TOKENS = Counter("synqra_tokens", "Tokens of the ledger's calls", ["model", "direction"])
 
 
+_ROUTE_CHILDREN: dict[tuple[str, str], Counter] = {}  # by (tier, mode): see _LEDGER_CHILDREN
+
+
 def observe_route(tier: str, mode: str, seconds: float) -> None:
-    ROUTE_DECISIONS.labels(tier=tier, mode=mode).inc()
+    child = _ROUTE_CHILDREN.get((tier, mode))
+    if child is None:
+        child = _ROUTE_CHILDREN[(tier, mode)] = ROUTE_DECISIONS.labels(tier=tier, mode=mode)
+    child.inc()
     ROUTE_SECONDS.observe(seconds)
 
 
@@ -78,14 +84,33 @@ def observe_shadow_eval(outcome: str) -> None:
     SHADOW_EVALS.labels(outcome=outcome).inc()
 
 
+# The ledger's counters by (model, kind, local): .labels() takes a lock and builds a key each time, and
+# five of them were a tenth of a paid request's budget bookkeeping. Few combinations: models x kinds.
+_LEDGER_CHILDREN: dict[tuple[str, str, bool], tuple[Counter, Counter, Counter, Counter, Counter]] = {}
+
+
+def _ledger_children(model: str, kind: str, local: bool) -> tuple[Counter, Counter, Counter, Counter, Counter]:
+    key = (model, kind, local)
+    children = _LEDGER_CHILDREN.get(key)
+    if children is None:
+        children = _LEDGER_CHILDREN[key] = (
+            CALLS.labels(model=model, kind=kind, local=str(local).lower()),
+            COST_USD.labels(model=model),
+            BASELINE_USD.labels(model=model),
+            TOKENS.labels(model=model, direction="prompt"),
+            TOKENS.labels(model=model, direction="completion"),
+        )
+    return children
+
+
 def observe_ledger(record: LedgerRecord) -> None:
     """A BudgetGuard listener: one call per ledger row, as written (or queued while the store is down)."""
-    model = record.served_model
-    CALLS.labels(model=model, kind=record.kind, local=str(record.local).lower()).inc()
-    COST_USD.labels(model=model).inc(record.cost_usd)
-    BASELINE_USD.labels(model=model).inc(record.baseline_usd)
-    TOKENS.labels(model=model, direction="prompt").inc(record.prompt_tokens)
-    TOKENS.labels(model=model, direction="completion").inc(record.completion_tokens)
+    calls, cost, baseline, prompt, completion = _ledger_children(record.served_model, record.kind, record.local)
+    calls.inc()
+    cost.inc(record.cost_usd)
+    baseline.inc(record.baseline_usd)
+    prompt.inc(record.prompt_tokens)
+    completion.inc(record.completion_tokens)
 
 
 class BudgetCollector(Collector):

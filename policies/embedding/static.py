@@ -21,8 +21,9 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,16 @@ RECENT_TEXTS = 32
 # Space, tab and newline end a word for BERT's normaliser and pre-tokeniser alike, so a text's
 # WordPiece ids are the concatenation of its chunks' ids (tests/unit/test_static_embedder.py checks).
 _CHUNK_SPLIT = re.compile(r"[ \t\n]+")
+# str.split() (no argument) is ~6x faster than that regex, and splits an ASCII text at the same places
+# unless the text holds one of the other ASCII characters it counts as whitespace.
+_OTHER_ASCII_SPACE = "\x0b\x0c\r\x1c\x1d\x1e\x1f"
+
+
+def chunks_of(text: str) -> list[str]:
+    """The text's non-empty chunks between runs of space, tab and newline."""
+    if text.isascii() and not any(c in text for c in _OTHER_ASCII_SPACE):
+        return text.split()
+    return [c for c in _CHUNK_SPLIT.split(text) if c]
 
 
 class ChunkCachedTokenizer:
@@ -59,21 +70,35 @@ class ChunkCachedTokenizer:
         self._ids: dict[str, list[int]] = {}
 
     def ids(self, text: str, limit: int) -> list[int]:
+        chunks = chunks_of(text)
         out: list[int] = []
+        start = 0
+        while start < len(chunks) and len(out) < limit:
+            # A chunk gives at least one id (but for one the normaliser empties): this many chunks
+            # reach the limit, and a long text's tail is never tokenised.
+            end = start + limit - len(out)
+            out.extend(chain.from_iterable(self._chunk_ids(chunks[start:end])))
+            start = end
+        return out[:limit]
+
+    def _chunk_ids(self, chunks: list[str]) -> list[list[int]]:
         cache = self._ids
-        for chunk in _CHUNK_SPLIT.split(text):
-            if not chunk:
-                continue
-            ids = cache.get(chunk)
+        found = list(map(cache.get, chunks))  # one C-level pass; the misses (new words) are filled below
+        i = -1
+        while True:  # C-level scans from miss to miss, not a Python loop over every chunk
+            try:
+                i = found.index(None, i + 1)
+            except ValueError:
+                break
+            chunk = chunks[i]
+            ids = cache.get(chunk)  # a word that first came earlier in this text
             if ids is None:
                 ids = self._tok.encode(chunk, add_special_tokens=False).ids
                 if len(cache) >= self._max:
                     cache.clear()  # rare; a full reset is cheaper than tracking recency per word
                 cache[chunk] = ids
-            out.extend(ids)
-            if len(out) >= limit:
-                break
-        return out[:limit]
+            found[i] = ids
+        return cast(list[list[int]], found)
 
 
 def _weights_hash(model_dir: Path) -> str:
@@ -199,10 +224,13 @@ class StaticEmbedder:
         out = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)
         for i, ids in enumerate(self.token_ids(texts)):
             if ids:
-                out[i] = self.table[ids].mean(axis=0)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        unit: npt.NDArray[np.float32] = out / np.maximum(norms, 1e-12)
-        return unit
+                # What .mean(axis=0) computes (a float32 sum, then a division by the count), without its
+                # Python-level wrapper; take() on an index array skips fancy indexing's list conversion.
+                rows = self.table.take(np.array(ids, dtype=np.intp), axis=0)
+                out[i] = np.add.reduce(rows, axis=0) / len(ids)
+        # np.linalg.norm(out, axis=1, keepdims=True), the same operations without its argument handling.
+        norms = np.sqrt(np.add.reduce(out * out, axis=1, keepdims=True))
+        return cast(npt.NDArray[np.float32], out / np.maximum(norms, 1e-12))
 
     async def aembed(self, texts: list[str]) -> np.ndarray:
         return self.embed(texts)  # microseconds per text: no thread hop needed

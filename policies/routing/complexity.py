@@ -32,6 +32,9 @@ from litellm.router_strategy.complexity_router.config import (  # noqa: E402
 )
 
 _WORD = re.compile(r"\w+")
+# On ASCII text \w is [A-Za-z0-9_]: mapping every other character to a space and splitting gives the
+# same tokens as _WORD.findall at a third of its cost.
+_ASCII_NON_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
 # LiteLLM matches keywords with CJK characters (or spaces) as plain substrings.
 _CJK = re.compile(
     "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9d\U00020000-\U0003ffff]"
@@ -89,13 +92,19 @@ def _multi_step(text: str) -> bool:
     return any(cue in text and rx.search(text) for cue, rx in _STEPS) or _first_then(text)
 
 
-def litellm_complexity(prompt: str) -> float:
+def word_tokens(text: str) -> list[str]:
+    """`re.findall(r"\\w+", text)`, faster on ASCII text."""
+    return text.translate(_ASCII_NON_WORD).split() if text.isascii() else _WORD.findall(text)
+
+
+def litellm_complexity(prompt: str, words: list[str] | None = None) -> float:
     """The weighted score `ComplexityRouter.classify(prompt)[1]` gives with LiteLLM's default config.
 
-    About -0.3 (short greeting) to 0.9 (long, code-heavy reasoning request).
+    About -0.3 (short greeting) to 0.9 (long, code-heavy reasoning request). `words`: the prompt's
+    lower-cased `word_tokens`, when the caller has them already.
     """
     text = prompt.lower()
-    tokens = set(_WORD.findall(text))
+    tokens = set(word_tokens(text) if words is None else words)
     n_tokens = len(prompt) // 4  # LiteLLM's estimate
     token_score = (
         -1.0

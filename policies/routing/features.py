@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from policies.common.message_content import join_parts
-from policies.routing.complexity import litellm_complexity
+from policies.routing.complexity import litellm_complexity, word_tokens
 
 # Order is part of the artifact format: the trained weights line up with it.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -53,19 +53,27 @@ FEATURE_NAMES: tuple[str, ...] = (
     "litellm_complexity",
 )
 
-_CODE_LINE = re.compile(
-    r"^\s*(def |class |import |from \S+ import|#include|function |const |let |var |public |private |return\b|for \(|"
-    r"if \(|while \(|SELECT |\}|\{$|<\/?\w+>)|;\s*$|=>|\)\s*\{"
+# A line of code: r"^\s*(def |class |...|<\/?\w+>)|;\s*$|=>|\)\s*\{", tested one alternative at a time, each
+# only where its literal part occurs (one regex tries the unanchored alternatives at every character).
+_CODE_LINE_START = re.compile(
+    r"\s*(def |class |import |from \S+ import|#include|function |const |let |var |public |private |return\b|for \(|"
+    r"if \(|while \(|SELECT |\}|\{$|<\/?\w+>)"
 )
+_SEMICOLON_END = re.compile(r";\s*$")
+_PAREN_BRACE = re.compile(r"\)\s*\{")
 _MATH_SYMBOL = re.compile(r"[=+\-*/^<>%√∑∫π≤≥≠×÷]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-# Matched against the lower-cased text: three times faster than re.IGNORECASE on this alternation.
-_MATH_WORDS = re.compile(
-    r"\b(solve|equation|integral|derivative|probability|prove|theorem|matrix|sum|product|percent|ratio|"
-    r"calculate|compute|how many|how much|average|total|function|polynomial|root|factor)\b"
+# Maths words: what r"\b(solve|...|how many|how much|...)\b" finds in the lower-cased text. A one-word keyword
+# matches exactly where it is a whole \w+ token, so they are counted among the tokens litellm_complexity reads
+# anyway; the two phrases (no keyword is part of one) by their own regex.
+_MATH_WORDS = frozenset(
+    "solve equation integral derivative probability prove theorem matrix sum product percent ratio "
+    "calculate compute average total function polynomial root factor".split()
 )
+_MATH_PHRASES = re.compile(r"\bhow (?:many|much)\b")
 _LATEX = re.compile(r"\\(frac|sqrt|sum|int|cdot|alpha|beta|theta|pi)\b|\$[^$\n]+\$")
 _CHOICES = re.compile(r"(^|\n)\s*[A-D][.)]\s+\S", re.MULTILINE)
+_CHOICE_CUES = tuple(f"{letter}{mark}" for letter in "ABCD" for mark in ".)")  # a match holds one of them
 _IMAGE_PART_TYPES = {"image_url", "image", "input_image"}
 
 
@@ -189,10 +197,34 @@ def _log(x: float) -> float:
     return math.log1p(max(0.0, x))
 
 
+def _is_code_line(line: str) -> bool:
+    return bool(
+        _CODE_LINE_START.match(line)
+        or (";" in line and _SEMICOLON_END.search(line))
+        or "=>" in line
+        or (")" in line and _PAREN_BRACE.search(line))
+    )
+
+
+def _math_words(lowered: str, words: list[str]) -> int:
+    n = sum(map(_MATH_WORDS.__contains__, words))
+    return n + len(_MATH_PHRASES.findall(lowered)) if "how " in lowered else n
+
+
+def _has_latex(text: str) -> bool:
+    return ("\\" in text or "$" in text) and _LATEX.search(text) is not None
+
+
+def _has_choices(text: str) -> bool:
+    return any(cue in text for cue in _CHOICE_CUES) and len(_CHOICES.findall(text)) >= 2
+
+
 def structural_features(request: dict[str, Any], rt: RequestText | None = None) -> dict[str, float]:
     """Named structural features (see FEATURE_NAMES); raises ValueError on a malformed request."""
     rt = rt or request_text(request)
     text = rt.last_user
+    lowered = text.lower()
+    words = word_tokens(lowered)  # shared by the maths words and litellm_complexity
     lines = [ln for ln in text.splitlines() if ln.strip()]
     n_tools = has_tools(request)
     max_tokens = requested_max_tokens(request)
@@ -206,14 +238,14 @@ def structural_features(request: dict[str, Any], rt: RequestText | None = None) 
         "has_system": float(bool(rt.system)),
         "log_system_chars": _log(len(rt.system)),
         "code_fence": float("```" in text),
-        "code_line_frac": sum(1 for ln in lines if _CODE_LINE.search(ln)) / max(1, len(lines)),
+        "code_line_frac": sum(map(_is_code_line, lines)) / max(1, len(lines)),
         "math_symbol_frac": min(1.0, 10.0 * len(_MATH_SYMBOL.findall(text)) / chars),
         "log_numbers": _log(len(_NUMBER.findall(text))),
-        "log_math_words": _log(len(_MATH_WORDS.findall(text.lower()))),
-        "has_latex": float(bool(_LATEX.search(text))),
+        "log_math_words": _log(_math_words(lowered, words)),
+        "has_latex": float(_has_latex(text)),
         "log_questions": _log(text.count("?")),
         "log_lines": _log(len(lines)),
-        "has_choices": float(len(_CHOICES.findall(text)) >= 2),
+        "has_choices": float(_has_choices(text)),
         "has_tools": float(n_tools > 0),
         "log_tools": _log(n_tools),
         "has_tool_messages": float(rt.tool_messages > 0),
@@ -223,7 +255,7 @@ def structural_features(request: dict[str, Any], rt: RequestText | None = None) 
         "has_images": float(rt.images > 0),
         "log_images": _log(rt.images),
         # LiteLLM complexity_router's keyword score of the newest turn (a feature and an anchor, see train.py).
-        "litellm_complexity": litellm_complexity(text),
+        "litellm_complexity": litellm_complexity(text, words),
     }
 
 

@@ -291,6 +291,18 @@ class Router:
         out = [found[t] for t in texts]
         return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
+    def _embed_inline(self, text: str) -> np.ndarray:
+        """One text on the event loop: _embed_many's answer without its batch bookkeeping."""
+        assert self.embedder is not None
+        if self._creative_texts_to_embed():
+            first: np.ndarray = self._embed_many([text])[0]
+            return first
+        emb = self._cached(text)
+        if emb is None:
+            emb = self.embedder.embed([text])[0]
+            self._remember(text, emb)
+        return emb
+
     async def _aembed_one(self, text: str) -> np.ndarray:
         assert self.embedder is not None
         hit = self._cached(text)
@@ -320,7 +332,7 @@ class Router:
                 if getattr(self.embedder, "inline", False):
                     # In-process and sub-millisecond (the static table): no task, no await, so
                     # the decision is not stretched by other requests' turns on the event loop.
-                    emb = self._embed_many([p.text])[0]
+                    emb = self._embed_inline(p.text)
                 else:
                     emb = await asyncio.wait_for(self._aembed_one(p.text), self.settings.embed_timeout_s)
             except Exception as e:  # server down, timeout, bad reply: route anyway

@@ -77,3 +77,37 @@ def test_redis_going_away_fails_every_waiting_call_and_recovers(server: RedisSer
         assert await pipe.run(sha, APPEND, ["k2"], ["y"]) == 1  # the pipeline is usable again
 
     with_pipeline(server, body)
+
+
+def test_a_lone_call_after_a_redis_restart_reconnects_without_an_error(server: RedisServer) -> None:
+    """Lone calls keep one connection: once Redis has restarted (closing it), the next call must find it
+    dead and reconnect before sending, as a connection from the pool would, not fail a paid request."""
+
+    async def body(r: aioredis.Redis, pipe: ScriptPipeline, sha: str) -> None:
+        assert await pipe.run(sha, APPEND, ["k"], ["a"]) == 1
+        server.stop()
+        server.start()
+        await asyncio.sleep(0.1)  # the close has reached this side
+        assert await pipe.run(sha, APPEND, ["k"], ["b"]) == 2  # appendfsync always: "a" survived the restart
+
+    with_pipeline(server, body)
+
+
+def test_a_cancelled_lone_call_leaves_no_reply_for_the_next(server: RedisServer) -> None:
+    """A call cancelled while its reply is in flight drops the connection: the next caller must read
+    its own reply, not the cancelled call's."""
+    slow = "redis.call('RPUSH', KEYS[1], ARGV[1]); local t = redis.call('TIME'); " + (
+        "while true do local n = redis.call('TIME'); if (n[1] - t[1]) * 1000000 + n[2] - t[2] > 50000 then break end end "
+        "return 'slow'"
+    )
+
+    async def body(r: aioredis.Redis, pipe: ScriptPipeline, sha: str) -> None:
+        slow_sha = await r.script_load(slow)
+        task = asyncio.ensure_future(pipe.run(slow_sha, slow, ["s"], ["x"]))
+        await asyncio.sleep(0.01)  # sent, the script is running
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await pipe.run(sha, APPEND, ["k"], ["a"]) == 1  # its own reply, not b'slow'
+
+    with_pipeline(server, body)

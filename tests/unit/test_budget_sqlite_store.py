@@ -116,3 +116,46 @@ def test_a_ledger_written_by_the_previous_release_is_migrated(tmp_path: Path) ->
             await store.close()
 
     asyncio.run(main())
+
+
+def test_the_full_tag_index_of_an_earlier_release_becomes_partial(tmp_path: Path) -> None:
+    """Files from before carry reservations_month_tag over every reservation; reopened, the index
+    holds tagged ones only, and a tag cap still sees the tag's reservations (held before and after)."""
+    import sqlite3
+
+    path = tmp_path / "ledger.sqlite3"
+    now = time.time()
+
+    async def first() -> None:
+        s = SqliteStore(path)
+        try:
+            await s.reserve("2026-03", "t1", 400, 10**12, now + 60, now, tag="sales", tag_stop_nano=1000)
+            await s.reserve("2026-03", "u1", 700, 10**12, now + 60, now)
+        finally:
+            await s.close()
+
+    asyncio.run(first())
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX reservations_month_tag")
+    conn.execute("CREATE INDEX reservations_month_tag ON reservations (month, tag)")  # the earlier release's
+    conn.commit()
+    conn.close()
+
+    async def reopened() -> None:
+        s = SqliteStore(path)
+        try:
+            refused = await s.reserve("2026-03", "t2", 700, 10**12, now + 60, now, tag="sales", tag_stop_nano=1000)
+            assert refused.tag_refused and refused.tag_reserved_nano == 400  # t1's hold is counted
+            ok = await s.reserve("2026-03", "t3", 600, 10**12, now + 60, now, tag="sales", tag_stop_nano=1000)
+            assert ok.granted and ok.tag_reserved_nano == 1000 and ok.reserved_nano == 1700
+        finally:
+            await s.close()
+
+    asyncio.run(reopened())
+    conn = sqlite3.connect(path)
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'reservations_month_tag'").fetchone()
+    (n,) = conn.execute(
+        "SELECT COUNT(*) FROM reservations INDEXED BY reservations_month_tag WHERE tag = 'sales'"
+    ).fetchone()
+    conn.close()
+    assert sql.endswith("WHERE tag IS NOT NULL") and n == 2
