@@ -180,6 +180,12 @@ def _bootstrap_wins(segments: list[Segment], margin: float) -> float:
     return wins / GUARD_DRAWS
 
 
+def is_base(scorer: LearnedScorer, prior: LearnedScorer) -> bool:
+    """The serving router is the base artifact (the registry loads the two as separate objects)."""
+    sha = prior.manifest.get("artifact_sha256")
+    return scorer is prior or (sha is not None and scorer.manifest.get("artifact_sha256") == sha)
+
+
 def rows_seen_by_current(current: LearnedScorer, data: Labelled, is_prior: bool) -> int | None:
     """How many of the oldest labelled rows the current router was trained on: 0 for the base, from
     its manifest's `trained_through_ts` when the rows have times; None when unknown."""
@@ -266,7 +272,7 @@ def learn(
             {"rows": n},
         )
     if current_seen is None:
-        current_seen = rows_seen_by_current(current, data, reference is prior)
+        current_seen = rows_seen_by_current(current, data, reference is prior or is_base(current, prior))
     # Unknown: the current router may have seen every row but the newest share.
     segments_at = validation_segments(n, n_val, n - n_val if current_seen is None else current_seen)
     n_held = segments_at[-1][1] - segments_at[0][0]

@@ -158,6 +158,8 @@ def test_learning_from_the_log_installs_records_and_serves_the_new_version(tmp_p
     rec = learn_from_log(store, reg, LearningSettings(), now=now)
     assert rec["decision"] == "installed", rec["reason"]
     assert rec["labelled_rows"] == 300 and rec["label_sources"] == {"gate": 150, "judge": 150}
+    # the serving router is the base (loaded apart from the prior): the check reaches back past the newest 20%
+    assert len(rec["validation"]["segments"]) == 3, rec["validation"]
     assert reg.current_version() == rec["version"]
     scorer, version = reg.load_current()
     assert version == rec["version"] and scorer.manifest["parent_version"].startswith("shipped-")
