@@ -146,10 +146,8 @@ def validation_segments(n: int, n_val: int, seen: int) -> list[tuple[int, int]]:
 
 @dataclass
 class Segment:
-    """One out-of-time check: rows [start, end), the candidate fit on the rows before them."""
+    """One out-of-time check: a segment's labels, and its scores by the candidate fit on the rows before it."""
 
-    start: int
-    end: int
     y: np.ndarray
     w: np.ndarray
     cand: np.ndarray  # candidate scores
@@ -299,8 +297,6 @@ def learn(
         cand = fit_adapted(prior, fit_part.rep, fit_part.label, fit_part.weight, vocab)
         segments.append(
             Segment(
-                a,
-                b,
                 held.label,
                 held.weight,
                 scores_of(cand.scorer, held.rep, vocab),
