@@ -189,3 +189,20 @@ def test_grid_with_tokens_is_selected_by_the_nested_cross_validation(tmp_path: P
     loaded = load_artifact(path)
     assert loaded.w_tok is not None
     assert loaded.token_term(ids[:5]) == pytest.approx(scorer.token_term(ids[:5]), abs=1e-6)
+
+
+def test_the_shipped_artifacts_were_trained_by_the_code_in_this_checkout() -> None:
+    """Both shipped learned artifacts name the training code that made them: a change to that code
+    without re-running `synqra train-router` / `synqra train-quality-scorer` would leave a manifest
+    that no longer says how its weights were made (the router's was stale until regenerated)."""
+    from policies.quality import train as QT
+    from policies.quality.answer_model import DEFAULT_ARTIFACT as DEFAULT_ANSWER_ARTIFACT
+    from policies.routing.scorer import DEFAULT_ARTIFACT
+
+    for artifact, code in (
+        (DEFAULT_ARTIFACT, T.training_code_hash()),
+        (DEFAULT_ANSWER_ARTIFACT, QT.training_code_hash()),
+    ):
+        manifest = json.loads(manifest_path(artifact).read_text())
+        assert manifest["artifact_sha256"] == sha256_file(artifact), artifact
+        assert manifest["training_code_sha256"] == code, f"{artifact.name}: retrain it with the current code"
