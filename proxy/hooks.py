@@ -25,8 +25,10 @@ from policies.common.request_checks import (
     check_context_window,
     check_dimensions,
     check_embedding_input,
+    check_extra_body,
     check_max_tokens,
     check_request,
+    unknown_model,
 )
 from policies.common.request_state import RequestState, RouteInfo
 from policies.routing.tiers import unmet
@@ -67,7 +69,7 @@ class SynqraHooks(CustomLogger):
         routed = False
         if call_type in GENERATION_CALLS:
             view = chat_view(data, call_type)  # completions and Responses API requests read as chat
-            for problem in (check_request(data, view, call_type), check_max_tokens(data)):
+            for problem in (check_request(data, view, call_type), check_max_tokens(data), check_extra_body(data)):
                 if problem:
                     raise _http_error(400, problem)
             if rt.router.handles(requested) or rt.router.handles(resolved):
@@ -88,13 +90,16 @@ class SynqraHooks(CustomLogger):
             if resolved == rt.router.settings.virtual_model:  # "auto" embeds locally: there is one embedding tier
                 data["model"] = cfg.synqra.backends.embed.model_alias
             entry = cfg.model(cfg.canonical(str(data["model"])))
-            problem = check_embedding_input(data) or check_dimensions(data, entry.model_info if entry else {})
+            problem = (
+                check_embedding_input(data)
+                or check_dimensions(data, entry.model_info if entry else {})
+                or check_extra_body(data)
+            )
             if problem:
                 raise _http_error(400, problem)
         served = cfg.canonical(str(data["model"]))
-        if cfg.model(served) is None:
-            state.route = served
-            return data  # unknown model: LiteLLM answers 400 with the list to choose from
+        if cfg.model(served) is None:  # refused here: LiteLLM would route provider strings, ids and lists
+            raise _http_error(400, unknown_model(requested, cfg.model_names))
         why = rt.availability.reason(served)
         if why:  # e.g. no API key: its configured fallback answers, or the client learns what to set
             served = self._stand_in(rt, state, data, served, why)

@@ -32,6 +32,62 @@ def check_max_tokens(data: dict[str, Any]) -> str | None:
     return None
 
 
+# Fields the budget reads or prices (the model, how many answers, how long, streamed or not, the prompt, the
+# tools, the tier of service). LiteLLM merges a body's `extra_body` into the provider's request over the
+# checked top-level fields, so a client could otherwise call another model or ask for n answers of any length
+# against a reservation made for one short answer.
+PRICED_FIELDS = frozenset(
+    {
+        "model",
+        "n",
+        "best_of",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "max_tokens_to_sample",
+        "stream",
+        "stream_options",
+        "service_tier",
+        "messages",
+        "input",
+        "prompt",
+        "system",
+        "tools",
+        "functions",
+        "thinking",
+        "reasoning",
+        "reasoning_effort",
+        "modalities",
+        "audio",
+        "prediction",
+        "background",
+        "dimensions",
+    }
+)
+
+
+def check_extra_body(data: dict[str, Any]) -> str | None:
+    extra = data.get("extra_body")
+    if extra is None:
+        return None
+    if not isinstance(extra, dict):
+        return f"'extra_body' must be an object, got {type(extra).__name__}"
+    priced = sorted(k for k in extra if k in PRICED_FIELDS)
+    if priced:
+        return (
+            f"'extra_body.{priced[0]}' is not accepted: set '{priced[0]}' at the top level of the request, "
+            "where it is checked and priced"
+        )
+    return None
+
+
+def unknown_model(name: str, offered: list[str]) -> str:
+    """The 400 for a model name that is not a model_list name or alias. LiteLLM itself would still route a
+    deployment's provider string ("anthropic/claude-sonnet-4-5"), a deployment id, or a comma-separated list
+    (one call to each) past synqra's checks, budget and ledger."""
+    return f"model '{name}' is not offered by this proxy: use one of {', '.join(offered)} (GET /v1/models lists them)"
+
+
 def check_messages(data: dict[str, Any]) -> str | None:
     msgs = data.get("messages")
     if not isinstance(msgs, list) or not msgs:

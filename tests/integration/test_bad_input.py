@@ -27,6 +27,44 @@ OPENAI_CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ),
     ("missing messages", {"json": {"model": "local-llama"}, "headers": AUTH}, 400, "messages"),
     ("unknown model", {"json": {"model": "no-such-model", "messages": MSG}, "headers": AUTH}, 400, "no-such-model"),
+    # LiteLLM itself routes a deployment's provider string and a comma-separated list (a call to each model)
+    # past every check: refused, so no paid call goes around the budget and the ledger.
+    *[
+        (f"provider string {raw}", {"json": {"model": raw, "messages": MSG}, "headers": AUTH}, 400, raw)
+        for raw in ("anthropic/claude-sonnet-4-5", "deepseek/deepseek-chat", "openai/gpt-4o")
+    ],
+    (
+        "comma-separated models",
+        {"json": {"model": "deepseek-chat,claude-sonnet", "messages": MSG}, "headers": AUTH},
+        400,
+        "deepseek-chat,claude-sonnet",
+    ),
+    (
+        "extra_body overriding the model",
+        {"json": {"model": "gpt-4o", "messages": MSG, "extra_body": {"model": "o1-pro"}}, "headers": AUTH},
+        400,
+        "extra_body.model",
+    ),
+    (
+        "extra_body overriding n and max_tokens",
+        {
+            "json": {
+                "model": "deepseek-chat",
+                "messages": MSG,
+                "max_tokens": 5,
+                "extra_body": {"n": 4, "max_tokens": 9000},
+            },
+            "headers": AUTH,
+        },
+        400,
+        "extra_body.max_tokens",
+    ),
+    (
+        "extra_body not an object",
+        {"json": {"model": "gpt-4o", "messages": MSG, "extra_body": [1]}, "headers": AUTH},
+        400,
+        "extra_body",
+    ),
     (
         "wrong key",
         {"json": {"model": "local-llama", "messages": MSG}, "headers": {"Authorization": "Bearer sk-wrong"}},
@@ -81,6 +119,20 @@ ANTHROPIC_CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
         400,
         "invalid_request_error",
         "no-such-model",
+    ),
+    (
+        "provider string",
+        {"json": {"model": "anthropic/claude-sonnet-4-5", "max_tokens": 10, "messages": MSG}, "headers": AUTH},
+        400,
+        "invalid_request_error",
+        "anthropic/claude-sonnet-4-5",
+    ),
+    (
+        "comma-separated models",
+        {"json": {"model": "claude-sonnet,deepseek-chat", "max_tokens": 10, "messages": MSG}, "headers": AUTH},
+        400,
+        "invalid_request_error",
+        "claude-sonnet,deepseek-chat",
     ),
     (
         "wrong key",
@@ -228,3 +280,45 @@ def test_sdks_get_a_bad_request_not_a_retried_429_for_max_tokens_no_month_can_pa
     with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
         anthropic_client.messages.create(model="claude-sonnet", max_tokens=HUGE, messages=MSG)
     assert not any(p.requests for p in fresh_providers.values())
+
+
+# Every accounted route that takes a model, streamed or not: a provider string or a deployment id (LiteLLM
+# sends one in x-litellm-model-id with every answer) is refused before any provider is called.
+RAW_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
+    ("responses", "/v1/responses", {"input": "hi", "max_output_tokens": 16}),
+    ("openai responses", "/openai/v1/responses", {"input": "hi", "max_output_tokens": 16}),
+    ("completions", "/v1/completions", {"prompt": "hi", "max_tokens": 16}),
+    ("chat without /v1", "/chat/completions", {"messages": MSG, "max_tokens": 16}),
+    ("engines", "/engines/{model}/chat/completions", {"messages": MSG, "max_tokens": 16}),
+    ("azure deployments", "/openai/deployments/{model}/chat/completions", {"messages": MSG, "max_tokens": 16}),
+    ("messages", "/v1/messages", {"messages": MSG, "max_tokens": 16}),
+    ("embeddings", "/v1/embeddings", {"input": "hi"}),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize(("name", "path", "body"), RAW_ROUTES, ids=[r[0] for r in RAW_ROUTES])
+def test_a_provider_string_or_deployment_id_reaches_no_provider(
+    stack, fresh_providers, name, path, body, stream
+) -> None:
+    if stream and name == "embeddings":
+        pytest.skip("embeddings do not stream")
+    answered = httpx.post(
+        f"{stack.base_url}/v1/chat/completions",
+        json={"model": "deepseek-chat", "messages": MSG, "max_tokens": 4},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert answered.status_code == 200, answered.text
+    deployment_id = answered.headers["x-litellm-model-id"]
+    fresh_providers["deepseek"].reset()
+    for model in ("deepseek/deepseek-chat", deployment_id):
+        extra: dict[str, Any] = {} if "{model}" in path else {"model": model}
+        extra.update({"stream": True} if stream else {})
+        r = httpx.post(f"{stack.base_url}{path.format(model=model)}", json={**body, **extra}, headers=AUTH, timeout=60)
+        assert r.status_code == 400, (model, r.status_code, r.text[:300])
+        err = r.json()["error"]
+        assert model in err["message"]
+    assert not any(p.requests for p in fresh_providers.values()), "no provider was called"
+    status = httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+    assert status["reserved"] == 0
