@@ -40,6 +40,7 @@ from policies.quality.scorer import QualityVerdict
 from proxy import metrics
 from proxy.judge import JudgeCaller
 from proxy.litellm_state import litellm_router, served_group
+from proxy.stream_relay import StreamRelay
 
 log = logging.getLogger("synqra.quality")
 
@@ -207,6 +208,7 @@ class QualityGate:
         await accounts.admit(child, {"model": step.tier, **req}, str(step.tier), routed=False)
         meta_key = "litellm_metadata" if call_type in MESSAGES_CALLS | RESPONSES_CALLS else "metadata"
         kwargs = {**req, "model": step.tier, meta_key: {STATE_KEY: child}}
+        relay: StreamRelay | None = None
         try:
             llm_router = litellm_router()
             if call_type in MESSAGES_CALLS:
@@ -218,10 +220,17 @@ class QualityGate:
                     kwargs["stream_options"] = {"include_usage": True}
                 call = llm_router.atext_completion if call_type in TEXT_CALLS else llm_router.acompletion
                 resp = await call(stream=stream, **kwargs)
-            chunks = [c async for c in resp] if stream else []
-        except BaseException:
-            # Nothing answered: this call's reservation and those of LiteLLM fallbacks it tried go back
-            # (an internal call gets no post-call failure hook to do it).
+            relay = StreamRelay(resp) if stream else None
+            chunks = [c async for c in relay.items()] if relay is not None else []
+        except BaseException as e:
+            # A stream that broke after the provider began answering is billed for what it sent: recorded
+            # at that. Otherwise nothing answered: this call's reservation and those of LiteLLM fallbacks it
+            # tried go back (an internal call gets no post-call failure hook to do it).
+            recording = (
+                relay.record_if_cut_short(self.rt, child, kwargs, f"broke ({type(e).__name__})") if relay else None
+            )
+            if recording is not None:
+                await recording
             await accounts.release_all(child)
             raise
         served = str(step.tier)

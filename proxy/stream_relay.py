@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from policies.common.api_answers import delivered_usage
@@ -41,9 +41,21 @@ class StreamRelay:
         self.finished = True
 
     def account_if_cut_short(self, rt: Runtime, state: RequestState, data: dict[str, Any], why: str) -> None:
-        """The stream is over: if it ended short of its end after the provider began answering, record it."""
-        if self.finished or not self.sent or not state.call_type or state.accounted:
+        """The stream is over: if it ended short of its end after the provider began answering, record it
+        (in a task of its own, so a client that left cannot cancel the recording)."""
+        recording = self.record_if_cut_short(rt, state, data, why)
+        if recording is None:
             return
+        task = asyncio.get_running_loop().create_task(recording)
+        _recording.add(task)
+        task.add_done_callback(_recording.discard)
+
+    def record_if_cut_short(
+        self, rt: Runtime, state: RequestState, data: dict[str, Any], why: str
+    ) -> Coroutine[Any, Any, None] | None:
+        """The recording of a stream that ended short of its end after the provider began answering, else None."""
+        if self.finished or not self.sent or not state.call_type or state.accounted:
+            return None
         hidden = getattr(self.response, "_hidden_params", None) or {}
         served = served_group(rt.config, hidden.get("model_id")) or state.route
         view = chat_view(data, state.call_type)
@@ -59,6 +71,4 @@ class StreamRelay:
             usage["prompt_tokens"],
             usage["completion_tokens"],
         )
-        task = asyncio.get_running_loop().create_task(rt.accounts.stream_broke(state, served, usage))
-        _recording.add(task)
-        task.add_done_callback(_recording.discard)
+        return rt.accounts.stream_broke(state, served, usage)

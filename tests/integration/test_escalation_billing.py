@@ -109,3 +109,32 @@ def test_an_escalation_failing_everywhere_holds_no_money(
     assert wait_until(lambda: reserved(stack) == 0, 30), status(stack)
     rows = rows_of(stack, r.headers["x-synqra-request-id"])
     assert [x["served_model"] for x in rows] == ["local-llama"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_streamed_escalation_cut_mid_answer_is_recorded_at_what_it_sent(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str
+) -> None:
+    """DeepSeek's escalation stream breaks after ten words (LiteLLM does not fall back mid-stream): the words
+    and the prompt it billed are in the ledger, estimated from what it sent, and nothing stays reserved."""
+    deepseek = fresh_providers["deepseek"]
+    deepseek.push(
+        Scripted(text="Hello there, this answer is going to be cut off after ten words or so.", cut_after_words=10)
+    )
+    with httpx.stream(
+        "POST", f"{stack.base_url}{path}", json={**CUT_OFF, "stream": True}, headers=AUTH, timeout=120
+    ) as r:
+        assert r.status_code == 200
+        rid = r.headers["x-synqra-request-id"]
+        r.read()
+    assert deepseek.billed_tokens()[1] == 10, "DeepSeek sent (and billed) ten words"
+
+    def recorded() -> bool:
+        mine = [x for x in rows_of(stack, rid) if x["served_model"] == "deepseek-chat"]
+        return bool(mine) and reserved(stack) == 0
+
+    assert wait_until(recorded, 30), (rows_of(stack, rid), status(stack))
+    row = next(x for x in rows_of(stack, rid) if x["served_model"] == "deepseek-chat")
+    billed_in, billed_out = deepseek.billed_tokens()
+    # Estimated from the words relayed and LiteLLM's count of the prompt: never below what was billed.
+    assert row["completion_tokens"] >= billed_out and row["prompt_tokens"] > 0, (row, billed_in, billed_out)
