@@ -214,6 +214,13 @@ class _StreamReader:
         return Answer("".join(self.text), self.finish, self.logprobs or None, tools)
 
 
+def event_type(item: Any) -> str:
+    """A stream item's `type` as its wire name. LiteLLM's Responses API events carry a (str, Enum) member, whose
+    str() is the member's name ('ResponsesAPIStreamEvents.OUTPUT_TEXT_DELTA'), not 'response.output_text.delta'."""
+    kind = get_field(item, "type")
+    return str(getattr(kind, "value", kind) or "")
+
+
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
@@ -221,12 +228,7 @@ def stream_answer(chunks: list[Any], call_type: str = "acompletion") -> Answer:
     """Text, finish reason, logprobs and tool calls of a buffered stream: OpenAI chat or text completion chunks,
     Anthropic events, or Responses API events (whose last event carries the whole response)."""
     if call_type in RESPONSES_CALLS:
-        ends = [
-            get_field(e, "response")
-            for e in _stream_items(chunks)
-            if str(get_field(e, "type")) in _RESPONSE_ENDS
-            or getattr(get_field(e, "type"), "value", None) in _RESPONSE_ENDS
-        ]
+        ends = [get_field(e, "response") for e in _stream_items(chunks) if event_type(e) in _RESPONSE_ENDS]
         return responses_answer(ends[-1]) if ends else Answer("", None, None, None)
     reader = _StreamReader()
     for item in _stream_items(chunks):
@@ -284,7 +286,7 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
     reader = _StreamReader()
     deltas: list[str] = []
     for item in items:
-        kind = str(get_field(item, "type") or "")
+        kind = event_type(item)
         usage = get_field(get_field(item, "message"), "usage") if kind == "message_start" else get_field(item, "usage")
         for key, names in (
             ("prompt_tokens", ("prompt_tokens", "input_tokens")),
@@ -292,7 +294,8 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
         ):
             for name in names:
                 value = get_field(usage, name) if usage is not None else None
-                if isinstance(value, int) and value > reported.get(key, -1):
+                # A 0 is no figure: LiteLLM's Anthropic adapter opens an OpenAI model's stream with input_tokens 0.
+                if isinstance(value, int) and value > reported.get(key, 0):
                     reported[key] = value
         if call_type in RESPONSES_CALLS:
             if kind.endswith(".delta"):  # response.output_text.delta, function_call_arguments.delta
