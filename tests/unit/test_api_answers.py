@@ -1,5 +1,5 @@
 """Token counts for the ledger when a provider's own figures are missing: streams cut short or left by their
-client (`delivered_usage`)."""
+client (`delivered_usage`), and logged answers whose usage is partly or wholly absent (`checked_usage`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import litellm
 from litellm.types.llms.openai import OutputTextDeltaEvent, ResponseCreatedEvent, ResponsesAPIResponse
 
-from policies.common.api_answers import delivered_usage, event_type
+from policies.common.api_answers import checked_usage, delivered_usage, event_type
 
 ANSWER = " ".join(f"word{i}" for i in range(40))
+MESSAGES = [{"role": "user", "content": "Summarise this: " + " ".join(f"fact{i}" for i in range(300))}]
 
 
 def _count(text: str) -> int:
@@ -58,3 +59,68 @@ def test_a_message_start_reporting_a_zero_prompt_is_no_figure() -> None:
     # The provider's own prompt figure, when it gives one, still stands.
     start["message"]["usage"]["input_tokens"] = 7
     assert delivered_usage([_sse(start), _sse(delta)], "anthropic_messages", "gpt-4o", messages)["prompt_tokens"] == 7
+
+
+def _chat(text: str) -> litellm.ModelResponse:
+    return litellm.ModelResponse(choices=[{"index": 0, "message": {"role": "assistant", "content": text}}])
+
+
+KWARGS = {"model": "claude-sonnet", "messages": MESSAGES}
+
+
+def test_plausible_figures_stand() -> None:
+    # The fake providers' one token per word: under LiteLLM's count, well above a quarter of it.
+    reported = {"prompt_tokens": 302, "completion_tokens": 40}
+    assert checked_usage(reported, KWARGS, _chat(ANSWER)) == reported
+    assert checked_usage({"prompt_tokens": 5, "completion_tokens": 0}, KWARGS, _chat("")) == {
+        "prompt_tokens": 5,
+        "completion_tokens": 0,
+    }
+
+
+def test_an_answer_reported_far_below_its_text_takes_litellms_count() -> None:
+    # message_start's output_tokens (1) when message_delta carried no usage.
+    usage = checked_usage({"prompt_tokens": 302, "completion_tokens": 1}, KWARGS, _chat(ANSWER))
+    assert usage == {"prompt_tokens": 302, "completion_tokens": _count(ANSWER)}
+
+
+def test_a_zero_prompt_takes_litellms_count() -> None:
+    usage = checked_usage({"prompt_tokens": 0, "completion_tokens": 40}, KWARGS, _chat(ANSWER))
+    assert usage["prompt_tokens"] == litellm.token_counter(model="claude-sonnet", messages=MESSAGES) > 300
+    assert usage["completion_tokens"] == 40
+    with_system = {**KWARGS, "system": "You answer in French. " * 20}
+    assert (
+        checked_usage({"prompt_tokens": 0, "completion_tokens": 40}, with_system, _chat(ANSWER))["prompt_tokens"]
+        > usage["prompt_tokens"] + 80
+    ), "the Messages API's system prompt is part of the prompt"
+
+
+def test_no_usage_at_all_takes_litellms_count_for_both() -> None:
+    usage = checked_usage({"prompt_tokens": 0, "completion_tokens": 0}, KWARGS, _chat(ANSWER))
+    assert usage["prompt_tokens"] > 300 and usage["completion_tokens"] == _count(ANSWER)
+
+
+def test_a_responses_api_answer_is_read_too() -> None:
+    response = ResponsesAPIResponse(
+        id="r",
+        created_at=0,
+        status="completed",
+        model="gpt-4o",
+        output=[
+            {
+                "type": "message",
+                "id": "m",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": ANSWER, "annotations": []}],
+            }
+        ],
+    )
+    usage = checked_usage({"prompt_tokens": 302, "completion_tokens": 1}, KWARGS, response)
+    assert usage["completion_tokens"] == _count(ANSWER)
+
+
+def test_a_text_completion_is_read_too() -> None:
+    response = litellm.TextCompletionResponse(choices=[{"index": 0, "text": ANSWER, "finish_reason": "stop"}])
+    usage = checked_usage({"prompt_tokens": 302, "completion_tokens": 1}, KWARGS, response)
+    assert usage["completion_tokens"] == _count(ANSWER)
