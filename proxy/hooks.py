@@ -18,7 +18,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.budget.tags import BadTag, request_tag
-from policies.common.api_answers import answer_of, estimated_usage, stream_answer, usage_of
+from policies.common.api_answers import answer_of, checked_usage, stream_answer, usage_of
 from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, TEXT_CALLS, chat_view, question_of
 from policies.common.request_checks import (
     capability_error,
@@ -259,9 +259,8 @@ class SynqraHooks(CustomLogger):
             return
         rt = get_runtime()
         slo = kwargs.get("standard_logging_object") or {}
-        usage = {"prompt_tokens": slo.get("prompt_tokens") or 0, "completion_tokens": slo.get("completion_tokens") or 0}
-        if not any(usage.values()):  # a paid answer is never recorded as free for want of a usage report
-            usage = estimated_usage(kwargs, response_obj) or usage
+        reported = {key: int(slo.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
+        usage = checked_usage(reported, kwargs, response_obj)  # each missing figure at LiteLLM's count, never free
         # LiteLLM runs the success-deployment hook for non-streamed answers only: a stream that a fallback
         # served is settled here, where the deployment that answered is known (a no-op when the hook has
         # already settled it).

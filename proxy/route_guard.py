@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from policies.common.request_checks import (
+    banned_field_problem,
     body_problem,
     checks_body,
     header_problem,
@@ -54,6 +55,13 @@ def _takes_token_ids(model: str) -> bool:
     except RuntimeError:  # the guard in front of an app without synqra's runtime: nothing to say
         return True
     return cfg.canonical(cfg.resolve_requested(model)) == cfg.synqra.backends.llama.model_alias
+
+
+def _banned_field(path: str, body: Any) -> str | None:
+    """A field LiteLLM bans from the body, judged with the proxy's own settings and deployments."""
+    from litellm.proxy import proxy_server  # LiteLLM's app, which this guard is in front of
+
+    return banned_field_problem(path, body, proxy_server.general_settings, proxy_server.llm_router)
 
 
 def _replaying(messages: list[dict[str, Any]], receive: Any) -> Any:
@@ -99,7 +107,8 @@ class RouteGuard:
         if content_type in FORM_TYPES:  # LiteLLM reads form fields, not JSON; the hooks check what it reads
             return None, receive
         body, problem = parse_body(raw)
-        return problem or body_problem(scope["path"], body, _takes_token_ids), receive
+        problem = problem or body_problem(scope["path"], body, _takes_token_ids)
+        return problem or _banned_field(scope["path"], body), receive
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]

@@ -2,7 +2,7 @@
 messages, the Responses API, whole or streamed, as SDK objects or plain JSON.
 
 The quality gate scores an `Answer` (text, finish reason, token logprobs, tool calls); the accountant settles
-at `usage_of` (or, when a provider reported no usage, `estimated_usage`: LiteLLM's token count, never free).
+at `usage_of` (or, where a provider's figure is missing, `checked_usage`: LiteLLM's token count, never free).
 """
 
 from __future__ import annotations
@@ -214,6 +214,13 @@ class _StreamReader:
         return Answer("".join(self.text), self.finish, self.logprobs or None, tools)
 
 
+def event_type(item: Any) -> str:
+    """A stream item's `type` as its wire name. LiteLLM's Responses API events carry a (str, Enum) member, whose
+    str() is the member's name ('ResponsesAPIStreamEvents.OUTPUT_TEXT_DELTA'), not 'response.output_text.delta'."""
+    kind = get_field(item, "type")
+    return str(getattr(kind, "value", kind) or "")
+
+
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
@@ -221,12 +228,7 @@ def stream_answer(chunks: list[Any], call_type: str = "acompletion") -> Answer:
     """Text, finish reason, logprobs and tool calls of a buffered stream: OpenAI chat or text completion chunks,
     Anthropic events, or Responses API events (whose last event carries the whole response)."""
     if call_type in RESPONSES_CALLS:
-        ends = [
-            get_field(e, "response")
-            for e in _stream_items(chunks)
-            if str(get_field(e, "type")) in _RESPONSE_ENDS
-            or getattr(get_field(e, "type"), "value", None) in _RESPONSE_ENDS
-        ]
+        ends = [get_field(e, "response") for e in _stream_items(chunks) if event_type(e) in _RESPONSE_ENDS]
         return responses_answer(ends[-1]) if ends else Answer("", None, None, None)
     reader = _StreamReader()
     for item in _stream_items(chunks):
@@ -238,40 +240,82 @@ def stream_answer(chunks: list[Any], call_type: str = "acompletion") -> Answer:
 
 
 def _answer_text(response: Any) -> str:
-    """The generated text of a chat completion (content and tool-call arguments)."""
+    """The generated text of a logged answer: chat and text completion choices (content, tool-call arguments), or
+    a Responses API response's output text and function-call arguments (LiteLLM logs /v1/messages as chat)."""
+    if get_field(response, "choices") is None and get_field(response, "output") is not None:
+        answer = responses_answer(response)
+        return answer.text + "".join(str(c["function"]["arguments"]) for c in answer.tool_calls or [])
     parts: list[str] = []
-    for choice in getattr(response, "choices", None) or []:
-        message = getattr(choice, "message", None)
-        parts.append(str(getattr(message, "content", None) or ""))
-        for call in getattr(message, "tool_calls", None) or []:
-            parts.append(str(getattr(getattr(call, "function", None), "arguments", None) or ""))
+    for choice in get_field(response, "choices") or []:
+        message = get_field(choice, "message")
+        parts.append(str((get_field(message, "content") if message is not None else get_field(choice, "text")) or ""))
+        for call in (get_field(message, "tool_calls") if message is not None else None) or []:
+            parts.append(str(get_field(get_field(call, "function"), "arguments") or ""))
     return "".join(parts)
+
+
+def _prompt_count(model: str, messages: list[Any]) -> int:
+    import litellm  # loaded by the proxy already
+
+    try:
+        return int(litellm.token_counter(model=model, messages=messages))
+    except Exception:  # a content type the tokenizer does not know
+        return 0
+
+
+def _text_count(model: str, text: str) -> int:
+    import litellm
+
+    try:
+        return int(litellm.token_counter(model=model, text=text, count_response_tokens=True)) if text else 0
+    except Exception:
+        return len(text) // 4 + 1
 
 
 def _token_counts(model: str, messages: list[Any], text: str) -> tuple[int, int]:
     """(prompt, completion) tokens by LiteLLM's tokenizer for the model (its default one for names it does
-    not know)."""
-    import litellm  # loaded by the proxy already
-
-    try:
-        prompt = litellm.token_counter(model=model, messages=messages)
-        completion = litellm.token_counter(model=model, text=text, count_response_tokens=True) if text else 0
-    except Exception:  # a content type the tokenizer does not know: better the answer's tokens than nothing
-        prompt, completion = 0, len(text) // 4 + 1
-    return int(prompt), int(completion)
+    not know); a prompt it cannot count is 0, the answer's tokens are never nothing."""
+    return _prompt_count(model, messages), _text_count(model, text)
 
 
-def estimated_usage(kwargs: dict[str, Any], response: Any) -> dict[str, int] | None:
-    """Tokens by LiteLLM's tokenizer for an answer whose provider reported no usage: a stream opened
-    without `include_usage` (LiteLLM asks for it only where it knows the deployment supports it, so
-    not on a fallback to an OpenAI-protocol base URL it does not recognise). None when there is no text."""
+# A reported answer count under this share of LiteLLM's count of the delivered text is no figure: no tokenizer
+# packs text four times as densely as LiteLLM's (tiktoken's) does.
+PLAUSIBLE_SHARE = 0.25
+
+
+def checked_usage(reported: dict[str, int], kwargs: dict[str, Any], response: Any) -> dict[str, int]:
+    """The usage to record for a logged answer: the provider's figures, each one that is missing replaced by
+    LiteLLM's count. Missing: a prompt of 0 tokens when there was a prompt, or an answer reported at under
+    PLAUSIBLE_SHARE of the tokens its text holds. Streams lose their figures: one opened without
+    `include_usage` (LiteLLM asks for it only where it knows the deployment supports it) reports 0 / 0; an
+    Anthropic-protocol stream whose message_delta carries no usage leaves message_start's output_tokens (1);
+    one whose message_start has none either reports 0 prompt tokens. A paid answer is never recorded as free."""
+    prompt, completion = reported["prompt_tokens"], reported["completion_tokens"]
+    messages = list(kwargs.get("messages") or [])
+    if kwargs.get("system") and not any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": kwargs["system"]})  # the Messages API's, beside them
     text = _answer_text(response)
-    if not text:
-        return None
+    no_prompt = prompt <= 0 and bool(messages)
+    # A token holds at least one byte: a count of at least PLAUSIBLE_SHARE of the bytes needs no tokenizer.
+    maybe_low = bool(text) and completion < len(text.encode()) * PLAUSIBLE_SHARE
+    if not (no_prompt or maybe_low):
+        return reported
     model = str(kwargs.get("model") or "")
-    prompt, completion = _token_counts(model, kwargs.get("messages") or [], text)
-    log.warning("%s reported no token usage; recorded LiteLLM's count (%d in, %d out)", model, prompt, completion)
-    return {"prompt_tokens": prompt, "completion_tokens": completion}
+    counted = _text_count(model, text) if maybe_low else 0
+    usage = {
+        "prompt_tokens": _prompt_count(model, messages) if no_prompt else prompt,
+        "completion_tokens": counted if completion < counted * PLAUSIBLE_SHARE else completion,
+    }
+    if usage != reported:
+        log.warning(
+            "%s reported %d in, %d out: a figure is missing; recorded %d in, %d out (LiteLLM's count in its place)",
+            model,
+            prompt,
+            completion,
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+        )
+    return usage
 
 
 def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: list[Any]) -> dict[str, int]:
@@ -284,7 +328,7 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
     reader = _StreamReader()
     deltas: list[str] = []
     for item in items:
-        kind = str(get_field(item, "type") or "")
+        kind = event_type(item)
         usage = get_field(get_field(item, "message"), "usage") if kind == "message_start" else get_field(item, "usage")
         for key, names in (
             ("prompt_tokens", ("prompt_tokens", "input_tokens")),
@@ -292,7 +336,8 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
         ):
             for name in names:
                 value = get_field(usage, name) if usage is not None else None
-                if isinstance(value, int) and value > reported.get(key, -1):
+                # A 0 is no figure: LiteLLM's Anthropic adapter opens an OpenAI model's stream with input_tokens 0.
+                if isinstance(value, int) and value > reported.get(key, 0):
                     reported[key] = value
         if call_type in RESPONSES_CALLS:
             if kind.endswith(".delta"):  # response.output_text.delta, function_call_arguments.delta

@@ -245,6 +245,22 @@ def body_problem(path: str, body: Any, takes_token_ids: Callable[[str], bool] | 
     return problem
 
 
+def banned_field_problem(path: str, body: Any, general_settings: dict[str, Any], llm_router: Any) -> str | None:
+    """A field LiteLLM bans from a request body (api_base, base_url, user_config, custom_llm_provider, custom
+    pricing ...), by LiteLLM's own check (`is_request_body_safe`, so the list stays LiteLLM's and so do the
+    operator's opt-ins in `general_settings` and on the deployments). LiteLLM refuses them too, but its error
+    handler then fails on `import prisma` and the client gets a plain-text 500, not a 400 naming the field."""
+    if not isinstance(body, dict):
+        return None
+    from litellm.proxy.auth.auth_utils import is_request_body_safe  # loaded by the proxy already
+
+    try:
+        is_request_body_safe(body, general_settings, llm_router, str(body.get("model") or ""), route=path)
+    except ValueError as e:  # LiteLLM's "Rejected Request: api_base is not allowed in request body. ..."
+        return str(e)
+    return None
+
+
 class _NotJson(ValueError):
     pass
 

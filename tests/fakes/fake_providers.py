@@ -136,6 +136,9 @@ class Scripted:
     hang_s: float = 0.0
     chunk_delay_s: float = 0.0
     cut_after_words: int | None = None
+    # What a streamed answer reports of its usage (the bill stays the same): "all"; "start", only Anthropic's
+    # message_start (its message_delta carries no usage, as some Anthropic-protocol gateways send it); "none".
+    stream_usage: str = "all"
 
 
 @dataclass
@@ -463,7 +466,7 @@ class FakeProvider:
                     return Response(status_code=504)  # the caller timed out: nothing was delivered, nothing billed
                 await asyncio.sleep(0.05)
             body["_fault"] = "slow-first-byte"  # held past the hang and the caller still waited: answered, billed
-        if step.chunk_delay_s or step.cut_after_words is not None:
+        if step.chunk_delay_s or step.cut_after_words is not None or step.stream_usage != "all":
             with self._lock:
                 self._stream_steps[id(body)] = step
         if not body.get("stream"):
@@ -494,7 +497,10 @@ class FakeProvider:
                         body["_fault"], body["_completion_tokens"], done = "cut", sent, True
                         raise StreamCutOff(f"cut off after {sent} answer words")
                     sent += words
-                    yield event
+                    if step is not None and step.stream_usage != "all":
+                        event = _without_usage(event, keep_start=step.stream_usage == "start")
+                    if event:
+                        yield event
                 done = True
             finally:
                 body["_finished_at"] = time.time()
@@ -683,6 +689,25 @@ def _answer_words(event: str) -> int:
         for c in d.get("choices") or []:  # chat chunks (delta.content) and text completions (text)
             n += count_tokens(str((c.get("delta") or {}).get("content") or c.get("text") or ""))
     return n
+
+
+def _without_usage(event: str, keep_start: bool) -> str:
+    """One SSE event with the usage it reports taken out (message_start's kept if `keep_start`); an OpenAI
+    chunk that carried only usage is dropped (empty string)."""
+    lines = []
+    for line in event.split("\n"):
+        if line.startswith("data: ") and line != "data: [DONE]":
+            d = json.loads(line[6:])
+            if d.get("choices") == [] and "usage" in d:
+                return ""
+            if not (keep_start and d.get("type") == "message_start"):
+                d.pop("usage", None)
+                for inner in ("message", "response"):
+                    if isinstance(d.get(inner), dict):
+                        d[inner].pop("usage", None)
+            line = "data: " + json.dumps(d)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 # --- tools and JSON output: what to answer ---

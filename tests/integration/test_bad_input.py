@@ -322,3 +322,34 @@ def test_a_provider_string_or_deployment_id_reaches_no_provider(
     assert not any(p.requests for p in fresh_providers.values()), "no provider was called"
     status = httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
     assert status["reserved"] == 0
+
+
+# Fields LiteLLM bans from a request body (its is_request_body_safe): it refuses them, then its error handler
+# failed on `import prisma` and the client got a plain-text 500. Refused at synqra's front door instead.
+OVERRIDES: list[tuple[str, Any]] = [
+    ("api_base", "http://127.0.0.1:9/v1"),
+    ("base_url", "http://127.0.0.1:9/v1"),
+    ("user_config", {"model_list": []}),
+    ("input_cost_per_token", 0),
+    ("output_cost_per_token", 0),
+]
+OVERRIDE_CASES = [
+    (path, field, value) for path in ("/v1/chat/completions", "/v1/messages") for field, value in OVERRIDES
+]
+
+
+@pytest.mark.parametrize(("path", "field", "value"), OVERRIDE_CASES, ids=[f"{p[4:]}-{f}" for p, f, _ in OVERRIDE_CASES])
+def test_a_field_litellm_bans_is_a_400_naming_it(stack, fresh_providers, path: str, field: str, value: Any) -> None:
+    ledger = f"{stack.base_url}/api/budget/ledger"
+    before = len(httpx.get(ledger, headers=AUTH, timeout=30).json()["records"])
+    body = {"model": "gpt-4o", "max_tokens": 16, "messages": MSG, field: value}
+    r = httpx.post(f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=60)
+    assert r.status_code == 400, r.text
+    err = r.json()
+    if path == "/v1/messages":
+        assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
+    else:
+        assert err["error"]["type"] == "invalid_request_error" and "param" in err["error"]
+    assert field in err["error"]["message"]
+    assert not any(p.requests for p in fresh_providers.values())
+    assert len(httpx.get(ledger, headers=AUTH, timeout=30).json()["records"]) == before

@@ -158,3 +158,55 @@ def test_a_messages_stream_cut_before_litellm_relays_it_is_recorded(
     assert claude.billed_tokens()[1] == 4
     assert wait_until(lambda: rows_since(stack, t0, "gpt-4o"), timeout_s=15)
     assert wait_until(lambda: rows_since(stack, t0, "claude-sonnet"), timeout_s=5), "the cut Claude call"
+
+
+def _abandon(stack: RunningStack, provider: FakeProvider, path: str, body: dict, after_events: int) -> None:
+    """Read `after_events` SSE data lines of a slow stream, then leave; return once the provider has billed."""
+    provider.push(Scripted(text=LONG, chunk_delay_s=0.2))
+    with httpx.stream("POST", f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=60) as r:
+        assert r.status_code == 200, r.read()
+        got = 0
+        for line in r.iter_lines():
+            got += line.startswith("data:")
+            if got >= after_events:
+                break
+    assert wait_until(lambda: provider.requests and provider.requests[-1].body.get("_fault") == "abandoned", 30)
+
+
+PROVIDER_OF = {"gpt-4o": "openai", "claude-sonnet": "anthropic", "deepseek-chat": "deepseek"}
+
+
+@pytest.mark.parametrize("model", sorted(PROVIDER_OF))
+def test_an_abandoned_responses_stream_is_recorded_at_what_it_delivered(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], model: str
+) -> None:
+    # LiteLLM's Responses stream events carry their type as a (str, Enum) member: the answer's deltas must be
+    # read by its value, or the abandoned answer is recorded as 0 tokens (review: billed 5 in / 21 out, 12 / 0).
+    provider = fresh_providers[PROVIDER_OF[model]]
+    t0 = time.time()
+    body = {"model": model, "input": "Tell me a long story", "max_output_tokens": 200, "stream": True}
+    _abandon(stack, provider, "/v1/responses", body, after_events=25)
+    billed_in, billed_out = provider.billed_tokens()
+    assert 0 < billed_out < 60
+    row = recorded(stack, t0, model)
+    assert row["prompt_tokens"] >= billed_in and row["completion_tokens"] >= billed_out, (row, billed_in, billed_out)
+
+
+def test_an_abandoned_messages_stream_from_an_openai_model_is_recorded_at_its_prompt(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    # LiteLLM's Anthropic adapter opens the stream of an OpenAI-protocol model with a message_start whose
+    # input_tokens is 0 (it does not know them yet): no figure, not a free prompt (review: 7 in billed, 0 recorded).
+    provider = fresh_providers["openai"]
+    t0 = time.time()
+    body = {
+        "model": "gpt-4o",
+        "max_tokens": 200,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Tell me a long story about France."}],
+    }
+    _abandon(stack, provider, "/v1/messages", body, after_events=20)
+    billed_in, billed_out = provider.billed_tokens()
+    assert billed_in == 7 and 0 < billed_out < 60
+    row = recorded(stack, t0, "gpt-4o")
+    assert row["prompt_tokens"] >= billed_in and row["completion_tokens"] >= billed_out, (row, billed_in, billed_out)

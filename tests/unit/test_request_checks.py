@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies.common.request_checks import (
+    banned_field_problem,
     body_problem,
     check_context_window,
     check_max_tokens,
@@ -271,3 +272,31 @@ def test_well_formed_bodies_pass(name: str, data) -> None:
     value, problem = parse_body(json.dumps(body).encode())
     if problem is None:  # NaN can appear inside a drawn JSON schema's enum
         assert body_problem(ROUTES[name].path, value, lambda m: True) is None, body
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("api_base", "http://127.0.0.1:9/v1"),
+        ("base_url", "http://127.0.0.1:9/v1"),
+        ("user_config", {"model_list": []}),
+        ("input_cost_per_token", 0),
+        ("output_cost_per_token", 0),
+    ],
+)
+def test_a_field_litellm_bans_is_named(field: str, value: object) -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], field: value}
+    problem = banned_field_problem("/v1/chat/completions", body, {}, None)
+    assert problem is not None and field in problem
+    # The operator's opt-in is LiteLLM's, and it is honoured.
+    assert banned_field_problem("/v1/chat/completions", body, {"allow_client_side_credentials": True}, None) is None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(sorted(ROUTES)), data=st.data())
+def test_banned_fields_pass_what_sdks_send_and_never_raise(name: str, data) -> None:
+    body = data.draw(well_formed(name))
+    assert banned_field_problem(ROUTES[name].path, body, {}, None) is None, body
+    value, _ = parse_body(encode(data.draw(requests_for(name))))
+    problem = banned_field_problem(ROUTES[name].path, value, {}, None)
+    assert problem is None or (isinstance(problem, str) and problem)

@@ -1,0 +1,126 @@
+"""Token counts for the ledger when a provider's own figures are missing: streams cut short or left by their
+client (`delivered_usage`), and logged answers whose usage is partly or wholly absent (`checked_usage`)."""
+
+from __future__ import annotations
+
+import json
+
+import litellm
+from litellm.types.llms.openai import OutputTextDeltaEvent, ResponseCreatedEvent, ResponsesAPIResponse
+
+from policies.common.api_answers import checked_usage, delivered_usage, event_type
+
+ANSWER = " ".join(f"word{i}" for i in range(40))
+MESSAGES = [{"role": "user", "content": "Summarise this: " + " ".join(f"fact{i}" for i in range(300))}]
+
+
+def _count(text: str) -> int:
+    return int(litellm.token_counter(model="gpt-4o", text=text, count_response_tokens=True))
+
+
+def test_a_responses_event_type_is_its_wire_name() -> None:
+    ev = OutputTextDeltaEvent(
+        type="response.output_text.delta", item_id="m", output_index=0, content_index=0, delta="x"
+    )
+    assert str(ev.type) != "response.output_text.delta", "LiteLLM's enum member: str() is not the wire name"
+    assert event_type(ev) == "response.output_text.delta"
+    assert event_type({"type": "message_start"}) == "message_start" and event_type({}) == ""
+
+
+def test_an_abandoned_responses_stream_of_litellm_events_counts_its_deltas() -> None:
+    # What the relay keeps of a /v1/responses stream: LiteLLM's event objects, not SSE text.
+    created = ResponseCreatedEvent(
+        type="response.created",
+        response=ResponsesAPIResponse(id="r", created_at=0, output=[], status="in_progress", model="gpt-4o"),
+    )
+    words = ANSWER.split(" ")[:20]
+    deltas = [
+        OutputTextDeltaEvent(
+            type="response.output_text.delta", item_id="m", output_index=0, content_index=0, delta=w + " "
+        )
+        for w in words
+    ]
+    usage = delivered_usage([created, *deltas], "aresponses", "gpt-4o", [{"role": "user", "content": "Tell me"}])
+    assert usage["completion_tokens"] == _count(" ".join(words)) > 20
+    assert usage["prompt_tokens"] > 0
+
+
+def _sse(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def test_a_message_start_reporting_a_zero_prompt_is_no_figure() -> None:
+    # LiteLLM's Anthropic adapter opens an OpenAI-protocol model's /v1/messages stream with input_tokens 0.
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 0, "output_tokens": 0}}}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "word0 word1 "}}
+    messages = [{"role": "user", "content": "Tell me a long story about France."}]
+    usage = delivered_usage([_sse(start), _sse(delta)], "anthropic_messages", "gpt-4o", messages)
+    assert usage["prompt_tokens"] == litellm.token_counter(model="gpt-4o", messages=messages) > 0
+    # The provider's own prompt figure, when it gives one, still stands.
+    start["message"]["usage"]["input_tokens"] = 7
+    assert delivered_usage([_sse(start), _sse(delta)], "anthropic_messages", "gpt-4o", messages)["prompt_tokens"] == 7
+
+
+def _chat(text: str) -> litellm.ModelResponse:
+    return litellm.ModelResponse(choices=[{"index": 0, "message": {"role": "assistant", "content": text}}])
+
+
+KWARGS = {"model": "claude-sonnet", "messages": MESSAGES}
+
+
+def test_plausible_figures_stand() -> None:
+    # The fake providers' one token per word: under LiteLLM's count, well above a quarter of it.
+    reported = {"prompt_tokens": 302, "completion_tokens": 40}
+    assert checked_usage(reported, KWARGS, _chat(ANSWER)) == reported
+    assert checked_usage({"prompt_tokens": 5, "completion_tokens": 0}, KWARGS, _chat("")) == {
+        "prompt_tokens": 5,
+        "completion_tokens": 0,
+    }
+
+
+def test_an_answer_reported_far_below_its_text_takes_litellms_count() -> None:
+    # message_start's output_tokens (1) when message_delta carried no usage.
+    usage = checked_usage({"prompt_tokens": 302, "completion_tokens": 1}, KWARGS, _chat(ANSWER))
+    assert usage == {"prompt_tokens": 302, "completion_tokens": _count(ANSWER)}
+
+
+def test_a_zero_prompt_takes_litellms_count() -> None:
+    usage = checked_usage({"prompt_tokens": 0, "completion_tokens": 40}, KWARGS, _chat(ANSWER))
+    assert usage["prompt_tokens"] == litellm.token_counter(model="claude-sonnet", messages=MESSAGES) > 300
+    assert usage["completion_tokens"] == 40
+    with_system = {**KWARGS, "system": "You answer in French. " * 20}
+    assert (
+        checked_usage({"prompt_tokens": 0, "completion_tokens": 40}, with_system, _chat(ANSWER))["prompt_tokens"]
+        > usage["prompt_tokens"] + 80
+    ), "the Messages API's system prompt is part of the prompt"
+
+
+def test_no_usage_at_all_takes_litellms_count_for_both() -> None:
+    usage = checked_usage({"prompt_tokens": 0, "completion_tokens": 0}, KWARGS, _chat(ANSWER))
+    assert usage["prompt_tokens"] > 300 and usage["completion_tokens"] == _count(ANSWER)
+
+
+def test_a_responses_api_answer_is_read_too() -> None:
+    response = ResponsesAPIResponse(
+        id="r",
+        created_at=0,
+        status="completed",
+        model="gpt-4o",
+        output=[
+            {
+                "type": "message",
+                "id": "m",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": ANSWER, "annotations": []}],
+            }
+        ],
+    )
+    usage = checked_usage({"prompt_tokens": 302, "completion_tokens": 1}, KWARGS, response)
+    assert usage["completion_tokens"] == _count(ANSWER)
+
+
+def test_a_text_completion_is_read_too() -> None:
+    response = litellm.TextCompletionResponse(choices=[{"index": 0, "text": ANSWER, "finish_reason": "stop"}])
+    usage = checked_usage({"prompt_tokens": 302, "completion_tokens": 1}, KWARGS, response)
+    assert usage["completion_tokens"] == _count(ANSWER)
