@@ -336,10 +336,10 @@ class SynqraHooks(CustomLogger):
                 async for item in relay.items():
                     yield item
         except Exception:
-            relay.account_if_cut_short(rt, state, request_data, "broke off")
+            relay.account_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off")
             raise
         except BaseException:  # cancelled or closed: the client left mid-stream
-            relay.account_if_cut_short(rt, state, request_data, "was abandoned by its client")
+            relay.account_if_cut_short(rt.config, rt.accounts, state, request_data, "was abandoned by its client")
             raise
         rt.learning.outcome(state)
         if shadow and relay.sent:

@@ -227,7 +227,9 @@ class QualityGate:
             # at that. Otherwise nothing answered: this call's reservation and those of LiteLLM fallbacks it
             # tried go back (an internal call gets no post-call failure hook to do it).
             recording = (
-                relay.record_if_cut_short(self.rt, child, kwargs, f"broke ({type(e).__name__})") if relay else None
+                relay.record_if_cut_short(self.rt.config, accounts, child, kwargs, f"broke ({type(e).__name__})")
+                if relay
+                else None
             )
             if recording is not None:
                 await recording

@@ -15,11 +15,12 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from policies.budget.accountant import Accountant
 from policies.common.api_answers import delivered_usage
 from policies.common.api_shapes import chat_view
 from policies.common.request_state import RequestState
+from policies.common.settings import AppConfig
 from proxy.litellm_state import served_group
-from proxy.runtime import Runtime
 
 log = logging.getLogger("synqra.accounting")
 
@@ -40,10 +41,12 @@ class StreamRelay:
             yield item
         self.finished = True
 
-    def account_if_cut_short(self, rt: Runtime, state: RequestState, data: dict[str, Any], why: str) -> None:
+    def account_if_cut_short(
+        self, config: AppConfig, accounts: Accountant, state: RequestState, data: dict[str, Any], why: str
+    ) -> None:
         """The stream is over: if it ended short of its end after the provider began answering, record it
         (in a task of its own, so a client that left cannot cancel the recording)."""
-        recording = self.record_if_cut_short(rt, state, data, why)
+        recording = self.record_if_cut_short(config, accounts, state, data, why)
         if recording is None:
             return
         task = asyncio.get_running_loop().create_task(recording)
@@ -51,13 +54,13 @@ class StreamRelay:
         task.add_done_callback(_recording.discard)
 
     def record_if_cut_short(
-        self, rt: Runtime, state: RequestState, data: dict[str, Any], why: str
+        self, config: AppConfig, accounts: Accountant, state: RequestState, data: dict[str, Any], why: str
     ) -> Coroutine[Any, Any, None] | None:
         """The recording of a stream that ended short of its end after the provider began answering, else None."""
         if self.finished or not self.sent or not state.call_type or state.accounted:
             return None
         hidden = getattr(self.response, "_hidden_params", None) or {}
-        served = served_group(rt.config, hidden.get("model_id")) or state.route
+        served = served_group(config, hidden.get("model_id")) or state.route
         view = chat_view(data, state.call_type)
         usage = delivered_usage(
             self.sent, state.call_type, str(served or data.get("model") or ""), view.get("messages") or []
@@ -71,4 +74,4 @@ class StreamRelay:
             usage["prompt_tokens"],
             usage["completion_tokens"],
         )
-        return rt.accounts.stream_broke(state, served, usage)
+        return accounts.stream_broke(state, served, usage)
