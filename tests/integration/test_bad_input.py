@@ -332,6 +332,7 @@ OVERRIDES: list[tuple[str, Any]] = [
     ("user_config", {"model_list": []}),
     ("input_cost_per_token", 0),
     ("output_cost_per_token", 0),
+    ("model_list", {"x": ["y"]}),  # a fuzzed body found this one (a 500 before)
 ]
 OVERRIDE_CASES = [
     (path, field, value) for path in ("/v1/chat/completions", "/v1/messages") for field, value in OVERRIDES
