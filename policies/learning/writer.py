@@ -10,9 +10,11 @@
 
 Every `log_*` call returns at once (True: queued, False: dropped). It never raises for a full queue,
 a bad value or a broken store: drops are counted in `dropped` (by kind), which the proxy exports as
-a metric. A daemon thread takes batches off the queue, computes the router's representation of the
-new rows (features reused from the decision; the embedding and token ids computed here, off the
-request path), writes each batch in one transaction, and purges rows past retention once an hour.
+a metric. A daemon thread takes batches off the queue, takes the router's representation of the new
+rows from their decisions (the features, embedding and token ids the router computed; a row whose decision
+lacks them is represented here), writes each batch in one transaction, and purges rows past retention once
+an hour. The thread shares the process's core and GIL with the request path: what the router computed is
+never computed twice.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from policies.common.learning_settings import LearningSettings
 from policies.learning.labels import check_label
-from policies.learning.representation import Representer, encode_row, snapshot
+from policies.learning.representation import Representation, Representer, encode_row, snapshot
 from policies.learning.store import InferenceLog, Label, Outcome, RouteRow
 
 log = logging.getLogger("synqra.learning")
@@ -39,8 +43,10 @@ PURGE_INTERVAL_S = 3600.0
 WRITE_ATTEMPTS = 3  # a batch the store refuses this often (locked, disk full) is dropped and counted
 _STOP = object()
 # A routed request as queued: (request id, ts, request snapshot, the router's features, score, tier, router
-# version, mode).
-_RouteItem = tuple[str, float, dict[str, Any], Any, float, str, str | None, str]
+# version, mode, what the router embedded (RouteDecision.embedded)).
+_RouteItem = tuple[str, float, dict[str, Any], Any, float, str, str | None, str, Any]
+# One row's numbers: (features, embedding, distinct token ids).
+_Numbers = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class InferenceLogWriter:
@@ -87,7 +93,7 @@ class InferenceLogWriter:
         mode: str = "live",
         ts: float | None = None,
     ) -> bool:
-        """A routed request: `decision` is the router's RouteDecision (tier, score, features)."""
+        """A routed request: `decision` is the router's RouteDecision (tier, score, features, embedded)."""
         try:
             item: _RouteItem = (
                 str(request_id),
@@ -98,6 +104,7 @@ class InferenceLogWriter:
                 str(decision.tier),
                 router_version,
                 mode,
+                getattr(decision, "embedded", None),
             )
         except Exception:  # a decision without score/tier: nothing to log, and the request goes on
             self._drop("route")
@@ -206,35 +213,48 @@ class InferenceLogWriter:
         self._drop("label", len(labels))
 
     def _rows(self, routes: list[_RouteItem]) -> list[RouteRow]:
-        """Represent the new rows in one batch; a request the features cannot read is dropped alone."""
+        """The new rows: numbers from their decisions where they carry them, the rest represented in one batch;
+        a request the features cannot read is dropped alone."""
         if not routes:
             return []
         rep = self._representer
-        try:
-            r = rep.represent([x[2] for x in routes], [x[3] for x in routes])
-            ok = list(range(len(routes)))
-        except Exception:
-            ok, parts = [], []
-            for i, x in enumerate(routes):
-                try:
-                    parts.append(rep.represent([x[2]], [x[3]]))
-                    ok.append(i)
-                except Exception as exc:
-                    log.warning("inference log: request %s not representable: %s", x[0], exc)
-            self._drop("route", len(routes) - len(ok))
-            if not ok:
-                return []
-            from policies.learning.representation import Representation
-
-            r = Representation.concat(parts)
+        numbers: dict[int, _Numbers] = {}
+        for i, x in enumerate(routes):
+            found = rep.from_decision(x[3], x[8])
+            if found is not None:
+                numbers[i] = found
+        rest = [i for i in range(len(routes)) if i not in numbers]
+        if rest:
+            numbers.update(self._represent(rep, routes, rest))
         out = []
-        for j, i in enumerate(ok):
-            rid, ts, req, feats, score, tier, version, mode = routes[i]
-            f, e, t, width = encode_row(r.feats[j], r.emb[j], r.tokens[j])
+        for i, (rid, ts, req, feats, score, tier, version, mode, _) in enumerate(routes):
+            if i not in numbers:
+                continue
+            f, e, t, width = encode_row(*numbers[i])
             text = json.dumps(req, default=str) if self.keep_text else None
             scorer = feats.get("scorer") if isinstance(feats, Mapping) else None
-            out.append(RouteRow(rid, ts, r.key, f, e, t, width, text, score, scorer, version, tier, mode))
+            out.append(RouteRow(rid, ts, rep.key, f, e, t, width, text, score, scorer, version, tier, mode))
         return out
+
+    def _represent(self, rep: Representer, routes: list[_RouteItem], which: list[int]) -> dict[int, _Numbers]:
+        """The numbers of routes[i] for i in `which`, represented from their requests in one batch, or one by one
+        when the batch fails (the requests that fail alone are dropped and counted)."""
+        try:
+            r = rep.represent([routes[i][2] for i in which], [routes[i][3] for i in which])
+            ok = which
+        except Exception:
+            ok, parts = [], []
+            for i in which:
+                try:
+                    parts.append(rep.represent([routes[i][2]], [routes[i][3]]))
+                    ok.append(i)
+                except Exception as exc:
+                    log.warning("inference log: request %s not representable: %s", routes[i][0], exc)
+            self._drop("route", len(which) - len(ok))
+            if not ok:
+                return {}
+            r = Representation.concat(parts)
+        return {i: (r.feats[j], r.emb[j], r.tokens[j]) for j, i in enumerate(ok)}
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()

@@ -89,7 +89,7 @@ class LearnedScorer:
     def dims(self) -> int:
         return int(self.w_emb.shape[0])
 
-    def token_term(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    def token_term(self, token_ids: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """The token term of each text from its token ids (zeros when the artifact has no token weights)."""
         out = np.zeros(len(token_ids), dtype=np.float32)
         if self.w_tok is None:
