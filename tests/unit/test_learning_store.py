@@ -253,3 +253,29 @@ def test_a_decision_that_embedded_another_cut_is_represented_again(representer: 
     assert representer.from_decision(d.features, Embedded(representer.max_chars, vector, None)) is None
     assert representer.from_decision({}, Embedded(representer.max_chars, vector, tokens)) is None
     assert representer.from_decision(d.features, None) is None
+
+
+def _switches(native_id: int) -> int:
+    """How often a thread of this process has gone to sleep and been woken (Linux)."""
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")).split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads a thread's context switches from /proc")
+def test_the_request_side_never_wakes_the_writer_thread(tmp_path: Path, representer: Representer) -> None:
+    """The writer shares the proxy's core and GIL: a request's put must not wake it (each wake-up cost a thread
+    switch and a GIL hand-over); it writes what came meanwhile once per interval, or when asked to flush."""
+    w = InferenceLogWriter(InferenceLog(tmp_path), representer, LearningSettings(), flush_interval_s=30.0)
+    w.start()
+    assert w._thread is not None and w._thread.native_id is not None
+    time.sleep(0.1)  # the thread is waiting now
+    before = _switches(w._thread.native_id)
+    for i in range(100):
+        assert w.log_route(f"r{i}", request(f"question {i}"), _decision())
+        assert w.log_outcome(f"r{i}", "local-llama")
+        time.sleep(0.002)  # time for a woken thread to run
+    assert _switches(w._thread.native_id) - before <= 2
+    assert not w.store.exists("r0")  # nothing written before the interval or a flush
+    assert w.flush()
+    assert w.store.exists("r0") and w.store.exists("r99") and w.store.row("r99")["tier_served"] == "local-llama"
+    w.close()
