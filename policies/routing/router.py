@@ -211,7 +211,7 @@ class Router:
         if emb is not None and self.scorer.needs_embedding:
             try:
                 tokens = self._distinct_tokens(p.text)
-                term = None if tokens is None else self.scorer.token_term([tokens])
+                term = None if tokens is None else self.scorer.distinct_token_term(tokens)
                 score = float(self.scorer.score(emb[None, :], fv, term)[0])
                 scorer_name, thresholds = self.scorer.name, self.thresholds
             except ValueError as e:  # another embedder than trained on (vector width, no tokenizer)
@@ -266,7 +266,7 @@ class Router:
     def _distinct_tokens(self, text: str) -> np.ndarray | None:
         """The embedded text's distinct token ids, what the scorer's token term reads, when its artifact has
         token weights and the embedder a tokenizer (without one the scorer refuses to score, and the
-        structural rule routes). The distinct ids give the term all of the ids would (token_presence)."""
+        structural rule routes). Sorted once: the token term and the inference log both read them."""
         token_ids = getattr(self.embedder, "token_ids", None)
         if not isinstance(self.scorer, LearnedScorer) or self.scorer.w_tok is None or token_ids is None:
             return None
