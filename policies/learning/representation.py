@@ -126,6 +126,22 @@ class Representer:
         k = len(FEATURE_NAMES)
         return Representation(np.stack(feats) if feats else np.zeros((0, k), np.float32), emb, tokens, self.key)
 
+    def from_decision(
+        self, features: Mapping[str, float] | None, embedded: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """One routed request's (features, embedding, distinct token ids) from what its decision computed
+        (RouteDecision.features and .embedded): what `represent` gives for the request, without embedding
+        and tokenising its text again. None when the decision lacks a part, or cut its text at another
+        length than this representation reads (a version installed meanwhile): represent the request then."""
+        if embedded is None or embedded.max_chars != self.max_chars or not _complete(features):
+            return None
+        tokens = embedded.token_ids
+        if self.tokenize is None:
+            tokens = np.zeros(0, np.int64)  # what `represent` keeps without a tokenizer
+        elif tokens is None:  # the scorer read no token ids: not known here
+            return None
+        return feature_vector(features), np.asarray(embedded.vector, dtype=np.float32), tokens
+
 
 # --- compact bytes for the store ---------------------------------------------------------------
 

@@ -56,6 +56,16 @@ class Embedder(Protocol):
     def embed(self, texts: list[str]) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """What a decision computed of the text it embedded: the inference log stores it rather than computing
+    it again on the same core (policies/learning/representation.py, Representer.from_decision)."""
+
+    max_chars: int  # the embedded text is the newest user turn cut at this length (the scorer's, then)
+    vector: np.ndarray  # (d,) the embedder's vector of that text
+    token_ids: np.ndarray | None  # its distinct token ids (int64, sorted); None when the scorer read none
+
+
 @dataclass
 class RouteDecision:
     tier: str
@@ -66,11 +76,13 @@ class RouteDecision:
     constraints: Constraints = field(default_factory=Constraints)
     # The tier the decision would have picked had it been available, and why it was not ("x-synqra-route-note").
     note: str | None = None
+    embedded: Embedded | None = None  # None when nothing was embedded (the structural rule, a failed embedding)
 
 
 @dataclass
 class _Prepared:
     text: str  # what the embedding reads
+    max_chars: int  # the cut that text was made with
     feats: dict[str, float]
     constraints: Constraints
 
@@ -170,7 +182,8 @@ class Router:
     def _prepare(self, request: dict[str, Any]) -> _Prepared:
         rt = request_text(request)
         feats = structural_features(request, rt)
-        return _Prepared(embed_text(rt, self.scorer.max_chars), feats, self._constraints(request, rt))
+        max_chars = self.scorer.max_chars
+        return _Prepared(embed_text(rt, max_chars), max_chars, feats, self._constraints(request, rt))
 
     def _constraints(self, request: dict[str, Any], rt: Any) -> Constraints:
         return Constraints(
@@ -194,9 +207,12 @@ class Router:
     ) -> RouteDecision:
         fv = feature_vector(p.feats)[None, :]
         score = None
+        tokens = None
         if emb is not None and self.scorer.needs_embedding:
             try:
-                score = float(self.scorer.score(emb[None, :], fv, self._token_term(p.text))[0])
+                tokens = self._distinct_tokens(p.text)
+                term = None if tokens is None else self.scorer.distinct_token_term(tokens)
+                score = float(self.scorer.score(emb[None, :], fv, term)[0])
                 scorer_name, thresholds = self.scorer.name, self.thresholds
             except ValueError as e:  # another embedder than trained on (vector width, no tokenizer)
                 note = f"{note}; {e}, structural fallback" if note else f"{e}, structural fallback"
@@ -244,15 +260,17 @@ class Router:
             "scorer": scorer_name,
             "budget_pressure": budget_pressure,
         }
-        return RouteDecision(tier, score, reason, features, p.constraints, passed_over)
+        embedded = None if emb is None else Embedded(p.max_chars, emb, tokens)
+        return RouteDecision(tier, score, reason, features, p.constraints, passed_over, embedded)
 
-    def _token_term(self, text: str) -> np.ndarray | None:
-        """The scorer's token term for the embedded text, when its artifact has token weights and the
-        embedder a tokenizer (without one the scorer refuses to score, and the structural rule routes)."""
+    def _distinct_tokens(self, text: str) -> np.ndarray | None:
+        """The embedded text's distinct token ids, what the scorer's token term reads, when its artifact has
+        token weights and the embedder a tokenizer (without one the scorer refuses to score, and the
+        structural rule routes). Sorted once: the token term and the inference log both read them."""
         token_ids = getattr(self.embedder, "token_ids", None)
         if not isinstance(self.scorer, LearnedScorer) or self.scorer.w_tok is None or token_ids is None:
             return None
-        return self.scorer.token_term(token_ids([text]))
+        return np.unique(np.asarray(token_ids([text])[0], dtype=np.int64))
 
     # --- embeddings with an LRU cache ---------------------------------------------------
 

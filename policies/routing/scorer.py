@@ -56,7 +56,12 @@ def token_presence(ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, float]:
     Training builds its token matrix from this same function, so train and serve agree.
     """
     distinct = np.unique(np.asarray(ids, dtype=np.int64))
-    return distinct, (1.0 / math.sqrt(len(distinct)) if len(distinct) else 0.0)
+    return distinct, presence_value(len(distinct))
+
+
+def presence_value(n_distinct: int) -> float:
+    """The value each of a text's `n_distinct` distinct token ids gets in the token term."""
+    return 1.0 / math.sqrt(n_distinct) if n_distinct else 0.0
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -94,11 +99,21 @@ class LearnedScorer:
         out = np.zeros(len(token_ids), dtype=np.float32)
         if self.w_tok is None:
             return out
-        vocab = len(self.w_tok)
         for i, ids in enumerate(token_ids):
-            distinct, value = token_presence(ids)
-            out[i] = float(self.w_tok[distinct[distinct < vocab]].sum()) * value
+            out[i] = self._presence_term(self.w_tok, *token_presence(ids))
         return out
+
+    def distinct_token_term(self, distinct: np.ndarray) -> np.ndarray:
+        """`token_term([ids])` of one text from its distinct ids (token_presence's first part, which a caller
+        keeps), without sorting them again: (1,)."""
+        out = np.zeros(1, dtype=np.float32)
+        if self.w_tok is not None:
+            out[0] = self._presence_term(self.w_tok, distinct, presence_value(len(distinct)))
+        return out
+
+    @staticmethod
+    def _presence_term(w_tok: np.ndarray, distinct: np.ndarray, value: float) -> float:
+        return float(w_tok[distinct[distinct < len(w_tok)]].sum()) * value
 
     def logit(self, emb: np.ndarray, feats: np.ndarray, token_term: np.ndarray | None = None) -> np.ndarray:
         if emb.shape[-1] != self.dims:

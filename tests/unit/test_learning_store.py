@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from policies.common.learning_settings import LearningSettings
+from policies.common.routing_settings import RoutingSettings
 from policies.embedding.names import embedder_for
-from policies.learning.representation import Representer, representation_key
+from policies.learning.representation import Representation, Representer, representation_key
 from policies.learning.store import InferenceLog, combine_labels
 from policies.learning.writer import InferenceLogWriter
-from policies.routing.router import RouteDecision
+from policies.routing.features import FEATURE_NAMES
+from policies.routing.router import Embedded, RouteDecision, Router
 from policies.routing.scorer import load_artifact
+from policies.routing.tiers import TierInfo
 from tests.unit.learning_data import request, traffic
 
 
@@ -175,3 +182,100 @@ def test_rows_of_another_representation_are_kept_apart(tmp_path: Path, represent
     assert w.store.representation("other|key")[0] == []
     assert [r[0] for r in w.store.other_key_rows("other|key")] == ["a"]
     assert representation_key(load_artifact()) == representer.key
+
+
+class CountingRepresenter(Representer):
+    """The real Representer, counting the requests it had to embed and tokenise itself."""
+
+    represented = 0
+
+    def represent(
+        self, requests: Sequence[Mapping[str, Any]], features: Sequence[Mapping[str, float] | None] | None = None
+    ) -> Representation:
+        self.represented += len(requests)
+        return super().represent(requests, features)
+
+
+def test_a_row_logged_from_the_decision_equals_one_represented_from_scratch(tmp_path: Path) -> None:
+    """The writer stores the embedding and token ids the router computed for its decision instead of computing
+    them again on the proxy's core: bit for bit the numbers representing the request from scratch gives."""
+    scorer = load_artifact()
+    rep = CountingRepresenter(scorer, embedder_for(scorer.embedder))
+    settings = RoutingSettings()
+    router = Router(settings, [TierInfo(n) for n in settings.tiers], scorer, rep.embedder)
+    reqs, _ = traffic(12, seed=3)
+    reqs += [
+        request("Summarise this. " + "The shipment of order 4411 was late again, said the customer. " * 40),
+        {
+            "system": "You are a careful tax adviser.",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "What is VAT?"}]},
+                {"role": "assistant", "content": "A tax on sales."},
+                {"role": "user", "content": "And how is it computed for imports from outside the EU?"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {}}}],
+            "max_tokens": 300,
+        },
+    ]
+    decisions = [asyncio.run(router.adecide(r)) for r in reqs]
+    assert all(d.embedded is not None and d.embedded.token_ids is not None for d in decisions)
+    for r, d in zip(reqs, decisions):  # before storage: the same arrays
+        found = rep.from_decision(d.features, d.embedded)
+        direct = rep.represent([r])
+        assert found is not None
+        assert np.array_equal(found[0], direct.feats[0]) and found[0].dtype == direct.feats.dtype
+        assert np.array_equal(found[1], direct.emb[0]) and found[1].dtype == direct.emb.dtype
+        assert np.array_equal(found[2], direct.tokens[0]) and found[2].dtype == direct.tokens[0].dtype
+    stored = {}
+    for name, strip in (("reused", False), ("scratch", True)):  # the same requests logged both ways
+        rep.represented = 0
+        w = InferenceLogWriter(InferenceLog(tmp_path / name), rep, LearningSettings(), flush_interval_s=0.02)
+        w.start()
+        for i, (r, d) in enumerate(zip(reqs, decisions)):
+            assert w.log_route(f"r{i}", r, dataclasses.replace(d, embedded=None) if strip else d, ts=1000.0 + i)
+        w.close()
+        assert rep.represented == (len(reqs) if strip else 0)
+        stored[name] = w.store.representation(rep.key)
+    (ids, _, a), (ids_b, _, b) = stored["reused"], stored["scratch"]
+    assert ids == ids_b == [f"r{i}" for i in range(len(reqs))]
+    assert np.array_equal(a.feats, b.feats) and np.array_equal(a.emb, b.emb)
+    assert all(np.array_equal(x, y) for x, y in zip(a.tokens, b.tokens))
+
+
+def test_a_decision_that_embedded_another_cut_is_represented_again(representer: Representer) -> None:
+    """A decision prepared under a version that reads another length of text (installed meanwhile), or whose
+    scorer read no token ids, is represented from the request, never stored under a key it does not match."""
+    d = RouteDecision("local-llama", 0.2, "", {n: 0.0 for n in FEATURE_NAMES})
+    vector = np.zeros(representer.embedder.table.shape[1], np.float32)
+    tokens = np.array([5, 9], np.int64)
+    assert representer.from_decision(d.features, Embedded(representer.max_chars, vector, tokens)) is not None
+    assert representer.from_decision(d.features, Embedded(representer.max_chars + 1, vector, tokens)) is None
+    assert representer.from_decision(d.features, Embedded(representer.max_chars, vector, None)) is None
+    assert representer.from_decision({}, Embedded(representer.max_chars, vector, tokens)) is None
+    assert representer.from_decision(d.features, None) is None
+
+
+def _switches(native_id: int) -> int:
+    """How often a thread of this process has gone to sleep and been woken (Linux)."""
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")).split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads a thread's context switches from /proc")
+def test_the_request_side_never_wakes_the_writer_thread(tmp_path: Path, representer: Representer) -> None:
+    """The writer shares the proxy's core and GIL: a request's put must not wake it (each wake-up cost a thread
+    switch and a GIL hand-over); it writes what came meanwhile once per interval, or when asked to flush."""
+    w = InferenceLogWriter(InferenceLog(tmp_path), representer, LearningSettings(), flush_interval_s=30.0)
+    w.start()
+    assert w._thread is not None and w._thread.native_id is not None
+    time.sleep(0.1)  # the thread is waiting now
+    before = _switches(w._thread.native_id)
+    for i in range(100):
+        assert w.log_route(f"r{i}", request(f"question {i}"), _decision())
+        assert w.log_outcome(f"r{i}", "local-llama")
+        time.sleep(0.002)  # time for a woken thread to run
+    assert _switches(w._thread.native_id) - before <= 2
+    assert not w.store.exists("r0")  # nothing written before the interval or a flush
+    assert w.flush()
+    assert w.store.exists("r0") and w.store.exists("r99") and w.store.row("r99")["tier_served"] == "local-llama"
+    w.close()
