@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import litellm
+import pytest
 from litellm.types.llms.openai import OutputTextDeltaEvent, ResponseCreatedEvent, ResponsesAPIResponse
 
 from policies.common.api_answers import checked_usage, delivered_usage, event_type
@@ -76,6 +77,19 @@ def test_plausible_figures_stand() -> None:
         "prompt_tokens": 5,
         "completion_tokens": 0,
     }
+
+
+def test_a_real_figure_is_not_recounted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook runs on every answer: a figure above a sixteenth of the text's bytes stands without a tokenizer
+    run (prose runs at about 4 bytes a token; a lost figure is 0 or 1)."""
+    prose = "The shipment of order 4411 was late again, said the customer, and we apologise for it. " * 15
+    reported = {"prompt_tokens": 302, "completion_tokens": _count(prose)}
+    calls: list[str] = []
+    real = litellm.token_counter
+    monkeypatch.setattr(litellm, "token_counter", lambda *a, **k: calls.append("count") or real(*a, **k))
+    assert checked_usage(reported, KWARGS, _chat(prose)) == reported and calls == []
+    assert checked_usage({"prompt_tokens": 302, "completion_tokens": 1}, KWARGS, _chat(prose))["completion_tokens"] > 1
+    assert calls == ["count"]
 
 
 def test_an_answer_reported_far_below_its_text_takes_litellms_count() -> None:
