@@ -33,7 +33,15 @@ from policies.common.request_checks import (
 from policies.common.request_state import RequestState, RouteInfo
 from policies.routing.tiers import unmet
 from proxy import metrics
-from proxy.litellm_state import attempt_group, client_error_behind, new_state, served_group, state_in, state_of
+from proxy.litellm_state import (
+    attempt_group,
+    client_error_behind,
+    new_state,
+    served_group,
+    state_in,
+    state_of,
+    stream_continued_elsewhere,
+)
 from proxy.runtime import Runtime, get_runtime
 from proxy.stream_relay import StreamRelay
 
@@ -66,10 +74,13 @@ class SynqraHooks(CustomLogger):
         resolved = cfg.resolve_requested(requested)  # e.g. Claude Code's claude-opus-4-* names
         if resolved != requested:
             data["model"] = resolved
+        problem = check_extra_body(data)  # before routing: extra_body may not change what is checked and priced
+        if problem:
+            raise _http_error(400, problem)
         routed = False
         if call_type in GENERATION_CALLS:
             view = chat_view(data, call_type)  # completions and Responses API requests read as chat
-            for problem in (check_request(data, view, call_type), check_max_tokens(data), check_extra_body(data)):
+            for problem in (check_request(data, view, call_type), check_max_tokens(data)):
                 if problem:
                     raise _http_error(400, problem)
             if rt.router.handles(requested) or rt.router.handles(resolved):
@@ -90,11 +101,7 @@ class SynqraHooks(CustomLogger):
             if resolved == rt.router.settings.virtual_model:  # "auto" embeds locally: there is one embedding tier
                 data["model"] = cfg.synqra.backends.embed.model_alias
             entry = cfg.model(cfg.canonical(str(data["model"])))
-            problem = (
-                check_embedding_input(data)
-                or check_dimensions(data, entry.model_info if entry else {})
-                or check_extra_body(data)
-            )
+            problem = check_embedding_input(data) or check_dimensions(data, entry.model_info if entry else {})
             if problem:
                 raise _http_error(400, problem)
         served = cfg.canonical(str(data["model"]))
@@ -182,7 +189,7 @@ class SynqraHooks(CustomLogger):
         state, group = attempt_group(rt.config, kwargs)
         if state is not None and group:
             if group != state.route:
-                stop = client_error_behind(kwargs)
+                stop = client_error_behind(kwargs) or stream_continued_elsewhere(state, group)
                 if stop is not None:  # a client error is the client's: no paid tier retries it
                     raise stop
                 why = rt.availability.reason(group)
@@ -327,7 +334,7 @@ class SynqraHooks(CustomLogger):
         rt = get_runtime()
         state = state_of(request_data)
         shadow = state.routing is not None and state.routing.shadow is not None
-        relay = StreamRelay(response)  # what the provider sent: billed even if the stream ends short
+        relay = StreamRelay(response, state)  # what the provider sent: billed even if the stream ends short
         try:
             if state.call_type and rt.gate.applies(state):
                 async for item in rt.gate.stream(state, relay.items()):

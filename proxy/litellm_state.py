@@ -113,3 +113,22 @@ def client_error_behind(kwargs: dict[str, Any]) -> Exception | None:
     if last["exception_type"] == "NotFoundError":
         return litellm.NotFoundError(message=message, model=model, llm_provider=provider)
     return litellm.BadRequestError(message=message, model=model, llm_provider=provider)
+
+
+def stream_continued_elsewhere(state: RequestState, group: str) -> Exception | None:
+    """On a fallback attempt: the error that ends a stream which broke off after its provider began answering.
+
+    LiteLLM continues such a Responses API stream on the next model (the answer so far as the new prompt) and
+    books both calls' tokens as the second model's, so the first provider's bill never reaches the ledger as its
+    own. Like LiteLLM's chat and Messages streams, it ends instead: the client gets the error event, and the
+    broken call is recorded at what it delivered (StreamRelay)."""
+    import litellm
+
+    if not state.relayed:  # nothing answered yet: falling back costs the broken call nothing
+        return None
+    return litellm.BadRequestError(  # a 4xx that cools no deployment down
+        message=f"the {state.route} stream broke off mid-answer; it is not continued on {group} "
+        "(retry the request to get a whole answer)",
+        model=group,
+        llm_provider="synqra",
+    )

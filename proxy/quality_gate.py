@@ -220,7 +220,7 @@ class QualityGate:
                     kwargs["stream_options"] = {"include_usage": True}
                 call = llm_router.atext_completion if call_type in TEXT_CALLS else llm_router.acompletion
                 resp = await call(stream=stream, **kwargs)
-            relay = StreamRelay(resp) if stream else None
+            relay = StreamRelay(resp, child) if stream else None
             chunks = [c async for c in relay.items()] if relay is not None else []
         except BaseException as e:
             # A stream that broke after the provider began answering is billed for what it sent: recorded

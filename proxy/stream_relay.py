@@ -30,14 +30,16 @@ _recording: set[asyncio.Task[None]] = set()  # strong references until each reco
 class StreamRelay:
     """Relays a provider's stream (`items()`), keeping every item it sent and whether it ran to its end."""
 
-    def __init__(self, response: Any) -> None:
+    def __init__(self, response: Any, state: RequestState) -> None:
         self.response = response
+        self.state = state
         self.sent: list[Any] = []
         self.finished = False
 
     async def items(self) -> AsyncIterator[Any]:
         async for item in self.response:
             self.sent.append(item)
+            self.state.relayed = True
             yield item
         self.finished = True
 
