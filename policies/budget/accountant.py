@@ -6,10 +6,10 @@ LiteLLM fallback, a quality escalation or rephrase, later judge calls: each is a
 carry their own request id and a parent id).
 
 Invariants, for every call to a paid model:
-1. it is reserved before it is made, at its worst case (prompt tokens, tool definitions, max_tokens for each
-   of `n` choices), against the month and against its tag's own cap if it has one, or refused: 429 when the
-   month's (or the tag's) money is gone, 400 when no month could pay for it; a request synqra routed goes to
-   the local model instead of being refused;
+1. it is reserved before it is made, at its worst case (prompt tokens, tool definitions, the largest output
+   allowance in any spelling for each of `n` choices), against the month and against its tag's own cap if it
+   has one, or refused: 429 when the month's (or the tag's) money is gone, 400 when no month could pay for it;
+   a request synqra routed goes to the local model instead of being refused;
 2. its reservation is settled (to the provider's usage) or released exactly once: `settle` runs once per state
    however many hooks and events race to it, `release` only gives back a reservation still held;
 3. one ledger row per provider call that answered, free calls included (the local share counts them); a call
@@ -30,7 +30,7 @@ from typing import Any
 
 from policies.budget.guard import BudgetExhausted, BudgetGuard, CallTooCostly, DuplicateRequest
 from policies.budget.records import CallRecord
-from policies.budget.worst_case import choices, prompt_tokens
+from policies.budget.worst_case import choices, output_allowance, prompt_tokens
 from policies.common.api_shapes import KIND_BY_CALL_TYPE, chat_view
 from policies.common.request_state import RequestState
 
@@ -50,9 +50,8 @@ def key_hash(api_key: str | None) -> str | None:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
 
 
-def _too_costly_message(data: dict[str, Any], e: CallTooCostly) -> str:
-    # Named as the client sent it: max_output_tokens on the Responses API.
-    key = next((k for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if data.get(k)), None)
+def _too_costly_message(data: dict[str, Any], key: str | None, e: CallTooCostly) -> str:
+    # Named as the client sent it (max_output_tokens on the Responses API): the largest allowance it gave.
     if key is None:  # the model's output ceiling was assumed
         return f"this request is too large for the monthly budget: {e.message}; set a smaller max_tokens"
     return f"'{key}' ({data[key]}) is too large for the monthly budget: {e.message}; lower {key}"
@@ -76,7 +75,8 @@ class Accountant:
         if self.guard.is_free(model):
             return
         view = chat_view(data, state.call_type)  # completions and Responses API requests read as chat
-        max_tokens = view.get("max_tokens") or view.get("max_completion_tokens")
+        # The largest allowance the request gives in any spelling: LiteLLM may send the provider any of them.
+        key, max_tokens = output_allowance(data, state.call_type)
         try:
             await self.guard.reserve(
                 state.request_id,
@@ -94,7 +94,7 @@ class Accountant:
                 state.budget_note = "stopped"
                 return
             if isinstance(e, CallTooCostly):  # no month pays for it: a retry after the reset would fail too
-                raise BudgetRefused(_too_costly_message(data, e), status=400) from e
+                raise BudgetRefused(_too_costly_message(data, key, e), status=400) from e
             raise BudgetRefused(e.message) from e
         except DuplicateRequest as e:
             raise BudgetRefused(f"duplicate request id {state.request_id!r}: {e}", status=400) from e

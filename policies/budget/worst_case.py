@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from policies.budget.guard import BudgetGuard
-from policies.common.api_shapes import EMBEDDING_CALLS
+from policies.common.api_shapes import EMBEDDING_CALLS, RESPONSES_CALLS
 
 log = logging.getLogger("synqra.budget")
 
@@ -92,3 +92,26 @@ def choices(data: dict[str, Any]) -> int:
         return max(1, int(data.get("n") or 1))
     except (TypeError, ValueError):
         return 1
+
+
+# Every spelling of an output allowance a client may send. LiteLLM does not pick one consistently: on Claude it
+# maps max_tokens and max_completion_tokens both to Anthropic's max_tokens and the last one wins; OpenAI-protocol
+# providers are sent both.
+OUTPUT_ALLOWANCE_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def output_allowance(data: dict[str, Any], call_type: str) -> tuple[str | None, int | None]:
+    """(field, tokens): the most output the provider may be allowed, as the request's largest allowance; (None,
+    None) for the model's own ceiling. On the Responses API that is any request without `max_output_tokens`:
+    OpenAI's Responses API reads no other spelling (LiteLLM drops them), so the answer is unlimited."""
+    if call_type in RESPONSES_CALLS and data.get("max_output_tokens") is None:
+        return None, None
+    given = [
+        (v, k)
+        for k in OUTPUT_ALLOWANCE_FIELDS
+        if isinstance(v := data.get(k), int) and not isinstance(v, bool) and v > 0
+    ]
+    if not given:
+        return None, None
+    tokens, field = max(given)
+    return field, tokens

@@ -379,6 +379,10 @@ def usage_of(response: Any) -> dict[str, int] | None:
     prompt = get("prompt_tokens")
     if prompt is None:
         prompt = get("input_tokens")
+        # Anthropic's input_tokens leave out the prompt it wrote to or read from its cache (billed as well).
+        cached = sum(int(get(k) or 0) for k in ("cache_creation_input_tokens", "cache_read_input_tokens"))
+        if cached:
+            prompt = int(prompt or 0) + cached
     completion = get("completion_tokens")
     if completion is None:
         completion = get("output_tokens")

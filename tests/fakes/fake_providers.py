@@ -139,6 +139,11 @@ class Scripted:
     # What a streamed answer reports of its usage (the bill stays the same): "all"; "start", only Anthropic's
     # message_start (its message_delta carries no usage, as some Anthropic-protocol gateways send it); "none".
     stream_usage: str = "all"
+    # Anthropic prompt caching: this many of the prompt's tokens were written to / read from the cache. Anthropic
+    # then reports them as cache_creation_input_tokens / cache_read_input_tokens, outside input_tokens, and bills
+    # them at 1.25x / 0.1x the input price (the body's `_cache_write_tokens` / `_cache_read_tokens`).
+    cache_write: int = 0
+    cache_read: int = 0
 
 
 @dataclass
@@ -226,7 +231,7 @@ class FakeProvider:
         p, c = prompt_tokens(body), count_tokens(text)
         if messages_api:
             body["_prompt_tokens"], body["_completion_tokens"] = p, c
-            return self._anthropic(body, text, p, c)
+            return self._anthropic(body, text, p, c, step)
         body["_prompt_tokens"], body["_completion_tokens"] = p, c * choices(body)
         return self._openai(body, text, p, c)
 
@@ -258,13 +263,19 @@ class FakeProvider:
         events = openai_stream(body, chunk_head, usage, n, lambda i: chat_choice_chunks(i, first, deltas, "stop"))
         return self._sse(events, body)
 
-    def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
+    def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int, step: Scripted | None = None) -> Response:
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
+        cache: dict[str, int] = {}
+        if step is not None and (step.cache_write or step.cache_read):
+            body["_cache_write_tokens"], body["_cache_read_tokens"] = step.cache_write, step.cache_read
+            cache = {"cache_creation_input_tokens": step.cache_write, "cache_read_input_tokens": step.cache_read}
+        uncached = p - sum(cache.values())
         if not body.get("stream"):
-            usage = {"input_tokens": p, "output_tokens": c}
+            usage = {"input_tokens": uncached, "output_tokens": c, **cache}
             return JSONResponse(anthropic_message(mid, model, [{"type": "text", "text": text}], "end_turn", usage))
         deltas = [{"type": "text_delta", "text": w + " "} for w in text.split(" ")]
-        return self._sse(anthropic_stream(mid, model, p, c, {"type": "text", "text": ""}, deltas, "end_turn"), body)
+        events = anthropic_stream(mid, model, uncached, c, {"type": "text", "text": ""}, deltas, "end_turn", cache)
+        return self._sse(events, body)
 
     # --- tool calls (kept apart from the text paths above) ---
 
@@ -610,10 +621,18 @@ def anthropic_message(
 
 
 async def anthropic_stream(
-    mid: str, model: Any, p: int, c: int, block: dict[str, Any], deltas: list[dict[str, Any]], stop_reason: str
+    mid: str,
+    model: Any,
+    p: int,
+    c: int,
+    block: dict[str, Any],
+    deltas: list[dict[str, Any]],
+    stop_reason: str,
+    cache: dict[str, int] | None = None,
 ) -> AsyncIterator[str]:
-    """A Messages API SSE answer of one content block (text or tool_use) streamed as its deltas."""
-    start = anthropic_message(mid, model, [], None, {"input_tokens": p, "output_tokens": 1})
+    """A Messages API SSE answer of one content block (text or tool_use) streamed as its deltas. `p`: the
+    uncached input tokens; `cache`: the prompt caching counts message_start reports beside them."""
+    start = anthropic_message(mid, model, [], None, {"input_tokens": p, "output_tokens": 1, **(cache or {})})
     yield sse_event("message_start", {"type": "message_start", "message": start})
     yield sse_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
     for delta in deltas:

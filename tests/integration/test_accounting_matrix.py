@@ -110,3 +110,50 @@ def test_every_shape_settles_and_matches_the_bill(
     else:
         assert paid and all(x["served_model"] == "claude-sonnet" for x in paid)
         assert sum(p.billed_tokens()[1] for p in fresh_providers.values()) > 0
+
+
+# Anthropic prompt caching (what Claude Code sends on every turn: cache_control on its system prompt and tools).
+# Anthropic reports cached prompt tokens outside input_tokens, as cache_creation_input_tokens (billed at 1.25x the
+# input price, 5-minute cache) and cache_read_input_tokens (0.1x). Claude's list prices (litellm_config.yaml):
+IN, OUT = 0.000003, 0.000015
+CACHE_WRITE, CACHE_READ = 1.25 * IN, 0.1 * IN
+SYSTEM = " ".join(f"rule{i}" for i in range(2000))  # 2,000 prompt tokens by the fakes' count, all cached
+
+
+def claude_bill(provider: FakeProvider) -> float:
+    """What the fake Anthropic billed in dollars, cache writes and reads at their own prices."""
+    total = 0.0
+    for rec in provider.requests:
+        b = rec.body
+        write, read = b.get("_cache_write_tokens", 0), b.get("_cache_read_tokens", 0)
+        uncached = b.get("_prompt_tokens", 0) - write - read
+        total += uncached * IN + write * CACHE_WRITE + read * CACHE_READ + b.get("_completion_tokens", 0) * OUT
+    return total
+
+
+@pytest.mark.parametrize("cache", ["write", "read"])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("api", ["messages", "chat"])
+def test_prompt_cache_tokens_are_in_the_ledger_at_no_less_than_their_bill(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], api: str, stream: bool, cache: str
+) -> None:
+    claude = fresh_providers["anthropic"]
+    claude.push(Scripted(cache_write=2000 if cache == "write" else 0, cache_read=2000 if cache == "read" else 0))
+    block = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    question = {"role": "user", "content": "hello there"}
+    if api == "messages":
+        path, payload = "/v1/messages", {"system": block, "messages": [question]}
+    else:
+        path, payload = "/v1/chat/completions", {"messages": [{"role": "system", "content": block}, question]}
+    body = {"model": "claude-sonnet", "max_tokens": 20, "stream": stream, **payload}
+    r = httpx.post(f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=120)
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-synqra-request-id"]
+    assert wait_until(lambda: status(stack)["reserved"] == 0 and ledger_rows(stack, rid), 30)
+    rows = ledger_rows(stack, rid)
+    billed_in = claude.billed_tokens()[0]
+    assert billed_in == 2002 and len(claude.requests) == 1
+    recorded_in = sum(x["prompt_tokens"] for x in rows)
+    assert recorded_in >= billed_in, f"billed {billed_in} prompt tokens ({cache} 2,000 cached), recorded {recorded_in}"
+    cost, bill = sum(x["cost_usd"] for x in rows), claude_bill(claude)
+    assert cost >= bill - 1e-9, f"ledger ${cost:.6f} < Anthropic's bill ${bill:.6f} (cache {cache}s at their price)"

@@ -357,3 +357,40 @@ def test_a_field_litellm_bans_is_a_400_naming_it(stack, fresh_providers, path: s
     assert field in err["error"]["message"]
     assert not any(p.requests for p in fresh_providers.values())
     assert len(httpx.get(ledger, headers=AUTH, timeout=30).json()["records"]) == before
+
+
+# Fields that buy something the provider bills beyond tokens at list price, which the budget neither reserves
+# nor the ledger prices (it prices tokens x model_info prices only): OpenAI's priority processing (a higher
+# per-token price), and web search, billed per search: Anthropic's web_search server tool (LiteLLM also makes one
+# of a chat request's `web_search_options`, max_uses 10 for search_context_size "high") and OpenAI's web_search
+# tool. Each reaches the provider today, and its cost is missing from the ledger. Refused before any money moves
+# (or, if synqra learns to price them, this test should compare the ledger with a fake that bills them).
+WS_TOOL = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+UNPRICED_EXTRAS: list[tuple[str, str, dict[str, Any]]] = [
+    ("chat-priority", "/v1/chat/completions", {"model": "gpt-4o", "messages": MSG, "service_tier": "priority"}),
+    ("responses-priority", "/v1/responses", {"model": "gpt-4o", "input": "hi", "service_tier": "priority"}),
+    (
+        "chat-web_search_options",
+        "/v1/chat/completions",
+        {"model": "claude-sonnet", "messages": MSG, "web_search_options": {}},
+    ),
+    ("messages-web_search-tool", "/v1/messages", {"model": "claude-sonnet", "messages": MSG, "tools": [WS_TOOL]}),
+    (
+        "responses-web_search-tool",
+        "/v1/responses",
+        {"model": "gpt-4o", "input": "hi", "tools": [{"type": "web_search"}]},
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), [c[1:] for c in UNPRICED_EXTRAS], ids=[c[0] for c in UNPRICED_EXTRAS])
+def test_a_billed_extra_the_ledger_cannot_price_reaches_no_provider(
+    stack, fresh_providers, path: str, body: dict[str, Any]
+) -> None:
+    limit = {"max_output_tokens": 16} if path == "/v1/responses" else {"max_tokens": 16}
+    r = httpx.post(f"{stack.base_url}{path}", json={**body, **limit}, headers=AUTH, timeout=60)
+    sent = [(name, rec.body) for name, fp in fresh_providers.items() for rec in fp.requests]
+    assert r.status_code == 400 and not sent, (
+        r.status_code,
+        [(n, {k: b.get(k) for k in ("service_tier", "tools", "web_search_options")}) for n, b in sent],
+    )

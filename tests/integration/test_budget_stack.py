@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.fakes.alert_receiver import AlertReceiver
-from tests.fakes.fake_providers import FakeProvider
+from tests.fakes.fake_providers import FakeProvider, Scripted
 from tests.redis_server import RedisServer
 from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
 
@@ -217,5 +217,123 @@ def test_redis_outage_fails_closed_and_recovers(
             "recovers when Redis returns"
         )
         assert wait_until(lambda: len(ledger(s)) >= 4, timeout_s=30), "records queued during the outage are written"
+    finally:
+        s.stop()
+
+
+# --- the reservation must cover what the provider is allowed to bill (review: money leaks) -------------------
+
+LONG_ANSWER = " ".join(f"word{i}" for i in range(2000))  # 2,000 tokens by the fakes' count: $0.03 on Claude
+
+
+@pytest.fixture
+def gpt() -> Iterator[FakeProvider]:
+    fp = FakeProvider("openai", default_text=ANSWER).start()
+    yield fp
+    fp.stop()
+
+
+def _allowed_output(fp: FakeProvider) -> int | None:
+    """The output allowance the provider was given (None: none, the model's own ceiling)."""
+    body = fp.requests[-1].body
+    return next((body[k] for k in ("max_output_tokens", "max_tokens", "max_completion_tokens") if k in body), None)
+
+
+SPELLINGS = [
+    # Claude through chat: LiteLLM maps both fields to Anthropic's max_tokens, the last one wins.
+    (
+        "anthropic",
+        "/v1/chat/completions",
+        {"model": "claude-sonnet", "max_tokens": 20, "max_completion_tokens": 50_000},
+    ),
+    ("anthropic", "/v1/completions", {"model": "claude-sonnet", "max_tokens": 20, "max_completion_tokens": 50_000}),
+    (
+        "anthropic",
+        "/v1/responses",
+        {"model": "claude-sonnet", "max_output_tokens": 20, "max_completion_tokens": 50_000},
+    ),
+    # GPT-4o on the Responses API reads max_output_tokens only: a chat spelling leaves it unlimited (16,384).
+    ("openai", "/v1/responses", {"model": "gpt-4o", "max_tokens": 20}),
+    ("openai", "/v1/responses", {"model": "gpt-4o", "max_completion_tokens": 20}),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "path", "fields"), SPELLINGS, ids=[f"{p[0]}{p[1]}-{'+'.join(sorted(p[2]))}" for p in SPELLINGS]
+)
+def test_a_second_max_tokens_spelling_cannot_lift_the_provider_allowance_past_the_reservation(
+    tmp_path: Path,
+    stack: RunningStack,
+    claude: FakeProvider,
+    gpt: FakeProvider,
+    provider: str,
+    path: str,
+    fields: dict[str, Any],
+) -> None:
+    """The budget reserves for the first max_tokens spelling it reads (20 tokens); LiteLLM sends the provider
+    another (50,000, or none at all), so a call no month could pay for (each alone is a 400 here) is admitted,
+    and an answer within what the provider was allowed takes committed spend past the hard limit."""
+    fp = {"anthropic": claude, "openai": gpt}[provider]
+    s = start_stack(
+        tmp_path,
+        {"anthropic": claude, "openai": gpt},
+        {"budget": {"monthly_limit_usd": LIMIT}},
+        backends_of=stack,
+    )
+    try:
+        contents: dict[str, dict[str, Any]] = {
+            "/v1/chat/completions": {"messages": [{"role": "user", "content": "Write a long essay please"}]},
+            "/v1/completions": {"prompt": "Write a long essay please"},
+            "/v1/responses": {"input": "Write a long essay please"},
+        }
+        content = contents[path]
+        fp.push(Scripted(text=LONG_ANSWER))  # within the allowance the provider is given
+        r = httpx.post(f"{s.base_url}{path}", json={**content, **fields}, headers=AUTH, timeout=120)
+        assert wait_until(lambda: status(s)["reserved"] == 0, timeout_s=15)
+        if r.status_code != 200:
+            assert r.status_code in (400, 429), r.text
+            assert not fp.requests, "a refused request costs nothing"
+            return
+        allowed, spent = _allowed_output(fp), status(s)["monthly_used"]
+        assert spent <= LIMIT * 0.95, (
+            f"committed ${spent} passed the stop level ${LIMIT * 0.95:.4f}: reserved for 20 output tokens, "
+            f"the provider was allowed {allowed} (None: the model's ceiling)"
+        )
+        assert allowed is not None and allowed <= 20
+    finally:
+        s.stop()
+
+
+def test_a_retried_call_stays_reserved_while_its_retry_runs(
+    tmp_path: Path, stack: RunningStack, claude: FakeProvider
+) -> None:
+    """A client may ask LiteLLM for retries (`num_retries` in the body, or the x-litellm-num-retries header).
+    The first attempt's failure releases the call's reservation, and the retry then runs unreserved: a second
+    call that only fits in the money the first one holds is admitted meanwhile, and committed spend passes the
+    hard limit. Each call here may cost up to 600 output tokens ($0.009); the limit fits one, not two."""
+    s = budget_stack(tmp_path, stack, claude)
+    answer = " ".join(f"word{i}" for i in range(600))
+    try:
+        # A: fails once (nothing billed), then its retry answers 600 words after 3 s. B: answers 600 words.
+        claude.push(Scripted(status=500), Scripted(text=answer, delay_s=3), Scripted(text=answer))
+        body = {"model": "claude-sonnet", "max_tokens": 600, "messages": [{"role": "user", "content": "Write a page"}]}
+        pool = ThreadPoolExecutor(max_workers=1)
+        first = pool.submit(
+            lambda: httpx.post(
+                f"{s.base_url}/v1/chat/completions", json={**body, "num_retries": 1}, headers=AUTH, timeout=120
+            )
+        )
+        assert wait_until(lambda: len(claude.requests) == 2, timeout_s=30), "A's retry is in flight"
+        held = status(s)["reserved"]
+        second = httpx.post(f"{s.base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=120)
+        assert first.result().status_code == 200
+        pool.shutdown()
+        assert wait_until(lambda: status(s)["reserved"] == 0, timeout_s=15)
+        spent = status(s)["monthly_used"]
+        assert second.status_code == 429, (
+            f"B was admitted while A's retry ran with ${held} reserved (spent ${spent} of ${LIMIT:.4f})"
+        )
+        assert spent <= LIMIT * 0.95
+        assert held > 0, "A's retry was in flight at Claude with nothing reserved"
     finally:
         s.stop()

@@ -270,3 +270,49 @@ def test_a_messages_stream_from_an_openai_model_cut_off_mid_answer_is_recorded(
     assert billed_out == 4
     row = recorded(stack, t0, model)
     assert row["prompt_tokens"] >= billed_in and row["completion_tokens"] >= billed_out, (row, billed_in, billed_out)
+
+
+# A stream whose provider broke off before its first word: LiteLLM starts it again, on the same model when the
+# client asked for retries (`num_retries`), else on the next model of the fallback chain. The broken attempt
+# had begun answering (the provider billed its prompt) but reaches no hook: only the attempt that answered is
+# recorded. (The /v1/messages fallback case is the known gap above.)
+BEFORE_CONTENT = [
+    # DeepSeek breaks off before its first word; Claude, its fallback, answers.
+    ("/v1/chat/completions", "deepseek-chat", {}),
+    # Claude breaks off before its first word; Claude, retried, answers.
+    ("/v1/messages", "claude-sonnet", {"num_retries": 1}),
+    ("/v1/chat/completions", "claude-sonnet", {"num_retries": 1}),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "extra"), BEFORE_CONTENT, ids=["chat-fallback", "messages-retry", "chat-retry"]
+)
+def test_a_stream_broken_before_its_first_word_and_answered_again_is_billed_for_both(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str, model: str, extra: dict
+) -> None:
+    broken = fresh_providers[PROVIDER_OF[model]]
+    broken.push(Scripted(text=LONG, cut_after_words=0))
+    t0 = time.time()
+    body = {
+        "model": model,
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Write a line about the sea"}],
+        **extra,
+    }
+    r = httpx.post(f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=60)
+    assert r.status_code == 200, r.text
+    assert broken.requests[0].body.get("_fault") == "cut"
+    assert wait_until(lambda: reserved(stack) == 0, timeout_s=15)
+    time.sleep(1)  # the success event settles after the stream's end
+    for name, fp in fresh_providers.items():
+        served = next(m for m, p in PROVIDER_OF.items() if p == name)
+        billed_in, billed_out = fp.billed_tokens()
+        rows = rows_since(stack, t0, served)
+        recorded_in = sum(x["prompt_tokens"] for x in rows)
+        assert recorded_in >= billed_in, (
+            f"{served}: billed {billed_in} prompt tokens over {len(fp.requests)} call(s), recorded {recorded_in} "
+            f"in {len(rows)} row(s)"
+        )
+        assert sum(x["completion_tokens"] for x in rows) >= billed_out

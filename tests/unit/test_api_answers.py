@@ -9,7 +9,7 @@ import litellm
 import pytest
 from litellm.types.llms.openai import OutputTextDeltaEvent, ResponseCreatedEvent, ResponsesAPIResponse
 
-from policies.common.api_answers import checked_usage, delivered_usage, event_type
+from policies.common.api_answers import checked_usage, delivered_usage, event_type, usage_of
 
 ANSWER = " ".join(f"word{i}" for i in range(40))
 MESSAGES = [{"role": "user", "content": "Summarise this: " + " ".join(f"fact{i}" for i in range(300))}]
@@ -138,3 +138,21 @@ def test_a_text_completion_is_read_too() -> None:
     response = litellm.TextCompletionResponse(choices=[{"index": 0, "text": ANSWER, "finish_reason": "stop"}])
     usage = checked_usage({"prompt_tokens": 302, "completion_tokens": 1}, KWARGS, response)
     assert usage["completion_tokens"] == _count(ANSWER)
+
+
+def test_usage_counts_anthropics_cached_prompt_tokens() -> None:
+    """Anthropic reports cached prompt tokens outside input_tokens; each is billed (review: a /v1/messages answer
+    with 2,000 of its 2,002 prompt tokens written to the cache was recorded as 2 prompt tokens)."""
+    write = {"usage": {"input_tokens": 2, "output_tokens": 3, "cache_creation_input_tokens": 2000}}
+    read = {
+        "usage": {
+            "input_tokens": 2,
+            "output_tokens": 3,
+            "cache_read_input_tokens": 2000,
+            "cache_creation_input_tokens": None,
+        }
+    }
+    assert usage_of(write) == usage_of(read) == {"prompt_tokens": 2002, "completion_tokens": 3}
+    # OpenAI's prompt_tokens already hold the cached tokens: not counted twice.
+    chat = {"usage": {"prompt_tokens": 2002, "completion_tokens": 3, "cache_read_input_tokens": 2000}}
+    assert usage_of(chat) == {"prompt_tokens": 2002, "completion_tokens": 3}

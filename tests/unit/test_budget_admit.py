@@ -165,3 +165,43 @@ def test_routed_call_too_costly_for_its_tier_is_served_locally(guard: BudgetGuar
 
     asyncio.run(main())
     assert data["model"] == state.route == "local-llama" and not state.reserved
+
+
+@pytest.mark.parametrize(
+    ("call_type", "fields", "expected"),
+    [
+        ("acompletion", {"max_tokens": 20}, ("max_tokens", 20)),
+        ("acompletion", {"max_tokens": 20, "max_completion_tokens": 50_000}, ("max_completion_tokens", 50_000)),
+        ("acompletion", {"max_completion_tokens": 20, "max_output_tokens": 50_000}, ("max_output_tokens", 50_000)),
+        ("atext_completion", {"max_tokens": 20, "max_completion_tokens": 50_000}, ("max_completion_tokens", 50_000)),
+        ("anthropic_messages", {"max_tokens": 20}, ("max_tokens", 20)),
+        ("acompletion", {}, (None, None)),
+        # OpenAI's Responses API reads max_output_tokens only: without it the answer is unlimited.
+        ("aresponses", {"max_tokens": 20}, (None, None)),
+        ("aresponses", {"max_completion_tokens": 20}, (None, None)),
+        ("aresponses", {"max_output_tokens": 20}, ("max_output_tokens", 20)),
+        ("aresponses", {"max_output_tokens": 20, "max_completion_tokens": 50_000}, ("max_completion_tokens", 50_000)),
+    ],
+)
+def test_the_reservation_covers_the_largest_output_allowance_in_any_spelling(
+    call_type: str, fields: dict[str, Any], expected: tuple[str | None, int | None]
+) -> None:
+    """LiteLLM sends Claude the last of max_tokens / max_completion_tokens it maps (review: a call reserved for
+    20 output tokens was sent to Claude with max_tokens 50,000), and OpenAI's Responses API no other spelling
+    than max_output_tokens (reserved for 20, sent unlimited)."""
+    assert worst_case.output_allowance(fields, call_type) == expected
+
+
+def test_a_small_max_tokens_does_not_hide_a_huge_max_completion_tokens(guard: BudgetGuard) -> None:
+    data = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "max_completion_tokens": 10**9}
+
+    async def main() -> BudgetRefused:
+        with pytest.raises(BudgetRefused) as err:
+            await Accountant(guard, "local-llama").admit(
+                RequestState("hidden", call_type="acompletion"), data, "claude-sonnet", routed=False
+            )
+        await guard.aclose()
+        return err.value
+
+    refused = asyncio.run(main())
+    assert refused.status == 400 and "'max_completion_tokens' (1000000000) is too large" in refused.message
