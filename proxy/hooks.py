@@ -28,6 +28,7 @@ from policies.common.request_checks import (
     check_extra_body,
     check_max_tokens,
     check_request,
+    check_unpriced_extras,
     unknown_model,
 )
 from policies.common.request_state import RequestState, RouteInfo
@@ -80,7 +81,7 @@ class SynqraHooks(CustomLogger):
         routed = False
         if call_type in GENERATION_CALLS:
             view = chat_view(data, call_type)  # completions and Responses API requests read as chat
-            for problem in (check_request(data, view, call_type), check_max_tokens(data)):
+            for problem in (check_request(data, view, call_type), check_max_tokens(data), check_unpriced_extras(data)):
                 if problem:
                     raise _http_error(400, problem)
             if rt.router.handles(requested) or rt.router.handles(resolved):

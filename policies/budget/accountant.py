@@ -154,8 +154,21 @@ class Accountant:
         """LiteLLM is about to try another model group for this call: reserve it as a call of its own.
 
         LiteLLM's fallbacks skip the proxy's pre-call hook, so without this a paid fallback would bypass
-        the budget. Raises BudgetRefused when the month's money is gone."""
-        if group == state.route or group in state.attempts:
+        the budget. A retry on the call's own group (the client's `num_retries`) is reserved as well: the failed
+        attempt's failure event gives the call's reservation back, before or while the retry runs. Raises
+        BudgetRefused when the month's money is gone."""
+        if group == state.route:
+            state.route_attempts += 1
+            if state.route_attempts == 1:  # the call itself, reserved by `admit`
+                return
+            retry = f"retry{state.route_attempts - 1}"
+            child = state.child(
+                "fallback", group, retry, counts_request=state.counts_request, leaves_local=state.leaves_local
+            )
+            await self.admit(child, data, group, routed=False)  # a reservation only: the call's row is its own
+            state.attempts[f"{group}#{retry}"] = child
+            return
+        if group in state.attempts:
             return
         # Standing in for the call that failed: a client request if that was one, else (an escalation) not.
         child = state.child(
@@ -196,6 +209,7 @@ class Accountant:
         released as a failure. `served`: the model group that opened the stream (a fallback, when one did)."""
         if served is None or served == state.route or served not in state.attempts:
             await self.settle(state, usage, served or state.route)
+            await self.attempt_answered(state, state.route, None)  # what its retries or fallbacks hold goes back
             return
         await self.attempt_answered(state, served, usage)  # a fallback's stream: bill it, release the rest
 

@@ -81,6 +81,33 @@ def check_extra_body(data: dict[str, Any]) -> str | None:
     return None
 
 
+# What a provider bills beyond tokens at list price, which the budget can neither reserve nor price: OpenAI's
+# priority processing (a higher price per token) and server-side tools billed per use or per container (web
+# search, file search, code execution, image generation; Anthropic's types carry a date, "web_search_20250305").
+UNPRICED_SERVICE_TIERS = frozenset({"priority"})
+UNPRICED_TOOL_TYPES = ("web_search", "file_search", "code_interpreter", "code_execution", "image_generation")
+
+
+def check_unpriced_extras(data: dict[str, Any]) -> str | None:
+    tier = data.get("service_tier")
+    if isinstance(tier, str) and tier in UNPRICED_SERVICE_TIERS:
+        return (
+            f"'service_tier' {tier!r} is not accepted: the provider bills it above the list price synqra's budget "
+            "and ledger use; leave service_tier out or use 'auto'/'default'"
+        )
+    if data.get("web_search_options") is not None:
+        return "'web_search_options' is not accepted: web searches are billed per search, which synqra cannot price"
+    tools = data.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind.startswith(UNPRICED_TOOL_TYPES):
+            return (
+                f"'tools[{i}]' of type {kind!r} is not accepted: the provider bills this tool per use, which "
+                "synqra's budget and ledger cannot price"
+            )
+    return None
+
+
 def unknown_model(name: str, offered: list[str]) -> str:
     """The 400 for a model name that is not a model_list name or alias. LiteLLM itself would still route a
     deployment's provider string ("anthropic/claude-sonnet-4-5"), a deployment id, or a comma-separated list

@@ -75,7 +75,9 @@ class RequestState:
     # --- money, written by the Accountant only ---
     reserved: bool = False
     accounted: bool = False
-    attempts: dict[str, RequestState] = field(default_factory=dict)  # LiteLLM fallbacks tried, by model group
+    # LiteLLM fallbacks tried, by model group, and retries of this call's own group ("<group>#retry<n>")
+    attempts: dict[str, RequestState] = field(default_factory=dict)
+    route_attempts: int = 0  # deployment calls LiteLLM has started on `route` (more than 1: retries)
     unbilled_attempt: RequestState | None = None  # a streamed fallback that answered, awaiting its usage
     settling: asyncio.Future[bool] | None = field(default=None, repr=False)
 

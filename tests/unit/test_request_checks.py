@@ -12,6 +12,7 @@ from policies.common.request_checks import (
     check_context_window,
     check_max_tokens,
     check_messages,
+    check_unpriced_extras,
     header_problem,
     parse_body,
 )
@@ -300,3 +301,38 @@ def test_banned_fields_pass_what_sdks_send_and_never_raise(name: str, data) -> N
     value, _ = parse_body(encode(data.draw(requests_for(name))))
     problem = banned_field_problem(ROUTES[name].path, value, {}, None)
     assert problem is None or (isinstance(problem, str) and problem)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"service_tier": "auto"},
+        {"service_tier": "default"},
+        {"service_tier": "flex"},  # cheaper than list: the ledger over-counts, never under
+        {"service_tier": "standard_only"},
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+        {"tools": [{"name": "lookup", "input_schema": {"type": "object"}}]},  # an Anthropic client tool
+        {"tools": [{"type": "bash_20250124", "name": "bash"}, {"type": "custom", "name": "x"}]},
+        {"tools": "not a list"},  # LiteLLM's and the API's own checks answer it
+    ],
+)
+def test_token_priced_requests_pass_the_unpriced_extras_check(body: dict) -> None:
+    assert check_unpriced_extras(body) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"service_tier": "priority"}, "service_tier"),
+        ({"web_search_options": {}}, "web_search_options"),
+        ({"tools": [{"type": "function"}, {"type": "web_search_preview"}]}, "tools[1]"),
+        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0]"),
+        ({"tools": [{"type": "code_execution_20250522", "name": "code_execution"}]}, "tools[0]"),
+        ({"tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}, "tools[0]"),
+        ({"tools": [{"type": "code_interpreter"}]}, "tools[0]"),
+        ({"tools": [{"type": "image_generation"}]}, "tools[0]"),
+    ],
+)
+def test_extras_billed_beyond_tokens_are_refused_naming_the_field(body: dict, named: str) -> None:
+    problem = check_unpriced_extras(body)
+    assert problem is not None and named in problem
