@@ -102,12 +102,15 @@ class Accountant:
     # --- after a call -------------------------------------------------------------------------------
 
     async def _record(self, state: RequestState, usage: dict[str, int], served: str) -> None:
+        prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        writes = int(usage.get("cache_write_tokens") or 0)  # prompt tokens billed above the input price
         record = CallRecord(
             request_id=state.request_id,
             requested_model=state.requested_model or served,
             served_model=served,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=self.guard.prices.cost_with_cache_writes(served, prompt, completion, writes) if writes else None,
             kind=state.kind if state.kind != "client" else KIND_BY_CALL_TYPE.get(state.call_type, "chat"),
             api_key_hash=state.key_hash,
             user=state.user,

@@ -30,6 +30,8 @@ class ModelPrice:
     max_output_tokens: int | None = None
     # The provider model name LiteLLM knows (for its tokenizer).
     litellm_model: str = ""
+    # A prompt token written to the provider's cache (Anthropic: 1.25x the input price); None: the input price.
+    cache_write_per_token: float | None = None
 
     @property
     def free(self) -> bool:
@@ -38,6 +40,21 @@ class ModelPrice:
 
 def call_cost(price: ModelPrice, prompt_tokens: int, completion_tokens: int) -> float:
     return prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
+
+
+def cache_write_premium(price: ModelPrice, cache_write_tokens: int) -> float:
+    """What `cache_write_tokens` prompt tokens cost above the input price they are counted at (never below it:
+    LiteLLM's map gives DeepSeek a write price of 0, and its cache misses are billed at the input price)."""
+    if not cache_write_tokens or price.cache_write_per_token is None:
+        return 0.0
+    return cache_write_tokens * max(0.0, price.cache_write_per_token - price.input_per_token)
+
+
+def _cache_write_price(*sources: Mapping[str, Any]) -> float | None:
+    for src in sources:
+        if src.get("cache_creation_input_token_cost") is not None:
+            return float(src["cache_creation_input_token_cost"])
+    return None
 
 
 def worst_case_cost(
@@ -72,6 +89,8 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
             float(info.get("output_cost_per_token") or 0),
             int(max_out) if max_out else None,
             lm,
+            # the cost map's cache price when the entry sets its token prices only (None for local models)
+            _cache_write_price(info, _cost_map_entry(lm) or {}) if lm else _cache_write_price(info),
         )
     if entry.model_name in set(local_aliases):
         return ModelPrice(0.0, 0.0, int(max_out) if max_out else None, lm)
@@ -84,6 +103,7 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
         float(mapped.get("output_cost_per_token") or 0),
         int(max_out) if max_out else None,
         lm,
+        _cache_write_price(info, mapped),
     )
 
 
@@ -132,6 +152,14 @@ class PriceBook:
 
     def cost(self, model_name: str, prompt_tokens: int, completion_tokens: int) -> float:
         return call_cost(self.price(model_name), prompt_tokens, completion_tokens)
+
+    def cost_with_cache_writes(
+        self, model_name: str, prompt_tokens: int, completion_tokens: int, cache_write_tokens: int
+    ) -> float | None:
+        """The call's cost when some of its prompt tokens were written to the provider's cache (billed above the
+        input price), else None: tokens x prices, as for any call."""
+        premium = cache_write_premium(self.price(model_name), cache_write_tokens)
+        return self.cost(model_name, prompt_tokens, completion_tokens) + premium if premium else None
 
     def worst_case(self, model_name: str, prompt_tokens: int, max_tokens: int | None, choices: int = 1) -> float:
         return worst_case_cost(self.price(model_name), prompt_tokens, max_tokens, self.default_max_output, choices)

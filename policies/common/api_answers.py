@@ -366,6 +366,20 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
     }
 
 
+def cache_writes_of(response: Any) -> int:
+    """Prompt tokens the provider wrote to its cache for this answer (Anthropic's cache_creation_input_tokens, on
+    its own usage and on LiteLLM's); they are in the prompt count, and billed above the input price."""
+    usage = getattr(response, "usage", None)
+    if usage is None and isinstance(response, dict):
+        usage = response.get("usage")
+    if usage is None:
+        return 0
+    writes = usage.get("cache_creation_input_tokens") if isinstance(usage, dict) else None
+    if writes is None and not isinstance(usage, dict):
+        writes = getattr(usage, "cache_creation_input_tokens", None)
+    return writes if isinstance(writes, int) and not isinstance(writes, bool) and writes > 0 else 0
+
+
 def usage_of(response: Any) -> dict[str, int] | None:
     """prompt/completion tokens of a finished response: OpenAI objects, embeddings, or Anthropic dicts."""
     usage = getattr(response, "usage", None)
@@ -388,4 +402,8 @@ def usage_of(response: Any) -> dict[str, int] | None:
         completion = get("output_tokens")
     if prompt is None and completion is None:
         return None
-    return {"prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0)}
+    usage_out = {"prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0)}
+    writes = cache_writes_of(response)
+    if writes:
+        usage_out["cache_write_tokens"] = writes
+    return usage_out

@@ -9,7 +9,7 @@ import litellm
 import pytest
 from litellm.types.llms.openai import OutputTextDeltaEvent, ResponseCreatedEvent, ResponsesAPIResponse
 
-from policies.common.api_answers import checked_usage, delivered_usage, event_type, usage_of
+from policies.common.api_answers import cache_writes_of, checked_usage, delivered_usage, event_type, usage_of
 
 ANSWER = " ".join(f"word{i}" for i in range(40))
 MESSAGES = [{"role": "user", "content": "Summarise this: " + " ".join(f"fact{i}" for i in range(300))}]
@@ -152,7 +152,21 @@ def test_usage_counts_anthropics_cached_prompt_tokens() -> None:
             "cache_creation_input_tokens": None,
         }
     }
-    assert usage_of(write) == usage_of(read) == {"prompt_tokens": 2002, "completion_tokens": 3}
+    assert usage_of(read) == {"prompt_tokens": 2002, "completion_tokens": 3}
+    assert usage_of(write) == {"prompt_tokens": 2002, "completion_tokens": 3, "cache_write_tokens": 2000}
     # OpenAI's prompt_tokens already hold the cached tokens: not counted twice.
     chat = {"usage": {"prompt_tokens": 2002, "completion_tokens": 3, "cache_read_input_tokens": 2000}}
     assert usage_of(chat) == {"prompt_tokens": 2002, "completion_tokens": 3}
+
+
+def test_cache_writes_are_read_from_anthropic_and_litellm_usage() -> None:
+    anthropic = {"usage": {"input_tokens": 2, "cache_creation_input_tokens": 2000, "output_tokens": 5}}
+    assert cache_writes_of(anthropic) == 2000
+    assert usage_of(anthropic) == {"prompt_tokens": 2002, "completion_tokens": 5, "cache_write_tokens": 2000}
+    chat = litellm.ModelResponse(
+        usage=litellm.Usage(prompt_tokens=2002, completion_tokens=5, cache_creation_input_tokens=2000)
+    )
+    assert cache_writes_of(chat) == 2000 and usage_of(chat)["cache_write_tokens"] == 2000  # type: ignore[index]
+    plain = {"usage": {"input_tokens": 2, "cache_creation_input_tokens": 0, "output_tokens": 5}}
+    assert cache_writes_of(plain) == 0 and "cache_write_tokens" not in (usage_of(plain) or {})
+    assert cache_writes_of({"usage": {"cache_creation_input_tokens": "many"}}) == 0 and cache_writes_of(None) == 0

@@ -123,6 +123,34 @@ def test_prices_from_model_info_then_litellm_cost_map(tmp_path: Path) -> None:
         book.price("unknown")
 
 
+def test_prompt_tokens_written_to_the_cache_cost_their_own_price(tmp_path: Path) -> None:
+    models = [
+        # token prices set, the cache price from LiteLLM's map ($3.75 per million, 1.25x)
+        ModelEntry(
+            model_name="claude-sonnet",
+            litellm_params={"model": "anthropic/claude-sonnet-4-5"},
+            model_info={"input_cost_per_token": 3e-6, "output_cost_per_token": 15e-6},
+        ),
+        ModelEntry(
+            model_name="own",
+            litellm_params={"model": "openai/whatever"},
+            model_info={
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 2e-6,
+                "cache_creation_input_token_cost": 4e-6,
+            },
+        ),
+        ModelEntry(model_name="deepseek-chat", litellm_params={"model": "deepseek/deepseek-chat"}),  # no write price
+    ]
+    book = PriceBook.from_config(_cfg(tmp_path, models))
+    assert book.cost_with_cache_writes("claude-sonnet", 2002, 10, 0) is None  # tokens x prices
+    assert book.cost_with_cache_writes("claude-sonnet", 2002, 10, 2000) == pytest.approx(
+        2 * 3e-6 + 2000 * 3.75e-6 + 10 * 15e-6
+    )
+    assert book.cost_with_cache_writes("own", 100, 0, 100) == pytest.approx(100 * 4e-6)
+    assert book.cost_with_cache_writes("deepseek-chat", 100, 0, 100) is None
+
+
 def test_unpriced_paid_model_is_a_config_error(tmp_path: Path) -> None:
     models = [
         ModelEntry(model_name="claude-sonnet", litellm_params={"model": "anthropic/claude-sonnet-4-5"}),
