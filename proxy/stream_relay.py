@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from policies.budget.accountant import Accountant
-from policies.common.api_answers import delivered_usage
+from policies.common.api_answers import carries_answer, delivered_usage
 from policies.common.api_shapes import chat_view
 from policies.common.request_state import RequestState
 from policies.common.settings import AppConfig
@@ -39,7 +39,8 @@ class StreamRelay:
     async def items(self) -> AsyncIterator[Any]:
         async for item in self.response:
             self.sent.append(item)
-            self.state.relayed = True
+            if not self.state.relayed and carries_answer(item):
+                self.state.relayed = True
             yield item
         self.finished = True
 

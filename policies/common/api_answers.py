@@ -224,6 +224,23 @@ def event_type(item: Any) -> str:
 _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
+def carries_answer(item: Any) -> bool:
+    """Whether a stream item holds part of the answer (text, tool-call arguments), not only the stream's opening
+    (a role-only first chunk, Anthropic's message_start, the Responses API's lifecycle events)."""
+    if isinstance(item, bytes | str):  # /v1/messages streams are relayed as SSE bytes
+        return (b"content_block_delta" if isinstance(item, bytes) else "content_block_delta") in item
+    kind = event_type(item)
+    if kind:  # Responses API and Anthropic events
+        return kind.endswith(".delta") or kind == "content_block_delta"
+    for choice in get_field(item, "choices") or []:
+        delta = get_field(choice, "delta")
+        if get_field(choice, "text") or (
+            delta is not None and (get_field(delta, "content") or get_field(delta, "tool_calls"))
+        ):
+            return True
+    return False
+
+
 def stream_answer(chunks: list[Any], call_type: str = "acompletion") -> Answer:
     """Text, finish reason, logprobs and tool calls of a buffered stream: OpenAI chat or text completion chunks,
     Anthropic events, or Responses API events (whose last event carries the whole response)."""

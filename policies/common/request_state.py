@@ -69,7 +69,7 @@ class RequestState:
     budget_note: str | None = None  # "stopped": paid calls stopped this month, served locally
     route_note: str | None = None  # a model passed over because it cannot answer now, and why
     fallback: str | None = None  # "failed>answered" when a LiteLLM fallback answered
-    # A stream's provider has begun answering (its first item came through): no other model may continue it.
+    # A stream's provider has begun answering (part of the answer came through): no other model may continue it.
     relayed: bool = False
     quality: QualityInfo | None = None
     # --- money, written by the Accountant only ---

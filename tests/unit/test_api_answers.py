@@ -9,7 +9,14 @@ import litellm
 import pytest
 from litellm.types.llms.openai import OutputTextDeltaEvent, ResponseCreatedEvent, ResponsesAPIResponse
 
-from policies.common.api_answers import cache_writes_of, checked_usage, delivered_usage, event_type, usage_of
+from policies.common.api_answers import (
+    cache_writes_of,
+    carries_answer,
+    checked_usage,
+    delivered_usage,
+    event_type,
+    usage_of,
+)
 
 ANSWER = " ".join(f"word{i}" for i in range(40))
 MESSAGES = [{"role": "user", "content": "Summarise this: " + " ".join(f"fact{i}" for i in range(300))}]
@@ -170,3 +177,16 @@ def test_cache_writes_are_read_from_anthropic_and_litellm_usage() -> None:
     plain = {"usage": {"input_tokens": 2, "cache_creation_input_tokens": 0, "output_tokens": 5}}
     assert cache_writes_of(plain) == 0 and "cache_write_tokens" not in (usage_of(plain) or {})
     assert cache_writes_of({"usage": {"cache_creation_input_tokens": "many"}}) == 0 and cache_writes_of(None) == 0
+
+
+def test_a_stream_item_carries_answer_only_with_text_or_tool_arguments() -> None:
+    role_only = litellm.ModelResponseStream(choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}}])
+    text = litellm.ModelResponseStream(choices=[{"index": 0, "delta": {"content": "Hel"}}])
+    tool = litellm.ModelResponseStream(
+        choices=[{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]}}]
+    )
+    assert not carries_answer(role_only) and carries_answer(text) and carries_answer(tool)
+    assert carries_answer({"choices": [{"index": 0, "text": "Hel"}]})  # a text completion's chunk
+    assert not carries_answer({"type": "response.created"}) and carries_answer({"type": "response.output_text.delta"})
+    assert not carries_answer(b'event: message_start\ndata: {"type":"message_start"}\n\n')
+    assert carries_answer(b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n')
