@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from tests.fakes.fake_providers import (
     FakeProvider,
+    Scripted,
     anthropic_message,
     anthropic_stream,
     chat_choice_chunks,
@@ -74,9 +75,9 @@ class ToolCallingProvider(FakeProvider):
         events = openai_stream(body, {**head, "object": "chat.completion.chunk"}, usage, 1, lambda i: chunks)
         return StreamingResponse(events, media_type="text/event-stream")
 
-    def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
+    def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int, step: Scripted | None = None) -> Response:
         if not body.get("tools"):
-            return super()._anthropic(body, text, p, c)
+            return super()._anthropic(body, text, p, c, step)
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model")
         block = {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": self.args}
         if not body.get("stream"):
