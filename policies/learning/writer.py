@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,7 +60,10 @@ class InferenceLogWriter:
         self._representer = representer
         self.keep_text = settings.keep_text
         self.retention_days = settings.retention_days
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
+        # A deque, not a queue.Queue: append and popleft are atomic C calls, where Queue.put_nowait takes a
+        # Condition's lock and notifies in Python (~3 us of the request path). Bounded by the length test in _put.
+        self._queue: deque[tuple[str, Any]] = deque()
+        self._queue_size = settings.queue_size
         self._flush_interval = flush_interval_s
         self._lock = threading.Lock()
         self.dropped: Counter[str] = Counter()  # kind ("route", "outcome", "label") -> items lost
@@ -74,12 +76,11 @@ class InferenceLogWriter:
     # --- the request side: never blocks, never raises ------------------------------------------
 
     def _put(self, kind: str, item: tuple[Any, ...]) -> bool:
-        try:
-            self._queue.put_nowait((kind, item))
-            return True
-        except queue.Full:
+        if len(self._queue) >= self._queue_size:
             self._drop(kind)
             return False
+        self._queue.append((kind, item))
+        return True
 
     def _drop(self, kind: str, n: int = 1) -> None:
         with self._lock:
@@ -139,7 +140,7 @@ class InferenceLogWriter:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -151,12 +152,9 @@ class InferenceLogWriter:
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until everything queued before this call is written (e.g. before looking a request id up)."""
         if self._thread is None or not self._thread.is_alive():
-            return self._queue.empty()
+            return not self._queue
         done = threading.Event()
-        try:
-            self._queue.put(("flush", done), timeout=timeout_s)
-        except queue.Full:
-            return False
+        self._queue.append(("flush", done))  # a marker is never refused for a full queue
         self._wake.set()
         return done.wait(timeout_s)
 
@@ -164,10 +162,7 @@ class InferenceLogWriter:
         """Write what is queued (up to timeout_s), then stop the thread. Items queued later are dropped."""
         if self._thread is None:
             return
-        try:
-            self._queue.put(("stop", _STOP), timeout=timeout_s)
-        except queue.Full:
-            log.warning("inference log: queue still full at shutdown; %d queued rows lost", self._queue.qsize())
+        self._queue.append(("stop", _STOP))
         self._wake.set()
         self._thread.join(timeout_s)
         self._thread = None
@@ -190,8 +185,8 @@ class InferenceLogWriter:
         items: list[tuple[str, Any]] = []
         while True:
             try:
-                kind, x = self._queue.get_nowait()
-            except queue.Empty:
+                kind, x = self._queue.popleft()
+            except IndexError:
                 self._write(items)
                 return False
             if kind == "stop":

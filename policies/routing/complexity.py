@@ -61,11 +61,10 @@ class _Keywords:
         return cls(words, phrases, others)
 
     def count(self, tokens: set[str], text: str) -> int:
-        return (
-            len(self.words & tokens)
-            + sum(1 for p in self.phrases if p in text)
-            + sum(1 for k, rx in self.others if k in text and rx.search(text))  # substring test first: cheap
-        )
+        n = len(self.words & tokens) + sum(map(text.__contains__, self.phrases))  # a C-level loop, no generator
+        if self.others:
+            n += sum(1 for k, rx in self.others if k in text and rx.search(text))  # substring test first: cheap
+        return n
 
 
 _CODE = _Keywords.of(DEFAULT_CODE_KEYWORDS)
@@ -104,22 +103,38 @@ def litellm_complexity(prompt: str, words: list[str] | None = None) -> float:
     lower-cased `word_tokens`, when the caller has them already.
     """
     text = prompt.lower()
-    tokens = set(word_tokens(text) if words is None else words)
-    n_tokens = len(prompt) // 4  # LiteLLM's estimate
-    token_score = (
-        -1.0
-        if n_tokens < DEFAULT_TOKEN_THRESHOLDS.get("simple", 15)
-        else 1.0
-        if n_tokens > DEFAULT_TOKEN_THRESHOLDS.get("complex", 400)
-        else 0.0
+    return complexity_of(prompt, text, set(word_tokens(text) if words is None else words))
+
+
+_SIMPLE_BELOW = DEFAULT_TOKEN_THRESHOLDS.get("simple", 15)
+_COMPLEX_ABOVE = DEFAULT_TOKEN_THRESHOLDS.get("complex", 400)
+# The weights in LiteLLM's order of its dimensions (the order the terms are summed in).
+_W_TOKENS, _W_CODE, _W_REASONING, _W_TECHNICAL, _W_SIMPLE, _W_STEPS, _W_QUESTIONS = (
+    DEFAULT_DIMENSION_WEIGHTS.get(name, 0.0)
+    for name in (
+        "tokenCount",
+        "codePresence",
+        "reasoningMarkers",
+        "technicalTerms",
+        "simpleIndicators",
+        "multiStepPatterns",
+        "questionComplexity",
     )
-    dims = {
-        "tokenCount": token_score,
-        "codePresence": _band(_CODE.count(tokens, text), 1, 2, (0.0, 0.5, 1.0)),
-        "reasoningMarkers": _band(_REASONING.count(tokens, text), 1, 2, (0.0, 0.7, 1.0)),
-        "technicalTerms": _band(_TECHNICAL.count(tokens, text), 2, 4, (0.0, 0.5, 1.0)),
-        "simpleIndicators": _band(_SIMPLE.count(tokens, text), 1, 2, (0.0, -1.0, -1.0)),
-        "multiStepPatterns": 0.5 if _multi_step(text) else 0.0,
-        "questionComplexity": 0.5 if prompt.count("?") > 3 else 0.0,
-    }
-    return sum(score * DEFAULT_DIMENSION_WEIGHTS.get(name, 0.0) for name, score in dims.items())
+)
+
+
+def complexity_of(prompt: str, lowered: str, tokens: set[str]) -> float:
+    """`litellm_complexity(prompt)` from the prompt, its lower-cased text and the set of its lower-cased
+    `word_tokens` (the structural features have all three). The terms are added in the order `sum()` added
+    them, starting from the first (0 + x is x): the same float."""
+    n_tokens = len(prompt) // 4  # LiteLLM's estimate
+    token_score = -1.0 if n_tokens < _SIMPLE_BELOW else 1.0 if n_tokens > _COMPLEX_ABOVE else 0.0
+    return (
+        token_score * _W_TOKENS
+        + _band(_CODE.count(tokens, lowered), 1, 2, (0.0, 0.5, 1.0)) * _W_CODE
+        + _band(_REASONING.count(tokens, lowered), 1, 2, (0.0, 0.7, 1.0)) * _W_REASONING
+        + _band(_TECHNICAL.count(tokens, lowered), 2, 4, (0.0, 0.5, 1.0)) * _W_TECHNICAL
+        + _band(_SIMPLE.count(tokens, lowered), 1, 2, (0.0, -1.0, -1.0)) * _W_SIMPLE
+        + (0.5 if _multi_step(lowered) else 0.0) * _W_STEPS
+        + (0.5 if prompt.count("?") > 3 else 0.0) * _W_QUESTIONS
+    )

@@ -17,12 +17,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from math import log1p
 from typing import Any
 
 import numpy as np
 
 from policies.common.message_content import join_parts
-from policies.routing.complexity import litellm_complexity, word_tokens
+from policies.routing.complexity import complexity_of, word_tokens
 
 # Order is part of the artifact format: the trained weights line up with it.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -62,7 +63,40 @@ _CODE_LINE_START = re.compile(
 _SEMICOLON_END = re.compile(r";\s*$")
 _PAREN_BRACE = re.compile(r"\)\s*\{")
 _MATH_SYMBOL = re.compile(r"[=+\-*/^<>%√∑∫π≤≥≠×÷]")
+_ASCII_MATH_SYMBOLS = "=+-*/^<>%"  # the ones an ASCII text can hold: counted one str.count each
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+class _NumbersIn(dict[str, int]):
+    """_NUMBER's matches in a run of an ASCII text's digits, dots and commas, the digits written 0 and the commas
+    '.' (_NUMERIC): a match lies within one run and depends only on its shape, and an application's texts
+    have a few hundred shapes ("0", "00.0", "."...): counted by the regex once each."""
+
+    def __missing__(self, run: str) -> int:
+        n = len(_NUMBER.findall(run))
+        if len(self) < 4096:
+            self[run] = n
+        return n
+
+
+_NUMBERS_IN = _NumbersIn()
+_NUMERIC = str.maketrans({c: "0" if c.isdigit() else "." if c in ".," else " " for c in map(chr, range(128))})
+
+
+def _count_numbers(text: str) -> int:
+    """len(_NUMBER.findall(text)): on ASCII text one translate and one split, then one look-up per run."""
+    if not text.isascii():  # \d matches other scripts' digits too
+        return len(_NUMBER.findall(text))
+    return sum(map(_NUMBERS_IN.__getitem__, text.translate(_NUMERIC).split()))
+
+
+def _count_math_symbols(text: str) -> int:
+    """len(_MATH_SYMBOL.findall(text))."""
+    if not text.isascii():
+        return len(_MATH_SYMBOL.findall(text))
+    return sum(map(text.count, _ASCII_MATH_SYMBOLS))
+
+
 # Maths words: what r"\b(solve|...|how many|how much|...)\b" finds in the lower-cased text. A one-word keyword
 # matches exactly where it is a whole \w+ token, so they are counted among the tokens litellm_complexity reads
 # anyway; the two phrases (no keyword is part of one) by their own regex.
@@ -193,10 +227,6 @@ def json_mode(request: dict[str, Any]) -> bool:
     return isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema")
 
 
-def _log(x: float) -> float:
-    return math.log1p(max(0.0, x))
-
-
 def _is_code_line(line: str) -> bool:
     return bool(
         _CODE_LINE_START.match(line)
@@ -206,8 +236,9 @@ def _is_code_line(line: str) -> bool:
     )
 
 
-def _math_words(lowered: str, words: list[str]) -> int:
-    n = sum(map(_MATH_WORDS.__contains__, words))
+def _math_words(lowered: str, words: list[str], distinct: set[str]) -> int:
+    """Occurrences of the maths words among `words` (`distinct` is their set), plus the two phrases."""
+    n = sum(map(words.count, _MATH_WORDS & distinct))  # the few maths words present, each counted in C
     return n + len(_MATH_PHRASES.findall(lowered)) if "how " in lowered else n
 
 
@@ -216,7 +247,7 @@ def _has_latex(text: str) -> bool:
 
 
 def _has_choices(text: str) -> bool:
-    return any(cue in text for cue in _CHOICE_CUES) and len(_CHOICES.findall(text)) >= 2
+    return any(map(text.__contains__, _CHOICE_CUES)) and len(_CHOICES.findall(text)) >= 2
 
 
 def structural_features(request: dict[str, Any], rt: RequestText | None = None) -> dict[str, float]:
@@ -225,37 +256,39 @@ def structural_features(request: dict[str, Any], rt: RequestText | None = None) 
     text = rt.last_user
     lowered = text.lower()
     words = word_tokens(lowered)  # shared by the maths words and litellm_complexity
+    distinct = set(words)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     n_tools = has_tools(request)
     max_tokens = requested_max_tokens(request)
     chars = max(1, len(text))
+    # Every logged figure is a count or a length, never negative (log1p(max(0, x)) is log1p(x)).
     return {
-        "log_chars_last_user": _log(len(text)),
-        "log_words_last_user": _log(len(text.split())),
-        "log_prompt_tokens": _log(estimate_prompt_tokens(request, rt)),
-        "log_user_turns": _log(rt.user_turns),
+        "log_chars_last_user": log1p(len(text)),
+        "log_words_last_user": log1p(len(text.split())),
+        "log_prompt_tokens": log1p(estimate_prompt_tokens(request, rt)),
+        "log_user_turns": log1p(rt.user_turns),
         "has_assistant_turns": float(rt.assistant_turns > 0),
         "has_system": float(bool(rt.system)),
-        "log_system_chars": _log(len(rt.system)),
+        "log_system_chars": log1p(len(rt.system)),
         "code_fence": float("```" in text),
         "code_line_frac": sum(map(_is_code_line, lines)) / max(1, len(lines)),
-        "math_symbol_frac": min(1.0, 10.0 * len(_MATH_SYMBOL.findall(text)) / chars),
-        "log_numbers": _log(len(_NUMBER.findall(text))),
-        "log_math_words": _log(_math_words(lowered, words)),
+        "math_symbol_frac": min(1.0, 10.0 * _count_math_symbols(text) / chars),
+        "log_numbers": log1p(_count_numbers(text)),
+        "log_math_words": log1p(_math_words(lowered, words, distinct)),
         "has_latex": float(_has_latex(text)),
-        "log_questions": _log(text.count("?")),
-        "log_lines": _log(len(lines)),
+        "log_questions": log1p(text.count("?")),
+        "log_lines": log1p(len(lines)),
         "has_choices": float(_has_choices(text)),
         "has_tools": float(n_tools > 0),
-        "log_tools": _log(n_tools),
+        "log_tools": log1p(n_tools),
         "has_tool_messages": float(rt.tool_messages > 0),
         "json_mode": float(json_mode(request)),
         "has_max_tokens": float(max_tokens is not None),
-        "log_max_tokens": _log(max_tokens or 0),
+        "log_max_tokens": log1p(max_tokens or 0),
         "has_images": float(rt.images > 0),
-        "log_images": _log(rt.images),
+        "log_images": log1p(rt.images),
         # LiteLLM complexity_router's keyword score of the newest turn (a feature and an anchor, see train.py).
-        "litellm_complexity": litellm_complexity(text, words),
+        "litellm_complexity": complexity_of(text, lowered, distinct),
     }
 
 

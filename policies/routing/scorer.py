@@ -65,7 +65,8 @@ def presence_value(n_distinct: int) -> float:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    p: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+    # np.clip(z, -30, 30) as two ufunc calls: the same values, without np.clip's Python-level wrapper.
+    p: np.ndarray = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -30), 30)))
     return p
 
 
@@ -128,7 +129,7 @@ class LearnedScorer:
     def score(self, emb: np.ndarray, feats: np.ndarray, token_term: np.ndarray | None = None) -> np.ndarray:
         """emb (n, d) L2-normalised, feats (n, k) raw structural features, token_term (n,) from
         `token_term()` when the artifact has token weights -> (n,) probabilities."""
-        return sigmoid(self.logit(emb.astype(np.float32), feats, token_term))
+        return sigmoid(self.logit(emb.astype(np.float32, copy=False), feats, token_term))
 
     def save(self, path: Path) -> None:
         """Write the `.npz` (plain arrays only); the caller writes the manifest with its sha256."""
