@@ -227,8 +227,10 @@ _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed"
 def carries_answer(item: Any) -> bool:
     """Whether a stream item holds part of the answer (text, tool-call arguments), not only the stream's opening
     (a role-only first chunk, Anthropic's message_start, the Responses API's lifecycle events)."""
-    if isinstance(item, bytes | str):  # /v1/messages streams are relayed as SSE bytes
-        return (b"content_block_delta" if isinstance(item, bytes) else "content_block_delta") in item
+    if isinstance(item, bytes):  # /v1/messages streams are relayed as SSE bytes
+        return b"content_block_delta" in item
+    if isinstance(item, str):
+        return "content_block_delta" in item
     kind = event_type(item)
     if kind:  # Responses API and Anthropic events
         return kind.endswith(".delta") or kind == "content_block_delta"
