@@ -272,13 +272,23 @@ def body_problem(path: str, body: Any, takes_token_ids: Callable[[str], bool] | 
     return problem
 
 
+# A field LiteLLM's check lets through that still chooses where a deployment's key goes: `custom_llm_provider`
+# makes LiteLLM call the deployment through another provider's client, at that provider's default host when the
+# deployment sets no api_base, with the deployment's key.
+REFUSED_ROUTING_FIELDS = ("custom_llm_provider",)
+
+
 def banned_field_problem(path: str, body: Any, general_settings: dict[str, Any], llm_router: Any) -> str | None:
-    """A field LiteLLM bans from a request body (api_base, base_url, user_config, custom_llm_provider, custom
-    pricing ...), by LiteLLM's own check (`is_request_body_safe`, so the list stays LiteLLM's and so do the
-    operator's opt-ins in `general_settings` and on the deployments). LiteLLM refuses them too, but its error
-    handler then fails on `import prisma` and the client gets a plain-text 500, not a 400 naming the field."""
+    """A field LiteLLM bans from a request body (api_base, base_url, user_config, custom pricing ...), by
+    LiteLLM's own check (`is_request_body_safe`, so the list stays LiteLLM's and so do the operator's opt-ins in
+    `general_settings` and on the deployments), or one of REFUSED_ROUTING_FIELDS. LiteLLM refuses its own too,
+    but its error handler then fails on `import prisma` and the client gets a plain-text 500, not a 400 naming
+    the field."""
     if not isinstance(body, dict):
         return None
+    for name in REFUSED_ROUTING_FIELDS:
+        if name in body:
+            return f"Rejected Request: {name} is not allowed in request body: it chooses which provider a model's key is sent to"
     from litellm.proxy.auth.auth_utils import is_request_body_safe  # loaded by the proxy already
 
     try:
