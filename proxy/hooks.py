@@ -36,6 +36,7 @@ from policies.routing.tiers import unmet
 from proxy import metrics
 from proxy.litellm_state import (
     attempt_group,
+    broken_attempts,
     client_error_behind,
     new_state,
     served_group,
@@ -198,6 +199,8 @@ class SynqraHooks(CustomLogger):
                     raise litellm.AuthenticationError(
                         message=f"{group} unavailable: {why}", llm_provider="synqra", model=group
                     )
+            for attempt, broken in broken_attempts(rt.config, state, kwargs):  # billed, though nothing came through
+                await rt.accounts.attempt_broke(state, broken, attempt, kwargs)
             try:
                 await rt.accounts.reserve_attempt(state, group, kwargs)
             except BudgetRefused as e:
@@ -346,8 +349,8 @@ class SynqraHooks(CustomLogger):
             else:
                 async for item in relay.items():
                     yield item
-        except Exception:
-            relay.account_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off")
+        except Exception as e:
+            relay.account_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off", e)
             raise
         except BaseException:  # cancelled or closed: the client left mid-stream
             relay.account_if_cut_short(rt.config, rt.accounts, state, request_data, "was abandoned by its client")

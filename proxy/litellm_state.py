@@ -115,6 +115,37 @@ def client_error_behind(kwargs: dict[str, Any]) -> Exception | None:
     return litellm.BadRequestError(message=message, model=model, llm_provider=provider)
 
 
+# What LiteLLM's transports (aiohttp's, httpx's) say when a provider's response broke off after it had opened: the
+# provider had accepted the call and begun answering, so it bills the prompt. A refused connection, a status error
+# or a timeout before the response opened says none of these.
+BROKEN_RESPONSE = (
+    "Response payload is not completed",
+    "peer closed connection without sending complete message body",
+    "incomplete chunked read",
+)
+
+
+def is_broken_response(message: object) -> bool:
+    """Whether a failed attempt's error says its provider's response broke off after it opened (LiteLLM's
+    MidStreamFallbackError alone does not: it also wraps an error event the provider sent instead of an answer)."""
+    text = str(message)
+    return any(m in text for m in BROKEN_RESPONSE)
+
+
+def broken_attempts(cfg: AppConfig, state: RequestState, kwargs: dict[str, Any]) -> list[tuple[int, str]]:
+    """(attempt number, model group) of this call's failed attempts not seen before whose provider response broke
+    off after it opened: LiteLLM records each failed attempt in the request metadata (`previous_models`) before
+    it retries or falls back, and this is the one place that names the attempt that broke (its failure event may
+    already name the next one)."""
+    failures = _metadata_with_state(kwargs).get("previous_models") or []
+    start, state.failures_seen = state.failures_seen, len(failures)
+    return [
+        (n, cfg.canonical(str(f["model_group"])))
+        for n, f in enumerate(failures[start:], start + 1)
+        if isinstance(f, dict) and f.get("model_group") and is_broken_response(f.get("exception_string"))
+    ]
+
+
 def stream_continued_elsewhere(state: RequestState, group: str) -> Exception | None:
     """On a fallback attempt: the error that ends a stream which broke off after its provider began answering.
 

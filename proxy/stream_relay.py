@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from policies.budget.accountant import Accountant
-from policies.common.api_answers import carries_answer, delivered_usage
+from policies.common.api_answers import carries_answer, delivered_usage, prompt_only_usage
 from policies.common.api_shapes import chat_view
 from policies.common.request_state import RequestState
 from policies.common.settings import AppConfig
-from proxy.litellm_state import served_group
+from proxy.litellm_state import is_broken_response, served_group
 
 log = logging.getLogger("synqra.accounting")
 
@@ -45,11 +45,17 @@ class StreamRelay:
         self.finished = True
 
     def account_if_cut_short(
-        self, config: AppConfig, accounts: Accountant, state: RequestState, data: dict[str, Any], why: str
+        self,
+        config: AppConfig,
+        accounts: Accountant,
+        state: RequestState,
+        data: dict[str, Any],
+        why: str,
+        error: BaseException | None = None,
     ) -> None:
         """The stream is over: if it ended short of its end after the provider began answering, record it
         (in a task of its own, so a client that left cannot cancel the recording)."""
-        recording = self.record_if_cut_short(config, accounts, state, data, why)
+        recording = self.record_if_cut_short(config, accounts, state, data, why, error)
         if recording is None:
             return
         task = asyncio.get_running_loop().create_task(recording)
@@ -57,16 +63,30 @@ class StreamRelay:
         task.add_done_callback(_recording.discard)
 
     def record_if_cut_short(
-        self, config: AppConfig, accounts: Accountant, state: RequestState, data: dict[str, Any], why: str
+        self,
+        config: AppConfig,
+        accounts: Accountant,
+        state: RequestState,
+        data: dict[str, Any],
+        why: str,
+        error: BaseException | None = None,
     ) -> Coroutine[Any, Any, None] | None:
-        """The recording of a stream that ended short of its end after the provider began answering, else None."""
-        if self.finished or not self.sent or not state.call_type or state.accounted:
+        """The recording of a stream that ended short of its end after the provider began answering, else None.
+
+        With nothing relayed, only an `error` saying the provider's response broke off after it opened (e.g. the
+        Responses API's first read, which LiteLLM makes before relaying anything) shows the provider had begun."""
+        if self.finished or not state.call_type or state.accounted:
+            return None
+        opened = error is not None and is_broken_response(error)
+        if not self.sent and not opened:
             return None
         hidden = getattr(self.response, "_hidden_params", None) or {}
         served = served_group(config, hidden.get("model_id")) or state.route
-        view = chat_view(data, state.call_type)
-        usage = delivered_usage(
-            self.sent, state.call_type, str(served or data.get("model") or ""), view.get("messages") or []
+        model, messages = str(served or data.get("model") or ""), chat_view(data, state.call_type).get("messages") or []
+        usage = (
+            delivered_usage(self.sent, state.call_type, model, messages)
+            if self.sent
+            else prompt_only_usage(model, messages)
         )
         log.warning(
             "%s stream of %s %s after %d items: recorded what the provider sent (%d in, %d out, estimated)",

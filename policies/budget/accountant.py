@@ -18,7 +18,9 @@ Invariants, for every call to a paid model:
    every other fallback tried is released; an answer whose provider reported no usage is recorded at LiteLLM's
    token count, never as free;
 5. a stream that broke off, or that its client left, after the provider began answering is recorded at what it
-   had delivered (the prompt and the answer so far), not treated as a failed call: the provider bills it.
+   had delivered (the prompt and the answer so far), not treated as a failed call: the provider bills it; an
+   attempt whose response broke off before any answer came through, and that LiteLLM retried or fell back from,
+   is recorded at its prompt.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from policies.budget.guard import BudgetExhausted, BudgetGuard, CallTooCostly, DuplicateRequest
 from policies.budget.records import CallRecord
 from policies.budget.worst_case import choices, output_allowance, prompt_tokens
+from policies.common.api_answers import prompt_only_usage
 from policies.common.api_shapes import KIND_BY_CALL_TYPE, chat_view
 from policies.common.request_state import RequestState
 
@@ -215,6 +218,27 @@ class Accountant:
             await self.attempt_answered(state, state.route, None)  # what its retries or fallbacks hold goes back
             return
         await self.attempt_answered(state, served, usage)  # a fallback's stream: bill it, release the rest
+
+    async def attempt_broke(self, state: RequestState, group: str, attempt: int, data: dict[str, Any]) -> None:
+        """LiteLLM retried or fell back from an attempt of this call whose provider's response broke off after it
+        opened, before any of its answer reached the client: the provider bills its prompt, so it is recorded at the
+        prompt's count, as an extra call of the request (kind "fallback", not counted as a request; its request id
+        ends in ":broken<attempt>"). Its reservation (the call's, or a retry's) is released as those are."""
+        if self.guard.is_free(group):
+            return
+        child = state.child(
+            "fallback", group, f"broken{attempt}", counts_request=False, leaves_local=state.leaves_local
+        )
+        usage = prompt_only_usage(group, chat_view(data, state.call_type).get("messages") or [])
+        log.warning(
+            "%s attempt %d of %s broke off before answering; LiteLLM tried again: recorded its prompt (%d tokens, "
+            "estimated)",
+            group,
+            attempt,
+            state.request_id,
+            usage["prompt_tokens"],
+        )
+        await self._record(child, usage, group)
 
     async def attempt_failed(self, state: RequestState, group: str | None) -> None:
         """A failed attempt: release the primary's reservation.

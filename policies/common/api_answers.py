@@ -342,6 +342,12 @@ def checked_usage(reported: dict[str, int], kwargs: dict[str, Any], response: An
     return usage
 
 
+def prompt_only_usage(model: str, messages: list[Any]) -> dict[str, int]:
+    """Tokens of a call whose provider's response broke off before any of its answer reached the proxy: the
+    provider bills the prompt (LiteLLM's count); what it may have sent is not known, so no answer tokens."""
+    return {"prompt_tokens": _prompt_count(model, messages), "completion_tokens": 0}
+
+
 def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: list[Any]) -> dict[str, int]:
     """Tokens of a stream that broke off (or was abandoned by its client) after its provider began answering:
     the provider bills the prompt and what it had sent. The prompt as the provider reported it when the stream

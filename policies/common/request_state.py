@@ -79,6 +79,7 @@ class RequestState:
     attempts: dict[str, RequestState] = field(default_factory=dict)
     route_attempts: int = 0  # deployment calls LiteLLM has started on `route` (more than 1: retries)
     unbilled_attempt: RequestState | None = None  # a streamed fallback that answered, awaiting its usage
+    failures_seen: int = 0  # LiteLLM's failed attempts (its `previous_models`) already accounted for
     settling: asyncio.Future[bool] | None = field(default=None, repr=False)
 
     @classmethod

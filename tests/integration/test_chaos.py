@@ -5,9 +5,9 @@ during them kill -9 of a proxy, a Redis restart and kill -9 of llama.cpp mid-str
 How the ledger may differ from the providers' bill, and why (every other request and model must match to the
 token): a call in flight on the proxy killed with -9 is billed by its provider and recorded by nobody (its
 reservation lapses after the TTL); a stream cut off mid-answer is recorded at LiteLLM's token count of what it
-delivered, not the provider's word count (tests/integration/test_stream_breaks.py); a /v1/messages stream cut
-before LiteLLM relayed its first words falls back to the next model and the cut call is not recorded (a known
-gap, the xfail test there).
+delivered, not the provider's word count (tests/integration/test_stream_breaks.py); a stream cut before any of
+its answer came through (LiteLLM holds back a /v1/messages stream's first words) and then tried again is recorded
+at its prompt by LiteLLM's count, without the words the provider had sent (a known shortfall, README).
 """
 
 from __future__ import annotations
@@ -64,6 +64,6 @@ def why_billed_differently(m: dict) -> str | None:
         return "in flight on the killed proxy"
     if "cut" in m["provider_faults"] and not unrecorded and m["ledger_tokens"][1] > 0:
         return "cut off mid-answer: recorded at LiteLLM's count of what was delivered"
-    if "cut" in m["provider_faults"] and unrecorded and m["api"] == "messages" and m["client_outcome"] == "2xx":
-        return "a /v1/messages stream cut before LiteLLM relayed it: a fallback answered (known gap)"
+    if "cut" in m["provider_faults"] and m["ledger_tokens"][0] > 0 and m["ledger_tokens"][1] == 0:
+        return "cut before any answer came through and tried again: recorded at its prompt (LiteLLM's count)"
     return None

@@ -138,26 +138,37 @@ def test_a_stream_its_client_abandons_is_recorded(
     assert row["completion_tokens"] > 0 and row["prompt_tokens"] > 0, row
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: LiteLLM holds back the first words of a /v1/messages stream and, when the provider's "
-    "stream breaks before it has relayed them, falls back to the next model; its failure event then names the "
-    "fallback, so the broken call's prompt and words (billed by the provider) reach no hook and are not recorded",
-)
 def test_a_messages_stream_cut_before_litellm_relays_it_is_recorded(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider]
 ) -> None:
+    """LiteLLM holds back the first words of a /v1/messages stream. When the provider's words and its break come in
+    one burst, LiteLLM falls back to the next model before relaying anything, and the broken call is known only
+    from LiteLLM's record of failed attempts: its prompt is recorded (at LiteLLM's count), the words LiteLLM held
+    back are not (a known shortfall: README). When message_start was relayed first, the client gets the break as
+    an error and the call is recorded at what it delivered."""
     claude = fresh_providers["anthropic"]
     claude.push(Scripted(text=LONG, cut_after_words=4))
     client = anthropic.Anthropic(base_url=stack.base_url, api_key=MASTER_KEY, max_retries=0, timeout=60)
     t0 = time.time()
-    with client.messages.stream(
-        model="claude-sonnet", max_tokens=100, messages=[{"role": "user", "content": "Write a line about the sea"}]
-    ) as stream:
-        "".join(stream.text_stream)  # GPT-4o, the fallback, answers in full
-    assert claude.billed_tokens()[1] == 4
-    assert wait_until(lambda: rows_since(stack, t0, "gpt-4o"), timeout_s=15)
+    fell_back = True
+    try:
+        with client.messages.stream(
+            model="claude-sonnet", max_tokens=100, messages=[{"role": "user", "content": "Write a line about the sea"}]
+        ) as stream:
+            "".join(stream.text_stream)  # GPT-4o, the fallback, answers in full
+    except anthropic.APIStatusError as e:  # the break reached the client, in the Messages API's error format
+        assert "Response payload is not completed" in e.message, e
+        fell_back = False
+    billed_in, billed_out = claude.billed_tokens()
+    assert billed_out == 4
     assert wait_until(lambda: rows_since(stack, t0, "claude-sonnet"), timeout_s=5), "the cut Claude call"
+    (row,) = rows_since(stack, t0, "claude-sonnet")
+    assert row["prompt_tokens"] >= billed_in, row
+    if fell_back:
+        assert wait_until(lambda: rows_since(stack, t0, "gpt-4o"), timeout_s=15)
+        assert row["kind"] == "fallback" and not row["counts_request"], row
+    else:
+        assert row["completion_tokens"] >= billed_out and not rows_since(stack, t0, "gpt-4o"), row
 
 
 def _abandon(stack: RunningStack, provider: FakeProvider, path: str, body: dict, after_events: int) -> None:
@@ -265,9 +276,8 @@ def test_a_messages_stream_from_an_openai_model_cut_off_mid_answer_is_recorded(
 
 
 # A stream whose provider broke off before its first word: LiteLLM starts it again, on the same model when the
-# client asked for retries (`num_retries`), else on the next model of the fallback chain. The broken attempt
-# had begun answering (the provider billed its prompt) but reaches no hook: only the attempt that answered is
-# recorded. (The /v1/messages fallback case is the known gap above.)
+# client asked for retries (`num_retries`), else on the next model of the fallback chain. The broken attempt had
+# begun answering (the provider billed its prompt): it is recorded at its prompt, beside the attempt that answered.
 BEFORE_CONTENT = [
     # DeepSeek breaks off before its first word; Claude, its fallback, answers.
     ("/v1/chat/completions", "deepseek-chat", {}),
@@ -277,12 +287,6 @@ BEFORE_CONTENT = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the broken attempt reaches synqra only as LiteLLM's failure event, whose exception is the "
-    "transport's read error and whose model group may already name the next attempt; whether the provider billed "
-    "a prompt it never answered is not knowable there, so no row is written for it",
-)
 @pytest.mark.parametrize(
     ("path", "model", "extra"), BEFORE_CONTENT, ids=["chat-fallback", "messages-retry", "chat-retry"]
 )
@@ -314,3 +318,31 @@ def test_a_stream_broken_before_its_first_word_and_answered_again_is_billed_for_
             f"in {len(rows)} row(s)"
         )
         assert sum(x["completion_tokens"] for x in rows) >= billed_out
+    (broken_row,) = [x for x in rows_since(stack, t0, model) if x["request_id"].endswith(":broken1")]
+    assert broken_row["kind"] == "fallback" and not broken_row["counts_request"], broken_row
+    counted = [x for m in PROVIDER_OF for x in rows_since(stack, t0, m) if x["counts_request"]]
+    assert len(counted) == 1, counted  # the client's request counts once: for the attempt that answered
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+def test_a_stream_broken_before_its_first_word_with_nothing_to_fall_back_to_is_billed(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str
+) -> None:
+    """GPT-4o is the end of the fallback chain: its broken stream is the client's error, and its prompt is billed."""
+    gpt = fresh_providers["openai"]
+    gpt.push(Scripted(text=LONG, cut_after_words=0))
+    t0 = time.time()
+    body = {"model": "gpt-4o", "max_tokens": 100, "stream": True}
+    body |= (
+        {"input": "Write a line about the sea"}
+        if path == "/v1/responses"
+        else {"messages": [{"role": "user", "content": "Write a line about the sea"}]}
+    )
+    with httpx.stream("POST", f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=60) as r:
+        text = r.read().decode()
+    assert r.status_code == 200 and '"error"' in text, text  # the break, as the API's in-stream error
+    assert gpt.requests[-1].body.get("_fault") == "cut"
+    assert wait_until(lambda: reserved(stack) == 0, timeout_s=15)
+    billed_in, _ = gpt.billed_tokens()
+    assert wait_until(lambda: rows_since(stack, t0, "gpt-4o"), timeout_s=10), f"nothing recorded; billed {billed_in}"
+    assert sum(x["prompt_tokens"] for x in rows_since(stack, t0, "gpt-4o")) >= billed_in
