@@ -278,17 +278,22 @@ def test_a_messages_stream_from_an_openai_model_cut_off_mid_answer_is_recorded(
 # A stream whose provider broke off before its first word: LiteLLM starts it again, on the same model when the
 # client asked for retries (`num_retries`), else on the next model of the fallback chain. The broken attempt had
 # begun answering (the provider billed its prompt): it is recorded at its prompt, beside the attempt that answered.
+SEA = [{"role": "user", "content": "Write a line about the sea"}]
 BEFORE_CONTENT = [
     # DeepSeek breaks off before its first word; Claude, its fallback, answers.
     ("/v1/chat/completions", "deepseek-chat", {}),
     # Claude breaks off before its first word; Claude, retried, answers.
     ("/v1/messages", "claude-sonnet", {"num_retries": 1}),
     ("/v1/chat/completions", "claude-sonnet", {"num_retries": 1}),
+    # DeepSeek's Responses stream (LiteLLM's bridge to chat) breaks off; Claude, its fallback, answers.
+    ("/v1/responses", "deepseek-chat", {}),
 ]
 
 
 @pytest.mark.parametrize(
-    ("path", "model", "extra"), BEFORE_CONTENT, ids=["chat-fallback", "messages-retry", "chat-retry"]
+    ("path", "model", "extra"),
+    BEFORE_CONTENT,
+    ids=["chat-fallback", "messages-retry", "chat-retry", "responses-fallback"],
 )
 def test_a_stream_broken_before_its_first_word_and_answered_again_is_billed_for_both(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str, model: str, extra: dict
@@ -300,7 +305,7 @@ def test_a_stream_broken_before_its_first_word_and_answered_again_is_billed_for_
         "model": model,
         "max_tokens": 100,
         "stream": True,
-        "messages": [{"role": "user", "content": "Write a line about the sea"}],
+        **({"input": "Write a line about the sea"} if path == "/v1/responses" else {"messages": SEA}),
         **extra,
     }
     r = httpx.post(f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=60)
