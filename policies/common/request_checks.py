@@ -89,6 +89,13 @@ UNPRICED_TOOL_TYPES = ("web_search", "file_search", "code_interpreter", "code_ex
 
 
 def check_unpriced_extras(data: dict[str, Any]) -> str | None:
+    if data.get("background"):
+        # The Responses API's background mode answers at once (queued, no usage) and bills the answer it
+        # generates afterwards: the ledger would record the prompt alone.
+        return (
+            "'background' is not accepted: a background response is generated and billed after the call returns, "
+            "out of sight of synqra's budget and ledger; send the request without it (stream it if it is long)"
+        )
     tier = data.get("service_tier")
     if isinstance(tier, str) and tier in UNPRICED_SERVICE_TIERS:
         return (

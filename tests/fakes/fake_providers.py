@@ -5,7 +5,8 @@
 - Anthropic Messages: POST /v1/messages, streamed (message_start ... message_stop
   events) or not.
 - OpenAI only: the Responses API, POST /v1/responses (what LiteLLM sends `openai/gpt-4o`
-  Responses calls to; streamed as response.created ... response.completed events), and text
+  Responses calls to; streamed as response.created ... response.completed events; `background: true`
+  answered at once as queued, without usage, and billed in full as OpenAI bills it), and text
   completions, POST /v1/completions (streamed `text_completion` chunks, `[DONE]`).
 
 They count tokens (one token per whitespace-separated word, the same rule for
@@ -361,6 +362,10 @@ class FakeProvider:
             "total_tokens": p + c,
         }
         resp = _response_object(body, "resp_" + uuid.uuid4().hex)
+        if body.get("background") and not body.get("stream"):
+            # OpenAI answers a background request at once (queued, no output, no usage) and generates (and bills)
+            # the answer afterwards, for GET /v1/responses/{id}.
+            return JSONResponse({**resp, "status": "queued", "background": True, "output": [], "usage": None})
         if not body.get("stream"):
             return JSONResponse({**resp, "status": "completed", "output": [item], "usage": usage})
         return self._sse(self._responses_events(resp, item, usage, call), body, text=call is None)

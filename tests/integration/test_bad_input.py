@@ -395,3 +395,22 @@ def test_a_billed_extra_the_ledger_cannot_price_reaches_no_provider(
         r.status_code,
         [(n, {k: b.get(k) for k in ("service_tier", "tools", "web_search_options")}) for n, b in sent],
     )
+
+
+def test_a_background_response_is_not_billed_out_of_the_ledgers_sight(stack, fresh_providers) -> None:
+    """The Responses API's `background: true`: OpenAI answers at once (queued, no output, no usage) and generates,
+    and bills, the answer afterwards. The ledger recorded the prompt alone (LiteLLM's count of it, 14 tokens, and
+    none of the 3 answer tokens billed; a real answer runs to max_output_tokens or, without it, unlimited). Refused
+    before any money moves (GET /v1/responses/{id}, which would fetch the answer, is closed anyway)."""
+    body = {"model": "gpt-4o", "input": "Summarise the history of Rome", "background": True, "max_output_tokens": 64}
+    r = httpx.post(f"{stack.base_url}/v1/responses", json=body, headers=AUTH, timeout=60)
+    rid = r.headers.get("x-synqra-request-id", "")
+    rows = [
+        x
+        for x in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+        if rid and x["request_id"].startswith(rid)
+    ]
+    recorded = (sum(x["prompt_tokens"] for x in rows), sum(x["completion_tokens"] for x in rows))
+    billed = fresh_providers["openai"].billed_tokens()
+    assert recorded == billed, f"the provider billed {billed}, the ledger recorded {recorded} ({r.status_code})"
+    assert r.status_code == 400 and "background" in r.json()["error"]["message"], r.text
