@@ -8,10 +8,13 @@ The class only sequences the policies: decisions live in `policies/`, money in t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import litellm
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
@@ -47,6 +50,9 @@ from proxy.runtime import Runtime, get_runtime
 from proxy.stream_relay import StreamRelay
 
 log = logging.getLogger("synqra.hooks")
+
+# A deployment attempt that timed out (LiteLLM's timeout, or the client's `timeout` / x-litellm-timeout).
+TIMEOUTS = (litellm.Timeout, httpx.TimeoutException, asyncio.TimeoutError)
 
 
 def _http_error(status: int, message: str) -> HTTPException:
@@ -210,6 +216,23 @@ class SynqraHooks(CustomLogger):
         state, group = attempt_group(rt.config, request_data)
         if state is not None and group:
             await rt.accounts.attempt_answered(state, group, usage_of(response))
+        return None
+
+    async def async_post_call_failure_deployment_hook(
+        self, request_data: Mapping[str, Any], exception: Exception, call_type: Any, fallback_depth: int | None = None
+    ) -> None:
+        # Called per failed deployment attempt, with that attempt's own kwargs, before LiteLLM moves on; and again
+        # by each bridge inside it (a Responses or Messages call LiteLLM makes through chat completions), whose
+        # call type is not the API the call came in by. A non-streamed call that timed out was sent: its provider
+        # bills the answer it goes on generating.
+        if not isinstance(exception, TIMEOUTS):
+            return None
+        rt = get_runtime()
+        state, group = attempt_group(rt.config, dict(request_data))
+        streamed = state is not None and (state.stream or bool(request_data.get("stream")))
+        if state is None or not group or streamed or getattr(call_type, "value", call_type) != state.call_type:
+            return None
+        await rt.accounts.attempt_timed_out(state, group)
         return None
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:

@@ -200,6 +200,10 @@ class BudgetGuard:
     def is_free(self, model_name: str) -> bool:
         return self.prices.is_free(model_name)
 
+    def output_ceiling(self, model_name: str) -> int:
+        """The most output a call without an output allowance may be billed for (as `reserve` counts it)."""
+        return self.prices.price(model_name).max_output_tokens or self.settings.default_max_output_tokens
+
     def snapshot(self) -> dict[str, float | bool]:
         """The month's figures this process knows without I/O (for metrics scrapes)."""
         self._current_window()

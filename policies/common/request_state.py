@@ -79,6 +79,10 @@ class RequestState:
     attempts: dict[str, RequestState] = field(default_factory=dict)
     route_attempts: int = 0  # deployment calls LiteLLM has started on `route` (more than 1: retries)
     unbilled_attempt: RequestState | None = None  # a streamed fallback that answered, awaiting its usage
+    # What the call's reservation holds, as usage (prompt tokens, the whole output allowance): what a call that
+    # timed out after it was sent is recorded at. None for a free model.
+    worst_case: dict[str, int] | None = None
+    timeouts: int = 0  # attempts of this call that timed out (each recorded as a row of its own)
     settling: asyncio.Future[bool] | None = field(default=None, repr=False)
 
     @classmethod

@@ -7,7 +7,8 @@ token): a call in flight on the proxy killed with -9 is billed by its provider a
 reservation lapses after the TTL); a stream cut off mid-answer is recorded at LiteLLM's token count of what it
 delivered, not the provider's word count (tests/integration/test_stream_breaks.py); a /v1/messages stream cut
 before LiteLLM relayed its first words falls back to the next model and the cut call is not recorded (a known
-gap, the xfail test there).
+gap, the xfail test there); a non-streamed call that timed out is recorded at its worst case, above the fake's
+bill for a hang (nothing; a real provider bills the answer it goes on generating).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def why_billed_differently(m: dict) -> str | None:
         return "in flight on the killed proxy"
     if "cut" in m["provider_faults"] and not unrecorded and m["ledger_tokens"][1] > 0:
         return "cut off mid-answer: recorded at LiteLLM's count of what was delivered"
+    if "timeout" in m["provider_faults"] and not m["stream"] and m["ledger_tokens"][1] > m["bill_tokens"][1]:
+        return (
+            "timed out: recorded at its worst case (a real provider bills what it generates; the fake's hang nothing)"
+        )
     if "cut" in m["provider_faults"] and unrecorded and m["api"] == "messages" and m["client_outcome"] == "2xx":
         return "a /v1/messages stream cut before LiteLLM relayed it: a fallback answered (known gap)"
     return None
