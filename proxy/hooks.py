@@ -22,7 +22,14 @@ from litellm.integrations.custom_logger import CustomLogger
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.budget.tags import BadTag, request_tag
 from policies.common.api_answers import answer_of, cache_writes_of, checked_usage, stream_answer, usage_of
-from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, TEXT_CALLS, chat_view, question_of
+from policies.common.api_shapes import (
+    EMBEDDING_CALLS,
+    GENERATION_CALLS,
+    TEXT_CALLS,
+    asks_hour_long_cache,
+    chat_view,
+    question_of,
+)
 from policies.common.request_checks import (
     capability_error,
     check_context_window,
@@ -86,6 +93,7 @@ class SynqraHooks(CustomLogger):
             raise _http_error(400, problem)
         routed = False
         if call_type in GENERATION_CALLS:
+            state.hour_cache = asks_hour_long_cache(data)
             view = chat_view(data, call_type)  # completions and Responses API requests read as chat
             for problem in (check_request(data, view, call_type), check_max_tokens(data), check_unpriced_extras(data)):
                 if problem:

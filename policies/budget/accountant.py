@@ -111,7 +111,11 @@ class Accountant:
             served_model=served,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            cost_usd=self.guard.prices.cost_with_cache_writes(served, prompt, completion, writes) if writes else None,
+            cost_usd=(
+                self.guard.prices.cost_with_cache_writes(served, prompt, completion, writes, state.hour_cache)
+                if writes
+                else None
+            ),
             kind=state.kind if state.kind != "client" else KIND_BY_CALL_TYPE.get(state.call_type, "chat"),
             api_key_hash=state.key_hash,
             user=state.user,

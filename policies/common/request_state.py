@@ -64,6 +64,7 @@ class RequestState:
     counts_request: bool = True
     leaves_local: bool = False
     stream: bool = False
+    hour_cache: bool = False  # a cache_control asks Anthropic's one-hour TTL: cache writes at its price
     routed: bool = False  # synqra chose the model, so the quality gate validates the answer
     routing: RouteInfo | None = None
     budget_note: str | None = None  # "stopped": paid calls stopped this month, served locally
@@ -105,6 +106,7 @@ class RequestState:
             parent_id=self.request_id,
             counts_request=counts_request,
             leaves_local=leaves_local,
+            hour_cache=self.hour_cache,  # a fallback, retry or escalation sends the same cache_control
         )
 
     # LiteLLM copies request metadata (deep copies included): every copy is this live state.

@@ -117,6 +117,7 @@ def test_every_shape_settles_and_matches_the_bill(
 # input price, 5-minute cache) and cache_read_input_tokens (0.1x). Claude's list prices (litellm_config.yaml):
 IN, OUT = 0.000003, 0.000015
 CACHE_WRITE, CACHE_READ = 1.25 * IN, 0.1 * IN
+CACHE_WRITE_1H = 2 * IN  # a write for cache_control's one-hour TTL (`"ttl": "1h"`)
 SYSTEM = " ".join(f"rule{i}" for i in range(2000))  # 2,000 prompt tokens by the fakes' count, all cached
 
 
@@ -127,19 +128,21 @@ def claude_bill(provider: FakeProvider) -> float:
         b = rec.body
         write, read = b.get("_cache_write_tokens", 0), b.get("_cache_read_tokens", 0)
         uncached = b.get("_prompt_tokens", 0) - write - read
-        total += uncached * IN + write * CACHE_WRITE + read * CACHE_READ + b.get("_completion_tokens", 0) * OUT
+        write_price = CACHE_WRITE_1H if b.get("_cache_write_ttl") == "1h" else CACHE_WRITE
+        total += uncached * IN + write * write_price + read * CACHE_READ + b.get("_completion_tokens", 0) * OUT
     return total
 
 
-@pytest.mark.parametrize("cache", ["write", "read"])
+@pytest.mark.parametrize("cache", ["write", "read", "write-1h"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", ["messages", "chat"])
 def test_prompt_cache_tokens_are_in_the_ledger_at_no_less_than_their_bill(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider], api: str, stream: bool, cache: str
 ) -> None:
     claude = fresh_providers["anthropic"]
-    claude.push(Scripted(cache_write=2000 if cache == "write" else 0, cache_read=2000 if cache == "read" else 0))
-    block = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    claude.push(Scripted(cache_write=0 if cache == "read" else 2000, cache_read=2000 if cache == "read" else 0))
+    control = {"type": "ephemeral", "ttl": "1h"} if cache == "write-1h" else {"type": "ephemeral"}
+    block = [{"type": "text", "text": SYSTEM, "cache_control": control}]
     question = {"role": "user", "content": "hello there"}
     if api == "messages":
         path, payload = "/v1/messages", {"system": block, "messages": [question]}
