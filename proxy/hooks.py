@@ -212,6 +212,10 @@ class SynqraHooks(CustomLogger):
                     raise litellm.AuthenticationError(
                         message=f"{group} unavailable: {why}", llm_provider="synqra", model=group
                     )
+            if getattr(call_type, "value", call_type) != state.call_type:
+                # A bridge inside this attempt (a Responses call LiteLLM makes through chat completions): the
+                # attempt is reserved already, by its own API's request; read as a retry it held the model's ceiling.
+                return None
             try:
                 await rt.accounts.reserve_attempt(state, group, kwargs)
             except BudgetRefused as e:
