@@ -8,10 +8,13 @@ The class only sequences the policies: decisions live in `policies/`, money in t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import litellm
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
@@ -19,7 +22,14 @@ from litellm.integrations.custom_logger import CustomLogger
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.budget.tags import BadTag, request_tag
 from policies.common.api_answers import answer_of, cache_writes_of, checked_usage, stream_answer, usage_of
-from policies.common.api_shapes import EMBEDDING_CALLS, GENERATION_CALLS, TEXT_CALLS, chat_view, question_of
+from policies.common.api_shapes import (
+    EMBEDDING_CALLS,
+    GENERATION_CALLS,
+    TEXT_CALLS,
+    asks_hour_long_cache,
+    chat_view,
+    question_of,
+)
 from policies.common.request_checks import (
     capability_error,
     check_context_window,
@@ -48,6 +58,9 @@ from proxy.runtime import Runtime, get_runtime
 from proxy.stream_relay import StreamRelay
 
 log = logging.getLogger("synqra.hooks")
+
+# A deployment attempt that timed out (LiteLLM's timeout, or the client's `timeout` / x-litellm-timeout).
+TIMEOUTS = (litellm.Timeout, httpx.TimeoutException, asyncio.TimeoutError)
 
 
 def _http_error(status: int, message: str) -> HTTPException:
@@ -81,6 +94,7 @@ class SynqraHooks(CustomLogger):
             raise _http_error(400, problem)
         routed = False
         if call_type in GENERATION_CALLS:
+            state.hour_cache = asks_hour_long_cache(data)
             view = chat_view(data, call_type)  # completions and Responses API requests read as chat
             for problem in (check_request(data, view, call_type), check_max_tokens(data), check_unpriced_extras(data)):
                 if problem:
@@ -201,6 +215,10 @@ class SynqraHooks(CustomLogger):
                     )
             for attempt, broken in broken_attempts(rt.config, state, kwargs):  # billed, though nothing came through
                 await rt.accounts.attempt_broke(state, broken, attempt, kwargs)
+            if getattr(call_type, "value", call_type) != state.call_type:
+                # A bridge inside this attempt (a Responses call LiteLLM makes through chat completions): the
+                # attempt is reserved already, by its own API's request; read as a retry it held the model's ceiling.
+                return None
             try:
                 await rt.accounts.reserve_attempt(state, group, kwargs)
             except BudgetRefused as e:
@@ -213,6 +231,23 @@ class SynqraHooks(CustomLogger):
         state, group = attempt_group(rt.config, request_data)
         if state is not None and group:
             await rt.accounts.attempt_answered(state, group, usage_of(response))
+        return None
+
+    async def async_post_call_failure_deployment_hook(
+        self, request_data: Mapping[str, Any], exception: Exception, call_type: Any, fallback_depth: int | None = None
+    ) -> None:
+        # Called per failed deployment attempt, with that attempt's own kwargs, before LiteLLM moves on; and again
+        # by each bridge inside it (a Responses or Messages call LiteLLM makes through chat completions), whose
+        # call type is not the API the call came in by. A non-streamed call that timed out was sent: its provider
+        # bills the answer it goes on generating.
+        if not isinstance(exception, TIMEOUTS):
+            return None
+        rt = get_runtime()
+        state, group = attempt_group(rt.config, dict(request_data))
+        streamed = state is not None and (state.stream or bool(request_data.get("stream")))
+        if state is None or not group or streamed or getattr(call_type, "value", call_type) != state.call_type:
+            return None
+        await rt.accounts.attempt_timed_out(state, group)
         return None
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:

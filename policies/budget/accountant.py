@@ -21,6 +21,9 @@ Invariants, for every call to a paid model:
    had delivered (the prompt and the answer so far), not treated as a failed call: the provider bills it; an
    attempt whose response broke off before any answer came through, and that LiteLLM retried or fell back from,
    is recorded at its prompt.
+6. a non-streamed call that timed out after it was sent (LiteLLM's timeout, or the client's `timeout`) is
+   recorded at its worst case, as a row of its own that counts no request: the provider goes on generating
+   the answer nobody will receive, and bills it, while LiteLLM reports a failed call and may try a fallback.
 """
 
 from __future__ import annotations
@@ -80,15 +83,13 @@ class Accountant:
         view = chat_view(data, state.call_type)  # completions and Responses API requests read as chat
         # The largest allowance the request gives in any spelling: LiteLLM may send the provider any of them.
         key, max_tokens = output_allowance(data, state.call_type)
+        prompt, n = prompt_tokens(self.guard, model, view, state.call_type), choices(view)
+        state.worst_case = {
+            "prompt_tokens": prompt,
+            "completion_tokens": n * (max_tokens or self.guard.output_ceiling(model)),
+        }
         try:
-            await self.guard.reserve(
-                state.request_id,
-                model,
-                prompt_tokens(self.guard, model, view, state.call_type),
-                max_tokens,
-                choices(view),
-                tag=state.tag,
-            )
+            await self.guard.reserve(state.request_id, model, prompt, max_tokens, n, tag=state.tag)
             state.reserved = True
         except BudgetExhausted as e:
             if routed:  # synqra picked the paid tier: the free one serves instead (also when the call is too costly)
@@ -113,7 +114,11 @@ class Accountant:
             served_model=served,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            cost_usd=self.guard.prices.cost_with_cache_writes(served, prompt, completion, writes) if writes else None,
+            cost_usd=(
+                self.guard.prices.cost_with_cache_writes(served, prompt, completion, writes, state.hour_cache)
+                if writes
+                else None
+            ),
             kind=state.kind if state.kind != "client" else KIND_BY_CALL_TYPE.get(state.call_type, "chat"),
             api_key_hash=state.key_hash,
             user=state.user,
@@ -249,6 +254,26 @@ class Accountant:
         now answering, whose reservation it would drop, and the answer would go unbilled."""
         if group is None or group == state.route:
             await self.release(state)
+
+    async def attempt_timed_out(self, state: RequestState, group: str) -> None:
+        """A non-streamed attempt on `group` timed out after it was sent: its provider still generates the answer
+        and bills it, so it is recorded at its worst case (the prompt and the whole output allowance), as a row
+        of its own that counts no request. The attempt's reservation is left to the call's end as for any failed
+        attempt (a retry or fallback may still answer under it)."""
+        # A retry of the call's own group asks what the call asked: the call's worst case is its worst case.
+        attempt = state if group == state.route else state.attempts.get(group)
+        if attempt is None or attempt.worst_case is None or self.guard.is_free(group):
+            return
+        attempt.timeouts += 1
+        row = attempt.child(attempt.kind, group, f"timeout{attempt.timeouts}", counts_request=False, leaves_local=False)
+        log.warning(
+            "%s call %s timed out after it was sent: recorded at its worst case (%d in, %d out)",
+            group,
+            attempt.request_id,
+            attempt.worst_case["prompt_tokens"],
+            attempt.worst_case["completion_tokens"],
+        )
+        await self.settle(row, attempt.worst_case, group)
 
     async def release_all(self, state: RequestState) -> None:
         """The call failed as a whole (every fallback too): nothing it reserved is spent."""

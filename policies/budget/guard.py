@@ -14,6 +14,7 @@ every store answer refreshes: no I/O, safe on the router's hot path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from policies.budget.alerts import WebhookAlerter
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("synqra.budget")
 T = TypeVar("T")
+
+# The longest a running call's reservation is kept past its TTL (far beyond any real call).
+MAX_HOLD_S = 4 * 3600.0
 
 
 def _usd(x: float) -> str:
@@ -200,6 +205,10 @@ class BudgetGuard:
     def is_free(self, model_name: str) -> bool:
         return self.prices.is_free(model_name)
 
+    def output_ceiling(self, model_name: str) -> int:
+        """The most output a call without an output allowance may be billed for (as `reserve` counts it)."""
+        return self.prices.price(model_name).max_output_tokens or self.settings.default_max_output_tokens
+
     def snapshot(self) -> dict[str, float | bool]:
         """The month's figures this process knows without I/O (for metrics scrapes)."""
         self._current_window()
@@ -265,8 +274,33 @@ class BudgetGuard:
         interval = min(30.0, self.settings.reservation_ttl_s / 4)
         while True:
             await asyncio.sleep(interval)
+            await self.keep_open()
             await self.refresh()
             self._flush_soon()
+
+    async def keep_open(self) -> None:
+        """Move on the expiry of this process's reservations whose calls are still running (past half their TTL).
+
+        The TTL frees the reservations of a process that died mid-call; a call that outlives it in a live process
+        (a long answer, a slow provider) would otherwise lose its hold while it runs, and the room it frees be
+        reserved again by other calls, taking the month past its stop level when it settles. Held for at most
+        MAX_HOLD_S, so a reservation nothing settles still lapses."""
+        ttl = self.settings.reservation_ttl_s
+        now = self._now().timestamp()
+        due = [
+            r
+            for r in self._open.values()
+            if r.held and r.expires_at - now < ttl / 2 and now - r.reserved_at < MAX_HOLD_S
+        ]
+        for month in {r.month for r in due}:
+            mine = [r for r in due if r.month == month]
+            try:
+                await self._store_call(partial(self.store.extend, month, [r.request_id for r in mine], now + ttl))
+            except StoreUnavailable:
+                continue
+            for r in mine:
+                if self._open.get(r.request_id) is r:
+                    self._open[r.request_id] = dataclasses.replace(r, expires_at=now + ttl)
 
     # -- reserve / settle / release ---------------------------------------------------------
     async def reserve(
@@ -344,7 +378,7 @@ class BudgetGuard:
             raise BudgetExhausted(self._exhausted_message(win, out.committed_nano + out.reserved_nano), win.end)
         if self._min_refused is not None and amount >= self._min_refused:
             self._min_refused = None  # a call as large as a refused one fits again
-        res = Reservation(request_id, model_name, win.key, amount, expires)
+        res = Reservation(request_id, model_name, win.key, amount, expires, reserved_at=now)
         self._open[request_id] = res
         return res
 

@@ -32,6 +32,8 @@ class ModelPrice:
     litellm_model: str = ""
     # A prompt token written to the provider's cache (Anthropic: 1.25x the input price); None: the input price.
     cache_write_per_token: float | None = None
+    # One written for Anthropic's one-hour cache TTL (2x the input price); None: cache_write_per_token.
+    cache_write_1h_per_token: float | None = None
 
     @property
     def free(self) -> bool:
@@ -42,18 +44,24 @@ def call_cost(price: ModelPrice, prompt_tokens: int, completion_tokens: int) -> 
     return prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
 
 
-def cache_write_premium(price: ModelPrice, cache_write_tokens: int) -> float:
+def cache_write_premium(price: ModelPrice, cache_write_tokens: int, one_hour: bool = False) -> float:
     """What `cache_write_tokens` prompt tokens cost above the input price they are counted at (never below it:
-    LiteLLM's map gives DeepSeek a write price of 0, and its cache misses are billed at the input price)."""
-    if not cache_write_tokens or price.cache_write_per_token is None:
+    LiteLLM's map gives DeepSeek a write price of 0, and its cache misses are billed at the input price).
+    `one_hour`: written for Anthropic's one-hour TTL, at its own price."""
+    per = price.cache_write_1h_per_token if one_hour else None
+    per = per if per is not None else price.cache_write_per_token
+    if not cache_write_tokens or per is None:
         return 0.0
-    return cache_write_tokens * max(0.0, price.cache_write_per_token - price.input_per_token)
+    return cache_write_tokens * max(0.0, per - price.input_per_token)
 
 
-def _cache_write_price(*sources: Mapping[str, Any]) -> float | None:
+CACHE_WRITE_KEY, CACHE_WRITE_1H_KEY = "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"
+
+
+def _cache_write_price(*sources: Mapping[str, Any], key: str = CACHE_WRITE_KEY) -> float | None:
     for src in sources:
-        if src.get("cache_creation_input_token_cost") is not None:
-            return float(src["cache_creation_input_token_cost"])
+        if src.get(key) is not None:
+            return float(src[key])
     return None
 
 
@@ -89,8 +97,11 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
             float(info.get("output_cost_per_token") or 0),
             int(max_out) if max_out else None,
             lm,
-            # the cost map's cache price when the entry sets its token prices only (None for local models)
+            # the cost map's cache prices when the entry sets its token prices only (None for local models)
             _cache_write_price(info, _cost_map_entry(lm) or {}) if lm else _cache_write_price(info),
+            _cache_write_price(info, _cost_map_entry(lm) or {}, key=CACHE_WRITE_1H_KEY)
+            if lm
+            else _cache_write_price(info, key=CACHE_WRITE_1H_KEY),
         )
     if entry.model_name in set(local_aliases):
         return ModelPrice(0.0, 0.0, int(max_out) if max_out else None, lm)
@@ -104,6 +115,7 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
         int(max_out) if max_out else None,
         lm,
         _cache_write_price(info, mapped),
+        _cache_write_price(info, mapped, key=CACHE_WRITE_1H_KEY),
     )
 
 
@@ -154,11 +166,16 @@ class PriceBook:
         return call_cost(self.price(model_name), prompt_tokens, completion_tokens)
 
     def cost_with_cache_writes(
-        self, model_name: str, prompt_tokens: int, completion_tokens: int, cache_write_tokens: int
+        self,
+        model_name: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cache_write_tokens: int,
+        one_hour: bool = False,
     ) -> float | None:
         """The call's cost when some of its prompt tokens were written to the provider's cache (billed above the
         input price), else None: tokens x prices, as for any call."""
-        premium = cache_write_premium(self.price(model_name), cache_write_tokens)
+        premium = cache_write_premium(self.price(model_name), cache_write_tokens, one_hour)
         return self.cost(model_name, prompt_tokens, completion_tokens) + premium if premium else None
 
     def worst_case(self, model_name: str, prompt_tokens: int, max_tokens: int | None, choices: int = 1) -> float:

@@ -118,6 +118,7 @@ class Reservation:
     expires_at: float
     # False when nothing was written to the store (free model, or fail_mode "open" outage).
     held: bool = True
+    reserved_at: float = 0.0  # when it was made (its expiry moves while its call runs: BudgetGuard.keep_open)
 
 
 @dataclass(frozen=True)

@@ -265,6 +265,10 @@ class RedisStore:
     async def expire(self, month: str, now: float) -> int:
         return int(await self._script(self._expire, self._keys(month), [repr(now)]))
 
+    async def extend(self, month: str, request_ids: list[str], expires_at: float) -> None:
+        if request_ids:  # XX: only reservations still held (a settled or released one is not brought back)
+            await self._call(self._r.zadd(self._keys(month)[2], dict.fromkeys(request_ids, expires_at), xx=True))
+
     async def totals(self, month: str) -> MonthTotals:
         pipe = self._r.pipeline(transaction=True)
         pipe.hmget(self._keys(month)[0], *_TOTAL_FIELDS)

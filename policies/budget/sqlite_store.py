@@ -422,6 +422,16 @@ class SqliteStore:
     async def expire(self, month: str, now: float) -> int:
         return await self._tx(lambda conn: self._expire(conn, month, now))
 
+    async def extend(self, month: str, request_ids: list[str], expires_at: float) -> None:
+        await self._tx(
+            lambda conn: (
+                conn.executemany(
+                    "UPDATE reservations SET expires_at = ? WHERE month = ? AND request_id = ?",
+                    [(expires_at, month, rid) for rid in request_ids],
+                ).rowcount
+            )
+        )
+
     async def totals(self, month: str) -> MonthTotals:
         def read() -> MonthTotals:
             conn = self._connect()

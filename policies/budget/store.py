@@ -51,6 +51,10 @@ class BudgetStore(Protocol):
         """Drop the month's reservations that expired at `now`; return how many."""
         ...
 
+    async def extend(self, month: str, request_ids: list[str], expires_at: float) -> None:
+        """Move the expiry of these reservations (those still held; others are left alone) to `expires_at`."""
+        ...
+
     async def totals(self, month: str) -> MonthTotals: ...
 
     async def tag_totals(self, month: str) -> dict[str, TagTotals]:

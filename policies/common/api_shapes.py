@@ -29,6 +29,23 @@ KIND_BY_CALL_TYPE: dict[str, ClientKind] = {
 }
 
 
+def asks_hour_long_cache(data: dict[str, Any]) -> bool:
+    """Whether a `cache_control` of the request (on a system block, a message's content block or a tool) asks
+    Anthropic's one-hour TTL, `"ttl": "1h"`: the prompt it writes to the cache is billed at 2x the input price,
+    not the five-minute TTL's 1.25x."""
+    pending: list[Any] = [data.get(k) for k in ("system", "messages", "tools", "input")]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            control = node.get("cache_control")
+            if isinstance(control, dict) and control.get("ttl") == "1h":
+                return True
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
+
+
 def prompt_texts(prompt: Any) -> list[str]:
     """A text completion's prompts: a string, strings, or token ids (read as their JSON for counting and routing)."""
     if isinstance(prompt, str):

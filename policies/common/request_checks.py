@@ -88,7 +88,38 @@ UNPRICED_SERVICE_TIERS = frozenset({"priority"})
 UNPRICED_TOOL_TYPES = ("web_search", "file_search", "code_interpreter", "code_execution", "image_generation")
 
 
+# Anthropic betas billed above the list price: the 1M-token context window bills a prompt above 200,000 tokens at
+# the long-context price (twice the input price, 1.5 times the output price). Without it Anthropic refuses such a
+# prompt, unbilled. LiteLLM forwards a client's anthropic-beta header, and a body's `extra_headers` or `headers`.
+UNPRICED_BETAS = ("context-1m",)
+
+
+def _unpriced_beta(value: str) -> str | None:
+    return next((b.strip() for b in value.split(",") if b.strip().lower().startswith(UNPRICED_BETAS)), None)
+
+
+def _beta_message(where: str, beta: str) -> str:
+    return (
+        f"{where} asks for {beta!r}, which is not accepted: Anthropic bills a prompt above 200,000 tokens at its "
+        "long-context price, which synqra's budget and ledger cannot price; leave it out (prompts up to 200,000 "
+        "tokens work without it)"
+    )
+
+
 def check_unpriced_extras(data: dict[str, Any]) -> str | None:
+    for field in ("extra_headers", "headers"):  # LiteLLM sends both on to the provider
+        sent = data.get(field)
+        for name, value in sent.items() if isinstance(sent, dict) else ():
+            beta = _unpriced_beta(value) if str(name).lower() == "anthropic-beta" and isinstance(value, str) else None
+            if beta:
+                return _beta_message(f"'{field}.{name}'", beta)
+    if data.get("background"):
+        # The Responses API's background mode answers at once (queued, no usage) and bills the answer it
+        # generates afterwards: the ledger would record the prompt alone.
+        return (
+            "'background' is not accepted: a background response is generated and billed after the call returns, "
+            "out of sight of synqra's budget and ledger; send the request without it (stream it if it is long)"
+        )
     tier = data.get("service_tier")
     if isinstance(tier, str) and tier in UNPRICED_SERVICE_TIERS:
         return (
@@ -361,10 +392,14 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 def header_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
     """Request headers LiteLLM would fail on: a control character in any value (an HTTP client refuses to
-    send it on to a provider, a 500 and a fallback), and LiteLLM's numeric control headers that are not numbers."""
+    send it on to a provider, a 500 and a fallback), and LiteLLM's numeric control headers that are not numbers;
+    and an Anthropic beta billed above the list price (UNPRICED_BETAS)."""
     for name, value in headers:
         if _CONTROL.search(value):
             return f"header '{name.decode('latin-1')}' holds a control character"
+        beta = _unpriced_beta(value.decode("latin-1")) if name.lower() == b"anthropic-beta" else None
+        if beta:
+            return _beta_message("header 'anthropic-beta'", beta)
         want = _NUMERIC_HEADERS.get(name.lower())
         if want is not None and not _header_number_ok(name.lower(), value):
             return f"header '{name.decode('latin-1')}' must be {want}, got {value.decode('latin-1')[:40]!r}"

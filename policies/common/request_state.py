@@ -64,6 +64,7 @@ class RequestState:
     counts_request: bool = True
     leaves_local: bool = False
     stream: bool = False
+    hour_cache: bool = False  # a cache_control asks Anthropic's one-hour TTL: cache writes at its price
     routed: bool = False  # synqra chose the model, so the quality gate validates the answer
     routing: RouteInfo | None = None
     budget_note: str | None = None  # "stopped": paid calls stopped this month, served locally
@@ -80,6 +81,10 @@ class RequestState:
     route_attempts: int = 0  # deployment calls LiteLLM has started on `route` (more than 1: retries)
     unbilled_attempt: RequestState | None = None  # a streamed fallback that answered, awaiting its usage
     failures_seen: int = 0  # LiteLLM's failed attempts (its `previous_models`) already accounted for
+    # What the call's reservation holds, as usage (prompt tokens, the whole output allowance): what a call that
+    # timed out after it was sent is recorded at. None for a free model.
+    worst_case: dict[str, int] | None = None
+    timeouts: int = 0  # attempts of this call that timed out (each recorded as a row of its own)
     settling: asyncio.Future[bool] | None = field(default=None, repr=False)
 
     @classmethod
@@ -102,6 +107,7 @@ class RequestState:
             parent_id=self.request_id,
             counts_request=counts_request,
             leaves_local=leaves_local,
+            hour_cache=self.hour_cache,  # a fallback, retry or escalation sends the same cache_control
         )
 
     # LiteLLM copies request metadata (deep copies included): every copy is this live state.

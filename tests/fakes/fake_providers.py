@@ -5,7 +5,8 @@
 - Anthropic Messages: POST /v1/messages, streamed (message_start ... message_stop
   events) or not.
 - OpenAI only: the Responses API, POST /v1/responses (what LiteLLM sends `openai/gpt-4o`
-  Responses calls to; streamed as response.created ... response.completed events), and text
+  Responses calls to; streamed as response.created ... response.completed events; `background: true`
+  answered at once as queued, without usage, and billed in full as OpenAI bills it), and text
   completions, POST /v1/completions (streamed `text_completion` chunks, `[DONE]`).
 
 They count tokens (one token per whitespace-separated word, the same rule for
@@ -141,7 +142,8 @@ class Scripted:
     stream_usage: str = "all"
     # Anthropic prompt caching: this many of the prompt's tokens were written to / read from the cache. Anthropic
     # then reports them as cache_creation_input_tokens / cache_read_input_tokens, outside input_tokens, and bills
-    # them at 1.25x / 0.1x the input price (the body's `_cache_write_tokens` / `_cache_read_tokens`).
+    # them at 1.25x / 0.1x the input price (the body's `_cache_write_tokens` / `_cache_read_tokens`); writes for a
+    # cache_control `ttl` of "1h" at 2x (reported under cache_creation.ephemeral_1h_input_tokens, `_cache_write_ttl`).
     cache_write: int = 0
     cache_read: int = 0
 
@@ -265,11 +267,19 @@ class FakeProvider:
 
     def _anthropic(self, body: dict[str, Any], text: str, p: int, c: int, step: Scripted | None = None) -> Response:
         mid, model = "msg_" + uuid.uuid4().hex[:24], body.get("model", "fake")
-        cache: dict[str, int] = {}
+        cache: dict[str, Any] = {}
+        uncached = p
         if step is not None and (step.cache_write or step.cache_read):
             body["_cache_write_tokens"], body["_cache_read_tokens"] = step.cache_write, step.cache_read
-            cache = {"cache_creation_input_tokens": step.cache_write, "cache_read_input_tokens": step.cache_read}
-        uncached = p - sum(cache.values())
+            # Written for the TTL the request's cache_control asks ("1h": billed at 2x the input price, not 1.25x).
+            ttl = body["_cache_write_ttl"] = "1h" if '"ttl": "1h"' in json.dumps(body) else "5m"
+            split = {f"ephemeral_{t}_input_tokens": step.cache_write if t == ttl else 0 for t in ("5m", "1h")}
+            cache = {
+                "cache_creation_input_tokens": step.cache_write,
+                "cache_read_input_tokens": step.cache_read,
+                "cache_creation": split,
+            }
+            uncached = p - step.cache_write - step.cache_read
         if not body.get("stream"):
             usage = {"input_tokens": uncached, "output_tokens": c, **cache}
             return JSONResponse(anthropic_message(mid, model, [{"type": "text", "text": text}], "end_turn", usage))
@@ -361,6 +371,10 @@ class FakeProvider:
             "total_tokens": p + c,
         }
         resp = _response_object(body, "resp_" + uuid.uuid4().hex)
+        if body.get("background") and not body.get("stream"):
+            # OpenAI answers a background request at once (queued, no output, no usage) and generates (and bills)
+            # the answer afterwards, for GET /v1/responses/{id}.
+            return JSONResponse({**resp, "status": "queued", "background": True, "output": [], "usage": None})
         if not body.get("stream"):
             return JSONResponse({**resp, "status": "completed", "output": [item], "usage": usage})
         return self._sse(self._responses_events(resp, item, usage, call), body, text=call is None)
@@ -628,7 +642,7 @@ async def anthropic_stream(
     block: dict[str, Any],
     deltas: list[dict[str, Any]],
     stop_reason: str,
-    cache: dict[str, int] | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> AsyncIterator[str]:
     """A Messages API SSE answer of one content block (text or tool_use) streamed as its deltas. `p`: the
     uncached input tokens; `cache`: the prompt caching counts message_start reports beside them."""

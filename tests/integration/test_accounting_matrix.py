@@ -7,6 +7,8 @@ tokens equal what its fake provider billed (so cost equals the bill at the confi
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import httpx
@@ -117,6 +119,7 @@ def test_every_shape_settles_and_matches_the_bill(
 # input price, 5-minute cache) and cache_read_input_tokens (0.1x). Claude's list prices (litellm_config.yaml):
 IN, OUT = 0.000003, 0.000015
 CACHE_WRITE, CACHE_READ = 1.25 * IN, 0.1 * IN
+CACHE_WRITE_1H = 2 * IN  # a write for cache_control's one-hour TTL (`"ttl": "1h"`)
 SYSTEM = " ".join(f"rule{i}" for i in range(2000))  # 2,000 prompt tokens by the fakes' count, all cached
 
 
@@ -127,19 +130,21 @@ def claude_bill(provider: FakeProvider) -> float:
         b = rec.body
         write, read = b.get("_cache_write_tokens", 0), b.get("_cache_read_tokens", 0)
         uncached = b.get("_prompt_tokens", 0) - write - read
-        total += uncached * IN + write * CACHE_WRITE + read * CACHE_READ + b.get("_completion_tokens", 0) * OUT
+        write_price = CACHE_WRITE_1H if b.get("_cache_write_ttl") == "1h" else CACHE_WRITE
+        total += uncached * IN + write * write_price + read * CACHE_READ + b.get("_completion_tokens", 0) * OUT
     return total
 
 
-@pytest.mark.parametrize("cache", ["write", "read"])
+@pytest.mark.parametrize("cache", ["write", "read", "write-1h"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", ["messages", "chat"])
 def test_prompt_cache_tokens_are_in_the_ledger_at_no_less_than_their_bill(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider], api: str, stream: bool, cache: str
 ) -> None:
     claude = fresh_providers["anthropic"]
-    claude.push(Scripted(cache_write=2000 if cache == "write" else 0, cache_read=2000 if cache == "read" else 0))
-    block = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    claude.push(Scripted(cache_write=0 if cache == "read" else 2000, cache_read=2000 if cache == "read" else 0))
+    control = {"type": "ephemeral", "ttl": "1h"} if cache == "write-1h" else {"type": "ephemeral"}
+    block = [{"type": "text", "text": SYSTEM, "cache_control": control}]
     question = {"role": "user", "content": "hello there"}
     if api == "messages":
         path, payload = "/v1/messages", {"system": block, "messages": [question]}
@@ -157,3 +162,35 @@ def test_prompt_cache_tokens_are_in_the_ledger_at_no_less_than_their_bill(
     assert recorded_in >= billed_in, f"billed {billed_in} prompt tokens ({cache} 2,000 cached), recorded {recorded_in}"
     cost, bill = sum(x["cost_usd"] for x in rows), claude_bill(claude)
     assert cost >= bill - 1e-9, f"ledger ${cost:.6f} < Anthropic's bill ${bill:.6f} (cache {cache}s at their price)"
+
+
+# LiteLLM serves some APIs on some providers through a bridge inside the call (a Responses API request to Claude
+# goes through chat completions), and runs the deployment hooks again for it. Read as a retry of the call, the
+# bridge's request was reserved a second time, without the client's output allowance: at Claude's 64,000-token
+# ceiling, $0.96 held for a call whose worst case is $0.0003 (refusals near the stop level, and under a tag cap
+# below $1 every such call refused as too costly).
+BRIDGED = [
+    ("/v1/responses", {"model": "claude-sonnet", "input": "What is the capital of Japan?", "max_output_tokens": 16}),
+    (
+        "/v1/messages",
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "Capital of Japan?"}], "max_tokens": 16},
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "payload"), BRIDGED, ids=[f"{p}-{b['model']}" for p, b in BRIDGED])
+def test_a_call_is_reserved_once_at_its_own_worst_case(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str, payload: dict[str, Any]
+) -> None:
+    fresh_providers[PROVIDER_OF[payload["model"]]].push(Scripted(delay_s=3))
+    done: list[httpx.Response] = []
+    call = threading.Thread(
+        target=lambda: done.append(httpx.post(f"{stack.base_url}{path}", json=payload, headers=AUTH, timeout=60))
+    )
+    call.start()
+    time.sleep(1.5)
+    held = status(stack)["reserved"]
+    call.join(60)
+    assert done and done[0].status_code == 200, done
+    assert 0 < held < 0.001, f"${held} held for a call of at most 16 output tokens"
+    assert wait_until(lambda: status(stack)["reserved"] == 0, 30)

@@ -395,3 +395,64 @@ def test_a_billed_extra_the_ledger_cannot_price_reaches_no_provider(
         r.status_code,
         [(n, {k: b.get(k) for k in ("service_tier", "tools", "web_search_options")}) for n, b in sent],
     )
+
+
+def test_a_background_response_is_not_billed_out_of_the_ledgers_sight(stack, fresh_providers) -> None:
+    """The Responses API's `background: true`: OpenAI answers at once (queued, no output, no usage) and generates,
+    and bills, the answer afterwards. The ledger recorded the prompt alone (LiteLLM's count of it, 14 tokens, and
+    none of the 3 answer tokens billed; a real answer runs to max_output_tokens or, without it, unlimited). Refused
+    before any money moves (GET /v1/responses/{id}, which would fetch the answer, is closed anyway)."""
+    body = {"model": "gpt-4o", "input": "Summarise the history of Rome", "background": True, "max_output_tokens": 64}
+    r = httpx.post(f"{stack.base_url}/v1/responses", json=body, headers=AUTH, timeout=60)
+    rid = r.headers.get("x-synqra-request-id", "")
+    rows = [
+        x
+        for x in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+        if rid and x["request_id"].startswith(rid)
+    ]
+    recorded = (sum(x["prompt_tokens"] for x in rows), sum(x["completion_tokens"] for x in rows))
+    billed = fresh_providers["openai"].billed_tokens()
+    assert recorded == billed, f"the provider billed {billed}, the ledger recorded {recorded} ({r.status_code})"
+    assert r.status_code == 400 and "background" in r.json()["error"]["message"], r.text
+
+
+# Anthropic's 1M-token context window (the `context-1m-2025-08-07` beta, which Claude Code sends for its "[1m]"
+# models; LiteLLM forwards the client's anthropic-beta header, and a body's `extra_headers` or `headers`) bills a
+# prompt above 200,000 tokens at the long-context price: Claude Sonnet 4.5's input at $6 instead of $3 a million
+# tokens, its output at $22.50 instead of $15. The ledger prices tokens at the list price only. Without the beta,
+# Anthropic refuses a prompt above 200,000 tokens (unbilled). The prompt passes synqra's own context check
+# (a lower bound of 4 characters a token; one- or two-character tokens are common in code and most other languages).
+LONG_PROMPT = "a " * 200_500  # 200,500 prompt tokens by the fakes' count
+LONG_CONTEXT_IN, LONG_CONTEXT_OUT = 0.000006, 0.0000225
+
+
+@pytest.mark.parametrize(
+    ("path", "how"),
+    [
+        ("/v1/messages", "header"),
+        ("/v1/chat/completions", "header"),
+        ("/v1/chat/completions", "extra_headers"),
+        ("/v1/messages", "headers"),
+    ],
+)
+def test_the_long_context_beta_billed_above_list_price_is_refused(stack, fresh_providers, path: str, how: str) -> None:
+    beta = {"anthropic-beta": "context-1m-2025-08-07"}
+    body: dict[str, Any] = {"model": "claude-sonnet", "messages": [{"role": "user", "content": LONG_PROMPT}]}
+    body["max_tokens"] = 16
+    if how != "header":
+        body[how] = beta
+    headers = {**AUTH, **(beta if how == "header" else {})}
+    r = httpx.post(f"{stack.base_url}{path}", json=body, headers=headers, timeout=120)
+    rid = r.headers.get("x-synqra-request-id", "")
+    rows = [
+        x
+        for x in httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+        if rid and x["request_id"].startswith(rid)
+    ]
+    p, c = fresh_providers["anthropic"].billed_tokens()
+    billed_usd = p * LONG_CONTEXT_IN + c * LONG_CONTEXT_OUT if p > 200_000 else 0.0
+    recorded_usd = sum(x["cost_usd"] for x in rows)
+    assert recorded_usd >= billed_usd - 1e-9, (
+        f"billed ${billed_usd:.4f} ({p}, {c} tokens), recorded ${recorded_usd:.4f}"
+    )
+    assert r.status_code == 400 and "context-1m" in r.text, r.text[:300]

@@ -337,3 +337,28 @@ def test_a_retried_call_stays_reserved_while_its_retry_runs(
         assert held > 0, "A's retry was in flight at Claude with nothing reserved"
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_a_call_outliving_the_reservation_ttl_stays_reserved(
+    tmp_path: Path, stack: RunningStack, claude: FakeProvider, store: str, request: pytest.FixtureRequest
+) -> None:
+    """The TTL frees the reservations of a proxy that died mid-call. A call that outlives it in a running proxy (a
+    slow provider, a long answer: 64,000 tokens take Claude well over the shipped 15 minutes) used to lose its
+    hold while it ran: the room was free for other calls to reserve, and the month went past its stop level when
+    the long call settled. Here a 2 s TTL and a call that takes 7 s: held 0 after 5 s before, held throughout now."""
+    extra = {"store": request.getfixturevalue("redis_server").url} if store == "redis" else {}
+    s = budget_stack(tmp_path, stack, claude, reservation_ttl_s=2, **extra)
+    claude.push(Scripted(text=ANSWER, delay_s=7))
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            call = pool.submit(paid_call, s.base_url, 1)
+            time.sleep(5)  # 2.5 TTLs, about 10 maintenance passes
+            held, running = status(s)["reserved"], not call.done()
+            r = call.result(60)
+        assert r.status_code == 200, r.text
+        assert running and held > 0, f"the running call's reservation lapsed (held ${held} after 5 s)"
+        assert wait_until(lambda: status(s)["reserved"] == 0, timeout_s=30), "settled: nothing held"
+        assert [x["request_id"] for x in ledger(s)] == [r.headers["x-synqra-request-id"]]
+    finally:
+        s.stop()

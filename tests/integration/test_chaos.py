@@ -7,7 +7,9 @@ token): a call in flight on the proxy killed with -9 is billed by its provider a
 reservation lapses after the TTL); a stream cut off mid-answer is recorded at LiteLLM's token count of what it
 delivered, not the provider's word count (tests/integration/test_stream_breaks.py); a stream cut before any of
 its answer came through (LiteLLM holds back a /v1/messages stream's first words) and then tried again is recorded
-at its prompt by LiteLLM's count, without the words the provider had sent (a known shortfall, README).
+at its prompt by LiteLLM's count, without the words the provider had sent (a known shortfall, README); a
+non-streamed call that timed out is recorded at its worst case, above the fake's bill for a hang (nothing; a real
+provider bills the answer it goes on generating).
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def why_billed_differently(m: dict) -> str | None:
         return "in flight on the killed proxy"
     if "cut" in m["provider_faults"] and not unrecorded and m["ledger_tokens"][1] > 0:
         return "cut off mid-answer: recorded at LiteLLM's count of what was delivered"
+    if "timeout" in m["provider_faults"] and not m["stream"] and m["ledger_tokens"][1] > m["bill_tokens"][1]:
+        return (
+            "timed out: recorded at its worst case (a real provider bills what it generates; the fake's hang nothing)"
+        )
     if "cut" in m["provider_faults"] and m["ledger_tokens"][0] > 0 and m["ledger_tokens"][1] == 0:
         return "cut before any answer came through and tried again: recorded at its prompt (LiteLLM's count)"
     return None

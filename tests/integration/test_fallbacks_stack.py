@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -179,3 +180,45 @@ def test_while_the_local_model_cools_down_paid_fallbacks_are_billed(
     finally:
         s.stop()
         local.stop()
+
+
+# A non-streamed call that times out (LiteLLM's request_timeout, or the client's own `timeout`) was sent: its
+# provider goes on generating and bills an answer nobody receives (the fakes bill an answer delayed past the
+# caller's timeout, as OpenAI and Anthropic do). LiteLLM reports a failed call and falls back; the timed-out calls
+# used to leave no ledger row at all. The ledger cannot know how much of the allowance was written: each is
+# recorded at its worst case (the prompt and max_tokens), as a row of its own that counts no request.
+TIMEOUT_PATHS = ["/v1/chat/completions", "/v1/messages", "/v1/responses"]
+
+
+def _timeout_body(path: str) -> dict:
+    if path == "/v1/responses":
+        return {"model": "claude-sonnet", "input": Q[0]["content"], "max_output_tokens": 16, "timeout": 1}
+    return {"model": "claude-sonnet", "messages": Q, "max_tokens": 16, "timeout": 1}
+
+
+@pytest.mark.parametrize("fallback_answers", [False, True], ids=["all-time-out", "fallback-answers"])
+@pytest.mark.parametrize("path", TIMEOUT_PATHS)
+def test_a_call_that_timed_out_after_it_was_sent_is_recorded(
+    stack, fresh_providers, path: str, fallback_answers: bool
+) -> None:
+    claude, openai = fresh_providers["anthropic"], fresh_providers["openai"]
+    claude.push(Scripted(delay_s=3))  # answers (and bills) after the 1 s timeout
+    openai.push(Scripted(delay_s=0 if fallback_answers else 3))
+    status = lambda: httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()  # noqa: E731
+    before, t0 = status(), time.time()  # a Messages error carries no request id: this request's rows are after t0
+    r = httpx.post(f"{stack.base_url}{path}", json=_timeout_body(path), headers=AUTH, timeout=60)
+    assert r.status_code == (200 if fallback_answers else 408), r.text
+    assert wait_until(lambda: claude.billed_tokens()[1] > 0 and openai.billed_tokens()[1] > 0, 15)
+    assert wait_until(lambda: reserved(stack.base_url) == 0, 30)
+    rows = [x for x in ledger(stack.base_url).values() if x["ts"] >= t0]
+    for model, provider in (("claude-sonnet", claude), ("gpt-4o", openai)):
+        mine = [x for x in rows if x["served_model"] == model]
+        billed = provider.billed_tokens()
+        recorded = (sum(x["prompt_tokens"] for x in mine), sum(x["completion_tokens"] for x in mine))
+        assert recorded[0] >= billed[0] and recorded[1] >= billed[1], (model, billed, rows)
+    timed_out = [x for x in rows if ":timeout" in x["request_id"]]
+    assert {x["served_model"] for x in timed_out} == (
+        {"claude-sonnet"} if fallback_answers else {"claude-sonnet", "gpt-4o"}
+    )
+    assert all(x["completion_tokens"] == 16 and not x["counts_request"] for x in timed_out), timed_out
+    assert status()["requests"] - before["requests"] == (1 if fallback_answers else 0), "counted once, if served"
