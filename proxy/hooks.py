@@ -39,6 +39,7 @@ from policies.common.request_checks import (
     check_max_tokens,
     check_request,
     check_unpriced_extras,
+    unknown_fallback,
     unknown_model,
 )
 from policies.common.request_state import RequestState, RouteInfo
@@ -123,6 +124,9 @@ class SynqraHooks(CustomLogger):
         served = cfg.canonical(str(data["model"]))
         if cfg.model(served) is None:  # refused here: LiteLLM would route provider strings, ids and lists
             raise _http_error(400, unknown_model(requested, cfg.model_names))
+        problem = unknown_fallback(data, lambda m: cfg.model(cfg.canonical(m)) is not None, cfg.model_names)
+        if problem:
+            raise _http_error(400, problem)
         why = rt.availability.reason(served)
         if why:  # e.g. no API key: its configured fallback answers, or the client learns what to set
             served = self._stand_in(rt, state, data, served, why)

@@ -93,8 +93,8 @@ def chat_view(data: dict[str, Any], call_type: str) -> dict[str, Any]:
         prompts = prompt_texts(data.get("prompt"))
         view = {k: v for k, v in data.items() if k != "prompt"}
         view["messages"] = [{"role": "user", "content": p} for p in prompts]
-        # Each prompt gets its own n answers, each billed.
-        view["n"] = max(1, len(prompts)) * _int_or_1(data.get("n"))
+        # Each prompt gets its own n answers, each billed; `best_of` makes that many server-side and bills them all.
+        view["n"] = max(1, len(prompts)) * max(_int_or_1(data.get("n")), _int_or_1(data.get("best_of")))
         return view
     if call_type in RESPONSES_CALLS:
         view = {k: v for k, v in data.items() if k not in ("input", "instructions", "max_output_tokens", "text")}

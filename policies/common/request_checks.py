@@ -146,6 +146,35 @@ def unknown_model(name: str, offered: list[str]) -> str:
     return f"model '{name}' is not offered by this proxy: use one of {', '.join(offered)} (GET /v1/models lists them)"
 
 
+# A request's own fallback lists, in LiteLLM's shapes: model names, {"model": ...} objects (client-side fallbacks)
+# or {"<model group>": [model names]} as in router_settings.
+FALLBACK_FIELDS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+
+
+def _fallback_names(entry: Any) -> list[Any]:
+    if isinstance(entry, dict) and "model" in entry:
+        return [entry["model"]]
+    if isinstance(entry, dict):
+        return [n for chain in entry.values() for n in (chain if isinstance(chain, list) else [chain])]
+    return [entry]
+
+
+def unknown_fallback(data: dict[str, Any], offered: Callable[[str], bool], names: list[str]) -> str | None:
+    """The 400 for a request fallback that names no model_list model: LiteLLM would send a provider string
+    through its provider layer (a 500 there), outside the names synqra reserves and records."""
+    for key in FALLBACK_FIELDS:
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            return f"'{key}' must be a list of model names"
+        for entry in value:
+            for name in _fallback_names(entry):
+                if not isinstance(name, str) or not offered(name):
+                    return f"'{key}': {unknown_model(str(name), names)}"
+    return None
+
+
 def check_messages(data: dict[str, Any]) -> str | None:
     msgs = data.get("messages")
     if not isinstance(msgs, list) or not msgs:

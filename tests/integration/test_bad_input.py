@@ -456,3 +456,41 @@ def test_the_long_context_beta_billed_above_list_price_is_refused(stack, fresh_p
         f"billed ${billed_usd:.4f} ({p}, {c} tokens), recorded ${recorded_usd:.4f}"
     )
     assert r.status_code == 400 and "context-1m" in r.text, r.text[:300]
+
+
+# A request's own fallbacks (LiteLLM's client-side fallbacks, in its three shapes) may only name offered models: a
+# provider string reached LiteLLM's provider layer (a 500) outside the names synqra reserves and records.
+BAD_FALLBACKS = [
+    ("fallbacks", ["anthropic/claude-opus-4-1"]),
+    ("fallbacks", [{"model": "openai/gpt-4o-mini"}]),
+    ("context_window_fallbacks", [{"claude-sonnet": ["deepseek/deepseek-reasoner"]}]),
+    ("fallbacks", "gpt-4o"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_FALLBACKS, ids=lambda v: str(v)[:30])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_a_request_fallback_must_name_an_offered_model(stack, fresh_providers, path, field, value) -> None:
+    r = httpx.post(
+        f"{stack.base_url}{path}",
+        json={"model": "claude-sonnet", "messages": MSG, "max_tokens": 4, field: value},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert r.status_code == 400, r.text[:300]
+    assert field in r.json()["error"]["message"]
+    assert not any(p.requests for p in fresh_providers.values()), "no provider was called"
+
+
+def test_a_request_fallback_naming_an_offered_model_is_reserved_and_recorded(stack, fresh_providers) -> None:
+    from tests.fakes.fake_providers import Scripted
+
+    fresh_providers["anthropic"].push(Scripted(status=500))
+    body = {"model": "claude-sonnet", "messages": MSG, "max_tokens": 4, "fallbacks": ["deepseek-chat"]}
+    r = httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    assert fresh_providers["deepseek"].billed_tokens()[0] > 0 and not fresh_providers["openai"].requests
+    rid = r.headers["x-synqra-request-id"]
+    records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+    (row,) = [x for x in records if x["request_id"].startswith(rid)]
+    assert row["served_model"] == "deepseek-chat" and row["kind"] == "fallback", row

@@ -484,10 +484,10 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
         for i in range(10)
     ]
 
-    async def reserved_for(g: BudgetGuard, rid: str, data: dict[str, Any]) -> Decimal:
+    async def reserved_for(g: BudgetGuard, rid: str, data: dict[str, Any], call_type: str = "acompletion") -> Decimal:
         before = g.snapshot()["reserved_usd"]
         await Accountant(g, "local-llama").admit(
-            RequestState(rid, call_type="acompletion"), data, "claude-sonnet", routed=False
+            RequestState(rid, call_type=call_type), data, "claude-sonnet", routed=False
         )
         return Decimal(str(g.snapshot()["reserved_usd"])) - Decimal(str(before))
 
@@ -496,12 +496,17 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
         bare = await reserved_for(g, "bare", {"messages": msgs, "max_tokens": 100})
         with_tools = await reserved_for(g, "tools", {"messages": msgs, "max_tokens": 100, "tools": tools})
         four = await reserved_for(g, "four", {"messages": msgs, "max_tokens": 100, "n": 4})
+        # A text completion's best_of: that many answers made server-side, each billed (n of them returned).
+        text = {"prompt": "What is the weather in Paris?", "max_tokens": 100}
+        one_text = await reserved_for(g, "text", text, "atext_completion")
+        best_of = await reserved_for(g, "best_of", {**text, "n": 1, "best_of": 4}, "atext_completion")
         tool_tokens = g.count_prompt_tokens("claude-sonnet", text=json.dumps(tools, separators=(",", ":")))
         await g.aclose()
         price_in, price_out = PRICES["claude-sonnet"]
         # The guard adds its prompt-token margin (1.1x, rounded up) to whatever was counted.
         assert with_tools - bare >= tool_tokens * price_in > 0
         assert float(four - bare) == pytest.approx(float(3 * 100 * price_out), abs=2e-9)  # nano-dollar rounding
+        assert float(best_of - one_text) == pytest.approx(float(3 * 100 * price_out), abs=2e-9)
 
     asyncio.run(main())
 
