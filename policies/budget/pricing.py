@@ -34,6 +34,9 @@ class ModelPrice:
     cache_write_per_token: float | None = None
     # One written for Anthropic's one-hour cache TTL (2x the input price); None: cache_write_per_token.
     cache_write_1h_per_token: float | None = None
+    # The model's context window: the prompt a call carrying stored context (a Responses previous_response_id) may
+    # be billed for. None: not known.
+    max_input_tokens: int | None = None
 
     @property
     def free(self) -> bool:
@@ -91,6 +94,9 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
     info = entry.model_info
     lm = str(entry.litellm_params.get("model", ""))
     max_out = info.get("max_output_tokens") or info.get("max_tokens")
+    mapped = _cost_map_entry(lm) if lm else None
+    max_in = info.get("max_input_tokens") or (mapped or {}).get("max_input_tokens")
+    max_in = int(max_in) if max_in else None
     if "input_cost_per_token" in info or "output_cost_per_token" in info:
         return ModelPrice(
             float(info.get("input_cost_per_token") or 0),
@@ -98,14 +104,14 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
             int(max_out) if max_out else None,
             lm,
             # the cost map's cache prices when the entry sets its token prices only (None for local models)
-            _cache_write_price(info, _cost_map_entry(lm) or {}) if lm else _cache_write_price(info),
-            _cache_write_price(info, _cost_map_entry(lm) or {}, key=CACHE_WRITE_1H_KEY)
+            _cache_write_price(info, mapped or {}) if lm else _cache_write_price(info),
+            _cache_write_price(info, mapped or {}, key=CACHE_WRITE_1H_KEY)
             if lm
             else _cache_write_price(info, key=CACHE_WRITE_1H_KEY),
+            max_in,
         )
     if entry.model_name in set(local_aliases):
         return ModelPrice(0.0, 0.0, int(max_out) if max_out else None, lm)
-    mapped = _cost_map_entry(lm)
     if mapped is None:
         return None
     max_out = max_out or mapped.get("max_output_tokens") or mapped.get("max_tokens")
@@ -116,6 +122,7 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
         lm,
         _cache_write_price(info, mapped),
         _cache_write_price(info, mapped, key=CACHE_WRITE_1H_KEY),
+        max_in,
     )
 
 

@@ -27,6 +27,10 @@ JSON_CHARS_PER_TOKEN = 2
 MESSAGE_OVERHEAD_TOKENS = 4
 
 
+# Responses API fields that bill a conversation the provider stored as prompt tokens of this call.
+STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation")
+
+
 def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_type: str = "acompletion") -> int:
     if call_type in EMBEDDING_CALLS:
         raw = data.get("input")
@@ -45,6 +49,9 @@ def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_typ
     defs = [d for key in ("tools", "functions") if isinstance(data.get(key), list) for d in data[key]]
     if defs:
         n += guard.count_prompt_tokens(model, text=json.dumps(defs, separators=(",", ":")))
+    if any(data.get(key) for key in STORED_CONTEXT_FIELDS):
+        # The provider prepends a conversation it stored, which the request does not show: up to the model's window.
+        n = max(n, guard.prices.price(model).max_input_tokens or 0)
     return n
 
 

@@ -74,7 +74,7 @@ def app_config(tmp: Path, budget: dict[str, Any]) -> AppConfig:
         entry("local-llama", "openai/local-llama", priced=False),
         entry("local-embed", "openai/local-embed", mode="embedding"),
         entry("deepseek-chat", "openai/deepseek-chat", max_output_tokens=8192),
-        entry("claude-sonnet", "openai/claude-sonnet", max_output_tokens=64000),
+        entry("claude-sonnet", "openai/claude-sonnet", max_output_tokens=64000, max_input_tokens=200000),
         entry("auto", "openai/auto", priced=False),
     ]
     synqra = SynqraSettings.model_validate({"server": {"data_dir": str(tmp)}, "budget": budget})
@@ -502,11 +502,18 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
         best_of = await reserved_for(g, "best_of", {**text, "n": 1, "best_of": 4}, "atext_completion")
         tool_tokens = g.count_prompt_tokens("claude-sonnet", text=json.dumps(tools, separators=(",", ":")))
         await g.aclose()
+        # A Responses call continuing a stored conversation is billed for it as prompt: up to the model's window.
+        g = make_guard(monthly_limit_usd=100.0)  # room for a whole context window
+        turn = {"input": "And then?", "max_output_tokens": 100}
+        alone = await reserved_for(g, "turn", turn, "aresponses")
+        stored = await reserved_for(g, "stored", {**turn, "previous_response_id": "resp_1"}, "aresponses")
+        await g.aclose()
         price_in, price_out = PRICES["claude-sonnet"]
         # The guard adds its prompt-token margin (1.1x, rounded up) to whatever was counted.
         assert with_tools - bare >= tool_tokens * price_in > 0
         assert float(four - bare) == pytest.approx(float(3 * 100 * price_out), abs=2e-9)  # nano-dollar rounding
         assert float(best_of - one_text) == pytest.approx(float(3 * 100 * price_out), abs=2e-9)
+        assert float(stored - alone) > float(190_000 * price_in)
 
     asyncio.run(main())
 
