@@ -199,6 +199,10 @@ def test_router_scores_equal_the_earlier_code(static: StaticEmbedder) -> None:
         rt = F.request_text(request)
         text = F.embed_text(rt, scorer.max_chars)
         ids = reference_ids(static._tok, ref_cache, text, MAX_TOKENS)
+        # The distinct ids the token term read and the inference log keeps: np.unique's answer, dtype included.
+        assert d.embedded is not None and d.embedded.token_ids is not None
+        assert d.embedded.token_ids.dtype == np.int64
+        np.testing.assert_array_equal(d.embedded.token_ids, np.unique(np.asarray(ids, dtype=np.int64)))
         feats = F.feature_vector(reference_features(request))[None, :]
         emb = reference_embed(static.table, [ids])
         score = float(scorer.score(emb, feats, scorer.token_term([ids]))[0])
