@@ -56,7 +56,7 @@ from proxy.litellm_state import (
     stream_continued_elsewhere,
 )
 from proxy.runtime import Runtime, get_runtime
-from proxy.stream_relay import StreamRelay
+from proxy.stream_relay import StreamRelay, record_in_background
 
 log = logging.getLogger("synqra.hooks")
 
@@ -389,10 +389,11 @@ class SynqraHooks(CustomLogger):
                 async for item in relay.items():
                     yield item
         except Exception as e:
-            relay.account_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off", e)
+            record_in_background(relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off", e))
             raise
         except BaseException:  # cancelled or closed: the client left mid-stream
-            relay.account_if_cut_short(rt.config, rt.accounts, state, request_data, "was abandoned by its client")
+            left = "was abandoned by its client"
+            record_in_background(relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, left))
             raise
         rt.learning.outcome(state)
         if shadow and relay.sent:

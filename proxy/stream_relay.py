@@ -44,24 +44,6 @@ class StreamRelay:
             yield item
         self.finished = True
 
-    def account_if_cut_short(
-        self,
-        config: AppConfig,
-        accounts: Accountant,
-        state: RequestState,
-        data: dict[str, Any],
-        why: str,
-        error: BaseException | None = None,
-    ) -> None:
-        """The stream is over: if it ended short of its end after the provider began answering, record it
-        (in a task of its own, so a client that left cannot cancel the recording)."""
-        recording = self.record_if_cut_short(config, accounts, state, data, why, error)
-        if recording is None:
-            return
-        task = asyncio.get_running_loop().create_task(recording)
-        _recording.add(task)
-        task.add_done_callback(_recording.discard)
-
     def record_if_cut_short(
         self,
         config: AppConfig,
@@ -98,3 +80,13 @@ class StreamRelay:
             usage["completion_tokens"],
         )
         return accounts.stream_broke(state, served, usage)
+
+
+def record_in_background(recording: Coroutine[Any, Any, None] | None) -> None:
+    """Run a stream's recording (`StreamRelay.record_if_cut_short`) in a task of its own, so a client that left
+    cannot cancel it."""
+    if recording is None:
+        return
+    task = asyncio.get_running_loop().create_task(recording)
+    _recording.add(task)
+    task.add_done_callback(_recording.discard)
