@@ -29,21 +29,27 @@ KIND_BY_CALL_TYPE: dict[str, ClientKind] = {
 }
 
 
-def asks_hour_long_cache(data: dict[str, Any]) -> bool:
-    """Whether a `cache_control` of the request (on a system block, a message's content block or a tool) asks
-    Anthropic's one-hour TTL, `"ttl": "1h"`: the prompt it writes to the cache is billed at 2x the input price,
-    not the five-minute TTL's 1.25x."""
+def cache_ttls(data: dict[str, Any]) -> set[str]:
+    """The cache TTLs the request's `cache_control`s ask (on a system block, a message's content block or a tool):
+    Anthropic writes the prompt up to each to its cache, billed above the input price, 1.25x for the five-minute
+    TTL (the default, "5m") and 2x for the hour's ("1h")."""
+    ttls: set[str] = set()
     pending: list[Any] = [data.get(k) for k in ("system", "messages", "tools", "input")]
     while pending:
         node = pending.pop()
         if isinstance(node, dict):
             control = node.get("cache_control")
-            if isinstance(control, dict) and control.get("ttl") == "1h":
-                return True
+            if isinstance(control, dict):
+                ttls.add("1h" if control.get("ttl") == "1h" else "5m")
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
-    return False
+    return ttls
+
+
+def asks_hour_long_cache(data: dict[str, Any]) -> bool:
+    """Whether a `cache_control` of the request asks Anthropic's one-hour TTL: its writes are billed at 2x."""
+    return "1h" in cache_ttls(data)
 
 
 def prompt_texts(prompt: Any) -> list[str]:

@@ -74,7 +74,14 @@ def app_config(tmp: Path, budget: dict[str, Any]) -> AppConfig:
         entry("local-llama", "openai/local-llama", priced=False),
         entry("local-embed", "openai/local-embed", mode="embedding"),
         entry("deepseek-chat", "openai/deepseek-chat", max_output_tokens=8192),
-        entry("claude-sonnet", "openai/claude-sonnet", max_output_tokens=64000, max_input_tokens=200000),
+        entry(
+            "claude-sonnet",
+            "openai/claude-sonnet",
+            max_output_tokens=64000,
+            max_input_tokens=200000,
+            cache_creation_input_token_cost=3.75e-6,
+            cache_creation_input_token_cost_above_1hr=6e-6,
+        ),
         entry("auto", "openai/auto", priced=False),
     ]
     synqra = SynqraSettings.model_validate({"server": {"data_dir": str(tmp)}, "budget": budget})
@@ -507,6 +514,13 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
         turn = {"input": "And then?", "max_output_tokens": 100}
         alone = await reserved_for(g, "turn", turn, "aresponses")
         stored = await reserved_for(g, "stored", {**turn, "previous_response_id": "resp_1"}, "aresponses")
+        # A prompt marked for Anthropic's cache may be written to it, billed at 1.25x the input price (2x for 1h).
+        long = [{"role": "user", "content": "The quarterly report says revenue grew. " * 300}]
+        plain = await reserved_for(g, "plain", {"messages": long, "max_tokens": 1})
+        marked = [{**long[0], "content": [{"type": "text", "text": long[0]["content"], "cache_control": {}}]}]
+        five = await reserved_for(g, "5m", {"messages": marked, "max_tokens": 1})
+        marked[0]["content"][0]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
+        hour = await reserved_for(g, "1h", {"messages": marked, "max_tokens": 1})
         await g.aclose()
         price_in, price_out = PRICES["claude-sonnet"]
         # The guard adds its prompt-token margin (1.1x, rounded up) to whatever was counted.
@@ -514,6 +528,8 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
         assert float(four - bare) == pytest.approx(float(3 * 100 * price_out), abs=2e-9)  # nano-dollar rounding
         assert float(best_of - one_text) == pytest.approx(float(3 * 100 * price_out), abs=2e-9)
         assert float(stored - alone) > float(190_000 * price_in)
+        assert float(five) == pytest.approx(float(plain) * 1.25, rel=0.01)
+        assert float(hour) == pytest.approx(float(plain) * 2, rel=0.01)
 
     asyncio.run(main())
 
