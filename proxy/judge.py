@@ -14,6 +14,7 @@ the answer served, both orders).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -26,6 +27,12 @@ from proxy.litellm_state import litellm_router
 log = logging.getLogger("synqra.judge")
 
 SPEND_REFRESH_S = 30.0  # how stale this process's view of the month's judge spend may get (other workers)
+
+
+def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded call's outcome as seen: its caller may have been cancelled meanwhile."""
+    if not task.cancelled():
+        task.exception()
 
 
 class JudgeCaller:
@@ -63,11 +70,19 @@ class JudgeCaller:
         return None
 
     async def ask(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
-        """The judge's reply text, or None when the call is skipped or fails (logged)."""
+        """The judge's reply text, or None when the call is skipped or fails (logged).
+
+        Shielded: a caller cancelled meanwhile (the client of a gated stream hung up) must not cut off a call the
+        provider is already answering and billing; it runs to its end and is booked."""
         why = await self.why_not()
         if why:
             log.info("judge (%s) for %s skipped: %s", self.purpose, parent.request_id, why)
             return None
+        call = asyncio.ensure_future(self._ask(parent, messages))
+        call.add_done_callback(_retrieve_exception)
+        return await asyncio.shield(call)
+
+    async def _ask(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
         self._calls += 1
         child = parent.child(
             "judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False, leaves_local=False

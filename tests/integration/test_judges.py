@@ -5,6 +5,7 @@ fails (the scorer then decides alone), never delaying the client's answer."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,3 +138,26 @@ def test_the_judges_monthly_limit_stops_its_calls(
         r = ask(s)
         assert r.status_code == 200
         assert not providers["deepseek"].requests, "the month's judge spend is at its limit: no judge call"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_judge_call_running_when_the_client_hangs_up_is_booked(
+    judged: RunningStack, providers: dict[str, FakeProvider], stream: bool
+) -> None:
+    """The client leaves while the judge rates its local answer: the judge call the provider answers (and bills)
+    anyway runs to its end and is booked, and its reservation goes back; it was dropped unbooked and held."""
+    deepseek = providers["deepseek"]
+    deepseek.reset()
+    deepseek.push(Scripted(text="The answer is correct and helpful. Rating: [[9]]", delay_s=4))
+    t0 = time.time()
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{judged.base_url}/v1/chat/completions", json={**ASK, "stream": stream}, headers=AUTH, timeout=2.5)
+    assert wait_until(lambda: deepseek.billed_tokens()[1] > 0, 30), "DeepSeek answered (and billed) the judge call"
+
+    def booked() -> bool:
+        rows = httpx.get(f"{judged.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+        mine = [x for x in rows if x["ts"] >= t0 and x["kind"] == "judge"]
+        recorded = (sum(x["prompt_tokens"] for x in mine), sum(x["completion_tokens"] for x in mine))
+        return reserved(judged) == 0 and recorded == deepseek.billed_tokens()
+
+    assert wait_until(booked, 30), (deepseek.billed_tokens(), reserved(judged))
