@@ -222,3 +222,36 @@ def test_a_call_that_timed_out_after_it_was_sent_is_recorded(
     )
     assert all(x["completion_tokens"] == 16 and not x["counts_request"] for x in timed_out), timed_out
     assert status()["requests"] - before["requests"] == (1 if fallback_answers else 0), "counted once, if served"
+
+
+def test_a_streamed_local_fallback_is_validated_as_the_model_that_answered(
+    tmp_path: Path, stack, providers, fresh_providers
+) -> None:
+    """The local backend is down and DeepSeek, its fallback, streams an empty answer for `auto`: the gate judges it
+    as DeepSeek's (as it does a non-streamed fallback's) and escalates to the tier above DeepSeek. It judged it as
+    the local model's: it escalated to DeepSeek again, and that paid escalation took the request out of the local
+    share it was never in (the month's local_requests went down by one)."""
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    def point_local_at_a_dead_port(cfg: dict) -> None:
+        cfg["synqra"]["backends"]["llama"]["external_url"] = dead
+        for m in cfg["model_list"]:
+            if m["model_name"] in ("local-llama", "auto"):
+                m["litellm_params"]["api_base"] = dead + "/v1"
+
+    s = start_stack(tmp_path, providers, backends_of=stack, edit=point_local_at_a_dead_port)
+    try:
+        fresh_providers["deepseek"].push(Scripted(text=""))  # the fallback's answer: empty, a certain escalation
+        before = httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+        r = _stream(s.base_url, "auto", "/v1/chat/completions")
+        assert r.status_code == 200, r.text
+        assert r.headers["x-synqra-fallback"] == "local-llama>deepseek-chat"
+        rid = r.headers["x-synqra-request-id"]
+        assert wait_until(lambda: reserved(s.base_url) == 0 and f"{rid}:1" in ledger(s.base_url), timeout_s=60)
+        rows = [x for k, x in ledger(s.base_url).items() if k.startswith(rid)]
+        assert ledger(s.base_url)[f"{rid}:1"]["served_model"] == "claude-sonnet", rows
+        assert not [x for x in rows if x["leaves_local"]], rows
+        after = httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+        assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 0)
+    finally:
+        s.stop()
