@@ -3,7 +3,8 @@
 A judge call is a child of the request it judges (`RequestState.child("judge", ...)`): reserved before the call
 and settled after it through the Accountant, one ledger row of kind "judge", no request and no baseline of
 its own. It is skipped (the caller decides without it) when paid calls are stopped this month, when the judge
-model cannot answer (no API key), when this purpose's judge calls have cost `monthly_limit_usd` this month, or
+model cannot answer (no API key), when this purpose's judge calls have cost `monthly_limit_usd` this month (this process's calls in flight
+counted at their worst case), or
 when the call fails. LiteLLM's fallbacks are off for it: a judge falling back to a dearer model is not a judge
 the operator chose.
 
@@ -46,6 +47,7 @@ class JudgeCaller:
         self._spent_month = ""
         self._spent_at = float("-inf")
         self._calls = 0
+        self._pending_usd = 0.0  # the worst cases of this process's judge calls of this purpose in flight
 
     async def spent_usd(self) -> float:
         """This month's spend on judge calls of this purpose (the ledger, re-read every SPEND_REFRESH_S)."""
@@ -65,7 +67,8 @@ class JudgeCaller:
         down = self.rt.availability.reason(self.model)
         if down:
             return f"{self.model} unavailable: {down}"
-        if await self.spent_usd() >= self.limit_usd:
+        # Calls in flight count at their worst case: concurrent requests must not all pass a limit none has reached.
+        if await self.spent_usd() + self._pending_usd >= self.limit_usd:
             return f"monthly judge limit ${self.limit_usd:g} reached"
         return None
 
@@ -78,11 +81,20 @@ class JudgeCaller:
         if why:
             log.info("judge (%s) for %s skipped: %s", self.purpose, parent.request_id, why)
             return None
-        call = asyncio.ensure_future(self._ask(parent, messages))
+        guard = self.rt.budget
+        worst = guard.prices.cost(self.model, guard.count_prompt_tokens(self.model, messages=messages), self.max_tokens)
+        self._pending_usd += worst  # before any await: the next caller's why_not sees this call
+        call = asyncio.ensure_future(self._ask(parent, messages, worst))
         call.add_done_callback(_retrieve_exception)
         return await asyncio.shield(call)
 
-    async def _ask(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
+    async def _ask(self, parent: RequestState, messages: list[dict[str, str]], worst: float) -> str | None:
+        try:
+            return await self._call(parent, messages)
+        finally:
+            self._pending_usd -= worst
+
+    async def _call(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
         self._calls += 1
         child = parent.child(
             "judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False, leaves_local=False

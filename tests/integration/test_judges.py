@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,18 @@ def test_a_judge_call_running_when_the_client_hangs_up_is_booked(
         return reserved(judged) == 0 and recorded == deepseek.billed_tokens()
 
     assert wait_until(booked, 30), (deepseek.billed_tokens(), reserved(judged))
+
+
+def test_concurrent_judge_calls_stop_at_the_monthly_limit(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """A limit below one judge call's cost: the first call may run; the requests judged while it is in flight see
+    it counted and go without. Every one of them called the judge: the limit checked settled spend only."""
+    with own_proxy(stack, providers, tmp_path, quality={"judge": {**JUDGE_ALL, "monthly_limit_usd": 0.00001}}) as s:
+        deepseek = providers["deepseek"]
+        deepseek.reset()
+        deepseek.push(*[Scripted(text="Rating: [[9]]", delay_s=6)] * 4)
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: ask(s), range(3)))
+        assert [r.status_code for r in answers] == [200] * 3
+        assert len(deepseek.requests) == 1, [r.body["messages"][0]["content"][:40] for r in deepseek.requests]
