@@ -3,10 +3,9 @@
 A judge call is a child of the request it judges (`RequestState.child("judge", ...)`): reserved before the call
 and settled after it through the Accountant, one ledger row of kind "judge", no request and no baseline of
 its own. It is skipped (the caller decides without it) when paid calls are stopped this month, when the judge
-model cannot answer (no API key), when this purpose's judge calls have cost `monthly_limit_usd` this month (this process's calls in flight
-counted at their worst case), or
-when the call fails. LiteLLM's fallbacks are off for it: a judge falling back to a dearer model is not a judge
-the operator chose.
+model cannot answer (no API key), when this purpose's judge calls have cost `monthly_limit_usd` this month (this
+process's calls in flight counted at their worst case), or when the call fails. LiteLLM's fallbacks are off for
+it: a judge falling back to a dearer model is not a judge the operator chose.
 
 Two purposes share this: the quality gate's judge tier (`synqra.quality.judge`, a 1-10 rating of one answer
 whose score is unsure) and the learning loop's pairwise judge (`synqra.learning.judge`, local answer against
