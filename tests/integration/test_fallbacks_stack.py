@@ -255,3 +255,26 @@ def test_a_streamed_local_fallback_is_validated_as_the_model_that_answered(
         assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 0)
     finally:
         s.stop()
+
+
+def test_a_streamed_top_tier_fallback_is_not_validated_again(stack, fresh_providers) -> None:
+    """`auto` with tools goes to DeepSeek; DeepSeek fails and Claude, the top tier, streams the answer (empty). The
+    top tier's answer is delivered as it is (as a non-streamed fallback's is). It was scored as DeepSeek's and
+    escalated to Claude: a second paid Claude call for one request."""
+    tools = [
+        {"type": "function", "function": {"name": "now", "description": "The time", "parameters": {"type": "object"}}}
+    ]
+    fresh_providers["deepseek"].push(Scripted(status=500))
+    fresh_providers["anthropic"].push(Scripted(text=""))
+    body = {"model": "auto", "messages": Q, "max_tokens": 16, "stream": True, "tools": tools}
+    with httpx.stream("POST", f"{stack.base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=120) as r:
+        r.read()
+    assert r.status_code == 200, r.text
+    assert r.headers["x-synqra-fallback"] == "deepseek-chat>claude-sonnet"
+    rid = r.headers["x-synqra-request-id"]
+    assert wait_until(
+        lambda: reserved(stack.base_url) == 0 and f"{rid}:fallback:claude-sonnet" in ledger(stack.base_url)
+    )
+    time.sleep(1)
+    assert len(fresh_providers["anthropic"].requests) == 1, [k for k in ledger(stack.base_url) if k.startswith(rid)]
+    assert [k for k in ledger(stack.base_url) if k.startswith(rid)] == [f"{rid}:fallback:claude-sonnet"]
