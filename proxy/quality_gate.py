@@ -231,7 +231,9 @@ class QualityGate:
         except BaseException as e:
             # A stream that broke after the provider began answering is billed for what it sent: recorded
             # at that. Otherwise nothing answered: this call's reservation and those of LiteLLM fallbacks it
-            # tried go back (an internal call gets no post-call failure hook to do it).
+            # tried go back (an internal call gets no post-call failure hook to do it). Its answer is not delivered:
+            # the request is answered by an earlier attempt, so this call does not take it out of the local share.
+            child.leaves_local = False
             recording = (
                 relay.record_if_cut_short(self.rt.config, accounts, child, kwargs, f"broke ({type(e).__name__})")
                 if relay

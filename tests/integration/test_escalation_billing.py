@@ -169,3 +169,31 @@ def test_a_streamed_escalation_broken_before_its_first_word_takes_the_request_ou
     assert [x["request_id"] for x in rows if x["leaves_local"]] == [f"{rid}:1:fallback:claude-sonnet"], rows
     after = status(stack)
     assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 0)
+
+
+def test_a_streamed_escalation_cut_mid_answer_leaves_the_local_answer_and_the_request_local(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    """DeepSeek's escalation stream breaks after three words: it is billed at what it sent, and the client gets the
+    local answer (escalate_failed), so the request stays in the local share, as when an escalation times out or
+    fails outright. The cut escalation's row took it out (the month's local_requests did not move)."""
+    deepseek = fresh_providers["deepseek"]
+    deepseek.push(
+        Scripted(text="Hello there, this answer is going to be cut off after three words.", cut_after_words=3)
+    )
+    before = status(stack)
+    with httpx.stream(
+        "POST", f"{stack.base_url}/v1/chat/completions", json={**CUT_OFF, "stream": True}, headers=AUTH, timeout=120
+    ) as r:
+        assert r.status_code == 200
+        rid = r.headers["x-synqra-request-id"]
+        r.read()
+
+    def recorded() -> bool:
+        return reserved(stack) == 0 and any(x["served_model"] == "deepseek-chat" for x in rows_of(stack, rid))
+
+    assert wait_until(recorded, 30), (rows_of(stack, rid), status(stack))
+    rows = rows_of(stack, rid)
+    assert not [x for x in rows if x["leaves_local"]], rows
+    after = status(stack)
+    assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 1)
