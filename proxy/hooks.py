@@ -365,7 +365,7 @@ class SynqraHooks(CustomLogger):
             headers["x-synqra-fallback"] = state.fallback
         if state.routed:
             q = state.quality
-            if state.stream and get_runtime().gate.applies(state) and (q is None or q.escalated is None):
+            if state.stream and get_runtime().gate.applies(state, served) and (q is None or q.escalated is None):
                 # Headers leave before a buffered stream is scored: the verdict is in the logs and the ledger.
                 headers["x-synqra-quality-score"] = headers["x-synqra-escalated"] = "pending"
             else:
@@ -381,9 +381,11 @@ class SynqraHooks(CustomLogger):
         state = state_of(request_data)
         shadow = state.routing is not None and state.routing.shadow is not None
         relay = StreamRelay(response, state)  # what the provider sent: billed even if the stream ends short
+        # The model group whose stream this is: a LiteLLM fallback's answer is validated as that tier's.
+        served = served_group(rt.config, (getattr(response, "_hidden_params", None) or {}).get("model_id"))
         try:
-            if state.call_type and rt.gate.applies(state):
-                async for item in rt.gate.stream(state, relay.items()):
+            if state.call_type and rt.gate.applies(state, served):
+                async for item in rt.gate.stream(state, relay.items(), served):
                     yield item
             else:
                 async for item in relay.items():

@@ -3,9 +3,9 @@
 A judge call is a child of the request it judges (`RequestState.child("judge", ...)`): reserved before the call
 and settled after it through the Accountant, one ledger row of kind "judge", no request and no baseline of
 its own. It is skipped (the caller decides without it) when paid calls are stopped this month, when the judge
-model cannot answer (no API key), when this purpose's judge calls have cost `monthly_limit_usd` this month, or
-when the call fails. LiteLLM's fallbacks are off for it: a judge falling back to a dearer model is not a judge
-the operator chose.
+model cannot answer (no API key), when this purpose's judge calls have cost `monthly_limit_usd` this month (this
+process's calls in flight counted at their worst case), or when the call fails. LiteLLM's fallbacks are off for
+it: a judge falling back to a dearer model is not a judge the operator chose.
 
 Two purposes share this: the quality gate's judge tier (`synqra.quality.judge`, a 1-10 rating of one answer
 whose score is unsure) and the learning loop's pairwise judge (`synqra.learning.judge`, local answer against
@@ -14,6 +14,7 @@ the answer served, both orders).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -28,6 +29,12 @@ log = logging.getLogger("synqra.judge")
 SPEND_REFRESH_S = 30.0  # how stale this process's view of the month's judge spend may get (other workers)
 
 
+def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded call's outcome as seen: its caller may have been cancelled meanwhile."""
+    if not task.cancelled():
+        task.exception()
+
+
 class JudgeCaller:
     def __init__(self, rt: Any, purpose: str, model: str, monthly_limit_usd: float, max_tokens: int) -> None:
         self.rt = rt
@@ -39,6 +46,7 @@ class JudgeCaller:
         self._spent_month = ""
         self._spent_at = float("-inf")
         self._calls = 0
+        self._pending_usd = 0.0  # the worst cases of this process's judge calls of this purpose in flight
 
     async def spent_usd(self) -> float:
         """This month's spend on judge calls of this purpose (the ledger, re-read every SPEND_REFRESH_S)."""
@@ -58,16 +66,34 @@ class JudgeCaller:
         down = self.rt.availability.reason(self.model)
         if down:
             return f"{self.model} unavailable: {down}"
-        if await self.spent_usd() >= self.limit_usd:
+        # Calls in flight count at their worst case: concurrent requests must not all pass a limit none has reached.
+        if await self.spent_usd() + self._pending_usd >= self.limit_usd:
             return f"monthly judge limit ${self.limit_usd:g} reached"
         return None
 
     async def ask(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
-        """The judge's reply text, or None when the call is skipped or fails (logged)."""
+        """The judge's reply text, or None when the call is skipped or fails (logged).
+
+        Shielded: a caller cancelled meanwhile (the client of a gated stream hung up) must not cut off a call the
+        provider is already answering and billing; it runs to its end and is booked."""
         why = await self.why_not()
         if why:
             log.info("judge (%s) for %s skipped: %s", self.purpose, parent.request_id, why)
             return None
+        guard = self.rt.budget
+        worst = guard.prices.cost(self.model, guard.count_prompt_tokens(self.model, messages=messages), self.max_tokens)
+        self._pending_usd += worst  # before any await: the next caller's why_not sees this call
+        call = asyncio.ensure_future(self._ask(parent, messages, worst))
+        call.add_done_callback(_retrieve_exception)
+        return await asyncio.shield(call)
+
+    async def _ask(self, parent: RequestState, messages: list[dict[str, str]], worst: float) -> str | None:
+        try:
+            return await self._call(parent, messages)
+        finally:
+            self._pending_usd -= worst
+
+    async def _call(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
         self._calls += 1
         child = parent.child(
             "judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False, leaves_local=False

@@ -127,7 +127,13 @@ class QualityGate:
         down = self.rt.availability.unavailable(self.tiers)
         return [t for t in self.tiers if t not in down] if down else self.tiers
 
-    def applies(self, state: RequestState) -> bool:
+    def applies(self, state: RequestState, served: str | None = None) -> bool:
+        """Whether the gate validates this request's answer. `served`: the model group whose stream answers, when
+        known (a LiteLLM fallback's, not yet the state's route: a streamed fallback is settled only at its end)."""
+        if served is not None and served != state.route:
+            return (
+                state.quality is not None and self.applies(state) and is_validated(served, self.settings, self._tiers())
+            )
         return (
             state.routed
             and state.call_type in GENERATION_CALLS
@@ -225,7 +231,9 @@ class QualityGate:
         except BaseException as e:
             # A stream that broke after the provider began answering is billed for what it sent: recorded
             # at that. Otherwise nothing answered: this call's reservation and those of LiteLLM fallbacks it
-            # tried go back (an internal call gets no post-call failure hook to do it).
+            # tried go back (an internal call gets no post-call failure hook to do it). Its answer is not delivered:
+            # the request is answered by an earlier attempt, so this call does not take it out of the local share.
+            child.leaves_local = False
             recording = (
                 relay.record_if_cut_short(self.rt.config, accounts, child, kwargs, f"broke ({type(e).__name__})")
                 if relay
@@ -310,7 +318,8 @@ class QualityGate:
         q.score = round(first.score, 4) if first else None
         q.action = first.action if first else "deliver"
         q.escalated = ">".join(a.tier for a in attempts) if len(attempts) > 1 else "false"
-        state.route = best.tier
+        if best is not attempts[0]:  # (a streamed fallback's first answer is settled under the route it stood in for)
+            state.route = best.tier
         if note:
             q.note = note
         if first is not None:
@@ -353,11 +362,15 @@ class QualityGate:
                     choice.logprobs = None
         return best.response
 
-    async def stream(self, state: RequestState, response: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """Streamed: buffer, score, then replay the chosen attempt's chunks."""
+    async def stream(
+        self, state: RequestState, response: AsyncIterator[Any], served: str | None = None
+    ) -> AsyncIterator[Any]:
+        """Streamed: buffer, score, then replay the chosen attempt's chunks. `served`: the model group whose stream
+        this is (a LiteLLM fallback's when one answered): the answer is judged, and escalated from, as that tier's."""
+        tier = served or state.route
         chunks = [c async for c in response]
-        verdict = await self.score(state, stream_answer(chunks, state.call_type))
-        attempts, note = await self._cascade(state, Attempt(state.route, None, verdict, chunks), stream=True)
+        verdict = await self.score(state, stream_answer(chunks, state.call_type), tier)
+        attempts, note = await self._cascade(state, Attempt(tier, None, verdict, chunks), stream=True)
         best = self._pick(state, attempts, note)
         strip = state.quality is not None and state.quality.strip_logprobs and best is attempts[0]
         for c in best.chunks:

@@ -231,9 +231,9 @@ class Accountant:
         ends in ":broken<attempt>"). Its reservation (the call's, or a retry's) is released as those are."""
         if self.guard.is_free(group):
             return
-        child = state.child(
-            "fallback", group, f"broken{attempt}", counts_request=False, leaves_local=state.leaves_local
-        )
+        # Not the call that answered: the request leaves the local share (an escalation's) on the attempt that
+        # answers, or stays in it when none does.
+        child = state.child("fallback", group, f"broken{attempt}", counts_request=False, leaves_local=False)
         usage = prompt_only_usage(group, chat_view(data, state.call_type).get("messages") or [])
         log.warning(
             "%s attempt %d of %s broke off before answering; LiteLLM tried again: recorded its prompt (%d tokens, "

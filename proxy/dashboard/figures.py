@@ -79,6 +79,15 @@ def _root_id(row: Mapping[str, Any], parents: Mapping[str, str | None]) -> str:
     return rid.split(":", 1)[0]
 
 
+def _gate_call(row: Mapping[str, Any], rid: str) -> bool:
+    """A call the quality gate made for request `rid`: an escalation or rephrase, or a LiteLLM fallback (or broken
+    attempt) of one, whose row is kind "fallback" and whose id is "<rid>:<n>:..." (the gate's call n)."""
+    if row.get("kind") == "escalation":
+        return True
+    parts = str(row["request_id"]).split(":")
+    return row.get("kind") == "fallback" and len(parts) > 2 and parts[0] == rid and parts[1].isdigit()
+
+
 def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Client requests from ledger rows, oldest first: each with the chain of models called for it.
 
@@ -95,7 +104,7 @@ def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         own = [c for c in calls if c.get("kind") not in EXTRA_KINDS]
         head = own[0] if own else calls[0]
         chain = [str(c["served_model"]) for c in calls]
-        escalated = any(c.get("kind") == "escalation" and c["served_model"] != head["served_model"] for c in calls)
+        escalated = any(_gate_call(c, rid) and c["served_model"] != head["served_model"] for c in calls)
         out.append(
             {
                 "ts": float(calls[0]["ts"]),

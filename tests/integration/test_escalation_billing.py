@@ -138,3 +138,62 @@ def test_a_streamed_escalation_cut_mid_answer_is_recorded_at_what_it_sent(
     billed_in, billed_out = deepseek.billed_tokens()
     # Estimated from the words relayed and LiteLLM's count of the prompt: never below what was billed.
     assert row["completion_tokens"] >= billed_out and row["prompt_tokens"] > 0, (row, billed_in, billed_out)
+
+
+def test_a_streamed_escalation_broken_before_its_first_word_takes_the_request_out_of_the_local_share_once(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    """DeepSeek's escalation stream breaks off before its first word and LiteLLM falls back to Claude: the broken
+    attempt is billed at its prompt (a `:broken` row), and the request leaves the local share once, not once for the
+    broken attempt and again for the fallback that answered (the month's local_requests went down by 2)."""
+    deepseek = fresh_providers["deepseek"]
+    deepseek.push(Scripted(text="Hello there, this answer breaks off before its first word.", cut_after_words=0))
+    before = status(stack)
+    with httpx.stream(
+        "POST", f"{stack.base_url}/v1/chat/completions", json={**CUT_OFF, "stream": True}, headers=AUTH, timeout=120
+    ) as r:
+        assert r.status_code == 200
+        rid = r.headers["x-synqra-request-id"]
+        r.read()
+    assert deepseek.requests and deepseek.requests[0].body.get("_fault") == "cut"
+
+    def settled() -> bool:
+        rows = rows_of(stack, rid)
+        return reserved(stack) == 0 and any(
+            x["kind"] == "fallback" and x["served_model"] == "claude-sonnet" for x in rows
+        )
+
+    assert wait_until(settled, 30), (rows_of(stack, rid), status(stack))
+    rows = rows_of(stack, rid)
+    assert [x for x in rows if x["request_id"].endswith(":broken1") and x["served_model"] == "deepseek-chat"], rows
+    assert [x["request_id"] for x in rows if x["leaves_local"]] == [f"{rid}:1:fallback:claude-sonnet"], rows
+    after = status(stack)
+    assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 0)
+
+
+def test_a_streamed_escalation_cut_mid_answer_leaves_the_local_answer_and_the_request_local(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    """DeepSeek's escalation stream breaks after three words: it is billed at what it sent, and the client gets the
+    local answer (escalate_failed), so the request stays in the local share, as when an escalation times out or
+    fails outright. The cut escalation's row took it out (the month's local_requests did not move)."""
+    deepseek = fresh_providers["deepseek"]
+    deepseek.push(
+        Scripted(text="Hello there, this answer is going to be cut off after three words.", cut_after_words=3)
+    )
+    before = status(stack)
+    with httpx.stream(
+        "POST", f"{stack.base_url}/v1/chat/completions", json={**CUT_OFF, "stream": True}, headers=AUTH, timeout=120
+    ) as r:
+        assert r.status_code == 200
+        rid = r.headers["x-synqra-request-id"]
+        r.read()
+
+    def recorded() -> bool:
+        return reserved(stack) == 0 and any(x["served_model"] == "deepseek-chat" for x in rows_of(stack, rid))
+
+    assert wait_until(recorded, 30), (rows_of(stack, rid), status(stack))
+    rows = rows_of(stack, rid)
+    assert not [x for x in rows if x["leaves_local"]], rows
+    after = status(stack)
+    assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 1)

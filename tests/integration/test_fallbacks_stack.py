@@ -222,3 +222,59 @@ def test_a_call_that_timed_out_after_it_was_sent_is_recorded(
     )
     assert all(x["completion_tokens"] == 16 and not x["counts_request"] for x in timed_out), timed_out
     assert status()["requests"] - before["requests"] == (1 if fallback_answers else 0), "counted once, if served"
+
+
+def test_a_streamed_local_fallback_is_validated_as_the_model_that_answered(
+    tmp_path: Path, stack, providers, fresh_providers
+) -> None:
+    """The local backend is down and DeepSeek, its fallback, streams an empty answer for `auto`: the gate judges it
+    as DeepSeek's (as it does a non-streamed fallback's) and escalates to the tier above DeepSeek. It judged it as
+    the local model's: it escalated to DeepSeek again, and that paid escalation took the request out of the local
+    share it was never in (the month's local_requests went down by one)."""
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    def point_local_at_a_dead_port(cfg: dict) -> None:
+        cfg["synqra"]["backends"]["llama"]["external_url"] = dead
+        for m in cfg["model_list"]:
+            if m["model_name"] in ("local-llama", "auto"):
+                m["litellm_params"]["api_base"] = dead + "/v1"
+
+    s = start_stack(tmp_path, providers, backends_of=stack, edit=point_local_at_a_dead_port)
+    try:
+        fresh_providers["deepseek"].push(Scripted(text=""))  # the fallback's answer: empty, a certain escalation
+        before = httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+        r = _stream(s.base_url, "auto", "/v1/chat/completions")
+        assert r.status_code == 200, r.text
+        assert r.headers["x-synqra-fallback"] == "local-llama>deepseek-chat"
+        rid = r.headers["x-synqra-request-id"]
+        assert wait_until(lambda: reserved(s.base_url) == 0 and f"{rid}:1" in ledger(s.base_url), timeout_s=60)
+        rows = [x for k, x in ledger(s.base_url).items() if k.startswith(rid)]
+        assert ledger(s.base_url)[f"{rid}:1"]["served_model"] == "claude-sonnet", rows
+        assert not [x for x in rows if x["leaves_local"]], rows
+        after = httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+        assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 0)
+    finally:
+        s.stop()
+
+
+def test_a_streamed_top_tier_fallback_is_not_validated_again(stack, fresh_providers) -> None:
+    """`auto` with tools goes to DeepSeek; DeepSeek fails and Claude, the top tier, streams the answer (empty). The
+    top tier's answer is delivered as it is (as a non-streamed fallback's is). It was scored as DeepSeek's and
+    escalated to Claude: a second paid Claude call for one request."""
+    tools = [
+        {"type": "function", "function": {"name": "now", "description": "The time", "parameters": {"type": "object"}}}
+    ]
+    fresh_providers["deepseek"].push(Scripted(status=500))
+    fresh_providers["anthropic"].push(Scripted(text=""))
+    body = {"model": "auto", "messages": Q, "max_tokens": 16, "stream": True, "tools": tools}
+    with httpx.stream("POST", f"{stack.base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=120) as r:
+        r.read()
+    assert r.status_code == 200, r.text
+    assert r.headers["x-synqra-fallback"] == "deepseek-chat>claude-sonnet"
+    rid = r.headers["x-synqra-request-id"]
+    assert wait_until(
+        lambda: reserved(stack.base_url) == 0 and f"{rid}:fallback:claude-sonnet" in ledger(stack.base_url)
+    )
+    time.sleep(1)
+    assert len(fresh_providers["anthropic"].requests) == 1, [k for k in ledger(stack.base_url) if k.startswith(rid)]
+    assert [k for k in ledger(stack.base_url) if k.startswith(rid)] == [f"{rid}:fallback:claude-sonnet"]

@@ -5,7 +5,9 @@ fails (the scorer then decides alone), never delaying the client's answer."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,3 +139,41 @@ def test_the_judges_monthly_limit_stops_its_calls(
         r = ask(s)
         assert r.status_code == 200
         assert not providers["deepseek"].requests, "the month's judge spend is at its limit: no judge call"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_judge_call_running_when_the_client_hangs_up_is_booked(
+    judged: RunningStack, providers: dict[str, FakeProvider], stream: bool
+) -> None:
+    """The client leaves while the judge rates its local answer: the judge call the provider answers (and bills)
+    anyway runs to its end and is booked, and its reservation goes back; it was dropped unbooked and held."""
+    deepseek = providers["deepseek"]
+    deepseek.reset()
+    deepseek.push(Scripted(text="The answer is correct and helpful. Rating: [[9]]", delay_s=4))
+    t0 = time.time()
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{judged.base_url}/v1/chat/completions", json={**ASK, "stream": stream}, headers=AUTH, timeout=2.5)
+    assert wait_until(lambda: deepseek.billed_tokens()[1] > 0, 30), "DeepSeek answered (and billed) the judge call"
+
+    def booked() -> bool:
+        rows = httpx.get(f"{judged.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+        mine = [x for x in rows if x["ts"] >= t0 and x["kind"] == "judge"]
+        recorded = (sum(x["prompt_tokens"] for x in mine), sum(x["completion_tokens"] for x in mine))
+        return reserved(judged) == 0 and recorded == deepseek.billed_tokens()
+
+    assert wait_until(booked, 30), (deepseek.billed_tokens(), reserved(judged))
+
+
+def test_concurrent_judge_calls_stop_at_the_monthly_limit(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """A limit below one judge call's cost: the first call may run; the requests judged while it is in flight see
+    it counted and go without. Every one of them called the judge: the limit checked settled spend only."""
+    with own_proxy(stack, providers, tmp_path, quality={"judge": {**JUDGE_ALL, "monthly_limit_usd": 0.00001}}) as s:
+        deepseek = providers["deepseek"]
+        deepseek.reset()
+        deepseek.push(*[Scripted(text="Rating: [[9]]", delay_s=6)] * 4)
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: ask(s), range(3)))
+        assert [r.status_code for r in answers] == [200] * 3
+        assert len(deepseek.requests) == 1, [r.body["messages"][0]["content"][:40] for r in deepseek.requests]

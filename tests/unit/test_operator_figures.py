@@ -90,6 +90,22 @@ def test_requests_are_grouped_with_their_extra_calls() -> None:
     assert groups["c"]["fallback"] and groups["c"]["first"] == "claude-sonnet"
 
 
+def test_an_escalation_answered_by_a_fallback_is_an_escalation() -> None:
+    """The gate escalated the local answer to DeepSeek, which failed (or broke off before its first word) and LiteLLM's
+    fallback, Claude, answered: the rows are kind "fallback" under the escalation's id. The request was escalated
+    (the dashboard and the report's escalation count said it was not)."""
+    rows = [
+        row("d", "local-llama", ts(3)),
+        row("d:1:broken1", "deepseek-chat", ts(3) + 1, 0.001, "fallback", "d:1"),
+        row("d:1:fallback:claude-sonnet", "claude-sonnet", ts(3) + 2, 0.02, "fallback", "d:1", leaves_local=True),
+        row("e", "deepseek-chat", ts(3) + 3, 0.001),
+        row("e:judge-quality-1", "deepseek-chat", ts(3) + 4, 0.001, "judge", "e"),
+    ]
+    groups = {g["request_id"]: g for g in group_requests(rows)}
+    assert groups["d"]["escalated"] and groups["d"]["fallback"] and not groups["d"]["rephrased"]
+    assert not groups["e"]["escalated"], "a judge call is not an escalation"
+
+
 def test_ledger_sources_give_newest_requests_first_without_text() -> None:
     import asyncio
 
