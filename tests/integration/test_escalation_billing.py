@@ -140,6 +140,16 @@ def test_a_streamed_escalation_cut_mid_answer_is_recorded_at_what_it_sent(
     assert row["completion_tokens"] >= billed_out and row["prompt_tokens"] > 0, (row, billed_in, billed_out)
 
 
+def stream_cut_off(stack: RunningStack) -> str:
+    """Stream the cut-off `auto` request to its end; its request id."""
+    with httpx.stream(
+        "POST", f"{stack.base_url}/v1/chat/completions", json={**CUT_OFF, "stream": True}, headers=AUTH, timeout=120
+    ) as r:
+        assert r.status_code == 200
+        r.read()
+        return r.headers["x-synqra-request-id"]
+
+
 def test_a_streamed_escalation_broken_before_its_first_word_takes_the_request_out_of_the_local_share_once(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider]
 ) -> None:
@@ -149,12 +159,7 @@ def test_a_streamed_escalation_broken_before_its_first_word_takes_the_request_ou
     deepseek = fresh_providers["deepseek"]
     deepseek.push(Scripted(text="Hello there, this answer breaks off before its first word.", cut_after_words=0))
     before = status(stack)
-    with httpx.stream(
-        "POST", f"{stack.base_url}/v1/chat/completions", json={**CUT_OFF, "stream": True}, headers=AUTH, timeout=120
-    ) as r:
-        assert r.status_code == 200
-        rid = r.headers["x-synqra-request-id"]
-        r.read()
+    rid = stream_cut_off(stack)
     assert deepseek.requests and deepseek.requests[0].body.get("_fault") == "cut"
 
     def settled() -> bool:
@@ -182,12 +187,7 @@ def test_a_streamed_escalation_cut_mid_answer_leaves_the_local_answer_and_the_re
         Scripted(text="Hello there, this answer is going to be cut off after three words.", cut_after_words=3)
     )
     before = status(stack)
-    with httpx.stream(
-        "POST", f"{stack.base_url}/v1/chat/completions", json={**CUT_OFF, "stream": True}, headers=AUTH, timeout=120
-    ) as r:
-        assert r.status_code == 200
-        rid = r.headers["x-synqra-request-id"]
-        r.read()
+    rid = stream_cut_off(stack)
 
     def recorded() -> bool:
         return reserved(stack) == 0 and any(x["served_model"] == "deepseek-chat" for x in rows_of(stack, rid))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.fakes.fake_providers import Scripted, free_port
-from tests.stack import MASTER_KEY, start_stack, wait_until
+from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 Q = [{"role": "user", "content": "What is the capital of Japan?"}]
@@ -31,7 +32,8 @@ def reserved(base: str) -> float:
     return httpx.get(f"{base}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"]
 
 
-def test_local_backend_down_falls_back_up_the_tiers(tmp_path: Path, stack, providers, fresh_providers) -> None:
+def stack_with_the_local_model_down(tmp_path: Path, providers: Any, stack: RunningStack) -> RunningStack:
+    """A second stack whose local model (and `auto`'s local tier) points at a port nobody listens on."""
     dead = f"http://127.0.0.1:{free_port()}"
 
     def point_local_at_a_dead_port(cfg: dict) -> None:
@@ -40,7 +42,11 @@ def test_local_backend_down_falls_back_up_the_tiers(tmp_path: Path, stack, provi
             if m["model_name"] in ("local-llama", "auto"):
                 m["litellm_params"]["api_base"] = dead + "/v1"
 
-    s = start_stack(tmp_path, providers, backends_of=stack, edit=point_local_at_a_dead_port)
+    return start_stack(tmp_path, providers, backends_of=stack, edit=point_local_at_a_dead_port)
+
+
+def test_local_backend_down_falls_back_up_the_tiers(tmp_path: Path, stack, providers, fresh_providers) -> None:
+    s = stack_with_the_local_model_down(tmp_path, providers, stack)
     try:
         for model in ("auto", "local-llama"):
             r = chat(s.base_url, model)
@@ -231,15 +237,7 @@ def test_a_streamed_local_fallback_is_validated_as_the_model_that_answered(
     as DeepSeek's (as it does a non-streamed fallback's) and escalates to the tier above DeepSeek. It judged it as
     the local model's: it escalated to DeepSeek again, and that paid escalation took the request out of the local
     share it was never in (the month's local_requests went down by one)."""
-    dead = f"http://127.0.0.1:{free_port()}"
-
-    def point_local_at_a_dead_port(cfg: dict) -> None:
-        cfg["synqra"]["backends"]["llama"]["external_url"] = dead
-        for m in cfg["model_list"]:
-            if m["model_name"] in ("local-llama", "auto"):
-                m["litellm_params"]["api_base"] = dead + "/v1"
-
-    s = start_stack(tmp_path, providers, backends_of=stack, edit=point_local_at_a_dead_port)
+    s = stack_with_the_local_model_down(tmp_path, providers, stack)
     try:
         fresh_providers["deepseek"].push(Scripted(text=""))  # the fallback's answer: empty, a certain escalation
         before = httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
