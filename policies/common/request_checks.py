@@ -48,6 +48,8 @@ PRICED_FIELDS = frozenset(
         "stream",
         "stream_options",
         "service_tier",
+        "inference_geo",
+        "speed",
         "messages",
         "input",
         "prompt",
@@ -85,6 +87,9 @@ def check_extra_body(data: dict[str, Any]) -> str | None:
 # priority processing (a higher price per token) and server-side tools billed per use or per container (web
 # search, file search, code execution, image generation; Anthropic's types carry a date, "web_search_20250305").
 UNPRICED_SERVICE_TIERS = frozenset({"priority"})
+# Anthropic's surcharged request options, which LiteLLM forwards on /v1/messages: US-only inference
+# (`inference_geo` "us", 1.1x the list price on its current models) and fast mode (`speed` "fast", 6x).
+LIST_PRICED_OPTIONS = {"inference_geo": ("global",), "speed": ("standard",)}
 UNPRICED_TOOL_TYPES = ("web_search", "file_search", "code_interpreter", "code_execution", "image_generation")
 
 
@@ -126,6 +131,13 @@ def check_unpriced_extras(data: dict[str, Any]) -> str | None:
             f"'service_tier' {tier!r} is not accepted: the provider bills it above the list price synqra's budget "
             "and ledger use; leave service_tier out or use 'auto'/'default'"
         )
+    for option, list_priced in LIST_PRICED_OPTIONS.items():
+        value = data.get(option)
+        if value is not None and value not in list_priced:
+            return (
+                f"'{option}' {value!r} is not accepted: Anthropic bills it above the list price synqra's budget "
+                f"and ledger use; leave {option} out or use {list_priced[0]!r}"
+            )
     if data.get("web_search_options") is not None:
         return "'web_search_options' is not accepted: web searches are billed per search, which synqra cannot price"
     tools = data.get("tools")

@@ -376,6 +376,9 @@ UNPRICED_EXTRAS: list[tuple[str, str, dict[str, Any]]] = [
         {"model": "claude-sonnet", "messages": MSG, "web_search_options": {}},
     ),
     ("messages-web_search-tool", "/v1/messages", {"model": "claude-sonnet", "messages": MSG, "tools": [WS_TOOL]}),
+    # Forwarded to Anthropic by LiteLLM (seen on the fake's wire), billed at 1.1x the list price (US-only inference).
+    ("messages-inference_geo", "/v1/messages", {"model": "claude-sonnet", "messages": MSG, "inference_geo": "us"}),
+    ("messages-speed-fast", "/v1/messages", {"model": "claude-sonnet", "messages": MSG, "speed": "fast"}),
     (
         "responses-web_search-tool",
         "/v1/responses",

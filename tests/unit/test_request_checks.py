@@ -314,6 +314,8 @@ def test_banned_fields_pass_what_sdks_send_and_never_raise(name: str, data) -> N
         {"tools": [{"name": "lookup", "input_schema": {"type": "object"}}]},  # an Anthropic client tool
         {"tools": [{"type": "bash_20250124", "name": "bash"}, {"type": "custom", "name": "x"}]},
         {"tools": "not a list"},  # LiteLLM's and the API's own checks answer it
+        {"inference_geo": "global"},  # Anthropic's default: list price
+        {"speed": "standard"},
     ],
 )
 def test_token_priced_requests_pass_the_unpriced_extras_check(body: dict) -> None:
@@ -331,6 +333,10 @@ def test_token_priced_requests_pass_the_unpriced_extras_check(body: dict) -> Non
         ({"tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}, "tools[0]"),
         ({"tools": [{"type": "code_interpreter"}]}, "tools[0]"),
         ({"tools": [{"type": "image_generation"}]}, "tools[0]"),
+        # Anthropic's US-only inference (1.1x the list price on its current models) and fast mode (6x): LiteLLM
+        # forwards both on /v1/messages; the ledger priced them at list.
+        ({"inference_geo": "us"}, "inference_geo"),
+        ({"speed": "fast"}, "speed"),
     ],
 )
 def test_extras_billed_beyond_tokens_are_refused_naming_the_field(body: dict, named: str) -> None:
