@@ -50,6 +50,8 @@ PRICED_FIELDS = frozenset(
         "service_tier",
         "inference_geo",
         "speed",
+        "context_management",
+        "compaction",
         "messages",
         "input",
         "prompt",
@@ -111,6 +113,24 @@ def _beta_message(where: str, beta: str) -> str:
     )
 
 
+def _compaction_field(data: dict[str, Any]) -> str | None:
+    """Where a request asks for server-side compaction: Anthropic's `compaction` or a `compact_*` context edit, or the
+    Responses API's `context_management` compaction (which LiteLLM turns into Anthropic's for Claude). Anthropic bills
+    the summarising pass as an extra sampling iteration, outside the top-level usage the ledger records."""
+    if data.get("compaction") is not None:
+        return "compaction"
+    managed = data.get("context_management")
+    if isinstance(managed, dict):
+        edits = managed.get("edits")
+        for i, edit in enumerate(edits if isinstance(edits, list) else []):
+            if isinstance(edit, dict) and str(edit.get("type", "")).startswith("compact"):
+                return f"context_management.edits[{i}]"
+    for i, entry in enumerate(managed if isinstance(managed, list) else []):
+        if isinstance(entry, dict) and str(entry.get("type", "")).startswith("compact"):
+            return f"context_management[{i}]"
+    return None
+
+
 def check_unpriced_extras(data: dict[str, Any]) -> str | None:
     for field in ("extra_headers", "headers"):  # LiteLLM sends both on to the provider
         sent = data.get(field)
@@ -138,6 +158,12 @@ def check_unpriced_extras(data: dict[str, Any]) -> str | None:
                 f"'{option}' {value!r} is not accepted: Anthropic bills it above the list price synqra's budget "
                 f"and ledger use; leave {option} out or use {list_priced[0]!r}"
             )
+    compaction = _compaction_field(data)
+    if compaction:
+        return (
+            f"'{compaction}' (server-side compaction) is not accepted: the provider bills its summarising pass outside "
+            "the usage synqra's budget and ledger record; compact the conversation on the client instead"
+        )
     if data.get("web_search_options") is not None:
         return "'web_search_options' is not accepted: web searches are billed per search, which synqra cannot price"
     tools = data.get("tools")

@@ -379,6 +379,22 @@ UNPRICED_EXTRAS: list[tuple[str, str, dict[str, Any]]] = [
     # Forwarded to Anthropic by LiteLLM (seen on the fake's wire), billed at 1.1x the list price (US-only inference).
     ("messages-inference_geo", "/v1/messages", {"model": "claude-sonnet", "messages": MSG, "inference_geo": "us"}),
     ("messages-speed-fast", "/v1/messages", {"model": "claude-sonnet", "messages": MSG, "speed": "fast"}),
+    # Server-side compaction, forwarded by LiteLLM (the Responses API's translated into Anthropic's): the summarising
+    # pass is billed as an iteration outside the top-level usage the ledger records.
+    (
+        "messages-compaction-edit",
+        "/v1/messages",
+        {"model": "claude-sonnet", "messages": MSG, "context_management": {"edits": [{"type": "compact_20260112"}]}},
+    ),
+    (
+        "responses-compaction",
+        "/v1/responses",
+        {
+            "model": "claude-sonnet",
+            "input": "hi",
+            "context_management": [{"type": "compaction", "compact_threshold": 1000}],
+        },
+    ),
     (
         "responses-web_search-tool",
         "/v1/responses",

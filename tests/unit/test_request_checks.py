@@ -316,6 +316,9 @@ def test_banned_fields_pass_what_sdks_send_and_never_raise(name: str, data) -> N
         {"tools": "not a list"},  # LiteLLM's and the API's own checks answer it
         {"inference_geo": "global"},  # Anthropic's default: list price
         {"speed": "standard"},
+        # Claude Code's own context edits: what they clear is simply not billed
+        {"context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}},
+        {"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}},
     ],
 )
 def test_token_priced_requests_pass_the_unpriced_extras_check(body: dict) -> None:
@@ -337,6 +340,11 @@ def test_token_priced_requests_pass_the_unpriced_extras_check(body: dict) -> Non
         # forwards both on /v1/messages; the ledger priced them at list.
         ({"inference_geo": "us"}, "inference_geo"),
         ({"speed": "fast"}, "speed"),
+        # Server-side compaction: Anthropic bills the summarising pass as an extra sampling iteration, outside the
+        # top-level usage the ledger records (usage.iterations); LiteLLM turns the Responses API's into Anthropic's.
+        ({"context_management": {"edits": [{"type": "compact_20260112"}]}}, "context_management.edits[0]"),
+        ({"compaction": {"type": "auto"}}, "compaction"),
+        ({"context_management": [{"type": "compaction", "compact_threshold": 1000}]}, "context_management[0]"),
     ],
 )
 def test_extras_billed_beyond_tokens_are_refused_naming_the_field(body: dict, named: str) -> None:
