@@ -393,9 +393,12 @@ class SynqraHooks(CustomLogger):
         except Exception as e:
             record_in_background(relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off", e))
             raise
-        except BaseException:  # cancelled or closed: the client left mid-stream
+        except BaseException:  # cancelled or closed: the client left mid-stream, or before its first chunk
             left = "was abandoned by its client"
-            record_in_background(relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, left))
+            # The provider opened this stream (this hook gets its response): a client gone before the first chunk
+            # leaves it billed for the prompt, and the call's reservation must not stay held.
+            recording = relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, left, opened=True)
+            record_in_background(recording)
             raise
         rt.learning.outcome(state)
         if shadow and relay.sent:

@@ -52,14 +52,17 @@ class StreamRelay:
         data: dict[str, Any],
         why: str,
         error: BaseException | None = None,
+        opened: bool = False,
     ) -> Coroutine[Any, Any, None] | None:
         """The recording of a stream that ended short of its end after the provider began answering, else None.
 
-        With nothing relayed, only an `error` saying the provider's response broke off after it opened (e.g. the
-        Responses API's first read, which LiteLLM makes before relaying anything) shows the provider had begun."""
+        With nothing relayed, only `opened` (the client left a stream the provider had opened: LiteLLM cancels it
+        before its first chunk once it sees the disconnect) or an `error` saying the provider's response broke off
+        after it opened (e.g. the Responses API's first read, which LiteLLM makes before relaying anything) shows
+        the provider had begun: it bills the prompt."""
         if self.finished or not state.call_type or state.accounted:
             return None
-        opened = error is not None and is_broken_response(error)
+        opened = opened or (error is not None and is_broken_response(error))
         if not self.sent and not opened:
             return None
         hidden = getattr(self.response, "_hidden_params", None) or {}

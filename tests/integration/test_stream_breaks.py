@@ -351,3 +351,31 @@ def test_a_stream_broken_before_its_first_word_with_nothing_to_fall_back_to_is_b
     billed_in, _ = gpt.billed_tokens()
     assert wait_until(lambda: rows_since(stack, t0, "gpt-4o"), timeout_s=10), f"nothing recorded; billed {billed_in}"
     assert sum(x["prompt_tokens"] for x in rows_since(stack, t0, "gpt-4o")) >= billed_in
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet", "gpt-4o"])
+def test_a_messages_stream_its_client_leaves_before_the_first_chunk_is_recorded_at_its_prompt(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], model: str
+) -> None:
+    """A client that gives up on a slow-to-start stream (a read timeout, Claude Code's API_TIMEOUT_MS): the provider
+    opens the stream after the client left, LiteLLM sees the disconnect before the first chunk and cancels it. The
+    provider bills the prompt. Review: Claude billed 5 in / 0 out, the ledger had no row and the call's reservation
+    ($0.015) stayed held."""
+    provider = fresh_providers[PROVIDER_OF[model]]
+    provider.push(Scripted(text=" ".join(["word"] * 500), hang_s=4, chunk_delay_s=0.02))
+    t0 = time.time()
+    body = {
+        "model": model,
+        "max_tokens": 1000,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Tell me a story"}],
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        with httpx.stream("POST", f"{stack.base_url}/v1/messages", json=body, headers=AUTH, timeout=2) as r:
+            r.read()
+    assert wait_until(lambda: provider.requests and "_fault" in provider.requests[-1].body, timeout_s=30)
+    # Whether the provider's stream had opened when LiteLLM cancelled it is a race ("abandoned": the prompt billed,
+    # "timeout": nothing): the ledger covers the bill either way, and nothing stays reserved.
+    billed_in, billed_out = provider.billed_tokens()
+    row = recorded(stack, t0, model)
+    assert row["prompt_tokens"] >= billed_in and row["completion_tokens"] >= billed_out, (row, billed_in, billed_out)
