@@ -131,6 +131,7 @@ class SynqraHooks(CustomLogger):
         if why:  # e.g. no API key: its configured fallback answers, or the client learns what to set
             served = self._stand_in(rt, state, data, served, why)
         state.route = served
+        rt.accounts.fit_allowance(data, served, cfg.canonical(requested))  # before its reservation is sized
         try:
             await rt.accounts.admit(state, data, served, routed)
         except BudgetRefused as e:
@@ -217,6 +218,7 @@ class SynqraHooks(CustomLogger):
                     raise litellm.AuthenticationError(
                         message=f"{group} unavailable: {why}", llm_provider="synqra", model=group
                     )
+            rt.accounts.fit_allowance(kwargs, group, rt.config.canonical(state.requested_model))  # e.g. a fallback
             for attempt, broken in broken_attempts(rt.config, state, kwargs):  # billed, though nothing came through
                 await rt.accounts.attempt_broke(state, broken, attempt, kwargs)
             if getattr(call_type, "value", call_type) != state.call_type:

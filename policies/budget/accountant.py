@@ -35,7 +35,7 @@ from typing import Any
 
 from policies.budget.guard import BudgetExhausted, BudgetGuard, CallTooCostly, DuplicateRequest
 from policies.budget.records import CallRecord
-from policies.budget.worst_case import choices, output_allowance, prompt_tokens
+from policies.budget.worst_case import choices, clamp_output_allowance, output_allowance, prompt_tokens
 from policies.common.api_answers import prompt_only_usage
 from policies.common.api_shapes import KIND_BY_CALL_TYPE, chat_view
 from policies.common.request_state import RequestState
@@ -72,6 +72,15 @@ class Accountant:
         return self.guard.is_free(model)
 
     # --- before a call ------------------------------------------------------------------------------
+
+    def fit_allowance(self, data: dict[str, Any], model: str, named: str) -> list[str]:
+        """Fit the output allowance in `data` to `model` when that is not the model the client `named` (an alias,
+        `auto`'s tier, a fallback or an escalation): the fields lowered. A client names its own model's ceiling
+        (Claude Code asks its Opus names for 128,000 tokens) and the model answering instead refuses more than its
+        own with a 400; asked for by name, the provider's 400 is the client's to see."""
+        if model == named:
+            return []
+        return clamp_output_allowance(data, self.guard.prices.price(model).max_output_tokens)
 
     async def admit(self, state: RequestState, data: dict[str, Any], model: str, routed: bool) -> None:
         """Reserve for a call to `model` (a model_list name, aliases resolved); free models pass.

@@ -128,3 +128,26 @@ def output_allowance(data: dict[str, Any], call_type: str) -> tuple[str | None, 
         return None, None
     tokens, field = max(given)
     return field, tokens
+
+
+def clamp_output_allowance(data: dict[str, Any], ceiling: int | None) -> list[str]:
+    """Lower every output allowance above `ceiling` (the answering model's) to it; the fields lowered. For a call
+    answered by another model than the one the client named (an alias, `auto`'s tier, a fallback): the client
+    sized the allowance for the model it named, and the one answering refuses a larger one with a 400 (Claude Code
+    asks its Opus names for 128,000 tokens; synqra serves them with Sonnet 4.5, whose ceiling is 64,000). An
+    extended-thinking budget is kept below the lowered max_tokens, as Anthropic requires."""
+    if not ceiling:
+        return []
+    lowered = []
+    for key in OUTPUT_ALLOWANCE_FIELDS:
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > ceiling:
+            data[key] = ceiling
+            lowered.append(key)
+    thinking = data.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    max_tokens = data.get("max_tokens")
+    if lowered and isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
+        data["thinking"] = {**thinking, "budget_tokens": max_tokens - 1}  # type: ignore[dict-item]
+        lowered.append("thinking.budget_tokens")
+    return lowered

@@ -56,6 +56,34 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+# The most output each real model accepts (its provider's documented ceiling): a request for more is refused with
+# a 400 in the provider's own words, before any token is billed.
+OUTPUT_CEILINGS = {"claude-sonnet-4-5": 64000, "deepseek-chat": 8192, "gpt-4o": 16384}
+
+
+def too_much_output(body: dict[str, Any], messages_api: bool) -> Response | None:
+    """The provider's 400 for an output allowance above the model's ceiling, else None."""
+    ceiling = OUTPUT_CEILINGS.get(str(body.get("model", "")))
+    asked = [
+        (k, v)
+        for k in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+        if isinstance(v := body.get(k), int)
+    ]
+    over = [(k, v) for k, v in asked if ceiling is not None and v > ceiling]
+    if not over:
+        return None
+    field_name, tokens = over[0]
+    if messages_api:
+        message = f"{field_name}: {tokens} > {ceiling}, which is the maximum allowed number of output tokens for {body['model']}"
+        return JSONResponse(
+            {"type": "error", "error": {"type": "invalid_request_error", "message": message}}, status_code=400
+        )
+    message = f"{field_name} is too large: {tokens}. This model supports at most {ceiling} completion tokens."
+    return JSONResponse(
+        {"error": {"message": message, "type": "invalid_request_error", "param": field_name, "code": "invalid_value"}},
+        status_code=400,
+    )
+
 
 def count_tokens(text: str) -> int:
     return len(text.split())
@@ -211,6 +239,9 @@ class FakeProvider:
         rec = Recorded(request.url.path, {k.lower(): v for k, v in request.headers.items()}, body)
         with self._lock:
             self.requests.append(rec)
+        refused = too_much_output(body, request.url.path.endswith("/messages"))
+        if refused is not None:
+            return refused
         marked = [v for k, v in self.by_marker.items() if k in raw.decode(errors="replace")]
         step = marked[0] if marked else self._next()
         if step.delay_s:

@@ -276,3 +276,53 @@ def test_a_streamed_top_tier_fallback_is_not_validated_again(stack, fresh_provid
     time.sleep(1)
     assert len(fresh_providers["anthropic"].requests) == 1, [k for k in ledger(stack.base_url) if k.startswith(rid)]
     assert [k for k in ledger(stack.base_url) if k.startswith(rid)] == [f"{rid}:fallback:claude-sonnet"]
+
+
+# --- an output allowance sized for another model ------------------------------------------------------------------
+
+
+def test_claude_codes_allowance_for_an_opus_name_is_fitted_to_sonnet(stack, fresh_providers) -> None:
+    """Claude Code asks its Opus names for 128,000 output tokens with thinking; synqra serves them with Sonnet 4.5,
+    which refuses more than 64,000 (the fake answers it with Anthropic's 400)."""
+    body = {
+        "model": "claude-opus-4-6",
+        "max_tokens": 128000,
+        "thinking": {"type": "enabled", "budget_tokens": 100000},
+        "messages": Q,
+    }
+    r = httpx.post(f"{stack.base_url}/v1/messages", json=body, headers=AUTH, timeout=120)
+    assert r.status_code == 200, r.text
+    sent = fresh_providers["anthropic"].requests[-1].body
+    assert sent["max_tokens"] == 64000 and sent["thinking"]["budget_tokens"] == 63999
+    row = ledger(stack.base_url)[r.headers["x-synqra-request-id"]]
+    assert row["served_model"] == "claude-sonnet" and row["cost_usd"] > 0
+    assert reserved(stack.base_url) == 0
+
+
+def test_a_fallback_gets_an_allowance_it_accepts(stack, fresh_providers) -> None:
+    """Claude Sonnet (64,000) fails and GPT-4o (16,384) answers: the allowance the client gave Sonnet is fitted."""
+    fresh_providers["anthropic"].push(Scripted(status=500))
+    r = httpx.post(
+        f"{stack.base_url}/v1/chat/completions",
+        json={"model": "claude-sonnet", "messages": Q, "max_tokens": 30000},
+        headers=AUTH,
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-synqra-fallback"] == "claude-sonnet>gpt-4o"
+    assert fresh_providers["anthropic"].requests[-1].body["max_tokens"] == 30000  # named: sent as the client gave it
+    assert fresh_providers["openai"].requests[-1].body["max_tokens"] == 16384
+    assert ledger(stack.base_url)[r.headers["x-synqra-request-id"] + ":fallback:gpt-4o"]["cost_usd"] > 0
+    assert reserved(stack.base_url) == 0
+
+
+def test_an_allowance_over_the_named_models_ceiling_is_the_providers_400(stack, fresh_providers) -> None:
+    r = httpx.post(
+        f"{stack.base_url}/v1/chat/completions",
+        json={"model": "deepseek-chat", "messages": Q, "max_tokens": 9000},
+        headers=AUTH,
+        timeout=120,
+    )
+    assert r.status_code == 400 and "8192" in r.json()["error"]["message"], r.text
+    assert r.headers["x-synqra-request-id"] not in ledger(stack.base_url)
+    assert len(fresh_providers["anthropic"].requests) == 0  # a client error: no fallback pays for it

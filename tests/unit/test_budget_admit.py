@@ -205,3 +205,34 @@ def test_a_small_max_tokens_does_not_hide_a_huge_max_completion_tokens(guard: Bu
 
     refused = asyncio.run(main())
     assert refused.status == 400 and "'max_completion_tokens' (1000000000) is too large" in refused.message
+
+
+@pytest.mark.parametrize(
+    ("model", "named", "sent", "fitted"),
+    [
+        # Claude Code's Opus name served by Sonnet 4.5 (64,000), with an extended-thinking budget kept below it
+        (
+            "claude-sonnet",
+            "claude-opus-4-6",
+            {"max_tokens": 128000, "thinking": {"type": "enabled", "budget_tokens": 127999}},
+            {"max_tokens": 64000, "thinking": {"type": "enabled", "budget_tokens": 63999}},
+        ),
+        # auto's tier (DeepSeek, 8,192), every spelling; a flag and an allowance already under it are kept
+        (
+            "deepseek-chat",
+            "auto",
+            {"max_tokens": 9000, "max_completion_tokens": 100, "max_output_tokens": True},
+            {"max_tokens": 8192, "max_completion_tokens": 100, "max_output_tokens": True},
+        ),
+        ("deepseek-chat", "deepseek-chat", {"max_tokens": 9000}, None),  # named: the provider's 400 is the client's
+        ("claude-sonnet", "auto", {"max_tokens": 1000, "thinking": {"budget_tokens": 2000}}, None),  # under: kept
+        ("local-llama", "auto", {"max_tokens": 128000}, None),  # no ceiling known: nothing to fit
+    ],
+)
+def test_an_allowance_sized_for_another_model_is_fitted_to_the_one_answering(
+    guard: BudgetGuard, model: str, named: str, sent: dict[str, Any], fitted: dict[str, Any] | None
+) -> None:
+    data = json.loads(json.dumps(sent))
+    lowered = Accountant(guard, "local-llama").fit_allowance(data, model, named)
+    assert data == (fitted or sent)
+    assert bool(lowered) == (fitted is not None)
