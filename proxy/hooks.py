@@ -26,7 +26,6 @@ from policies.common.api_shapes import (
     EMBEDDING_CALLS,
     GENERATION_CALLS,
     TEXT_CALLS,
-    asks_hour_long_cache,
     chat_view,
     question_of,
 )
@@ -49,6 +48,7 @@ from proxy.litellm_state import (
     attempt_group,
     broken_attempts,
     client_error_behind,
+    is_bridge,
     new_state,
     served_group,
     state_in,
@@ -95,7 +95,6 @@ class SynqraHooks(CustomLogger):
             raise _http_error(400, problem)
         routed = False
         if call_type in GENERATION_CALLS:
-            state.hour_cache = asks_hour_long_cache(data)
             view = chat_view(data, call_type)  # completions and Responses API requests read as chat
             for problem in (check_request(data, view, call_type), check_max_tokens(data), check_unpriced_extras(data)):
                 if problem:
@@ -221,7 +220,7 @@ class SynqraHooks(CustomLogger):
             rt.accounts.fit_allowance(kwargs, group, rt.config.canonical(state.requested_model))  # e.g. a fallback
             for attempt, broken in broken_attempts(rt.config, state, kwargs):  # billed, though nothing came through
                 await rt.accounts.attempt_broke(state, broken, attempt, kwargs)
-            if getattr(call_type, "value", call_type) != state.call_type:
+            if is_bridge(state, call_type):
                 # A bridge inside this attempt (a Responses call LiteLLM makes through chat completions): the
                 # attempt is reserved already, by its own API's request; read as a retry it held the model's ceiling.
                 return None
@@ -251,7 +250,7 @@ class SynqraHooks(CustomLogger):
         rt = get_runtime()
         state, group = attempt_group(rt.config, dict(request_data))
         streamed = state is not None and (state.stream or bool(request_data.get("stream")))
-        if state is None or not group or streamed or getattr(call_type, "value", call_type) != state.call_type:
+        if state is None or not group or streamed or is_bridge(state, call_type):
             return None
         await rt.accounts.attempt_timed_out(state, group)
         return None

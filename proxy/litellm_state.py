@@ -72,6 +72,12 @@ def attempt_group(cfg: AppConfig, kwargs: dict[str, Any]) -> tuple[RequestState 
     return state, cfg.canonical(str(group)) if group else None
 
 
+def is_bridge(state: RequestState, call_type: Any) -> bool:
+    """Whether a deployment hook comes from a bridge inside an attempt (a Responses or Messages call LiteLLM makes
+    through chat completions): its call type is not the API the request came in by."""
+    return getattr(call_type, "value", call_type) != state.call_type
+
+
 def litellm_router() -> Router:
     """The running proxy's LiteLLM router, for synqra's own extra calls (judge, rephrase, escalation)."""
     from litellm.proxy.proxy_server import llm_router

@@ -35,9 +35,15 @@ from typing import Any
 
 from policies.budget.guard import BudgetExhausted, BudgetGuard, CallTooCostly, DuplicateRequest
 from policies.budget.records import CallRecord
-from policies.budget.worst_case import choices, clamp_output_allowance, output_allowance, prompt_tokens
+from policies.budget.worst_case import (
+    billed_prompt_tokens,
+    choices,
+    clamp_output_allowance,
+    output_allowance,
+    prompt_tokens,
+)
 from policies.common.api_answers import prompt_only_usage
-from policies.common.api_shapes import KIND_BY_CALL_TYPE, chat_view
+from policies.common.api_shapes import KIND_BY_CALL_TYPE, cache_ttls, chat_view
 from policies.common.request_state import RequestState
 
 log = logging.getLogger("synqra.accounting")
@@ -92,7 +98,10 @@ class Accountant:
         view = chat_view(data, state.call_type)  # completions and Responses API requests read as chat
         # The largest allowance the request gives in any spelling: LiteLLM may send the provider any of them.
         key, max_tokens = output_allowance(data, state.call_type)
-        prompt, n = prompt_tokens(self.guard, model, view, state.call_type), choices(view)
+        ttls = cache_ttls(data)  # a prompt Anthropic may write to its cache is billed above the input price
+        state.hour_cache = "1h" in ttls  # settled at the hour's write price (a fallback's or retry's state: its own)
+        prompt = billed_prompt_tokens(self.guard, model, prompt_tokens(self.guard, model, view, state.call_type), ttls)
+        n = choices(view)
         state.worst_case = {
             "prompt_tokens": prompt,
             "completion_tokens": n * (max_tokens or self.guard.output_ceiling(model)),

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from policies.budget.guard import BudgetGuard
-from policies.common.api_shapes import EMBEDDING_CALLS, RESPONSES_CALLS, cache_ttls
+from policies.common.api_shapes import EMBEDDING_CALLS, RESPONSES_CALLS
 
 log = logging.getLogger("synqra.budget")
 
@@ -49,16 +49,20 @@ def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_typ
     defs = [d for key in ("tools", "functions") if isinstance(data.get(key), list) for d in data[key]]
     if defs:
         n += guard.count_prompt_tokens(model, text=json.dumps(defs, separators=(",", ":")))
-    price = guard.prices.price(model)
     if any(data.get(key) for key in STORED_CONTEXT_FIELDS):
         # The provider prepends a conversation it stored, which the request does not show: up to the model's window.
-        n = max(n, price.max_input_tokens or 0)
-    ttls = cache_ttls(data)
+        n = max(n, guard.prices.price(model).max_input_tokens or 0)
+    return n
+
+
+def billed_prompt_tokens(guard: BudgetGuard, model: str, tokens: int, ttls: set[str]) -> int:
+    """`tokens` of prompt as input tokens at the worst price they may be billed: a prompt with a `cache_control`
+    (its TTLs, `cache_ttls`) may be written to the cache whole, billed above the input price."""
+    price = guard.prices.price(model)
     write = (price.cache_write_1h_per_token if "1h" in ttls else None) or price.cache_write_per_token
     if ttls and write and price.input_per_token and write > price.input_per_token:
-        # Any of it may be written to the cache, billed above the input price: counted as that many input tokens.
-        n = math.ceil(n * write / price.input_per_token)
-    return n
+        return math.ceil(tokens * write / price.input_per_token)
+    return tokens
 
 
 def _json_tokens(value: Any) -> int:

@@ -47,11 +47,6 @@ def cache_ttls(data: dict[str, Any]) -> set[str]:
     return ttls
 
 
-def asks_hour_long_cache(data: dict[str, Any]) -> bool:
-    """Whether a `cache_control` of the request asks Anthropic's one-hour TTL: its writes are billed at 2x."""
-    return "1h" in cache_ttls(data)
-
-
 def prompt_texts(prompt: Any) -> list[str]:
     """A text completion's prompts: a string, strings, or token ids (read as their JSON for counting and routing)."""
     if isinstance(prompt, str):

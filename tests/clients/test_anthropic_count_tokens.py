@@ -71,6 +71,9 @@ def test_count_tokens_like_claude_code(client_stack, bill: BillCheck, model: str
     bare = _count(client, model, messages=LONG)
     full = _count(client, model, messages=LONG, system=SYSTEM, tools=TOOLS)
     assert 0 < short < bare < full, (short, bare, full)
+    # A cache_control changes what the prompt may cost, not how many tokens it has (Claude Code sends one).
+    uncached = [{k: v for k, v in block.items() if k != "cache_control"} for block in SYSTEM]
+    assert full == _count(client, model, messages=LONG, system=uncached, tools=TOOLS)
     if model in CLAUDE_NAMES:  # counted as the tier the name maps to
         assert full == _count(client, CLAUDE_NAMES[model], messages=LONG, system=SYSTEM, tools=TOOLS)
     assert bill.paid_calls() == 0, "counting tokens must call no provider"
