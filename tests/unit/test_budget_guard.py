@@ -285,7 +285,8 @@ def test_alert_webhook_retried_and_second_level(make_guard: Callable[..., Budget
                 await g.settle(res, CallRecord(f"a{i}", "claude-sonnet", "claude-sonnet", p, c))
             status = await g.status()
             await g.aclose()
-        assert [b["level"] for b in rx.bodies] == ["0.7", "0.8"]
+        # Each delivered once; in either order: the second alert's first attempt may meet the receiver still down.
+        assert sorted(b["level"] for b in rx.bodies) == ["0.7", "0.8"]
         assert status["alerts_fired"] == ["0.7", "0.8"] and status["state"] == "alert"
 
     asyncio.run(main())
