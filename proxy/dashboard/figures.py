@@ -121,10 +121,16 @@ def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "tokens": sum(int(c.get("prompt_tokens") or 0) + int(c.get("completion_tokens") or 0) for c in calls),
                 "tag": head.get("tag"),
                 "kind": head.get("kind"),
+                "served": any(c.get("counts_request", True) for c in calls),
             }
         )
     out.sort(key=lambda g: g["ts"])
     return out
+
+
+def served_requests(groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The groups of `group_requests` that are served client requests (the ones status() counts)."""
+    return [g for g in groups if g["served"]]
 
 
 def ledger_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

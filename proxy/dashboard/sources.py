@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from proxy.dashboard.figures import group_requests
+from proxy.dashboard.figures import group_requests, served_requests
 
 if TYPE_CHECKING:
     from policies.learning.registry import RouterRegistry
@@ -94,7 +94,8 @@ class LedgerSources:
         self._router = router
 
     async def recent_requests(self, limit: int) -> list[dict[str, Any]]:
-        groups = group_requests(await self._rows())
+        # A request that only left billed failures (a timed-out call) is spend, not a served request.
+        groups = served_requests(group_requests(await self._rows()))
         newest = groups[-limit:] if limit > 0 else []
         return [{**g, "route_score": None, "quality_score": None} for g in reversed(newest)]
 

@@ -23,7 +23,14 @@ from policies.budget.records import to_usd
 from policies.budget.window import month_window, utc_now
 from policies.common.settings import AppConfig
 from proxy.dashboard.data import budget_status
-from proxy.dashboard.figures import budget_marks, daily_series, group_requests, ledger_counts, row_of
+from proxy.dashboard.figures import (
+    budget_marks,
+    daily_series,
+    group_requests,
+    ledger_counts,
+    row_of,
+    served_requests,
+)
 from proxy.dashboard.sources import LearningSources, OperatorSources, artifact_manifest
 
 # The user's guide: "Reduce costs from $150/month to $30-40/month".
@@ -137,7 +144,11 @@ async def month_report(
         base = Path(r.artifact_path).expanduser() if r.artifact_path else DEFAULT_ARTIFACT
         folder = cfg.synqra.learning.store_path(cfg.synqra.server.data_path)
         sources = LearningSources(month_rows, lambda: router_of(cfg), RouterRegistry(folder / "routers", base))
-    requests = group_requests(rows)
+    groups = group_requests(rows)
+    # A request whose every call failed is not a served request (status() does not count it), but what its timed-out
+    # or broken calls were billed is spend: shown on its own line, so that the spend adds up.
+    requests = served_requests(groups)
+    failed = [g for g in groups if not g["served"]]
     counts = ledger_counts(rows)
     flat = guard.settings.local_flat_monthly_usd
     baseline_projected = status["baseline_cost"] / max(status["elapsed_share"], 1 / 31)
@@ -153,6 +164,8 @@ async def month_report(
         "rephrased_requests": sum(g["rephrased"] for g in requests),
         "fallback_requests": sum(g["fallback"] for g in requests),
         "client_requests_in_ledger": len(requests),
+        "failed_billed_requests": len(failed),
+        "failed_billed_usd": round(sum(g["cost_usd"] for g in failed), 9),
         "verdicts": logged_verdicts(_log_lines(cfg.synqra.server.data_path / "logs" / "proxy.log"), month),
         "plan": PlanVerdict(status["projected_month_end"] + flat, PLAN_BEFORE_USD, *PLAN_TARGET_USD),
         "baseline_projected": round(baseline_projected, 6),

@@ -370,3 +370,37 @@ def test_counters_summed_over_workers_come_from_the_collected_families() -> None
     summed.add_metric(["claude-sonnet", "live"], 5)
     mix = tier_mix(decisions, ["local-llama", "claude-sonnet"], [summed])
     assert mix["total"] == 10 and mix["tiers"][0]["share"] == 0.5
+
+
+def test_a_request_that_only_timed_out_is_spend_not_a_recent_request() -> None:
+    """A non-streamed call that timed out (and whose fallback timed out too) leaves only rows that count no request:
+    `<id>:timeout1` and `<id>:fallback:<model>:timeout1`. status() counts no request for it; the recent requests
+    listed it as one (with the timed-out model as first and a fallback)."""
+    import asyncio
+
+    rows = [
+        row("a", "local-llama", ts(4)),
+        row("t:timeout1", "claude-sonnet", ts(4) + 1, 0.05, parent="t", counts_request=False),
+        row(
+            "t:fallback:deepseek-chat:timeout1",
+            "deepseek-chat",
+            ts(4) + 2,
+            0.001,
+            "fallback",
+            "t:fallback:deepseek-chat",
+        ),
+        # timed out, then LiteLLM's retry on the same model answered: one served request
+        row("u:timeout1", "claude-sonnet", ts(4) + 3, 0.05, parent="u", counts_request=False),
+        row("u", "claude-sonnet", ts(4) + 4, 0.01),
+    ]
+    groups = {g["request_id"]: g for g in group_requests(rows)}
+    assert not groups["t"]["served"] and groups["t"]["cost_usd"] == 0.051
+    assert groups["u"]["served"] and groups["u"]["cost_usd"] == 0.06 and groups["a"]["served"]
+
+    async def month_rows() -> list[dict]:
+        return rows
+
+    recent = asyncio.run(LedgerSources(month_rows, lambda: (None, "heuristic", [])).recent_requests(10))
+    assert [r["request_id"] for r in recent] == ["u", "a"]
+    days = daily_series(rows, "2026-03", "UTC")
+    assert days[3]["requests"] == 2 and days[3]["cost_usd"] == 0.111

@@ -174,3 +174,45 @@ def test_verdicts_are_read_from_the_quality_gates_log_lines() -> None:
     assert got["live"] == {"local-llama": {"deliver": 1, "escalate": 1}, "deepseek-chat": {"rephrase": 1}}
     assert got["shadow"] == {"local-llama": {"deliver": 1}}
     assert logged_verdicts(handler_lines, "1999-01") == {"live": {}, "shadow": {}}
+
+
+def test_a_request_that_only_timed_out_is_spend_not_a_request(tmp_path: Path) -> None:
+    """A non-streamed call that timed out, whose fallback timed out too, is recorded at its worst case as rows that
+    count no request (`<id>:timeout1`, the Accountant's attempt_timed_out). The report's footer counted it as a client
+    request (4 where the month has 3); its cost must stay in the spend, and the report says where it went."""
+    cfg = app_config(tmp_path)
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        guard = BudgetGuard.from_config(cfg, now=lambda: NOW, env={})
+        try:
+            await fill(guard)
+            await guard.record_free(
+                CallRecord(
+                    "t:timeout1", "claude-sonnet", "claude-sonnet", 500, 4096, parent_id="t", counts_request=False
+                )
+            )
+            await guard.record_free(
+                CallRecord(
+                    "t:fallback:deepseek-chat:timeout1",
+                    "claude-sonnet",
+                    "deepseek-chat",
+                    500,
+                    4096,
+                    kind="fallback",
+                    parent_id="t:fallback:deepseek-chat",
+                    counts_request=False,
+                )
+            )
+            return await month_report(cfg, guard, None, now=lambda: NOW), await guard.status()
+        finally:
+            await guard.aclose()
+
+    report, status = asyncio.run(main())
+    assert status["requests"] == 3
+    assert report["client_requests_in_ledger"] == 3 and report["fallback_requests"] == 0
+    assert report["failed_billed_requests"] == 1
+    timed_out = 500 * 3e-6 + 4096 * 15e-6 + 500 * 0.28e-6 + 4096 * 0.42e-6
+    assert abs(report["failed_billed_usd"] - timed_out) < 1e-9
+    assert abs(sum(m["cost_usd"] for m in report["by_model"].values()) - status["monthly_used"]) < 1e-6
+    md = markdown.render(report)
+    assert "3 client requests in the rows read" in md and f"| 1 (${timed_out:.2f})" in md
