@@ -11,6 +11,7 @@ from typing import Any
 
 from policies.budget.guard import BudgetGuard
 from policies.budget.records import CallRecord
+from policies.common.budget_settings import BudgetSettings
 from policies.common.offline import apply_offline_env
 from policies.common.settings import LOG_FORMAT, AppConfig, ModelEntry, SynqraSettings
 from proxy.report import html_page, markdown
@@ -216,3 +217,37 @@ def test_a_request_that_only_timed_out_is_spend_not_a_request(tmp_path: Path) ->
     assert abs(sum(m["cost_usd"] for m in report["by_model"].values()) - status["monthly_used"]) < 1e-6
     md = markdown.render(report)
     assert "3 client requests in the rows read" in md and f"| 1 (${timed_out:.2f})" in md
+
+
+def test_a_closed_months_alerts_are_its_own_and_its_tags_are_listed(tmp_path: Path) -> None:
+    """A tag's cap fired its alert in March ("tag:0.7:docs-bot" in the store's alerts). The closed month's report listed
+    it among the month's alerts (status() never does: the month spent 0.1% of its limit) and had no spend by tag."""
+    cfg = app_config(tmp_path)
+    cfg.synqra.budget.tags = BudgetSettings.model_validate({"tags": {"docs-bot": {"monthly_limit_usd": 0.012}}}).tags
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        guard = BudgetGuard.from_config(cfg, now=lambda: NOW, env={})
+        try:
+            await fill(guard)
+            res = await guard.reserve("d1", "claude-sonnet", 1000, 500, tag="docs-bot")
+            await guard.settle(res, CallRecord("d1", "auto", "claude-sonnet", 1000, 400, tag="docs-bot"))
+            march = await guard.status(by_tag=True)
+        finally:
+            await guard.aclose()
+        april = datetime(2026, 4, 2, tzinfo=UTC)
+        guard = BudgetGuard.from_config(cfg, now=lambda: april, env={})
+        try:
+            return await month_report(cfg, guard, "2026-03", now=lambda: april), march
+        finally:
+            await guard.aclose()
+
+    report, march = asyncio.run(main())
+    b = report["budget"]
+    assert march["by_tag"]["docs-bot"]["cost"] == 0.009 and march["alerts_fired"] == []
+    assert b["alerts_fired"] == [], b["alerts_fired"]
+    assert set(b["by_tag"]) == {"docs-bot", "untagged"}
+    for tag in ("docs-bot", "untagged"):
+        for key in ("cost", "baseline", "requests", "local_requests", "limit"):
+            assert b["by_tag"][tag][key] == march["by_tag"][tag][key], (tag, key)
+    md = markdown.render(report)
+    assert "## By tag" in md and "| docs-bot | 1 |" in md and "alerts fired" not in md
