@@ -404,3 +404,23 @@ def test_a_request_that_only_timed_out_is_spend_not_a_recent_request() -> None:
     assert [r["request_id"] for r in recent] == ["u", "a"]
     days = daily_series(rows, "2026-03", "UTC")
     assert days[3]["requests"] == 2 and days[3]["cost_usd"] == 0.111
+
+
+def test_an_attempt_that_gave_no_answer_is_no_escalation_and_no_fallback() -> None:
+    """Billed attempts that gave no answer: the gate's escalation timed out (`<id>:1:timeout1`, kind escalation) and
+    the gate delivered the local answer; a stream's first attempt broke off before answering and LiteLLM's retry on
+    the same model answered (`<id>:broken1`, kind fallback). The recent requests and the report called the first
+    escalated and the second answered by a fallback; the gate's own count (synqra_quality_served_total) says the
+    first was served by its first tier, and no fallback answered the second."""
+    rows = [
+        row("g", "local-llama", ts(5)),
+        row("g:1:timeout1", "deepseek-chat", ts(5) + 1, 0.001, "escalation", "g:1"),
+        row("h:broken1", "deepseek-chat", ts(5) + 2, 0.0001, "fallback", "h"),
+        row("h", "deepseek-chat", ts(5) + 3, 0.001),
+        row("k", "local-llama", ts(5) + 4),
+        row("k:1:timeout1", "local-llama", ts(5) + 5, kind="escalation", parent="k:1"),  # a rephrase that timed out
+    ]
+    groups = {g["request_id"]: g for g in group_requests(rows)}
+    assert not groups["g"]["escalated"] and groups["g"]["cost_usd"] == 0.001 and groups["g"]["served"]
+    assert not groups["h"]["fallback"] and groups["h"]["cost_usd"] == 0.0011
+    assert not groups["k"]["rephrased"]
