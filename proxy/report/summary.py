@@ -145,7 +145,8 @@ async def month_report(
         r = cfg.synqra.routing
         base = Path(r.artifact_path).expanduser() if r.artifact_path else DEFAULT_ARTIFACT
         folder = cfg.synqra.learning.store_path(cfg.synqra.server.data_path)
-        sources = LearningSources(month_rows, lambda: router_of(cfg), RouterRegistry(folder / "routers", base))
+        registry = RouterRegistry(folder / "routers", base)
+        sources = LearningSources(month_rows, lambda: router_of(cfg), registry, tz=guard.settings.timezone)
     groups = group_requests(rows)
     # A request whose every call failed is not a served request (status() does not count it), but what its timed-out
     # or broken calls were billed is spend: shown on its own line, so that the spend adds up.

@@ -251,3 +251,30 @@ def test_a_closed_months_alerts_are_its_own_and_its_tags_are_listed(tmp_path: Pa
             assert b["by_tag"][tag][key] == march["by_tag"][tag][key], (tag, key)
     md = markdown.render(report)
     assert "## By tag" in md and "| docs-bot | 1 |" in md and "alerts fired" not in md
+
+
+def test_a_learning_runs_month_is_the_budgets_month(tmp_path: Path) -> None:
+    """A `synqra learn` run at 20:00 UTC on March 31st ran on April 1st in Tokyo: with the budget in Asia/Tokyo, the
+    report of April (whose spend and requests start at Tokyo's midnight) lists it and March's does not. The run's
+    month was taken in UTC whatever the budget's timezone: March's report listed it, April's did not."""
+    from policies.learning.registry import RouterRegistry
+    from policies.routing.scorer import DEFAULT_ARTIFACT
+
+    cfg = app_config(tmp_path)
+    cfg.synqra.budget.timezone = "Asia/Tokyo"
+    folder = cfg.synqra.learning.store_path(cfg.synqra.server.data_path)
+    run_at = datetime(2026, 3, 31, 20, tzinfo=UTC)
+    RouterRegistry(folder / "routers", DEFAULT_ARTIFACT).record_run(
+        {"ts": run_at.timestamp(), "decision": "kept", "reason": "too few labels"}
+    )
+    april = datetime(2026, 4, 2, tzinfo=UTC)
+
+    async def runs(month: str) -> list[str]:
+        guard = BudgetGuard.from_config(cfg, now=lambda: april, env={})
+        try:
+            return [r["outcome"] for r in (await month_report(cfg, guard, month, now=lambda: april))["learning_runs"]]
+        finally:
+            await guard.aclose()
+
+    assert asyncio.run(runs("2026-04")) == ["kept"]
+    assert asyncio.run(runs("2026-03")) == []
