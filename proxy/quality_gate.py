@@ -234,15 +234,21 @@ class QualityGate:
             # at that. Otherwise nothing answered: this call's reservation and those of LiteLLM fallbacks it
             # tried go back (an internal call gets no post-call failure hook to do it). Its answer is not delivered:
             # the request is answered by an earlier attempt, so this call does not take it out of the local share.
+            # Recorded as a row of its own, "<id>:<n>:broken0", as LiteLLM's broken attempts are ("<id>:<n>:broken<k>"):
+            # billed, but no answer of it was delivered, so the operator's views do not count the request as escalated
+            # (under the call's own id it read as an escalation that answered).
             child.leaves_local = False
+            cut = child.child(child.kind, child.route, "broken0", counts_request=False, leaves_local=False)
             recording = (
-                relay.record_if_cut_short(self.rt.config, accounts, child, kwargs, f"broke ({type(e).__name__})")
-                if relay
+                relay.record_if_cut_short(self.rt.config, accounts, cut, kwargs, f"broke ({type(e).__name__})")
+                if relay and not child.accounted
                 else None
             )
             if recording is not None:
                 await recording
             await accounts.release_all(child)
+            if recording is not None:
+                child.accounted = True  # its row is the cut one: a late success event must not record it again
             raise
         served = str(step.tier)
         if stream:  # settled when LiteLLM logs it; the deployment that opened it is known now

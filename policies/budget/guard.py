@@ -697,6 +697,12 @@ class BudgetGuard:
             }
         return out
 
+    async def month_by_tag(self, month: str, totals: MonthTotals, local_flat_usd: float) -> dict[str, dict[str, Any]]:
+        """A (closed) month broken down by tag as `status(by_tag=True)` does for the current one: `totals` is the
+        store's month totals, `local_flat_usd` the local servers' flat cost over that month."""
+        tags = await self._store_call(lambda: self.store.tag_totals(month))
+        return self._by_tag(totals, tags, local_flat_usd)
+
     async def records(self, month: str | None = None) -> list[LedgerRecord]:
         """The ledger of `month` ("YYYY-MM"; default the current one), oldest first."""
         return await self.store.records(month or self._current_window().key)

@@ -127,6 +127,13 @@ def _error_of(response: httpx.Response) -> dict[str, Any]:
     return {"message": message, "type": "api_error", "param": None, "code": str(response.status_code)}
 
 
+def _escalated(chain: str, served: str | None) -> bool:
+    """Whether the quality gate's chain (`x-synqra-escalated`: "false", "pending" or "first>...") ended on another tier
+    than the first answer's, as the route that served (`x-synqra-route`) says."""
+    attempts = chain.split(">")
+    return len(attempts) > 1 and served is not None and served != attempts[0]
+
+
 @router.post("/agents")
 async def agents(request: Request) -> JSONResponse:
     req = _parse(await request.body())
@@ -163,8 +170,9 @@ async def agents(request: Request) -> JSONResponse:
             "request_id": request_id,
             "route_score": _float(inner.headers.get("x-synqra-route-score")),
             "quality_score": _float(inner.headers.get("x-synqra-quality-score")),
-            # Served by another tier than the one that answered first (a rephrase on the same tier is not).
-            "escalated": len(set(chain.split(">"))) > 1,
+            # Served by another tier than the one that answered first (a rephrase on the same tier is not; nor is an
+            # escalation whose answer scored below the first: the chain lists every attempt, the route who served).
+            "escalated": _escalated(chain, inner.headers.get("x-synqra-route")),
             "escalation": chain if chain not in ("false", "pending", "") else None,
             "cost_usd": round(sum(r.cost_usd for r in rows), 9) if rows else None,
             "tag": req.agent,

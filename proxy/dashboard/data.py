@@ -121,7 +121,7 @@ class DashboardData:
         except Exception:  # noqa: BLE001  # a broken learning store must not take the dashboard down
             return LedgerSources(self.month_rows, self._router)
         store = loop.writer.store if loop.writer is not None else None
-        return LearningSources(self.month_rows, self._router, loop.registry, store, lambda: loop.version)
+        return LearningSources(self.month_rows, self._router, loop.registry, store, lambda: loop.version, self._tz)
 
     def _router(self) -> tuple[dict[str, Any] | None, str, list[float]]:
         router = self.rt.router

@@ -8,6 +8,7 @@ recounted here: they come from the budget guard's `status()`, the code behind `G
 from __future__ import annotations
 
 import calendar
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -79,6 +80,15 @@ def _root_id(row: Mapping[str, Any], parents: Mapping[str, str | None]) -> str:
     return rid.split(":", 1)[0]
 
 
+_FAILED_ATTEMPT = re.compile(r":(timeout|broken)\d+$")
+
+
+def answered(row: Mapping[str, Any]) -> bool:
+    """False for a billed attempt that gave no answer: a non-streamed call that timed out (":timeout<n>") or an
+    attempt whose response broke off before answering (":broken<n>"); the request was answered elsewhere or not."""
+    return not _FAILED_ATTEMPT.search(str(row["request_id"]))
+
+
 def _gate_call(row: Mapping[str, Any], rid: str) -> bool:
     """A call the quality gate made for request `rid`: an escalation or rephrase, or a LiteLLM fallback (or broken
     attempt) of one, whose row is kind "fallback" and whose id is "<rid>:<n>:..." (the gate's call n)."""
@@ -93,7 +103,10 @@ def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     `first` is the model of the request's own call (the router's pick, or a fallback's when the pick
     failed); `chain` every model called, in order; `escalated` whether the quality gate sent it to another
-    model (a rephrase on the same model is not an escalation); cost sums every call."""
+    model (a rephrase on the same model is not an escalation; a gate call that timed out or broke off before
+    answering is not one either); cost sums every call. `served` is False for a request none of whose rows counts a
+    request: every call it made failed, yet some were billed (a non-streamed call that timed out, ":timeout<n>", or
+    an attempt that broke off, ":broken<n>"). Its cost is in the month's spend, but status() counts no request for it."""
     rows = sorted(rows, key=lambda r: (float(r["ts"]), str(r["request_id"])))
     parents = {str(r["request_id"]): r.get("parent_id") for r in rows}
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -104,7 +117,10 @@ def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         own = [c for c in calls if c.get("kind") not in EXTRA_KINDS]
         head = own[0] if own else calls[0]
         chain = [str(c["served_model"]) for c in calls]
-        escalated = any(_gate_call(c, rid) and c["served_model"] != head["served_model"] for c in calls)
+        # What answered: an attempt that timed out or broke off before answering escalated nothing (the gate then
+        # delivers an earlier answer), and a retry's broken attempt is not a LiteLLM fallback.
+        done = [c for c in calls if answered(c)]
+        escalated = any(_gate_call(c, rid) and c["served_model"] != head["served_model"] for c in done)
         out.append(
             {
                 "ts": float(calls[0]["ts"]),
@@ -113,18 +129,24 @@ def group_requests(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "first": str(head["served_model"]),
                 "chain": chain,
                 "escalated": escalated,
-                "fallback": any(c.get("kind") == "fallback" for c in calls),
+                "fallback": any(c.get("kind") == "fallback" for c in done),
                 "rephrased": any(
-                    c.get("kind") == "escalation" and c["served_model"] == head["served_model"] for c in calls
+                    c.get("kind") == "escalation" and c["served_model"] == head["served_model"] for c in done
                 ),
                 "cost_usd": round(sum(float(c.get("cost_usd") or 0.0) for c in calls), 9),
                 "tokens": sum(int(c.get("prompt_tokens") or 0) + int(c.get("completion_tokens") or 0) for c in calls),
                 "tag": head.get("tag"),
                 "kind": head.get("kind"),
+                "served": any(c.get("counts_request", True) for c in calls),
             }
         )
     out.sort(key=lambda g: g["ts"])
     return out
+
+
+def served_requests(groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The groups of `group_requests` that are served client requests (the ones status() counts)."""
+    return [g for g in groups if g["served"]]
 
 
 def ledger_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
 
-from proxy.dashboard.figures import group_requests
+from proxy.dashboard.figures import group_requests, served_requests
 
 if TYPE_CHECKING:
     from policies.learning.registry import RouterRegistry
@@ -94,7 +95,8 @@ class LedgerSources:
         self._router = router
 
     async def recent_requests(self, limit: int) -> list[dict[str, Any]]:
-        groups = group_requests(await self._rows())
+        # A request that only left billed failures (a timed-out call) is spend, not a served request.
+        groups = served_requests(group_requests(await self._rows()))
         newest = groups[-limit:] if limit > 0 else []
         return [{**g, "route_score": None, "quality_score": None} for g in reversed(newest)]
 
@@ -117,15 +119,16 @@ def run_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _month_of(ts: float) -> str:
-    return time.strftime("%Y-%m", time.gmtime(ts))
+def _month_of(ts: float, tz: str) -> str:
+    """The budget month ("YYYY-MM", in the budget's timezone `tz`) of a unix time."""
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m")
 
 
 class LearningSources(LedgerSources):
     """LedgerSources plus the learning loop's inference log, router registry and run log.
 
     `log`: the inference log (None when logging is off); `version`: the serving router's version as the
-    proxy knows it (None: ask the registry)."""
+    proxy knows it (None: ask the registry); `tz`: the budget's timezone, which decides a run's month."""
 
     def __init__(
         self,
@@ -134,8 +137,10 @@ class LearningSources(LedgerSources):
         registry: RouterRegistry,
         log: InferenceLog | None = None,
         version: Callable[[], str | None] = lambda: None,
+        tz: str = "UTC",
     ) -> None:
         super().__init__(rows, router)
+        self.tz = tz
         self.registry = registry
         self.log = log
         self._version = version
@@ -169,4 +174,6 @@ class LearningSources(LedgerSources):
         return info
 
     async def learning_runs(self, month: str) -> list[dict[str, Any]]:
-        return [r for r in await self._runs() if isinstance(r["ts"], (int, float)) and _month_of(r["ts"]) == month]
+        return [
+            r for r in await self._runs() if isinstance(r["ts"], (int, float)) and _month_of(r["ts"], self.tz) == month
+        ]

@@ -111,6 +111,10 @@ def render(r: dict[str, Any]) -> str:
             ["requests escalated to another model by the quality gate", str(r["escalated_requests"])],
             ["requests rephrased on the same model", str(r["rephrased_requests"])],
             ["requests a LiteLLM fallback answered (a model failed)", str(r["fallback_requests"])],
+            [
+                "failed requests billed all the same (timed out or broke off; not counted as requests)",
+                f"{r['failed_billed_requests']} ({usd(r['failed_billed_usd'])})",
+            ],
             *[[f"ledger calls of kind `{k}`", str(n)] for k, n in r["calls_by_kind"].items()],
         ],
     )

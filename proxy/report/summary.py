@@ -18,12 +18,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from policies.budget.guard import BudgetGuard
+from policies.budget.guard import TAG_ALERT_PREFIX, BudgetGuard
 from policies.budget.records import to_usd
 from policies.budget.window import month_window, utc_now
 from policies.common.settings import AppConfig
 from proxy.dashboard.data import budget_status
-from proxy.dashboard.figures import budget_marks, daily_series, group_requests, ledger_counts, row_of
+from proxy.dashboard.figures import (
+    budget_marks,
+    daily_series,
+    group_requests,
+    ledger_counts,
+    row_of,
+    served_requests,
+)
 from proxy.dashboard.sources import LearningSources, OperatorSources, artifact_manifest
 
 # The user's guide: "Reduce costs from $150/month to $30-40/month".
@@ -72,8 +79,9 @@ def _log_lines(path: Path) -> list[str]:
 
 
 async def past_month_status(guard: BudgetGuard, month: str) -> dict[str, Any]:
-    """A closed month's figures in `status()`'s names, from the store's month totals (the month fully
-    elapsed: the projection is the spend, the local servers' flat cost is the whole month's)."""
+    """A closed month's figures in `status(by_tag=True)`'s names, from the store's month totals (the month fully
+    elapsed: the projection is the spend, the local servers' flat cost is the whole month's). As in `status()`,
+    `alerts_fired` is the month's own levels: a tag's alerts ("tag:0.7:docs-bot") are the tag's, not the month's."""
     s = guard.settings
     t = await guard.store.totals(month)
     committed, baseline = to_usd(t.committed_nano), to_usd(t.baseline_nano)
@@ -87,7 +95,7 @@ async def past_month_status(guard: BudgetGuard, month: str) -> dict[str, Any]:
         "percentage": round(100 * committed / s.monthly_limit_usd, 2),
         "alert_at": s.alert_at,
         "stop_at": s.stop_at,
-        "alerts_fired": sorted(t.alerts),
+        "alerts_fired": sorted(a for a in t.alerts if not a.startswith(TAG_ALERT_PREFIX)),
         "state": "closed",
         "projected_month_end": round(committed, 6),
         "elapsed_share": 1.0,
@@ -100,6 +108,7 @@ async def past_month_status(guard: BudgetGuard, month: str) -> dict[str, Any]:
         "local_flat_cost": round(s.local_flat_monthly_usd, 6),
         "savings": round(baseline - actual, 6),
         "savings_percent": round(100 * (baseline - actual) / baseline, 2) if baseline > 0 else 0.0,
+        "by_tag": await guard.month_by_tag(month, t, s.local_flat_monthly_usd),
     }
 
 
@@ -136,8 +145,13 @@ async def month_report(
         r = cfg.synqra.routing
         base = Path(r.artifact_path).expanduser() if r.artifact_path else DEFAULT_ARTIFACT
         folder = cfg.synqra.learning.store_path(cfg.synqra.server.data_path)
-        sources = LearningSources(month_rows, lambda: router_of(cfg), RouterRegistry(folder / "routers", base))
-    requests = group_requests(rows)
+        registry = RouterRegistry(folder / "routers", base)
+        sources = LearningSources(month_rows, lambda: router_of(cfg), registry, tz=guard.settings.timezone)
+    groups = group_requests(rows)
+    # A request whose every call failed is not a served request (status() does not count it), but what its timed-out
+    # or broken calls were billed is spend: shown on its own line, so that the spend adds up.
+    requests = served_requests(groups)
+    failed = [g for g in groups if not g["served"]]
     counts = ledger_counts(rows)
     flat = guard.settings.local_flat_monthly_usd
     baseline_projected = status["baseline_cost"] / max(status["elapsed_share"], 1 / 31)
@@ -153,6 +167,8 @@ async def month_report(
         "rephrased_requests": sum(g["rephrased"] for g in requests),
         "fallback_requests": sum(g["fallback"] for g in requests),
         "client_requests_in_ledger": len(requests),
+        "failed_billed_requests": len(failed),
+        "failed_billed_usd": round(sum(g["cost_usd"] for g in failed), 9),
         "verdicts": logged_verdicts(_log_lines(cfg.synqra.server.data_path / "logs" / "proxy.log"), month),
         "plan": PlanVerdict(status["projected_month_end"] + flat, PLAN_BEFORE_USD, *PLAN_TARGET_USD),
         "baseline_projected": round(baseline_projected, 6),

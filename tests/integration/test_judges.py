@@ -93,6 +93,32 @@ def test_a_failing_judge_leaves_the_scorer_to_decide(judged: RunningStack, provi
     assert not [x for x in ledger(judged, rid) if x["kind"] == "judge"], "a failed judge call costs nothing"
 
 
+def test_an_escalation_that_did_not_beat_the_local_answer_is_not_served_by_another_tier(
+    judged: RunningStack, providers: dict[str, FakeProvider]
+) -> None:
+    """The judge rates the local answer 3/10: the gate escalates to DeepSeek, whose answer is empty (scored below the
+    local one), and Claude and its fallback fail. The local answer is delivered (`x-synqra-route` local-llama,
+    synqra_quality_served_total{served_tier="local-llama"}); POST /api/agents said `escalated: true` (it read the
+    chain of attempts, not the tier that served), against its documented meaning."""
+    for p in providers.values():
+        p.reset()
+    providers["deepseek"].push(Scripted(text="Poor answer. Rating: [[3]]"), Scripted(text=""), Scripted(text=""))
+    for kind in ("anthropic", "openai"):
+        providers[kind].push(*[Scripted(status=500)] * 4)
+    r = httpx.post(
+        f"{judged.base_url}/api/agents",
+        json={"message": ASK["messages"][0]["content"], "max_tokens": ASK["max_tokens"]},
+        headers=AUTH,
+        timeout=180,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "local-llama" and body["escalation"] == "local-llama>deepseek-chat", body
+    assert body["escalated"] is False, body
+    for p in providers.values():
+        p.reset()
+
+
 def test_no_judge_when_paid_calls_are_stopped(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from tests.browser import chromium, keep_screenshot
+from tests.fakes.fake_providers import Scripted
 from tests.stack import MASTER_KEY, REPO, RunningStack, wait_until
 
 
@@ -371,3 +373,90 @@ def test_dashboard_with_two_workers(stack: RunningStack, providers: Any, tmp_pat
             )
     finally:
         s.stop()
+
+
+def _escalated_served(stack: RunningStack) -> float:
+    """synqra_quality_served_total summed over answers served by another tier than the one that answered first."""
+    text = httpx.get(f"{stack.base_url}/metrics", headers=stack.headers(), timeout=30).text
+    total = 0.0
+    for m in re.finditer(
+        r'^synqra_quality_served_total\{first_tier="([^"]+)",served_tier="([^"]+)"\} (\S+)$', text, re.M
+    ):
+        total += float(m.group(3)) if m.group(1) != m.group(2) else 0.0
+    return total
+
+
+def _report_counts(stack: RunningStack) -> tuple[int, int]:
+    """The report's (client requests in the ledger, requests escalated by the quality gate)."""
+    md = run_report(stack)
+    assert md.returncode == 0, md.stderr
+    served = re.search(r"([\d,]+) client requests in the rows read", md.stdout)
+    escalated = re.search(r"requests escalated to another model by the quality gate \| (\d+) \|", md.stdout)
+    assert served and escalated, md.stdout
+    return int(served.group(1).replace(",", "")), int(escalated.group(1))
+
+
+def test_billed_failures_are_spend_not_requests_nor_escalations(stack: RunningStack, fresh_providers: Any) -> None:
+    """Two requests that leave billed rows without answers: a non-streamed call that timed out, its fallback too
+    (rows `<id>:timeout1`, no request counted), and a streamed `auto` request whose escalation to DeepSeek broke off
+    after three words (the gate delivered the local answer: escalate_failed). The budget counts one request and both
+    costs; /metrics counts no escalation. The dashboard's recent list showed the timed-out request, the report's
+    footer counted it, and both called the second request escalated (its cut escalation's row read as one that
+    answered)."""
+    claude, gpt, deepseek = fresh_providers["anthropic"], fresh_providers["openai"], fresh_providers["deepseek"]
+    wait_until(lambda: status(stack)["reserved"] == 0, 30)
+    before, escalated_before, report_before = status(stack), _escalated_served(stack), _report_counts(stack)
+    claude.push(Scripted(delay_s=3))
+    gpt.push(Scripted(delay_s=3))
+    body = {"model": "claude-sonnet", "messages": [{"role": "user", "content": "Time out."}], "max_tokens": 16}
+    r = httpx.post(
+        f"{stack.base_url}/v1/chat/completions", json={**body, "timeout": 1}, headers=stack.headers(), timeout=60
+    )
+    assert r.status_code == 408, r.text
+    timed_out = r.headers["x-synqra-request-id"]
+    deepseek.push(
+        Scripted(text="Hello there, this answer is going to be cut off after three words.", cut_after_words=3)
+    )
+    cut_off = {
+        "model": "auto",
+        "max_tokens": 3,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }
+    with httpx.stream(
+        "POST",
+        f"{stack.base_url}/v1/chat/completions",
+        json={**cut_off, "stream": True},
+        headers=stack.headers(),
+        timeout=120,
+    ) as s:
+        assert s.status_code == 200
+        s.read()
+        cut = s.headers["x-synqra-request-id"]
+
+    def settled() -> bool:
+        ids = {x["request_id"] for x in ledger(stack)}
+        return (
+            status(stack)["reserved"] == 0
+            and {f"{timed_out}:timeout1", f"{timed_out}:fallback:gpt-4o:timeout1"} <= ids
+            and any(i.startswith(f"{cut}:1") for i in ids)
+        )
+
+    assert wait_until(settled, 30), [x for x in ledger(stack) if x["request_id"].startswith((timed_out, cut))]
+    after = status(stack)
+    mine = [x for x in ledger(stack) if x["request_id"].startswith((timed_out, cut))]
+    assert after["requests"] - before["requests"] == 1
+    assert abs((after["monthly_used"] - before["monthly_used"]) - sum(x["cost_usd"] for x in mine)) < 2e-6
+    assert _escalated_served(stack) == escalated_before, "the gate served the local answer"
+
+    def recent() -> dict[str, Any]:
+        data = httpx.get(f"{stack.base_url}/dashboard/data", headers=stack.headers(), timeout=30).json()
+        return {x["request_id"]: x for x in data["recent"]}
+
+    assert wait_until(lambda: cut in recent(), 30)
+    rows = recent()
+    assert timed_out not in rows, "a request that timed out is no served request"
+    assert not rows[cut]["escalated"], rows[cut]
+    served, escalated = _report_counts(stack)
+    assert served - report_before[0] == after["requests"] - before["requests"]
+    assert escalated == report_before[1]

@@ -370,3 +370,57 @@ def test_counters_summed_over_workers_come_from_the_collected_families() -> None
     summed.add_metric(["claude-sonnet", "live"], 5)
     mix = tier_mix(decisions, ["local-llama", "claude-sonnet"], [summed])
     assert mix["total"] == 10 and mix["tiers"][0]["share"] == 0.5
+
+
+def test_a_request_that_only_timed_out_is_spend_not_a_recent_request() -> None:
+    """A non-streamed call that timed out (and whose fallback timed out too) leaves only rows that count no request:
+    `<id>:timeout1` and `<id>:fallback:<model>:timeout1`. status() counts no request for it; the recent requests
+    listed it as one (with the timed-out model as first and a fallback)."""
+    import asyncio
+
+    rows = [
+        row("a", "local-llama", ts(4)),
+        row("t:timeout1", "claude-sonnet", ts(4) + 1, 0.05, parent="t", counts_request=False),
+        row(
+            "t:fallback:deepseek-chat:timeout1",
+            "deepseek-chat",
+            ts(4) + 2,
+            0.001,
+            "fallback",
+            "t:fallback:deepseek-chat",
+        ),
+        # timed out, then LiteLLM's retry on the same model answered: one served request
+        row("u:timeout1", "claude-sonnet", ts(4) + 3, 0.05, parent="u", counts_request=False),
+        row("u", "claude-sonnet", ts(4) + 4, 0.01),
+    ]
+    groups = {g["request_id"]: g for g in group_requests(rows)}
+    assert not groups["t"]["served"] and groups["t"]["cost_usd"] == 0.051
+    assert groups["u"]["served"] and groups["u"]["cost_usd"] == 0.06 and groups["a"]["served"]
+
+    async def month_rows() -> list[dict]:
+        return rows
+
+    recent = asyncio.run(LedgerSources(month_rows, lambda: (None, "heuristic", [])).recent_requests(10))
+    assert [r["request_id"] for r in recent] == ["u", "a"]
+    days = daily_series(rows, "2026-03", "UTC")
+    assert days[3]["requests"] == 2 and days[3]["cost_usd"] == 0.111
+
+
+def test_an_attempt_that_gave_no_answer_is_no_escalation_and_no_fallback() -> None:
+    """Billed attempts that gave no answer: the gate's escalation timed out (`<id>:1:timeout1`, kind escalation) and
+    the gate delivered the local answer; a stream's first attempt broke off before answering and LiteLLM's retry on
+    the same model answered (`<id>:broken1`, kind fallback). The recent requests and the report called the first
+    escalated and the second answered by a fallback; the gate's own count (synqra_quality_served_total) says the
+    first was served by its first tier, and no fallback answered the second."""
+    rows = [
+        row("g", "local-llama", ts(5)),
+        row("g:1:timeout1", "deepseek-chat", ts(5) + 1, 0.001, "escalation", "g:1"),
+        row("h:broken1", "deepseek-chat", ts(5) + 2, 0.0001, "fallback", "h"),
+        row("h", "deepseek-chat", ts(5) + 3, 0.001),
+        row("k", "local-llama", ts(5) + 4),
+        row("k:1:timeout1", "local-llama", ts(5) + 5, kind="escalation", parent="k:1"),  # a rephrase that timed out
+    ]
+    groups = {g["request_id"]: g for g in group_requests(rows)}
+    assert not groups["g"]["escalated"] and groups["g"]["cost_usd"] == 0.001 and groups["g"]["served"]
+    assert not groups["h"]["fallback"] and groups["h"]["cost_usd"] == 0.0011
+    assert not groups["k"]["rephrased"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from policies.budget.guard import BudgetGuard
 from policies.budget.records import CallRecord
+from policies.common.budget_settings import BudgetSettings
 from policies.common.offline import apply_offline_env
 from policies.common.settings import LOG_FORMAT, AppConfig, ModelEntry, SynqraSettings
 from proxy.report import html_page, markdown
@@ -174,3 +175,106 @@ def test_verdicts_are_read_from_the_quality_gates_log_lines() -> None:
     assert got["live"] == {"local-llama": {"deliver": 1, "escalate": 1}, "deepseek-chat": {"rephrase": 1}}
     assert got["shadow"] == {"local-llama": {"deliver": 1}}
     assert logged_verdicts(handler_lines, "1999-01") == {"live": {}, "shadow": {}}
+
+
+def test_a_request_that_only_timed_out_is_spend_not_a_request(tmp_path: Path) -> None:
+    """A non-streamed call that timed out, whose fallback timed out too, is recorded at its worst case as rows that
+    count no request (`<id>:timeout1`, the Accountant's attempt_timed_out). The report's footer counted it as a client
+    request (4 where the month has 3); its cost must stay in the spend, and the report says where it went."""
+    cfg = app_config(tmp_path)
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        guard = BudgetGuard.from_config(cfg, now=lambda: NOW, env={})
+        try:
+            await fill(guard)
+            await guard.record_free(
+                CallRecord(
+                    "t:timeout1", "claude-sonnet", "claude-sonnet", 500, 4096, parent_id="t", counts_request=False
+                )
+            )
+            await guard.record_free(
+                CallRecord(
+                    "t:fallback:deepseek-chat:timeout1",
+                    "claude-sonnet",
+                    "deepseek-chat",
+                    500,
+                    4096,
+                    kind="fallback",
+                    parent_id="t:fallback:deepseek-chat",
+                    counts_request=False,
+                )
+            )
+            return await month_report(cfg, guard, None, now=lambda: NOW), await guard.status()
+        finally:
+            await guard.aclose()
+
+    report, status = asyncio.run(main())
+    assert status["requests"] == 3
+    assert report["client_requests_in_ledger"] == 3 and report["fallback_requests"] == 0
+    assert report["failed_billed_requests"] == 1
+    timed_out = 500 * 3e-6 + 4096 * 15e-6 + 500 * 0.28e-6 + 4096 * 0.42e-6
+    assert abs(report["failed_billed_usd"] - timed_out) < 1e-9
+    assert abs(sum(m["cost_usd"] for m in report["by_model"].values()) - status["monthly_used"]) < 1e-6
+    md = markdown.render(report)
+    assert "3 client requests in the rows read" in md and f"| 1 (${timed_out:.2f})" in md
+
+
+def test_a_closed_months_alerts_are_its_own_and_its_tags_are_listed(tmp_path: Path) -> None:
+    """A tag's cap fired its alert in March ("tag:0.7:docs-bot" in the store's alerts). The closed month's report listed
+    it among the month's alerts (status() never does: the month spent 0.1% of its limit) and had no spend by tag."""
+    cfg = app_config(tmp_path)
+    cfg.synqra.budget.tags = BudgetSettings.model_validate({"tags": {"docs-bot": {"monthly_limit_usd": 0.012}}}).tags
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        guard = BudgetGuard.from_config(cfg, now=lambda: NOW, env={})
+        try:
+            await fill(guard)
+            res = await guard.reserve("d1", "claude-sonnet", 1000, 500, tag="docs-bot")
+            await guard.settle(res, CallRecord("d1", "auto", "claude-sonnet", 1000, 400, tag="docs-bot"))
+            march = await guard.status(by_tag=True)
+        finally:
+            await guard.aclose()
+        april = datetime(2026, 4, 2, tzinfo=UTC)
+        guard = BudgetGuard.from_config(cfg, now=lambda: april, env={})
+        try:
+            return await month_report(cfg, guard, "2026-03", now=lambda: april), march
+        finally:
+            await guard.aclose()
+
+    report, march = asyncio.run(main())
+    b = report["budget"]
+    assert march["by_tag"]["docs-bot"]["cost"] == 0.009 and march["alerts_fired"] == []
+    assert b["alerts_fired"] == [], b["alerts_fired"]
+    assert set(b["by_tag"]) == {"docs-bot", "untagged"}
+    for tag in ("docs-bot", "untagged"):
+        for key in ("cost", "baseline", "requests", "local_requests", "limit"):
+            assert b["by_tag"][tag][key] == march["by_tag"][tag][key], (tag, key)
+    md = markdown.render(report)
+    assert "## By tag" in md and "| docs-bot | 1 |" in md and "alerts fired" not in md
+
+
+def test_a_learning_runs_month_is_the_budgets_month(tmp_path: Path) -> None:
+    """A `synqra learn` run at 20:00 UTC on March 31st ran on April 1st in Tokyo: with the budget in Asia/Tokyo, the
+    report of April (whose spend and requests start at Tokyo's midnight) lists it and March's does not. The run's
+    month was taken in UTC whatever the budget's timezone: March's report listed it, April's did not."""
+    from policies.learning.registry import RouterRegistry
+    from policies.routing.scorer import DEFAULT_ARTIFACT
+
+    cfg = app_config(tmp_path)
+    cfg.synqra.budget.timezone = "Asia/Tokyo"
+    folder = cfg.synqra.learning.store_path(cfg.synqra.server.data_path)
+    run_at = datetime(2026, 3, 31, 20, tzinfo=UTC)
+    RouterRegistry(folder / "routers", DEFAULT_ARTIFACT).record_run(
+        {"ts": run_at.timestamp(), "decision": "kept", "reason": "too few labels"}
+    )
+    april = datetime(2026, 4, 2, tzinfo=UTC)
+
+    async def runs(month: str) -> list[str]:
+        guard = BudgetGuard.from_config(cfg, now=lambda: april, env={})
+        try:
+            return [r["outcome"] for r in (await month_report(cfg, guard, month, now=lambda: april))["learning_runs"]]
+        finally:
+            await guard.aclose()
+
+    assert asyncio.run(runs("2026-04")) == ["kept"]
+    assert asyncio.run(runs("2026-03")) == []
