@@ -130,6 +130,12 @@ def output_allowance(data: dict[str, Any], call_type: str) -> tuple[str | None, 
     return field, tokens
 
 
+def asked_allowance(data: dict[str, Any]) -> dict[str, Any]:
+    """The output allowance as the client gave it (every spelling, and an extended-thinking budget): what a call to
+    another model is fitted from, whatever an earlier fit lowered it to for the model tried first."""
+    return {k: data[k] for k in (*OUTPUT_ALLOWANCE_FIELDS, "thinking") if k in data}
+
+
 def clamp_output_allowance(data: dict[str, Any], ceiling: int | None) -> list[str]:
     """Lower every output allowance above `ceiling` (the answering model's) to it; the fields lowered. For a call
     answered by another model than the one the client named (an alias, `auto`'s tier, a fallback): the client

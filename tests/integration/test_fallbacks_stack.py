@@ -326,3 +326,25 @@ def test_an_allowance_over_the_named_models_ceiling_is_the_providers_400(stack, 
     assert r.status_code == 400 and "8192" in r.json()["error"]["message"], r.text
     assert r.headers["x-synqra-request-id"] not in ledger(stack.base_url)
     assert len(fresh_providers["anthropic"].requests) == 0  # a client error: no fallback pays for it
+
+
+def test_a_fallback_for_the_local_model_gets_the_allowance_the_client_asked(
+    tmp_path: Path, stack, providers, fresh_providers
+) -> None:
+    """`auto` asked for 20,000 tokens, routed to the local model (ceiling 1,024) that is down: DeepSeek answers with
+    the client's allowance fitted to its own ceiling (8,192), not the local model's 1,024."""
+    s = stack_with_the_local_model_down(tmp_path, providers, stack)
+    try:
+        r = httpx.post(
+            f"{s.base_url}/v1/chat/completions",
+            json={"model": "auto", "messages": Q, "max_tokens": 20000},
+            headers=AUTH,
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["x-synqra-fallback"] == "local-llama>deepseek-chat"
+        assert [q.body["max_tokens"] for q in fresh_providers["deepseek"].requests] == [8192]
+        assert ledger(s.base_url)[r.headers["x-synqra-request-id"] + ":fallback:deepseek-chat"]["cost_usd"] > 0
+        assert reserved(s.base_url) == 0
+    finally:
+        s.stop()
