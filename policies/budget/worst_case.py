@@ -152,8 +152,9 @@ def clamp_output_allowance(data: dict[str, Any], ceiling: int | None) -> list[st
             lowered.append(key)
     thinking = data.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
-    max_tokens = data.get("max_tokens")
-    if lowered and isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
-        data["thinking"] = {**thinking, "budget_tokens": max_tokens - 1}  # type: ignore[dict-item]
+    # The allowance Anthropic gets, whichever spelling carried it (LiteLLM sends max_completion_tokens as max_tokens).
+    allowed = [v for k in OUTPUT_ALLOWANCE_FIELDS if isinstance(v := data.get(k), int) and not isinstance(v, bool)]
+    if lowered and isinstance(budget, int) and allowed and budget >= min(allowed):
+        data["thinking"] = {**thinking, "budget_tokens": min(allowed) - 1}  # type: ignore[dict-item]
         lowered.append("thinking.budget_tokens")
     return lowered

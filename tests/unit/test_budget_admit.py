@@ -224,6 +224,13 @@ def test_a_small_max_tokens_does_not_hide_a_huge_max_completion_tokens(guard: Bu
             {"max_tokens": 9000, "max_completion_tokens": 100, "max_output_tokens": True},
             {"max_tokens": 8192, "max_completion_tokens": 100, "max_output_tokens": True},
         ),
+        # the allowance in another spelling: the thinking budget is kept below it all the same
+        (
+            "claude-sonnet",
+            "claude-opus-4-6",
+            {"max_completion_tokens": 100000, "thinking": {"type": "enabled", "budget_tokens": 90000}},
+            {"max_completion_tokens": 64000, "thinking": {"type": "enabled", "budget_tokens": 63999}},
+        ),
         ("deepseek-chat", "deepseek-chat", {"max_tokens": 9000}, None),  # named: the provider's 400 is the client's
         ("claude-sonnet", "auto", {"max_tokens": 1000, "thinking": {"budget_tokens": 2000}}, None),  # under: kept
         ("local-llama", "auto", {"max_tokens": 128000}, None),  # no ceiling known: nothing to fit
