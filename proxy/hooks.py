@@ -57,7 +57,7 @@ from proxy.litellm_state import (
     stream_continued_elsewhere,
 )
 from proxy.runtime import Runtime, get_runtime
-from proxy.stream_relay import StreamRelay, record_in_background
+from proxy.stream_relay import StreamRelay, hang_up, record_in_background
 
 log = logging.getLogger("synqra.hooks")
 
@@ -405,6 +405,9 @@ class SynqraHooks(CustomLogger):
             # leaves it billed for the prompt, and the call's reservation must not stay held.
             recording = relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, left, opened=True)
             record_in_background(recording)
+            # Hang up on the provider now: it bills every token it generates until it sees the connection close,
+            # and the recording counts what was relayed.
+            record_in_background(hang_up(response))
             raise
         rt.learning.outcome(state)
         if shadow and relay.sent:
