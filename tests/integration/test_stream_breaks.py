@@ -8,6 +8,7 @@ far; the prompt as the provider reported it when it said so) and holds no reserv
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anthropic
 import httpx
@@ -388,6 +389,8 @@ HUNG_UP = [
     # A Messages stream LiteLLM bridges to a chat model: it ran to its end, 200 words billed, none recorded. Closed
     # now, a few hundred milliseconds of words still slip through (11 here): the ledger records what was relayed.
     ("/v1/messages", "gpt-4o", 40),
+    ("/v1/responses", "claude-sonnet", 40),  # bridged to chat completions
+    ("/v1/responses", "gpt-4o", 40),
 ]
 
 
@@ -402,7 +405,11 @@ def test_a_stream_its_client_left_is_hung_up_on_at_once(
     provider = fresh_providers[PROVIDER_OF[model]]
     provider.push(Scripted(text=" ".join(["word"] * 200), delay_s=3, chunk_delay_s=0.05))
     t0 = time.time()
-    body = {"model": model, "max_tokens": 1000, "stream": True, "messages": [{"role": "user", "content": "A story"}]}
+    body: dict[str, Any] = {"model": model, "stream": True}
+    if path == "/v1/responses":
+        body.update(input="A story", max_output_tokens=1000)
+    else:
+        body.update(max_tokens=1000, messages=[{"role": "user", "content": "A story"}])
     with pytest.raises(httpx.ReadTimeout):
         with httpx.stream("POST", f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=1.5) as r:
             r.read()
