@@ -21,6 +21,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.budget.tags import BadTag, request_tag
+from policies.budget.worst_case import asked_allowance
 from policies.common.api_answers import answer_of, cache_writes_of, checked_usage, stream_answer, usage_of
 from policies.common.api_shapes import (
     EMBEDDING_CALLS,
@@ -56,7 +57,7 @@ from proxy.litellm_state import (
     stream_continued_elsewhere,
 )
 from proxy.runtime import Runtime, get_runtime
-from proxy.stream_relay import StreamRelay, record_in_background
+from proxy.stream_relay import StreamRelay, hang_up, record_in_background
 
 log = logging.getLogger("synqra.hooks")
 
@@ -130,6 +131,8 @@ class SynqraHooks(CustomLogger):
         if why:  # e.g. no API key: its configured fallback answers, or the client learns what to set
             served = self._stand_in(rt, state, data, served, why)
         state.route = served
+        if call_type in GENERATION_CALLS:
+            state.asked_allowance = asked_allowance(data)  # what fallbacks and escalations are fitted from
         rt.accounts.fit_allowance(data, served, cfg.canonical(requested))  # before its reservation is sized
         try:
             await rt.accounts.admit(state, data, served, routed)
@@ -217,7 +220,8 @@ class SynqraHooks(CustomLogger):
                     raise litellm.AuthenticationError(
                         message=f"{group} unavailable: {why}", llm_provider="synqra", model=group
                     )
-            rt.accounts.fit_allowance(kwargs, group, rt.config.canonical(state.requested_model))  # e.g. a fallback
+            named = rt.config.canonical(state.requested_model)
+            rt.accounts.fit_allowance(kwargs, group, named, state.asked_allowance)  # e.g. a fallback
             for attempt, broken in broken_attempts(rt.config, state, kwargs):  # billed, though nothing came through
                 await rt.accounts.attempt_broke(state, broken, attempt, kwargs)
             if is_bridge(state, call_type):
@@ -400,6 +404,9 @@ class SynqraHooks(CustomLogger):
             # leaves it billed for the prompt, and the call's reservation must not stay held.
             recording = relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, left, opened=True)
             record_in_background(recording)
+            # Hang up on the provider now: it bills every token it generates until it sees the connection close,
+            # and the recording counts what was relayed.
+            record_in_background(hang_up(response))
             raise
         rt.learning.outcome(state)
         if shadow and relay.sent:

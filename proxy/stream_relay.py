@@ -85,6 +85,52 @@ class StreamRelay:
         return accounts.stream_broke(state, served, usage)
 
 
+# Where LiteLLM's stream wrappers keep the stream they wrap (LiteLLM 1.108: the proxy's upstream boundary, the
+# router's fallback-aware Messages stream, the Anthropic adapter, LiteLLM's CustomStreamWrapper).
+STREAM_LINKS = (
+    "_source",
+    "_upstream",
+    "_async_generator",
+    "_source_iterator",
+    "_byte_stream",
+    "_anthropic_wrapper",
+    "completion_stream",
+    "_stream",
+)
+
+
+def _stream_chain(response: Any) -> list[Any]:
+    """The streams a relayed response is made of, outermost first: a stream LiteLLM bridges to another API (an
+    Anthropic Messages stream from a chat model) is a generator over an adapter over LiteLLM's stream of the
+    provider's response, and closing the outer one leaves the provider's connection open."""
+    chain: list[Any] = []
+    pending = [response]
+    while pending and len(chain) < 12:
+        node = pending.pop(0)
+        if node is None or any(node is seen for seen in chain):
+            continue
+        chain.append(node)
+        frame = getattr(node, "ag_frame", None)  # an async generator: the object whose method it is
+        owner = frame.f_locals.get("self") if frame is not None else None
+        if hasattr(owner, "__aiter__"):  # a stream's own generator method (not, say, the router's)
+            pending.append(owner)
+        pending += [getattr(node, name, None) for name in STREAM_LINKS]
+    return chain
+
+
+async def hang_up(response: Any) -> None:
+    """Close a stream its client left, down to the provider's connection: the provider generates, and bills, until
+    it sees that close, and the call is recorded at what was relayed."""
+    for stream in reversed(_stream_chain(response)):  # the provider's connection first
+        close = getattr(stream, "aclose", None)
+        if close is None:
+            continue
+        try:
+            await close()
+        except Exception as e:  # best effort: a stream that cannot close is finalised by LiteLLM later
+            log.debug("closing an abandoned stream (%s) failed: %s", type(stream).__name__, e)
+
+
 def record_in_background(recording: Coroutine[Any, Any, None] | None) -> None:
     """Run a stream's recording (`StreamRelay.record_if_cut_short`) in a task of its own, so a client that left
     cannot cancel it."""

@@ -791,7 +791,10 @@ def gzip_of(raw: bytes) -> bytes:
 # --- well-formed bodies: what passes the front door, to reach LiteLLM, the hooks and the providers ---------
 
 good_texts = st.one_of(
-    st.text(min_size=1, max_size=40), st.sampled_from(["Hello", "What is 2+2?", "😀 ünïcode ☃", "a\x00b"])
+    # Text, not only whitespace: the front door refuses whitespace-only content (request_models._has_text), and a
+    # drawn "\r" failed test_well_formed_bodies_pass at random.
+    st.text(min_size=1, max_size=40).filter(str.strip),
+    st.sampled_from(["Hello", "What is 2+2?", "😀 ünïcode ☃", "a\x00b"]),
 )
 good_schemas = st.fixed_dictionaries(
     {

@@ -79,11 +79,21 @@ class Accountant:
 
     # --- before a call ------------------------------------------------------------------------------
 
-    def fit_allowance(self, data: dict[str, Any], model: str, named: str) -> list[str]:
+    def fit_allowance(
+        self, data: dict[str, Any], model: str, named: str, asked: dict[str, Any] | None = None
+    ) -> list[str]:
         """Fit the output allowance in `data` to `model` when that is not the model the client `named` (an alias,
         `auto`'s tier, a fallback or an escalation): the fields lowered. A client names its own model's ceiling
         (Claude Code asks its Opus names for 128,000 tokens) and the model answering instead refuses more than its
-        own with a 400; asked for by name, the provider's 400 is the client's to see."""
+        own with a 400; asked for by name, the provider's 400 is the client's to see.
+
+        `asked`: the allowance as the client gave it (RequestState.asked_allowance), put back first: `data` may be
+        a fallback's or an escalation's copy of a request fitted to a smaller model (`auto`'s local tier, 1,024),
+        whose ceiling would otherwise cut the answer of every model after it. Only the fields `data` has: a call
+        LiteLLM bridges to another API carries the allowance in that API's spelling."""
+        for key, value in (asked or {}).items():
+            if key in data:
+                data[key] = value
         if model == named:
             return []
         return clamp_output_allowance(data, self.guard.prices.price(model).max_output_tokens)

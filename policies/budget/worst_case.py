@@ -134,6 +134,12 @@ def output_allowance(data: dict[str, Any], call_type: str) -> tuple[str | None, 
     return field, tokens
 
 
+def asked_allowance(data: dict[str, Any]) -> dict[str, Any]:
+    """The output allowance as the client gave it (every spelling, and an extended-thinking budget): what a call to
+    another model is fitted from, whatever an earlier fit lowered it to for the model tried first."""
+    return {k: data[k] for k in (*OUTPUT_ALLOWANCE_FIELDS, "thinking") if k in data}
+
+
 def clamp_output_allowance(data: dict[str, Any], ceiling: int | None) -> list[str]:
     """Lower every output allowance above `ceiling` (the answering model's) to it; the fields lowered. For a call
     answered by another model than the one the client named (an alias, `auto`'s tier, a fallback): the client
@@ -150,8 +156,9 @@ def clamp_output_allowance(data: dict[str, Any], ceiling: int | None) -> list[st
             lowered.append(key)
     thinking = data.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
-    max_tokens = data.get("max_tokens")
-    if lowered and isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
-        data["thinking"] = {**thinking, "budget_tokens": max_tokens - 1}  # type: ignore[dict-item]
+    # The allowance Anthropic gets, whichever spelling carried it (LiteLLM sends max_completion_tokens as max_tokens).
+    allowed = [v for k in OUTPUT_ALLOWANCE_FIELDS if isinstance(v := data.get(k), int) and not isinstance(v, bool)]
+    if lowered and isinstance(budget, int) and allowed and budget >= min(allowed):
+        data["thinking"] = {**thinking, "budget_tokens": min(allowed) - 1}  # type: ignore[dict-item]
         lowered.append("thinking.budget_tokens")
     return lowered

@@ -32,9 +32,11 @@ KIND_BY_CALL_TYPE: dict[str, ClientKind] = {
 def cache_ttls(data: dict[str, Any]) -> set[str]:
     """The cache TTLs the request's `cache_control`s ask (on a system block, a message's content block or a tool):
     Anthropic writes the prompt up to each to its cache, billed above the input price, 1.25x for the five-minute
-    TTL (the default, "5m") and 2x for the hour's ("1h")."""
+    TTL (the default, "5m") and 2x for the hour's ("1h"). Also the request's own top-level `cache_control`
+    (Anthropic's automatic caching, which LiteLLM forwards on /v1/messages and chat completions alike)."""
     ttls: set[str] = set()
     pending: list[Any] = [data.get(k) for k in ("system", "messages", "tools", "input")]
+    pending.append({"cache_control": data.get("cache_control")})
     while pending:
         node = pending.pop()
         if isinstance(node, dict):

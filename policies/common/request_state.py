@@ -65,6 +65,9 @@ class RequestState:
     leaves_local: bool = False
     stream: bool = False
     hour_cache: bool = False  # a cache_control asks Anthropic's one-hour TTL: cache writes at its price
+    # The output allowance as the client sent it (policies/budget/worst_case.asked_allowance): each model a call goes
+    # to is fitted from it, not from what an earlier model's fit left in the request.
+    asked_allowance: dict[str, Any] = field(default_factory=dict)
     routed: bool = False  # synqra chose the model, so the quality gate validates the answer
     routing: RouteInfo | None = None
     budget_note: str | None = None  # "stopped": paid calls stopped this month, served locally
@@ -108,6 +111,7 @@ class RequestState:
             counts_request=counts_request,
             leaves_local=leaves_local,
             hour_cache=self.hour_cache,  # a fallback, retry or escalation sends the same cache_control
+            asked_allowance=self.asked_allowance,
         )
 
     # LiteLLM copies request metadata (deep copies included): every copy is this live state.

@@ -62,7 +62,8 @@ OUTPUT_CEILINGS = {"claude-sonnet-4-5": 64000, "deepseek-chat": 8192, "gpt-4o": 
 
 
 def too_much_output(body: dict[str, Any], messages_api: bool) -> Response | None:
-    """The provider's 400 for an output allowance above the model's ceiling, else None."""
+    """The provider's 400 for an output allowance above the model's ceiling (or, on Anthropic's API, not above the
+    extended-thinking budget), else None."""
     ceiling = OUTPUT_CEILINGS.get(str(body.get("model", "")))
     asked = [
         (k, v)
@@ -70,6 +71,14 @@ def too_much_output(body: dict[str, Any], messages_api: bool) -> Response | None
         if isinstance(v := body.get(k), int)
     ]
     over = [(k, v) for k, v in asked if ceiling is not None and v > ceiling]
+    thinking = body.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    max_tokens = body.get("max_tokens")
+    if messages_api and isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
+        message = "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation"
+        return JSONResponse(
+            {"type": "error", "error": {"type": "invalid_request_error", "message": message}}, status_code=400
+        )
     if not over:
         return None
     field_name, tokens = over[0]

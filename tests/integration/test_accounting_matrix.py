@@ -135,7 +135,9 @@ def claude_bill(provider: FakeProvider) -> float:
     return total
 
 
-@pytest.mark.parametrize("cache", ["write", "read", "write-1h"])
+# "write-1h-top": Anthropic's automatic caching, a `cache_control` at the top of the request (LiteLLM forwards it on
+# both APIs), not on a block: its one-hour writes were priced at the five-minute 1.25x.
+@pytest.mark.parametrize("cache", ["write", "read", "write-1h", "write-1h-top"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", ["messages", "chat"])
 def test_prompt_cache_tokens_are_in_the_ledger_at_no_less_than_their_bill(
@@ -143,14 +145,21 @@ def test_prompt_cache_tokens_are_in_the_ledger_at_no_less_than_their_bill(
 ) -> None:
     claude = fresh_providers["anthropic"]
     claude.push(Scripted(cache_write=0 if cache == "read" else 2000, cache_read=2000 if cache == "read" else 0))
-    control = {"type": "ephemeral", "ttl": "1h"} if cache == "write-1h" else {"type": "ephemeral"}
-    block = [{"type": "text", "text": SYSTEM, "cache_control": control}]
+    control = {"type": "ephemeral", "ttl": "1h"} if cache.startswith("write-1h") else {"type": "ephemeral"}
+    top = cache == "write-1h-top"
+    block = [{"type": "text", "text": SYSTEM, **({} if top else {"cache_control": control})}]
     question = {"role": "user", "content": "hello there"}
     if api == "messages":
         path, payload = "/v1/messages", {"system": block, "messages": [question]}
     else:
         path, payload = "/v1/chat/completions", {"messages": [{"role": "system", "content": block}, question]}
-    body = {"model": "claude-sonnet", "max_tokens": 20, "stream": stream, **payload}
+    body = {
+        "model": "claude-sonnet",
+        "max_tokens": 20,
+        "stream": stream,
+        **payload,
+        **({"cache_control": control} if top else {}),
+    }
     r = httpx.post(f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=120)
     assert r.status_code == 200, r.text
     rid = r.headers["x-synqra-request-id"]

@@ -299,6 +299,25 @@ def test_claude_codes_allowance_for_an_opus_name_is_fitted_to_sonnet(stack, fres
     assert reserved(stack.base_url) == 0
 
 
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_a_thinking_budget_is_kept_below_the_fitted_allowance_in_any_spelling(stack, fresh_providers, field) -> None:
+    """On chat completions the allowance may be max_completion_tokens (LiteLLM sends it to Claude as max_tokens): the
+    thinking budget is kept below the allowance fitted to Sonnet whichever spelling carried it (it stayed at 90,000
+    against 64,000, and Anthropic refused the request)."""
+    body = {
+        "model": "claude-opus-4-6",
+        field: 100000,
+        "thinking": {"type": "enabled", "budget_tokens": 90000},
+        "messages": Q,
+    }
+    r = httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=120)
+    assert r.status_code == 200, r.text
+    sent = fresh_providers["anthropic"].requests[-1].body
+    assert sent["max_tokens"] == 64000 and sent["thinking"]["budget_tokens"] == 63999
+    assert ledger(stack.base_url)[r.headers["x-synqra-request-id"]]["cost_usd"] > 0
+    assert reserved(stack.base_url) == 0
+
+
 def test_a_fallback_gets_an_allowance_it_accepts(stack, fresh_providers) -> None:
     """Claude Sonnet (64,000) fails and GPT-4o (16,384) answers: the allowance the client gave Sonnet is fitted."""
     fresh_providers["anthropic"].push(Scripted(status=500))
@@ -326,3 +345,25 @@ def test_an_allowance_over_the_named_models_ceiling_is_the_providers_400(stack, 
     assert r.status_code == 400 and "8192" in r.json()["error"]["message"], r.text
     assert r.headers["x-synqra-request-id"] not in ledger(stack.base_url)
     assert len(fresh_providers["anthropic"].requests) == 0  # a client error: no fallback pays for it
+
+
+def test_a_fallback_for_the_local_model_gets_the_allowance_the_client_asked(
+    tmp_path: Path, stack, providers, fresh_providers
+) -> None:
+    """`auto` asked for 20,000 tokens, routed to the local model (ceiling 1,024) that is down: DeepSeek answers with
+    the client's allowance fitted to its own ceiling (8,192), not the local model's 1,024."""
+    s = stack_with_the_local_model_down(tmp_path, providers, stack)
+    try:
+        r = httpx.post(
+            f"{s.base_url}/v1/chat/completions",
+            json={"model": "auto", "messages": Q, "max_tokens": 20000},
+            headers=AUTH,
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["x-synqra-fallback"] == "local-llama>deepseek-chat"
+        assert [q.body["max_tokens"] for q in fresh_providers["deepseek"].requests] == [8192]
+        assert ledger(s.base_url)[r.headers["x-synqra-request-id"] + ":fallback:deepseek-chat"]["cost_usd"] > 0
+        assert reserved(s.base_url) == 0
+    finally:
+        s.stop()

@@ -133,3 +133,21 @@ def test_no_validation_where_it_does_not_apply(openai_client, fresh_providers, k
         )
         assert "x-synqra-quality-score" not in raw.headers and raw.headers["x-synqra-route"] == "local-llama"
         assert not any(p.requests for p in fresh_providers.values()), "an explicit model is the caller's choice"
+
+
+def test_an_escalation_is_sent_the_allowance_the_client_asked_fitted_to_its_tier(
+    tmp_path: Path, stack, providers, fresh_providers
+) -> None:
+    """`auto` asked for 20,000 tokens is served locally under the local model's ceiling (1,024); an escalation is
+    sized from the client's 20,000, fitted to its own tier (DeepSeek 8,192, Claude 64,000), not from the local 1,024
+    (Claude's answer was cut at 1,024 tokens of the 20,000 the client allowed)."""
+    s = _quality_stack(tmp_path, stack, providers, quality={"deliver_above": 0.9999, "escalate_below": 0.9998})
+    try:
+        r = ask_auto(s, CUT, 20000)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-synqra-escalated"].startswith("local-llama>deepseek-chat"), r.headers
+        assert [q.body["max_tokens"] for q in fresh_providers["deepseek"].requests] == [8192]
+        assert [q.body["max_tokens"] for q in fresh_providers["anthropic"].requests] in ([], [20000])
+        assert httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"] == 0
+    finally:
+        s.stop()

@@ -224,6 +224,13 @@ def test_a_small_max_tokens_does_not_hide_a_huge_max_completion_tokens(guard: Bu
             {"max_tokens": 9000, "max_completion_tokens": 100, "max_output_tokens": True},
             {"max_tokens": 8192, "max_completion_tokens": 100, "max_output_tokens": True},
         ),
+        # the allowance in another spelling: the thinking budget is kept below it all the same
+        (
+            "claude-sonnet",
+            "claude-opus-4-6",
+            {"max_completion_tokens": 100000, "thinking": {"type": "enabled", "budget_tokens": 90000}},
+            {"max_completion_tokens": 64000, "thinking": {"type": "enabled", "budget_tokens": 63999}},
+        ),
         ("deepseek-chat", "deepseek-chat", {"max_tokens": 9000}, None),  # named: the provider's 400 is the client's
         ("claude-sonnet", "auto", {"max_tokens": 1000, "thinking": {"budget_tokens": 2000}}, None),  # under: kept
         ("local-llama", "auto", {"max_tokens": 128000}, None),  # no ceiling known: nothing to fit
@@ -236,3 +243,18 @@ def test_an_allowance_sized_for_another_model_is_fitted_to_the_one_answering(
     lowered = Accountant(guard, "local-llama").fit_allowance(data, model, named)
     assert data == (fitted or sent)
     assert bool(lowered) == (fitted is not None)
+
+
+def test_a_later_model_is_fitted_from_the_clients_allowance_not_an_earlier_models(guard: BudgetGuard) -> None:
+    """`auto` asked for 20,000 tokens went to the local model (fitted to 1,024 there); its fallback or escalation to
+    DeepSeek is fitted from the 20,000 the client asked (8,192), Claude gets the 20,000; a bridged call's spelling
+    (max_tokens for a Responses request's max_output_tokens) is not added to."""
+    accounts = Accountant(guard, "local-llama")
+    asked = {"max_tokens": 20000, "thinking": {"type": "enabled", "budget_tokens": 16000}}
+    for model, fitted in (("deepseek-chat", 8192), ("claude-sonnet", 20000)):
+        data = {"max_tokens": 1024, "thinking": {"type": "enabled", "budget_tokens": 1023}}
+        accounts.fit_allowance(data, model, "auto", asked)
+        assert data["max_tokens"] == fitted and data["thinking"]["budget_tokens"] == min(16000, fitted - 1)
+    bridged = {"max_tokens": 1024}
+    accounts.fit_allowance(bridged, "deepseek-chat", "auto", {"max_output_tokens": 20000})
+    assert bridged == {"max_tokens": 1024}

@@ -522,6 +522,9 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
         five = await reserved_for(g, "5m", {"messages": marked, "max_tokens": 1})
         marked[0]["content"][0]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
         hour = await reserved_for(g, "1h", {"messages": marked, "max_tokens": 1})
+        # Anthropic's automatic caching: one cache_control at the top of the request.
+        auto_cached = {"messages": long, "max_tokens": 1, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+        top = await reserved_for(g, "top", auto_cached)
         await g.aclose()
         price_in, price_out = PRICES["claude-sonnet"]
         # The guard adds its prompt-token margin (1.1x, rounded up) to whatever was counted.
@@ -531,6 +534,7 @@ def test_reservation_covers_tool_definitions_and_every_choice(make_guard: Callab
         assert float(stored - alone) > float(190_000 * price_in)
         assert float(five) == pytest.approx(float(plain) * 1.25, rel=0.01)
         assert float(hour) == pytest.approx(float(plain) * 2, rel=0.01)
+        assert float(top) == pytest.approx(float(plain) * 2, rel=0.01)
 
     asyncio.run(main())
 
