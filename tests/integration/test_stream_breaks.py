@@ -384,8 +384,9 @@ def test_a_messages_stream_its_client_leaves_before_the_first_chunk_is_recorded_
 
 # (path, model, answer words the provider may send after the client left, beyond what the ledger records)
 HUNG_UP = [
-    # Review: 8 and 17 words billed, 1 recorded (LiteLLM's stream was closed only when finalised later).
-    ("/v1/chat/completions", "claude-sonnet", 4),
+    # Review: 6 to 17 words billed, 1 recorded (LiteLLM's stream was closed only when finalised later). The slack
+    # is a time (a word every 50 ms): wide enough that a loaded CI machine does not fail a hang-up that worked.
+    ("/v1/chat/completions", "claude-sonnet", 12),
     # A Messages stream LiteLLM bridges to a chat model: it ran to its end, 200 words billed, none recorded. Closed
     # now, a few hundred milliseconds of words still slip through (11 here): the ledger records what was relayed.
     ("/v1/messages", "gpt-4o", 40),
