@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(data {summary}). Learning settings: defaults ({settings.model_dump_json()}).",
         "Each row: mean APGR over the random orders on the traffic not yet seen after n labelled requests; "
         "`learnt (guarded)` is what `synqra learn` would serve (the candidate only when it beat the router serving "
-        "then out of time: learn.py's rolling-origin check on the newest labels, 95% bootstrap confidence); `learnt, no guard` installs every candidate; `installed` counts the runs "
+        "then out of time: learn.py's rolling-origin check on the newest labels, APGR gain > 0 and significant at 95% in all by a paired APGR bootstrap or the paired recalibrated log-likelihood); `learnt, no guard` installs every candidate; `installed` counts the runs "
         "that installed a new candidate at that checkpoint.",
         "",
         *summarise(rows),

@@ -12,7 +12,16 @@ import pytest
 
 from policies.common.learning_settings import LearningSettings
 from policies.embedding.names import embedder_for
-from policies.learning.learn import Labelled, learn, rows_seen_by_current, validation_segments
+from policies.learning.learn import (
+    GUARD_Z,
+    Labelled,
+    Segment,
+    learn,
+    loglik_test,
+    recalibrated_loglik,
+    rows_seen_by_current,
+    validation_segments,
+)
 from policies.learning.registry import BASE, RouterRegistry
 from policies.learning.representation import Representer
 from policies.learning.runs import due, learn_from_log
@@ -178,3 +187,26 @@ def test_the_schedule_waits_for_its_interval_and_new_labels(tmp_path: Path, repr
     reg.record_run({"decision": "kept", "ts": now + 2})
     ok, why = due(store, reg, weekly, now + 3)
     assert not ok and "schedule weekly" in why
+
+
+def test_the_guard_asks_for_likelihood_evidence_about_the_ranking_not_the_calibration() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(600) < 0.3).astype(float)
+    w = np.ones(600)
+    informative = np.clip(np.where(y == 1, 0.6, 0.2) + rng.normal(0, 0.1, 600), 0.01, 0.99)  # ranks the labels well
+    blind = np.clip(0.3 + rng.normal(0, 0.05, 600), 0.01, 0.99)  # ranks them at random
+    # a candidate that knows more than the current router: strong evidence, pooled over the segments
+    halves = [slice(0, 300), slice(300, 600)]
+    gain, z = loglik_test([Segment(y[h], w[h], informative[h], blind[h]) for h in halves])
+    assert gain > 0 and z >= GUARD_Z
+    gain, z = loglik_test([Segment(y[h], w[h], blind[h], informative[h]) for h in halves])
+    assert gain < 0 and z < 0
+    # the same ranking, only miscalibrated (shifted and stretched): both are recalibrated, no evidence either way
+    logit = np.log(informative / (1 - informative))
+    miscalibrated = 1 / (1 + np.exp(-(2.5 * logit + 1.5)))
+    gain, z = loglik_test([Segment(y, w, miscalibrated, informative)])
+    assert abs(gain) < 1e-6 and abs(z) < 1.0
+    # the recalibration is the best intercept and scale: never a worse fit than the scores as they are
+    assert recalibrated_loglik(miscalibrated, y, w).sum() >= np.sum(
+        y * np.log(miscalibrated) + (1 - y) * np.log(1 - miscalibrated)
+    )
