@@ -36,6 +36,7 @@ from policies.common.request_checks import (
     check_dimensions,
     check_embedding_input,
     check_extra_body,
+    check_forwarded_headers,
     check_max_tokens,
     check_request,
     check_unpriced_extras,
@@ -91,7 +92,8 @@ class SynqraHooks(CustomLogger):
         resolved = cfg.resolve_requested(requested)  # e.g. Claude Code's claude-opus-4-* names
         if resolved != requested:
             data["model"] = resolved
-        problem = check_extra_body(data)  # before routing: extra_body may not change what is checked and priced
+        # before routing: extra_body may not change what is checked and priced
+        problem = check_extra_body(data) or check_forwarded_headers(data)
         if problem:
             raise _http_error(400, problem)
         routed = False

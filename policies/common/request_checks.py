@@ -85,6 +85,28 @@ def check_extra_body(data: dict[str, Any]) -> str | None:
     return None
 
 
+# An HTTP header field name (RFC 9110's token), and a value of printable ASCII (httpx encodes values as ASCII).
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def check_forwarded_headers(data: dict[str, Any]) -> str | None:
+    """A body's `extra_headers` or `headers`, which LiteLLM sends on to the provider: an object of header names to
+    string values, or a 400 (else LiteLLM's provider layer fails on it with a 500, and cools the deployment down)."""
+    for field in ("extra_headers", "headers"):
+        sent = data.get(field)
+        if sent is None:
+            continue
+        if not isinstance(sent, dict):
+            return f"'{field}' must be an object of header names to string values, got {type(sent).__name__}"
+        for name, value in sent.items():
+            if not HEADER_NAME.fullmatch(name):
+                return f"'{field}' has an invalid header name {name[:80]!r}"
+            if not isinstance(value, str) or not HEADER_VALUE.fullmatch(value):
+                return f"'{field}.{name[:80]}' must be a header value: a string of printable ASCII"
+    return None
+
+
 # What a provider bills beyond tokens at list price, which the budget can neither reserve nor price: OpenAI's
 # priority processing (a higher price per token) and server-side tools billed per use or per container (web
 # search, file search, code execution, image generation; Anthropic's types carry a date, "web_search_20250305").

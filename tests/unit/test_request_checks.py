@@ -10,6 +10,7 @@ from policies.common.request_checks import (
     banned_field_problem,
     body_problem,
     check_context_window,
+    check_forwarded_headers,
     check_max_tokens,
     check_messages,
     check_unpriced_extras,
@@ -350,3 +351,23 @@ def test_token_priced_requests_pass_the_unpriced_extras_check(body: dict) -> Non
 def test_extras_billed_beyond_tokens_are_refused_naming_the_field(body: dict, named: str) -> None:
     problem = check_unpriced_extras(body)
     assert problem is not None and named in problem
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        ({"extra_headers": [{"k": ["deep"]}]}, "got list"),  # a fuzzed body: LiteLLM's provider layer gave a 500
+        ({"headers": "x-a: 1"}, "got str"),
+        ({"extra_headers": {"x-a": ["1"]}}, "'extra_headers.x-a'"),
+        ({"extra_headers": {"x-a": "1\r\nx-b: 2"}}, "'extra_headers.x-a'"),
+        ({"headers": {"bad name": "1"}}, "invalid header name"),
+        ({"extra_headers": {"x-tag": "caf\u00e9"}}, "'extra_headers.x-tag'"),  # httpx encodes values as ASCII
+    ],
+)
+def test_forwarded_headers_must_be_header_names_and_string_values(headers: dict, named: str) -> None:
+    problem = check_forwarded_headers(headers)
+    assert problem is not None and named in problem
+    assert (
+        check_forwarded_headers({"extra_headers": {"anthropic-beta": "prompt-caching-2024-07-31", "X-Tag": "a b\tc"}})
+        is None
+    )
