@@ -16,10 +16,10 @@ AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 Q = [{"role": "user", "content": "What is the capital of Japan?"}]
 
 
-def chat(base: str, model: str, path: str = "/v1/chat/completions") -> httpx.Response:
-    return httpx.post(
-        f"{base}{path}", json={"model": model, "messages": Q, "max_tokens": 16}, headers=AUTH, timeout=120
-    )
+def chat(base: str, model: str, path: str = "/v1/chat/completions", **body: Any) -> httpx.Response:
+    """A short question to `model`; `body` adds or replaces fields (None leaves one out)."""
+    sent = {k: v for k, v in {"model": model, "messages": Q, "max_tokens": 16, **body}.items() if v is not None}
+    return httpx.post(f"{base}{path}", json=sent, headers=AUTH, timeout=120)
 
 
 def ledger(base: str) -> dict[str, dict]:
@@ -284,13 +284,8 @@ def test_a_streamed_top_tier_fallback_is_not_validated_again(stack, fresh_provid
 def test_claude_codes_allowance_for_an_opus_name_is_fitted_to_sonnet(stack, fresh_providers) -> None:
     """Claude Code asks its Opus names for 128,000 output tokens with thinking; synqra serves them with Sonnet 4.5,
     which refuses more than 64,000 (the fake answers it with Anthropic's 400)."""
-    body = {
-        "model": "claude-opus-4-6",
-        "max_tokens": 128000,
-        "thinking": {"type": "enabled", "budget_tokens": 100000},
-        "messages": Q,
-    }
-    r = httpx.post(f"{stack.base_url}/v1/messages", json=body, headers=AUTH, timeout=120)
+    thinking = {"type": "enabled", "budget_tokens": 100000}
+    r = chat(stack.base_url, "claude-opus-4-6", "/v1/messages", max_tokens=128000, thinking=thinking)
     assert r.status_code == 200, r.text
     sent = fresh_providers["anthropic"].requests[-1].body
     assert sent["max_tokens"] == 64000 and sent["thinking"]["budget_tokens"] == 63999
@@ -304,13 +299,8 @@ def test_a_thinking_budget_is_kept_below_the_fitted_allowance_in_any_spelling(st
     """On chat completions the allowance may be max_completion_tokens (LiteLLM sends it to Claude as max_tokens): the
     thinking budget is kept below the allowance fitted to Sonnet whichever spelling carried it (it stayed at 90,000
     against 64,000, and Anthropic refused the request)."""
-    body = {
-        "model": "claude-opus-4-6",
-        field: 100000,
-        "thinking": {"type": "enabled", "budget_tokens": 90000},
-        "messages": Q,
-    }
-    r = httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=120)
+    thinking = {"type": "enabled", "budget_tokens": 90000}
+    r = chat(stack.base_url, "claude-opus-4-6", thinking=thinking, **{"max_tokens": None, field: 100000})
     assert r.status_code == 200, r.text
     sent = fresh_providers["anthropic"].requests[-1].body
     assert sent["max_tokens"] == 64000 and sent["thinking"]["budget_tokens"] == 63999
@@ -321,12 +311,7 @@ def test_a_thinking_budget_is_kept_below_the_fitted_allowance_in_any_spelling(st
 def test_a_fallback_gets_an_allowance_it_accepts(stack, fresh_providers) -> None:
     """Claude Sonnet (64,000) fails and GPT-4o (16,384) answers: the allowance the client gave Sonnet is fitted."""
     fresh_providers["anthropic"].push(Scripted(status=500))
-    r = httpx.post(
-        f"{stack.base_url}/v1/chat/completions",
-        json={"model": "claude-sonnet", "messages": Q, "max_tokens": 30000},
-        headers=AUTH,
-        timeout=120,
-    )
+    r = chat(stack.base_url, "claude-sonnet", max_tokens=30000)
     assert r.status_code == 200, r.text
     assert r.headers["x-synqra-fallback"] == "claude-sonnet>gpt-4o"
     assert fresh_providers["anthropic"].requests[-1].body["max_tokens"] == 30000  # named: sent as the client gave it
@@ -336,12 +321,7 @@ def test_a_fallback_gets_an_allowance_it_accepts(stack, fresh_providers) -> None
 
 
 def test_an_allowance_over_the_named_models_ceiling_is_the_providers_400(stack, fresh_providers) -> None:
-    r = httpx.post(
-        f"{stack.base_url}/v1/chat/completions",
-        json={"model": "deepseek-chat", "messages": Q, "max_tokens": 9000},
-        headers=AUTH,
-        timeout=120,
-    )
+    r = chat(stack.base_url, "deepseek-chat", max_tokens=9000)
     assert r.status_code == 400 and "8192" in r.json()["error"]["message"], r.text
     assert r.headers["x-synqra-request-id"] not in ledger(stack.base_url)
     assert len(fresh_providers["anthropic"].requests) == 0  # a client error: no fallback pays for it
@@ -354,12 +334,7 @@ def test_a_fallback_for_the_local_model_gets_the_allowance_the_client_asked(
     the client's allowance fitted to its own ceiling (8,192), not the local model's 1,024."""
     s = stack_with_the_local_model_down(tmp_path, providers, stack)
     try:
-        r = httpx.post(
-            f"{s.base_url}/v1/chat/completions",
-            json={"model": "auto", "messages": Q, "max_tokens": 20000},
-            headers=AUTH,
-            timeout=120,
-        )
+        r = chat(s.base_url, "auto", max_tokens=20000)
         assert r.status_code == 200, r.text
         assert r.headers["x-synqra-fallback"] == "local-llama>deepseek-chat"
         assert [q.body["max_tokens"] for q in fresh_providers["deepseek"].requests] == [8192]
