@@ -38,6 +38,7 @@ from policies.quality.bands import band, is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict
 from proxy import metrics
+from proxy.client_watch import client_gone
 from proxy.judge import JudgeCaller
 from proxy.litellm_state import litellm_router, served_group
 from proxy.stream_relay import StreamRelay
@@ -292,6 +293,9 @@ class QualityGate:
             )
             if step.kind == "deliver":
                 note = step.note
+                break
+            if not stream and await client_gone():  # nobody to deliver to: the rest of the cascade is not paid for
+                note = "client_gone"
                 break
             # Shielded: a client that hangs up must not cut off a call the provider is already
             # billing; it runs to its end and is accounted (the rest of the cascade is dropped).

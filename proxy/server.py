@@ -43,6 +43,7 @@ def build_app(cfg: AppConfig, master_key: str) -> Any:  # fastapi.FastAPI (litel
     from litellm.proxy.proxy_server import app  # heavy import, after the offline switches
 
     from proxy.api import mount_routes
+    from proxy.client_watch import ClientWatch
     from proxy.dashboard.routes import make_dashboard_router
     from proxy.error_format import AnthropicErrorFormat
     from proxy.route_guard import RouteGuard
@@ -51,8 +52,9 @@ def build_app(cfg: AppConfig, master_key: str) -> Any:  # fastapi.FastAPI (litel
     mount_routes(app)
     app.include_router(make_dashboard_router())  # the operator's page, built on the /api code (imports run one way)
     app.add_middleware(AnthropicErrorFormat)
-    # Added last, so outermost: a closed route never reaches LiteLLM (or its lazily loaded routers).
+    # Added after the error format, so outside it: a closed route never reaches LiteLLM (or its lazily loaded routers).
     app.add_middleware(RouteGuard, policy=RoutePolicy(tuple(cfg.synqra.server.open_routes)))
+    app.add_middleware(ClientWatch)  # outermost: it keeps the server's own `receive`, which reports a disconnect
     return app
 
 

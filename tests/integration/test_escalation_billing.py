@@ -197,3 +197,25 @@ def test_a_streamed_escalation_cut_mid_answer_leaves_the_local_answer_and_the_re
     assert not [x for x in rows if x["leaves_local"]], rows
     after = status(stack)
     assert (after["requests"] - before["requests"], after["local_requests"] - before["local_requests"]) == (1, 1)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_client_gone_is_not_escalated_for_any_further(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str
+) -> None:
+    """The client times out while DeepSeek answers the escalation, empty (which the gate would escalate to Claude):
+    with nobody to deliver to, the cascade stops there. DeepSeek's call was sent before the client left: it is
+    billed and recorded; Claude is never called (it was, after the client left, and an SDK retry paid it all again).
+    (On a machine so loaded that the local answer takes over 5 s, the client leaves before DeepSeek is asked, and
+    nothing after the local answer is called: that passes too.)"""
+    deepseek, claude = fresh_providers["deepseek"], fresh_providers["anthropic"]
+    deepseek.push(Scripted(text="", delay_s=8))
+    t0 = time.time()
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{stack.base_url}{path}", json=CUT_OFF, headers=AUTH, timeout=5)
+    # DeepSeek's call answered and recorded (or, the machine that slow, never made)
+    assert wait_until(lambda: len(deepseek.requests) == 1 and reserved(stack) == 0, 30) or not deepseek.requests
+    assert not wait_until(lambda: claude.requests, 8), "Claude was asked after the client had gone"
+    assert len(deepseek.requests) <= 1, "DeepSeek was asked again (a rephrase) after the client had gone"
+    records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+    assert billed_as_recorded([r for r in records if r["ts"] >= t0], deepseek, "deepseek-chat")
