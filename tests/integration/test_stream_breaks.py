@@ -43,18 +43,24 @@ def test_an_openai_stream_cut_off_mid_answer_is_recorded(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider]
 ) -> None:
     deepseek = fresh_providers["deepseek"]
-    deepseek.push(Scripted(text=LONG, cut_after_words=3))
+    # Scripted for this prompt alone: a judge call a previous test's stack left in flight must not take the step.
+    deepseek.by_marker["Tell me about lighthouses please"] = Scripted(text=LONG, cut_after_words=3)
     client = openai.OpenAI(base_url=stack.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
     t0 = time.time()
-    with pytest.raises(openai.APIError):  # the client learns the answer broke off
-        for _ in client.chat.completions.create(
-            model="deepseek-chat",
-            stream=True,
-            max_tokens=100,
-            messages=[{"role": "user", "content": "Tell me about lighthouses please"}],
-        ):
-            pass
-    assert deepseek.billed_tokens() == (5, 3), "the provider billed the prompt and the 3 words it sent"
+    try:
+        with pytest.raises(openai.APIError):  # the client learns the answer broke off
+            for _ in client.chat.completions.create(
+                model="deepseek-chat",
+                stream=True,
+                max_tokens=100,
+                messages=[{"role": "user", "content": "Tell me about lighthouses please"}],
+            ):
+                pass
+    finally:
+        deepseek.by_marker.clear()
+    mine = [q.body for q in deepseek.requests if "Tell me about lighthouses please" in str(q.body.get("messages"))]
+    billed = [(b.get("_prompt_tokens"), b.get("_completion_tokens")) for b in mine]
+    assert billed == [(5, 3)], "the provider billed the prompt and the 3 words it sent"
     row = recorded(stack, t0, "deepseek-chat")
     # LiteLLM's tokenizer, not the fake's word count: the prompt with its chat framing, "word0 word1 word2".
     assert 5 <= row["prompt_tokens"] <= 20 and 3 <= row["completion_tokens"] <= 12, row
