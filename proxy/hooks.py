@@ -57,6 +57,7 @@ from proxy.litellm_state import (
     state_of,
     stream_continued_elsewhere,
 )
+from proxy.reasoning_fit import fit_reasoning_effort
 from proxy.runtime import Runtime, get_runtime
 from proxy.stream_relay import StreamRelay, hang_up, record_in_background
 
@@ -135,7 +136,8 @@ class SynqraHooks(CustomLogger):
         state.route = served
         if call_type in GENERATION_CALLS:
             state.asked_allowance = asked_allowance(data)  # what fallbacks and escalations are fitted from
-        rt.accounts.fit_allowance(data, served, cfg.canonical(requested))  # before its reservation is sized
+        state.named_model = cfg.canonical(requested)
+        rt.accounts.fit_allowance(data, served, state.named_model)  # before its reservation is sized
         try:
             await rt.accounts.admit(state, data, served, routed)
         except BudgetRefused as e:
@@ -222,8 +224,11 @@ class SynqraHooks(CustomLogger):
                     raise litellm.AuthenticationError(
                         message=f"{group} unavailable: {why}", llm_provider="synqra", model=group
                     )
-            named = rt.config.canonical(state.requested_model)
-            rt.accounts.fit_allowance(kwargs, group, named, state.asked_allowance)  # e.g. a fallback
+            rt.accounts.fit_allowance(kwargs, group, state.named_model, state.asked_allowance)  # e.g. a fallback
+            entry = rt.config.model(group)
+            fitted = fit_reasoning_effort(kwargs, str(entry.litellm_params["model"])) if entry else None
+            if fitted:
+                log.info("%s: %s", state.request_id, fitted)
             for attempt, broken in broken_attempts(rt.config, state, kwargs):  # billed, though nothing came through
                 await rt.accounts.attempt_broke(state, broken, attempt, kwargs)
             if is_bridge(state, call_type):

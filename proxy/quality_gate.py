@@ -212,8 +212,7 @@ class QualityGate:
         # takes the request out of the local share.
         child = state.child("escalation", str(step.tier), str(n), counts_request=False, leaves_local=leaves_local)
         accounts = self.rt.accounts
-        named = self.rt.config.canonical(state.requested_model)
-        accounts.fit_allowance(req, str(step.tier), named, state.asked_allowance)  # the client's, not the local's
+        accounts.fit_allowance(req, str(step.tier), state.named_model, state.asked_allowance)  # not the local's
         await accounts.admit(child, {"model": step.tier, **req}, str(step.tier), routed=False)
         meta_key = "litellm_metadata" if call_type in MESSAGES_CALLS | RESPONSES_CALLS else "metadata"
         kwargs = {**req, "model": step.tier, meta_key: {STATE_KEY: child}}

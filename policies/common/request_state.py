@@ -53,6 +53,9 @@ class RequestState:
     request_id: str
     call_type: str = ""  # LiteLLM's call type (acompletion, anthropic_messages, aresponses...)
     requested_model: str = ""  # the name the client sent
+    # The model_list name the client named (Claude Code's names and aliases resolved): the model it sized its output
+    # allowance for, which every other model answering has the allowance fitted to (Accountant.fit_allowance).
+    named_model: str = ""
     route: str = ""  # the model_list name serving this call (updated when a fallback or escalation answers)
     key_hash: str | None = None
     user: str | None = None
@@ -102,6 +105,7 @@ class RequestState:
             request_id=f"{self.request_id}:{suffix}",
             call_type=self.call_type,
             requested_model=self.requested_model,
+            named_model=self.named_model,
             route=route,
             key_hash=self.key_hash,
             user=self.user,

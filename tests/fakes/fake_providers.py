@@ -63,7 +63,7 @@ OUTPUT_CEILINGS = {"claude-sonnet-4-5": 64000, "deepseek-chat": 8192, "gpt-4o": 
 
 def too_much_output(body: dict[str, Any], messages_api: bool) -> Response | None:
     """The provider's 400 for an output allowance above the model's ceiling (or, on Anthropic's API, not above the
-    extended-thinking budget), else None."""
+    extended-thinking budget, or a budget under Anthropic's least, 1,024), else None."""
     ceiling = OUTPUT_CEILINGS.get(str(body.get("model", "")))
     asked = [
         (k, v)
@@ -74,6 +74,11 @@ def too_much_output(body: dict[str, Any], messages_api: bool) -> Response | None
     thinking = body.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
     max_tokens = body.get("max_tokens")
+    if messages_api and isinstance(budget, int) and budget < 1024:
+        message = "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        return JSONResponse(
+            {"type": "error", "error": {"type": "invalid_request_error", "message": message}}, status_code=400
+        )
     if messages_api and isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
         message = "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation"
         return JSONResponse(

@@ -342,3 +342,25 @@ def test_a_fallback_for_the_local_model_gets_the_allowance_the_client_asked(
         assert reserved(s.base_url) == 0
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize(("effort", "max_tokens", "budget"), [("high", 2000, 1999), ("minimal", 600, None)])
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_an_openai_reasoning_effort_reaches_claude_as_a_thinking_budget_it_accepts(
+    stack, fresh_providers, api, effort, max_tokens, budget
+) -> None:
+    """An OpenAI client's reasoning effort has no tie to its allowance; LiteLLM turns it into a fixed thinking
+    budget (high: 4,096; minimal: 1,024) that Anthropic refuses unless it is at least 1,024 and below max_tokens. The
+    budget is kept below the allowance, and thinking is left off when the allowance cannot hold Anthropic's least."""
+    if api == "chat":
+        r = chat(stack.base_url, "claude-sonnet", max_tokens=max_tokens, reasoning_effort=effort)
+    else:
+        body = {"model": "claude-sonnet", "input": "What is the capital of Japan?", "max_output_tokens": max_tokens}
+        body["reasoning"] = {"effort": effort}
+        r = httpx.post(f"{stack.base_url}/v1/responses", json=body, headers=AUTH, timeout=120)
+    assert r.status_code == 200, r.text
+    sent = fresh_providers["anthropic"].requests[-1].body
+    assert sent["max_tokens"] == max_tokens
+    assert (sent.get("thinking") or {}).get("budget_tokens") == budget
+    assert ledger(stack.base_url)[r.headers["x-synqra-request-id"]]["cost_usd"] > 0
+    assert reserved(stack.base_url) == 0
