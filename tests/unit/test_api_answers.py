@@ -8,7 +8,12 @@ from typing import Any
 
 import litellm
 import pytest
-from litellm.types.llms.openai import OutputTextDeltaEvent, ResponseCreatedEvent, ResponsesAPIResponse
+from litellm.types.llms.openai import (
+    OutputTextDeltaEvent,
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
+    ResponsesAPIResponse,
+)
 
 from policies.common.api_answers import (
     cache_writes_of,
@@ -105,6 +110,26 @@ def test_a_stream_left_after_the_providers_final_count_is_recorded_at_that_count
         {"choices": [{"index": 0, "delta": {}}], "usage": {"prompt_tokens": 3, "completion_tokens": 20}},
     ]
     usage = delivered_usage(chunks, "acompletion", "claude-sonnet", messages)
+    assert usage == {"prompt_tokens": 3, "completion_tokens": 20}
+    # The Responses API's closing event nests its usage in the response (LiteLLM's event objects).
+    deltas = [
+        OutputTextDeltaEvent(
+            type="response.output_text.delta", item_id="m", output_index=0, content_index=0, delta=w + " "
+        )
+        for w in words
+    ]
+    done = ResponseCompletedEvent(
+        type="response.completed",
+        response=ResponsesAPIResponse(
+            id="r",
+            created_at=0,
+            output=[],
+            status="completed",
+            model="gpt-4o",
+            usage={"input_tokens": 3, "output_tokens": 20, "total_tokens": 23},
+        ),
+    )
+    usage = delivered_usage([*deltas, done], "aresponses", "gpt-4o", messages)
     assert usage == {"prompt_tokens": 3, "completion_tokens": 20}
 
 
