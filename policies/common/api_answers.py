@@ -351,15 +351,16 @@ def prompt_only_usage(model: str, messages: list[Any]) -> dict[str, int]:
 def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: list[Any]) -> dict[str, int]:
     """Tokens of a stream that broke off (or was abandoned by its client) after its provider began answering:
     the provider bills the prompt and what it had sent. The prompt as the provider reported it when the stream
-    opened (Anthropic's message_start; any usage the stream carried), else LiteLLM's count; the answer so far
-    (text and tool-call arguments) by LiteLLM's count."""
+    opened (Anthropic's message_start; any usage the stream carried), else LiteLLM's count. The answer as the
+    provider counted it when its last report came after every word relayed (`_final_answer_count`), else by
+    LiteLLM's count of the answer so far (text and tool-call arguments)."""
     items = list(_stream_items(chunks))
     reported: dict[str, int] = {}
     reader = _StreamReader()
     deltas: list[str] = []
     for item in items:
         kind = event_type(item)
-        usage = get_field(get_field(item, "message"), "usage") if kind == "message_start" else get_field(item, "usage")
+        usage = _item_usage(item, kind)
         for key, names in (
             ("prompt_tokens", ("prompt_tokens", "input_tokens")),
             ("completion_tokens", ("completion_tokens", "output_tokens")),
@@ -385,10 +386,42 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
         + [a if isinstance(a, str) else json.dumps(a) for a in args]
     ).strip()
     prompt, completion = _token_counts(model, messages, text)
+    final = _final_answer_count(items)
     return {
         "prompt_tokens": reported.get("prompt_tokens", prompt),
-        "completion_tokens": max(completion, reported.get("completion_tokens", 0)),
+        "completion_tokens": (
+            final
+            if final is not None and final >= completion * PLAUSIBLE_SHARE
+            else max(completion, reported.get("completion_tokens", 0))
+        ),
     }
+
+
+def _item_usage(item: Any, kind: str) -> Any:
+    """The usage a stream item carries: Anthropic's message_start and the Responses API's closing events nest it."""
+    if kind == "message_start":
+        return get_field(get_field(item, "message"), "usage")
+    if kind in _RESPONSE_ENDS:
+        return get_field(get_field(item, "response"), "usage")
+    return get_field(item, "usage")
+
+
+def _final_answer_count(items: list[Any]) -> int | None:
+    """The provider's own count of the answer it sent, when a usage report came after every part of the answer
+    (OpenAI's usage chunk, Anthropic's message_delta, the Responses API's response.completed: a stream left
+    between that report and its end), else None. A report the answer went on after (message_start's placeholder
+    output_tokens of 1) counts only what came before it."""
+    final: int | None = None
+    for item in items:
+        if carries_answer(item):
+            final = None
+        usage = _item_usage(item, event_type(item))
+        for name in ("completion_tokens", "output_tokens"):
+            value = get_field(usage, name) if usage is not None else None
+            if isinstance(value, int) and not isinstance(value, bool):
+                final = value
+                break
+    return final
 
 
 def cache_writes_of(response: Any) -> int:

@@ -7,6 +7,7 @@ far; the prompt as the provider reported it when it said so) and holds no reserv
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -143,6 +144,40 @@ def test_a_stream_its_client_abandons_is_recorded(
     assert 0 < sent < 60, "the provider billed the words it sent before it noticed"
     row = recorded(stack, t0, "deepseek-chat")
     assert row["completion_tokens"] > 0 and row["prompt_tokens"] > 0, row
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
+def test_a_stream_its_client_leaves_once_it_has_the_usage_is_recorded_at_the_providers_count(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str
+) -> None:
+    """A client that stops reading once it has the answer and its usage (Anthropic's message_delta; the usage chunk
+    of a chat stream from Claude), before the stream's last event: Claude bills the output_tokens it reported.
+    Review (the TypeScript SDKs' abort): recorded at LiteLLM's count of the text instead, twice the bill here
+    (3 in / 40 out, $0.000609, against 3 / 20, $0.000309: 'word7' is two of tiktoken's tokens)."""
+    claude = fresh_providers["anthropic"]
+    words = " ".join(f"word{i}" for i in range(20))
+    claude.push(Scripted(text=words, chunk_delay_s=0.25))  # message_stop comes 0.25 s after message_delta
+    body: dict[str, Any] = {
+        "model": "claude-sonnet",
+        "stream": True,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Count words please"}],
+    }
+    if path == "/v1/chat/completions":
+        body["stream_options"] = {"include_usage": True}
+    t0 = time.time()
+    with httpx.stream("POST", f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=60) as r:
+        assert r.status_code == 200, r.read()
+        seen = None
+        for line in r.iter_lines():
+            data = json.loads(line[5:]) if line.startswith("data:") and line[5:].strip() != "[DONE]" else {}
+            if data.get("usage"):
+                seen = data["usage"]
+                break  # leave before the stream's end
+    assert seen and seen.get("output_tokens", seen.get("completion_tokens")) == 20, seen
+    assert wait_until(lambda: claude.requests and claude.requests[-1].body.get("_fault") == "abandoned", 30)
+    row = recorded(stack, t0, "claude-sonnet")
+    assert (row["prompt_tokens"], row["completion_tokens"]) == claude.billed_tokens() == (3, 20), row
 
 
 def test_a_messages_stream_cut_before_litellm_relays_it_is_recorded(

@@ -4,10 +4,16 @@ client (`delivered_usage`), and logged answers whose usage is partly or wholly a
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import litellm
 import pytest
-from litellm.types.llms.openai import OutputTextDeltaEvent, ResponseCreatedEvent, ResponsesAPIResponse
+from litellm.types.llms.openai import (
+    OutputTextDeltaEvent,
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
+    ResponsesAPIResponse,
+)
 
 from policies.common.api_answers import (
     cache_writes_of,
@@ -67,6 +73,78 @@ def test_a_message_start_reporting_a_zero_prompt_is_no_figure() -> None:
     # The provider's own prompt figure, when it gives one, still stands.
     start["message"]["usage"]["input_tokens"] = 7
     assert delivered_usage([_sse(start), _sse(delta)], "anthropic_messages", "gpt-4o", messages)["prompt_tokens"] == 7
+
+
+def _anthropic_stream(words: list[str], final_output_tokens: int | None) -> list[bytes]:
+    """An Anthropic Messages stream as LiteLLM relays it (SSE bytes), up to its message_delta if one is given."""
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    deltas = [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w + " "}} for w in words
+    ]
+    events: list[dict[str, Any]] = [start, block, *deltas, {"type": "content_block_stop", "index": 0}]
+    if final_output_tokens is not None:
+        events.append(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": final_output_tokens},
+            }
+        )
+    return [_sse(e) for e in events]
+
+
+def test_a_stream_left_after_the_providers_final_count_is_recorded_at_that_count() -> None:
+    """A client that leaves once it has the answer and its usage (Anthropic's message_delta, OpenAI's usage chunk),
+    before the stream's end: the provider bills what it reported, not LiteLLM's count of the text (here twice as
+    many tokens: 'word7' is two of tiktoken's)."""
+    words = ANSWER.split(" ")[:20]
+    counted = _count(" ".join(words))
+    assert counted > 30, counted
+    messages = [{"role": "user", "content": "Count"}]
+    usage = delivered_usage(_anthropic_stream(words, 20), "anthropic_messages", "claude-sonnet", messages)
+    assert usage == {"prompt_tokens": 3, "completion_tokens": 20}
+    chunks: list[dict[str, Any]] = [{"choices": [{"index": 0, "delta": {"content": w + " "}}]} for w in words]
+    chunks += [
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"choices": [{"index": 0, "delta": {}}], "usage": {"prompt_tokens": 3, "completion_tokens": 20}},
+    ]
+    usage = delivered_usage(chunks, "acompletion", "claude-sonnet", messages)
+    assert usage == {"prompt_tokens": 3, "completion_tokens": 20}
+    # The Responses API's closing event nests its usage in the response (LiteLLM's event objects).
+    deltas = [
+        OutputTextDeltaEvent(
+            type="response.output_text.delta", item_id="m", output_index=0, content_index=0, delta=w + " "
+        )
+        for w in words
+    ]
+    done = ResponseCompletedEvent(
+        type="response.completed",
+        response=ResponsesAPIResponse(
+            id="r",
+            created_at=0,
+            output=[],
+            status="completed",
+            model="gpt-4o",
+            usage={"input_tokens": 3, "output_tokens": 20, "total_tokens": 23},
+        ),
+    )
+    usage = delivered_usage([*deltas, done], "aresponses", "gpt-4o", messages)
+    assert usage == {"prompt_tokens": 3, "completion_tokens": 20}
+
+
+def test_a_usage_report_the_answer_went_on_after_is_no_final_count() -> None:
+    """message_start's output_tokens (1) counts the answer before it; the words after it are LiteLLM's count. A
+    final figure far below the text (LiteLLM's Anthropic adapter reports 0 for a chat model) is no figure either."""
+    words = ANSWER.split(" ")[:20]
+    messages = [{"role": "user", "content": "Count"}]
+    counted = _count(" ".join(words))
+    assert delivered_usage(_anthropic_stream(words, None), "anthropic_messages", "gpt-4o", messages) == {
+        "prompt_tokens": 3,
+        "completion_tokens": counted,
+    }
+    usage = delivered_usage(_anthropic_stream(words, 0), "anthropic_messages", "gpt-4o", messages)
+    assert usage["completion_tokens"] == counted
 
 
 def _chat(text: str) -> litellm.ModelResponse:
