@@ -22,7 +22,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.budget.tags import BadTag, request_tag
 from policies.budget.worst_case import asked_allowance
-from policies.common.api_answers import answer_of, cache_writes_of, checked_usage, stream_answer, usage_of
+from policies.common.api_answers import answer_of, cache_tokens_of, checked_usage, stream_answer, usage_of
 from policies.common.api_shapes import (
     EMBEDDING_CALLS,
     GENERATION_CALLS,
@@ -323,9 +323,10 @@ class SynqraHooks(CustomLogger):
         slo = kwargs.get("standard_logging_object") or {}
         reported = {key: int(slo.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}
         usage = checked_usage(reported, kwargs, response_obj)  # each missing figure at LiteLLM's count, never free
-        writes = cache_writes_of(response_obj)
-        if writes:  # billed above the input price
-            usage = {**usage, "cache_write_tokens": writes}
+        usage = {
+            **usage,
+            **cache_tokens_of(response_obj),
+        }  # cached prompt tokens: billed above or below the input price
         # LiteLLM runs the success-deployment hook for non-streamed answers only: a stream that a fallback
         # served is settled here, where the deployment that answered is known (a no-op when the hook has
         # already settled it).

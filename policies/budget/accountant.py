@@ -135,18 +135,12 @@ class Accountant:
 
     async def _record(self, state: RequestState, usage: dict[str, int], served: str) -> None:
         prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        writes = int(usage.get("cache_write_tokens") or 0)  # prompt tokens billed above the input price
         record = CallRecord(
             request_id=state.request_id,
             requested_model=state.requested_model or served,
             served_model=served,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            cost_usd=(
-                self.guard.prices.cost_with_cache_writes(served, prompt, completion, writes, state.hour_cache)
-                if writes
-                else None
-            ),
             kind=state.kind if state.kind != "client" else KIND_BY_CALL_TYPE.get(state.call_type, "chat"),
             api_key_hash=state.key_hash,
             user=state.user,
@@ -154,6 +148,10 @@ class Accountant:
             counts_request=state.counts_request,
             leaves_local=state.leaves_local,
             tag=state.tag,
+            # prompt tokens the provider wrote to or read from its cache: billed above or below the input price
+            cache_write_tokens=int(usage.get("cache_write_tokens") or 0),
+            cache_read_tokens=int(usage.get("cache_read_tokens") or 0),
+            cache_one_hour=state.hour_cache,
         )
         if state.reserved:
             await self.guard.settle(state.request_id, record)

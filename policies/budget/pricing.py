@@ -37,6 +37,9 @@ class ModelPrice:
     # The model's context window: the prompt a call carrying stored context (a Responses previous_response_id) may
     # be billed for. None: not known.
     max_input_tokens: int | None = None
+    # A prompt token read from the provider's cache (Claude 0.1x the input price, GPT-4o 0.5x, DeepSeek's cache
+    # hits 0.1x); None: the input price.
+    cache_read_per_token: float | None = None
 
     @property
     def free(self) -> bool:
@@ -47,21 +50,24 @@ def call_cost(price: ModelPrice, prompt_tokens: int, completion_tokens: int) -> 
     return prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
 
 
-def cache_write_premium(price: ModelPrice, cache_write_tokens: int, one_hour: bool = False) -> float:
-    """What `cache_write_tokens` prompt tokens cost above the input price they are counted at (never below it:
-    LiteLLM's map gives DeepSeek a write price of 0, and its cache misses are billed at the input price).
-    `one_hour`: written for Anthropic's one-hour TTL, at its own price."""
+def cache_adjustment(price: ModelPrice, writes: int, reads: int, one_hour: bool = False) -> float:
+    """What a call's cached prompt tokens cost beside the input price they are counted at: `writes` tokens written
+    to the provider's cache cost more (never less: LiteLLM's map gives DeepSeek a write price of 0, and its cache
+    misses are billed at the input price), `reads` tokens read from it less (never more). `one_hour`: written for
+    Anthropic's one-hour TTL, at its own price."""
     per = price.cache_write_1h_per_token if one_hour else None
     per = per if per is not None else price.cache_write_per_token
-    if not cache_write_tokens or per is None:
-        return 0.0
-    return cache_write_tokens * max(0.0, per - price.input_per_token)
+    premium = writes * max(0.0, per - price.input_per_token) if writes and per is not None else 0.0
+    read = price.cache_read_per_token
+    discount = reads * max(0.0, price.input_per_token - read) if reads and read is not None else 0.0
+    return premium - discount
 
 
 CACHE_WRITE_KEY, CACHE_WRITE_1H_KEY = "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"
+CACHE_READ_KEY = "cache_read_input_token_cost"
 
 
-def _cache_write_price(*sources: Mapping[str, Any], key: str = CACHE_WRITE_KEY) -> float | None:
+def _cache_price(*sources: Mapping[str, Any], key: str = CACHE_WRITE_KEY) -> float | None:
     for src in sources:
         if src.get(key) is not None:
             return float(src[key])
@@ -104,11 +110,12 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
             int(max_out) if max_out else None,
             lm,
             # the cost map's cache prices when the entry sets its token prices only (None for local models)
-            _cache_write_price(info, mapped or {}) if lm else _cache_write_price(info),
-            _cache_write_price(info, mapped or {}, key=CACHE_WRITE_1H_KEY)
+            _cache_price(info, mapped or {}) if lm else _cache_price(info),
+            _cache_price(info, mapped or {}, key=CACHE_WRITE_1H_KEY)
             if lm
-            else _cache_write_price(info, key=CACHE_WRITE_1H_KEY),
+            else _cache_price(info, key=CACHE_WRITE_1H_KEY),
             max_in,
+            _cache_price(info, mapped or {}, key=CACHE_READ_KEY) if lm else _cache_price(info, key=CACHE_READ_KEY),
         )
     if entry.model_name in set(local_aliases):
         return ModelPrice(0.0, 0.0, int(max_out) if max_out else None, lm)
@@ -120,9 +127,10 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
         float(mapped.get("output_cost_per_token") or 0),
         int(max_out) if max_out else None,
         lm,
-        _cache_write_price(info, mapped),
-        _cache_write_price(info, mapped, key=CACHE_WRITE_1H_KEY),
+        _cache_price(info, mapped),
+        _cache_price(info, mapped, key=CACHE_WRITE_1H_KEY),
         max_in,
+        _cache_price(info, mapped, key=CACHE_READ_KEY),
     )
 
 
@@ -172,19 +180,6 @@ class PriceBook:
     def cost(self, model_name: str, prompt_tokens: int, completion_tokens: int) -> float:
         return call_cost(self.price(model_name), prompt_tokens, completion_tokens)
 
-    def cost_with_cache_writes(
-        self,
-        model_name: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cache_write_tokens: int,
-        one_hour: bool = False,
-    ) -> float | None:
-        """The call's cost when some of its prompt tokens were written to the provider's cache (billed above the
-        input price), else None: tokens x prices, as for any call."""
-        premium = cache_write_premium(self.price(model_name), cache_write_tokens, one_hour)
-        return self.cost(model_name, prompt_tokens, completion_tokens) + premium if premium else None
-
     def worst_case(self, model_name: str, prompt_tokens: int, max_tokens: int | None, choices: int = 1) -> float:
         return worst_case_cost(self.price(model_name), prompt_tokens, max_tokens, self.default_max_output, choices)
 
@@ -199,15 +194,19 @@ class PriceBook:
         counted (an escalation) adds none.
         """
         price = self.price(call.served_model)
+        cache = (call.cache_write_tokens, call.cache_read_tokens, call.cache_one_hour)
         cost = (
-            call.cost_usd if call.cost_usd is not None else call_cost(price, call.prompt_tokens, call.completion_tokens)
+            call.cost_usd
+            if call.cost_usd is not None
+            else call_cost(price, call.prompt_tokens, call.completion_tokens) + cache_adjustment(price, *cache)
         )
         if call.kind == "embedding":
             baseline = cost
         elif not call.counts_request:
             baseline = 0.0
-        else:
+        else:  # the all-Claude setup would have written and read the same prompt to and from Claude's cache
             baseline = self.baseline(call.prompt_tokens, call.completion_tokens)
+            baseline += cache_adjustment(self.prices[self.baseline_model], *cache)
         return to_nano(cost), to_nano(baseline), price.free
 
     def count_prompt_tokens(

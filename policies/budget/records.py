@@ -55,6 +55,11 @@ class CallRecord:
     leaves_local: bool = False
     # The request's tag (an agent or app; None: untagged); an extra call carries its request's tag.
     tag: str | None = None
+    # Prompt tokens (counted in prompt_tokens) written to / read from the provider's cache, priced above / below the
+    # input price; `cache_one_hour`: the writes were for Anthropic's one-hour TTL.
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_one_hour: bool = False
 
 
 @dataclass(frozen=True)

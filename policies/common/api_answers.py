@@ -424,18 +424,24 @@ def _final_answer_count(items: list[Any]) -> int | None:
     return final
 
 
-def cache_writes_of(response: Any) -> int:
-    """Prompt tokens the provider wrote to its cache for this answer (Anthropic's cache_creation_input_tokens, on
-    its own usage and on LiteLLM's); they are in the prompt count, and billed above the input price."""
-    usage = getattr(response, "usage", None)
-    if usage is None and isinstance(response, dict):
-        usage = response.get("usage")
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def cache_tokens_of(response: Any) -> dict[str, int]:
+    """Prompt tokens the provider wrote to (`cache_write_tokens`) and read from (`cache_read_tokens`) its cache for
+    this answer, those it reported: both are in the prompt count, billed above and below the input price.
+    Writes: Anthropic's cache_creation_input_tokens, on its own usage and on LiteLLM's. Reads: Anthropic's
+    cache_read_input_tokens; OpenAI's prompt_tokens_details.cached_tokens (LiteLLM puts Anthropic's and DeepSeek's
+    prompt_cache_hit_tokens there too); the Responses API's input_tokens_details.cached_tokens."""
+    usage = get_field(response, "usage")
     if usage is None:
-        return 0
-    writes = usage.get("cache_creation_input_tokens") if isinstance(usage, dict) else None
-    if writes is None and not isinstance(usage, dict):
-        writes = getattr(usage, "cache_creation_input_tokens", None)
-    return writes if isinstance(writes, int) and not isinstance(writes, bool) and writes > 0 else 0
+        return {}
+    reads = _count(get_field(usage, "cache_read_input_tokens"))
+    for details in ("prompt_tokens_details", "input_tokens_details"):
+        reads = reads or _count(get_field(get_field(usage, details), "cached_tokens"))
+    counts = {"cache_write_tokens": _count(get_field(usage, "cache_creation_input_tokens")), "cache_read_tokens": reads}
+    return {k: v for k, v in counts.items() if v}
 
 
 def usage_of(response: Any) -> dict[str, int] | None:
@@ -461,7 +467,4 @@ def usage_of(response: Any) -> dict[str, int] | None:
     if prompt is None and completion is None:
         return None
     usage_out = {"prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0)}
-    writes = cache_writes_of(response)
-    if writes:
-        usage_out["cache_write_tokens"] = writes
-    return usage_out
+    return {**usage_out, **cache_tokens_of(response)}

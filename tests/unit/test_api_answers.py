@@ -16,7 +16,7 @@ from litellm.types.llms.openai import (
 )
 
 from policies.common.api_answers import (
-    cache_writes_of,
+    cache_tokens_of,
     carries_answer,
     checked_usage,
     delivered_usage,
@@ -237,24 +237,37 @@ def test_usage_counts_anthropics_cached_prompt_tokens() -> None:
             "cache_creation_input_tokens": None,
         }
     }
-    assert usage_of(read) == {"prompt_tokens": 2002, "completion_tokens": 3}
+    assert usage_of(read) == {"prompt_tokens": 2002, "completion_tokens": 3, "cache_read_tokens": 2000}
     assert usage_of(write) == {"prompt_tokens": 2002, "completion_tokens": 3, "cache_write_tokens": 2000}
     # OpenAI's prompt_tokens already hold the cached tokens: not counted twice.
     chat = {"usage": {"prompt_tokens": 2002, "completion_tokens": 3, "cache_read_input_tokens": 2000}}
-    assert usage_of(chat) == {"prompt_tokens": 2002, "completion_tokens": 3}
+    assert usage_of(chat) == {"prompt_tokens": 2002, "completion_tokens": 3, "cache_read_tokens": 2000}
 
 
-def test_cache_writes_are_read_from_anthropic_and_litellm_usage() -> None:
+def test_cache_writes_and_reads_are_read_from_anthropic_and_litellm_usage() -> None:
     anthropic = {"usage": {"input_tokens": 2, "cache_creation_input_tokens": 2000, "output_tokens": 5}}
-    assert cache_writes_of(anthropic) == 2000
+    assert cache_tokens_of(anthropic) == {"cache_write_tokens": 2000}
     assert usage_of(anthropic) == {"prompt_tokens": 2002, "completion_tokens": 5, "cache_write_tokens": 2000}
     chat = litellm.ModelResponse(
         usage=litellm.Usage(prompt_tokens=2002, completion_tokens=5, cache_creation_input_tokens=2000)
     )
-    assert cache_writes_of(chat) == 2000 and usage_of(chat)["cache_write_tokens"] == 2000  # type: ignore[index]
+    assert cache_tokens_of(chat) == {"cache_write_tokens": 2000}
     plain = {"usage": {"input_tokens": 2, "cache_creation_input_tokens": 0, "output_tokens": 5}}
-    assert cache_writes_of(plain) == 0 and "cache_write_tokens" not in (usage_of(plain) or {})
-    assert cache_writes_of({"usage": {"cache_creation_input_tokens": "many"}}) == 0 and cache_writes_of(None) == 0
+    assert cache_tokens_of(plain) == {} and "cache_write_tokens" not in (usage_of(plain) or {})
+    assert cache_tokens_of({"usage": {"cache_creation_input_tokens": "many"}}) == {} and cache_tokens_of(None) == {}
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        litellm.Usage(prompt_tokens=2002, completion_tokens=5, cache_read_input_tokens=2000),  # Claude via LiteLLM
+        litellm.Usage(prompt_tokens=2002, completion_tokens=5, prompt_cache_hit_tokens=2000),  # DeepSeek's name
+        {"prompt_tokens": 2002, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 2000}},  # OpenAI
+        {"input_tokens": 2002, "output_tokens": 5, "input_tokens_details": {"cached_tokens": 2000}},  # Responses
+    ],
+)
+def test_cache_reads_are_read_in_every_providers_spelling(usage: object) -> None:
+    assert usage_of({"usage": usage}) == {"prompt_tokens": 2002, "completion_tokens": 5, "cache_read_tokens": 2000}
 
 
 def test_a_stream_item_carries_answer_only_with_text_or_tool_arguments() -> None:

@@ -123,7 +123,7 @@ def test_prices_from_model_info_then_litellm_cost_map(tmp_path: Path) -> None:
         book.price("unknown")
 
 
-def test_prompt_tokens_written_to_the_cache_cost_their_own_price(tmp_path: Path) -> None:
+def test_prompt_tokens_written_to_or_read_from_the_cache_cost_their_own_price(tmp_path: Path) -> None:
     models = [
         # token prices set, the cache price from LiteLLM's map ($3.75 per million, 1.25x)
         ModelEntry(
@@ -143,12 +143,21 @@ def test_prompt_tokens_written_to_the_cache_cost_their_own_price(tmp_path: Path)
         ModelEntry(model_name="deepseek-chat", litellm_params={"model": "deepseek/deepseek-chat"}),  # no write price
     ]
     book = PriceBook.from_config(_cfg(tmp_path, models))
-    assert book.cost_with_cache_writes("claude-sonnet", 2002, 10, 0) is None  # tokens x prices
-    assert book.cost_with_cache_writes("claude-sonnet", 2002, 10, 2000) == pytest.approx(
-        2 * 3e-6 + 2000 * 3.75e-6 + 10 * 15e-6
-    )
-    assert book.cost_with_cache_writes("own", 100, 0, 100) == pytest.approx(100 * 4e-6)
-    assert book.cost_with_cache_writes("deepseek-chat", 100, 0, 100) is None
+
+    def cost(model: str, prompt: int, completion: int, writes: int = 0, reads: int = 0) -> float:
+        call = CallRecord("r", model, model, prompt, completion, cache_write_tokens=writes, cache_read_tokens=reads)
+        return book.price_call(call)[0] / 1e9
+
+    assert cost("claude-sonnet", 2002, 10) == pytest.approx(2002 * 3e-6 + 10 * 15e-6)  # tokens x prices
+    assert cost("claude-sonnet", 2002, 10, 2000) == pytest.approx(2 * 3e-6 + 2000 * 3.75e-6 + 10 * 15e-6)
+    assert cost("claude-sonnet", 2002, 10, 0, 2000) == pytest.approx(2 * 3e-6 + 2000 * 0.3e-6 + 10 * 15e-6)  # 0.1x
+    assert cost("own", 100, 0, 100) == pytest.approx(100 * 4e-6)
+    assert cost("own", 100, 0, 0, 100) == pytest.approx(100 * 1e-6)  # no read price: the input price
+    assert cost("deepseek-chat", 100, 0, 100) == pytest.approx(cost("deepseek-chat", 100, 0))  # write price 0
+    assert cost("deepseek-chat", 100, 0, 0, 100) < cost("deepseek-chat", 100, 0)  # its cache hits, LiteLLM's map
+    # The all-Claude baseline reads the same prompt from Claude's cache: a call Claude served claims no savings.
+    claude = book.price_call(CallRecord("c", "claude-sonnet", "claude-sonnet", 2002, 10, cache_read_tokens=2000))
+    assert claude[0] == claude[1]
 
 
 def test_unpriced_paid_model_is_a_config_error(tmp_path: Path) -> None:
