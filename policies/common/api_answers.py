@@ -360,16 +360,13 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
     deltas: list[str] = []
     for item in items:
         kind = event_type(item)
+        # Read as a whole answer's usage is: Anthropic's input_tokens leave out the prompt read from or written to
+        # its cache, reported beside them (message_start), and billed all the same.
         usage = _item_usage(item, kind)
-        for key, names in (
-            ("prompt_tokens", ("prompt_tokens", "input_tokens")),
-            ("completion_tokens", ("completion_tokens", "output_tokens")),
-        ):
-            for name in names:
-                value = get_field(usage, name) if usage is not None else None
-                # A 0 is no figure: LiteLLM's Anthropic adapter opens an OpenAI model's stream with input_tokens 0.
-                if isinstance(value, int) and value > reported.get(key, 0):
-                    reported[key] = value
+        for key, value in (usage_of({"usage": usage}) or {}).items() if usage is not None else ():
+            # A 0 is no figure: LiteLLM's Anthropic adapter opens an OpenAI model's stream with input_tokens 0.
+            if value > reported.get(key, 0):
+                reported[key] = value
         if call_type in RESPONSES_CALLS:
             if kind.endswith(".delta"):  # response.output_text.delta, function_call_arguments.delta
                 deltas.append(str(get_field(item, "delta") or ""))
@@ -387,6 +384,7 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
     ).strip()
     prompt, completion = _token_counts(model, messages, text)
     final = _final_answer_count(items)
+    cache = {k: v for k, v in reported.items() if k.startswith("cache_")}  # billed above / below the input price
     return {
         "prompt_tokens": reported.get("prompt_tokens", prompt),
         "completion_tokens": (
@@ -394,6 +392,7 @@ def delivered_usage(chunks: list[Any], call_type: str, model: str, messages: lis
             if final is not None and final >= completion * PLAUSIBLE_SHARE
             else max(completion, reported.get("completion_tokens", 0))
         ),
+        **cache,
     }
 
 

@@ -21,6 +21,9 @@ from tests.stack import MASTER_KEY, RunningStack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 LONG = " ".join(f"word{i}" for i in range(60))
+SYSTEM = " ".join(f"rule{i}" for i in range(2000))  # 2,000 prompt tokens by the fakes' count
+IN, OUT = 0.000003, 0.000015  # Claude's list prices (litellm_config.yaml), its cache's 1.25x and 0.1x
+CACHE_WRITE, CACHE_READ = 1.25 * IN, 0.1 * IN
 
 
 def rows_since(stack: RunningStack, t0: float, model: str) -> list[dict]:
@@ -89,6 +92,43 @@ def test_an_anthropic_stream_cut_off_mid_answer_is_recorded_at_the_providers_pro
     row = recorded(stack, t0, "claude-sonnet")
     assert row["prompt_tokens"] == billed_prompt, "message_start's input_tokens is the provider's own count"
     assert 4 <= row["completion_tokens"] <= 14, row
+
+
+@pytest.mark.parametrize("cache", ["write", "read"])
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
+def test_a_claude_stream_cut_off_mid_answer_is_recorded_with_its_cached_prompt(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str, cache: str
+) -> None:
+    """Claude Code's prompt is cached on every turn. Anthropic's message_start reports input_tokens without the
+    prompt read from or written to the cache (beside them): a stream cut short was recorded at those 3 input tokens
+    only, 2,000 billed tokens left out of the ledger."""
+    claude = fresh_providers["anthropic"]
+    claude.push(Scripted(text=LONG, cut_after_words=4, chunk_delay_s=0.2, **{f"cache_{cache}": 2000}))
+    system = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    question = {"role": "user", "content": "Write a line"}
+    if path == "/v1/messages":
+        body: dict[str, Any] = {"system": system, "messages": [question]}
+    else:
+        body = {
+            "messages": [{"role": "system", "content": system}, question],
+            "stream_options": {"include_usage": True},
+        }
+    body.update(model="claude-sonnet", stream=True, max_tokens=100)
+    t0 = time.time()
+    with httpx.stream("POST", f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=60) as r:
+        assert r.status_code == 200, r.read()
+        for _ in r.iter_lines():
+            pass
+    billed_prompt, billed_completion = claude.billed_tokens()
+    assert billed_completion == 4
+    row = recorded(stack, t0, "claude-sonnet")
+    cached_price = CACHE_WRITE if cache == "write" else CACHE_READ
+    bill = (billed_prompt - 2000) * IN + 2000 * cached_price + row["completion_tokens"] * OUT
+    if path == "/v1/messages":  # message_start's figures, as Anthropic billed them
+        assert row["prompt_tokens"] == billed_prompt > 2000, row
+        assert row["cost_usd"] == pytest.approx(bill, abs=1e-9), row
+    else:  # LiteLLM's chat chunks carry no usage before the cut: its count of the prompt, at the input price
+        assert row["prompt_tokens"] >= billed_prompt and row["cost_usd"] >= bill, row
 
 
 def test_a_gated_stream_cut_off_mid_answer_is_recorded(

@@ -75,6 +75,15 @@ def test_a_message_start_reporting_a_zero_prompt_is_no_figure() -> None:
     assert delivered_usage([_sse(start), _sse(delta)], "anthropic_messages", "gpt-4o", messages)["prompt_tokens"] == 7
 
 
+def test_a_cut_stream_keeps_the_prompt_anthropic_read_from_or_wrote_to_its_cache() -> None:
+    """message_start's input_tokens leave out the cached prompt, reported beside them and billed all the same."""
+    usage = {"input_tokens": 3, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 500, "output_tokens": 1}
+    start = {"type": "message_start", "message": {"usage": usage}}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "word0 word1 "}}
+    got = delivered_usage([_sse(start), _sse(delta)], "anthropic_messages", "claude-sonnet-4-5", [])
+    assert (got["prompt_tokens"], got["cache_read_tokens"], got["cache_write_tokens"]) == (2503, 2000, 500)
+
+
 def _anthropic_stream(words: list[str], final_output_tokens: int | None) -> list[bytes]:
     """An Anthropic Messages stream as LiteLLM relays it (SSE bytes), up to its message_delta if one is given."""
     start = {"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}
