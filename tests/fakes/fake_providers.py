@@ -186,8 +186,22 @@ class Scripted:
     # then reports them as cache_creation_input_tokens / cache_read_input_tokens, outside input_tokens, and bills
     # them at 1.25x / 0.1x the input price (the body's `_cache_write_tokens` / `_cache_read_tokens`); writes for a
     # cache_control `ttl` of "1h" at 2x (reported under cache_creation.ephemeral_1h_input_tokens, `_cache_write_ttl`).
+    # On the OpenAI protocol only reads exist (caching is automatic): OpenAI reports them as
+    # prompt_tokens_details.cached_tokens (Responses: input_tokens_details), billed at 0.5x for gpt-4o; DeepSeek as
+    # prompt_cache_hit_tokens beside prompt_cache_miss_tokens, billed at its cache-hit price. Both inside the prompt.
     cache_write: int = 0
     cache_read: int = 0
+
+
+def openai_cache_usage(kind: str, body: dict[str, Any], p: int, reads: int) -> dict[str, Any]:
+    """The usage fields an OpenAI-protocol provider reports for `reads` of the prompt's `p` tokens read from its
+    cache (recorded in the body's `_cache_read_tokens` for the bill)."""
+    if not reads:
+        return {}
+    body["_cache_read_tokens"] = reads
+    if kind == "deepseek":
+        return {"prompt_cache_hit_tokens": reads, "prompt_cache_miss_tokens": p - reads}
+    return {"prompt_tokens_details": {"cached_tokens": reads}}
 
 
 @dataclass
@@ -280,7 +294,7 @@ class FakeProvider:
             body["_prompt_tokens"], body["_completion_tokens"] = p, c
             return self._anthropic(body, text, p, c, step)
         body["_prompt_tokens"], body["_completion_tokens"] = p, c * choices(body)
-        return self._openai(body, text, p, c)
+        return self._openai(body, text, p, c, step.cache_read)
 
     def _error(self, status: int, messages_api: bool) -> Response:
         if messages_api:
@@ -292,9 +306,10 @@ class FakeProvider:
             {"error": {"message": f"fake error {status}", "type": "server_error", "code": status}}, status_code=status
         )
 
-    def _openai(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
+    def _openai(self, body: dict[str, Any], text: str, p: int, c: int, cache_read: int = 0) -> Response:
         head, n = openai_head("chatcmpl-", "chat.completion", body), choices(body)
         usage = {"prompt_tokens": p, "completion_tokens": c * n, "total_tokens": p + c * n}
+        usage.update(openai_cache_usage(self.kind, body, p, cache_read))
         if not body.get("stream"):
             message = {"role": "assistant", "content": text}
             return JSONResponse(
@@ -408,9 +423,11 @@ class FakeProvider:
             }
             c = count_tokens(text)
         body["_prompt_tokens"], body["_completion_tokens"] = p, c
+        if step.cache_read:
+            body["_cache_read_tokens"] = step.cache_read
         usage = {
             "input_tokens": p,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": step.cache_read},
             "output_tokens": c,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": p + c,

@@ -177,6 +177,39 @@ def test_prompt_cache_tokens_are_in_the_ledger_at_their_bill(
     assert sum(x["baseline_usd"] for x in rows) == pytest.approx(cost, abs=1e-9)
 
 
+# OpenAI and DeepSeek cache a repeated prompt prefix by themselves and bill the tokens read from it below the input
+# price (list prices: litellm_config.yaml; read prices: LiteLLM's cost map).
+OPENAI_PRICES = {"gpt-4o": (2.5e-6, 1.25e-6, 10e-6), "deepseek-chat": (0.28e-6, 0.028e-6, 0.42e-6)}  # in, read, out
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("model", sorted(OPENAI_PRICES))
+def test_prompt_tokens_an_openai_protocol_provider_read_from_its_cache_are_in_the_ledger_at_their_bill(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], model: str, stream: bool, path: str
+) -> None:
+    if path == "/v1/responses" and model == "deepseek-chat":
+        pytest.skip("DeepSeek has no Responses API: LiteLLM bridges it to chat completions, the chat case")
+    provider = fresh_providers["openai" if model == "gpt-4o" else "deepseek"]
+    provider.push(Scripted(cache_read=2000))
+    body: dict[str, Any] = {"model": model, "stream": stream}
+    if path == "/v1/responses":
+        body.update(input=SYSTEM + " hello there", max_output_tokens=20)
+    else:
+        body.update(messages=[{"role": "user", "content": SYSTEM + " hello there"}], max_tokens=20)
+    r = httpx.post(f"{stack.base_url}{path}", json=body, headers=AUTH, timeout=120)
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-synqra-request-id"]
+    assert wait_until(lambda: status(stack)["reserved"] == 0 and ledger_rows(stack, rid), 30)
+    rows = ledger_rows(stack, rid)
+    (p, c), (price_in, price_read, price_out) = provider.billed_tokens(), OPENAI_PRICES[model]
+    assert len(provider.requests) == 1 and p > 2000
+    bill = (p - 2000) * price_in + 2000 * price_read + c * price_out
+    assert sum(x["cost_usd"] for x in rows) == pytest.approx(bill, abs=1e-9), rows
+    claude = (p - 2000) * IN + 2000 * CACHE_READ + c * OUT  # the all-Claude setup reads the same prompt cached
+    assert sum(x["baseline_usd"] for x in rows) == pytest.approx(claude, abs=1e-9), rows
+
+
 # LiteLLM serves some APIs on some providers through a bridge inside the call (a Responses API request to Claude
 # goes through chat completions), and runs the deployment hooks again for it. Read as a retry of the call, the
 # bridge's request was reserved a second time, without the client's output allowance: at Claude's 64,000-token
