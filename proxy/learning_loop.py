@@ -16,6 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from policies.budget.records import LedgerRecord
 from policies.common.request_state import RequestState
 from policies.judging import JUDGE_MAX_TOKENS, pairwise_messages_both_orders, parse_verdict
 from policies.learning.labels import label_from_gate, label_from_judge
@@ -38,6 +39,7 @@ class LearningLoop:
     def __init__(self, rt: Any) -> None:
         s = rt.config.synqra
         self.settings = s.learning
+        self.rt = rt
         self.router = rt.router
         self.folder = self.settings.store_path(s.server.data_path)
         base = Path(s.routing.artifact_path).expanduser() if s.routing.artifact_path else DEFAULT_ARTIFACT
@@ -63,6 +65,7 @@ class LearningLoop:
                 InferenceLog(self.folder), Representer(self.router.scorer, self.router.embedder), self.settings
             )
             self.writer.start()
+            self.rt.budget.listeners.append(self._ledger_row)
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     def _apply(self, name: str) -> None:
@@ -112,6 +115,13 @@ class LearningLoop:
                 state.quality.escalated if state.quality is not None and state.quality.escalated != "false" else None
             )
             self.writer.log_outcome(state.request_id, state.route, chain)
+
+    def _ledger_row(self, record: LedgerRecord) -> None:
+        """A BudgetGuard listener: each call made for a logged request (its own, a fallback's, an escalation's, the
+        quality gate's judge) adds to the row's cost, whenever it is settled; this loop's own judge calls are the
+        learning's cost, not the request's."""
+        if self.writer is not None and not self.judge.made(record):
+            self.writer.log_cost(record.request_id.split(":", 1)[0], record.cost_usd)
 
     def gate_verdict(self, request_id: str, action: str, shadow: bool = False) -> None:
         """The quality gate's verdict on a local answer, live (`gate`) or on a shadow evaluation (`shadow_gate`)."""
