@@ -17,7 +17,7 @@ import pytest
 
 from policies.learning.store import InferenceLog
 from tests.fakes.fake_providers import FakeProvider
-from tests.stack import MASTER_KEY, REPO, RunningStack, start_stack, wait_until
+from tests.stack import MASTER_KEY, REPO, RunningStack, proxy_workers, start_stack, wait_until
 from tests.unit.learning_data import traffic
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -110,6 +110,49 @@ def test_feedback_score_out_of_range_is_a_400(stack: RunningStack) -> None:
     rid = r.headers["x-synqra-request-id"]
     fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": 2}, headers=AUTH, timeout=30)
     assert fb.status_code == 400 and "0 to 1" in fb.json()["error"]["message"]
+
+
+def test_two_workers_feedback_on_either_and_each_row_costs_what_the_ledger_says(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """num_workers 2: feedback sent right after the answer reaches either worker (a new connection each time); the
+    worker that did not serve the request must wait for the other's writer, not answer 404 (24 of 30 were 404s) or
+    read the row before its outcome (3 of 30 took a Claude answer for a local one: label 0.0 recorded). Each row's
+    cost is the ledger's for the request, streamed or not (it was NULL on every row)."""
+    s = start_stack(
+        tmp_path,
+        providers,
+        backends_of=stack,
+        synqra_overrides={"server": {"num_workers": 2}, "routing": {"mode": "shadow", "shadow_eval_share": 0.0}},
+    )
+    log = InferenceLog(s.data_dir / "learning")
+    try:
+        assert wait_until(lambda: len(proxy_workers(s)) == 2, 60)
+        ids = []
+        for i in range(16):
+            body = {"model": "auto", "max_tokens": 8, "stream": i % 2 == 1}
+            r = post(s, {**body, "messages": [{"role": "user", "content": f"Name a colour, please ({i})."}]})
+            assert r.status_code == 200, r.text
+            rid, served = r.headers["x-synqra-request-id"], r.headers["x-synqra-route"]
+            fb = httpx.post(
+                f"{s.base_url}/api/feedback", json={"request_id": rid, "score": "good"}, headers=AUTH, timeout=30
+            )
+            assert fb.status_code == 200, (i, fb.text)
+            assert fb.json()["served_by"] == served != "local-llama" and fb.json()["label"] is None, fb.json()
+            ids.append(rid)
+        ledger = httpx.get(f"{s.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+
+        def cost(rid: str) -> float:
+            return sum(x["cost_usd"] for x in ledger if x["request_id"].split(":")[0] == rid)
+
+        assert all(cost(rid) > 0 for rid in ids)
+        assert wait_until(lambda: all(log.row(rid)["cost_usd"] == pytest.approx(cost(rid)) for rid in ids), 10), [
+            (log.row(rid)["cost_usd"], cost(rid)) for rid in ids
+        ]
+        assert not any(x["source"] == "feedback" for rid in ids for x in log.row(rid)["labels"])
+    finally:
+        log.close()
+        s.stop()
 
 
 def test_learn_installs_hot_reloads_keeps_out_worse_rolls_back_and_refuses_corrupt(
