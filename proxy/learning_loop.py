@@ -20,7 +20,7 @@ from policies.budget.records import LedgerRecord
 from policies.common.request_state import RequestState
 from policies.judging import JUDGE_MAX_TOKENS, pairwise_messages_both_orders, parse_verdict
 from policies.learning.labels import label_from_gate, label_from_judge
-from policies.learning.registry import RouterRegistry
+from policies.learning.registry import RouterRegistry, base_version
 from policies.learning.representation import Representer
 from policies.learning.store import InferenceLog
 from policies.learning.writer import InferenceLogWriter
@@ -47,6 +47,7 @@ class LearningLoop:
         self.version: str | None = None  # the serving router's version (None: the structural fallback rule)
         self.writer: InferenceLogWriter | None = None
         self._seen = ""  # the CURRENT name last applied
+        self._unreadable = ""  # why CURRENT could not be read last time (logged once)
         self._task: asyncio.Task[None] | None = None
         self._judging: set[asyncio.Task[None]] = set()
         self._pairs: OrderedDict[str, dict[str, Any]] = OrderedDict()  # request id -> the answers seen so far
@@ -59,7 +60,11 @@ class LearningLoop:
 
     def start(self) -> None:
         """At warm-up: serve the installed version, start the log writer and the reload poll."""
-        self._apply(self.registry.current_version())
+        name = self._read_current()
+        if name is not None:
+            self._apply(name)
+        elif isinstance(self.router.scorer, LearnedScorer):  # CURRENT unreadable: the router this worker built serves
+            self.version = base_version(self.registry.base_artifact)
         if self.settings.enabled and isinstance(self.router.scorer, LearnedScorer):
             self.writer = InferenceLogWriter(
                 InferenceLog(self.folder), Representer(self.router.scorer, self.router.embedder), self.settings
@@ -82,16 +87,30 @@ class LearningLoop:
                 if self.version is not None:
                     log.info("router version %s installed (was %s)", version, self.version)
                 self.version = version
-        except (ArtifactError, ValueError) as e:  # a corrupt or foreign version: keep what serves
+        except (ArtifactError, ValueError, OSError) as e:  # a corrupt, foreign or unreadable version: keep what serves
             log.error("router version %s refused, keeping %s: %s", name, self.version, e)
-            if self.version is None:
-                self.version = str(self.router.scorer.manifest.get("version") or "shipped")
+            if self.version is None:  # a worker starting: the router it built serves, named as the registry names it
+                self.version = base_version(self.registry.base_artifact)
+
+    def _read_current(self) -> str | None:
+        """The version CURRENT names, or None when it cannot be read (not text, not a file: logged once per cause)."""
+        try:
+            name = self.registry.current_version()
+        except Exception as e:
+            if repr(e) != self._unreadable:
+                log.error("routers/CURRENT unreadable, keeping %s: %s: %s", self.version, type(e).__name__, e)
+            self._unreadable = repr(e)
+            return None
+        self._unreadable = ""
+        return name
 
     async def _poll(self) -> None:
+        """Until shutdown: an unreadable CURRENT keeps the serving router and the poll goes on (it ended the poll,
+        and the worker never reloaded again)."""
         while True:
             await asyncio.sleep(RELOAD_EVERY_S)
-            name = await asyncio.to_thread(self.registry.current_version)
-            if name != self._seen:
+            name = await asyncio.to_thread(self._read_current)
+            if name is not None and name != self._seen:
                 self._apply(name)
 
     async def aclose(self) -> None:

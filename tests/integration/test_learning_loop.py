@@ -15,7 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from policies.learning.registry import RouterRegistry
 from policies.learning.store import InferenceLog
+from policies.routing.scorer import DEFAULT_ARTIFACT, load_artifact
+from proxy.learning_loop import RELOAD_EVERY_S
 from tests.fakes.fake_providers import FakeProvider
 from tests.stack import MASTER_KEY, REPO, RunningStack, proxy_workers, start_stack, wait_until
 from tests.unit.learning_data import traffic
@@ -150,6 +153,40 @@ def test_two_workers_feedback_on_either_and_each_row_costs_what_the_ledger_says(
             (log.row(rid)["cost_usd"], cost(rid)) for rid in ids
         ]
         assert not any(x["source"] == "feedback" for rid in ids for x in log.row(rid)["labels"])
+    finally:
+        log.close()
+        s.stop()
+
+
+@pytest.mark.parametrize("current", [b"29991231T000000Z-deadbeef", b"\xff\xfe\x00junk"], ids=["corrupt", "unreadable"])
+def test_a_worker_starting_on_a_corrupt_version_names_the_router_it_serves(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path, current: bytes
+) -> None:
+    """routers/CURRENT names a damaged version when a worker starts (a worker restarted after the file was damaged):
+    it serves the base router and must name it as the registry and every other worker do (`shipped-<sha12>`), not
+    "shipped", in x-synqra-router-version and in the inference log. An unreadable CURRENT is survived the same way."""
+    routers = tmp_path / "data" / "learning" / "routers"
+    bad = routers / "29991231T000000Z-deadbeef"
+    bad.mkdir(parents=True)
+    (bad / "router.npz").write_bytes(b"not an artifact")
+    # Not UTF-8: the worker's learning loop did not start (no header, no rows, no reloads).
+    (routers / "CURRENT").write_bytes(current)
+    s = start_stack(tmp_path, providers, backends_of=stack)
+    log = InferenceLog(s.data_dir / "learning")
+    try:
+        r = post(
+            s, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "Tell me about packing."}]}
+        )
+        assert r.headers.get("x-synqra-router-version") == version(stack)
+        assert wait_until(lambda: log.exists(r.headers["x-synqra-request-id"]), 10), "the request is logged"
+        # CURRENT becoming unreadable while the worker runs: the reload poll died on it, and never reloaded again.
+        (routers / "CURRENT").write_bytes(b"\xff\xfe\x00junk")
+        time.sleep(2 * RELOAD_EVERY_S + 1)
+        assert version(s) == version(stack)
+        registry = RouterRegistry(routers, DEFAULT_ARTIFACT)
+        good = registry.add(load_artifact(), {"note": "the shipped weights under a version name"})
+        registry.activate(good)
+        assert wait_until(lambda: version(s) == good, 20), "the worker reloads once CURRENT names a good version"
     finally:
         log.close()
         s.stop()
