@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from policies.budget.accountant import BudgetRefused
+from policies.budget.records import LedgerRecord
 from policies.common.api_answers import chat_answer, usage_of
 from policies.common.request_state import STATE_KEY, RequestState
 from proxy.litellm_state import litellm_router
@@ -48,14 +49,17 @@ class JudgeCaller:
         self._calls = 0
         self._pending_usd = 0.0  # the worst cases of this process's judge calls of this purpose in flight
 
+    def made(self, record: LedgerRecord) -> bool:
+        """Whether this ledger row is a judge call of this purpose (whichever process made it)."""
+        return record.kind == "judge" and f":judge-{self.purpose}-" in record.request_id
+
     async def spent_usd(self) -> float:
         """This month's spend on judge calls of this purpose (the ledger, re-read every SPEND_REFRESH_S)."""
         guard = self.rt.budget
         month = guard.current_month()
         if month != self._spent_month or time.monotonic() - self._spent_at > SPEND_REFRESH_S:
             rows = await guard.records(month)
-            marker = f":judge-{self.purpose}-"
-            self._spent_usd = sum(r.cost_usd for r in rows if r.kind == "judge" and marker in r.request_id)
+            self._spent_usd = sum(r.cost_usd for r in rows if self.made(r))
             self._spent_month, self._spent_at = month, time.monotonic()
         return self._spent_usd
 

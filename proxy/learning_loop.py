@@ -16,10 +16,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from policies.budget.records import LedgerRecord
 from policies.common.request_state import RequestState
 from policies.judging import JUDGE_MAX_TOKENS, pairwise_messages_both_orders, parse_verdict
 from policies.learning.labels import label_from_gate, label_from_judge
-from policies.learning.registry import RouterRegistry
+from policies.learning.registry import RouterRegistry, base_version
 from policies.learning.representation import Representer
 from policies.learning.store import InferenceLog
 from policies.learning.writer import InferenceLogWriter
@@ -38,6 +39,7 @@ class LearningLoop:
     def __init__(self, rt: Any) -> None:
         s = rt.config.synqra
         self.settings = s.learning
+        self.rt = rt
         self.router = rt.router
         self.folder = self.settings.store_path(s.server.data_path)
         base = Path(s.routing.artifact_path).expanduser() if s.routing.artifact_path else DEFAULT_ARTIFACT
@@ -45,6 +47,7 @@ class LearningLoop:
         self.version: str | None = None  # the serving router's version (None: the structural fallback rule)
         self.writer: InferenceLogWriter | None = None
         self._seen = ""  # the CURRENT name last applied
+        self._unreadable = ""  # why CURRENT could not be read last time (logged once)
         self._task: asyncio.Task[None] | None = None
         self._judging: set[asyncio.Task[None]] = set()
         self._pairs: OrderedDict[str, dict[str, Any]] = OrderedDict()  # request id -> the answers seen so far
@@ -57,12 +60,17 @@ class LearningLoop:
 
     def start(self) -> None:
         """At warm-up: serve the installed version, start the log writer and the reload poll."""
-        self._apply(self.registry.current_version())
+        name = self._read_current()
+        if name is not None:
+            self._apply(name)
+        elif isinstance(self.router.scorer, LearnedScorer):  # CURRENT unreadable: the router this worker built serves
+            self.version = base_version(self.registry.base_artifact)
         if self.settings.enabled and isinstance(self.router.scorer, LearnedScorer):
             self.writer = InferenceLogWriter(
                 InferenceLog(self.folder), Representer(self.router.scorer, self.router.embedder), self.settings
             )
             self.writer.start()
+            self.rt.budget.listeners.append(self._ledger_row)
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     def _apply(self, name: str) -> None:
@@ -79,16 +87,30 @@ class LearningLoop:
                 if self.version is not None:
                     log.info("router version %s installed (was %s)", version, self.version)
                 self.version = version
-        except (ArtifactError, ValueError) as e:  # a corrupt or foreign version: keep what serves
+        except (ArtifactError, ValueError, OSError) as e:  # a corrupt, foreign or unreadable version: keep what serves
             log.error("router version %s refused, keeping %s: %s", name, self.version, e)
-            if self.version is None:
-                self.version = str(self.router.scorer.manifest.get("version") or "shipped")
+            if self.version is None:  # a worker starting: the router it built serves, named as the registry names it
+                self.version = base_version(self.registry.base_artifact)
+
+    def _read_current(self) -> str | None:
+        """The version CURRENT names, or None when it cannot be read (not text, not a file: logged once per cause)."""
+        try:
+            name = self.registry.current_version()
+        except Exception as e:
+            if repr(e) != self._unreadable:
+                log.error("routers/CURRENT unreadable, keeping %s: %s: %s", self.version, type(e).__name__, e)
+            self._unreadable = repr(e)
+            return None
+        self._unreadable = ""
+        return name
 
     async def _poll(self) -> None:
+        """Until shutdown: an unreadable CURRENT keeps the serving router and the poll goes on (it ended the poll,
+        and the worker never reloaded again)."""
         while True:
             await asyncio.sleep(RELOAD_EVERY_S)
-            name = await asyncio.to_thread(self.registry.current_version)
-            if name != self._seen:
+            name = await asyncio.to_thread(self._read_current)
+            if name is not None and name != self._seen:
                 self._apply(name)
 
     async def aclose(self) -> None:
@@ -112,6 +134,13 @@ class LearningLoop:
                 state.quality.escalated if state.quality is not None and state.quality.escalated != "false" else None
             )
             self.writer.log_outcome(state.request_id, state.route, chain)
+
+    def _ledger_row(self, record: LedgerRecord) -> None:
+        """A BudgetGuard listener: each call made for a logged request (its own, a fallback's, an escalation's, the
+        quality gate's judge) adds to the row's cost, whenever it is settled; this loop's own judge calls are the
+        learning's cost, not the request's."""
+        if self.writer is not None and not self.judge.made(record):
+            self.writer.log_cost(record.request_id.split(":", 1)[0], record.cost_usd)
 
     def gate_verdict(self, request_id: str, action: str, shadow: bool = False) -> None:
         """The quality gate's verdict on a local answer, live (`gate`) or on a shadow evaluation (`shadow_gate`)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import yaml
 
 from proxy.supervisor import die_with_parent
@@ -156,6 +157,18 @@ def start_stack(
         time.sleep(0.5)
     stack.stop()
     raise TimeoutError(f"stack not ready after {timeout_s}s:\n{log_path.read_text()[-4000:]}")
+
+
+def proxy_workers(s: RunningStack) -> list[psutil.Process]:
+    """The manager's live worker processes (not multiprocessing's resource tracker, not a dead one)."""
+    out = []
+    for c in psutil.Process(s.pids()["proxy"]).children():
+        try:
+            if c.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(c.cmdline()):
+                out.append(c)
+        except psutil.Error:  # gone meanwhile
+            pass
+    return out
 
 
 def wait_until(pred: Any, timeout_s: float = 60, interval_s: float = 0.25) -> bool:

@@ -34,6 +34,7 @@ from policies.routing.scorer import ArtifactError, LearnedScorer, load_artifact
 
 ARTIFACT_NAME = "router.npz"
 BASE = "base"  # CURRENT absent: the configured (shipped) artifact serves
+TMP_PREFIX = ".tmp-"  # a version being written by `add` (renamed to its name once complete)
 
 
 def base_version(base_artifact: Path) -> str:
@@ -134,16 +135,20 @@ class RouterRegistry:
         return dataclasses.replace(scorer, manifest={**scorer.manifest, "version": name}), name
 
     def versions(self) -> list[str]:
-        """Installed-or-kept learnt versions, oldest first."""
+        """Installed-or-kept learnt versions, oldest first (not the temporary folder of an `add` cut short)."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and (p / ARTIFACT_NAME).is_file())
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(TMP_PREFIX) and (p / ARTIFACT_NAME).is_file()
+        )
 
     # --- changing what serves -----------------------------------------------------------------------
 
     def add(self, scorer: LearnedScorer, manifest: dict[str, Any], now: float | None = None) -> str:
         """Write a new version folder (not yet serving); returns its name."""
-        tmp = self.root / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
+        tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
         path = write_artifact(tmp, scorer, manifest)
         name = new_version_name(sha256_file(path), now)
         manifest = {**json.loads(manifest_path(path).read_text()), "version": name}

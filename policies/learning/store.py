@@ -108,6 +108,14 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """A ledger row of a logged request (its own call, a fallback, an escalation): added to the row's cost."""
+
+    request_id: str
+    cost_usd: float
+
+
+@dataclass(frozen=True)
 class Label:
     request_id: str
     source: str
@@ -167,10 +175,15 @@ class InferenceLog:
     # --- writing ------------------------------------------------------------------------------
 
     def write(
-        self, routes: Iterable[RouteRow] = (), outcomes: Iterable[Outcome] = (), labels: Iterable[Label] = ()
+        self,
+        routes: Iterable[RouteRow] = (),
+        outcomes: Iterable[Outcome] = (),
+        labels: Iterable[Label] = (),
+        costs: Iterable[Cost] = (),
     ) -> None:
-        """One transaction: rows first, then outcomes and labels (which may refer to those rows)."""
-        routes, outcomes, labels = list(routes), list(outcomes), list(labels)
+        """One transaction: rows first, then outcomes, costs and labels (which may refer to those rows). An outcome
+        without a cost keeps the row's; each Cost adds to it (a stream's call is settled after its outcome)."""
+        routes, outcomes, labels, costs = list(routes), list(outcomes), list(labels), list(costs)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -181,8 +194,14 @@ class InferenceLog:
                     )
                 if outcomes:
                     self._conn.executemany(
-                        "UPDATE routed SET tier_served = ?, escalation = ?, cost_usd = ?, done_ts = ? WHERE request_id = ?",
+                        "UPDATE routed SET tier_served = ?, escalation = ?, cost_usd = COALESCE(?, cost_usd), done_ts = ? "
+                        "WHERE request_id = ?",
                         [(o.tier_served, o.escalation, o.cost_usd, o.done_ts, o.request_id) for o in outcomes],
+                    )
+                if costs:
+                    self._conn.executemany(
+                        "UPDATE routed SET cost_usd = COALESCE(cost_usd, 0) + ? WHERE request_id = ?",
+                        [(c.cost_usd, c.request_id) for c in costs],
                     )
                 if labels:
                     self._conn.executemany(

@@ -5,6 +5,7 @@
     writer.start()
     writer.log_route(request_id, request, decision, router_version="...", mode="live")  # routing hook
     writer.log_outcome(request_id, tier_served, escalation_chain, cost_usd)           # after the answer
+    writer.log_cost(request_id, cost_usd)             # each ledger row of the request (adds to the row's cost)
     writer.log_label(request_id, "gate", label_from_gate(action))                      # whenever one arrives
     writer.close()                                                                     # at shutdown
 
@@ -32,7 +33,7 @@ import numpy as np
 from policies.common.learning_settings import LearningSettings
 from policies.learning.labels import check_label
 from policies.learning.representation import Representation, Representer, encode_row, snapshot
-from policies.learning.store import InferenceLog, Label, Outcome, RouteRow
+from policies.learning.store import Cost, InferenceLog, Label, Outcome, RouteRow
 
 log = logging.getLogger("synqra.learning")
 
@@ -66,7 +67,7 @@ class InferenceLogWriter:
         self._queue_size = settings.queue_size
         self._flush_interval = flush_interval_s
         self._lock = threading.Lock()
-        self.dropped: Counter[str] = Counter()  # kind ("route", "outcome", "label") -> items lost
+        self.dropped: Counter[str] = Counter()  # kind ("route", "outcome", "label", "cost") -> items lost
         self.written: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
         # Set by flush() and close(), the only puts that wake the thread (see _run).
@@ -123,6 +124,16 @@ class InferenceLogWriter:
         """What answered (after fallbacks and escalations), the chain (list or "a>b"), the request's total cost."""
         chain = ">".join(escalation) if isinstance(escalation, (list, tuple)) else escalation
         return self._put("outcome", (str(request_id), tier_served, chain or None, cost_usd, time.time()))
+
+    def log_cost(self, request_id: str, cost_usd: float) -> bool:
+        """One call made for a logged request (a ledger row: the call itself, a fallback, an escalation), added to
+        the row's cost whenever it is settled (a stream's after its outcome)."""
+        try:
+            item = (str(request_id), float(cost_usd))
+        except (TypeError, ValueError):
+            self._drop("cost")
+            return False
+        return self._put("cost", item)
 
     def log_label(self, request_id: str, source: str, value: float, note: str | None = None) -> bool:
         """A label for a logged request (labels.SOURCES; 1 = the local answer was clearly not good enough)."""
@@ -208,12 +219,15 @@ class InferenceLogWriter:
         routes = [x for k, x in items if k == "route"]
         outcomes = [Outcome(*x) for k, x in items if k == "outcome"]
         labels = [Label(*x) for k, x in items if k == "label"]
+        costs = [Cost(*x) for k, x in items if k == "cost"]
         rows = self._rows(routes)
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                self.store.write(rows, outcomes, labels)
+                self.store.write(rows, outcomes, labels, costs)
                 with self._lock:
-                    self.written.update({"route": len(rows), "outcome": len(outcomes), "label": len(labels)})
+                    self.written.update(
+                        {"route": len(rows), "outcome": len(outcomes), "label": len(labels), "cost": len(costs)}
+                    )
                 return
             except Exception as e:  # locked past the busy timeout, disk full, file removed...
                 log.warning("inference log write failed (attempt %d of %d): %s", attempt + 1, WRITE_ATTEMPTS, e)
@@ -221,6 +235,7 @@ class InferenceLogWriter:
         self._drop("route", len(rows))
         self._drop("outcome", len(outcomes))
         self._drop("label", len(labels))
+        self._drop("cost", len(costs))
 
     def _rows(self, routes: list[_RouteItem]) -> list[RouteRow]:
         """The new rows: numbers from their decisions where they carry them, the rest represented in one batch;

@@ -12,20 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from policies.learning.labels import label_from_feedback
+from policies.learning.writer import FLUSH_INTERVAL_S, InferenceLogWriter
 from proxy.api.auth import require_master_key
 from proxy.runtime import get_runtime
+
+# How long a request's row may take to appear when another worker served it: a few of its writer's flush intervals.
+OTHER_WORKER_WAIT_S = 5 * FLUSH_INTERVAL_S
 
 router = APIRouter(tags=["learning"], dependencies=[Depends(require_master_key)])
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+async def _finished_row(writer: InferenceLogWriter, request_id: str) -> dict[str, Any] | None:
+    """The request's row once its outcome (the tier that served) is in, or as it is after OTHER_WORKER_WAIT_S.
+
+    This worker's writer is flushed; a request another worker served a moment ago is written by that worker's
+    writer within its flush interval, so the row (or its outcome) is waited for rather than answered 404 or read
+    as served by the tier chosen (in shadow mode, not the tier that answered)."""
+    await asyncio.to_thread(writer.flush, 2.0)
+    deadline = time.monotonic() + OTHER_WORKER_WAIT_S
+    while True:
+        row = await asyncio.to_thread(writer.store.row, request_id)
+        if (row is not None and row.get("done_ts") is not None) or time.monotonic() >= deadline:
+            return row
+        await asyncio.sleep(0.05)
 
 
 @router.post("/api/feedback")
@@ -45,8 +65,7 @@ async def feedback(request: Request) -> Any:
         return _error(
             409, "the inference log is off (synqra.learning.enabled: false): feedback is not kept", "conflict"
         )
-    await asyncio.to_thread(writer.flush, 2.0)  # the answer may have been logged a moment ago
-    row = await asyncio.to_thread(writer.store.row, body["request_id"])
+    row = await _finished_row(writer, body["request_id"])
     if row is None:
         return _error(404, f"no routed request with id {body['request_id']!r} in the inference log", "not_found_error")
     local = get_runtime().config.synqra.backends.llama.model_alias

@@ -15,9 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from policies.learning.registry import RouterRegistry
 from policies.learning.store import InferenceLog
+from policies.routing.scorer import DEFAULT_ARTIFACT, load_artifact
+from proxy.learning_loop import RELOAD_EVERY_S
 from tests.fakes.fake_providers import FakeProvider
-from tests.stack import MASTER_KEY, REPO, RunningStack, start_stack, wait_until
+from tests.stack import MASTER_KEY, REPO, RunningStack, proxy_workers, start_stack, wait_until
 from tests.unit.learning_data import traffic
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -110,6 +113,83 @@ def test_feedback_score_out_of_range_is_a_400(stack: RunningStack) -> None:
     rid = r.headers["x-synqra-request-id"]
     fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": 2}, headers=AUTH, timeout=30)
     assert fb.status_code == 400 and "0 to 1" in fb.json()["error"]["message"]
+
+
+def test_two_workers_feedback_on_either_and_each_row_costs_what_the_ledger_says(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """num_workers 2: feedback sent right after the answer reaches either worker (a new connection each time); the
+    worker that did not serve the request must wait for the other's writer, not answer 404 (24 of 30 were 404s) or
+    read the row before its outcome (3 of 30 took a Claude answer for a local one: label 0.0 recorded). Each row's
+    cost is the ledger's for the request, streamed or not (it was NULL on every row)."""
+    s = start_stack(
+        tmp_path,
+        providers,
+        backends_of=stack,
+        synqra_overrides={"server": {"num_workers": 2}, "routing": {"mode": "shadow", "shadow_eval_share": 0.0}},
+    )
+    log = InferenceLog(s.data_dir / "learning")
+    try:
+        assert wait_until(lambda: len(proxy_workers(s)) == 2, 60)
+        ids = []
+        for i in range(16):
+            body = {"model": "auto", "max_tokens": 8, "stream": i % 2 == 1}
+            r = post(s, {**body, "messages": [{"role": "user", "content": f"Name a colour, please ({i})."}]})
+            assert r.status_code == 200, r.text
+            rid, served = r.headers["x-synqra-request-id"], r.headers["x-synqra-route"]
+            fb = httpx.post(
+                f"{s.base_url}/api/feedback", json={"request_id": rid, "score": "good"}, headers=AUTH, timeout=30
+            )
+            assert fb.status_code == 200, (i, fb.text)
+            assert fb.json()["served_by"] == served != "local-llama" and fb.json()["label"] is None, fb.json()
+            ids.append(rid)
+        ledger = httpx.get(f"{s.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+
+        def cost(rid: str) -> float:
+            return sum(x["cost_usd"] for x in ledger if x["request_id"].split(":")[0] == rid)
+
+        assert all(cost(rid) > 0 for rid in ids)
+        assert wait_until(lambda: all(log.row(rid)["cost_usd"] == pytest.approx(cost(rid)) for rid in ids), 10), [
+            (log.row(rid)["cost_usd"], cost(rid)) for rid in ids
+        ]
+        assert not any(x["source"] == "feedback" for rid in ids for x in log.row(rid)["labels"])
+    finally:
+        log.close()
+        s.stop()
+
+
+@pytest.mark.parametrize("current", [b"29991231T000000Z-deadbeef", b"\xff\xfe\x00junk"], ids=["corrupt", "unreadable"])
+def test_a_worker_starting_on_a_corrupt_version_names_the_router_it_serves(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path, current: bytes
+) -> None:
+    """routers/CURRENT names a damaged version when a worker starts (a worker restarted after the file was damaged):
+    it serves the base router and must name it as the registry and every other worker do (`shipped-<sha12>`), not
+    "shipped", in x-synqra-router-version and in the inference log. An unreadable CURRENT is survived the same way."""
+    routers = tmp_path / "data" / "learning" / "routers"
+    bad = routers / "29991231T000000Z-deadbeef"
+    bad.mkdir(parents=True)
+    (bad / "router.npz").write_bytes(b"not an artifact")
+    # Not UTF-8: the worker's learning loop did not start (no header, no rows, no reloads).
+    (routers / "CURRENT").write_bytes(current)
+    s = start_stack(tmp_path, providers, backends_of=stack)
+    log = InferenceLog(s.data_dir / "learning")
+    try:
+        r = post(
+            s, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "Tell me about packing."}]}
+        )
+        assert r.headers.get("x-synqra-router-version") == version(stack)
+        assert wait_until(lambda: log.exists(r.headers["x-synqra-request-id"]), 10), "the request is logged"
+        # CURRENT becoming unreadable while the worker runs: the reload poll died on it, and never reloaded again.
+        (routers / "CURRENT").write_bytes(b"\xff\xfe\x00junk")
+        time.sleep(2 * RELOAD_EVERY_S + 1)
+        assert version(s) == version(stack)
+        registry = RouterRegistry(routers, DEFAULT_ARTIFACT)
+        good = registry.add(load_artifact(), {"note": "the shipped weights under a version name"})
+        registry.activate(good)
+        assert wait_until(lambda: version(s) == good, 20), "the worker reloads once CURRENT names a good version"
+    finally:
+        log.close()
+        s.stop()
 
 
 def test_learn_installs_hot_reloads_keeps_out_worse_rolls_back_and_refuses_corrupt(

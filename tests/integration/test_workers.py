@@ -10,25 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psutil
 
 from tests.fakes.fake_providers import FakeProvider
-from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
+from tests.stack import MASTER_KEY, RunningStack, proxy_workers, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 ASK = {"model": "claude-sonnet", "max_tokens": 8, "messages": [{"role": "user", "content": "Name a colour."}]}
-
-
-def proxy_workers(s: RunningStack) -> list[psutil.Process]:
-    """The manager's live worker processes (not multiprocessing's resource tracker, not a dead one)."""
-    out = []
-    for c in psutil.Process(s.pids()["proxy"]).children():
-        try:
-            if c.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(c.cmdline()):
-                out.append(c)
-        except psutil.Error:  # gone meanwhile
-            pass
-    return out
 
 
 def counter(s: RunningStack, name: str) -> float:

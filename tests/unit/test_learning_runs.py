@@ -143,6 +143,28 @@ def test_versions_rollback_and_corrupt_artifacts(tmp_path: Path, prior, represen
         reg.load_current()
 
 
+def test_an_install_cut_short_is_no_version(tmp_path: Path, prior, representer, monkeypatch) -> None:
+    """`synqra learn` killed inside RouterRegistry.add (weights and manifest written to its temporary folder, not yet
+    renamed to the version's name): that folder was listed by `--list` as a version and could be made to serve."""
+    reg = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
+    out = learn(prior, prior, _labelled(representer, 200, seed=23), LearningSettings())
+
+    def killed(self: Path, target: Path) -> None:
+        raise KeyboardInterrupt  # the process dies between writing the folder and naming it
+
+    monkeypatch.setattr(Path, "rename", killed)
+    with pytest.raises(KeyboardInterrupt):
+        reg.add(out.scorer, out.manifest)
+    monkeypatch.undo()
+    (partial,) = [p.name for p in (tmp_path / "routers").iterdir() if p.is_dir()]
+    assert reg.versions() == []
+    with pytest.raises(ArtifactError):
+        reg.activate(partial)
+    assert reg.current_version() == BASE
+    v = reg.add(out.scorer, out.manifest)  # the next run installs normally
+    assert reg.versions() == [v]
+
+
 def _log(
     tmp_path: Path, representer: Representer, n: int, seed: int, start: float, labelled_share: float = 1.0
 ) -> None:

@@ -64,6 +64,29 @@ def test_rows_keep_the_routers_representation_and_outcome(tmp_path: Path, repres
     w.close()
 
 
+def test_each_call_of_a_request_adds_to_its_cost_whenever_it_is_settled(
+    tmp_path: Path, representer: Representer
+) -> None:
+    """The proxy logs a request's outcome before a stream's usage is settled, and an escalation or fallback is a
+    ledger row of its own: each call's cost adds to the row, and an outcome without a cost keeps it (every row of
+    the running stack had cost NULL: the outcome carried none and nothing else wrote it)."""
+    w = _writer(tmp_path, representer)
+    w.start()
+    reqs, _ = traffic(2, seed=1)
+    for i, r in enumerate(reqs):
+        assert w.log_route(f"r{i}", r, _decision())
+    assert w.log_cost("r0", 0.0003)  # the local answer's escalation to DeepSeek, settled by the gate
+    assert w.log_outcome("r0", "deepseek-chat", "local-llama>deepseek-chat")
+    assert w.log_cost("r0", 0.00012)  # a stream settled after its outcome
+    assert w.log_outcome("r1", "local-llama")
+    assert w.log_cost("r1", 0.0)  # the local model's free call
+    assert w.log_cost("never-routed", 0.5)  # a call for a request that is not a routed row: nothing to add to
+    assert w.flush()
+    assert w.store.row("r0")["cost_usd"] == pytest.approx(0.00042)
+    assert w.store.row("r1")["cost_usd"] == 0.0 and w.store.row("never-routed") is None
+    w.close()
+
+
 def test_keep_text_stores_the_request(tmp_path: Path, representer: Representer) -> None:
     w = _writer(tmp_path, representer, keep_text=True)
     w.start()
