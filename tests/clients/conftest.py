@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -195,6 +196,15 @@ class BillCheck:
             indent=1,
             default=str,
         )
+
+
+def run_cli(argv: list[str], home: Path, timeout_s: float, **env: str) -> subprocess.CompletedProcess[str]:
+    """A client's command line run as a new user would: a HOME of its own, no terminal, no input."""
+    home.mkdir(parents=True, exist_ok=True)
+    fresh = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TERM": "dumb", **env}
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout_s, env=fresh, cwd=str(home), stdin=subprocess.DEVNULL
+    )
 
 
 def refused_naming(exc: BaseException, *params: str) -> bool:

@@ -10,14 +10,13 @@ the only address it may reach is the proxy.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import BillCheck
+from tests.clients.conftest import BillCheck, run_cli
 from tests.stack import MASTER_KEY
 
 HERE = Path(__file__).parent
@@ -41,23 +40,13 @@ OFFLINE_ENV = {
 
 
 def run_claude(base_url: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "TERM": "dumb",
-        "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_API_KEY": MASTER_KEY,
-        **OFFLINE_ENV,
-    }
-    return subprocess.run(
+    return run_cli(
         [str(CLAUDE), "-p", "Say hello in one short sentence.", "--output-format", "json", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=str(home),
-        stdin=subprocess.DEVNULL,
+        home,
+        300,
+        ANTHROPIC_BASE_URL=base_url,
+        ANTHROPIC_API_KEY=MASTER_KEY,
+        **OFFLINE_ENV,
     )
 
 

@@ -12,15 +12,13 @@ address it reaches is the proxy (checked with strace: no DNS lookup).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.clients.conftest import BillCheck
+from tests.clients.conftest import BillCheck, run_cli
 from tests.fakes.fake_providers import Scripted
 from tests.stack import MASTER_KEY
 
@@ -60,22 +58,8 @@ def run_codex(base_url: str, home: Path, model: str, prompt: str) -> list[dict[s
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(CONFIG.format(base_url=base_url))
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "CODEX_HOME": str(codex_home),
-        "SYNQRA_API_KEY": MASTER_KEY,
-        "TERM": "dumb",
-    }
-    p = subprocess.run(
-        [str(CODEX), "exec", "--json", "--ephemeral", "--skip-git-repo-check", *OFFLINE_FLAGS, "-m", model, prompt],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=str(home),
-        stdin=subprocess.DEVNULL,
-    )
+    argv = [str(CODEX), "exec", "--json", "--ephemeral", "--skip-git-repo-check", *OFFLINE_FLAGS, "-m", model, prompt]
+    p = run_cli(argv, home, 180, CODEX_HOME=str(codex_home), SYNQRA_API_KEY=MASTER_KEY)
     events = []
     for line in p.stdout.splitlines():
         try:
