@@ -2,10 +2,12 @@
 
 A judge call is a child of the request it judges (`RequestState.child("judge", ...)`): reserved before the call
 and settled after it through the Accountant, one ledger row of kind "judge", no request and no baseline of
-its own. It is skipped (the caller decides without it) when paid calls are stopped this month, when the judge
-model cannot answer (no API key), when this purpose's judge calls have cost `monthly_limit_usd` this month (this
-process's calls in flight counted at their worst case), or when the call fails. LiteLLM's fallbacks are off for
-it: a judge falling back to a dearer model is not a judge the operator chose.
+its own, booked to the tag `synqra-judge-<purpose>` (not the request's: what the judge costs is learning's and
+the gate's, and the tag carries the limit). It is skipped (the caller decides without it) when paid calls are
+stopped this month, when the judge model cannot answer (no API key), when its reservation would take this
+purpose's judge spend this month past `monthly_limit_usd` (the budget store holds that limit, calls in flight at
+their worst case, across every worker and replica), or when the call fails. LiteLLM's fallbacks are off for it: a
+judge falling back to a dearer model is not a judge the operator chose.
 
 Two purposes share this: the quality gate's judge tier (`synqra.quality.judge`, a 1-10 rating of one answer
 whose score is unsure) and the learning loop's pairwise judge (`synqra.learning.judge`, local answer against
@@ -16,18 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from policies.budget.accountant import BudgetRefused
 from policies.budget.records import LedgerRecord
 from policies.common.api_answers import chat_answer, usage_of
+from policies.common.budget_settings import SYNQRA_TAG_PREFIX
 from policies.common.request_state import STATE_KEY, RequestState
 from proxy.litellm_state import litellm_router
 
 log = logging.getLogger("synqra.judge")
-
-SPEND_REFRESH_S = 30.0  # how stale this process's view of the month's judge spend may get (other workers)
 
 
 def _retrieve_exception(task: asyncio.Future[Any]) -> None:
@@ -41,38 +41,22 @@ class JudgeCaller:
         self.rt = rt
         self.purpose = purpose  # in the child's request id: "<parent>:judge-<purpose>-<n>"
         self.model = model
-        self.limit_usd = monthly_limit_usd
         self.max_tokens = max_tokens
-        self._spent_usd = 0.0  # this month's judge spend of this purpose, from the ledger plus calls since
-        self._spent_month = ""
-        self._spent_at = float("-inf")
+        self.tag = SYNQRA_TAG_PREFIX + purpose  # the budget tag its calls are booked to, capped at the monthly limit
+        rt.budget.cap_spend(self.tag, monthly_limit_usd)
         self._calls = 0
-        self._pending_usd = 0.0  # the worst cases of this process's judge calls of this purpose in flight
 
     def made(self, record: LedgerRecord) -> bool:
         """Whether this ledger row is a judge call of this purpose (whichever process made it)."""
         return record.kind == "judge" and f":judge-{self.purpose}-" in record.request_id
 
-    async def spent_usd(self) -> float:
-        """This month's spend on judge calls of this purpose (the ledger, re-read every SPEND_REFRESH_S)."""
-        guard = self.rt.budget
-        month = guard.current_month()
-        if month != self._spent_month or time.monotonic() - self._spent_at > SPEND_REFRESH_S:
-            rows = await guard.records(month)
-            self._spent_usd = sum(r.cost_usd for r in rows if self.made(r))
-            self._spent_month, self._spent_at = month, time.monotonic()
-        return self._spent_usd
-
-    async def why_not(self) -> str | None:
-        """Why a judge call cannot be made now, or None."""
+    def why_not(self) -> str | None:
+        """Why a judge call cannot be made now, or None (its monthly limit is the reservation's to refuse)."""
         if self.rt.budget.is_stopped():
             return "budget stopped"
         down = self.rt.availability.reason(self.model)
         if down:
             return f"{self.model} unavailable: {down}"
-        # Calls in flight count at their worst case: concurrent requests must not all pass a limit none has reached.
-        if await self.spent_usd() + self._pending_usd >= self.limit_usd:
-            return f"monthly judge limit ${self.limit_usd:g} reached"
         return None
 
     async def ask(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
@@ -80,22 +64,13 @@ class JudgeCaller:
 
         Shielded: a caller cancelled meanwhile (the client of a gated stream hung up) must not cut off a call the
         provider is already answering and billing; it runs to its end and is booked."""
-        why = await self.why_not()
+        why = self.why_not()
         if why:
             log.info("judge (%s) for %s skipped: %s", self.purpose, parent.request_id, why)
             return None
-        guard = self.rt.budget
-        worst = guard.prices.cost(self.model, guard.count_prompt_tokens(self.model, messages=messages), self.max_tokens)
-        self._pending_usd += worst  # before any await: the next caller's why_not sees this call
-        call = asyncio.ensure_future(self._ask(parent, messages, worst))
+        call = asyncio.ensure_future(self._call(parent, messages))
         call.add_done_callback(_retrieve_exception)
         return await asyncio.shield(call)
-
-    async def _ask(self, parent: RequestState, messages: list[dict[str, str]], worst: float) -> str | None:
-        try:
-            return await self._call(parent, messages)
-        finally:
-            self._pending_usd -= worst
 
     async def _call(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
         self._calls += 1
@@ -103,6 +78,7 @@ class JudgeCaller:
             "judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False, leaves_local=False
         )
         child.call_type = "acompletion"
+        child.tag = self.tag
         data: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -124,7 +100,4 @@ class JudgeCaller:
         usage = usage_of(resp)
         if usage is not None:
             await accounts.settle(child, usage, self.model)
-            self._spent_usd += self.rt.budget.prices.cost(
-                self.model, usage["prompt_tokens"], usage["completion_tokens"]
-            )
         return chat_answer(resp).text

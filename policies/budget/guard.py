@@ -128,6 +128,9 @@ class BudgetGuard:
             tag: TagCap(to_nano(t.monthly_limit_usd), to_nano(t.monthly_limit_usd * settings.stop_at))
             for tag, t in settings.tags.items()
         }
+        # Spend caps synqra sets for its own calls (a judge's monthly limit): the tag's limit in nano-dollars, a
+        # hard stop held by the store across workers and replicas, with no alerts.
+        self._spend_caps: dict[str, int] = {}
         self._window = month_window(now(), settings.timezone)
         self._reset_cache()
         self._open: dict[str, Reservation] = {}
@@ -303,6 +306,12 @@ class BudgetGuard:
                     self._open[r.request_id] = dataclasses.replace(r, expires_at=now + ttl)
 
     # -- reserve / settle / release ---------------------------------------------------------
+    def cap_spend(self, tag: str, limit_usd: float) -> None:
+        """Cap what calls booked to `tag` may spend in a month at `limit_usd`: a reservation that would take the
+        tag's spent and reserved money past it is refused (BudgetExhausted naming the tag). The store checks it in
+        the same step as the month's budget, so every worker and replica sharing the store holds the one limit."""
+        self._spend_caps[tag] = to_nano(limit_usd)
+
     async def reserve(
         self,
         request_id: str,
@@ -334,7 +343,8 @@ class BudgetGuard:
             # _min_refused (it says nothing about how full this month is).
             raise self._too_costly(win, model_name, amount)
         cap = self._tag_caps.get(tag) if tag is not None else None
-        if cap is not None and amount > cap.stop_nano:
+        tag_stop = cap.stop_nano if cap is not None else self._spend_caps.get(tag) if tag is not None else None
+        if tag_stop is not None and amount > tag_stop:
             raise self._too_costly(win, model_name, amount, tag)
         expires = now + self.settings.reservation_ttl_s
         try:
@@ -347,7 +357,7 @@ class BudgetGuard:
                     expires,
                     now,
                     tag,
-                    None if cap is None else cap.stop_nano,
+                    tag_stop,
                 )
             )
         except StoreUnavailable as e:
@@ -362,6 +372,10 @@ class BudgetGuard:
         self._observe(win.key, out.committed_nano, out.reserved_nano)
         if out.duplicate:
             raise DuplicateRequest(f"request id {request_id!r} is already reserved or recorded in the budget ledger")
+        if out.tag_refused and tag is not None and cap is None:
+            used = _usd(to_usd(out.tag_committed_nano + out.tag_reserved_nano))
+            message = f"{tag}: {used} of its {_usd(to_usd(tag_stop or 0))} monthly limit is spent or reserved"
+            raise BudgetExhausted(message, win.end, tag=tag)
         if out.tag_refused and tag is not None and cap is not None:
             # The tag's cap, not the month: the global stop state (_min_refused) learns nothing from it.
             if out.tag_committed_nano >= cap.limit_nano * self.settings.alert_at:
@@ -386,6 +400,17 @@ class BudgetGuard:
         s = self.settings
         if tag is None:
             limit, stop = s.monthly_limit_usd, self._stop_nano
+        elif tag in self._spend_caps:  # synqra's own cap: it stops at the limit itself
+            stop = self._spend_caps[tag]
+            limit = to_usd(stop)
+            return CallTooCostly(
+                f"its worst case on {model_name}, {_usd(to_usd(amount_nano))}, is more than {tag} may spend in a "
+                f"month ({_usd(limit)})",
+                win.end,
+                worst_case_usd=to_usd(amount_nano),
+                allowed_usd=limit,
+                tag=tag,
+            )
         else:
             limit, stop = s.tags[tag].monthly_limit_usd, self._tag_caps[tag].stop_nano
         who = "paid calls" if tag is None else f"paid calls tagged {tag!r}"

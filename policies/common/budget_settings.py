@@ -37,6 +37,9 @@ class ThriftSettings(BaseModel):
 # What the by-tag status calls requests that carry no tag; a request tagged with this name counts as untagged.
 UNTAGGED = "untagged"
 MAX_TAG_CHARS = 128
+# Tags synqra books its own calls to (a judge's: "synqra-judge-<purpose>", capped at its monthly limit): a client or
+# a cap of the config may not take one, or spend what the judge is allowed.
+SYNQRA_TAG_PREFIX = "synqra-judge-"
 
 
 def tag_problem(tag: str) -> str | None:
@@ -50,6 +53,8 @@ def tag_problem(tag: str) -> str | None:
         return f"a tag must not start or end with white space (got {tag!r})"
     if any(unicodedata.category(ch).startswith("C") for ch in tag):
         return f"a tag must not contain control characters (got {tag!r})"
+    if tag.startswith(SYNQRA_TAG_PREFIX):
+        return f"tags starting with {SYNQRA_TAG_PREFIX!r} are synqra's own (its judges' spend, got {tag!r})"
     return None
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from policies.learning.store import InferenceLog
 from tests.fakes.fake_providers import FakeProvider, Scripted
-from tests.stack import MASTER_KEY, RunningStack, spend_the_budget, start_stack, wait_until
+from tests.stack import MASTER_KEY, RunningStack, proxy_workers, spend_the_budget, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 ASK = {
@@ -78,6 +78,7 @@ def test_an_unsure_local_answer_is_rated_by_the_judge_and_the_call_is_booked(
     assert len(judge_rows) == 1 and judge_rows[0]["served_model"] == "deepseek-chat"
     assert (judge_rows[0]["prompt_tokens"], judge_rows[0]["completion_tokens"]) == deepseek.billed_tokens()
     assert judge_rows[0]["counts_request"] is False and judge_rows[0]["baseline_usd"] == 0, "no request, no baseline"
+    assert judge_rows[0]["tag"] == "synqra-judge-quality", "booked to the tag that carries the judge's limit"
     assert "Rating" in deepseek.requests[0].body["messages"][0]["content"], "MT-Bench's single-answer prompt"
 
 
@@ -190,16 +191,22 @@ def test_a_judge_call_running_when_the_client_hangs_up_is_booked(
     assert wait_until(booked, 30), (deepseek.billed_tokens(), reserved(judged))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_concurrent_judge_calls_stop_at_the_monthly_limit(
-    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path, workers: int
 ) -> None:
-    """A limit below one judge call's cost: the first call may run; the requests judged while it is in flight see
-    it counted and go without. Every one of them called the judge: the limit checked settled spend only."""
-    with own_proxy(stack, providers, tmp_path, quality={"judge": {**JUDGE_ALL, "monthly_limit_usd": 0.00001}}) as s:
+    """A limit that holds one judge call at its worst case (about $0.00027: its prompt, and 400 tokens of answer at
+    DeepSeek's prices): the first call runs; the requests judged while it is in flight find its reservation held
+    against the limit and go without. Every one of them called the judge when the limit checked settled spend only.
+    The limit is the budget store's, the same for every worker: with 2, each made its own call when each worker
+    counted its own calls in flight and re-read the other's spend every 30 s."""
+    judge = {"judge": {**JUDGE_ALL, "monthly_limit_usd": 0.0004}}
+    with own_proxy(stack, providers, tmp_path, quality=judge, server={"num_workers": workers}) as s:
+        assert workers == 1 or wait_until(lambda: len(proxy_workers(s)) == workers, 60)
         deepseek = providers["deepseek"]
         deepseek.reset()
-        deepseek.push(*[Scripted(text="Rating: [[9]]", delay_s=6)] * 4)
-        with ThreadPoolExecutor(3) as pool:
-            answers = list(pool.map(lambda _: ask(s), range(3)))
-        assert [r.status_code for r in answers] == [200] * 3
+        deepseek.push(*[Scripted(text="Rating: [[9]]", delay_s=6)] * 6)
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: ask(s), range(4)))
+        assert [r.status_code for r in answers] == [200] * 4
         assert len(deepseek.requests) == 1, [r.body["messages"][0]["content"][:40] for r in deepseek.requests]

@@ -606,3 +606,31 @@ def test_requests_baseline_and_local_share_count_client_requests_not_calls(
         assert Decimal(str(status["monthly_used"])) == 100 * din + 50 * dout + 100 * cin + 50 * cout
 
     asyncio.run(main())
+
+
+def test_a_spend_cap_holds_across_guards_sharing_the_store(make_guard: Callable[..., BudgetGuard]) -> None:
+    """synqra's own cap on a tag (a judge's monthly limit): two workers' guards, each holding a call at its worst
+    case, may not pass it together; a call over it alone is too costly; other tags and the month are untouched."""
+    from policies.budget.guard import CallTooCostly
+
+    async def main() -> None:
+        a, b = make_guard(), make_guard()
+        for g in (a, b):
+            g.cap_spend("synqra-judge-test", float(WORST) * 1.5)  # one call's worst case fits, two do not
+        first = await a.reserve("j1", "claude-sonnet", 100, 100, tag="synqra-judge-test")
+        with pytest.raises(BudgetExhausted) as err:
+            await b.reserve("j2", "claude-sonnet", 100, 100, tag="synqra-judge-test")
+        assert err.value.tag == "synqra-judge-test" and "monthly limit" in err.value.message
+        other = await b.reserve("app", "claude-sonnet", 100, 100, tag="marketing")  # not capped
+        await b.release(other)
+        await a.settle(first, CallRecord("j1", "claude-sonnet", "claude-sonnet", 10, 10, tag="synqra-judge-test"))
+        again = await b.reserve("j3", "claude-sonnet", 100, 100, tag="synqra-judge-test")  # spent $0.00018: fits
+        await b.release(again)
+        with pytest.raises(CallTooCostly):
+            await a.reserve("big", "claude-sonnet", 100, 10_000, tag="synqra-judge-test")
+        status = await a.status()
+        await a.aclose()
+        await b.aclose()
+        assert status["state"] == "ok" and status["reserved"] == 0
+
+    asyncio.run(main())

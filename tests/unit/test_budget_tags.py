@@ -63,6 +63,7 @@ def test_the_header_wins_then_metadata_tags_then_none() -> None:
         (_req({"x-synqra-tag": "bad\x07tag"}), "control characters"),
         (_req(metadata={"tags": [42]}), "metadata.tags[0] must be a string, got int"),
         (_req(metadata={"tags": ["line\nbreak"]}), "metadata.tags[0]: a tag must not contain control characters"),
+        (_req({"x-synqra-tag": "synqra-judge-quality"}), "are synqra's own"),  # would spend the judge's limit
     ],
 )
 def test_a_tag_that_cannot_be_booked_is_refused_naming_its_source(data: dict[str, Any], says: str) -> None:
