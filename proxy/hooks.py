@@ -40,6 +40,7 @@ from policies.common.request_checks import (
     check_max_tokens,
     check_request,
     check_unpriced_extras,
+    stored_context_error,
     unknown_fallback,
     unknown_model,
 )
@@ -106,6 +107,9 @@ class SynqraHooks(CustomLogger):
             if rt.router.handles(requested) or rt.router.handles(resolved):
                 routed = True
                 await self._route(rt, state, data, view)
+                problem = stored_context_error(requested, view, rt.model_caps, cfg.canonical(str(data["model"])))
+                if problem:  # no tier keeps the conversation: LiteLLM would send the turn without it
+                    raise _http_error(400, problem)
             else:  # asked for by name: what that model cannot do is refused before any money moves
                 caps = rt.model_caps.get(cfg.canonical(resolved))
                 why = unmet(caps, rt.router.constraints(view), unknown_is_no=False) if caps else None

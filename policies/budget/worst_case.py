@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from policies.budget.guard import BudgetGuard
-from policies.common.api_shapes import EMBEDDING_CALLS, RESPONSES_CALLS
+from policies.common.api_shapes import EMBEDDING_CALLS, RESPONSES_CALLS, STORED_CONTEXT_FIELDS
 
 log = logging.getLogger("synqra.budget")
 
@@ -25,10 +25,6 @@ log = logging.getLogger("synqra.budget")
 JSON_CHARS_PER_TOKEN = 2
 # Role and separators of a message estimated that way (LiteLLM counts 3, plus 3 to prime the reply).
 MESSAGE_OVERHEAD_TOKENS = 4
-
-
-# Responses API fields that bill a conversation the provider stored as prompt tokens of this call.
-STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation")
 
 
 def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_type: str = "acompletion") -> int:

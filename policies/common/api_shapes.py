@@ -18,6 +18,10 @@ RESPONSES_CALLS = frozenset({"aresponses", "responses"})
 EMBEDDING_CALLS = frozenset({"aembedding", "embedding"})
 GENERATION_CALLS = CHAT_CALLS | MESSAGES_CALLS | TEXT_CALLS | RESPONSES_CALLS
 
+# Responses API fields that refer to a conversation the provider stored: only a provider that keeps them can answer
+# with it (routing, `stores_responses`), and it bills that conversation as prompt tokens of this call.
+STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation")
+
 # The ledger's `kind` of a client's call, by call type.
 ClientKind = Literal["chat", "messages", "completion", "responses", "embedding"]
 KIND_BY_CALL_TYPE: dict[str, ClientKind] = {

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from policies.common import request_models
-from policies.common.api_shapes import RESPONSES_CALLS, TEXT_CALLS
+from policies.common.api_shapes import RESPONSES_CALLS, STORED_CONTEXT_FIELDS, TEXT_CALLS
 
 # A cheap upper bound on tokens without running a tokenizer on megabytes of text:
 # no tokenizer we route to packs more than ~1 token per 1.5 characters of prose,
@@ -321,6 +321,7 @@ _CAPABILITY_PARAMS = {
     "no tools": ("tools", "tool_choice", "functions"),
     "no reasoning": ("thinking", "reasoning_effort", "reasoning"),
     "no vision": ("messages",),
+    "no stored conversations": ("previous_response_id", "conversation"),
 }
 
 
@@ -329,10 +330,33 @@ def capability_error(model: str, why: str | None, data: dict[str, Any]) -> str |
     if why is None or why not in _CAPABILITY_PARAMS:
         return None  # context windows are checked by check_context_window, with the numbers
     asked = next((p for p in _CAPABILITY_PARAMS[why] if data.get(p)), _CAPABILITY_PARAMS[why][0])
-    what = {"no tools": "tools", "no reasoning": "extended thinking", "no vision": "images"}[why]
+    what = {
+        "no tools": "tools",
+        "no reasoning": "extended thinking",
+        "no vision": "images",
+        "no stored conversations": "stored Responses conversations",
+    }[why]
+    advice = ", or the whole conversation in `input`" if why == "no stored conversations" else ""
     return (
         f"model '{model}' does not support {what} ('{asked}'): send the request to a model that does, "
-        "or to 'auto', which picks one"
+        f"or to 'auto', which picks one{advice}"
+    )
+
+
+def stored_context_error(requested: str, data: dict[str, Any], caps: Mapping[str, Any], served: str) -> str | None:
+    """The 400 message when a routed request refers to a stored Responses conversation (previous_response_id,
+    conversation) and the model picked for it does not keep one (no tier of `requested` does, or the budget moved it
+    to the local model): LiteLLM would send the turn without its history, and the answer would be a 200 that never
+    saw it. `caps`: each model's TierInfo."""
+    asked = next((k for k in STORED_CONTEXT_FIELDS if data.get(k)), None)
+    info = caps.get(served)
+    if asked is None or getattr(info, "stores_responses", False):
+        return None
+    keepers = sorted(name for name, c in caps.items() if getattr(c, "stores_responses", False))
+    named = f" by name ({', '.join(keepers)})" if keepers else ""
+    return (
+        f"'{requested}' was routed to '{served}', which does not keep stored Responses conversations ('{asked}'): "
+        f"send the whole conversation in `input`, or ask a model that keeps them{named}"
     )
 
 

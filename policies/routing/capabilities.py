@@ -3,7 +3,8 @@
 Source order: the model's `model_info` in litellm_config.yaml, then LiteLLM's
 model map (`litellm.get_model_info` on `litellm_params.model`), then the
 `synqra.routing.vision_tiers` / `tool_tiers` lists (which can only add support).
-Read once at start-up.
+Whether a model keeps Responses API conversations is synqra's own `model_info.stores_responses` (no
+map has it). Read once at start-up.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def tier_info(
         supports_vision=True if name in vision_tiers else (bool(vision) if vision is not None else None),
         supports_function_calling=True if name in tool_tiers else (bool(tools) if tools is not None else None),
         supports_reasoning=bool(reasoning) if reasoning is not None else None,
+        stores_responses=bool(model_info.get("stores_responses")),
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from policies.common.api_shapes import STORED_CONTEXT_FIELDS
 from policies.common.routing_settings import RoutingSettings
 from policies.embedding.names import STATIC, embedder_for, embedder_name
 from policies.routing.capabilities import ModelInfoLookup, litellm_model_info, tier_infos_from_config
@@ -191,6 +192,7 @@ class Router:
             images=rt.images > 0,
             tools=has_tools(request) > 0 or rt.tool_messages > 0,
             reasoning=wants_reasoning(request),
+            stored_context=any(request.get(k) for k in STORED_CONTEXT_FIELDS),
         )
 
     def constraints(self, request: dict[str, Any]) -> Constraints:

@@ -26,6 +26,9 @@ class TierInfo:
     supports_vision: bool | None = None
     supports_function_calling: bool | None = None
     supports_reasoning: bool | None = None
+    # Keeps Responses API conversations (OpenAI's own API). LiteLLM gives other providers a previous_response_id's
+    # conversation only from its database, which synqra does not run: without it the turn goes out with no history.
+    stores_responses: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Constraints:
     images: bool = False
     tools: bool = False
     reasoning: bool = False  # extended thinking asked for (Anthropic `thinking`, OpenAI reasoning effort)
+    stored_context: bool = False  # a Responses previous_response_id or conversation: the provider must keep it
 
 
 def shifted_thresholds(thresholds: list[float], budget_pressure: float, max_shift: float) -> list[float]:
@@ -60,6 +64,8 @@ def unmet(tier: TierInfo, c: Constraints, unknown_is_no: bool = True) -> str | N
         return "no tools"
     if c.reasoning and lacks(tier.supports_reasoning):
         return "no reasoning"
+    if c.stored_context and not tier.stores_responses:  # never guessed: a wrong "yes" answers without the history
+        return "no stored conversations"
     if tier.max_input_tokens is not None and c.prompt_tokens > tier.max_input_tokens:
         return f"context {tier.max_input_tokens} < {c.prompt_tokens} tokens"
     return None

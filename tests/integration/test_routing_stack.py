@@ -243,3 +243,29 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(
         route_thresholds_main(["--config", str(s.config_path), "--max-escalation", "0.2", "--from-log", str(log)]) == 1
     )
     assert "# 3 logged quality verdicts on local-llama answers" in capsys.readouterr().out, "too few to place a cut"
+
+
+def _next_turn(base_url: str, model: str) -> httpx.Response:
+    body = {"model": model, "input": "And in French?", "previous_response_id": "resp_abc123", "max_output_tokens": 16}
+    return httpx.post(f"{base_url}/v1/responses", json=body, headers={"Authorization": f"Bearer {MASTER_KEY}"})
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet", "deepseek-chat", "auto"])
+def test_a_stored_conversation_is_never_answered_without_its_history(stack, fresh_providers, model: str) -> None:
+    """A Responses turn that refers to a stored conversation: only OpenAI keeps one. LiteLLM gives other providers
+    the history only from its database, which synqra does not run: it sent the new turn alone (2 prompt tokens)
+    and the client got a 200 whose answer never saw the conversation. A 400 names the way out instead."""
+    before = {name: len(p.requests) for name, p in fresh_providers.items()}
+    r = _next_turn(stack.base_url, model)
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "stored Responses conversations ('previous_response_id')" in message and "`input`" in message, message
+    if model == "auto":
+        assert "gpt-4o" in message, "the model that keeps them, by name"
+    assert {name: len(p.requests) for name, p in fresh_providers.items()} == before, "no provider was called"
+
+
+def test_a_stored_conversation_goes_to_openai_which_keeps_it(stack, fresh_providers) -> None:
+    r = _next_turn(stack.base_url, "gpt-4o")
+    assert r.status_code == 200, r.text
+    assert fresh_providers["openai"].requests[-1].body["previous_response_id"] == "resp_abc123"

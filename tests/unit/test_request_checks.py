@@ -16,7 +16,9 @@ from policies.common.request_checks import (
     check_unpriced_extras,
     header_problem,
     parse_body,
+    stored_context_error,
 )
+from policies.routing.tiers import TierInfo
 from tests.fuzz_requests import ROUTES, encode, requests_for, well_formed
 
 
@@ -371,3 +373,14 @@ def test_forwarded_headers_must_be_header_names_and_string_values(headers: dict,
         check_forwarded_headers({"extra_headers": {"anthropic-beta": "prompt-caching-2024-07-31", "X-Tag": "a b\tc"}})
         is None
     )
+
+
+def test_a_stored_conversation_routed_to_a_model_that_does_not_keep_it_is_refused() -> None:
+    caps = {"claude-sonnet": TierInfo("claude-sonnet"), "gpt-4o": TierInfo("gpt-4o", stores_responses=True)}
+    turn = {"input": "And in French?", "previous_response_id": "resp_1"}
+    message = stored_context_error("auto", turn, caps, "claude-sonnet")
+    assert message and "'previous_response_id'" in message and "(gpt-4o)" in message
+    assert stored_context_error("auto", turn, caps, "gpt-4o") is None
+    assert stored_context_error("auto", {"input": "hi"}, caps, "claude-sonnet") is None
+    nobody = stored_context_error("auto", {"conversation": "c"}, {}, "local-llama")  # no model keeps them
+    assert nobody is not None and "'conversation'" in nobody and "by name" not in nobody

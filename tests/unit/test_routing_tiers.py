@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from policies.routing.tiers import Constraints, TierInfo, choose_tier, shifted_thresholds
+from policies.routing.tiers import Constraints, TierInfo, choose_tier, shifted_thresholds, unmet
 
 TIERS = [
     TierInfo("local-llama", max_input_tokens=2048, supports_vision=False, supports_function_calling=False),
@@ -74,3 +74,10 @@ def test_rule_minimum_tier() -> None:
 def test_threshold_count_must_match() -> None:
     with pytest.raises(ValueError):
         choose_tier(0.5, [0.5], TIERS, Constraints())
+
+
+def test_a_stored_conversation_goes_only_to_a_tier_that_keeps_it() -> None:
+    keeper = TierInfo("gpt-4o", max_input_tokens=128000, supports_vision=True, stores_responses=True)
+    assert choose_tier(0.05, [0.3, 0.6, 0.9], [*TIERS, keeper], Constraints(stored_context=True))[0] == "gpt-4o"
+    assert unmet(TIERS[2], Constraints(stored_context=True), unknown_is_no=False) == "no stored conversations"
+    assert unmet(keeper, Constraints(stored_context=True)) is None
