@@ -53,9 +53,9 @@ class ToolCallingProvider(FakeProvider):
         text = json.dumps(self.args)
         return [text[: len(text) // 2], text[len(text) // 2 :]]
 
-    def _openai(self, body: dict[str, Any], text: str, p: int, c: int) -> Response:
+    def _openai(self, body: dict[str, Any], text: str, p: int, c: int, cache_read: int = 0) -> Response:
         if not body.get("tools"):
-            return super()._openai(body, text, p, c)
+            return super()._openai(body, text, p, c, cache_read)
         head = openai_head("chatcmpl-", "chat.completion", body)
         usage = {"prompt_tokens": p, "completion_tokens": 5, "total_tokens": p + 5}
         if not body.get("stream"):
