@@ -109,13 +109,11 @@ def entry_price(entry: ModelEntry, local_aliases: Iterable[str] = ()) -> ModelPr
             float(info.get("output_cost_per_token") or 0),
             int(max_out) if max_out else None,
             lm,
-            # the cost map's cache prices when the entry sets its token prices only (None for local models)
-            _cache_price(info, mapped or {}) if lm else _cache_price(info),
-            _cache_price(info, mapped or {}, key=CACHE_WRITE_1H_KEY)
-            if lm
-            else _cache_price(info, key=CACHE_WRITE_1H_KEY),
+            # the cost map's cache prices when the entry sets its token prices only (no map entry without a model)
+            _cache_price(info, mapped or {}),
+            _cache_price(info, mapped or {}, key=CACHE_WRITE_1H_KEY),
             max_in,
-            _cache_price(info, mapped or {}, key=CACHE_READ_KEY) if lm else _cache_price(info, key=CACHE_READ_KEY),
+            _cache_price(info, mapped or {}, key=CACHE_READ_KEY),
         )
     if entry.model_name in set(local_aliases):
         return ModelPrice(0.0, 0.0, int(max_out) if max_out else None, lm)

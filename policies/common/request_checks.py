@@ -321,7 +321,7 @@ _CAPABILITY_PARAMS = {
     "no tools": ("tools", "tool_choice", "functions"),
     "no reasoning": ("thinking", "reasoning_effort", "reasoning"),
     "no vision": ("messages",),
-    "no stored conversations": ("previous_response_id", "conversation"),
+    "no stored conversations": STORED_CONTEXT_FIELDS,
 }
 
 
