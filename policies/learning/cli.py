@@ -24,7 +24,7 @@ from typing import Any
 
 from policies.common.learning_settings import LearningSettings
 from policies.embedding.names import embedder_for
-from policies.learning.registry import RouterRegistry
+from policies.learning.registry import ROLLED_BACK, RouterRegistry
 from policies.learning.runs import due, learn_from_file, learn_from_log
 from policies.learning.store import InferenceLog
 from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         registry.record_run(
             {
-                "decision": "rolled back",
+                "decision": ROLLED_BACK,
                 "version": version,
                 "reason": f"synqra learn --rollback {args.rollback}".strip(),
             }

@@ -84,6 +84,18 @@ def new_version_name(weights_sha: str, now: float | None = None) -> str:
     return f"{stamp}-{weights_sha[:8]}"
 
 
+ROLLED_BACK = "rolled back"  # a run record's decision when `synqra learn --rollback` changed what serves
+
+
+def iso_time(ts: float) -> str:
+    """A run record's `time` (UTC, to the second)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+class CurrentChanged(ArtifactError):
+    """CURRENT no longer names the version a learn run compared its candidate with."""
+
+
 class RouterRegistry:
     def __init__(self, root: str | Path, base_artifact: str | Path) -> None:
         self.root = Path(root)
@@ -163,9 +175,13 @@ class RouterRegistry:
             tmp.rename(final)
         return name
 
-    def activate(self, version: str) -> None:
-        """Make `version` (or `base`) serve. Raises ArtifactError, and changes nothing, if it does not load."""
+    def activate(self, version: str, expect: str | None = None) -> None:
+        """Make `version` (or `base`) serve. Raises ArtifactError, and changes nothing, if it does not load, or
+        (CurrentChanged) if `expect` is given and another version serves by now: a learn run validated its
+        candidate against `expect`, and a rollback or another run that finished meanwhile must not be undone."""
         with self._locked():
+            if expect is not None and (now := self.current_version()) != expect:
+                raise CurrentChanged(f"the serving version changed during the run ({expect} -> {now})")
             if version != BASE:
                 if version not in self.versions():
                     raise ArtifactError(f"no router version {version!r} in {self.root}")
@@ -191,6 +207,9 @@ class RouterRegistry:
     # --- the run log ----------------------------------------------------------------------------------
 
     def record_run(self, record: dict[str, Any]) -> None:
+        """Append a run's record; one without a time (a rollback) is stamped now, so it sorts and shows by month."""
+        now = time.time()
+        record = {"time": iso_time(now), "ts": now, **record}
         with self._locked():
             with self.runs_file.open("a") as f:
                 f.write(json.dumps(record, default=str) + "\n")

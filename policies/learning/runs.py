@@ -18,7 +18,14 @@ import numpy as np
 
 from policies.common.learning_settings import LearningSettings
 from policies.learning.learn import Labelled, Outcome, learn
-from policies.learning.registry import RouterRegistry, scorer_version, write_artifact
+from policies.learning.registry import (
+    ROLLED_BACK,
+    CurrentChanged,
+    RouterRegistry,
+    iso_time,
+    scorer_version,
+    write_artifact,
+)
 from policies.learning.representation import Representation, Representer, representation_key
 from policies.learning.store import InferenceLog, combine_labels
 from policies.routing.scorer import ArtifactError, LearnedScorer
@@ -88,10 +95,6 @@ def labelled_from_log(
     return data, traffic
 
 
-def _now_iso(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-
-
 def learn_from_log(
     store: InferenceLog,
     registry: RouterRegistry,
@@ -105,12 +108,13 @@ def learn_from_log(
     Installs the candidate (new version, made current) only if it wins."""
     now = time.time() if now is None else now
     t0 = time.perf_counter()
-    record: dict[str, Any] = {"time": _now_iso(now), "ts": now, "dry_run": dry_run, "source": "log"}
+    record: dict[str, Any] = {"time": iso_time(now), "ts": now, "dry_run": dry_run, "source": "log"}
     try:
         prior, prior_version = registry.load_base()
     except ArtifactError as e:
         record.update(decision="failed", reason=f"base artifact unusable: {e}")
         return _finish(registry, record, dry_run, t0)
+    serving = registry.current_version()  # what CURRENT says; the install is refused if it changes meanwhile
     try:
         current, current_version = registry.load_current()
     except ArtifactError as e:  # the serving version is damaged: compare with the base instead
@@ -133,8 +137,10 @@ def learn_from_log(
             manifest = {**outcome.manifest, "parent_version": current_version, "prior_version": prior_version}
             try:
                 version = registry.add(outcome.scorer, manifest, now)
-                registry.activate(version)
                 record["version"] = version
+                registry.activate(version, expect=serving)
+            except CurrentChanged as e:  # a rollback or another run (manual beside scheduled) finished first
+                record.update(decision="kept", reason=f"{e}; the candidate is stored, not serving")
             except (ArtifactError, OSError) as e:
                 record.update(decision="failed", reason=f"candidate won but could not be installed: {e}")
     return _finish(registry, record, dry_run, t0)
@@ -155,7 +161,12 @@ def due(
     if not settings.enabled or settings.schedule == "off":
         return False, "schedule off"
     now = time.time() if now is None else now
-    runs = [r for r in registry.runs() if not r.get("dry_run") and isinstance(r.get("ts"), (int, float))]
+    # learning runs only: a rollback is recorded with a time too, but it learnt nothing
+    runs = [
+        r
+        for r in registry.runs()
+        if r.get("decision") != ROLLED_BACK and not r.get("dry_run") and isinstance(r.get("ts"), (int, float))
+    ]
     last = max((r["ts"] for r in runs), default=0.0)
     interval = SCHEDULE_INTERVAL_S[settings.schedule]
     if now - last < interval:

@@ -232,3 +232,47 @@ def test_the_guard_asks_for_likelihood_evidence_about_the_ranking_not_the_calibr
     assert recalibrated_loglik(miscalibrated, y, w).sum() >= np.sum(
         y * np.log(miscalibrated) + (1 - y) * np.log(1 - miscalibrated)
     )
+
+
+def test_a_run_does_not_replace_a_version_made_to_serve_while_it_ran(
+    tmp_path: Path, prior, representer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manual `synqra learn` beside the scheduled one, or a `--rollback` while a run fits: the run compared its
+    candidate with the version serving when it started, so it must not install over one made to serve since."""
+    import policies.learning.runs as runs
+
+    now = time.time()
+    _log(tmp_path, representer, 300, seed=30, start=now - 1000)
+    reg = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
+    other = learn(prior, prior, _labelled(representer, 200, seed=23), LearningSettings())
+    v_other = reg.add(other.scorer, other.manifest, now=1_000_000)
+    real_learn = runs.learn
+
+    def meanwhile(*args, **kwargs):  # the other process finishes while this run fits
+        out = real_learn(*args, **kwargs)
+        reg.activate(v_other)
+        return out
+
+    monkeypatch.setattr(runs, "learn", meanwhile)
+    rec = learn_from_log(InferenceLog(tmp_path), reg, LearningSettings(), now=now)
+    assert rec["decision"] == "kept" and "changed during the run (base -> " in rec["reason"], rec
+    assert reg.current_version() == v_other  # what the other process made to serve stands
+    assert rec["version"] in reg.versions()  # the candidate is stored: an operator can still --rollback to it
+    monkeypatch.undo()
+    # with nothing changed meanwhile, the same run installs
+    rec = learn_from_log(InferenceLog(tmp_path), RouterRegistry(tmp_path / "r2", DEFAULT_ARTIFACT), LearningSettings())
+    assert rec["decision"] == "installed", rec
+
+
+def test_a_rollback_is_recorded_with_its_time_and_does_not_count_as_a_learning_run(tmp_path: Path, representer) -> None:
+    store = InferenceLog(tmp_path)
+    reg = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
+    weekly = LearningSettings(schedule="weekly", min_new_labels=50)
+    now = time.time()
+    reg.record_run({"decision": "installed", "version": "v", "ts": now - 8 * 86400, "source": "log"})
+    _log(tmp_path, representer, 60, seed=31, start=now - 100)
+    reg.record_run({"decision": "rolled back", "version": BASE})
+    rolled = reg.runs()[-1]
+    assert abs(rolled["ts"] - time.time()) < 60 and rolled["time"].endswith("Z")
+    ok, why = due(store, reg, weekly, now + 1)
+    assert ok, why  # a week since the last learning run, and 60 new labels: the rollback learnt nothing
