@@ -208,8 +208,10 @@ class RouterRegistry:
 
     def record_run(self, record: dict[str, Any]) -> None:
         """Append a run's record; one without a time (a rollback) is stamped now, so it sorts and shows by month."""
-        now = time.time()
-        record = {"time": iso_time(now), "ts": now, **record}
+        ts = record.get("ts")
+        if not isinstance(ts, (int, float)):
+            ts = time.time()
+        record = {"time": iso_time(ts), "ts": ts, **record}
         with self._locked():
             with self.runs_file.open("a") as f:
                 f.write(json.dumps(record, default=str) + "\n")
