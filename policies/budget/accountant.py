@@ -152,6 +152,9 @@ class Accountant:
             cache_write_tokens=int(usage.get("cache_write_tokens") or 0),
             cache_read_tokens=int(usage.get("cache_read_tokens") or 0),
             cache_one_hour=state.hour_cache,
+            cache_write_1h_tokens=None
+            if usage.get("cache_write_1h_tokens") is None
+            else int(usage["cache_write_1h_tokens"]),
         )
         if state.reserved:
             await self.guard.settle(state.request_id, record)

@@ -158,7 +158,12 @@ class BudgetGuard:
             if s.alert_webhook
             else None
         )
-        return cls(s, prices, store, now=now, alerter=alerter)
+        guard = cls(s, prices, store, now=now, alerter=alerter)
+        # The judges' caps from the start, and for a reader without judges (`synqra report`): its by-tag figures
+        # show each judge's limit.
+        for tag, limit in cfg.synqra.judge_spend_limits().items():
+            guard.cap_spend(tag, limit)
+        return guard
 
     # -- cache (no I/O) ---------------------------------------------------------------------
     def _reset_cache(self) -> None:
@@ -710,6 +715,8 @@ class BudgetGuard:
             baseline = to_usd(t.baseline_nano)
             savings = baseline - cost - local_flat_usd * part
             cap = self.settings.tags.get(tag)
+            spend_cap = self._spend_caps.get(tag)  # a judge's monthly limit
+            limit = cap.monthly_limit_usd if cap is not None else None if spend_cap is None else to_usd(spend_cap)
             out[tag] = {
                 "cost": round(cost, 6),
                 "baseline": round(baseline, 6),
@@ -718,7 +725,7 @@ class BudgetGuard:
                 "requests": t.requests,
                 "local_requests": t.local_requests,
                 "local_share": round(t.local_requests / t.requests, 4) if t.requests else 0.0,
-                "limit": cap.monthly_limit_usd if cap is not None else None,
+                "limit": limit,
             }
         return out
 

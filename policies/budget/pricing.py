@@ -63,6 +63,18 @@ def cache_adjustment(price: ModelPrice, writes: int, reads: int, one_hour: bool 
     return premium - discount
 
 
+def call_cache_adjustment(price: ModelPrice, call: CallRecord) -> float:
+    """`cache_adjustment` of a call's cached prompt tokens at `price`: its writes at the price of the TTL each was
+    written for when the provider said (Anthropic splits them: a request may mix one-hour and five-minute
+    breakpoints), else all at the TTL the request asked."""
+    if call.cache_write_1h_tokens is None:
+        return cache_adjustment(price, call.cache_write_tokens, call.cache_read_tokens, call.cache_one_hour)
+    hour = min(call.cache_write_1h_tokens, call.cache_write_tokens)
+    return cache_adjustment(price, call.cache_write_tokens - hour, call.cache_read_tokens) + cache_adjustment(
+        price, hour, 0, one_hour=True
+    )
+
+
 CACHE_WRITE_KEY, CACHE_WRITE_1H_KEY = "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"
 CACHE_READ_KEY = "cache_read_input_token_cost"
 
@@ -192,11 +204,10 @@ class PriceBook:
         counted (an escalation) adds none.
         """
         price = self.price(call.served_model)
-        cache = (call.cache_write_tokens, call.cache_read_tokens, call.cache_one_hour)
         cost = (
             call.cost_usd
             if call.cost_usd is not None
-            else call_cost(price, call.prompt_tokens, call.completion_tokens) + cache_adjustment(price, *cache)
+            else call_cost(price, call.prompt_tokens, call.completion_tokens) + call_cache_adjustment(price, call)
         )
         if call.kind == "embedding":
             baseline = cost
@@ -204,7 +215,7 @@ class PriceBook:
             baseline = 0.0
         else:  # the all-Claude setup would have written and read the same prompt to and from Claude's cache
             baseline = self.baseline(call.prompt_tokens, call.completion_tokens)
-            baseline += cache_adjustment(self.prices[self.baseline_model], *cache)
+            baseline += call_cache_adjustment(self.prices[self.baseline_model], call)
         return to_nano(cost), to_nano(baseline), price.free
 
     def count_prompt_tokens(

@@ -60,6 +60,9 @@ class CallRecord:
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
     cache_one_hour: bool = False
+    # Of cache_write_tokens, those the provider reported written for the one-hour TTL (Anthropic's
+    # usage.cache_creation split: a request may mix TTLs); None: not reported, cache_one_hour decides.
+    cache_write_1h_tokens: int | None = None
 
 
 @dataclass(frozen=True)

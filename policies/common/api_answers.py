@@ -432,7 +432,8 @@ def cache_tokens_of(response: Any) -> dict[str, int]:
     this answer, those it reported: both are in the prompt count, billed above and below the input price.
     Writes: Anthropic's cache_creation_input_tokens, on its own usage and on LiteLLM's. Reads: Anthropic's
     cache_read_input_tokens; OpenAI's prompt_tokens_details.cached_tokens (LiteLLM puts Anthropic's and DeepSeek's
-    prompt_cache_hit_tokens there too); the Responses API's input_tokens_details.cached_tokens."""
+    prompt_cache_hit_tokens there too); the Responses API's input_tokens_details.cached_tokens. `cache_write_1h_tokens`:
+    of the writes, those for Anthropic's one-hour TTL, when the provider said."""
     usage = get_field(response, "usage")
     if usage is None:
         return {}
@@ -440,7 +441,18 @@ def cache_tokens_of(response: Any) -> dict[str, int]:
     for details in ("prompt_tokens_details", "input_tokens_details"):
         reads = reads or _count(get_field(get_field(usage, details), "cached_tokens"))
     counts = {"cache_write_tokens": _count(get_field(usage, "cache_creation_input_tokens")), "cache_read_tokens": reads}
-    return {k: v for k, v in counts.items() if v}
+    out = {k: v for k, v in counts.items() if v}
+    # Anthropic's split of the writes by TTL (a request may mix one-hour and five-minute breakpoints), on its own usage
+    # and on LiteLLM's (in prompt_tokens_details): `cache_write_1h_tokens`, kept when 0 (all the five minutes').
+    split = (
+        get_field(usage, "cache_creation")
+        or get_field(usage, "cache_creation_token_details")
+        or get_field(get_field(usage, "prompt_tokens_details"), "cache_creation_token_details")
+    )
+    hour = get_field(split, "ephemeral_1h_input_tokens") if split is not None else None
+    if out.get("cache_write_tokens") and isinstance(hour, int) and not isinstance(hour, bool):
+        out["cache_write_1h_tokens"] = min(max(hour, 0), out["cache_write_tokens"])
+    return out
 
 
 def usage_of(response: Any) -> dict[str, int] | None:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from policies.common.budget_settings import BudgetSettings
+from policies.common.budget_settings import SYNQRA_TAG_PREFIX, BudgetSettings
 from policies.common.learning_settings import LearningSettings
 from policies.common.quality_settings import QualitySettings
 from policies.common.routing_settings import RoutingSettings
@@ -120,6 +120,14 @@ class SynqraSettings(_Strict):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
+
+    def judge_spend_limits(self) -> dict[str, float]:
+        """Each judge's budget tag (synqra-judge-<purpose>: the quality gate's, the learning loop's) and its monthly
+        limit, as proxy/judge.py books and caps its calls."""
+        return {
+            SYNQRA_TAG_PREFIX + "quality": self.quality.judge.monthly_limit_usd,
+            SYNQRA_TAG_PREFIX + "learning": self.learning.judge.monthly_limit_usd,
+        }
 
 
 class ModelEntry(BaseModel):

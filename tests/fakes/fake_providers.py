@@ -191,6 +191,10 @@ class Scripted:
     # prompt_cache_hit_tokens beside prompt_cache_miss_tokens, billed at its cache-hit price. Both inside the prompt.
     cache_write: int = 0
     cache_read: int = 0
+    # Of cache_write, this many were written for the one-hour TTL and the rest for five minutes, as Anthropic splits
+    # the writes of a request whose cache_control breakpoints mix TTLs (`_cache_write_1h_tokens`); None: every write
+    # for the TTL the request asks.
+    cache_write_1h: int | None = None
 
 
 def openai_cache_usage(kind: str, body: dict[str, Any], p: int, reads: int) -> dict[str, Any]:
@@ -334,6 +338,9 @@ class FakeProvider:
             # Written for the TTL the request's cache_control asks ("1h": billed at 2x the input price, not 1.25x).
             ttl = body["_cache_write_ttl"] = "1h" if '"ttl": "1h"' in json.dumps(body) else "5m"
             split = {f"ephemeral_{t}_input_tokens": step.cache_write if t == ttl else 0 for t in ("5m", "1h")}
+            if step.cache_write_1h is not None:
+                body["_cache_write_1h_tokens"] = hour = step.cache_write_1h
+                split = {"ephemeral_5m_input_tokens": step.cache_write - hour, "ephemeral_1h_input_tokens": hour}
             cache = {
                 "cache_creation_input_tokens": step.cache_write,
                 "cache_read_input_tokens": step.cache_read,

@@ -130,25 +130,41 @@ def claude_bill(provider: FakeProvider) -> float:
         b = rec.body
         write, read = b.get("_cache_write_tokens", 0), b.get("_cache_read_tokens", 0)
         uncached = b.get("_prompt_tokens", 0) - write - read
-        write_price = CACHE_WRITE_1H if b.get("_cache_write_ttl") == "1h" else CACHE_WRITE
-        total += uncached * IN + write * write_price + read * CACHE_READ + b.get("_completion_tokens", 0) * OUT
+        hour = b.get("_cache_write_1h_tokens", write if b.get("_cache_write_ttl") == "1h" else 0)
+        writes = hour * CACHE_WRITE_1H + (write - hour) * CACHE_WRITE  # Anthropic's split of a request's writes by TTL
+        total += uncached * IN + writes + read * CACHE_READ + b.get("_completion_tokens", 0) * OUT
     return total
 
 
 # "write-1h-top": Anthropic's automatic caching, a `cache_control` at the top of the request (LiteLLM forwards it on
 # both APIs), not on a block: its one-hour writes were priced at the five-minute 1.25x.
-@pytest.mark.parametrize("cache", ["write", "read", "write-1h", "write-1h-top"])
+# "write-mixed": a one-hour breakpoint on the system prompt and a five-minute one on the newest turn (Anthropic's way to
+# mix TTLs: the longer first); Anthropic bills each write at its own TTL's price and says which in
+# usage.cache_creation. Here 500 of the 2,000 written were the hour's: every write was priced at the hour's 2x
+# ($0.012051 recorded for a $0.008676 bill), and a turn that read the hour's prefix and wrote only the newest turn
+# paid the hour's price for five-minute writes.
+@pytest.mark.parametrize("cache", ["write", "read", "write-1h", "write-1h-top", "write-mixed"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("api", ["messages", "chat"])
 def test_prompt_cache_tokens_are_in_the_ledger_at_their_bill(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider], api: str, stream: bool, cache: str
 ) -> None:
     claude = fresh_providers["anthropic"]
-    claude.push(Scripted(cache_write=0 if cache == "read" else 2000, cache_read=2000 if cache == "read" else 0))
-    control = {"type": "ephemeral", "ttl": "1h"} if cache.startswith("write-1h") else {"type": "ephemeral"}
+    mixed = cache == "write-mixed"
+    claude.push(
+        Scripted(
+            cache_write=0 if cache == "read" else 2000,
+            cache_read=2000 if cache == "read" else 0,
+            cache_write_1h=500 if mixed else None,
+        )
+    )
+    hour = cache.startswith("write-1h") or mixed
+    control = {"type": "ephemeral", "ttl": "1h"} if hour else {"type": "ephemeral"}
     top = cache == "write-1h-top"
     block = [{"type": "text", "text": SYSTEM, **({} if top else {"cache_control": control})}]
-    question = {"role": "user", "content": "hello there"}
+    question: dict[str, Any] = {"role": "user", "content": "hello there"}
+    if mixed:
+        question["content"] = [{"type": "text", "text": "hello there", "cache_control": {"type": "ephemeral"}}]
     if api == "messages":
         path, payload = "/v1/messages", {"system": block, "messages": [question]}
     else:

@@ -14,6 +14,7 @@ from litellm.types.llms.openai import (
     ResponseCreatedEvent,
     ResponsesAPIResponse,
 )
+from litellm.types.utils import CacheCreationTokenDetails, PromptTokensDetailsWrapper
 
 from policies.common.api_answers import (
     cache_tokens_of,
@@ -264,6 +265,39 @@ def test_cache_writes_and_reads_are_read_from_anthropic_and_litellm_usage() -> N
     plain = {"usage": {"input_tokens": 2, "cache_creation_input_tokens": 0, "output_tokens": 5}}
     assert cache_tokens_of(plain) == {} and "cache_write_tokens" not in (usage_of(plain) or {})
     assert cache_tokens_of({"usage": {"cache_creation_input_tokens": "many"}}) == {} and cache_tokens_of(None) == {}
+
+
+def test_anthropics_split_of_cache_writes_by_ttl_is_read_from_its_usage_and_litellms() -> None:
+    split = {"ephemeral_5m_input_tokens": 1500, "ephemeral_1h_input_tokens": 500}
+    native = {"usage": {"input_tokens": 2, "cache_creation_input_tokens": 2000, "cache_creation": split}}
+    assert cache_tokens_of(native) == {"cache_write_tokens": 2000, "cache_write_1h_tokens": 500}
+    five = {
+        "usage": {
+            "input_tokens": 2,
+            "cache_creation_input_tokens": 200,
+            "cache_read_input_tokens": 1800,
+            "cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 0},
+        }
+    }
+    assert cache_tokens_of(five) == {"cache_write_tokens": 200, "cache_read_tokens": 1800, "cache_write_1h_tokens": 0}
+    # LiteLLM's Usage for Claude (its Anthropic transformation) nests the split in prompt_tokens_details.
+    details = PromptTokensDetailsWrapper(
+        cache_creation_tokens=2000,
+        cache_creation_token_details=CacheCreationTokenDetails(
+            ephemeral_5m_input_tokens=1500, ephemeral_1h_input_tokens=500
+        ),
+    )
+    chat = litellm.ModelResponse(
+        usage=litellm.Usage(
+            prompt_tokens=2002, completion_tokens=5, cache_creation_input_tokens=2000, prompt_tokens_details=details
+        )
+    )
+    assert cache_tokens_of(chat) == {"cache_write_tokens": 2000, "cache_write_1h_tokens": 500}
+    # No split, or no writes: nothing said of the TTL.
+    assert "cache_write_1h_tokens" not in cache_tokens_of({"usage": {"cache_creation_input_tokens": 2000}})
+    assert cache_tokens_of({"usage": {"cache_read_input_tokens": 5, "cache_creation": split}}) == {
+        "cache_read_tokens": 5
+    }
 
 
 @pytest.mark.parametrize(

@@ -160,6 +160,46 @@ def test_prompt_tokens_written_to_or_read_from_the_cache_cost_their_own_price(tm
     assert claude[0] == claude[1]
 
 
+def test_cache_writes_are_priced_at_the_ttl_the_provider_says_each_was_written_for(tmp_path: Path) -> None:
+    """A request may mix Anthropic's TTLs (a one-hour breakpoint on the system prompt, a five-minute one on the newest
+    turn): Anthropic bills each write at its TTL's price and reports the split. Every write was priced at the hour's
+    2x once the request asked "1h" anywhere: a turn that read the hour's prefix and wrote only its newest turn for
+    five minutes paid the hour's price for it."""
+    models = [
+        ModelEntry(
+            model_name="claude-sonnet",
+            litellm_params={"model": "anthropic/claude-sonnet-4-5"},
+            model_info={"input_cost_per_token": 3e-6, "output_cost_per_token": 15e-6},
+        ),
+    ]
+    book = PriceBook.from_config(_cfg(tmp_path, models))
+
+    def cost(writes: int, reads: int, hour: bool, hour_writes: int | None) -> float:
+        call = CallRecord(
+            "r",
+            "claude-sonnet",
+            "claude-sonnet",
+            2002,
+            10,
+            cache_write_tokens=writes,
+            cache_read_tokens=reads,
+            cache_one_hour=hour,
+            cache_write_1h_tokens=hour_writes,
+        )
+        got = book.price_call(call)
+        assert got[0] == got[1], "Claude served it: no savings"
+        return got[0] / 1e9
+
+    out = 10 * 15e-6
+    mixed = 2 * 3e-6 + 500 * 6e-6 + 1500 * 3.75e-6 + out
+    assert cost(2000, 0, True, 500) == pytest.approx(mixed)
+    # The hour's prefix read, the newest turn written for five minutes.
+    assert cost(200, 1800, True, 0) == pytest.approx(2 * 3e-6 + 200 * 3.75e-6 + 1800 * 0.3e-6 + out)
+    # No split reported (a stream cut short): the TTL the request asked, as before.
+    assert cost(2000, 0, True, None) == pytest.approx(2 * 3e-6 + 2000 * 6e-6 + out)
+    assert cost(2000, 0, False, None) == pytest.approx(2 * 3e-6 + 2000 * 3.75e-6 + out)
+
+
 def test_unpriced_paid_model_is_a_config_error(tmp_path: Path) -> None:
     models = [
         ModelEntry(model_name="claude-sonnet", litellm_params={"model": "anthropic/claude-sonnet-4-5"}),

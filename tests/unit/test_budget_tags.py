@@ -198,6 +198,28 @@ def test_a_capped_tag_with_no_spend_shows_its_limit_and_status_without_by_has_no
     assert by["by_tag"]["untagged"]["requests"] == 1
 
 
+def test_a_judges_spend_cap_is_the_limit_its_tag_shows(make_guard: Callable[..., BudgetGuard]) -> None:
+    """A judge's calls are booked to synqra-judge-<purpose> and held to its monthly limit (cap_spend, as JudgeCaller
+    sets it): the by-tag status shows that limit, as it does a configured tag's cap (it said null: an operator read
+    the judge as uncapped)."""
+
+    async def main() -> dict[str, Any]:
+        g = _capped(make_guard)
+        g.cap_spend("synqra-judge-quality", 0.5)
+        await _spend(g, "u1", "local-llama", 100, 10, None)
+        await _spend(
+            g, "u1:judge-quality-1", "deepseek-chat", 100, 5, "synqra-judge-quality", kind="judge", counts_request=False
+        )
+        out = await g.status(by_tag=True)
+        await g.aclose()
+        return out
+
+    by = asyncio.run(main())["by_tag"]
+    assert by["synqra-judge-quality"]["limit"] == 0.5
+    assert by["synqra-judge-quality"]["requests"] == 0 and by["synqra-judge-quality"]["cost"] > 0
+    assert by["capped"]["limit"] == TAG_LIMIT and by["untagged"]["limit"] is None
+
+
 def test_200_concurrent_tagged_reservations_never_exceed_the_tag_cap(make_guard: Callable[..., BudgetGuard]) -> None:
     """Two guards (two processes) on one store: a capped tag's reservations are checked against its committed +
     reserved in the same atomic step as the month's, so a burst never takes it past its stop level; other tags

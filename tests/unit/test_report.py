@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
@@ -251,6 +252,35 @@ def test_a_closed_months_alerts_are_its_own_and_its_tags_are_listed(tmp_path: Pa
             assert b["by_tag"][tag][key] == march["by_tag"][tag][key], (tag, key)
     md = markdown.render(report)
     assert "## By tag" in md and "| docs-bot | 1 |" in md and "alerts fired" not in md
+
+
+def test_a_judges_monthly_limit_is_its_tags_cap_in_the_report(tmp_path: Path) -> None:
+    """`synqra report` reads the ledger without a running proxy (no judge set its cap): the judges' monthly limits
+    come from the config, as the proxy's judges hold them (the report's tag table showed no cap)."""
+    cfg = app_config(tmp_path)
+    cfg.synqra.quality.judge.enabled = True
+    cfg.synqra.quality.judge.monthly_limit_usd = 2.0
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        guard = BudgetGuard.from_config(cfg, now=lambda: NOW, env={})
+        await fill(guard)
+        rid = "r1:judge-quality-1"
+        res = await guard.reserve(rid, "deepseek-chat", 100, 10, tag="synqra-judge-quality")
+        judge = CallRecord(rid, "deepseek-chat", "deepseek-chat", 100, 5, kind="judge", parent_id="r1")
+        await guard.settle(res, dataclasses.replace(judge, counts_request=False, tag="synqra-judge-quality"))
+        await guard.aclose()
+        guard = BudgetGuard.from_config(cfg, now=lambda: NOW, env={})
+        try:
+            return await month_report(cfg, guard, None, now=lambda: NOW), await guard.status(by_tag=True)
+        finally:
+            await guard.aclose()
+
+    report, status = asyncio.run(main())
+    for by in (report["budget"]["by_tag"], status["by_tag"]):
+        assert by["synqra-judge-quality"]["limit"] == 2.0
+        assert by["synqra-judge-quality"]["requests"] == 0
+    assert "| synqra-judge-quality | 0 | 0.0% |" in markdown.render(report)
+    assert "$2.00" in markdown.render(report).split("| synqra-judge-quality |")[1].split("\n")[0]
 
 
 def test_a_learning_runs_month_is_the_budgets_month(tmp_path: Path) -> None:
