@@ -400,6 +400,30 @@ UNPRICED_EXTRAS: list[tuple[str, str, dict[str, Any]]] = [
         "/v1/responses",
         {"model": "gpt-4o", "input": "hi", "tools": [{"type": "web_search"}]},
     ),
+    # The same and more through `extra_body`, which LiteLLM merges into the provider's request after every check:
+    # web searches reached gpt-4o and DeepSeek; a stored conversation reached gpt-4o without the context window
+    # held for it, and DeepSeek or Claude (from `auto`) without its history; 5,000 words of `instructions` reached
+    # gpt-4o against a reservation for a one-word prompt (the ledger then recorded 5,001 prompt tokens).
+    (
+        "chat-extra_body-web_search_options",
+        "/v1/chat/completions",
+        {"model": "gpt-4o", "messages": MSG, "extra_body": {"web_search_options": {}}},
+    ),
+    (
+        "responses-extra_body-previous_response_id",
+        "/v1/responses",
+        {"model": "gpt-4o", "input": "hi", "extra_body": {"previous_response_id": "resp_abc"}},
+    ),
+    (
+        "responses-extra_body-conversation",
+        "/v1/responses",
+        {"model": "auto", "input": "hi", "extra_body": {"conversation": "conv_abc"}},
+    ),
+    (
+        "responses-extra_body-instructions",
+        "/v1/responses",
+        {"model": "gpt-4o", "input": "hi", "extra_body": {"instructions": "word " * 5000}},
+    ),
 ]
 
 
