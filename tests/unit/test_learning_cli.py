@@ -105,3 +105,17 @@ def test_a_damaged_run_log_is_read_past(tmp_path: Path, capsys: pytest.CaptureFi
     assert "serving base" in capsys.readouterr().out
     assert learn_main(["--store", str(tmp_path), "--list"]) == 0
     assert "rolled back" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["--dry-run"], ["--if-due"], ["--export", "out.jsonl"]])
+def test_a_damaged_inference_log_is_refused_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    """An inference log that is not a database: `synqra learn` failed with sqlite3's traceback; now it says which file
+    it cannot read (exit 1, refused) and leaves it as it was."""
+    (tmp_path / "inference_log.sqlite3").write_bytes(b"garbage, not a database\n")
+    args = [a if a != "out.jsonl" else str(tmp_path / a) for a in args]
+    assert learn_main(["--store", str(tmp_path), *args]) == 1
+    err = capsys.readouterr().err
+    assert "inference log" in err and str(tmp_path) in err and "Traceback" not in err
+    assert (tmp_path / "inference_log.sqlite3").read_bytes() == b"garbage, not a database\n"
