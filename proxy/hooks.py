@@ -18,6 +18,7 @@ import httpx
 import litellm
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy.common_utils.openai_error_payload import openai_error_type_for_status
 
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.budget.tags import BadTag, request_tag
@@ -68,8 +69,20 @@ log = logging.getLogger("synqra.hooks")
 TIMEOUTS = (litellm.Timeout, httpx.TimeoutException, asyncio.TimeoutError)
 
 
+class _RequestError(HTTPException):
+    """A refusal in the API's own error format. LiteLLM builds the chat, Messages, Responses and embeddings routes'
+    error from `detail`, its /v1/completions handler from the exception's `message`, `type` and `param`: without them
+    a text-completion client got the message "400: {'error': \"...\"}" of type "None"."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status_code=status, detail={"error": message})
+        self.message = message
+        self.type = openai_error_type_for_status(status)
+        self.param = None
+
+
 def _http_error(status: int, message: str) -> HTTPException:
-    return HTTPException(status_code=status, detail={"error": message})
+    return _RequestError(status, message)
 
 
 class SynqraHooks(CustomLogger):

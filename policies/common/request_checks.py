@@ -66,6 +66,12 @@ PRICED_FIELDS = frozenset(
         "prediction",
         "background",
         "dimensions",
+        # The Responses API's `instructions` are prompt; a stored conversation is prompt the budget holds the whole
+        # context window for, and only a model that keeps it may continue it (stored_context_error); web searches are
+        # billed per search (check_unpriced_extras). LiteLLM merges each into the provider's request from extra_body.
+        "instructions",
+        *STORED_CONTEXT_FIELDS,
+        "web_search_options",
     }
 )
 

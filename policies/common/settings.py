@@ -203,6 +203,47 @@ def _format_errors(err: ValidationError, prefix: str) -> str:
     return "invalid configuration:\n" + "\n".join(lines)
 
 
+# model_info fields synqra reads (LiteLLM's own are LiteLLM's to check): prices in USD per token, which the budget
+# reserves and the ledger records by (no price below 0: a call would give money back to the month); the sizes it
+# fits and reserves calls by; whether a model keeps stored Responses conversations.
+PRICE_INFO = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_creation_input_token_cost",
+    "cache_creation_input_token_cost_above_1hr",
+    "cache_read_input_token_cost",
+)
+SIZE_INFO = ("max_input_tokens", "max_output_tokens", "max_tokens", "output_vector_size")
+
+
+def _number(v: Any) -> float | None:
+    """A number as synqra's pricing reads it (YAML reads `3e-6`, without a dot, as the text "3e-6"), else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def _model_info_problem(info: dict[str, Any]) -> tuple[str, str] | None:
+    """(key, what is wrong) for the first model_info field synqra reads that it could not use, else None."""
+    for key in PRICE_INFO:
+        v = info.get(key)
+        n = _number(v)
+        if v is not None and (n is None or not 0 <= n < float("inf")):
+            return key, f"must be a price in USD per token, 0 or more, got {v!r}"
+    for key in SIZE_INFO:
+        v = info.get(key)
+        n = _number(v)
+        if v is not None and (n is None or not 1 <= n < float("inf") or n != int(n)):
+            return key, f"must be a whole number of tokens, 1 or more, got {v!r}"
+    v = info.get("stores_responses")
+    if v is not None and not isinstance(v, bool):
+        return "stores_responses", f"must be true or false, got {v!r}"
+    return None
+
+
 def _check_consistency(cfg: AppConfig) -> None:
     """Cross-checks pydantic cannot do field by field."""
     s = cfg.synqra
@@ -210,6 +251,10 @@ def _check_consistency(cfg: AppConfig) -> None:
     for i, name in enumerate(names):
         if names.index(name) != i:
             raise ConfigError(f"invalid configuration:\n  model_list[{i}].model_name: duplicate model name {name!r}")
+    for i, listed in enumerate(cfg.model_list):
+        problem = _model_info_problem(listed.model_info)
+        if problem is not None:
+            raise ConfigError(f"invalid configuration:\n  model_list[{i}].model_info.{problem[0]}: {problem[1]}")
     for key, backend in (("llama", s.backends.llama), ("embed", s.backends.embed)):
         entry = cfg.model(backend.model_alias)
         if entry is None:

@@ -10,7 +10,8 @@
                                                  # {"id", "messages", "label": 0..1} -> artifact folder DIR
     synqra route-score --router DIR < requests.jsonl
 
-Exit status: 0 done (installed or kept), 1 refused (corrupt artifact, nothing to roll back), 2 bad input.
+Exit status: 0 done (installed or kept), 1 refused (corrupt artifact or inference log, nothing to roll back), 2 bad
+input.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in registry.runs()[-10:]:
             print(f"run {r.get('time', '?')}: {r.get('decision')} {r.get('version', '')} {r.get('reason', '')}")
         return 0
-    store = InferenceLog(folder)
+    try:
+        store = InferenceLog(folder)
+    except (sqlite3.DatabaseError, RuntimeError) as e:  # not a database, or another schema: nothing is changed
+        print(f"{PROG}: the inference log in {folder} cannot be read: {e}", file=sys.stderr)
+        return 1
     try:
         if args.export is not None:
             with args.export.open("w") as f:

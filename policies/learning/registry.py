@@ -217,7 +217,8 @@ class RouterRegistry:
                 f.write(json.dumps(record, default=str) + "\n")
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run's record, oldest first (an unreadable line is skipped)."""
+        """Every run's record, oldest first (a line that is not a JSON object, and a `version` that is not a name, are
+        skipped: the log may be torn or edited by hand, and its readers call `.get` and compare versions)."""
         try:
             lines = self.runs_file.read_text().splitlines()
         except FileNotFoundError:
@@ -225,7 +226,11 @@ class RouterRegistry:
         out = []
         for line in lines:
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(record, dict):
+                if "version" in record and not isinstance(record["version"], str):
+                    record = {k: v for k, v in record.items() if k != "version"}
+                out.append(record)
         return out

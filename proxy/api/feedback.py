@@ -11,13 +11,13 @@ feedback on an answer a paid tier served is acknowledged and says nothing about 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from policies.common.request_checks import parse_body
 from policies.learning.labels import label_from_feedback
 from policies.learning.writer import FLUSH_INTERVAL_S, InferenceLogWriter
 from proxy.api.auth import require_master_key
@@ -50,10 +50,12 @@ async def _finished_row(writer: InferenceLogWriter, request_id: str) -> dict[str
 
 @router.post("/api/feedback")
 async def feedback(request: Request) -> Any:
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        return _error(400, "request body is not valid JSON")
+    # As the model routes read a body: no lone surrogate (the inference log cannot store one: a comment holding one
+    # failed its writer's whole batch, other requests' rows with it; an id holding one was a 500), no number past a
+    # float's range (a score of 10**400 was a 500).
+    body, problem = parse_body(await request.body())
+    if problem is not None:
+        return _error(400, problem)
     if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or "score" not in body:
         return _error(400, "'request_id' (a string) and 'score' (0 to 1, \"good\" or \"bad\") are required")
     comment = body.get("comment")

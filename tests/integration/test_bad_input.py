@@ -400,6 +400,30 @@ UNPRICED_EXTRAS: list[tuple[str, str, dict[str, Any]]] = [
         "/v1/responses",
         {"model": "gpt-4o", "input": "hi", "tools": [{"type": "web_search"}]},
     ),
+    # The same and more through `extra_body`, which LiteLLM merges into the provider's request after every check:
+    # web searches reached gpt-4o and DeepSeek; a stored conversation reached gpt-4o without the context window
+    # held for it, and DeepSeek or Claude (from `auto`) without its history; 5,000 words of `instructions` reached
+    # gpt-4o against a reservation for a one-word prompt (the ledger then recorded 5,001 prompt tokens).
+    (
+        "chat-extra_body-web_search_options",
+        "/v1/chat/completions",
+        {"model": "gpt-4o", "messages": MSG, "extra_body": {"web_search_options": {}}},
+    ),
+    (
+        "responses-extra_body-previous_response_id",
+        "/v1/responses",
+        {"model": "gpt-4o", "input": "hi", "extra_body": {"previous_response_id": "resp_abc"}},
+    ),
+    (
+        "responses-extra_body-conversation",
+        "/v1/responses",
+        {"model": "auto", "input": "hi", "extra_body": {"conversation": "conv_abc"}},
+    ),
+    (
+        "responses-extra_body-instructions",
+        "/v1/responses",
+        {"model": "gpt-4o", "input": "hi", "extra_body": {"instructions": "word " * 5000}},
+    ),
 ]
 
 
@@ -513,3 +537,29 @@ def test_a_request_fallback_naming_an_offered_model_is_reserved_and_recorded(sta
     records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
     (row,) = [x for x in records if x["request_id"].startswith(rid)]
     assert row["served_model"] == "deepseek-chat" and row["kind"] == "fallback", row
+
+
+# synqra's refusals on /v1/completions: LiteLLM's text-completion handler formats an error from the exception's own
+# attributes, not from its detail as the other routes do; the message came as "400: {'error': \"...\"}" and the type
+# as the text "None" (a client branching on error.type saw neither invalid_request_error nor a message of its own).
+COMPLETION_REFUSALS: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
+    ("unknown model", {"model": "no-such-model", "prompt": "hi"}, {}, "no-such-model"),
+    ("empty prompt", {"model": "local-llama", "prompt": []}, {}, "'prompt' must be"),
+    ("bad tag", {"model": "gpt-4o", "prompt": "hi"}, {"x-synqra-tag": "a" * 129}, "x-synqra-tag"),
+    ("priority tier", {"model": "gpt-4o", "prompt": "hi", "service_tier": "priority"}, {}, "service_tier"),
+    ("no month can pay", {"model": "gpt-4o", "prompt": "hi", "max_tokens": HUGE}, {}, "max_tokens"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "headers", "needle"), COMPLETION_REFUSALS, ids=[c[0] for c in COMPLETION_REFUSALS]
+)
+def test_a_text_completion_refusal_is_an_openai_error(stack, fresh_providers, name, body, headers, needle) -> None:
+    r = httpx.post(
+        f"{stack.base_url}/v1/completions", json={"max_tokens": 3, **body}, headers={**AUTH, **headers}, timeout=60
+    )
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["param"] is None, err
+    assert needle in err["message"] and not err["message"].startswith("400"), err["message"]
+    assert not any(p.requests for p in fresh_providers.values())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,9 @@ class Fuzz:
                 ), text
             else:
                 assert isinstance(error["error"], dict) and isinstance(error["error"]["message"], str), text
+                # a type of its own, a message of its own (/v1/completions gave type "None" and "400: {'error': ...}")
+                assert error["error"].get("type") not in (None, "", "None"), text
+                assert not re.match(r"\d{3}: \{", error["error"]["message"]), text
             assert self._settled() == self.figures, (
                 f"{path}: a rejected request ({r.status_code}) moved the ledger: {text[:300]}"
             )

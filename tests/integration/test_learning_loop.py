@@ -115,6 +115,23 @@ def test_feedback_score_out_of_range_is_a_400(stack: RunningStack) -> None:
     assert fb.status_code == 400 and "0 to 1" in fb.json()["error"]["message"]
 
 
+def test_feedback_the_inference_log_cannot_store_is_a_400(stack: RunningStack) -> None:
+    """A score past a float's range and a lone UTF-16 surrogate in the id or the comment (valid JSON, as `json` reads
+    it) were a 500, or (the comment) acknowledged as recorded while the inference log's writer failed on it, and with
+    it every other request's row in the same batch. Refused as the model routes refuse them; the log keeps working."""
+    r = post(stack, {"model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello there"}]})
+    rid = r.headers["x-synqra-request-id"]
+    for raw in (
+        f'{{"request_id": "{rid}", "score": 1{"0" * 400}}}',
+        f'{{"request_id": "{rid}\\ud800", "score": 1}}',
+        f'{{"request_id": "{rid}", "score": 0.5, "comment": "fine \\udc00"}}',
+    ):
+        fb = httpx.post(f"{stack.base_url}/api/feedback", content=raw.encode(), headers=AUTH, timeout=30)
+        assert fb.status_code == 400 and "not valid JSON" in fb.json()["error"]["message"], (raw[-40:], fb.text)
+    fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": 0.5}, headers=AUTH, timeout=30)
+    assert fb.status_code == 200, fb.text
+
+
 def test_two_workers_feedback_on_either_and_each_row_costs_what_the_ledger_says(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:

@@ -87,3 +87,35 @@ def test_rollback_with_nothing_installed_is_refused(tmp_path: Path, capsys: pyte
     assert "nothing to roll back" in capsys.readouterr().err
     assert learn_main(["--store", str(tmp_path), "--list"]) == 0
     assert "current: base" in capsys.readouterr().out
+
+
+def test_a_damaged_run_log_is_read_past(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """runs.jsonl lines that are JSON but not a run's record (a torn or hand-edited log): `--list` and `--rollback`
+    (and the supervisor's `--if-due`, which reads the same log) failed with a traceback (AttributeError on a number,
+    TypeError comparing a numeric version); they are skipped like the lines that are not JSON."""
+    routers = tmp_path / "routers"
+    routers.mkdir()
+    (routers / "runs.jsonl").write_text(
+        '5\n["x"]\nnull\n{"decision": "installed", "version": 7}\n{"decision": "kept"\n'
+    )
+    (routers / "CURRENT").write_text("20260101T000000Z-abcdef12\n")  # not installed here: rollback goes to base
+    assert learn_main(["--store", str(tmp_path), "--list"]) == 0
+    assert "current: 20260101T000000Z-abcdef12" in capsys.readouterr().out
+    assert learn_main(["--store", str(tmp_path), "--rollback"]) == 0
+    assert "serving base" in capsys.readouterr().out
+    assert learn_main(["--store", str(tmp_path), "--list"]) == 0
+    assert "rolled back" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["--dry-run"], ["--if-due"], ["--export", "out.jsonl"]])
+def test_a_damaged_inference_log_is_refused_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    """An inference log that is not a database: `synqra learn` failed with sqlite3's traceback; now it says which file
+    it cannot read (exit 1, refused) and leaves it as it was."""
+    (tmp_path / "inference_log.sqlite3").write_bytes(b"garbage, not a database\n")
+    args = [a if a != "out.jsonl" else str(tmp_path / a) for a in args]
+    assert learn_main(["--store", str(tmp_path), *args]) == 1
+    err = capsys.readouterr().err
+    assert "inference log" in err and str(tmp_path) in err and "Traceback" not in err
+    assert (tmp_path / "inference_log.sqlite3").read_bytes() == b"garbage, not a database\n"

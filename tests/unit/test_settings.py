@@ -20,6 +20,15 @@ def _write(tmp_path: Path, mutate) -> Path:
     return p
 
 
+def _info(model: str, **fields):
+    """A mutation setting `fields` in the model_info of `model`'s model_list entry."""
+
+    def mutate(c) -> None:
+        next(m for m in c["model_list"] if m["model_name"] == model).setdefault("model_info", {}).update(fields)
+
+    return mutate
+
+
 def test_shipped_config_is_valid() -> None:
     cfg = load_config(REPO / "litellm_config.yaml")
     assert {"local-llama", "local-embed", "deepseek-chat", "claude-sonnet", "gpt-4o", "auto"} <= set(cfg.model_names)
@@ -48,12 +57,36 @@ def test_shipped_config_is_valid() -> None:
             lambda c: c["synqra"]["routing"].update(mode="shadow", shadow_model="claude-opus-99"),
             "synqra.routing.shadow_model",
         ),
+        # The model_info fields synqra prices and sizes calls by: a price that is not a number started a proxy that
+        # said "ready" and failed every request (the budget could not be built); a negative one priced calls below 0
+        # (every such call gave money back to the month); a string `stores_responses: "false"` was true.
+        *[
+            (_info("claude-sonnet", **{key: value}), f"model_list[3].model_info.{key}")
+            for key, value in (
+                ("input_cost_per_token", "3e-6 USD"),
+                ("output_cost_per_token", -1.5e-05),
+                ("cache_read_input_token_cost", [0.1]),
+                ("max_output_tokens", "64k"),
+                ("max_input_tokens", 0),
+                ("stores_responses", "false"),
+            )
+        ],
+        (_info("local-embed", output_vector_size=384.5), "model_list[1].model_info.output_vector_size"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, mutate, key: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(_write(tmp_path, mutate))
     assert key in str(e.value)
+
+
+def test_model_info_numbers_as_yaml_reads_them(tmp_path: Path) -> None:
+    """YAML reads `3e-6` (no dot) as text; synqra's pricing and LiteLLM read it as the number, and so does the check."""
+    p = tmp_path / "c.yaml"
+    text = (REPO / "litellm_config.yaml").read_text()
+    p.write_text(text.replace("input_cost_per_token: 0.000003\n", "input_cost_per_token: 3e-6\n", 1))
+    assert "3e-6" in p.read_text()
+    assert load_config(p).model("claude-sonnet").model_info["input_cost_per_token"] == "3e-6"
 
 
 def test_missing_and_unparsable_files(tmp_path: Path) -> None:
