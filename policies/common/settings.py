@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from policies.common.budget_settings import SYNQRA_TAG_PREFIX, BudgetSettings
 from policies.common.learning_settings import LearningSettings
+from policies.common.litellm_sections import unknown_key
 from policies.common.quality_settings import QualitySettings
 from policies.common.routing_settings import RoutingSettings
 
@@ -324,6 +325,9 @@ def load_config(path: str | Path) -> AppConfig:
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p}: top level must be a mapping")
+    unknown = unknown_key(raw)
+    if unknown is not None:
+        raise ConfigError(f"invalid configuration:\n  {unknown[0]}: {unknown[1]}")
     synqra_raw = raw.get("synqra") or {}
     try:
         synqra = SynqraSettings.model_validate(synqra_raw)

@@ -72,6 +72,14 @@ def test_shipped_config_is_valid() -> None:
             )
         ],
         (_info("local-embed", output_vector_size=384.5), "model_list[1].model_info.output_vector_size"),
+        # LiteLLM's own parts: a section it does not read, or a router_settings key it ignores with a log warning,
+        # dropped every fallback without a word (`router_setting:` for `router_settings:`, `fallback:`).
+        (lambda c: c.update(router_setting=c.pop("router_settings")), "router_setting"),
+        (
+            lambda c: c["router_settings"].update(fallback=c["router_settings"].pop("fallbacks")),
+            "router_settings.fallback",
+        ),
+        (lambda c: c.update(router_settings=["fallbacks"]), "router_settings"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, mutate, key: str) -> None:
@@ -125,3 +133,22 @@ def test_shadow_mode_serves_the_incumbent() -> None:
     assert r.shadow_target("claude-3-5-sonnet-20241022", known) == "claude-3-5-sonnet-20241022"  # an alias
     assert r.shadow_target("claude-3-opus-20240229", known) == "claude-sonnet"  # no model serves that name
     assert r.model_copy(update={"shadow_model": "deepseek-chat"}).shadow_target("auto", known) == "deepseek-chat"
+
+
+def test_the_tables_of_litellms_sections_are_litellms_own() -> None:
+    """The tables load_config checks LiteLLM's parts of the file against (kept as tables: reading a config must not
+    import LiteLLM) are what the installed LiteLLM reads: after an upgrade this says what to add or remove."""
+    import litellm
+    from litellm.proxy._types import ConfigYAML
+    from litellm.proxy.proxy_server import ROUTER_SETTINGS_MANAGED_OUTSIDE_CONFIG
+
+    from policies.common.litellm_sections import ROUTER_SETTINGS, TOP_LEVEL
+
+    router = {x for x in litellm.Router.get_valid_args() if x not in ROUTER_SETTINGS_MANAGED_OUTSIDE_CONFIG}
+    assert set(ROUTER_SETTINGS) == router
+    assert set(ConfigYAML.model_fields) <= TOP_LEVEL
+    # every other section in the table is one LiteLLM's proxy reads from the file
+    proxy = Path(litellm.__file__).parent / "proxy"
+    source = (proxy / "proxy_server.py").read_text() + (proxy / "common_utils" / "config_includes.py").read_text()
+    for section in TOP_LEVEL - set(ConfigYAML.model_fields) - {"synqra"}:
+        assert f'"{section}"' in source, section
