@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
+from proxy.api.errors import api_error
 from proxy.master_key import bearer_token, is_master_key
 from proxy.runtime import get_runtime
 
@@ -18,7 +19,4 @@ def holds_master_key(request: Request) -> bool:
 
 async def require_master_key(request: Request) -> None:
     if not holds_master_key(request):
-        raise HTTPException(
-            status_code=401,
-            detail={"error": {"message": "this endpoint needs the proxy's master key", "type": "auth_error"}},
-        )
+        raise api_error(401, "this endpoint needs the proxy's master key", "auth_error")

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 
 from policies.budget.guard import BudgetGuard
+from proxy.api.errors import api_error
 
 
 def make_budget_router(get_guard: Callable[[], BudgetGuard], require_master_key: Callable[..., Any]) -> APIRouter:
@@ -24,15 +25,8 @@ def make_budget_router(get_guard: Callable[[], BudgetGuard], require_master_key:
     @router.get("/api/budget/status", dependencies=[Depends(require_master_key)])
     async def budget_status(by: str | None = None, guard: BudgetGuard = Depends(get_guard)) -> dict[str, Any]:
         if by not in (None, "tag"):
-            raise HTTPException(
-                400,
-                detail={
-                    "error": {
-                        "message": f"by={by!r} is not a breakdown of the budget status; the one there is: by=tag",
-                        "type": "invalid_request_error",
-                        "param": "by",
-                    }
-                },
+            raise api_error(
+                400, f"by={by!r} is not a breakdown of the budget status; the one there is: by=tag", param="by"
             )
         return await guard.status(by_tag=by == "tag")
 

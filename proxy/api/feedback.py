@@ -15,22 +15,20 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 
 from policies.common.request_checks import parse_body
 from policies.learning.labels import label_from_feedback
 from policies.learning.writer import FLUSH_INTERVAL_S, InferenceLogWriter
 from proxy.api.auth import require_master_key
+from proxy.api.errors import api_error
 from proxy.runtime import get_runtime
 
 # How long a request's row may take to appear when another worker served it: a few of its writer's flush intervals.
 OTHER_WORKER_WAIT_S = 5 * FLUSH_INTERVAL_S
+# A note for whoever reads the label, not a document: the inference log keeps it with every copy of the row.
+MAX_COMMENT_CHARS = 4000
 
 router = APIRouter(tags=["learning"], dependencies=[Depends(require_master_key)])
-
-
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
 
 async def _finished_row(writer: InferenceLogWriter, request_id: str) -> dict[str, Any] | None:
@@ -55,26 +53,34 @@ async def feedback(request: Request) -> Any:
     # float's range (a score of 10**400 was a 500).
     body, problem = parse_body(await request.body())
     if problem is not None:
-        return _error(400, problem)
+        raise api_error(400, problem)
     if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or "score" not in body:
-        return _error(400, "'request_id' (a string) and 'score' (0 to 1, \"good\" or \"bad\") are required")
+        param = "request_id" if isinstance(body, dict) and not isinstance(body.get("request_id"), str) else "score"
+        raise api_error(
+            400, "'request_id' (a string) and 'score' (0 to 1, \"good\" or \"bad\") are required", param=param
+        )
     comment = body.get("comment")
-    if comment is not None and not isinstance(comment, str):
-        return _error(400, "'comment' must be a string")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS):
+        raise api_error(400, f"'comment' must be a string of at most {MAX_COMMENT_CHARS:,} characters", param="comment")
     loop = get_runtime().learning
     writer = loop.writer
     if writer is None:
-        return _error(
+        raise api_error(
             409, "the inference log is off (synqra.learning.enabled: false): feedback is not kept", "conflict"
         )
     row = await _finished_row(writer, body["request_id"])
     if row is None:
-        return _error(404, f"no routed request with id {body['request_id']!r} in the inference log", "not_found_error")
+        raise api_error(
+            404,
+            f"no routed request with id {body['request_id']!r} in the inference log",
+            "not_found_error",
+            "request_id",
+        )
     local = get_runtime().config.synqra.backends.llama.model_alias
     served = row.get("tier_served") or row.get("tier_chosen")
     try:
         value = label_from_feedback(body["score"], served_locally=served == local)
     except ValueError as e:
-        return _error(400, str(e))
+        raise api_error(400, str(e), param="score") from None
     recorded = value is not None and loop.label(body["request_id"], "feedback", value, comment)
     return {"request_id": body["request_id"], "served_by": served, "label": value, "recorded": recorded}

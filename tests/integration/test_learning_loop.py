@@ -99,11 +99,15 @@ def test_live_requests_are_logged_with_the_gates_label_and_take_feedback(stack: 
         ({"request_id": "x", "score": 2}, None),  # 404 (unknown id) comes first; a known id with score 2 is a 400 below
         ({"score": 1}, 400),
         ({"request_id": "x", "score": "good", "comment": 5}, 400),
+        ({"request_id": "x", "score": "good", "comment": "long " * 1000}, 400),  # a note, not a document
     ],
 )
 def test_feedback_bad_input(stack: RunningStack, body: dict, status: int | None) -> None:
+    """Errors in the /api format the README documents (as the route's own 401), naming the field."""
     r = httpx.post(f"{stack.base_url}/api/feedback", json=body, headers=AUTH, timeout=30)
-    assert r.status_code == (status or 404) and r.json()["error"]["message"]
+    error = r.json()["detail"]["error"]
+    assert r.status_code == (status or 404) and error["message"] and error["type"]
+    assert error["param"] == ("comment" if "comment" in body else "request_id"), error
     assert httpx.post(f"{stack.base_url}/api/feedback", content=b"{nope", headers=AUTH, timeout=30).status_code == 400
     assert httpx.post(f"{stack.base_url}/api/feedback", json=body, timeout=30).status_code == 401
 
@@ -112,7 +116,8 @@ def test_feedback_score_out_of_range_is_a_400(stack: RunningStack) -> None:
     r = post(stack, {"model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello there"}]})
     rid = r.headers["x-synqra-request-id"]
     fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": 2}, headers=AUTH, timeout=30)
-    assert fb.status_code == 400 and "0 to 1" in fb.json()["error"]["message"]
+    assert fb.status_code == 400 and "0 to 1" in fb.json()["detail"]["error"]["message"]
+    assert fb.json()["detail"]["error"]["param"] == "score"
 
 
 def test_feedback_the_inference_log_cannot_store_is_a_400(stack: RunningStack) -> None:
@@ -127,7 +132,10 @@ def test_feedback_the_inference_log_cannot_store_is_a_400(stack: RunningStack) -
         f'{{"request_id": "{rid}", "score": 0.5, "comment": "fine \\udc00"}}',
     ):
         fb = httpx.post(f"{stack.base_url}/api/feedback", content=raw.encode(), headers=AUTH, timeout=30)
-        assert fb.status_code == 400 and "not valid JSON" in fb.json()["error"]["message"], (raw[-40:], fb.text)
+        assert fb.status_code == 400 and "not valid JSON" in fb.json()["detail"]["error"]["message"], (
+            raw[-40:],
+            fb.text,
+        )
     fb = httpx.post(f"{stack.base_url}/api/feedback", json={"request_id": rid, "score": 0.5}, headers=AUTH, timeout=30)
     assert fb.status_code == 200, fb.text
 
