@@ -57,6 +57,9 @@ CALLS = Counter(
     "synqra_calls", "Model calls written to the ledger (escalations and fallbacks included)", ["model", "kind", "local"]
 )
 COST_USD = Counter("synqra_cost_usd", "Actual cost of the ledger's calls, USD", ["model"])
+# The same spend by what the call was for: a client's own call (its API: chat, messages, ...), an escalation, a
+# fallback, a judge's call (the quality gate's or the learning loop's: their monthly limits apply).
+COST_BY_KIND_USD = Counter("synqra_cost_by_kind_usd", "Actual cost of the ledger's calls by kind, USD", ["kind"])
 BASELINE_USD = Counter(
     "synqra_baseline_usd", "What the same calls would have cost on the baseline model, USD", ["model"]
 )
@@ -86,10 +89,11 @@ def observe_shadow_eval(outcome: str) -> None:
 
 # The ledger's counters by (model, kind, local): .labels() takes a lock and builds a key each time, and
 # five of them were a tenth of a paid request's budget bookkeeping. Few combinations: models x kinds.
-_LEDGER_CHILDREN: dict[tuple[str, str, bool], tuple[Counter, Counter, Counter, Counter, Counter]] = {}
+_Children = tuple[Counter, Counter, Counter, Counter, Counter, Counter]
+_LEDGER_CHILDREN: dict[tuple[str, str, bool], _Children] = {}
 
 
-def _ledger_children(model: str, kind: str, local: bool) -> tuple[Counter, Counter, Counter, Counter, Counter]:
+def _ledger_children(model: str, kind: str, local: bool) -> _Children:
     key = (model, kind, local)
     children = _LEDGER_CHILDREN.get(key)
     if children is None:
@@ -99,15 +103,19 @@ def _ledger_children(model: str, kind: str, local: bool) -> tuple[Counter, Count
             BASELINE_USD.labels(model=model),
             TOKENS.labels(model=model, direction="prompt"),
             TOKENS.labels(model=model, direction="completion"),
+            COST_BY_KIND_USD.labels(kind=kind),
         )
     return children
 
 
 def observe_ledger(record: LedgerRecord) -> None:
     """A BudgetGuard listener: one call per ledger row, as written (or queued while the store is down)."""
-    calls, cost, baseline, prompt, completion = _ledger_children(record.served_model, record.kind, record.local)
+    calls, cost, baseline, prompt, completion, by_kind = _ledger_children(
+        record.served_model, record.kind, record.local
+    )
     calls.inc()
     cost.inc(record.cost_usd)
+    by_kind.inc(record.cost_usd)
     baseline.inc(record.baseline_usd)
     prompt.inc(record.prompt_tokens)
     completion.inc(record.completion_tokens)

@@ -70,6 +70,32 @@ def test_ledger_counters_add_up_to_the_ledger(tmp_path: Path) -> None:
         assert sample("synqra_calls_total", model=m, kind="chat", local=local) - n0 == len(mine)
 
 
+def test_spend_by_kind_shows_what_judges_and_escalations_cost(tmp_path: Path) -> None:
+    """synqra_cost_usd_total{model} mixes a judge's DeepSeek calls with the clients' own: the by-kind counter tells
+    them apart (a judge's monthly limit is on its own spend)."""
+    rows = [
+        ("c", "chat", "deepseek-chat", 1000, 200),
+        ("c:esc", "escalation", "claude-sonnet", 1200, 300),
+        ("c:judge-quality-1", "judge", "deepseek-chat", 700, 180),
+        ("d:judge-learning-1", "judge", "deepseek-chat", 900, 20),
+    ]
+    kinds = ("chat", "escalation", "judge")
+    before = {k: sample("synqra_cost_by_kind_usd_total", kind=k) for k in kinds}
+
+    async def main() -> None:
+        g = sqlite_guard(tmp_path, monthly_limit_usd=1000.0)
+        g.listeners.append(metrics.observe_ledger)
+        for rid, kind, m, p, c in rows:
+            rec = CallRecord(rid, "auto", m, p, c, kind=kind, counts_request=kind == "chat")
+            await g.settle(await g.reserve(rid, m, p, c), rec)
+        await g.aclose()
+
+    asyncio.run(main())
+    for k in kinds:
+        expected = sum((cost(m, p, c) for _, kind, m, p, c in rows if kind == k), Decimal(0))
+        assert sample("synqra_cost_by_kind_usd_total", kind=k) - before[k] == pytest.approx(float(expected), abs=1e-9)
+
+
 def test_a_failing_listener_loses_no_record(tmp_path: Path) -> None:
     def broken(_: object) -> None:
         raise RuntimeError("metrics bug")
