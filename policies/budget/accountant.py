@@ -43,7 +43,7 @@ from policies.budget.worst_case import (
     prompt_tokens,
 )
 from policies.common.api_answers import prompt_only_usage
-from policies.common.api_shapes import KIND_BY_CALL_TYPE, cache_ttls, chat_view
+from policies.common.api_shapes import KIND_BY_CALL_TYPE, cache_ttls, cached_prefix_share, chat_view
 from policies.common.request_state import RequestState
 
 log = logging.getLogger("synqra.accounting")
@@ -103,13 +103,14 @@ class Accountant:
 
         `routed`: synqra chose the model, so when the money is gone the local model serves instead
         (`data["model"]` and `state.route` are moved, `state.budget_note` says "stopped")."""
+        ttls = cache_ttls(data)  # a prompt Anthropic may write to its cache is billed above the input price
+        state.hour_cache = "1h" in ttls  # settled at the hour's write price (a fallback's or retry's state: its own)
+        state.cache_prefix_share = cached_prefix_share(data) if ttls else 0.0  # for the baseline, free calls too
         if self.guard.is_free(model):
             return
         view = chat_view(data, state.call_type)  # completions and Responses API requests read as chat
         # The largest allowance the request gives in any spelling: LiteLLM may send the provider any of them.
         key, max_tokens = output_allowance(data, state.call_type)
-        ttls = cache_ttls(data)  # a prompt Anthropic may write to its cache is billed above the input price
-        state.hour_cache = "1h" in ttls  # settled at the hour's write price (a fallback's or retry's state: its own)
         prompt = billed_prompt_tokens(self.guard, model, prompt_tokens(self.guard, model, view, state.call_type), ttls)
         n = choices(view)
         state.worst_case = {
@@ -155,6 +156,7 @@ class Accountant:
             cache_write_1h_tokens=None
             if usage.get("cache_write_1h_tokens") is None
             else int(usage["cache_write_1h_tokens"]),
+            cache_prefix_tokens=round(prompt * state.cache_prefix_share),
         )
         if state.reserved:
             await self.guard.settle(state.request_id, record)

@@ -46,6 +46,10 @@ class ModelPrice:
         return self.input_per_token == 0 and self.output_per_token == 0
 
 
+# Anthropic caches no prefix shorter than this (Claude Sonnet and Opus; Haiku's minimum is 2,048).
+MIN_CACHED_PREFIX_TOKENS = 1024
+
+
 def call_cost(price: ModelPrice, prompt_tokens: int, completion_tokens: int) -> float:
     return prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
 
@@ -215,7 +219,14 @@ class PriceBook:
             baseline = 0.0
         else:  # the all-Claude setup would have written and read the same prompt to and from Claude's cache
             baseline = self.baseline(call.prompt_tokens, call.completion_tokens)
-            baseline += call_cache_adjustment(self.prices[self.baseline_model], call)
+            claude = self.prices[self.baseline_model]
+            if call.cache_write_tokens or call.cache_read_tokens:
+                baseline += call_cache_adjustment(claude, call)
+            elif call.cache_prefix_tokens >= MIN_CACHED_PREFIX_TOKENS:
+                # The client marked a prefix for Claude's cache and the model that answered cached none of it: Claude
+                # would have read it from its cache (on a session's first turn it would have written it, so the
+                # savings claimed err low, never high).
+                baseline += cache_adjustment(claude, 0, call.cache_prefix_tokens)
         return to_nano(cost), to_nano(baseline), price.free
 
     def count_prompt_tokens(

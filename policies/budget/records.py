@@ -63,6 +63,9 @@ class CallRecord:
     # Of cache_write_tokens, those the provider reported written for the one-hour TTL (Anthropic's
     # usage.cache_creation split: a request may mix TTLs); None: not reported, cache_one_hour decides.
     cache_write_1h_tokens: int | None = None
+    # Prompt tokens up to the request's last cache_control when the answering model reported no cache use (the
+    # local model, DeepSeek or GPT-4o on a cold prefix): the all-Claude baseline reads them from Claude's cache.
+    cache_prefix_tokens: int = 0
 
 
 @dataclass(frozen=True)

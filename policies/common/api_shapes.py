@@ -8,6 +8,7 @@ request as chat messages with OpenAI's field names, so each of them has one read
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 # LiteLLM's call types (the hooks' `call_type`), grouped by request shape.
@@ -51,6 +52,42 @@ def cache_ttls(data: dict[str, Any]) -> set[str]:
         elif isinstance(node, list):
             pending.extend(node)
     return ttls
+
+
+def _marked(node: Any) -> bool:
+    """Whether a `cache_control` sits anywhere in node (a tool, a system block, a message or its content)."""
+    pending = [node]
+    while pending:
+        n = pending.pop()
+        if isinstance(n, dict):
+            if isinstance(n.get("cache_control"), dict):
+                return True
+            pending.extend(n.values())
+        elif isinstance(n, list):
+            pending.extend(n)
+    return False
+
+
+def cached_prefix_share(data: dict[str, Any]) -> float:
+    """The share of the prompt, by the characters of its JSON, that Anthropic would cache: everything up to the last
+    element holding a `cache_control`, in the order it caches (tools, system, messages: a marked block's whole
+    message counts); all of it with a top-level `cache_control` (automatic caching). 0 without a breakpoint."""
+    parts: list[Any] = []
+    for key in ("tools", "system", "messages", "input"):
+        value = data.get(key)
+        if isinstance(value, list):
+            parts.extend(value)
+        elif value is not None:
+            parts.append(value)
+    if not parts:
+        return 0.0
+    if isinstance(data.get("cache_control"), dict):
+        return 1.0
+    last = max((i for i, p in enumerate(parts) if _marked(p)), default=-1)
+    if last < 0:
+        return 0.0
+    sizes = [len(json.dumps(p, default=str)) for p in parts]
+    return sum(sizes[: last + 1]) / max(1, sum(sizes))
 
 
 def prompt_texts(prompt: Any) -> list[str]:

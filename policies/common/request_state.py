@@ -68,6 +68,9 @@ class RequestState:
     leaves_local: bool = False
     stream: bool = False
     hour_cache: bool = False  # a cache_control asks Anthropic's one-hour TTL: cache writes at its price
+    # The prompt's share up to its last cache_control (api_shapes.cached_prefix_share): what the all-Claude baseline
+    # reads from Claude's cache when the model that answered cached nothing.
+    cache_prefix_share: float = 0.0
     # The output allowance as the client sent it (policies/budget/worst_case.asked_allowance): each model a call goes
     # to is fitted from it, not from what an earlier model's fit left in the request.
     asked_allowance: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +118,7 @@ class RequestState:
             counts_request=counts_request,
             leaves_local=leaves_local,
             hour_cache=self.hour_cache,  # a fallback, retry or escalation sends the same cache_control
+            cache_prefix_share=self.cache_prefix_share,
             asked_allowance=self.asked_allowance,
         )
 

@@ -227,6 +227,40 @@ def test_prompt_tokens_an_openai_protocol_provider_read_from_its_cache_are_in_th
     assert sum(x["baseline_usd"] for x in rows) == pytest.approx(claude, abs=1e-9), rows
 
 
+# Claude Code marks its long system prompt for Anthropic's cache, and its small tasks (Haiku names) may be routed to
+# another model. The all-Claude baseline priced the marked prefix at the full input price though Claude would have
+# read it from its cache at 0.1x: savings overstated by 0.9x the prefix's input price on every such request.
+@pytest.mark.parametrize("api", ["messages", "chat"])
+def test_a_prefix_marked_for_claudes_cache_is_read_from_it_in_the_baseline_when_another_model_answered(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], api: str
+) -> None:
+    deepseek = fresh_providers["deepseek"]
+    block = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    question = {"role": "user", "content": "hello there"}
+    if api == "messages":
+        path, payload = "/v1/messages", {"system": block, "messages": [question]}
+    else:
+        path, payload = "/v1/chat/completions", {"messages": [{"role": "system", "content": block}, question]}
+    r = httpx.post(
+        f"{stack.base_url}{path}",
+        json={"model": "deepseek-chat", "max_tokens": 20, **payload},
+        headers=AUTH,
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-synqra-request-id"]
+    assert wait_until(lambda: status(stack)["reserved"] == 0 and ledger_rows(stack, rid), 30)
+    rows = ledger_rows(stack, rid)
+    (p, c), (price_in, _, price_out) = deepseek.billed_tokens(), OPENAI_PRICES["deepseek-chat"]
+    assert len(deepseek.requests) == 1 and p >= 2000
+    assert sum(x["cost_usd"] for x in rows) == pytest.approx(p * price_in + c * price_out, abs=1e-9)  # no cache use
+    full = p * IN + c * OUT
+    cached = (p - 2000) * IN + 2000 * CACHE_READ + c * OUT  # the 2,000-token system prompt read from Claude's cache
+    baseline = sum(x["baseline_usd"] for x in rows)
+    # the prefix is estimated by its share of the request's characters: within 2% of the discount
+    assert abs(baseline - cached) <= 0.02 * (full - cached), (baseline, cached, full)
+
+
 # LiteLLM serves some APIs on some providers through a bridge inside the call (a Responses API request to Claude
 # goes through chat completions), and runs the deployment hooks again for it. Read as a retry of the call, the
 # bridge's request was reserved a second time, without the client's output allowance: at Claude's 64,000-token

@@ -324,3 +324,23 @@ def test_a_stream_item_carries_answer_only_with_text_or_tool_arguments() -> None
     assert not carries_answer({"type": "response.created"}) and carries_answer({"type": "response.output_text.delta"})
     assert not carries_answer(b'event: message_start\ndata: {"type":"message_start"}\n\n')
     assert carries_answer(b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n')
+
+
+def test_the_share_of_a_prompt_claude_would_cache() -> None:
+    from policies.common.api_shapes import cached_prefix_share
+
+    mark = {"type": "ephemeral"}
+    system = [{"type": "text", "text": "x" * 9000, "cache_control": mark}]
+    question = {"role": "user", "content": "y" * 900}
+    # Anthropic caches tools, then system, then messages, up to the last breakpoint
+    assert 0.88 < cached_prefix_share({"system": system, "messages": [question]}) < 0.92
+    assert cached_prefix_share({"system": system[0]["text"], "messages": [question]}) == 0.0  # no breakpoint
+    assert cached_prefix_share({"messages": [question], "cache_control": mark}) == 1.0  # automatic caching: all
+    marked_turn = {"role": "user", "content": [{"type": "text", "text": "y" * 900, "cache_control": mark}]}
+    assert cached_prefix_share({"system": "x" * 9000, "messages": [marked_turn]}) == 1.0
+    # a breakpoint on a tool caches the tools only; chat completions carry the system prompt among the messages
+    tools = [{"name": "t", "input_schema": {"type": "object"}, "cache_control": mark}]
+    assert cached_prefix_share({"tools": tools, "messages": [{"role": "user", "content": "y" * 9000}]}) < 0.02
+    chat = {"messages": [{"role": "system", "content": system}, question]}
+    assert 0.88 < cached_prefix_share(chat) < 0.92
+    assert cached_prefix_share({}) == 0.0

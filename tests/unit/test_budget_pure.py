@@ -209,3 +209,37 @@ def test_unpriced_paid_model_is_a_config_error(tmp_path: Path) -> None:
         PriceBook.from_config(_cfg(tmp_path, models), required=["mystery"])
     with pytest.raises(PricingError, match="baseline_model"):
         PriceBook.from_config(_cfg(tmp_path, models[1:], {"baseline_model": "mystery"}))
+
+
+def test_a_prefix_marked_for_claudes_cache_is_read_from_it_in_the_baseline_when_another_model_answered(
+    tmp_path: Path,
+) -> None:
+    """Claude Code marks its long system prompt for Anthropic's cache and sends its small tasks to a Haiku name, which
+    `auto` may route to the local model. The all-Claude setup would have read that prefix from Claude's cache at 0.1x,
+    but the baseline priced it at the full input price: savings were overstated by 0.9x the prefix's input price
+    (a 10,000-token prompt: $0.027 of made-up savings per request), and an answer escalated to Claude, which then read
+    the prefix cached, claimed savings though Claude served it."""
+    models = [
+        ModelEntry(
+            model_name="claude-sonnet",
+            litellm_params={"model": "anthropic/claude-sonnet-4-5"},
+            model_info={"input_cost_per_token": 3e-6, "output_cost_per_token": 15e-6},
+        ),
+        ModelEntry(
+            model_name="local-llama",
+            litellm_params={"model": "openai/local-llama"},
+            model_info={"input_cost_per_token": 0, "output_cost_per_token": 0},
+        ),
+    ]
+    book = PriceBook.from_config(_cfg(tmp_path, models))
+
+    def baseline(prefix: int, reads: int = 0) -> float:
+        call = CallRecord("r", "auto", "local-llama", 3000, 10, cache_read_tokens=reads, cache_prefix_tokens=prefix)
+        return book.price_call(call)[1] / 1e9
+
+    full = 3000 * 3e-6 + 10 * 15e-6
+    assert baseline(0) == pytest.approx(full)
+    assert baseline(2000) == pytest.approx(1000 * 3e-6 + 2000 * 0.3e-6 + 10 * 15e-6)  # Claude reads the prefix
+    assert baseline(1000) == pytest.approx(full)  # under Anthropic's 1,024-token minimum nothing is cached
+    # the model that answered reported its own cache use: the baseline caches the same tokens, not the estimate
+    assert baseline(2000, reads=500) == pytest.approx(2500 * 3e-6 + 500 * 0.3e-6 + 10 * 15e-6)
