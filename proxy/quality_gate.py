@@ -136,7 +136,8 @@ class QualityGate:
                 state.quality is not None and self.applies(state) and is_validated(served, self.settings, self._tiers())
             )
         return (
-            state.routed
+            self.settings.enabled  # is_validated's first test, before the ladder is worked out (every routed request)
+            and state.routed
             and state.call_type in GENERATION_CALLS
             and is_validated(state.route, self.settings, self._tiers())
         )

@@ -188,21 +188,9 @@ class InferenceLog:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 if routes:
-                    self._conn.executemany(
-                        f"INSERT OR IGNORE INTO routed ({', '.join(_ROUTE_COLS)}) VALUES ({', '.join('?' * len(_ROUTE_COLS))})",
-                        [tuple(getattr(r, c) for c in _ROUTE_COLS) for r in routes],
-                    )
-                if outcomes:
-                    self._conn.executemany(
-                        "UPDATE routed SET tier_served = ?, escalation = ?, cost_usd = COALESCE(?, cost_usd), done_ts = ? "
-                        "WHERE request_id = ?",
-                        [(o.tier_served, o.escalation, o.cost_usd, o.done_ts, o.request_id) for o in outcomes],
-                    )
-                if costs:
-                    self._conn.executemany(
-                        "UPDATE routed SET cost_usd = COALESCE(cost_usd, 0) + ? WHERE request_id = ?",
-                        [(c.cost_usd, c.request_id) for c in costs],
-                    )
+                    self._insert_folded(routes, outcomes, costs)
+                else:
+                    self._update(outcomes, costs)
                 if labels:
                     self._conn.executemany(
                         "INSERT OR IGNORE INTO labels (request_id, source, value, ts, note) VALUES (?, ?, ?, ?, ?)",
@@ -212,6 +200,62 @@ class InferenceLog:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    def _insert_folded(self, routes: list[RouteRow], outcomes: list[Outcome], costs: list[Cost]) -> None:
+        """The rows with the outcomes and costs of this same write already in them: one INSERT per row where an
+        INSERT and two UPDATEs rewrote it (a routed request's row, outcome and cost mostly share a batch). The
+        columns end as the UPDATEs would leave them: outcomes in order (tier, chain and time the last one's, the
+        cost the last one given), then each cost added. A row whose id is stored already is not inserted: then the
+        write is undone and made the plain way."""
+        fields: dict[str, list[Any]] = {r.request_id: [None, None, None, None] for r in routes}
+        rest_outcomes = []
+        for o in outcomes:
+            f = fields.get(o.request_id)
+            if f is None:
+                rest_outcomes.append(o)
+                continue
+            f[0], f[1], f[3] = o.tier_served, o.escalation, o.done_ts
+            if o.cost_usd is not None:
+                f[2] = o.cost_usd
+        rest_costs = []
+        for c in costs:
+            f = fields.get(c.request_id)
+            if f is None:
+                rest_costs.append(c)
+                continue
+            f[2] = (f[2] or 0) + c.cost_usd  # COALESCE(cost_usd, 0) + ?
+        cols = _ROUTE_COLS + _OUTCOME_COLS
+        self._conn.execute("SAVEPOINT folded")
+        before = self._conn.total_changes
+        self._conn.executemany(
+            f"INSERT OR IGNORE INTO routed ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [(*(getattr(r, c) for c in _ROUTE_COLS), *fields[r.request_id]) for r in routes],
+        )
+        if self._conn.total_changes - before == len(routes):
+            self._conn.execute("RELEASE folded")
+            self._update(rest_outcomes, rest_costs)
+            return
+        # An id met twice (in this write, or stored before): its first row stays, and gets every outcome and cost.
+        self._conn.execute("ROLLBACK TO folded")
+        self._conn.execute("RELEASE folded")
+        self._conn.executemany(
+            f"INSERT OR IGNORE INTO routed ({', '.join(_ROUTE_COLS)}) VALUES ({', '.join('?' * len(_ROUTE_COLS))})",
+            [tuple(getattr(r, c) for c in _ROUTE_COLS) for r in routes],
+        )
+        self._update(outcomes, costs)
+
+    def _update(self, outcomes: list[Outcome], costs: list[Cost]) -> None:
+        if outcomes:
+            self._conn.executemany(
+                "UPDATE routed SET tier_served = ?, escalation = ?, cost_usd = COALESCE(?, cost_usd), done_ts = ? "
+                "WHERE request_id = ?",
+                [(o.tier_served, o.escalation, o.cost_usd, o.done_ts, o.request_id) for o in outcomes],
+            )
+        if costs:
+            self._conn.executemany(
+                "UPDATE routed SET cost_usd = COALESCE(cost_usd, 0) + ? WHERE request_id = ?",
+                [(c.cost_usd, c.request_id) for c in costs],
+            )
 
     def add_label(
         self, request_id: str, source: str, value: float, ts: float | None = None, note: str | None = None

@@ -147,3 +147,28 @@ def test_recent_texts_are_remembered_whole_and_bounded(static: StaticEmbedder) -
     static.token_ids([f"filler text {i}" for i in range(RECENT_TEXTS)])
     again = static.token_ids([text])[0]
     assert again == first and again is not first  # evicted, tokenised anew: the same ids
+
+
+def test_a_texts_new_words_take_one_tokenizer_call_with_each_words_exact_ids() -> None:
+    """A request brings a few new words (numbers, names): one tokenizer call for all of them (its fixed cost is
+    most of a short word's), each word's ids still exactly its own, whatever the normaliser does to it."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(resolve_embedding_model(None) / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+
+    class Counting:
+        calls = 0
+
+        def encode(self, text: str, add_special_tokens: bool = True) -> object:
+            Counting.calls += 1
+            return tok.encode(text, add_special_tokens=add_special_tokens)
+
+    cached = ChunkCachedTokenizer(Counting())
+    odd = "naïve 東京タワー x\x00y \x7f [CLS]x 😀👍 ﬁne İstanbul straße " + "a" * 150 + " 12345. 12345? order 12345."
+    for text in [odd, *TRICKY]:
+        before = Counting.calls
+        assert cached.ids(text, 10_000) == tok.encode(text, add_special_tokens=False).ids, text
+        assert Counting.calls - before <= 1, text
+    assert cached.ids(odd, 10_000) == tok.encode(odd, add_special_tokens=False).ids  # now from the cache
