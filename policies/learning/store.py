@@ -208,22 +208,16 @@ class InferenceLog:
         cost the last one given), then each cost added. A row whose id is stored already is not inserted: then the
         write is undone and made the plain way."""
         fields: dict[str, list[Any]] = {r.request_id: [None, None, None, None] for r in routes}
-        rest_outcomes = []
+        rest_outcomes = [o for o in outcomes if o.request_id not in fields]
         for o in outcomes:
-            f = fields.get(o.request_id)
-            if f is None:
-                rest_outcomes.append(o)
-                continue
-            f[0], f[1], f[3] = o.tier_served, o.escalation, o.done_ts
-            if o.cost_usd is not None:
-                f[2] = o.cost_usd
-        rest_costs = []
+            if (f := fields.get(o.request_id)) is not None:
+                f[0], f[1], f[3] = o.tier_served, o.escalation, o.done_ts
+                if o.cost_usd is not None:
+                    f[2] = o.cost_usd
+        rest_costs = [c for c in costs if c.request_id not in fields]
         for c in costs:
-            f = fields.get(c.request_id)
-            if f is None:
-                rest_costs.append(c)
-                continue
-            f[2] = (f[2] or 0) + c.cost_usd  # COALESCE(cost_usd, 0) + ?
+            if (f := fields.get(c.request_id)) is not None:
+                f[2] = (f[2] or 0) + c.cost_usd  # COALESCE(cost_usd, 0) + ?
         cols = _ROUTE_COLS + _OUTCOME_COLS
         self._conn.execute("SAVEPOINT folded")
         before = self._conn.total_changes

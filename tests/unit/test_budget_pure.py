@@ -89,6 +89,14 @@ def test_alert_levels_state_and_projection() -> None:
     assert projected_month_spend(1, 0.0) == 31  # floored at one day's share
 
 
+# Claude at its list prices, the cache prices from LiteLLM's map (1.25x and 2x to write, 0.1x to read)
+CLAUDE = ModelEntry(
+    model_name="claude-sonnet",
+    litellm_params={"model": "anthropic/claude-sonnet-4-5"},
+    model_info={"input_cost_per_token": 3e-6, "output_cost_per_token": 15e-6},
+)
+
+
 def _cfg(tmp_path: Path, models: list[ModelEntry], budget: dict | None = None) -> AppConfig:
     return AppConfig(
         path=tmp_path / "c.yaml", model_list=models, synqra=SynqraSettings.model_validate({"budget": budget or {}})
@@ -126,11 +134,7 @@ def test_prices_from_model_info_then_litellm_cost_map(tmp_path: Path) -> None:
 def test_prompt_tokens_written_to_or_read_from_the_cache_cost_their_own_price(tmp_path: Path) -> None:
     models = [
         # token prices set, the cache price from LiteLLM's map ($3.75 per million, 1.25x)
-        ModelEntry(
-            model_name="claude-sonnet",
-            litellm_params={"model": "anthropic/claude-sonnet-4-5"},
-            model_info={"input_cost_per_token": 3e-6, "output_cost_per_token": 15e-6},
-        ),
+        CLAUDE,
         ModelEntry(
             model_name="own",
             litellm_params={"model": "openai/whatever"},
@@ -165,13 +169,7 @@ def test_cache_writes_are_priced_at_the_ttl_the_provider_says_each_was_written_f
     turn): Anthropic bills each write at its TTL's price and reports the split. Every write was priced at the hour's
     2x once the request asked "1h" anywhere: a turn that read the hour's prefix and wrote only its newest turn for
     five minutes paid the hour's price for it."""
-    models = [
-        ModelEntry(
-            model_name="claude-sonnet",
-            litellm_params={"model": "anthropic/claude-sonnet-4-5"},
-            model_info={"input_cost_per_token": 3e-6, "output_cost_per_token": 15e-6},
-        ),
-    ]
+    models = [CLAUDE]
     book = PriceBook.from_config(_cfg(tmp_path, models))
 
     def cost(writes: int, reads: int, hour: bool, hour_writes: int | None) -> float:
@@ -220,11 +218,7 @@ def test_a_prefix_marked_for_claudes_cache_is_read_from_it_in_the_baseline_when_
     (a 10,000-token prompt: $0.027 of made-up savings per request), and an answer escalated to Claude, which then read
     the prefix cached, claimed savings though Claude served it."""
     models = [
-        ModelEntry(
-            model_name="claude-sonnet",
-            litellm_params={"model": "anthropic/claude-sonnet-4-5"},
-            model_info={"input_cost_per_token": 3e-6, "output_cost_per_token": 15e-6},
-        ),
+        CLAUDE,
         ModelEntry(
             model_name="local-llama",
             litellm_params={"model": "openai/local-llama"},
