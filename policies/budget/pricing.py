@@ -222,10 +222,11 @@ class PriceBook:
             claude = self.prices[self.baseline_model]
             if call.cache_write_tokens or call.cache_read_tokens:
                 baseline += call_cache_adjustment(claude, call)
-            elif call.cache_prefix_tokens >= MIN_CACHED_PREFIX_TOKENS:
+            elif call.served_model != self.baseline_model and call.cache_prefix_tokens >= MIN_CACHED_PREFIX_TOKENS:
                 # The client marked a prefix for Claude's cache and the model that answered cached none of it: Claude
                 # would have read it from its cache (on a session's first turn it would have written it, so the
-                # savings claimed err low, never high).
+                # savings claimed err low, never high). Claude's own call is the all-Claude setup's call: what it
+                # reported (nothing cached, or a stream left before its usage came) is its baseline.
                 baseline += cache_adjustment(claude, 0, call.cache_prefix_tokens)
         return to_nano(cost), to_nano(baseline), price.free
 

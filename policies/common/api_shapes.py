@@ -71,9 +71,10 @@ def _marked(node: Any) -> bool:
 def cached_prefix_share(data: dict[str, Any]) -> float:
     """The share of the prompt, by the characters of its JSON, that Anthropic would cache: everything up to the last
     element holding a `cache_control`, in the order it caches (tools, system, messages: a marked block's whole
-    message counts); all of it with a top-level `cache_control` (automatic caching). 0 without a breakpoint."""
+    message counts; a Responses request's `instructions` is its system prompt, before `input`); all of it with a
+    top-level `cache_control` (automatic caching). 0 without a breakpoint."""
     parts: list[Any] = []
-    for key in ("tools", "system", "messages", "input"):
+    for key in ("tools", "system", "instructions", "messages", "input"):
         value = data.get(key)
         if isinstance(value, list):
             parts.extend(value)

@@ -93,7 +93,16 @@ def iso_time(ts: float) -> str:
 
 
 class CurrentChanged(ArtifactError):
-    """CURRENT no longer names the version a learn run compared its candidate with."""
+    """CURRENT no longer names the version a learn run compared its candidate with, or was rewritten since."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Serving:
+    """What serves and which activation made it serve: CURRENT's inode and change time (each activation replaces the
+    file), None while CURRENT is absent. A rollback to the version that served before shows as a new stamp."""
+
+    version: str
+    stamp: tuple[int, int] | None
 
 
 class RouterRegistry:
@@ -128,6 +137,18 @@ class RouterRegistry:
         except FileNotFoundError:
             return BASE
         return name or BASE
+
+    def serving(self) -> Serving:
+        """The serving version and its activation's stamp (`activate(..., expect=)` refuses when either changed)."""
+        with self._locked():
+            return self._serving()
+
+    def _serving(self) -> Serving:  # under the lock, which every activation holds
+        try:
+            st = self._current_file.stat()
+        except FileNotFoundError:
+            return Serving(BASE, None)
+        return Serving(self.current_version(), (st.st_ino, st.st_mtime_ns))
 
     def current_artifact(self) -> Path:
         v = self.current_version()
@@ -175,13 +196,17 @@ class RouterRegistry:
             tmp.rename(final)
         return name
 
-    def activate(self, version: str, expect: str | None = None) -> None:
+    def activate(self, version: str, expect: str | Serving | None = None) -> None:
         """Make `version` (or `base`) serve. Raises ArtifactError, and changes nothing, if it does not load, or
-        (CurrentChanged) if `expect` is given and another version serves by now: a learn run validated its
-        candidate against `expect`, and a rollback or another run that finished meanwhile must not be undone."""
+        (CurrentChanged) if `expect` is given and another version serves by now, or (a `Serving`) any version was
+        made to serve since, the same one included: a learn run validated its candidate against `expect`, and a
+        rollback or another run that finished meanwhile must not be undone."""
         with self._locked():
-            if expect is not None and (now := self.current_version()) != expect:
-                raise CurrentChanged(f"the serving version changed during the run ({expect} -> {now})")
+            name = expect.version if isinstance(expect, Serving) else expect
+            if name is not None and (now := self.current_version()) != name:
+                raise CurrentChanged(f"the serving version changed during the run ({name} -> {now})")
+            if isinstance(expect, Serving) and self._serving() != expect:
+                raise CurrentChanged(f"{name} was made to serve during the run (a rollback or another run)")
             if version != BASE:
                 if version not in self.versions():
                     raise ArtifactError(f"no router version {version!r} in {self.root}")

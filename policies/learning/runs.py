@@ -114,7 +114,7 @@ def learn_from_log(
     except ArtifactError as e:
         record.update(decision="failed", reason=f"base artifact unusable: {e}")
         return _finish(registry, record, dry_run, t0)
-    serving = registry.current_version()  # what CURRENT says; the install is refused if it changes meanwhile
+    serving = registry.serving()  # what serves, and since which activation: the install is refused if it changes
     try:
         current, current_version = registry.load_current()
     except ArtifactError as e:  # the serving version is damaged: compare with the base instead

@@ -54,8 +54,10 @@ async def feedback(request: Request) -> Any:
     body, problem = parse_body(await request.body())
     if problem is not None:
         raise api_error(400, problem)
-    if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or "score" not in body:
-        param = "request_id" if isinstance(body, dict) and not isinstance(body.get("request_id"), str) else "score"
+    if not isinstance(body, dict):  # no field to name
+        raise api_error(400, 'the body must be a JSON object {"request_id", "score", "comment"?}')
+    if not isinstance(body.get("request_id"), str) or "score" not in body:
+        param = "request_id" if not isinstance(body.get("request_id"), str) else "score"
         raise api_error(
             400, "'request_id' (a string) and 'score' (0 to 1, \"good\" or \"bad\") are required", param=param
         )

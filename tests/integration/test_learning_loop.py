@@ -112,6 +112,14 @@ def test_feedback_bad_input(stack: RunningStack, body: dict, status: int | None)
     assert httpx.post(f"{stack.base_url}/api/feedback", json=body, timeout=30).status_code == 401
 
 
+@pytest.mark.parametrize("raw", [b"[1]", b'"good"', b"5", b"null"])
+def test_feedback_whose_body_is_not_an_object_names_no_field(stack: RunningStack, raw: bytes) -> None:
+    """A body that is not a JSON object has no field to blame: the error named `score` (`[1]`, `"good"`)."""
+    r = httpx.post(f"{stack.base_url}/api/feedback", content=raw, headers=AUTH, timeout=30)
+    error = r.json()["detail"]["error"]
+    assert r.status_code == 400 and "JSON object" in error["message"] and error["param"] is None, error
+
+
 def test_feedback_score_out_of_range_is_a_400(stack: RunningStack) -> None:
     r = post(stack, {"model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": "Hello there"}]})
     rid = r.headers["x-synqra-request-id"]

@@ -344,3 +344,19 @@ def test_the_share_of_a_prompt_claude_would_cache() -> None:
     chat = {"messages": [{"role": "system", "content": system}, question]}
     assert 0.88 < cached_prefix_share(chat) < 0.92
     assert cached_prefix_share({}) == 0.0
+
+
+def test_a_responses_requests_instructions_are_in_the_prefix_claude_would_cache() -> None:
+    """The Responses API's `instructions` is the system prompt (LiteLLM sends it to Claude as `system`, before `input`):
+    a breakpoint on an input item caches it too. Left out of the share, a long `instructions` before a short marked
+    item was priced at the full input price in the all-Claude baseline (test stack: baseline $0.003369 for a
+    1,108-token deepseek-chat request instead of ~$0.0004, savings overstated by 0.9x the instructions' input price)."""
+    from policies.common.api_shapes import cached_prefix_share
+
+    mark = {"type": "ephemeral"}
+    marked = {"role": "user", "content": [{"type": "input_text", "text": "hi there", "cache_control": mark}]}
+    question = {"role": "user", "content": "y" * 900}
+    share = cached_prefix_share({"instructions": "x" * 9000, "input": [marked, question]})
+    assert 0.88 < share < 0.92, share
+    # without a breakpoint nothing is cached, instructions or not
+    assert cached_prefix_share({"instructions": "x" * 9000, "input": [question]}) == 0.0

@@ -237,3 +237,30 @@ def test_a_prefix_marked_for_claudes_cache_is_read_from_it_in_the_baseline_when_
     assert baseline(1000) == pytest.approx(full)  # under Anthropic's 1,024-token minimum nothing is cached
     # the model that answered reported its own cache use: the baseline caches the same tokens, not the estimate
     assert baseline(2000, reads=500) == pytest.approx(2500 * 3e-6 + 500 * 0.3e-6 + 10 * 15e-6)
+
+
+def test_a_call_claude_served_keeps_its_own_cache_report_in_the_baseline(tmp_path: Path) -> None:
+    """The baseline model's own call is the all-Claude setup's call: when it reported no cache use (a stream the
+    client left, recorded at the full input price; a prefix under Claude's own minimum) its baseline is its cost, not
+    the marked prefix read at 0.1x. The estimate made a Claude-served request show negative savings (test stack:
+    claude-sonnet, a marked 1,326-token system prompt, cost $0.004023, baseline $0.0004698)."""
+    models = [
+        ModelEntry(
+            model_name="claude-sonnet",
+            litellm_params={"model": "anthropic/claude-sonnet-4-5"},
+            model_info={"input_cost_per_token": 3e-6, "output_cost_per_token": 15e-6},
+        ),
+        ModelEntry(
+            model_name="local-llama",
+            litellm_params={"model": "openai/local-llama"},
+            model_info={"input_cost_per_token": 0, "output_cost_per_token": 0},
+        ),
+    ]
+    book = PriceBook.from_config(_cfg(tmp_path, models))
+    for kind in ("messages", "fallback"):
+        call = CallRecord("r", "claude-sonnet", "claude-sonnet", 3000, 10, kind=kind, cache_prefix_tokens=2000)
+        cost, baseline, _ = book.price_call(call)
+        assert baseline == cost, kind
+    # another model's call still reads the marked prefix from Claude's cache in the baseline
+    local = CallRecord("r", "auto", "local-llama", 3000, 10, cache_prefix_tokens=2000)
+    assert book.price_call(local)[1] / 1e9 == pytest.approx(1000 * 3e-6 + 2000 * 0.3e-6 + 10 * 15e-6)

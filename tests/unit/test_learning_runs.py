@@ -276,3 +276,31 @@ def test_a_rollback_is_recorded_with_its_time_and_does_not_count_as_a_learning_r
     assert abs(rolled["ts"] - time.time()) < 60 and rolled["time"].endswith("Z")
     ok, why = due(store, reg, weekly, now + 1)
     assert ok, why  # a week since the last learning run, and 60 new labels: the rollback learnt nothing
+
+
+def test_a_run_does_not_undo_a_rollback_to_the_version_it_started_from(
+    tmp_path: Path, prior, representer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a run fits, another run installs a version and the operator rolls back to the one that served when the
+    run started (`--rollback`). CURRENT names the same version again, so a check by name let the run install over the
+    operator's rollback (seen with two processes on one data dir: the run installed its candidate seconds after
+    `--rollback base`). Each activation makes a new CURRENT, and the run compares that."""
+    import policies.learning.runs as runs
+
+    now = time.time()
+    _log(tmp_path, representer, 300, seed=30, start=now - 1000)
+    reg = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
+    other = learn(prior, prior, _labelled(representer, 200, seed=23), LearningSettings())
+    v_other = reg.add(other.scorer, other.manifest, now=1_000_000)
+    real_learn = runs.learn
+
+    def meanwhile(*args, **kwargs):  # another run installs, then the operator rolls back to the base
+        out = real_learn(*args, **kwargs)
+        reg.activate(v_other)
+        reg.rollback()
+        return out
+
+    monkeypatch.setattr(runs, "learn", meanwhile)
+    rec = learn_from_log(InferenceLog(tmp_path), reg, LearningSettings(), now=now)
+    assert rec["decision"] == "kept" and "made to serve during the run" in rec["reason"], rec
+    assert reg.current_version() == BASE  # the operator's rollback stands
