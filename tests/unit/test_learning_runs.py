@@ -234,11 +234,15 @@ def test_the_guard_asks_for_likelihood_evidence_about_the_ranking_not_the_calibr
     )
 
 
+@pytest.mark.parametrize("rolled_back", [False, True], ids=["other-run", "other-run-then-rollback"])
 def test_a_run_does_not_replace_a_version_made_to_serve_while_it_ran(
-    tmp_path: Path, prior, representer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, prior, representer, monkeypatch: pytest.MonkeyPatch, rolled_back: bool
 ) -> None:
     """A manual `synqra learn` beside the scheduled one, or a `--rollback` while a run fits: the run compared its
-    candidate with the version serving when it started, so it must not install over one made to serve since."""
+    candidate with the version serving when it started, so it must not install over one made to serve since. Also
+    when the operator rolled back to the very version the run started from (another run had installed meanwhile):
+    CURRENT names it again, and a check by name let the run install over the rollback (seen with two processes on one
+    data dir, seconds after `--rollback base`); each activation makes a new CURRENT, and the run compares that."""
     import policies.learning.runs as runs
 
     now = time.time()
@@ -248,15 +252,18 @@ def test_a_run_does_not_replace_a_version_made_to_serve_while_it_ran(
     v_other = reg.add(other.scorer, other.manifest, now=1_000_000)
     real_learn = runs.learn
 
-    def meanwhile(*args, **kwargs):  # the other process finishes while this run fits
+    def meanwhile(*args, **kwargs):  # the other process finishes while this run fits (then the operator rolls back)
         out = real_learn(*args, **kwargs)
         reg.activate(v_other)
+        if rolled_back:
+            reg.rollback()
         return out
 
     monkeypatch.setattr(runs, "learn", meanwhile)
     rec = learn_from_log(InferenceLog(tmp_path), reg, LearningSettings(), now=now)
-    assert rec["decision"] == "kept" and "changed during the run (base -> " in rec["reason"], rec
-    assert reg.current_version() == v_other  # what the other process made to serve stands
+    why = "made to serve during the run" if rolled_back else "changed during the run (base -> "
+    assert rec["decision"] == "kept" and why in rec["reason"], rec
+    assert reg.current_version() == (BASE if rolled_back else v_other)  # what the other process or operator did stands
     assert rec["version"] in reg.versions()  # the candidate is stored: an operator can still --rollback to it
     monkeypatch.undo()
     # with nothing changed meanwhile, the same run installs
@@ -276,31 +283,3 @@ def test_a_rollback_is_recorded_with_its_time_and_does_not_count_as_a_learning_r
     assert abs(rolled["ts"] - time.time()) < 60 and rolled["time"].endswith("Z")
     ok, why = due(store, reg, weekly, now + 1)
     assert ok, why  # a week since the last learning run, and 60 new labels: the rollback learnt nothing
-
-
-def test_a_run_does_not_undo_a_rollback_to_the_version_it_started_from(
-    tmp_path: Path, prior, representer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While a run fits, another run installs a version and the operator rolls back to the one that served when the
-    run started (`--rollback`). CURRENT names the same version again, so a check by name let the run install over the
-    operator's rollback (seen with two processes on one data dir: the run installed its candidate seconds after
-    `--rollback base`). Each activation makes a new CURRENT, and the run compares that."""
-    import policies.learning.runs as runs
-
-    now = time.time()
-    _log(tmp_path, representer, 300, seed=30, start=now - 1000)
-    reg = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
-    other = learn(prior, prior, _labelled(representer, 200, seed=23), LearningSettings())
-    v_other = reg.add(other.scorer, other.manifest, now=1_000_000)
-    real_learn = runs.learn
-
-    def meanwhile(*args, **kwargs):  # another run installs, then the operator rolls back to the base
-        out = real_learn(*args, **kwargs)
-        reg.activate(v_other)
-        reg.rollback()
-        return out
-
-    monkeypatch.setattr(runs, "learn", meanwhile)
-    rec = learn_from_log(InferenceLog(tmp_path), reg, LearningSettings(), now=now)
-    assert rec["decision"] == "kept" and "made to serve during the run" in rec["reason"], rec
-    assert reg.current_version() == BASE  # the operator's rollback stands
