@@ -43,7 +43,7 @@ from policies.budget.worst_case import (
     prompt_tokens,
 )
 from policies.common.api_answers import prompt_only_usage
-from policies.common.api_shapes import KIND_BY_CALL_TYPE, cache_ttls, cached_prefix_share, chat_view
+from policies.common.api_shapes import KIND_BY_CALL_TYPE, cache_breakpoints, chat_view
 from policies.common.request_state import RequestState
 
 log = logging.getLogger("synqra.accounting")
@@ -103,9 +103,10 @@ class Accountant:
 
         `routed`: synqra chose the model, so when the money is gone the local model serves instead
         (`data["model"]` and `state.route` are moved, `state.budget_note` says "stopped")."""
-        ttls = cache_ttls(data)  # a prompt Anthropic may write to its cache is billed above the input price
+        # A prompt Anthropic may write to its cache is billed above the input price; what it would read from it is
+        # below, in the all-Claude baseline of a call another model answers (free calls too).
+        ttls, state.cache_prefix_share = cache_breakpoints(data)
         state.hour_cache = "1h" in ttls  # settled at the hour's write price (a fallback's or retry's state: its own)
-        state.cache_prefix_share = cached_prefix_share(data) if ttls else 0.0  # for the baseline, free calls too
         if self.guard.is_free(model):
             return
         view = chat_view(data, state.call_type)  # completions and Responses API requests read as chat

@@ -53,7 +53,7 @@ def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_typ
 
 def billed_prompt_tokens(guard: BudgetGuard, model: str, tokens: int, ttls: set[str]) -> int:
     """`tokens` of prompt as input tokens at the worst price they may be billed: a prompt with a `cache_control`
-    (its TTLs, `cache_ttls`) may be written to the cache whole, billed above the input price."""
+    (its TTLs, `cache_breakpoints`) may be written to the cache whole, billed above the input price."""
     price = guard.prices.price(model)
     write = (price.cache_write_1h_per_token if "1h" in ttls else None) or price.cache_write_per_token
     if ttls and write and price.input_per_token and write > price.input_per_token:

@@ -8,7 +8,6 @@ request as chat messages with OpenAI's field names, so each of them has one read
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 # LiteLLM's call types (the hooks' `call_type`), grouped by request shape.
@@ -34,61 +33,60 @@ KIND_BY_CALL_TYPE: dict[str, ClientKind] = {
 }
 
 
-def cache_ttls(data: dict[str, Any]) -> set[str]:
-    """The cache TTLs the request's `cache_control`s ask (on a system block, a message's content block or a tool):
-    Anthropic writes the prompt up to each to its cache, billed above the input price, 1.25x for the five-minute
-    TTL (the default, "5m") and 2x for the hour's ("1h"). Also the request's own top-level `cache_control`
-    (Anthropic's automatic caching, which LiteLLM forwards on /v1/messages and chat completions alike)."""
+# Where a request's prompt is, in the order Anthropic caches it: tools, then the system prompt (a Responses request's
+# `instructions` is its system prompt), then the conversation.
+PROMPT_PARTS = ("tools", "system", "instructions", "messages", "input")
+
+
+def cache_breakpoints(data: dict[str, Any]) -> tuple[set[str], float]:
+    """(the cache TTLs the request's `cache_control`s ask, the share of its prompt Anthropic would cache), one walk.
+
+    TTLs: on a tool, a system block or a message's content block, and the request's own top-level `cache_control`
+    (Anthropic's automatic caching, which LiteLLM forwards on /v1/messages and chat completions alike). Anthropic
+    writes the prompt up to each to its cache, billed above the input price: 1.25x for the five-minute TTL (the
+    default, "5m"), 2x for the hour's ("1h").
+    Share: by the characters of the prompt's text, everything up to the last element holding a `cache_control`
+    (a marked block's whole message counts), in PROMPT_PARTS' order; all of it with a top-level one; 0 without one."""
     ttls: set[str] = set()
-    pending: list[Any] = [data.get(k) for k in ("system", "messages", "tools", "input")]
-    pending.append({"cache_control": data.get("cache_control")})
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            control = node.get("cache_control")
-            if isinstance(control, dict):
-                ttls.add("1h" if control.get("ttl") == "1h" else "5m")
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
-    return ttls
+    top = data.get("cache_control")
+    if isinstance(top, dict):
+        ttls.add(_ttl(top))
+    sizes: list[int] = []
+    last = -1
+    for key in PROMPT_PARTS:
+        value = data.get(key)
+        for part in value if isinstance(value, list) else () if value is None else (value,):
+            chars, marked = _scan(part, ttls)
+            if marked:
+                last = len(sizes)
+            sizes.append(chars)
+    total = sum(sizes)
+    if not total or (last < 0 and not isinstance(top, dict)):
+        return ttls, 0.0
+    return ttls, 1.0 if isinstance(top, dict) else sum(sizes[: last + 1]) / total
 
 
-def _marked(node: Any) -> bool:
-    """Whether a `cache_control` sits anywhere in node (a tool, a system block, a message or its content)."""
+def _ttl(control: dict[str, Any]) -> str:
+    return "1h" if control.get("ttl") == "1h" else "5m"
+
+
+def _scan(node: Any, ttls: set[str]) -> tuple[int, bool]:
+    """(characters of the strings in node, whether it holds a `cache_control`), adding each one's TTL to ttls."""
+    chars, marked = 0, False
     pending = [node]
     while pending:
         n = pending.pop()
-        if isinstance(n, dict):
-            if isinstance(n.get("cache_control"), dict):
-                return True
+        if isinstance(n, str):
+            chars += len(n)
+        elif isinstance(n, dict):
+            control = n.get("cache_control")
+            if isinstance(control, dict):
+                ttls.add(_ttl(control))
+                marked = True
             pending.extend(n.values())
         elif isinstance(n, list):
             pending.extend(n)
-    return False
-
-
-def cached_prefix_share(data: dict[str, Any]) -> float:
-    """The share of the prompt, by the characters of its JSON, that Anthropic would cache: everything up to the last
-    element holding a `cache_control`, in the order it caches (tools, system, messages: a marked block's whole
-    message counts; a Responses request's `instructions` is its system prompt, before `input`); all of it with a
-    top-level `cache_control` (automatic caching). 0 without a breakpoint."""
-    parts: list[Any] = []
-    for key in ("tools", "system", "instructions", "messages", "input"):
-        value = data.get(key)
-        if isinstance(value, list):
-            parts.extend(value)
-        elif value is not None:
-            parts.append(value)
-    if not parts:
-        return 0.0
-    if isinstance(data.get("cache_control"), dict):
-        return 1.0
-    last = max((i for i, p in enumerate(parts) if _marked(p)), default=-1)
-    if last < 0:
-        return 0.0
-    sizes = [len(json.dumps(p, default=str)) for p in parts]
-    return sum(sizes[: last + 1]) / max(1, sum(sizes))
+    return chars, marked
 
 
 def prompt_texts(prompt: Any) -> list[str]:

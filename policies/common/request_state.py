@@ -68,7 +68,7 @@ class RequestState:
     leaves_local: bool = False
     stream: bool = False
     hour_cache: bool = False  # a cache_control asks Anthropic's one-hour TTL: cache writes at its price
-    # The prompt's share up to its last cache_control (api_shapes.cached_prefix_share): what the all-Claude baseline
+    # The prompt's share up to its last cache_control (api_shapes.cache_breakpoints): what the all-Claude baseline
     # reads from Claude's cache when the model that answered cached nothing.
     cache_prefix_share: float = 0.0
     # The output allowance as the client sent it (policies/budget/worst_case.asked_allowance): each model a call goes

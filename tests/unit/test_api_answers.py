@@ -326,9 +326,13 @@ def test_a_stream_item_carries_answer_only_with_text_or_tool_arguments() -> None
     assert carries_answer(b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n')
 
 
-def test_the_share_of_a_prompt_claude_would_cache() -> None:
-    from policies.common.api_shapes import cached_prefix_share
+def cached_prefix_share(data: dict) -> float:
+    from policies.common.api_shapes import cache_breakpoints
 
+    return cache_breakpoints(data)[1]
+
+
+def test_the_share_of_a_prompt_claude_would_cache() -> None:
     mark = {"type": "ephemeral"}
     system = [{"type": "text", "text": "x" * 9000, "cache_control": mark}]
     question = {"role": "user", "content": "y" * 900}
@@ -351,8 +355,6 @@ def test_a_responses_requests_instructions_are_in_the_prefix_claude_would_cache(
     a breakpoint on an input item caches it too. Left out of the share, a long `instructions` before a short marked
     item was priced at the full input price in the all-Claude baseline (test stack: baseline $0.003369 for a
     1,108-token deepseek-chat request instead of ~$0.0004, savings overstated by 0.9x the instructions' input price)."""
-    from policies.common.api_shapes import cached_prefix_share
-
     mark = {"type": "ephemeral"}
     marked = {"role": "user", "content": [{"type": "input_text", "text": "hi there", "cache_control": mark}]}
     question = {"role": "user", "content": "y" * 900}
@@ -360,3 +362,16 @@ def test_a_responses_requests_instructions_are_in_the_prefix_claude_would_cache(
     assert 0.88 < share < 0.92, share
     # without a breakpoint nothing is cached, instructions or not
     assert cached_prefix_share({"instructions": "x" * 9000, "input": [question]}) == 0.0
+
+
+def test_the_cache_ttls_a_request_asks() -> None:
+    from policies.common.api_shapes import cache_breakpoints
+
+    hour, five = {"type": "ephemeral", "ttl": "1h"}, {"type": "ephemeral"}
+    system = [{"type": "text", "text": "rules", "cache_control": hour}]
+    turn = {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": five}]}
+    assert cache_breakpoints({"system": system, "messages": [turn]})[0] == {"1h", "5m"}
+    assert cache_breakpoints({"messages": [{"role": "user", "content": "hi"}], "cache_control": hour})[0] == {"1h"}
+    tools = [{"name": "t", "input_schema": {"type": "object"}, "cache_control": five}]
+    assert cache_breakpoints({"tools": tools, "input": "hi"})[0] == {"5m"}
+    assert cache_breakpoints({"messages": [{"role": "user", "content": "hi"}]}) == (set(), 0.0)
