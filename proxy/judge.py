@@ -37,13 +37,14 @@ def _retrieve_exception(task: asyncio.Future[Any]) -> None:
 
 
 class JudgeCaller:
-    def __init__(self, rt: Any, purpose: str, model: str, monthly_limit_usd: float, max_tokens: int) -> None:
+    def __init__(self, rt: Any, purpose: str, model: str, max_tokens: int) -> None:
         self.rt = rt
         self.purpose = purpose  # in the child's request id: "<parent>:judge-<purpose>-<n>"
         self.model = model
         self.max_tokens = max_tokens
-        self.tag = SYNQRA_TAG_PREFIX + purpose  # the budget tag its calls are booked to, capped at the monthly limit
-        rt.budget.cap_spend(self.tag, monthly_limit_usd)
+        # The budget tag its calls are booked to: BudgetGuard.from_config caps it at the judge's monthly limit
+        # (SynqraSettings.judge_spend_limits).
+        self.tag = SYNQRA_TAG_PREFIX + purpose
         self._calls = 0
 
     def made(self, record: LedgerRecord) -> bool:

@@ -54,7 +54,7 @@ class LearningLoop:
         from proxy.judge import JudgeCaller
 
         j = self.settings.judge
-        self.judge = JudgeCaller(rt, "learning", j.model, j.monthly_limit_usd, JUDGE_MAX_TOKENS)
+        self.judge = JudgeCaller(rt, "learning", j.model, JUDGE_MAX_TOKENS)
 
     # --- start, reload, stop ----------------------------------------------------------------------
 

@@ -118,9 +118,7 @@ class QualityGate:
         self.tiers = runtime.config.synqra.routing.tiers
         j = self.settings.judge
         # The judge tier: a cheap cloud model rates a local answer whose score is unsure (inside j.band).
-        self.judge = (
-            JudgeCaller(runtime, "quality", j.model, j.monthly_limit_usd, JUDGE_MAX_TOKENS) if j.enabled else None
-        )
+        self.judge = JudgeCaller(runtime, "quality", j.model, JUDGE_MAX_TOKENS) if j.enabled else None
 
     def _tiers(self) -> list[str]:
         """The routing ladder without the tiers that cannot answer now (no API key): the top of what is left

@@ -199,9 +199,9 @@ def test_a_capped_tag_with_no_spend_shows_its_limit_and_status_without_by_has_no
 
 
 def test_a_judges_spend_cap_is_the_limit_its_tag_shows(make_guard: Callable[..., BudgetGuard]) -> None:
-    """A judge's calls are booked to synqra-judge-<purpose> and held to its monthly limit (cap_spend, as JudgeCaller
-    sets it): the by-tag status shows that limit, as it does a configured tag's cap (it said null: an operator read
-    the judge as uncapped)."""
+    """A judge's calls are booked to synqra-judge-<purpose> and held to its monthly limit (cap_spend, as
+    BudgetGuard.from_config sets it for each judge): the by-tag status shows that limit, as it does a configured tag's
+    cap (it said null: an operator read the judge as uncapped)."""
 
     async def main() -> dict[str, Any]:
         g = _capped(make_guard)
