@@ -34,15 +34,16 @@ from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifa
 PROG = "synqra learn"
 
 
-def _settings(config: str | None) -> tuple[LearningSettings, Path, Path]:
-    """(learning settings, learning folder, base artifact) from the config (built-in defaults without one)."""
+def _settings(config: str | None) -> tuple[LearningSettings, Path, Path, list[float] | None]:
+    """(learning settings, learning folder, base artifact, configured thresholds: the rollout stage) from the
+    config (built-in defaults without one)."""
     from policies.routing.cli import _load_config
 
     cfg = _load_config(config)
     settings = getattr(cfg.synqra, "learning", None) or LearningSettings()
     folder = settings.store_path(cfg.synqra.server.data_path)
     base = Path(cfg.synqra.routing.artifact_path or DEFAULT_ARTIFACT)
-    return settings, folder, base
+    return settings, folder, base, cfg.synqra.routing.thresholds
 
 
 def _print_record(record: dict[str, Any]) -> None:
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_offline_env()
     try:
-        settings, folder, base = _settings(args.config)
+        settings, folder, base, stage = _settings(args.config)
     except ValueError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         except ArtifactError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 1
-        record = learn_from_log(store, registry, settings, embedder, dry_run=args.dry_run)
+        record = learn_from_log(store, registry, settings, embedder, dry_run=args.dry_run, stage_thresholds=stage)
     finally:
         store.close()
     _print_record(record)

@@ -262,18 +262,31 @@ def refit_thresholds(
     current_thresholds: list[float],
     current_traffic_scores: np.ndarray,
     settings: LearningSettings,
+    keep_shares: bool = False,
 ) -> tuple[list[float], list[str]]:
     """(thresholds, notes): the local cut at the target local share of the traffic, lowered to the
-    escalation cap; the cuts above it split the rest as the current router does."""
+    escalation cap; the cuts above it split the rest as the current router does. `keep_shares` (the config sets
+    the thresholds: a rollout stage): every tier keeps the share of the traffic the current router gives it at
+    `current_thresholds`, the local cut still lowered to the escalation cap."""
     from policies.routing.thresholds import local_cut
-    from policies.routing.tiers import thresholds_for_shares
+    from policies.routing.tiers import thresholds_for_shares, tier_index
 
-    L = settings.target_local_share
-    split = _parent_split(current_thresholds, current_traffic_scores)
-    shares = [L] + [(1.0 - L) * q for q in split]
+    if keep_shares:
+        counts = np.bincount(
+            [tier_index(float(s), current_thresholds) for s in current_traffic_scores],
+            minlength=len(current_thresholds) + 1,
+        )
+        shares = list(counts / counts.sum())
+        notes = [
+            f"the configured stage's shares {[round(float(x), 4) for x in shares]} of {len(traffic_scores)} logged requests"
+        ]
+    else:
+        L = settings.target_local_share
+        split = _parent_split(current_thresholds, current_traffic_scores)
+        shares = [L] + [(1.0 - L) * q for q in split]
+        notes = [f"local cut at the target local share {L} of {len(traffic_scores)} logged requests"]
     shares[-1] = 1.0 - sum(shares[:-1])
     thresholds = thresholds_for_shares([float(s) for s in traffic_scores], shares)
-    notes = [f"local cut at the target local share {L} of {len(traffic_scores)} logged requests"]
     verdicts = [(float(s), "escalate" if y >= 0.5 else "deliver") for s, y in zip(labelled_scores, labels)]
     cut = local_cut(verdicts, settings.max_escalation, MIN_ESCALATION_ROWS)
     if cut is None:
@@ -301,11 +314,14 @@ def learn(
     traffic: Representation | None = None,
     current_thresholds: list[float] | None = None,
     current_seen: int | None = None,
+    stage_thresholds: list[float] | None = None,
 ) -> Outcome:
     """One run (no I/O). `traffic`: every logged request of the representation (for the thresholds;
     None: the labelled rows). `current_thresholds`: the thresholds serving now (None: the current
     artifact's recommendation). `current_seen`: how many of the oldest rows the current router was
-    trained on (None: from its manifest, see rows_seen_by_current)."""
+    trained on (None: from its manifest, see rows_seen_by_current). `stage_thresholds`: the configured
+    `synqra.routing.thresholds` (a rollout stage): the winner keeps the tier shares they give now, and its
+    manifest names them (the router serves its thresholds while the config names that stage)."""
     n = len(data)
     vocab = token_vocab(prior, vocab)
     comparable = representation_key(current) == data.rep.key
@@ -381,6 +397,9 @@ def learn(
     final.cv = cand.cv
     traffic = traffic if traffic is not None and len(traffic) else data.rep
     cur_thr = current_thresholds or current.recommended_thresholds or prior.recommended_thresholds or [0.5, 0.8]
+    if stage_thresholds is not None:  # what serves now: the stage, or the cuts a version fitted for it
+        fitted_for_stage = reference is current and current.manifest.get("stage_thresholds") == stage_thresholds
+        cur_thr = (current.recommended_thresholds if fitted_for_stage else None) or stage_thresholds
     thresholds, notes = refit_thresholds(
         scores_of(final.scorer, traffic, vocab),
         scores_of(final.scorer, data.rep, vocab),
@@ -388,6 +407,7 @@ def learn(
         cur_thr,
         scores_of(reference, traffic, vocab),
         settings,
+        keep_shares=stage_thresholds is not None,
     )
     reason = (
         f"candidate APGR gain {gain:+.4f} over the current router on the {n_held} newest labelled requests "
@@ -397,6 +417,8 @@ def learn(
     )
     out = Outcome(True, reason, final.scorer, validation, final, thresholds, notes)
     out.manifest = _manifest(prior, current, data, out, settings)
+    if stage_thresholds is not None:
+        out.manifest["stage_thresholds"] = [float(t) for t in stage_thresholds]
     return out
 
 

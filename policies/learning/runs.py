@@ -103,9 +103,11 @@ def learn_from_log(
     dry_run: bool = False,
     current_thresholds: list[float] | None = None,
     now: float | None = None,
+    stage_thresholds: list[float] | None = None,
 ) -> dict[str, Any]:
     """One run over the inference log; returns (and, unless dry_run, appends to the run log) its record.
-    Installs the candidate (new version, made current) only if it wins."""
+    Installs the candidate (new version, made current) only if it wins. `stage_thresholds`: the configured
+    `synqra.routing.thresholds` (a rollout stage), whose tier shares the candidate keeps."""
     now = time.time() if now is None else now
     t0 = time.perf_counter()
     record: dict[str, Any] = {"time": iso_time(now), "ts": now, "dry_run": dry_run, "source": "log"}
@@ -128,7 +130,15 @@ def learn_from_log(
     record.update(
         labelled_rows=len(data), logged_rows=len(traffic), label_sources=data.by_source(), left_out=data.skipped
     )
-    outcome = learn(prior, current, data, settings, traffic=traffic, current_thresholds=current_thresholds)
+    outcome = learn(
+        prior,
+        current,
+        data,
+        settings,
+        traffic=traffic,
+        current_thresholds=current_thresholds,
+        stage_thresholds=stage_thresholds,
+    )
     record.update(outcome.record())
     if outcome.installed:
         if dry_run:

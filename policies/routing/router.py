@@ -122,7 +122,7 @@ class Router:
                 scorer = HeuristicScorer()
         self.scorer = scorer
         self.embedder = embedder
-        self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
+        self.thresholds = self._serving_thresholds(scorer)
         # When the embedding fails the structural rule scores, on its own scale.
         self._fallback_thresholds = self._thresholds_for(HeuristicScorer.recommended_thresholds)
         names = [t.name for t in tiers]
@@ -136,18 +136,32 @@ class Router:
 
     def use_scorer(self, scorer: LearnedScorer) -> None:
         """Serve another trained scorer from now on (a learnt version, `synqra learn`): its weights and its
-        recommended thresholds (unless the config sets thresholds). The embedding it reads must be the one
-        this router computes; one decision in flight keeps the scorer it started with."""
+        recommended thresholds (unless the config sets thresholds it was not fitted for). The embedding it reads
+        must be the one this router computes; one decision in flight keeps the scorer it started with."""
         if isinstance(self.scorer, LearnedScorer) and scorer.embedder != self.scorer.embedder:
             raise ValueError(
                 f"scorer reads embedding {scorer.embedder!r}, this router computes {self.scorer.embedder!r}"
             )
-        self.thresholds = self._thresholds_for(scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds)
+        self.thresholds = self._serving_thresholds(scorer)
         self.scorer = scorer
 
-    def _thresholds_for(self, recommended: list[float]) -> list[float]:
-        """Configured thresholds, else the scorer's recommendation fitted to the number of tiers."""
-        t = self.settings.thresholds or recommended
+    def _serving_thresholds(self, scorer: LearnedScorer | HeuristicScorer) -> list[float]:
+        """The scorer's recommendation, unless the config sets thresholds; but a version `synqra learn` fitted for
+        the configured thresholds (a rollout stage, fitted on the scores of the router serving then) recommends the
+        cuts that keep that stage's shares on its own scale: the configured cuts, read on that scale, are no stage."""
+        recommended = scorer.recommended_thresholds or HeuristicScorer.recommended_thresholds
+        manifest = getattr(scorer, "manifest", None) or {}
+        configured = self.settings.thresholds
+        stage = manifest.get("stage_thresholds")
+        if configured is not None and scorer.recommended_thresholds and isinstance(stage, list):
+            if [float(x) for x in stage] == [float(x) for x in configured]:
+                return self._thresholds_for(recommended, configured=False)
+        return self._thresholds_for(recommended)
+
+    def _thresholds_for(self, recommended: list[float], configured: bool = True) -> list[float]:
+        """Configured thresholds (unless `configured` is False), else the scorer's recommendation fitted to the
+        number of tiers."""
+        t = (self.settings.thresholds if configured else None) or recommended
         n = len(self.tiers) - 1
         if len(t) != n:  # recommendations are for three tiers: spread them over other counts
             t = list(np.linspace(min(t), max(t), n)) if n > 1 else [min(t)][:n]

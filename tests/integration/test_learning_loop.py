@@ -299,3 +299,62 @@ def test_learn_installs_hot_reloads_keeps_out_worse_rolls_back_and_refuses_corru
             t.join(60)
         s.stop()
     assert flowing and set(flowing) == {200}
+
+
+def test_a_learnt_version_keeps_the_configured_rollout_stage(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """A rollout stage is `synqra.routing.thresholds` fitted on the serving router's scores (route-thresholds
+    --shares 0.1 0.8 0.1). A version `synqra learn` installs scores on its own scale and refitted its thresholds to
+    `target_local_share`, but the configured cuts won over them: a 10% stage (10/80/10) served 53% local and 47%
+    Claude once the weekly run installed a version. Its thresholds now keep the stage's shares of the logged traffic,
+    and serve while the config names that stage."""
+    from policies.routing.tiers import thresholds_for_shares
+
+    reqs, labels = traffic(160, seed=7)
+    lines = "".join(json.dumps({"id": i, **r}) + "\n" for i, r in enumerate(reqs))
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "route-score", "--config", str(stack.config_path)],
+        input=lines,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    stage = [0.1, 0.8, 0.1]
+    thresholds = thresholds_for_shares([json.loads(x)["score"] for x in out.stdout.splitlines()], stage)
+    s = start_stack(
+        tmp_path,
+        providers,
+        backends_of=stack,
+        synqra_overrides={"routing": {"mode": "shadow", "shadow_eval_share": 0.0, "thresholds": thresholds}},
+    )
+    tiers = ["local-llama", "deepseek-chat", "claude-sonnet"]
+
+    def shares() -> tuple[list[float], list[str]]:
+        chosen, ids = [], []
+        for req in reqs:
+            r = post(s, {"model": "auto", "max_tokens": 8, **req})
+            assert r.status_code == 200, r.text
+            chosen.append(r.headers["x-synqra-route-shadow"])
+            ids.append(r.headers["x-synqra-request-id"])
+        return [chosen.count(t) / len(chosen) for t in tiers], ids
+
+    log = InferenceLog(s.data_dir / "learning")
+    try:
+        before, ids = shares()
+        assert before == pytest.approx(stage, abs=0.02), before
+        assert wait_until(lambda: all(log.exists(i) for i in ids), 30)
+        for rid, y in zip(ids, labels):
+            log.add_label(rid, "judge", y)
+        assert "installed" in learn(s)
+        installed = RouterRegistry(s.data_dir / "learning" / "routers", DEFAULT_ARTIFACT).current_version()
+        assert wait_until(lambda: version(s) == installed, 20)
+        after, _ = shares()
+        assert after == pytest.approx(stage, abs=0.05), after
+    finally:
+        log.close()
+        s.stop()
