@@ -37,6 +37,7 @@ from policies.judging import JUDGE_MAX_TOKENS, in_judge_band, parse_rating, rati
 from policies.quality.bands import band, is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict
+from policies.quality.signals import without_text
 from proxy import metrics
 from proxy.client_watch import client_gone
 from proxy.judge import JudgeCaller
@@ -44,6 +45,13 @@ from proxy.litellm_state import litellm_router, served_group
 from proxy.stream_relay import StreamRelay
 
 log = logging.getLogger("synqra.quality")
+
+
+def loggable_reasons(reasons: list[str], keep_text: bool) -> str:
+    """A verdict's reasons for its INFO line: what they quote of the request or the answer only with
+    synqra.learning.keep_text (off by default: the log keeps no prompt or answer text)."""
+    return ", ".join(reasons if keep_text else [without_text(r) for r in reasons]) or "ok"
+
 
 # The request fields proxy/shadow_eval.py copies into the request it scores (the scorer reads messages,
 # response_format and tools). A rephrase / escalation carries every client parameter: see client_params.
@@ -349,7 +357,7 @@ class QualityGate:
                 "quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s",
                 first.score,
                 first.action,
-                ", ".join(first.reasons) or "ok",
+                loggable_reasons(first.reasons, self.rt.config.synqra.learning.keep_text),
                 q.escalated,
                 best.tier,
                 f" [{note}]" if note else "",

@@ -22,7 +22,7 @@ from policies.common.request_state import RequestState
 from policies.routing.features import requested_max_tokens
 from policies.routing.tiers import TierInfo, unmet
 from proxy import metrics
-from proxy.quality_gate import CARRIED_PARAMS
+from proxy.quality_gate import CARRIED_PARAMS, loggable_reasons
 
 if TYPE_CHECKING:
     from litellm.types.llms.anthropic import AnthropicMessagesRequest
@@ -115,7 +115,7 @@ class ShadowEvaluator:
                 "shadow quality %.3f %s (%s) first=%s %s chosen=%s request=%s",
                 v.score,
                 v.action,
-                ", ".join(v.reasons) or "ok",
+                loggable_reasons(v.reasons, self.rt.config.synqra.learning.keep_text),
                 self.model,
                 route,
                 tier,

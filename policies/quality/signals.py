@@ -24,6 +24,21 @@ class Signal(NamedTuple):
 
 OK = Signal(1.0)
 
+# Text of the request or of the answer that a reason quotes is marked, so that a log line can leave it out
+# (synqra.learning.keep_text: false keeps prompts and answers out of what is stored, the INFO log included).
+_OPEN, _CLOSE = "\u2039", "\u203a"  # ‹ ›
+_QUOTED = re.compile(f"{_OPEN}[^{_CLOSE}]*{_CLOSE}")
+
+
+def quoted(text: object) -> str:
+    """`text` (from the request or the answer) as a reason quotes it: ‹text›."""
+    return _OPEN + str(text).replace(_OPEN, "").replace(_CLOSE, "") + _CLOSE
+
+
+def without_text(reason: str) -> str:
+    """The reason with what it quoted from the request or the answer left out (‹…›)."""
+    return _QUOTED.sub(_OPEN + "\u2026" + _CLOSE, reason)
+
 
 def _ramp(x: float, bad: float, good: float) -> float:
     """Linear map: x at `bad` -> 0, at `good` -> 1, clipped (works for bad > good too)."""
@@ -262,7 +277,7 @@ def json_valid(request: dict[str, Any], answer: str) -> Signal:
             return Signal(0.0, "JSON schema asks for an object")
         missing = [k for k in schema.get("required", []) if isinstance(obj, dict) and k not in obj]
         if missing:
-            return Signal(0.0, f"JSON lacks required keys {missing}")
+            return Signal(0.0, f"JSON lacks required keys {quoted(missing)}")
     return OK
 
 
@@ -296,16 +311,16 @@ def tool_args_valid(request: dict[str, Any], tool_calls: list[Any] | None) -> Si
     for call in tool_calls:
         name, raw = _tool_call(call)
         if schemas and name not in schemas:
-            return Signal(0.0, f"tool call to unknown tool {name!r}")
+            return Signal(0.0, f"tool call to unknown tool {quoted(name)}")
         try:
             args = json.loads(raw) if isinstance(raw, str) else raw
         except json.JSONDecodeError:
-            return Signal(0.0, f"tool call {name!r} arguments do not parse as JSON")
+            return Signal(0.0, f"tool call {quoted(name)} arguments do not parse as JSON")
         if not isinstance(args, dict):
-            return Signal(0.0, f"tool call {name!r} arguments are not a JSON object")
+            return Signal(0.0, f"tool call {quoted(name)} arguments are not a JSON object")
         missing = [k for k in (schemas.get(name) or {}).get("required", []) if k not in args]
         if missing:
-            return Signal(0.0, f"tool call {name!r} lacks required arguments {missing}")
+            return Signal(0.0, f"tool call {quoted(name)} lacks required arguments {quoted(missing)}")
     return OK
 
 
@@ -545,7 +560,7 @@ def arithmetic(answer: str) -> Signal:
     if not bad:
         return OK
     more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
-    return Signal(0.0 if len(bad) > 1 else 0.15, f"wrong arithmetic: {bad[0]}{more}")
+    return Signal(0.0 if len(bad) > 1 else 0.15, f"wrong arithmetic: {quoted(bad[0])}{more}")
 
 
 _NUMBER = re.compile(r"(?<![\w.])-?\$?\d(?:\d|,\d{3})*(?:\.\d+)?")
@@ -637,7 +652,7 @@ def maths_answer(question: str, answer: str) -> Signal:
     no_result = _NO_RESULT.search(answer)
     if no_result and not _COMMITTED.search(answer, no_result.end()):
         # "we cannot directly find the number left; if she ate 1 apple, 2 are left": an abstention, not a result
-        return Signal(0.3, f"maths question answered without a result ({no_result.group(0)!r})")
+        return Signal(0.3, f"maths question answered without a result ({quoted(no_result.group(0))})")
     value = final_number(answer)
     if value is None:
         last = answer.strip().splitlines()[-1] if answer.strip() else ""
@@ -646,17 +661,17 @@ def maths_answer(question: str, answer: str) -> Signal:
         return OK
     if not _whole(value):
         if _COUNT_QUESTION.search(question):
-            return Signal(0.3, f"'how many' answered with a fractional number {value:g}")
+            return Signal(0.3, f"'how many' answered with a fractional number {quoted(f'{value:g}')}")
         if all(_whole(x) for x in _numbers(question)):
-            return Signal(0.5, f"fractional result {value:g} from whole-number inputs")
+            return Signal(0.5, f"fractional result {quoted(f'{value:g}')} from whole-number inputs")
     if doubt := _MATHS_DOUBT.search(answer):
-        return Signal(0.5, f"worked answer approximates or corrects itself ({doubt.group(0)!r})")
+        return Signal(0.5, f"worked answer approximates or corrects itself ({quoted(doubt.group(0))})")
     steps = equations(answer)
     if not steps:  # nothing to check: an unexplained number is less reliable
         return Signal(0.7, "maths answer shows no worked calculation")
     results = [v for pair in steps for e in pair if (v := eval_arithmetic(e)) is not None]
     if results and not any(_close(value, r) for r in results + _numbers(question)):
-        return Signal(0.5, f"final number {value:g} is not the result of any worked step")
+        return Signal(0.5, f"final number {quoted(f'{value:g}')} is not the result of any worked step")
     return OK
 
 
@@ -718,7 +733,7 @@ def dead_end(question: str, answer: str) -> Signal:
         if final is not None and _close(value, final):
             continue
         if not any(at >= end and _close(value, x) for at, x in operands):
-            return Signal(0.0, f"worked result {value:g} is never used afterwards")
+            return Signal(0.0, f"worked result {quoted(f'{value:g}')} is never used afterwards")
     return OK
 
 
@@ -787,7 +802,9 @@ def computation(question: str, answer: str) -> Signal:
     pct = [x * 100 for x in nums]  # "15% of 80" answered "12" and "0.15 * 80 = 12" alike
     if not nums or any(_close(value, x) for x in nums + pct) or any(_close(value, x / 100) for x in nums):
         return OK
-    return Signal(0.0, f"the question asks for {expr} = {value:g}; the answer states {nums[-1]:g}")
+    return Signal(
+        0.0, f"the question asks for {quoted(f'{expr} = {value:g}')}; the answer states {quoted(f'{nums[-1]:g}')}"
+    )
 
 
 # --- figures the model cannot know ---------------------------------------------------------------
@@ -879,12 +896,16 @@ def invented_figure(context: str, question: str, answer: str) -> Signal:
     computed = {f"{v:g}" for _, v in worked_results(answer)}
     for fig in _figures(answer):
         if _digits(fig) not in known and fig.lstrip("$€£¥ ") not in computed:
-            return Signal(0.0, f"states {fig!r}, a figure the conversation does not give and the model cannot know")
+            return Signal(
+                0.0, f"states {quoted(fig)}, a figure the conversation does not give and the model cannot know"
+            )
     if _NAME_QUESTION.search(question):
         ctx = context.lower()
         names = [n for n in _PROPER.findall(answer) if n not in _COMMON_CAPS and n.lower() not in ctx]
         if names:
-            return Signal(0.0, f"names {names[0]!r}, which the conversation does not give and the model cannot know")
+            return Signal(
+                0.0, f"names {quoted(names[0])}, which the conversation does not give and the model cannot know"
+            )
     return OK
 
 

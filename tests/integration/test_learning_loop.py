@@ -358,3 +358,29 @@ def test_a_learnt_version_keeps_the_configured_rollout_stage(
     finally:
         log.close()
         s.stop()
+
+
+def test_without_keep_text_the_quality_lines_quote_no_answer_text(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """synqra.learning.keep_text: false (the default) keeps the prompt and the answer out of what is stored, but the
+    quality gate's INFO line quoted the answer's own words as its reasons: "states '$10,598.62', a figure the
+    conversation does not give", a name it "names", a tool name, an arithmetic expression. The line keeps each reason,
+    with the text it quoted left out."""
+    from tests.fakes.fake_providers import Scripted
+
+    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={"routing": {"thresholds": [0.0, 0.999]}})
+    deepseek = providers["deepseek"]
+    deepseek.by_marker["invoice total"] = Scripted(text="Your invoice total is $10,598.62 for this month.")
+    try:
+        r = post(
+            s,
+            {"model": "auto", "max_tokens": 40, "messages": [{"role": "user", "content": "What is my invoice total?"}]},
+        )
+        assert r.status_code == 200, r.text
+        log_text = (s.data_dir / "logs" / "proxy.log").read_text()
+        assert "a figure the conversation does not give" in log_text, "the reason is still logged"
+        assert "10,598" not in log_text
+    finally:
+        deepseek.by_marker.clear()
+        s.stop()

@@ -120,7 +120,7 @@ def test_tool_calls_are_judged_alike_in_every_shape(shape: str, args: str, actio
     assert v.action == action, v.reasons
     assert "empty answer" not in v.reasons
     if action == "escalate":
-        assert v.hard_failures == ["tool call 'get_weather' lacks required arguments ['city']"]
+        assert v.hard_failures == ["tool call ‹get_weather› lacks required arguments ‹['city']›"]
 
 
 def test_anthropic_sse_read_whatever_the_chunk_boundaries() -> None:
