@@ -422,8 +422,12 @@ class SynqraHooks(CustomLogger):
                     yield item
         except Exception as e:
             record_in_background(relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off", e))
+            rt.learning.outcome(state)  # the tier that served, as far as it got
             raise
         except BaseException:  # cancelled or closed: the client left mid-stream, or before its first chunk
+            # The tier that served what was sent: without it the row named no tier, and feedback on it was read as
+            # about the tier chosen (in shadow mode the local tier, which never answered).
+            rt.learning.outcome(state)
             left = "was abandoned by its client"
             # The provider opened this stream (this hook gets its response): a client gone before the first chunk
             # leaves it billed for the prompt, and the call's reservation must not stay held.

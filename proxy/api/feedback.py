@@ -79,7 +79,9 @@ async def feedback(request: Request) -> Any:
             "request_id",
         )
     local = get_runtime().config.synqra.backends.llama.model_alias
-    served = row.get("tier_served") or row.get("tier_chosen")
+    # No outcome logged (the request failed): which tier answered is unknown, and the tier chosen is no answer (in
+    # shadow mode it never answers).
+    served = row.get("tier_served") if row.get("done_ts") is not None else None
     try:
         value = label_from_feedback(body["score"], served_locally=served == local)
     except ValueError as e:

@@ -384,3 +384,45 @@ def test_without_keep_text_the_quality_lines_quote_no_answer_text(
     finally:
         deepseek.by_marker.clear()
         s.stop()
+
+
+def test_feedback_on_a_shadow_stream_its_client_left_labels_nothing(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """Shadow mode: Claude answers, the router chose the local tier. A streamed answer its client stopped reading
+    never had its outcome logged (the tier that served), and the feedback endpoint took the tier chosen for it: a
+    "bad" became a label 1.0 for the local model, which never answered, and "served_by": "local-llama"."""
+    from tests.fakes.fake_providers import Scripted
+
+    s = start_stack(
+        tmp_path,
+        providers,
+        backends_of=stack,
+        synqra_overrides={"routing": {"mode": "shadow", "shadow_eval_share": 0.0}},
+    )
+    anthropic = providers["anthropic"]
+    anthropic.by_marker["a long story please"] = Scripted(
+        text=" ".join(f"word{i}" for i in range(60)), chunk_delay_s=0.1
+    )
+    log = InferenceLog(s.data_dir / "learning")
+    try:
+        body = {"model": "auto", "max_tokens": 200, "stream": True}
+        body["messages"] = [{"role": "user", "content": "Tell me a long story please."}]
+        with httpx.stream("POST", f"{s.base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=60) as r:
+            assert r.status_code == 200 and r.headers["x-synqra-route-shadow"] == "local-llama"
+            rid = r.headers["x-synqra-request-id"]
+            for i, _ in enumerate(r.iter_lines()):
+                if i == 3:
+                    break  # the client stops reading
+        assert wait_until(lambda: log.exists(rid), 10)
+        fb = httpx.post(
+            f"{s.base_url}/api/feedback", json={"request_id": rid, "score": "bad"}, headers=AUTH, timeout=30
+        )
+        assert fb.status_code == 200, fb.text
+        assert fb.json()["label"] is None and fb.json()["served_by"] != "local-llama", fb.json()
+        assert wait_until(lambda: log.row(rid)["tier_served"] == "claude-sonnet", 10), log.row(rid)
+        assert not log.row(rid)["labels"]
+    finally:
+        anthropic.by_marker.clear()
+        log.close()
+        s.stop()
