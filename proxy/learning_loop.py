@@ -65,13 +65,22 @@ class LearningLoop:
             self._apply(name)
         elif isinstance(self.router.scorer, LearnedScorer):  # CURRENT unreadable: the router this worker built serves
             self.version = base_version(self.registry.base_artifact)
+        # The reload poll first: an inference log that cannot be opened ended this method before it, and the worker
+        # never followed an install or a rollback again.
+        self._task = asyncio.get_running_loop().create_task(self._poll())
         if self.settings.enabled and isinstance(self.router.scorer, LearnedScorer):
+            try:
+                store = InferenceLog(self.folder)
+            except Exception as e:  # read-only, unopenable, another schema: serve and reload without the log
+                log.error(
+                    "inference log in %s cannot be opened, nothing is logged: %s: %s", self.folder, type(e).__name__, e
+                )
+                return
             self.writer = InferenceLogWriter(
-                InferenceLog(self.folder), Representer(self.router.scorer, self.router.embedder), self.settings
+                store, Representer(self.router.scorer, self.router.embedder), self.settings
             )
             self.writer.start()
             self.rt.budget.listeners.append(self._ledger_row)
-        self._task = asyncio.get_running_loop().create_task(self._poll())
 
     def _apply(self, name: str) -> None:
         """Serve the version CURRENT names (the base when none); keep the serving one if it cannot load."""

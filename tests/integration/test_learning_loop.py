@@ -426,3 +426,24 @@ def test_feedback_on_a_shadow_stream_its_client_left_labels_nothing(
         anthropic.by_marker.clear()
         log.close()
         s.stop()
+
+
+def test_a_worker_whose_inference_log_cannot_open_still_follows_installs_and_rollbacks(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """The inference log failing to open when a worker starts (a read-only learning volume, a file it cannot open)
+    ended LearningLoop.start before it started the reload poll: the worker served, but never picked up a version
+    installed or rolled back later (a rollback left it serving the version rolled back, beside workers serving the
+    base). It serves on without the log, and follows CURRENT as the others do."""
+    (tmp_path / "data" / "learning" / "inference_log.sqlite3").mkdir(parents=True)  # not a file sqlite can open
+    s = start_stack(tmp_path, providers, backends_of=stack)
+    try:
+        base = version(s)
+        registry = RouterRegistry(tmp_path / "data" / "learning" / "routers", DEFAULT_ARTIFACT)
+        good = registry.add(load_artifact(), {"note": "the shipped weights under a version name"})
+        registry.activate(good)
+        assert wait_until(lambda: version(s) == good, 20), "the worker reloads the version installed"
+        registry.rollback()
+        assert wait_until(lambda: version(s) == base, 20), "and the rollback"
+    finally:
+        s.stop()
