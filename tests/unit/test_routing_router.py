@@ -265,3 +265,22 @@ def test_token_weights_reach_the_score_on_both_paths(router: Router, embedder: E
 
     d = Router(router.settings, router.tiers, r.scorer, NoTokenizer()).decide(user(text))
     assert d.features["scorer"] == "heuristic" and "token ids" in d.reason
+
+
+def test_a_version_fitted_for_the_configured_stage_serves_its_own_cuts(embedder: Embedder) -> None:
+    """Configured thresholds (a rollout stage) win over a scorer's recommendation, except for a learnt version fitted
+    for them (`stage_thresholds` in its manifest): its cuts keep the stage's shares on its own scale."""
+    stage = [0.22, 0.27]
+    r = Router.from_config(make_config(thresholds=stage), embedder, lookup=lambda _: None)
+    assert r.thresholds == stage
+    base = load_artifact()
+    fitted = dataclasses.replace(
+        base, manifest={**base.manifest, "recommended_thresholds": [0.08, 0.88], "stage_thresholds": list(stage)}
+    )
+    r.use_scorer(fitted)
+    assert r.thresholds == [0.08, 0.88]
+    other_stage = dataclasses.replace(fitted, manifest={**fitted.manifest, "stage_thresholds": [0.5, 0.6]})
+    r.use_scorer(other_stage)  # fitted for another stage: the configured one applies
+    assert r.thresholds == stage
+    r.use_scorer(base)  # a rollback to the base
+    assert r.thresholds == stage
