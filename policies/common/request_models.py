@@ -232,6 +232,8 @@ class Sampling(Body, Cached):
     top_p: Number | None = None
     metadata: Obj | None = None
     user: StrictStr | None = None
+    # OpenAI's chat and Responses flag; LiteLLM takes it from any route (and drops it for a provider without it).
+    store: StrictBool | None = None
 
 
 class ChatRequest(Sampling):

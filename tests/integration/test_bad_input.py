@@ -631,3 +631,25 @@ def test_a_cache_ttl_anthropic_refuses_is_a_400_before_any_reservation(
         len(httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"])
         == ledger_before
     )
+
+
+# `store` is OpenAI's true or false; "yes" on a Claude request was answered 200 (LiteLLM dropped it for Anthropic).
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_store_that_is_not_a_boolean_is_a_400_naming_it(
+    stack, fresh_providers, openai_client, anthropic_client, sdk
+) -> None:
+    import anthropic
+    import openai
+
+    with pytest.raises(openai.BadRequestError if sdk == "openai" else anthropic.BadRequestError) as caught:
+        if sdk == "openai":
+            openai_client.chat.completions.create(
+                model="claude-sonnet", max_tokens=10, messages=MSG, extra_body={"store": "yes"}
+            )
+        else:
+            anthropic_client.messages.create(
+                model="claude-sonnet", max_tokens=10, messages=MSG, extra_body={"store": "yes"}
+            )
+    assert "'store' must be true or false, got 'yes'" in caught.value.message
+    assert not any(p.requests for p in fresh_providers.values())
+    openai_client.chat.completions.create(model="claude-sonnet", max_tokens=10, messages=MSG, store=False)

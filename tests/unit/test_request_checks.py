@@ -471,3 +471,21 @@ def test_the_cache_ttls_anthropic_takes_pass(ttl: str | None) -> None:
     schema = {"type": "object", "properties": {"cache_control": {"type": "object", "ttl": {"type": "string"}}}}
     tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
     assert body_problem("/v1/chat/completions", {**chat, "tools": [tool]}) is None
+
+
+# --- store: OpenAI's true or false ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "claude-sonnet", "messages": MSG}),
+        ("/v1/messages", {"model": "claude-sonnet", "max_tokens": 5, "messages": MSG}),
+        ("/v1/responses", {"model": "gpt-4o", "input": "hi"}),
+    ],
+)
+def test_store_must_be_true_or_false(path: str, body: dict) -> None:
+    problem = body_problem(path, {**body, "store": "yes"})
+    assert problem is not None and "'store' must be true or false" in problem, problem
+    for ok in (True, False, None):
+        assert body_problem(path, {**body, "store": ok}) is None
