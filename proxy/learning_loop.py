@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from policies.judging import JUDGE_MAX_TOKENS, pairwise_messages_both_orders, pa
 from policies.learning.labels import label_from_gate, label_from_judge
 from policies.learning.registry import RouterRegistry, base_version
 from policies.learning.representation import Representer
+from policies.learning.store import FILENAME as LOG_FILENAME
 from policies.learning.store import InferenceLog
 from policies.learning.writer import InferenceLogWriter
 from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, LearnedScorer
@@ -46,6 +48,7 @@ class LearningLoop:
         self.registry = RouterRegistry(self.folder / "routers", base)
         self.version: str | None = None  # the serving router's version (None: the structural fallback rule)
         self.writer: InferenceLogWriter | None = None
+        self.log_problem: str | None = None  # why the inference log could not be opened (None: it was, or is off)
         self._seen = ""  # the CURRENT name last applied
         self._unreadable = ""  # why CURRENT could not be read last time (logged once)
         self._task: asyncio.Task[None] | None = None
@@ -69,18 +72,30 @@ class LearningLoop:
         # never followed an install or a rollback again.
         self._task = asyncio.get_running_loop().create_task(self._poll())
         if self.settings.enabled and isinstance(self.router.scorer, LearnedScorer):
-            try:
-                store = InferenceLog(self.folder)
-            except Exception as e:  # read-only, unopenable, another schema: serve and reload without the log
-                log.error(
-                    "inference log in %s cannot be opened, nothing is logged: %s: %s", self.folder, type(e).__name__, e
+            inference_log = self._open_log()
+            if inference_log is not None:
+                self.writer = InferenceLogWriter(
+                    inference_log, Representer(self.router.scorer, self.router.embedder), self.settings
                 )
-                return
-            self.writer = InferenceLogWriter(
-                store, Representer(self.router.scorer, self.router.embedder), self.settings
+                self.writer.start()
+                self.rt.budget.listeners.append(self._ledger_row)
+
+    def _open_log(self) -> InferenceLog | None:
+        """The inference log, or None when it cannot be opened (a file that is not a database, another schema, a
+        folder that cannot be made): one ERROR line says which file and what to do, `log_problem` keeps why (the
+        `synqra_learning_log_writable` gauge reads 0), and the proxy serves on. The file is left as it is."""
+        path = self.folder / LOG_FILENAME
+        try:
+            return InferenceLog(self.folder)
+        except (sqlite3.DatabaseError, RuntimeError, OSError) as e:
+            self.log_problem = f"{type(e).__name__}: {e}"
+            log.error(
+                "inference log %s cannot be opened (%s): it is not being written and routing does not learn; serving "
+                "is unaffected. Move it aside (it is left as it is) and restart the proxy to start a new one",
+                path,
+                self.log_problem,
             )
-            self.writer.start()
-            self.rt.budget.listeners.append(self._ledger_row)
+            return None
 
     def _apply(self, name: str) -> None:
         """Serve the version CURRENT names (the base when none); keep the serving one if it cannot load."""

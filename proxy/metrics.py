@@ -170,6 +170,12 @@ class LearningCollector(Collector):
             info.add_metric([loop.version], 1.0)
             yield info
         writer = loop.writer
+        if writer is not None or loop.log_problem is not None:
+            yield GaugeMetricFamily(
+                "synqra_learning_log_writable",
+                "1 while the inference log is written; 0 when it could not be opened (the proxy log says why)",
+                value=float(writer is not None),
+            )
         if writer is None:
             return
         rows = CounterMetricFamily(

@@ -9,11 +9,14 @@ price book is built, never guessed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from policies.budget.records import CallRecord, to_nano
+
+log = logging.getLogger("synqra.budget")
 
 if TYPE_CHECKING:
     from policies.common.settings import AppConfig, ModelEntry
@@ -77,6 +80,29 @@ def call_cache_adjustment(price: ModelPrice, call: CallRecord) -> float:
     return cache_adjustment(price, call.cache_write_tokens - hour, call.cache_read_tokens) + cache_adjustment(
         price, hour, 0, one_hour=True
     )
+
+
+def _cached_within_prompt(call: CallRecord) -> CallRecord:
+    """`call` with no more cached tokens than its prompt holds (they are part of it): a provider reporting more
+    (seen with the fakes: 1,000 read of a 2-token prompt) priced the row below zero. Writes are kept first (billed
+    above the input price), reads cut; logged with the request id."""
+    prompt = max(0, call.prompt_tokens)
+    if call.cache_write_tokens + call.cache_read_tokens <= prompt:
+        return call
+    writes = min(call.cache_write_tokens, prompt)
+    reads = min(call.cache_read_tokens, prompt - writes)
+    log.warning(
+        "request %s: %s reported %d cache-write and %d cache-read tokens of a %d-token prompt; priced as %d and %d",
+        call.request_id,
+        call.served_model,
+        call.cache_write_tokens,
+        call.cache_read_tokens,
+        call.prompt_tokens,
+        writes,
+        reads,
+    )
+    hour = None if call.cache_write_1h_tokens is None else min(call.cache_write_1h_tokens, writes)
+    return replace(call, cache_write_tokens=writes, cache_read_tokens=reads, cache_write_1h_tokens=hour)
 
 
 CACHE_WRITE_KEY, CACHE_WRITE_1H_KEY = "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"
@@ -207,6 +233,7 @@ class PriceBook:
         is the all-Claude setup's one call per client request: a call within a request already
         counted (an escalation) adds none.
         """
+        call = _cached_within_prompt(call)
         price = self.price(call.served_model)
         cost = (
             call.cost_usd
@@ -228,7 +255,7 @@ class PriceBook:
                 # savings claimed err low, never high). Claude's own call is the all-Claude setup's call: what it
                 # reported (nothing cached, or a stream left before its usage came) is its baseline.
                 baseline += cache_adjustment(claude, 0, call.cache_prefix_tokens)
-        return to_nano(cost), to_nano(baseline), price.free
+        return to_nano(max(0.0, cost)), to_nano(max(0.0, baseline)), price.free  # no row gives money back
 
     def count_prompt_tokens(
         self, model_name: str, messages: list[dict[str, Any]] | None = None, text: str | None = None

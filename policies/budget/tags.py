@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.common.budget_settings import UNTAGGED, tag_problem
+from policies.common.budget_settings import tag_problem
 
 TAG_HEADER = "x-synqra-tag"
 # Where LiteLLM keeps a request's metadata: `litellm_metadata` on /v1/messages and /v1/responses (whose
@@ -33,7 +33,7 @@ def _checked(value: Any, source: str) -> str | None:
     if not isinstance(value, str):
         raise BadTag(f"{source} must be a string, got {type(value).__name__}")
     tag = value.strip()
-    if not tag or tag == UNTAGGED:  # "untagged" is what the status calls no tag
+    if not tag:
         return None
     problem = tag_problem(tag)
     if problem:

@@ -34,7 +34,7 @@ class ThriftSettings(BaseModel):
     exponent: float = Field(1.0, gt=0)
 
 
-# What the by-tag status calls requests that carry no tag; a request tagged with this name counts as untagged.
+# What the by-tag status calls requests that carry no tag: no request or cap may take the name (tag_problem).
 UNTAGGED = "untagged"
 MAX_TAG_CHARS = 128
 # Tags synqra books its own calls to (a judge's: "synqra-judge-<purpose>", capped at its monthly limit): a client or
@@ -53,6 +53,9 @@ def tag_problem(tag: str) -> str | None:
         return f"a tag must not start or end with white space (got {tag!r})"
     if any(unicodedata.category(ch).startswith("C") for ch in tag):
         return f"a tag must not contain control characters (got {tag!r})"
+    if tag == UNTAGGED:
+        # LiteLLM books a request's tag as it was sent; read as no tag, its spend merged into the requests without one.
+        return f"{UNTAGGED!r} is what the by-tag status calls the requests without a tag: send no tag, or another name"
     if tag.startswith(SYNQRA_TAG_PREFIX):
         return f"tags starting with {SYNQRA_TAG_PREFIX!r} are synqra's own (its judges' spend, got {tag!r})"
     return None

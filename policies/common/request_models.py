@@ -55,6 +55,20 @@ class Shape(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
+# Anthropic's prompt-cache breakpoint, wherever LiteLLM reads one (the request's top level, a message, a content part
+# or block, a system block, a tool or an OpenAI tool's function) and passes it on: Anthropic takes two TTLs and
+# refuses any other with a 400 after synqra reserved for the call (and the TTL prices the cache writes).
+CACHE_TTLS = ("5m", "1h")
+
+
+class CacheControl(Shape):
+    ttl: Literal["5m", "1h"] | None = None
+
+
+class Cached(Shape):
+    cache_control: CacheControl | None = None
+
+
 class Body(Shape):
     """Every request body. LiteLLM passes the body on as keyword arguments and reads its own from it: a
     client's credentials for a provider (LiteLLM_Params) must at least be strings."""
@@ -69,7 +83,7 @@ class Body(Shape):
 # --- OpenAI chat completions ---------------------------------------------------------------------------
 
 
-class TextPart(Shape):
+class TextPart(Cached):
     type: Literal["text"]
     text: StrictStr
 
@@ -79,7 +93,7 @@ class ImageURL(Shape):
     detail: StrictStr | None = None
 
 
-class ImagePart(Shape):
+class ImagePart(Cached):
     type: Literal["image_url"]
     image_url: StrictStr | ImageURL
 
@@ -89,23 +103,23 @@ class InputAudio(Shape):
     format: StrictStr
 
 
-class AudioPart(Shape):
+class AudioPart(Cached):
     type: Literal["input_audio"]
     input_audio: InputAudio
 
 
-class FilePart(Shape):
+class FilePart(Cached):
     type: Literal["file"]
     file: Obj
 
 
-class OtherUserPart(Shape):
+class OtherUserPart(Cached):
     """The other part types LiteLLM accepts in a user message (litellm.types.llms.openai.ValidUserMessageContentTypes)."""
 
     type: Literal["audio_url", "document", "guarded_text", "grounding_source", "query", "video_url"]
 
 
-class AnyPart(Shape):
+class AnyPart(Cached):
     """A part of a non-user message: a typed object (its provider judges the type)."""
 
     type: StrictStr
@@ -147,20 +161,20 @@ class ToolCall(Shape):
     function: FunctionCall
 
 
-class UserMessage(Shape):
+class UserMessage(Cached):
     role: Literal["user"]
     content: StrictStr | list[UserPart]
     name: StrictStr | None = None
 
 
-class AssistantMessage(Shape):
+class AssistantMessage(Cached):
     role: Literal["assistant"]
     content: StrictStr | list[AnyPart] | None = None  # null when it holds tool calls
     name: StrictStr | None = None
     tool_calls: list[ToolCall] | None = None
 
 
-class OtherMessage(Shape):
+class OtherMessage(Cached):
     role: Literal["system", "developer", "tool", "function"]
     content: StrictStr | list[AnyPart]
     name: StrictStr | None = None
@@ -182,14 +196,14 @@ ChatMessage = Annotated[
 ]
 
 
-class FunctionDef(Shape):
+class FunctionDef(Cached):
     name: StrictStr
     description: StrictStr | None = None
     parameters: Obj | None = None
     strict: StrictBool | None = None
 
 
-class ChatTool(Shape):
+class ChatTool(Cached):
     type: StrictStr
     function: FunctionDef | None = None
 
@@ -209,7 +223,7 @@ class StreamOptions(Shape):
     include_usage: StrictBool | None = None
 
 
-class Sampling(Body):
+class Sampling(Body, Cached):
     """Fields every generation API shares."""
 
     model: ModelName
@@ -218,6 +232,8 @@ class Sampling(Body):
     top_p: Number | None = None
     metadata: Obj | None = None
     user: StrictStr | None = None
+    # OpenAI's chat and Responses flag; LiteLLM takes it from any route (and drops it for a provider without it).
+    store: StrictBool | None = None
 
 
 class ChatRequest(Sampling):
@@ -245,7 +261,7 @@ class ChatRequest(Sampling):
 # --- Anthropic Messages (and count_tokens) --------------------------------------------------------------
 
 
-class AnthropicText(Shape):
+class AnthropicText(Cached):
     type: Literal["text"]
     text: BlockText
 
@@ -254,32 +270,32 @@ class AnthropicSource(Shape):
     type: StrictStr
 
 
-class AnthropicMedia(Shape):
+class AnthropicMedia(Cached):
     type: Literal["image", "document"]
     source: AnthropicSource | None = None  # without one, Anthropic refuses it (tests/integration/test_bad_input.py)
 
 
-class AnthropicToolUse(Shape):
+class AnthropicToolUse(Cached):
     type: Literal["tool_use", "server_tool_use"]
     id: StrictStr
     name: StrictStr
     input: Obj
 
 
-class AnthropicToolResult(Shape):
+class AnthropicToolResult(Cached):
     type: Literal["tool_result"]
     tool_use_id: StrictStr
     content: StrictStr | list[AnyPart] | None = None
     is_error: StrictBool | None = None
 
 
-class AnthropicThinking(Shape):
+class AnthropicThinking(Cached):
     type: Literal["thinking"]
     thinking: StrictStr
     signature: StrictStr | None = None
 
 
-class AnthropicOther(Shape):
+class AnthropicOther(Cached):
     type: StrictStr
 
 
@@ -301,13 +317,13 @@ Block = Annotated[
 _BLOCK_TAGS = frozenset({"text", "image", "document", "tool_use", "server_tool_use", "tool_result", "thinking"})
 
 
-class AnthropicMessage(Shape):
+class AnthropicMessage(Cached):
     # "system" mid-conversation: Claude Code 2.1 sends its environment notes as a system turn.
     role: Literal["user", "assistant", "system"]
     content: BlockText | Annotated[list[Block], Field(min_length=1)]
 
 
-class AnthropicTool(Shape):
+class AnthropicTool(Cached):
     name: StrictStr
     type: StrictStr | None = None
     description: StrictStr | None = None
@@ -324,7 +340,7 @@ class Thinking(Shape):
     budget_tokens: Count | None = None
 
 
-class MessagesFields(Body):
+class MessagesFields(Body, Cached):
     model: ModelName
     messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
     system: StrictStr | list[AnthropicText] | None = None
@@ -366,20 +382,20 @@ class CompletionRequest(Sampling):
     stream_options: StreamOptions | None = None
 
 
-class ResponsesMessage(Shape):
+class ResponsesMessage(Cached):
     type: Literal["message"] | None = None
     role: Literal["user", "system", "developer", "assistant"]
     content: StrictStr | list[AnyPart]
 
 
-class ResponsesCall(Shape):
+class ResponsesCall(Cached):
     type: Literal["function_call", "custom_tool_call"]
     call_id: StrictStr
     name: StrictStr
     arguments: StrictStr | None = None
 
 
-class ResponsesCallOutput(Shape):
+class ResponsesCallOutput(Cached):
     type: Literal["function_call_output", "custom_tool_call_output", "computer_call_output", "tool_result"]
     call_id: StrictStr
     output: StrictStr | list[AnyPart] | Obj
@@ -394,7 +410,7 @@ class ResponsesWebSearch(Shape):
     action: Obj
 
 
-class ResponsesOtherItem(Shape):
+class ResponsesOtherItem(Cached):
     type: StrictStr
 
 
@@ -463,17 +479,34 @@ class EmbeddingRequest(Body):
 
 def _path(body: Any, loc: tuple[int | str, ...], missing: bool = False) -> str:
     """The field an error is about, as the client wrote it (`messages[0].content[1].text`): pydantic's
-    location also names union members and tags, which are dropped by walking the body itself. A missing
+    location also names union members and tags, which are dropped by walking the body itself. A tag may
+    also be a key of the body (the "text" block's tag and its `text`): of the walks, the one that follows
+    the most steps wins (`messages[0].content[0].cache_control.ttl`, not `...content[0].text`). A missing
     field is the location's last step."""
-    out, node = "", body
-    for step in loc:
-        if isinstance(node, dict) and isinstance(step, str) and step in node:
-            out, node = (f"{out}.{step}" if out else step), node[step]
-        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
-            out, node = f"{out}[{step}]", node[step]
+    out = "".join(_steps(body, loc, 0, {}))
     if missing and loc and isinstance(loc[-1], str):
-        out = f"{out}.{loc[-1]}" if out else loc[-1]
-    return out
+        out = f"{out}.{loc[-1]}"
+    return out.removeprefix(".")
+
+
+def _steps(node: Any, loc: tuple[int | str, ...], i: int, seen: dict[tuple[int, int], list[str]]) -> list[str]:
+    """The longest walk of `loc[i:]` through `node`, as path pieces (".key", "[3]"); at a tie the step is taken.
+    `seen`: the walks already found, by (node, step), so each is found once."""
+    if i == len(loc):
+        return []
+    key = (id(node), i)
+    if key in seen:
+        return seen[key]
+    best = _steps(node, loc, i + 1, seen)
+    step = loc[i]
+    if isinstance(node, dict) and isinstance(step, str) and step in node:
+        taken = [f".{step}", *_steps(node[step], loc, i + 1, seen)]
+        best = taken if len(taken) >= len(best) else best
+    elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+        taken = [f"[{step}]", *_steps(node[step], loc, i + 1, seen)]
+        best = taken if len(taken) >= len(best) else best
+    seen[key] = best
+    return best
 
 
 def _got(value: Any) -> str:

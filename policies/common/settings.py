@@ -314,20 +314,69 @@ def _aliases(raw: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v["model"] if isinstance(v, dict) else v) for k, v in table.items()}
 
 
-def load_config(path: str | Path) -> AppConfig:
-    """Read and validate litellm_config.yaml; raise ConfigError naming the bad key."""
-    p = Path(path).expanduser().resolve()
+def _read_yaml(p: Path, what: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise ConfigError(f"{what} not found: {p}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        raise ConfigError(f"{what} {p} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {p}: top level must be a mapping")
+        raise ConfigError(f"{what} {p}: top level must be a mapping")
+    return raw
+
+
+def _includes(raw: dict[str, Any], declared_in: Path) -> list[str]:
+    entries = raw.get("include", [])
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise ConfigError(f"invalid configuration in {declared_in}:\n  include: must be a list of file paths")
+    return entries
+
+
+def _include_path(entry: str, declared_in: Path, root: Path) -> Path:
+    """The file an `include` entry names, as LiteLLM resolves it (litellm/proxy/common_utils/config_includes.py):
+    next to the config that declares it, else next to the root config when only that one exists."""
+    declared = (declared_in.parent / entry).resolve()
+    at_root = (root.parent / entry).resolve()
+    return at_root if at_root != declared and at_root.exists() and not declared.exists() else declared
+
+
+def read_config(p: Path) -> dict[str, Any]:
+    """The config file with the files its `include:` names merged in, as LiteLLM's proxy merges them (lists extended,
+    other values replaced, each file once, includes of included files next to the file naming them), so synqra reads
+    what LiteLLM serves. Every file's LiteLLM sections are checked (litellm_sections.unknown_key): LiteLLM ignores a
+    key it does not read in an included file as silently as in the main one."""
+    raw = _read_yaml(p, "config file")
     unknown = unknown_key(raw)
     if unknown is not None:
         raise ConfigError(f"invalid configuration:\n  {unknown[0]}: {unknown[1]}")
+    pending = [(entry, p) for entry in _includes(raw, p)]
+    loaded = {p}
+    merged = {k: v for k, v in raw.items() if k != "include"}
+    while pending:
+        entry, declared_in = pending.pop(0)
+        location = _include_path(entry, declared_in, p)
+        if location in loaded:
+            continue
+        loaded.add(location)
+        included = _read_yaml(location, f"included file (include: {entry!r} in {declared_in})")
+        unknown = unknown_key(included)
+        if unknown is not None:
+            raise ConfigError(
+                f"invalid configuration in {location} (included by {declared_in}):\n  {unknown[0]}: {unknown[1]}"
+            )
+        pending += [(e, location) for e in _includes(included, location)]
+        for key, value in included.items():
+            if key != "include":
+                base = merged.get(key)
+                merged[key] = [*base, *value] if isinstance(base, list) and isinstance(value, list) else value
+    return merged
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Read and validate litellm_config.yaml (and the files it includes); raise ConfigError naming the bad key."""
+    p = Path(path).expanduser().resolve()
+    raw = read_config(p)
     synqra_raw = raw.get("synqra") or {}
     try:
         synqra = SynqraSettings.model_validate(synqra_raw)

@@ -46,6 +46,15 @@ def _settings(config: str | None) -> tuple[LearningSettings, Path, Path, list[fl
     return settings, folder, base, cfg.synqra.routing.thresholds
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file at `folder` or at the nearest of its parents that exists, if that is not a folder (the learning folder
+    cannot be made there), else None."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
 def _print_record(record: dict[str, Any]) -> None:
     v = record.get("validation") or {}
     print(f"{record.get('decision')}: {record.get('reason')}")
@@ -107,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         return _from_file(args, base, settings)
     if args.out is not None:
         print(f"{PROG}: --out goes with --labels", file=sys.stderr)
+        return 2
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        where = f"--store {folder}" if args.store else f"the learning folder {folder} (synqra.learning.store_dir)"
+        print(
+            f"{PROG}: {where}: {blocker} is a file, not a folder; name a folder (it is created if missing)",
+            file=sys.stderr,
+        )
         return 2
     if args.rollback is not None:
         try:

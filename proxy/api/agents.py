@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from policies.budget.records import LedgerRecord
 from proxy.api.auth import require_master_key
+from proxy.api.errors import api_error
 from proxy.runtime import get_runtime
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_master_key)])
@@ -45,10 +46,7 @@ class AgentRequest(BaseModel):
 
 
 def _bad_request(message: str, param: str | None = None) -> HTTPException:
-    return HTTPException(
-        status_code=400,
-        detail={"error": {"message": message, "type": "invalid_request_error", "param": param, "code": "400"}},
-    )
+    return api_error(400, message, param=param, code="400")
 
 
 def _parse(body: bytes) -> AgentRequest:

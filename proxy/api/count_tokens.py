@@ -22,6 +22,8 @@ from proxy.api.auth import holds_master_key
 from proxy.runtime import get_runtime
 
 PATH = "/v1/messages/count_tokens"
+# LiteLLM's model_info modes of a model that answers a prompt (an embedding model has none to count for).
+CHAT_MODES = ("chat", "completion", "responses")
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -70,11 +72,21 @@ def make_count_tokens_router() -> APIRouter:
             return _error(400, "invalid_request_error", "'model' (a string) and 'messages' (a list) are required")
         cfg = rt.config
         name = cfg.canonical(cfg.resolve_requested(body["model"]))
-        if cfg.model(name) is None:
+        entry = cfg.model(name)
+        if entry is None:
             return _error(
                 404,
                 "not_found_error",
                 f"model {body['model']!r} is not served here; models: {', '.join(cfg.model_names)}",
+            )
+        mode = entry.model_info.get("mode", "chat")  # LiteLLM's own default
+        if mode not in CHAT_MODES:
+            chat = [m.model_name for m in cfg.model_list if m.model_info.get("mode", "chat") in CHAT_MODES]
+            return _error(
+                400,
+                "invalid_request_error",
+                f"model {body['model']!r} is not a chat model (its mode is {mode!r}): tokens are counted for a "
+                f"model that answers a Messages request; use one of {', '.join(chat)}",
             )
         local = cfg.synqra.backends.llama
         if name in (rt.router.settings.virtual_model, local.model_alias):

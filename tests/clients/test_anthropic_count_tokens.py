@@ -91,3 +91,18 @@ def test_count_tokens_errors_are_anthropic_errors(client_stack, bill: BillCheck)
     with pytest.raises(anthropic.AuthenticationError):
         _count(bad_key, "auto", messages=SHORT)
     bill.settled()
+
+
+def test_count_tokens_for_an_embedding_model_is_a_400_saying_it_is_not_a_chat_model(
+    client_stack, bill: BillCheck
+) -> None:
+    import anthropic
+
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        _count(_client(client_stack.base_url), "local-embed", messages=SHORT)
+    body = bad.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body  # type: ignore[index]
+    message = body["error"]["message"]  # type: ignore[index]
+    assert "'local-embed' is not a chat model" in message and "claude-sonnet" in message, message
+    assert bill.paid_calls() == 0 and not bill.rows()
+    bill.settled()

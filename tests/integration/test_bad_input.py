@@ -563,3 +563,93 @@ def test_a_text_completion_refusal_is_an_openai_error(stack, fresh_providers, na
     assert err["type"] == "invalid_request_error" and err["param"] is None, err
     assert needle in err["message"] and not err["message"].startswith("400"), err["message"]
     assert not any(p.requests for p in fresh_providers.values())
+
+
+# A cache_control TTL Anthropic does not take ("5m" and "1h" are all): LiteLLM forwarded it, Anthropic refused it
+# after the call was reserved. Refused first, through each SDK, naming the field, with nothing reserved or billed.
+TTL_2H = {"type": "ephemeral", "ttl": "2h"}
+TTL_BLOCK = [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": TTL_2H}]}]
+
+
+def _ttl_via_anthropic(client: Any, model: str) -> None:
+    client.messages.create(model=model, max_tokens=10, messages=TTL_BLOCK)
+
+
+def _ttl_via_anthropic_system(client: Any, model: str) -> None:
+    client.messages.create(
+        model=model,
+        max_tokens=10,
+        messages=MSG,
+        system=[{"type": "text", "text": "Be brief.", "cache_control": TTL_2H}],
+    )
+
+
+def _ttl_via_openai(client: Any, model: str) -> None:
+    client.chat.completions.create(model=model, max_tokens=10, messages=TTL_BLOCK)
+
+
+def _ttl_via_openai_top_level(client: Any, model: str) -> None:
+    client.chat.completions.create(model=model, max_tokens=10, messages=MSG, extra_body={"cache_control": TTL_2H})
+
+
+TTL_CASES = [
+    pytest.param(
+        "anthropic", _ttl_via_anthropic, "claude-sonnet", "messages[0].content[0].cache_control.ttl", id="messages"
+    ),
+    pytest.param(
+        "anthropic", _ttl_via_anthropic_system, "auto", "system[0].cache_control.ttl", id="messages-system-auto"
+    ),
+    pytest.param("openai", _ttl_via_openai, "claude-sonnet", "messages[0].content[0].cache_control.ttl", id="chat"),
+    pytest.param("openai", _ttl_via_openai_top_level, "claude-sonnet", "'cache_control.ttl'", id="chat-top-level"),
+]
+
+
+@pytest.mark.parametrize(("sdk", "send", "model", "field"), TTL_CASES)
+def test_a_cache_ttl_anthropic_refuses_is_a_400_before_any_reservation(
+    stack, fresh_providers, openai_client, anthropic_client, sdk, send, model, field
+) -> None:
+    import anthropic
+    import openai
+
+    ledger_before = len(httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"])
+    client, error = (
+        (anthropic_client, anthropic.BadRequestError) if sdk == "anthropic" else (openai_client, openai.BadRequestError)
+    )
+    with pytest.raises(error) as caught:
+        send(client, model)
+    body = caught.value.body  # the API's own format (the OpenAI SDK hands on the `error` object)
+    message = (body["error"] if sdk == "anthropic" else body)["message"]
+    assert field in message and "'5m' or '1h'" in message and "'2h'" in message, message
+    if sdk == "anthropic":
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    else:
+        assert body["type"] == "invalid_request_error"
+    assert not any(p.requests for p in fresh_providers.values()), "refused before any provider was called"
+    status = httpx.get(f"{stack.base_url}/api/budget/status", headers=AUTH, timeout=30).json()
+    assert status["reserved"] == 0
+    assert (
+        len(httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"])
+        == ledger_before
+    )
+
+
+# `store` is OpenAI's true or false; "yes" on a Claude request was answered 200 (LiteLLM dropped it for Anthropic).
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_store_that_is_not_a_boolean_is_a_400_naming_it(
+    stack, fresh_providers, openai_client, anthropic_client, sdk
+) -> None:
+    import anthropic
+    import openai
+
+    with pytest.raises(openai.BadRequestError if sdk == "openai" else anthropic.BadRequestError) as caught:
+        if sdk == "openai":
+            openai_client.chat.completions.create(
+                model="claude-sonnet", max_tokens=10, messages=MSG, extra_body={"store": "yes"}
+            )
+        else:
+            anthropic_client.messages.create(
+                model="claude-sonnet", max_tokens=10, messages=MSG, extra_body={"store": "yes"}
+            )
+    assert "'store' must be true or false, got 'yes'" in caught.value.message
+    assert not any(p.requests for p in fresh_providers.values())
+    openai_client.chat.completions.create(model="claude-sonnet", max_tokens=10, messages=MSG, store=False)

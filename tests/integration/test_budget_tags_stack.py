@@ -141,6 +141,19 @@ def test_a_tag_that_cannot_be_booked_is_a_400_and_costs_nothing(tagged: RunningS
             extra_headers={"x-synqra-tag": "bell\x07"},
         )
     assert "x-synqra-tag" in str(aerr.value)
+    # "untagged" is what the by-tag status calls the requests without a tag: a client's tag of that name was merged
+    # into them. LiteLLM books a tag as it was sent, so it is refused rather than renamed.
+    with pytest.raises(openai.BadRequestError) as err:
+        chat(tagged, "hello", model="local-llama", tag="untagged")
+    assert "x-synqra-tag" in err.value.message and "'untagged'" in err.value.message
+    with pytest.raises(anthropic.BadRequestError) as aerr:
+        ant(tagged).messages.create(
+            model="claude-sonnet",
+            max_tokens=20,
+            messages=[{"role": "user", "content": "hi"}],
+            metadata={"tags": ["untagged"]},  # type: ignore[typeddict-unknown-key]
+        )
+    assert "'untagged'" in str(aerr.value)
     assert (
         len(ledger(tagged)) == before and chat(tagged, "still up", model="local-llama").http_response.status_code == 200
     )

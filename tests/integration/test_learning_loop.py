@@ -447,3 +447,30 @@ def test_a_worker_whose_inference_log_cannot_open_still_follows_installs_and_rol
         assert wait_until(lambda: version(s) == base, 20), "and the rollback"
     finally:
         s.stop()
+
+
+def test_a_damaged_inference_log_at_start_is_one_clear_error_and_a_gauge_and_serving_goes_on(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """An inference log that is not a database when the proxy starts: learning went off after one "warm-up failed"
+    traceback, and nothing said so afterwards (no gauge, no hot reload either). Now one ERROR line names the file and
+    what to do, `synqra_learning_log_writable` is 0, requests are served and accounted, and the file is left alone."""
+    damaged = tmp_path / "data" / "learning" / "inference_log.sqlite3"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"garbage, not a database\n" * 10)
+    s = start_stack(tmp_path, providers, backends_of=stack)
+    try:
+        r = post(s, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "Say hello."}]})
+        assert r.status_code == 200, r.text
+        rid = r.headers["x-synqra-request-id"]
+        ledger = lambda: httpx.get(f"{s.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]  # noqa: E731
+        assert wait_until(lambda: any(x["request_id"] == rid for x in ledger()), 10), "the money path is unaffected"
+        metrics = httpx.get(f"{s.base_url}/metrics", headers=AUTH, timeout=30).text
+        assert "synqra_learning_log_writable 0.0" in metrics, [m for m in metrics.splitlines() if "learning" in m]
+        text = (s.data_dir / "logs" / "proxy.log").read_text()  # the proxy workers' log
+        errors = [line for line in text.splitlines() if " ERROR " in line and str(damaged) in line]
+        assert len(errors) == 1 and "not being written" in errors[0] and "move it aside" in errors[0].lower(), errors
+        assert "Traceback" not in text and "warm-up failed" not in text
+        assert damaged.read_bytes() == b"garbage, not a database\n" * 10
+    finally:
+        s.stop()

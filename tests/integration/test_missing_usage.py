@@ -71,3 +71,19 @@ def test_a_stream_with_its_usage_is_recorded_at_the_providers_figures(
     provider = fresh_providers["anthropic"]
     row = _stream(stack, provider, path, "claude-sonnet", "all")
     assert (row["prompt_tokens"], row["completion_tokens"]) == provider.billed_tokens()
+
+
+def test_more_cache_reads_than_prompt_tokens_never_record_a_row_below_zero(stack: RunningStack, openai_client) -> None:
+    """The fake OpenAI reports 1,000 cached tokens of a 2-token prompt: the row was -$0.001235 (baseline -$0.002679)."""
+    stack.providers["openai"].push(Scripted(text="ok", cache_read=1000))
+    t0 = time.time()
+    r = openai_client.chat.completions.with_raw_response.create(
+        model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "hi there"}]
+    )
+    assert r.parse().usage.prompt_tokens_details.cached_tokens == 1000
+    rid = r.headers["x-synqra-request-id"]
+    row = recorded(stack, t0, "gpt-4o")
+    assert row["request_id"] == rid
+    assert row["cost_usd"] >= 0 and row["baseline_usd"] >= 0, row
+    log = (stack.data_dir / "logs" / "proxy.log").read_text()
+    assert any(rid in line and " WARNING " in line for line in log.splitlines())

@@ -264,3 +264,24 @@ def test_a_call_claude_served_keeps_its_own_cache_report_in_the_baseline(tmp_pat
     # another model's call still reads the marked prefix from Claude's cache in the baseline
     local = CallRecord("r", "auto", "local-llama", 3000, 10, cache_prefix_tokens=2000)
     assert book.price_call(local)[1] / 1e9 == pytest.approx(1000 * 3e-6 + 2000 * 0.3e-6 + 10 * 15e-6)
+
+
+def test_cache_tokens_beyond_the_prompt_never_price_a_row_below_zero(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider reporting more cache-read tokens than prompt tokens (seen with the fakes: 1,000 read of a 2-token
+    prompt) gave the row a negative cost and baseline (-$0.0012 / -$0.0027 on gpt-4o). Cached tokens are part of the
+    prompt: no more are priced as cached than the prompt holds, and the request id is logged."""
+    book = PriceBook.from_config(_cfg(tmp_path, [CLAUDE]))
+    with caplog.at_level("WARNING", logger="synqra.budget"):
+        cost, baseline, _ = book.price_call(
+            CallRecord("req-over", "claude-sonnet", "claude-sonnet", 2, 1, cache_read_tokens=1000)
+        )
+    assert cost >= 0 and baseline >= 0
+    assert cost / 1e9 == pytest.approx(2 * 0.3e-6 + 15e-6)  # the 2 prompt tokens as read from the cache
+    assert any("req-over" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records), caplog.text
+    over = CallRecord("w", "claude-sonnet", "claude-sonnet", 10, 0, cache_write_tokens=8, cache_read_tokens=900)
+    assert book.price_call(over)[0] / 1e9 == pytest.approx(8 * 3.75e-6 + 2 * 0.3e-6)  # writes kept, reads cut
+    caplog.clear()
+    book.price_call(CallRecord("fine", "claude-sonnet", "claude-sonnet", 2002, 10, cache_read_tokens=2000))
+    assert not caplog.records  # a report that fits the prompt is priced as it is, without a word

@@ -51,7 +51,6 @@ def test_the_header_wins_then_metadata_tags_then_none() -> None:
     # /v1/messages and /v1/responses: LiteLLM keeps its tags in litellm_metadata
     assert request_tag(_req(litellm_metadata={"tags": ["agent-7"]}, metadata={"user_id": "u"})) == "agent-7"
     assert request_tag(_req({"x-synqra-tag": ""}, **md)) == "support-bot"  # an empty header says nothing
-    assert request_tag(_req({"x-synqra-tag": "untagged"})) is None  # what the status calls no tag
     assert request_tag(_req(metadata={"tags": []})) is None
     assert request_tag(_req()) is None and request_tag({}) is None
 
@@ -64,6 +63,10 @@ def test_the_header_wins_then_metadata_tags_then_none() -> None:
         (_req(metadata={"tags": [42]}), "metadata.tags[0] must be a string, got int"),
         (_req(metadata={"tags": ["line\nbreak"]}), "metadata.tags[0]: a tag must not contain control characters"),
         (_req({"x-synqra-tag": "synqra-judge-quality"}), "are synqra's own"),  # would spend the judge's limit
+        # what the by-tag status calls the requests without a tag: booked there, a client's tag merged into the rest
+        (_req({"x-synqra-tag": "untagged"}), "x-synqra-tag header: 'untagged' is what the by-tag status calls"),
+        (_req(metadata={"tags": [" untagged "]}), "metadata.tags[0]: 'untagged' is what the by-tag status calls"),
+        (_req(litellm_metadata={"tags": ["untagged"]}), "'untagged' is what the by-tag status calls"),
     ],
 )
 def test_a_tag_that_cannot_be_booked_is_refused_naming_its_source(data: dict[str, Any], says: str) -> None:

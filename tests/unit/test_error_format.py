@@ -17,3 +17,21 @@ def test_already_anthropic_or_foreign_bodies_untouched() -> None:
     assert to_anthropic_error(400, {"type": "error", "error": {"type": "x", "message": "m"}}) is None
     assert to_anthropic_error(400, {"detail": "x"}) is None
     assert to_anthropic_error(400, ["x"]) is None
+
+
+def test_the_api_error_body_with_and_without_a_code() -> None:
+    """The /api routes' one error builder (POST /api/agents adds a `code`, as its 400s always had)."""
+    from proxy.api.errors import api_error
+
+    plain = api_error(404, "no such thing")
+    assert plain.status_code == 404
+    assert plain.detail == {"error": {"message": "no such thing", "type": "invalid_request_error", "param": None}}
+    coded = api_error(400, "message: Field required", param="message", code="400")
+    assert coded.detail == {
+        "error": {
+            "message": "message: Field required",
+            "type": "invalid_request_error",
+            "param": "message",
+            "code": "400",
+        }
+    }

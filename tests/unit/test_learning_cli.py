@@ -119,3 +119,22 @@ def test_a_damaged_inference_log_is_refused_by_name(
     err = capsys.readouterr().err
     assert "inference log" in err and str(tmp_path) in err and "Traceback" not in err
     assert (tmp_path / "inference_log.sqlite3").read_bytes() == b"garbage, not a database\n"
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--dry-run"], ["--list"], ["--rollback"], ["--if-due"], ["--export", "out.jsonl"], ["--import", "x"]]
+)
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_a_store_that_is_a_file_is_bad_input_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], where: str
+) -> None:
+    """`--store` naming a file (or a path under one): a traceback (FileExistsError, NotADirectoryError, exit 1); now
+    the bad-argument exit, naming the path, and the file is left as it was."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a folder\n")
+    store = afile if where == "file" else afile / "learning"
+    args = [str(tmp_path / a) if a in ("out.jsonl", "x") else a for a in args]
+    assert learn_main(["--store", str(store), *args]) == 2
+    err = capsys.readouterr().err
+    assert f"--store {store}" in err and f"{afile} is a file" in err and "Traceback" not in err, err
+    assert afile.read_text() == "not a folder\n" and not (tmp_path / "out.jsonl").exists()

@@ -384,3 +384,108 @@ def test_a_stored_conversation_routed_to_a_model_that_does_not_keep_it_is_refuse
     assert stored_context_error("auto", {"input": "hi"}, caps, "claude-sonnet") is None
     nobody = stored_context_error("auto", {"conversation": "c"}, {}, "local-llama")  # no model keeps them
     assert nobody is not None and "'conversation'" in nobody and "by name" not in nobody
+
+
+# --- cache_control TTLs: Anthropic takes "5m" and "1h" only ----------------------------------------------
+
+_TTL_2H = {"type": "ephemeral", "ttl": "2h"}
+CACHE_TTL_CASES = [
+    ("/v1/messages", {"cache_control": _TTL_2H}, "'cache_control.ttl'"),
+    (
+        "/v1/messages",
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": _TTL_2H}]}]},
+        "'messages[0].content[0].cache_control.ttl'",
+    ),
+    (
+        "/v1/messages",
+        {"system": [{"type": "text", "text": "Be brief.", "cache_control": _TTL_2H}]},
+        "'system[0].cache_control.ttl'",
+    ),
+    (
+        "/v1/messages",
+        {"tools": [{"name": "t", "input_schema": {}, "cache_control": _TTL_2H}]},
+        "'tools[0].cache_control",
+    ),
+    (
+        "/v1/messages",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "content": [{"type": "text", "text": "42", "cache_control": _TTL_2H}],
+                        }
+                    ],
+                }
+            ]
+        },
+        "'messages[0].content[0].content[0].cache_control.ttl'",
+    ),
+    ("/v1/messages/count_tokens", {"cache_control": {"type": "ephemeral", "ttl": 3600}}, "'cache_control.ttl'"),
+    (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": _TTL_2H}]}]},
+        "'messages[0].content[0].cache_control.ttl'",
+    ),
+    (
+        "/v1/chat/completions",
+        {"messages": [{"role": "system", "content": "Be brief.", "cache_control": _TTL_2H}]},
+        "'messages[0].cache_control.ttl'",
+    ),
+    (
+        "/v1/chat/completions",
+        {"tools": [{"type": "function", "function": {"name": "f", "cache_control": _TTL_2H}}]},
+        "'tools[0].function.cache_control.ttl'",
+    ),
+    ("/v1/chat/completions", {"tools": [{"type": "function", "cache_control": _TTL_2H}]}, "'tools[0].cache_control"),
+    ("/v1/chat/completions", {"cache_control": _TTL_2H}, "'cache_control.ttl'"),
+    (
+        "/v1/responses",
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi", "cache_control": _TTL_2H}]}]},
+        "'input[0].content[0].cache_control.ttl'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "extra", "field"), CACHE_TTL_CASES)
+def test_a_cache_ttl_anthropic_does_not_take_is_named(path: str, extra: dict, field: str) -> None:
+    base = {"model": "claude-sonnet", "max_tokens": 5, "messages": MSG}
+    if path == "/v1/responses":
+        base = {"model": "claude-sonnet", "input": "hi"}
+    problem = body_problem(path, {**base, **extra})
+    assert problem is not None and field in problem and "'5m'" in problem and "'1h'" in problem, problem
+
+
+@pytest.mark.parametrize("ttl", ["5m", "1h", None])
+def test_the_cache_ttls_anthropic_takes_pass(ttl: str | None) -> None:
+    control = {"type": "ephemeral"} if ttl is None else {"type": "ephemeral", "ttl": ttl}
+    block = {"type": "text", "text": "hi", "cache_control": control}
+    messages = {"model": "claude-sonnet", "max_tokens": 5, "messages": [{"role": "user", "content": [block]}]}
+    assert body_problem("/v1/messages", {**messages, "system": [block], "cache_control": control}) is None
+    chat = {"model": "claude-sonnet", "messages": [{"role": "user", "content": [block], "cache_control": control}]}
+    assert body_problem("/v1/chat/completions", chat) is None
+    # a tool's own schema may have a property named cache_control: it is the tool's, not a breakpoint
+    schema = {"type": "object", "properties": {"cache_control": {"type": "object", "ttl": {"type": "string"}}}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    assert body_problem("/v1/chat/completions", {**chat, "tools": [tool]}) is None
+
+
+# --- store: OpenAI's true or false ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "claude-sonnet", "messages": MSG}),
+        ("/v1/messages", {"model": "claude-sonnet", "max_tokens": 5, "messages": MSG}),
+        ("/v1/responses", {"model": "gpt-4o", "input": "hi"}),
+    ],
+)
+def test_store_must_be_true_or_false(path: str, body: dict) -> None:
+    problem = body_problem(path, {**body, "store": "yes"})
+    assert problem is not None and "'store' must be true or false" in problem, problem
+    for ok in (True, False, None):
+        assert body_problem(path, {**body, "store": ok}) is None

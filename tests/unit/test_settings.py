@@ -152,3 +152,88 @@ def test_the_tables_of_litellms_sections_are_litellms_own() -> None:
     source = (proxy / "proxy_server.py").read_text() + (proxy / "common_utils" / "config_includes.py").read_text()
     for section in TOP_LEVEL - set(ConfigYAML.model_fields) - {"synqra"}:
         assert f'"{section}"' in source, section
+
+
+# --- files brought in with LiteLLM's `include:` ------------------------------------------------------------
+
+
+def _with_include(tmp_path: Path, files: dict[str, str], include: list[str] | None = None) -> Path:
+    """The shipped config including `files` (relative path -> YAML text), each written under tmp_path."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return _write(tmp_path, lambda c: c.update(include=include if include is not None else list(files)[:1]))
+
+
+@pytest.mark.parametrize(
+    ("files", "key", "bad_file"),
+    [
+        ({"extra.yaml": "litellm_setting:\n  drop_params: true\n"}, "litellm_setting", "extra.yaml"),
+        (
+            {"extra.yaml": "router_settings:\n  fallback:\n    - deepseek-chat: [claude-sonnet]\n"},
+            "router_settings.fallback",
+            "extra.yaml",
+        ),
+        # an include of an included file, next to the file that names it
+        (
+            {"conf/a.yaml": "include: [b.yaml]\nenvironment_variables: {}\n", "conf/b.yaml": "routr_settings: {}\n"},
+            "routr_settings",
+            "conf/b.yaml",
+        ),
+    ],
+)
+def test_a_wrong_key_in_an_included_file_fails_naming_the_key_and_the_file(
+    tmp_path: Path, files: dict[str, str], key: str, bad_file: str
+) -> None:
+    """LiteLLM merges included files into the config and ignores their unknown keys as silently as the main file's:
+    the main file's were refused at start, an included file's started a proxy without its fallbacks."""
+    with pytest.raises(ConfigError) as e:
+        load_config(_with_include(tmp_path, files))
+    assert f"  {key}: not a" in str(e.value) and str(tmp_path / bad_file) in str(e.value), str(e.value)
+
+
+def test_a_missing_or_malformed_include_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="included file .*not found: .*nope.yaml"):
+        load_config(_with_include(tmp_path, {}, include=["nope.yaml"]))
+    with pytest.raises(ConfigError, match="include: must be a list of file paths"):
+        load_config(_with_include(tmp_path, {}, include="extra.yaml"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(_with_include(tmp_path, {"list.yaml": "- a\n"}))
+
+
+def test_included_files_are_merged_as_litellm_merges_them(tmp_path: Path) -> None:
+    """synqra reads what LiteLLM serves: the merge is LiteLLM's own (resolve_includes), lists extended, other values
+    replaced, so a model or a fallback in an included file is one synqra knows."""
+    import asyncio
+
+    from litellm.proxy.common_utils.config_includes import resolve_include_file_path, resolve_includes
+
+    from policies.common.settings import read_config
+
+    extra_model = {
+        "model_name": "deepseek-reasoner",
+        "litellm_params": {"model": "deepseek/deepseek-reasoner", "api_key": "os.environ/DEEPSEEK_API_KEY"},
+        "model_info": {"mode": "chat", "input_cost_per_token": 0.00000055, "output_cost_per_token": 0.0000022},
+    }
+    main = _with_include(
+        tmp_path,
+        {
+            "models.yaml": yaml.safe_dump({"model_list": [extra_model], "include": ["more/router.yaml"]}),
+            "more/router.yaml": yaml.safe_dump({"router_settings": {"fallbacks": [{"deepseek-reasoner": ["gpt-4o"]}]}}),
+        },
+    )
+
+    async def read(location: str) -> dict:
+        return yaml.safe_load(Path(location).read_text())
+
+    root = str(main)
+    theirs = asyncio.run(
+        resolve_includes(
+            yaml.safe_load(main.read_text()), root, lambda e, d: resolve_include_file_path(e, d, root), read
+        )
+    )
+    assert read_config(main) == theirs
+    cfg = load_config(main)
+    assert cfg.model("deepseek-reasoner") is not None and cfg.model("claude-sonnet") is not None
+    assert cfg.fallback_chain("deepseek-reasoner") == ["gpt-4o"]  # the included router_settings replace the main's
+    assert cfg.aliases == {}
