@@ -59,13 +59,16 @@ class Proxy:
     windows: list[float] = field(default_factory=list)  # instructions per request, per window
     idle_per_s: float = float("nan")
     threads: dict[str, float] = field(default_factory=dict)  # thread -> instructions per request (last window)
+    events: list[dict[str, float]] = field(default_factory=list)  # per window: event -> count per request
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_proxy(name: str, root: Path, provs: dict, base, redis_url: str, repo: Path, separate_threads: bool) -> Proxy:
+def start_proxy(
+    name: str, root: Path, provs: dict, base, redis_url: str, repo: Path, separate_threads: bool, cache_sim: bool
+) -> Proxy:
     overrides, edit = variant_config(name, redis_url)
     target = root / name.replace(":", "-")
     path, provider_env = write_config(target, provs, overrides, base, edit, repo)
@@ -84,6 +87,7 @@ def start_proxy(name: str, root: Path, provs: dict, base, redis_url: str, repo: 
         f"--separate-threads={'yes' if separate_threads else 'no'}",
         f"--callgrind-out-file={out_dir}/cg.out",
         "--trace-children=no",
+        f"--cache-sim={'yes' if cache_sim else 'no'}",
         sys.executable,
         "-m",
         "proxy.server",
@@ -120,8 +124,9 @@ def control(p: Proxy, *args: str) -> str:
     ).stdout
 
 
-def dump(p: Proxy, label: str) -> dict[str, int]:
-    """Dump the counters (since the last zeroing) and read them back: {thread id or 'all': instructions}."""
+def dump(p: Proxy, label: str, events: dict[str, float] | None = None) -> dict[str, int]:
+    """Dump the counters (since the last zeroing) and read them back: {thread id or 'all': instructions};
+    every event's total (all threads) is added to `events`."""
     before = set(p.out_dir.iterdir())
     control(p, "--dump=" + label)
     deadline = time.monotonic() + 120
@@ -136,6 +141,9 @@ def dump(p: Proxy, label: str) -> dict[str, int]:
         m = re.search(r"-(\d+)$", f.name)
         thread = m.group(1) if m and "-" in f.name.split(".out")[-1] else "all"
         out[thread] = out.get(thread, 0) + _total(f)
+        if events is not None:
+            for k, v in _events(f).items():
+                events[k] = events.get(k, 0) + v
     return out
 
 
@@ -147,6 +155,23 @@ def _total(f: Path) -> int:
     text = f.read_text(errors="replace")
     m = re.search(r"^totals:\s+(\d+)", text, re.M) or re.search(r"^summary:\s+(\d+)", text, re.M)
     return int(m.group(1)) if m else 0
+
+
+def _events(f: Path) -> dict[str, int]:
+    """{event: total} of a callgrind file (Ir, and with --cache-sim Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw)."""
+    text = f.read_text(errors="replace")
+    names = re.search(r"^events:\s+(.*)$", text, re.M)
+    summary = re.search(r"^summary:\s+(.*)$", text, re.M)
+    if not names or not summary:
+        return {}
+    return dict(zip(names.group(1).split(), (int(x) for x in summary.group(1).split())))
+
+
+def cycle_estimate(e: dict[str, float]) -> float:
+    """callgrind_annotate's estimate of cycles: Ir + 10 x L1 misses + 100 x last-level misses."""
+    l1 = e.get("I1mr", 0) + e.get("D1mr", 0) + e.get("D1mw", 0)
+    ll = e.get("ILmr", 0) + e.get("DLmr", 0) + e.get("DLmw", 0)
+    return e.get("Ir", 0) + 10 * l1 + 100 * ll
 
 
 def measure(p: Proxy, args: argparse.Namespace, offset: int) -> None:
@@ -163,7 +188,9 @@ def measure(p: Proxy, args: argparse.Namespace, offset: int) -> None:
         control(p, "--zap")
         asyncio.run(load(p.base_url, model, args.requests, args.clients, offset))
         offset += args.requests
-        counts = dump(p, f"window{w}")
+        events: dict[str, float] = {}
+        counts = dump(p, f"window{w}", events)
+        p.events.append({k: v / args.requests for k, v in events.items()})
         p.windows.append(sum(counts.values()) / args.requests)
         p.threads = {t: n / args.requests for t, n in counts.items()}
     control(p, "--instr=off")
@@ -180,6 +207,12 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=2, help="proxies measured at once")
     ap.add_argument("--before", type=Path, help="another checkout whose proxies run the same variants")
     ap.add_argument("--threads", action="store_true", help="count each thread apart (--separate-threads=yes)")
+    ap.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="also simulate the caches (--cache-sim=yes, ~2x slower): L1 and last-level misses per request and "
+        "callgrind's cycle estimate",
+    )
     ap.add_argument("--keep", type=Path, help="copy the callgrind files here (for callgrind_annotate)")
     args = ap.parse_args()
     variants = args.variants.split(",")
@@ -197,7 +230,7 @@ def main() -> None:
         def run(i_name: tuple[int, str]) -> None:
             i, name = i_name
             repo = args.before if name.startswith(BEFORE) else REPO
-            p = start_proxy(name, root, provs, base, redis.url, repo, args.threads)
+            p = start_proxy(name, root, provs, base, redis.url, repo, args.threads, args.cache_sim)
             proxies[name] = p
             try:
                 wait_ready(p)
@@ -241,6 +274,22 @@ def main() -> None:
         f"per proxy after {args.warmup} uncounted; `idle`: instructions per second with no request (bounded above "
         "by what the clock-driven work adds to a window)."
     )
+    if args.cache_sim:
+        ev = lambda name, k: median([e.get(k, 0) for e in proxies[name].events])  # noqa: E731
+        cyc = lambda name: median([cycle_estimate(e) for e in proxies[name].events]) / 1e6  # noqa: E731
+        text += "\n\n" + table(
+            [
+                {
+                    "proxy": name,
+                    "k L1 misses/req": (ev(name, "I1mr") + ev(name, "D1mr") + ev(name, "D1mw")) / 1e3,
+                    "k LL misses/req": (ev(name, "ILmr") + ev(name, "DLmr") + ev(name, "DLmw")) / 1e3,
+                    "M cycles/req (estimate)": cyc(name),
+                    "capacity vs bare (cycle estimate)": cyc(bare_of(name)) / cyc(name),
+                }
+                for name in variants
+            ]
+        )
+        text += "\ncache simulation (valgrind's model of this machine's L1 and last-level caches); cycle estimate = Ir + 10 x L1 misses + 100 x LL misses."
     if args.threads:
         for name in variants:
             t = proxies[name].threads
