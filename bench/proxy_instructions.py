@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 
 from bench.measure import median, table, write_result
-from bench.proxy_overhead import BEFORE, bare_of, instant_providers, load, model_of, variant_config
+from bench.proxy_overhead import BEFORE, bare_of, instant_providers, load, model_of, variant_config, variants_of
 from policies.common.offline import apply_offline_env
 from tests.fakes.fake_providers import free_port
 from tests.redis_server import RedisServer
@@ -215,11 +215,7 @@ def main() -> None:
     )
     ap.add_argument("--keep", type=Path, help="copy the callgrind files here (for callgrind_annotate)")
     args = ap.parse_args()
-    variants = args.variants.split(",")
-    if "bare" not in variants:
-        ap.error("--variants must include bare (every ratio is against it)")
-    if args.before:
-        variants += [BEFORE + v for v in variants]
+    variants = variants_of(ap, args.variants, args.before)
     provs = instant_providers()
     root = Path(tempfile.mkdtemp(prefix="bench-instr-"))
     base = start_stack(root / "base", provs)

@@ -275,6 +275,14 @@ def compare_workers(
     return rows, offset
 
 
+def variants_of(ap: argparse.ArgumentParser, names: str, before: Path | None) -> list[str]:
+    """The --variants list (bare required: every ratio is against it), each also from --before's checkout if given."""
+    variants = names.split(",")
+    if "bare" not in variants:
+        ap.error("--variants must include bare (every ratio is against it)")
+    return variants + [BEFORE + v for v in variants] if before else variants
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=600)
@@ -295,11 +303,7 @@ def main() -> None:
         "rounds interleaved, and a table compares the two",
     )
     args = ap.parse_args()
-    variants = args.variants.split(",")
-    if "bare" not in variants:
-        ap.error("--variants must include bare (every ratio is against it)")
-    if args.before:
-        variants += [BEFORE + v for v in variants]
+    variants = variants_of(ap, args.variants, args.before)
     workers = {} if args.no_workers else {label: n for label, n, _ in WORKER_SETUPS}
     with start_variants(variants, args.replicas, not args.no_pin, workers, args.before) as (all_stacks, model, pinned):
         stacks = {k: v for k, v in all_stacks.items() if k not in workers}
