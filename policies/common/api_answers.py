@@ -430,7 +430,8 @@ def _count(value: Any) -> int:
 def cache_tokens_of(response: Any) -> dict[str, int]:
     """Prompt tokens the provider wrote to (`cache_write_tokens`) and read from (`cache_read_tokens`) its cache for
     this answer, those it reported: both are in the prompt count, billed above and below the input price.
-    Writes: Anthropic's cache_creation_input_tokens, on its own usage and on LiteLLM's. Reads: Anthropic's
+    Writes: Anthropic's cache_creation_input_tokens, on its own usage and on LiteLLM's, and the Responses API's
+    input_tokens_details.cache_write_tokens. Reads: Anthropic's
     cache_read_input_tokens; OpenAI's prompt_tokens_details.cached_tokens (LiteLLM puts Anthropic's and DeepSeek's
     prompt_cache_hit_tokens there too); the Responses API's input_tokens_details.cached_tokens. `cache_write_1h_tokens`:
     of the writes, those for Anthropic's one-hour TTL, when the provider said."""
@@ -440,7 +441,11 @@ def cache_tokens_of(response: Any) -> dict[str, int]:
     reads = _count(get_field(usage, "cache_read_input_tokens"))
     for details in ("prompt_tokens_details", "input_tokens_details"):
         reads = reads or _count(get_field(get_field(usage, details), "cached_tokens"))
-    counts = {"cache_write_tokens": _count(get_field(usage, "cache_creation_input_tokens")), "cache_read_tokens": reads}
+    # Writes: LiteLLM's Responses usage carries Anthropic's as input_tokens_details.cache_write_tokens (non-streamed).
+    writes = _count(get_field(usage, "cache_creation_input_tokens")) or _count(
+        get_field(get_field(usage, "input_tokens_details"), "cache_write_tokens")
+    )
+    counts = {"cache_write_tokens": writes, "cache_read_tokens": reads}
     out = {k: v for k, v in counts.items() if v}
     # Anthropic's split of the writes by TTL (a request may mix one-hour and five-minute breakpoints), on its own usage
     # and on LiteLLM's (in prompt_tokens_details): `cache_write_1h_tokens`, kept when 0 (all the five minutes').

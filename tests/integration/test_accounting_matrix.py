@@ -145,12 +145,16 @@ def claude_bill(provider: FakeProvider) -> float:
 # paid the hour's price for five-minute writes.
 @pytest.mark.parametrize("cache", ["write", "read", "write-1h", "write-1h-top", "write-mixed"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("api", ["messages", "chat"])
+@pytest.mark.parametrize("api", ["messages", "chat", "responses"])
 def test_prompt_cache_tokens_are_in_the_ledger_at_their_bill(
     stack: RunningStack, fresh_providers: dict[str, FakeProvider], api: str, stream: bool, cache: str
 ) -> None:
     claude = fresh_providers["anthropic"]
     mixed = cache == "write-mixed"
+    if api == "responses" and mixed and not stream:
+        # LiteLLM's non-streamed Responses usage keeps the writes but drops Anthropic's split by TTL
+        # (usage.cache_creation): all are priced at the TTL the request asked, one hour's, above the bill, never below.
+        pytest.xfail("LiteLLM's Responses usage drops the per-TTL split: mixed writes priced at the one-hour rate")
     claude.push(
         Scripted(
             cache_write=0 if cache == "read" else 2000,
@@ -165,13 +169,20 @@ def test_prompt_cache_tokens_are_in_the_ledger_at_their_bill(
     question: dict[str, Any] = {"role": "user", "content": "hello there"}
     if mixed:
         question["content"] = [{"type": "text", "text": "hello there", "cache_control": {"type": "ephemeral"}}]
+    limit: dict[str, Any] = {"max_tokens": 20}
     if api == "messages":
         path, payload = "/v1/messages", {"system": block, "messages": [question]}
-    else:
+    elif api == "chat":
         path, payload = "/v1/chat/completions", {"messages": [{"role": "system", "content": block}, question]}
+    else:  # LiteLLM's Responses usage carries the writes as input_tokens_details.cache_write_tokens
+        parts = [{**part, "type": "input_text"} for part in block]
+        if isinstance(question["content"], list):
+            question["content"] = [{**part, "type": "input_text"} for part in question["content"]]
+        path, payload = "/v1/responses", {"input": [{"role": "system", "content": parts}, question]}
+        limit = {"max_output_tokens": 20}
     body = {
         "model": "claude-sonnet",
-        "max_tokens": 20,
+        **limit,
         "stream": stream,
         **payload,
         **({"cache_control": control} if top else {}),
