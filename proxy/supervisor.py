@@ -131,6 +131,7 @@ class LearnSchedule:
     log (`synqra learn --list`) and in logs/learn.log; the proxy workers pick an installed version up."""
 
     CHECK_EVERY_S = 600.0
+    MAX_BACKOFF_S = 86400.0  # runs failing in a row wait twice as long each time, up to a day
 
     def __init__(self, cfg: AppConfig, log_path: Path, env: dict[str, str]) -> None:
         self.enabled = cfg.synqra.learning.enabled and cfg.synqra.learning.schedule != "off"
@@ -138,17 +139,39 @@ class LearnSchedule:
         self.log_path = log_path
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.failures = 0  # runs in a row that exited non-zero
         self.next_at = time.monotonic() + 60.0  # not while the stack is warming up
 
     def tick(self) -> None:
-        if not self.enabled or time.monotonic() < self.next_at:
+        if not self.enabled:
             return
-        if self.proc is not None and self.proc.poll() is None:
-            return  # the last run is still fitting
         if self.proc is not None:
-            log.info("scheduled synqra learn finished (exit %s); see %s", self.proc.returncode, self.log_path)
+            if self.proc.poll() is None:
+                return  # the last run is still fitting
+            self._finished(self.proc.returncode)
+            self.proc = None
+        if time.monotonic() < self.next_at:
+            return
         self.next_at = time.monotonic() + self.CHECK_EVERY_S
         self.proc = spawn_logged(self.argv, self.log_path, self.env, new_session=False)
+
+    def _finished(self, code: int) -> None:
+        """A run that failed (e.g. a full disk: its record could not be written, so `--if-due` finds it due again)
+        is retried after a backoff, not at every check: each retry refitted for minutes and wrote to that disk."""
+        if code == 0:
+            self.failures = 0
+            log.info("scheduled synqra learn finished; see %s", self.log_path)
+            return
+        self.failures += 1
+        wait = min(self.CHECK_EVERY_S * 2**self.failures, self.MAX_BACKOFF_S)
+        self.next_at = max(self.next_at, time.monotonic() + wait)
+        log.error(
+            "scheduled synqra learn failed (exit %s, %d in a row); next try in %.0f min; see %s",
+            code,
+            self.failures,
+            wait / 60,
+            self.log_path,
+        )
 
 
 class Supervisor:

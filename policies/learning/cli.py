@@ -185,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         store.close()
     _print_record(record)
+    if "unrecorded" in record:
+        print(
+            f"{PROG}: the run could not be recorded in {registry.runs_file} ({record['unrecorded']}); "
+            "free space there: the schedule retries, backing off",
+            file=sys.stderr,
+        )
+        return 1
     return 1 if record.get("decision") == "failed" else 0
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,6 +91,16 @@ ROLLED_BACK = "rolled back"  # a run record's decision when `synqra learn --roll
 def iso_time(ts: float) -> str:
     """A run record's `time` (UTC, to the second)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class CurrentChanged(ArtifactError):
@@ -180,8 +191,27 @@ class RouterRegistry:
     # --- changing what serves -----------------------------------------------------------------------
 
     def add(self, scorer: LearnedScorer, manifest: dict[str, Any], now: float | None = None) -> str:
-        """Write a new version folder (not yet serving); returns its name."""
+        """Write a new version folder (not yet serving); returns its name. A write that fails (a full disk) removes
+        its temporary folder before raising: each failed install left one, and the disk stayed full."""
+        self._sweep_orphans()
         tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            return self._add(tmp, scorer, manifest, now)
+        except Exception:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _sweep_orphans(self) -> None:
+        """Remove the temporary folders of runs that died inside `add` (their process is gone): space a full disk
+        needs. A live process's folder (a run beside this one) is left alone."""
+        if not self.root.is_dir():
+            return
+        for p in self.root.glob(f"{TMP_PREFIX}*"):
+            pid = p.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def _add(self, tmp: Path, scorer: LearnedScorer, manifest: dict[str, Any], now: float | None) -> str:
         path = write_artifact(tmp, scorer, manifest)
         name = new_version_name(sha256_file(path), now)
         manifest = {**json.loads(manifest_path(path).read_text()), "version": name}

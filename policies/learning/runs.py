@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -125,7 +126,11 @@ def learn_from_log(
         record["current_unusable"] = str(e)
     record.update(prior_version=prior_version, current_version=current_version)
     if not dry_run:
-        record["purged_rows"] = store.purge(settings.retention_days, now)
+        try:
+            record["purged_rows"] = store.purge(settings.retention_days, now)
+        except sqlite3.OperationalError as e:  # a full disk: the run reads on, and says so
+            record["purge_failed"] = str(e)
+            log.error("inference log rows past retention not deleted: %s", e)
     data, traffic = labelled_from_log(store, prior, settings, embedder)
     record.update(
         labelled_rows=len(data), logged_rows=len(traffic), label_sources=data.by_source(), left_out=data.skipped
@@ -157,9 +162,21 @@ def learn_from_log(
 
 
 def _finish(registry: RouterRegistry, record: dict[str, Any], dry_run: bool, t0: float) -> dict[str, Any]:
+    """The record, appended to the run log. When it cannot be (a full disk), `unrecorded` says why and one ERROR
+    line names the file: the exception ended the run unrecorded, with a traceback, and the schedule refitted at
+    each of its checks."""
     record["seconds"] = round(time.perf_counter() - t0, 2)
     if not dry_run:
-        registry.record_run(record)
+        try:
+            registry.record_run(record)
+        except OSError as e:
+            record["unrecorded"] = f"{type(e).__name__}: {e}"
+            log.error(
+                "learning run (%s) could not be recorded in %s: %s",
+                record.get("decision"),
+                registry.runs_file,
+                record["unrecorded"],
+            )
     return record
 
 
