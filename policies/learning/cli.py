@@ -21,6 +21,7 @@ import json
 import logging
 import sqlite3
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from policies.common.learning_settings import LearningSettings
 from policies.embedding.names import embedder_for
 from policies.learning.registry import ROLLED_BACK, RouterRegistry
 from policies.learning.runs import due, learn_from_file, learn_from_log
+from policies.learning.store import FILENAME as LOG_FILENAME
 from policies.learning.store import InferenceLog
 from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, load_artifact
 
@@ -53,6 +55,23 @@ def _file_in_the_way(folder: Path) -> Path | None:
         if path.exists():
             return None if path.is_dir() else path
     return None
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be made in the learning folder (or in the nearest parent that exists, where it would be)."""
+    where = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            return True
+    except OSError:
+        return False
+
+
+def _not_writable(folder: Path, e: BaseException) -> str:
+    return (
+        f"the learning folder {folder} is read-only ({e}): this needs to write there; "
+        "--dry-run, --list and --export only read it"
+    )
 
 
 def _print_record(record: dict[str, Any]) -> None:
@@ -134,13 +153,19 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        registry.record_run(
-            {
-                "decision": ROLLED_BACK,
-                "version": version,
-                "reason": f"synqra learn --rollback {args.rollback}".strip(),
-            }
-        )
+        except OSError as e:  # a read-only store: a traceback (PermissionError on routers/.lock)
+            print(f"{PROG}: rollback refused: {_not_writable(folder, e)}", file=sys.stderr)
+            return 2
+        try:
+            registry.record_run(
+                {
+                    "decision": ROLLED_BACK,
+                    "version": version,
+                    "reason": f"synqra learn --rollback {args.rollback}".strip(),
+                }
+            )
+        except OSError as e:
+            print(f"{PROG}: serving {version}, but the rollback is not in the run log: {e}", file=sys.stderr)
         print(f"serving {version}")
         return 0
     if args.list:
@@ -151,9 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         for r in registry.runs()[-10:]:
             print(f"run {r.get('time', '?')}: {r.get('decision')} {r.get('version', '')} {r.get('reason', '')}")
         return 0
+    # What only reads opens an existing log read-only: on a read-only store it said "cannot be read".
+    reads_only = (args.dry_run and not args.if_due) or args.export is not None
+    read_only = reads_only and (folder / LOG_FILENAME).is_file()
     try:
-        store = InferenceLog(folder)
-    except (sqlite3.DatabaseError, RuntimeError) as e:  # not a database, or another schema: nothing is changed
+        store = InferenceLog(folder, read_only=read_only)
+    except (sqlite3.DatabaseError, RuntimeError, OSError) as e:  # not a database, or another schema: nothing changed
+        if not read_only and not _writable(folder):
+            why = f"no inference log in {folder}, a read-only folder" if reads_only else _not_writable(folder, e)
+            print(f"{PROG}: {why}", file=sys.stderr)
+            return 2
         print(f"{PROG}: the inference log in {folder} cannot be read: {e}", file=sys.stderr)
         return 1
     try:

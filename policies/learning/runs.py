@@ -117,7 +117,9 @@ def learn_from_log(
     except ArtifactError as e:
         record.update(decision="failed", reason=f"base artifact unusable: {e}")
         return _finish(registry, record, dry_run, t0)
-    serving = registry.serving()  # what serves, and since which activation: the install is refused if it changes
+    # What serves, and since which activation: the install is refused if it changes (a dry run installs nothing, and
+    # takes no lock: it may read a store it cannot write).
+    serving = None if dry_run else registry.serving()
     try:
         current, current_version = registry.load_current()
     except ArtifactError as e:  # the serving version is damaged: compare with the base instead

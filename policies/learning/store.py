@@ -151,21 +151,46 @@ def connect(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
     return conn
 
 
-class InferenceLog:
-    """One connection to the log file; methods are serialised by a lock (one object may be shared by threads)."""
+def connect_read_only(path: Path, timeout_s: float = 5.0) -> sqlite3.Connection:
+    """A connection that writes nothing, for a log on a read-only store. SQLite reads a WAL file through its `-shm`
+    index, which it must create when the last writer removed it: in a folder it cannot write, the file is opened
+    immutable instead (read as it is: nothing can be writing it there)."""
+    for mode in ("mode=ro", "immutable=1"):
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?{mode}",
+            uri=True,
+            timeout=timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if mode == "immutable=1":
+                raise
+    raise AssertionError("unreachable")
 
-    def __init__(self, path: str | Path, timeout_s: float = 5.0) -> None:
+
+class InferenceLog:
+    """One connection to the log file; methods are serialised by a lock (one object may be shared by threads).
+    `read_only`: an existing log opened to be read (`synqra learn --dry-run`, `--export`), on a store it may not write."""
+
+    def __init__(self, path: str | Path, timeout_s: float = 5.0, read_only: bool = False) -> None:
         path = Path(path)
         self.path = path / FILENAME if path.is_dir() or path.suffix == "" else path
         self._lock = threading.Lock()
-        self._conn = connect(self.path, timeout_s)
+        self._conn = connect_read_only(self.path, timeout_s) if read_only else connect(self.path, timeout_s)
         with self._lock:
-            self._conn.executescript(_SCHEMA)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-            found = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        if int(found) != SCHEMA_VERSION:
+            if not read_only:
+                self._conn.executescript(_SCHEMA)
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            found = row[0] if row else None
+        if found is None or int(found) != SCHEMA_VERSION:
             raise RuntimeError(f"inference log {self.path} has schema {found}, this code reads {SCHEMA_VERSION}")
 
     def close(self) -> None:

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import os
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -138,3 +143,62 @@ def test_a_store_that_is_a_file_is_bad_input_named(
     err = capsys.readouterr().err
     assert f"--store {store}" in err and f"{afile} is a file" in err and "Traceback" not in err, err
     assert afile.read_text() == "not a folder\n" and not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """A folder made read-only for real: its permissions (as a user), or a read-only bind mount of it (as root, whom
+    permissions do not stop); skipped where neither can be had."""
+    mounts: list[Path] = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            for p in [folder, *folder.rglob("*")]:
+                p.chmod(0o555 if p.is_dir() else 0o444)
+            return folder
+        view = folder.with_name(folder.name + "-ro")
+        view.mkdir()
+        if subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(view)], capture_output=True).returncode:
+            pytest.skip("no read-only folder here (root, and no bind mount)")
+        mounts.append(view)
+        return view
+
+    yield make
+    for view in mounts:
+        subprocess.run(["umount", "--lazy", str(view)], check=True)  # lazy: a connection a failed run left open
+    for p in [tmp_path, *tmp_path.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_a_read_only_store_is_read_by_dry_run_and_refused_in_one_line_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], read_only: Callable[[Path], Path]
+) -> None:
+    """A learning folder on a read-only volume: `--dry-run` (which only reads) said the inference log "cannot be
+    read", and `--rollback` failed with a traceback (PermissionError on routers/.lock). `--dry-run` and `--list` now
+    read it; what must write says the folder is read-only, one line, exit 2, and nothing in it changes."""
+    from policies.embedding.names import embedder_for
+    from policies.learning.registry import RouterRegistry
+    from policies.learning.representation import Representer
+    from policies.routing.scorer import DEFAULT_ARTIFACT
+    from tests.unit.test_learning_runs import _log
+
+    prior = load_artifact()
+    _log(tmp_path / "store", Representer(prior, embedder_for(prior.embedder)), 60, seed=31, start=time.time() - 100)
+    gc.collect()  # the writer's connection closed (and the log checkpointed) before the folder turns read-only
+    registry = RouterRegistry(tmp_path / "store" / "routers", DEFAULT_ARTIFACT)
+    registry.record_run({"decision": "kept", "reason": "earlier"})
+    (tmp_path / "store" / "routers" / "CURRENT").write_text("20260101T000000Z-abcdef12\n")
+    store = read_only(tmp_path / "store")
+    before = sorted((p.name, p.stat().st_size) for p in store.rglob("*"))
+
+    assert learn_main(["--store", str(store), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(("would install: ", "kept: ")) and "labelled_rows: 60" in out.out, out
+    assert learn_main(["--store", str(store), "--list"]) == 0
+    assert "current: 20260101T000000Z-abcdef12" in capsys.readouterr().out
+    for args in (["--rollback"], [], ["--if-due"]):
+        assert learn_main(["--store", str(store), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "read-only" in err and str(store) in err, (args, err)
+    assert sorted((p.name, p.stat().st_size) for p in store.rglob("*")) == before
