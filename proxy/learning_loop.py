@@ -70,15 +70,18 @@ class LearningLoop:
             self.version = base_version(self.registry.base_artifact)
         # The reload poll first: an inference log that cannot be opened ended this method before it, and the worker
         # never followed an install or a rollback again.
-        self._task = asyncio.get_running_loop().create_task(self._poll())
-        if self.settings.enabled and isinstance(self.router.scorer, LearnedScorer):
+        # Called again (warm-up retries a start that raised): what started already is not started twice.
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._poll())
+        if self.writer is None and self.settings.enabled and isinstance(self.router.scorer, LearnedScorer):
             inference_log = self._open_log()
             if inference_log is not None:
                 self.writer = InferenceLogWriter(
                     inference_log, Representer(self.router.scorer, self.router.embedder), self.settings
                 )
                 self.writer.start()
-                self.rt.budget.listeners.append(self._ledger_row)
+        if self.writer is not None and self._ledger_row not in self.rt.budget.listeners:
+            self.rt.budget.listeners.append(self._ledger_row)
 
     def _open_log(self) -> InferenceLog | None:
         """The inference log, or None when it cannot be opened (a file that is not a database, another schema, a

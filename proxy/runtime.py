@@ -9,10 +9,12 @@ Policy objects are built on first use, inside the proxy's event loop
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from policies.common.settings import AppConfig
 
@@ -31,11 +33,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("synqra.runtime")
 
+WarmUpStep = tuple[str, Callable[[], Awaitable[None]]]
+
 
 @dataclass
 class Runtime:
     config: AppConfig
     master_key: str
+    WARM_UP_RETRY_S: ClassVar[float] = 30.0
+    WARM_UP_RETRY_MAX_S: ClassVar[float] = 600.0
+    _warm_up_retry: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     # Each policy object is built on first use (cached_property), inside the event loop.
     @cached_property
@@ -126,21 +133,59 @@ class Runtime:
 
         return QualityGate(self)
 
+    def _warm_up_steps(self) -> list[WarmUpStep]:
+        async def router() -> None:
+            self.router.decide({"messages": [{"role": "user", "content": "warm-up"}]})  # nothing else runs yet
+
+        async def quality() -> None:
+            self.quality  # noqa: B018  # built for its side effect
+
+        async def budget() -> None:
+            await self.budget.start()
+
+        async def learning() -> None:
+            self.learning.start()
+
+        return [("router", router), ("quality scorer", quality), ("budget", budget), ("learning loop", learning)]
+
     async def warm_up(self) -> None:
         """At start-up, before the first request: build the policy objects, load the router's
         embedding table (hashing the model file for its cache key takes ~0.2 s) and run one
-        decision, so the first routed request does not pay for it. Failures are logged
-        here and met again (and handled) by the request that needs the object."""
-        try:
-            self.router.decide({"messages": [{"role": "user", "content": "warm-up"}]})  # nothing else runs yet
-            self.quality  # noqa: B018  # built for its side effect
-            await self.budget.start()
-            self.learning.start()
-        except Exception:
-            log.exception("warm-up failed; the first request will retry what failed")
+        decision, so the first routed request does not pay for it. Each step runs whether the ones before it
+        failed or not (a budget store that could not be opened kept the learning loop from ever starting); a step
+        that failed is logged once and retried in the background, every WARM_UP_RETRY_S doubling up to
+        WARM_UP_RETRY_MAX_S, until it succeeds. Meanwhile the request that needs its object meets the failure."""
+        failed = await self._run_steps(self._warm_up_steps())
+        if failed:
+            self._warm_up_retry = asyncio.get_running_loop().create_task(self._retry_warm_up(failed))
+
+    async def _run_steps(self, steps: list[WarmUpStep], logged: set[str] | None = None) -> list[WarmUpStep]:
+        """The steps that failed; each failure is logged with its traceback the first time only."""
+        failed = []
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                failed.append((name, step))
+                if logged is None or name not in logged:
+                    log.exception("warm-up: %s failed; retrying it in the background", name)
+        return failed
+
+    async def _retry_warm_up(self, failed: list[WarmUpStep]) -> None:
+        delay = self.WARM_UP_RETRY_S
+        logged = {name for name, _ in failed}
+        while failed:
+            await asyncio.sleep(delay)
+            still = await self._run_steps(failed, logged)
+            for name, _ in failed:
+                if all(name != n for n, _ in still):
+                    log.warning("warm-up: %s ready on retry", name)
+            failed, delay = still, min(delay * 2, self.WARM_UP_RETRY_MAX_S)
 
     async def aclose(self) -> None:
         """At shutdown: let each policy object that was built finish its background work."""
+        if self._warm_up_retry is not None:
+            self._warm_up_retry.cancel()
         for obj in list(vars(self).values()):
             close = getattr(obj, "aclose", None)
             if close is not None:
