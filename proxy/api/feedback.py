@@ -86,5 +86,10 @@ async def feedback(request: Request) -> Any:
         value = label_from_feedback(body["score"], served_locally=served == local)
     except ValueError as e:
         raise api_error(400, str(e), param="score") from None
-    recorded = value is not None and loop.label(body["request_id"], "feedback", value, comment)
-    return {"request_id": body["request_id"], "served_by": served, "label": value, "recorded": recorded}
+    # The comment is the application's text: kept only with synqra.learning.keep_text (it was kept regardless).
+    keep = loop.settings.keep_text
+    recorded = value is not None and loop.label(body["request_id"], "feedback", value, comment if keep else None)
+    out = {"request_id": body["request_id"], "served_by": served, "label": value, "recorded": recorded}
+    if comment is not None and not keep:
+        out["comment_kept"] = False
+    return out

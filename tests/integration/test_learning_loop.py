@@ -474,3 +474,30 @@ def test_a_damaged_inference_log_at_start_is_one_clear_error_and_a_gauge_and_ser
         assert damaged.read_bytes() == b"garbage, not a database\n" * 10
     finally:
         s.stop()
+
+
+def test_feedback_keeps_its_comment_only_with_keep_text(stack: RunningStack) -> None:
+    """synqra.learning.keep_text: false (the default) keeps no text of the application's in the inference log: the
+    feedback's comment was stored with its label all the same. The score is kept, the comment is not (and the answer
+    says so)."""
+    body = {"model": "auto", "max_tokens": 24, "temperature": 0}
+    body["messages"] = [{"role": "user", "content": "What is the capital of France?"}]
+    r = post(stack, body)
+    assert r.status_code == 200 and r.headers["x-synqra-route"] == "local-llama", r.headers
+    rid = r.headers["x-synqra-request-id"]
+    comment = "wrong city, my customer Jane Doe at 12 Rue X complained"
+    fb = httpx.post(
+        f"{stack.base_url}/api/feedback",
+        json={"request_id": rid, "score": 0.2, "comment": comment},
+        headers=AUTH,
+        timeout=30,
+    )
+    assert fb.status_code == 200 and fb.json()["recorded"], fb.json()
+    log = InferenceLog(stack.data_dir / "learning")
+    try:
+        assert wait_until(lambda: any(x["source"] == "feedback" for x in log.row(rid)["labels"]), 10)
+        (label,) = [x for x in log.row(rid)["labels"] if x["source"] == "feedback"]
+        assert label["value"] == pytest.approx(0.8) and label["note"] is None, label
+    finally:
+        log.close()
+    assert fb.json()["comment_kept"] is False, fb.json()
