@@ -67,9 +67,7 @@ async def feedback(request: Request) -> Any:
     loop = get_runtime().learning
     writer = loop.writer
     if writer is None:
-        raise api_error(
-            409, "the inference log is off (synqra.learning.enabled: false): feedback is not kept", "conflict"
-        )
+        raise api_error(409, f"{_why_no_log(loop)}: feedback is not kept", "conflict")
     row = await _finished_row(writer, body["request_id"])
     if row is None:
         raise api_error(
@@ -93,3 +91,13 @@ async def feedback(request: Request) -> Any:
     if comment is not None and not keep:
         out["comment_kept"] = False
     return out
+
+
+def _why_no_log(loop: Any) -> str:
+    """Why this worker writes no inference log: learning off, the log could not be opened, or the router it learns
+    for did not load (the 409 said `learning.enabled: false` in every case)."""
+    if not loop.settings.enabled:
+        return "the inference log is off (synqra.learning.enabled: false)"
+    if loop.log_problem is not None:
+        return f"the inference log could not be opened ({loop.log_problem}); see the proxy's log"
+    return "the inference log is not written: the router's learned scorer did not load (it routes by its fallback rule)"

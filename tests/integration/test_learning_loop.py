@@ -501,3 +501,22 @@ def test_feedback_keeps_its_comment_only_with_keep_text(stack: RunningStack) -> 
     finally:
         log.close()
     assert fb.json()["comment_kept"] is False, fb.json()
+
+
+def test_feedback_409_says_why_the_inference_log_is_not_written(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """Learning enabled, but the inference log could not be opened (a damaged file): the 409 said
+    "synqra.learning.enabled: false", sending the operator to a setting that was already on."""
+    damaged = tmp_path / "data" / "learning" / "inference_log.sqlite3"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"garbage, not a database\n" * 10)
+    s = start_stack(tmp_path, providers, backends_of=stack)
+    try:
+        fb = httpx.post(f"{s.base_url}/api/feedback", json={"request_id": "x", "score": 1}, headers=AUTH, timeout=30)
+        assert fb.status_code == 409, fb.text
+        message = fb.json()["detail"]["error"]["message"]
+        assert "enabled: false" not in message and "could not be opened" in message, message
+        assert "DatabaseError" in message, message
+    finally:
+        s.stop()
