@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from policies.budget.accountant import BudgetRefused
@@ -61,7 +62,20 @@ class JudgeCaller:
         return None
 
     async def ask(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
-        """The judge's reply text, or None when the call is skipped or fails (logged).
+        """The judge's reply text, or None when the call is skipped or fails (logged)."""
+        replies = await self.ask_all(parent, [messages])
+        return None if replies is None else replies[0]
+
+    async def ask_all(
+        self,
+        parent: RequestState,
+        conversations: list[list[dict[str, str]]],
+        accept: Callable[[str], bool] = lambda _: True,
+    ) -> list[str] | None:
+        """The replies to calls that are worth something only together (the pairwise judge's two orders), made one
+        after the other, or None. Every call is reserved before the first is made, so at the monthly limit they are
+        all skipped (a pair spent its first call and was refused the second: money for no label); a call that fails
+        or whose reply `accept` refuses ends the rest, their reservations given back.
 
         Shielded: a caller cancelled meanwhile (the client of a gated stream hung up) must not cut off a call the
         provider is already answering and billing; it runs to its end and is booked."""
@@ -69,11 +83,34 @@ class JudgeCaller:
         if why:
             log.info("judge (%s) for %s skipped: %s", self.purpose, parent.request_id, why)
             return None
-        call = asyncio.ensure_future(self._call(parent, messages))
-        call.add_done_callback(_retrieve_exception)
-        return await asyncio.shield(call)
+        work = asyncio.ensure_future(self._calls_of(parent, conversations, accept))
+        work.add_done_callback(_retrieve_exception)
+        return await asyncio.shield(work)
 
-    async def _call(self, parent: RequestState, messages: list[dict[str, str]]) -> str | None:
+    async def _calls_of(
+        self, parent: RequestState, conversations: list[list[dict[str, str]]], accept: Callable[[str], bool]
+    ) -> list[str] | None:
+        calls = [self._prepare(parent, messages) for messages in conversations]
+        accounts = self.rt.accounts
+        for n, (child, data) in enumerate(calls):
+            try:
+                await accounts.admit(child, data, self.model, routed=False)
+            except BudgetRefused as e:
+                for held, _ in calls[:n]:
+                    await accounts.release(held)
+                log.info("judge (%s) for %s refused by the budget: %s", self.purpose, parent.request_id, e.message)
+                return None
+        replies: list[str] = []
+        for n, (child, data) in enumerate(calls):
+            text = await self._send(parent, child, data)
+            if text is None or not accept(text):
+                for held, _ in calls[n + 1 :]:
+                    await accounts.release(held)
+                return None
+            replies.append(text)
+        return replies
+
+    def _prepare(self, parent: RequestState, messages: list[dict[str, str]]) -> tuple[RequestState, dict[str, Any]]:
         self._calls += 1
         child = parent.child(
             "judge", self.model, f"judge-{self.purpose}-{self._calls}", counts_request=False, leaves_local=False
@@ -86,12 +123,11 @@ class JudgeCaller:
             "max_tokens": self.max_tokens,
             "temperature": 0,
         }
+        return child, data
+
+    async def _send(self, parent: RequestState, child: RequestState, data: dict[str, Any]) -> str | None:
+        """One admitted call: its reply text, settled; None when it failed (its reservation given back)."""
         accounts = self.rt.accounts
-        try:
-            await accounts.admit(child, data, self.model, routed=False)
-        except BudgetRefused as e:
-            log.info("judge (%s) for %s refused by the budget: %s", self.purpose, parent.request_id, e.message)
-            return None
         try:
             resp = await litellm_router().acompletion(**data, metadata={STATE_KEY: child}, disable_fallbacks=True)
         except Exception as e:  # the judge failed: the caller decides without it

@@ -205,11 +205,11 @@ class LearningLoop:
 
     async def _judge(self, state: RequestState, question: str, local: str, served: str) -> None:
         """Both orders (the judge favours a position); a label only when both verdicts could be read."""
-        local_first, served_first = pairwise_messages_both_orders(question, local, served)
-        winners = []
-        for messages, read in ((local_first, _LOCAL_FIRST), (served_first, _SERVED_FIRST)):
-            verdict = parse_verdict(await self.judge.ask(state, messages))
-            if verdict is None:
-                return  # skipped, failed or unreadable: no label rather than half of one
-            winners.append(read[verdict])
+        # Both calls reserved before the first is made: at the judge's monthly limit the pair runs whole or not at all.
+        replies = await self.judge.ask_all(
+            state, list(pairwise_messages_both_orders(question, local, served)), accept=lambda t: bool(parse_verdict(t))
+        )
+        if replies is None:
+            return  # skipped, refused, failed or unreadable: no label rather than half of one
+        winners = [read[v] for read, v in zip((_LOCAL_FIRST, _SERVED_FIRST), map(parse_verdict, replies)) if v]
         self.label(state.request_id, "judge", label_from_judge(winners), note=",".join(winners))

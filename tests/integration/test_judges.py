@@ -210,3 +210,33 @@ def test_concurrent_judge_calls_stop_at_the_monthly_limit(
             answers = list(pool.map(lambda _: ask(s), range(4)))
         assert [r.status_code for r in answers] == [200] * 4
         assert len(deepseek.requests) == 1, [r.body["messages"][0]["content"][:40] for r in deepseek.requests]
+
+
+def test_a_judge_pair_runs_whole_or_not_at_all_at_the_monthly_limit(
+    stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """The learning judge asks twice (both orders) and labels only with both verdicts. Its reservation was made call by
+    call: with a limit that holds one call at its worst case (about $0.000244 here) but not two, the first call ran
+    and settled ($0.000216 for a long verdict), the second was refused, and the month paid for a call that gave no
+    label. Both calls are now reserved before the first is made: at this limit neither is."""
+    judge = {"judge": {"monthly_limit_usd": 0.0004}}
+    with own_proxy(
+        stack, providers, tmp_path, routing={"mode": "shadow", "shadow_eval_share": 1.0}, learning=judge
+    ) as s:
+        deepseek = providers["deepseek"]
+        deepseek.reset()
+        deepseek.push(Scripted(text=" ".join(["word"] * 390) + " [[B]]"), Scripted(text="[[A]]"))
+        r = ask(s)
+        assert r.status_code == 200 and r.headers["x-synqra-route-shadow"], r.text
+        rid = r.headers["x-synqra-request-id"]
+        proxy_log = s.data_dir / "logs" / "proxy.log"
+        refused = f"judge (learning) for {rid} refused by the budget"
+        assert wait_until(lambda: refused in proxy_log.read_text(), 120), "the pair reached the judge's limit"
+        assert wait_until(lambda: reserved(s) == 0, 20)
+        assert not deepseek.requests, "no call of a pair that cannot be paid in full"
+        assert not [x for x in ledger(s, rid) if x["kind"] == "judge"]
+        log = InferenceLog(s.data_dir / "learning")
+        try:
+            assert not [x for x in log.row(rid)["labels"] if x["source"] == "judge"]
+        finally:
+            log.close()
