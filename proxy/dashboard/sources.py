@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from policies.learning.registry import ROLLED_BACK
 from proxy.dashboard.figures import group_requests, served_requests
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ class OperatorSources(Protocol):
         ...
 
     async def router_info(self) -> dict[str, Any]:
-        """version, scorer, embedder, thresholds, last_learning_run (a run record or None), note."""
+        """version, scorer, embedder, thresholds, last_learning_run (a fit's run record or None), last_rollback (when
+        there was one), note."""
         ...
 
     async def learning_runs(self, month: str) -> list[dict[str, Any]]:
@@ -168,9 +170,16 @@ class LearningSources(LedgerSources):
         if current and current != "base":
             info["version"] = current
         runs = await self._runs()
-        if runs:
-            info["last_learning_run"] = runs[-1]
-            info["note"] = f"{len(runs)} learning runs recorded"
+        # A rollback learnt nothing: it was shown as the last learning run (and counted as one).
+        fits = [r for r in runs if r["outcome"] != ROLLED_BACK]
+        rollbacks = [r for r in runs if r["outcome"] == ROLLED_BACK]
+        if fits:
+            info["last_learning_run"] = fits[-1]
+            info["note"] = f"{len(fits)} learning runs recorded"
+        if rollbacks:
+            info["last_rollback"] = rollbacks[-1]
+            runs_note = info["note"] if fits else "no learning runs recorded"
+            info["note"] = f"{runs_note}; {len(rollbacks)} rollbacks"
         return info
 
     async def learning_runs(self, month: str) -> list[dict[str, Any]]:

@@ -304,6 +304,33 @@ def test_learning_sources_add_scores_labels_version_and_runs(tmp_path: Path) -> 
     log.close()
 
 
+def test_the_last_learning_run_is_the_last_fit_and_a_rollback_shows_apart(tmp_path: Path) -> None:
+    """`synqra learn --rollback` after an install: the router card's "last learning run" showed the rollback (it learnt
+    nothing) and the note counted it as a learning run. The last fit shows, the rollback beside it."""
+    import asyncio
+
+    from policies.learning.registry import ROLLED_BACK, RouterRegistry
+    from policies.routing.scorer import DEFAULT_ARTIFACT
+
+    registry = RouterRegistry(tmp_path / "routers", DEFAULT_ARTIFACT)
+
+    async def no_rows() -> list[dict]:
+        return []
+
+    src = LearningSources(no_rows, lambda: (None, "learned", [0.2, 0.3]), registry)
+    registry.record_run({"ts": ts(1), "decision": ROLLED_BACK, "version": "base", "reason": "synqra learn --rollback"})
+    info = asyncio.run(src.router_info())
+    assert info["last_learning_run"] is None and info["last_rollback"]["version"] == "base"
+    assert info["note"] == "no learning runs recorded; 1 rollbacks"
+    registry.record_run({"ts": ts(2), "decision": "installed", "version": "20260302T000000Z-abcdef12", "reason": "won"})
+    registry.record_run({"ts": ts(3), "decision": ROLLED_BACK, "version": "base", "reason": "synqra learn --rollback"})
+    info = asyncio.run(src.router_info())
+    assert info["last_learning_run"]["outcome"] == "installed", info
+    assert info["last_learning_run"]["version"] == "20260302T000000Z-abcdef12"
+    assert info["last_rollback"]["outcome"] == ROLLED_BACK and info["last_rollback"]["ts"] == ts(3)
+    assert info["note"] == "1 learning runs recorded; 2 rollbacks"
+
+
 def test_the_ledger_is_reread_on_new_rows_but_a_slow_read_rarely(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 

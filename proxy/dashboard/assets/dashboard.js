@@ -111,14 +111,19 @@
     replace("models", ...items);
   }
 
+  function runLine(run) {
+    return (run.time || (run.ts ? new Date(run.ts * 1000).toISOString() : "")).slice(0, 16).replace("T", " ") + " " + run.outcome + (run.version ? " → " + run.version : "");
+  }
+
   function drawRouter(r) {
-    const run = r.last_learning_run;
+    const run = r.last_learning_run, back = r.last_rollback;
     replace("router",
       el("div", {}, el("b", { text: "version " }), el("code", { id: "router-version", text: r.version })),
       el("div", { class: "muted", text: "scorer " + r.scorer + (r.embedder ? " on " + r.embedder : "") }),
       el("div", { class: "muted", text: "thresholds " + r.thresholds.join(", ") }),
-      el("div", {}, el("b", { text: "last learning run: " }), run ? ((run.time || (run.ts ? new Date(run.ts * 1000).toISOString() : "")).slice(0, 16).replace("T", " ") + " " + run.outcome + (run.version ? " → " + run.version : "")) : el("span", { class: "muted", text: r.note || "none" })),
-      run && run.reason ? el("div", { class: "muted small", id: "router-run-reason", text: run.reason }) : null);
+      el("div", { id: "router-last-run" }, el("b", { text: "last learning run: " }), run ? runLine(run) : el("span", { class: "muted", text: r.note || "none" })),
+      run && run.reason ? el("div", { class: "muted small", id: "router-run-reason", text: run.reason }) : null,
+      back ? el("div", { id: "router-last-rollback" }, el("b", { text: "last rollback: " }), runLine(back)) : null);
   }
 
   function drawTags(byTag) {
