@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from policies.common.cache_ttls import anthropic_ttls_apply
 from policies.common.request_checks import (
     banned_field_problem,
     body_problem,
@@ -55,6 +56,15 @@ def _takes_token_ids(model: str) -> bool:
     except RuntimeError:  # the guard in front of an app without synqra's runtime: nothing to say
         return True
     return cfg.canonical(cfg.resolve_requested(model)) == cfg.synqra.backends.llama.model_alias
+
+
+def _anthropic_ttls(model: str) -> bool:
+    """Whether `model` may reach a deployment of Anthropic's API (its cache_control TTLs are "5m" and "1h" only)."""
+    try:
+        cfg = get_runtime().config
+    except RuntimeError:  # no synqra runtime: every model is checked
+        return True
+    return anthropic_ttls_apply(cfg, model)
 
 
 def _banned_field(path: str, body: Any) -> str | None:
@@ -107,7 +117,7 @@ class RouteGuard:
         if content_type in FORM_TYPES:  # LiteLLM reads form fields, not JSON; the hooks check what it reads
             return None, receive
         body, problem = parse_body(raw)
-        problem = problem or body_problem(scope["path"], body, _takes_token_ids)
+        problem = problem or body_problem(scope["path"], body, _takes_token_ids, _anthropic_ttls)
         return problem or _banned_field(scope["path"], body), receive
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

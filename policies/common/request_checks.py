@@ -16,6 +16,7 @@ import orjson
 
 from policies.common import request_models
 from policies.common.api_shapes import RESPONSES_CALLS, STORED_CONTEXT_FIELDS, TEXT_CALLS
+from policies.common.cache_ttls import without_ttls
 
 # A cheap upper bound on tokens without running a tokenizer on megabytes of text:
 # no tokenizer we route to packs more than ~1 token per 1.5 characters of prose,
@@ -390,13 +391,20 @@ def _token_ids(prompt: Any) -> bool:
     return isinstance(prompt, list) and bool(prompt) and not any(isinstance(p, str) for p in prompt)
 
 
-def body_problem(path: str, body: Any, takes_token_ids: Callable[[str], bool] | None = None) -> str | None:
+def body_problem(
+    path: str,
+    body: Any,
+    takes_token_ids: Callable[[str], bool] | None = None,
+    anthropic_ttls: Callable[[str], bool] | None = None,
+) -> str | None:
     """Checks at the front door, before LiteLLM parses the body: shapes that crash LiteLLM's own handlers
     or its provider layer (e.g. embeddings [[], []] indexes input[0][0]; a content part of a type LiteLLM
     does not know; a `response_format` that is not an object), as a clear 400 naming the field.
 
     `takes_token_ids(model)`: whether that model reads a text completion's prompt given as token ids
-    (ids are one model's own vocabulary; LiteLLM fails with a 500 on any other provider's)."""
+    (ids are one model's own vocabulary; LiteLLM fails with a 500 on any other provider's).
+    `anthropic_ttls(model)`: whether that model may be sent to Anthropic's API, whose `cache_control` TTLs are "5m"
+    and "1h" only (cache_ttls.anthropic_ttls_apply); other models' TTLs pass unchecked. None: checked for every model."""
     if not isinstance(body, dict):
         return "request body must be a JSON object"
     path = path.rstrip("/")
@@ -406,6 +414,10 @@ def body_problem(path: str, body: Any, takes_token_ids: Callable[[str], bool] | 
     if "model" not in body and path.startswith(_MODEL_IN_PATH):
         body = {**body, "model": path.split("/")[2 if path.startswith("/engines/") else 3]}
     problem = request_models.shape_problem(shape, body) or request_models.litellm_params_problem(shape, body)
+    if problem is not None and anthropic_ttls is not None and not anthropic_ttls(str(body.get("model"))):
+        # The TTL rule is Anthropic's: a Gemini model's "3600s" was refused. Checked again without the TTLs.
+        bare = without_ttls(body)
+        problem = request_models.shape_problem(shape, bare) or request_models.litellm_params_problem(shape, bare)
     if problem is None and shape is request_models.EmbeddingRequest:
         problem = check_embedding_input(body)  # non-empty, and one kind of input throughout
     if (

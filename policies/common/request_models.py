@@ -57,7 +57,8 @@ class Shape(BaseModel):
 
 # Anthropic's prompt-cache breakpoint, wherever LiteLLM reads one (the request's top level, a message, a content part
 # or block, a system block, a tool or an OpenAI tool's function) and passes it on: Anthropic takes two TTLs and
-# refuses any other with a 400 after synqra reserved for the call (and the TTL prices the cache writes).
+# refuses any other with a 400 after synqra reserved for the call (and the TTL prices the cache writes). Checked for
+# models served through Anthropic's API only (cache_ttls.py): other providers' caches spell TTLs their own way.
 CACHE_TTLS = ("5m", "1h")
 
 

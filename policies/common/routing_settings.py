@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from typing import Literal
 
@@ -96,6 +97,12 @@ class RoutingSettings(BaseModel):
         if self.creative_tier is not None and self.creative_tier not in self.tiers:
             raise ValueError(f"creative_tier {self.creative_tier!r} is not one of tiers")
         return self
+
+    def routes(self, model: str | None) -> bool:
+        """True for the virtual model and for names matching `intercept_models` globs: synqra picks their tier."""
+        return bool(model) and any(
+            fnmatch.fnmatchcase(str(model), p) for p in (self.virtual_model, *self.intercept_models)
+        )
 
     def shadow_target(self, requested: str, is_configured: Callable[[str], bool]) -> str:
         """The model a shadow-mode request is served by: an intercepted name that model_list serves

@@ -15,7 +15,6 @@ numpy only: the proxy process never imports torch for routing.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -132,7 +131,6 @@ class Router:
         if tuple(settings.creative_examples) == scorer.creative_texts and scorer.creative_emb is not None:
             self._creative_emb = scorer.creative_emb
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._patterns = [settings.virtual_model, *settings.intercept_models]
 
     def use_scorer(self, scorer: LearnedScorer) -> None:
         """Serve another trained scorer from now on (a learnt version, `synqra learn`): its weights and its
@@ -186,7 +184,7 @@ class Router:
 
     def handles(self, model: str | None) -> bool:
         """True for the virtual model and for explicit names matching `intercept_models` globs."""
-        return bool(model) and any(fnmatch.fnmatchcase(str(model), p) for p in self._patterns)
+        return self.settings.routes(model)
 
     @property
     def uses_embedding(self) -> bool:

@@ -633,6 +633,21 @@ def test_a_cache_ttl_anthropic_refuses_is_a_400_before_any_reservation(
     )
 
 
+def test_a_cache_ttl_of_another_providers_spelling_passes_to_a_model_not_anthropics(
+    stack, fresh_providers, openai_client
+) -> None:
+    """Anthropic's rule ("5m" or "1h") was applied to every model: a request for GPT-4o carrying a Gemini-style TTL
+    ("3600s") was a 400 at the front door. Only models served through Anthropic's API are held to it now."""
+    ttl = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "3600s"}}],
+        }
+    ]
+    answer = openai_client.chat.completions.create(model="gpt-4o", max_tokens=10, messages=ttl)
+    assert answer.choices[0].message.content and fresh_providers["openai"].requests
+
+
 # `store` is OpenAI's true or false; "yes" on a Claude request was answered 200 (LiteLLM dropped it for Anthropic).
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 def test_store_that_is_not_a_boolean_is_a_400_naming_it(

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from policies.common.cache_ttls import anthropic_ttls_apply
 from policies.common.request_checks import (
     banned_field_problem,
     body_problem,
@@ -18,6 +21,7 @@ from policies.common.request_checks import (
     parse_body,
     stored_context_error,
 )
+from policies.common.settings import AppConfig, load_config
 from policies.routing.tiers import TierInfo
 from tests.fuzz_requests import ROUTES, encode, requests_for, well_formed
 
@@ -64,6 +68,7 @@ def test_context_window_counts_system_blocks_like_a_system_string() -> None:
 # --- the front door (proxy/route_guard.py): body_problem, parse_body, header_problem -------------------------
 
 MSG = [{"role": "user", "content": "hi"}]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -471,6 +476,56 @@ def test_the_cache_ttls_anthropic_takes_pass(ttl: str | None) -> None:
     schema = {"type": "object", "properties": {"cache_control": {"type": "object", "ttl": {"type": "string"}}}}
     tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
     assert body_problem("/v1/chat/completions", {**chat, "tools": [tool]}) is None
+
+
+def _config_with(tmp_path: Path, *entries: dict) -> AppConfig:
+    raw = yaml.safe_load((REPO / "litellm_config.yaml").read_text())
+    raw["model_list"] += list(entries)
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(path)
+
+
+def _deployment(name: str, model: str) -> dict:
+    return {"model_name": name, "litellm_params": {"model": model}, "model_info": {"mode": "chat"}}
+
+
+@pytest.mark.parametrize(
+    ("model", "anthropic"),
+    [
+        ("gemini-flash", False),
+        ("vertex-gemini", False),
+        ("gpt-4o", False),
+        ("claude-sonnet", True),
+        ("claude-3-5-sonnet-20241022", True),  # an alias of claude-sonnet
+        ("bedrock-claude", True),
+        ("vertex-claude", True),
+        ("auto", True),  # routed: its tiers include claude-sonnet
+    ],
+)
+def test_cache_ttls_are_checked_only_for_anthropic_deployments(tmp_path: Path, model: str, anthropic: bool) -> None:
+    """Gemini's and Vertex AI's context caches take TTLs such as "3600s": the front door refused them for every model
+    with Anthropic's rule ("5m" or "1h"). The rule is now Anthropic's API's only (Claude on Bedrock and Vertex AI
+    included, and `auto` while a tier is Claude); other providers get the body as the client sent it."""
+    cfg = _config_with(
+        tmp_path,
+        _deployment("gemini-flash", "gemini/gemini-2.5-flash"),
+        _deployment("vertex-gemini", "vertex_ai/gemini-2.5-pro"),
+        _deployment("bedrock-claude", "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        _deployment("vertex-claude", "vertex_ai/claude-sonnet-4-5@20250929"),
+    )
+    ttl = {"type": "ephemeral", "ttl": "3600s"}
+    block = {"type": "text", "text": "hi", "cache_control": ttl}
+    body = {"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": [block]}]}
+    problem = body_problem("/v1/chat/completions", body, anthropic_ttls=lambda m: anthropic_ttls_apply(cfg, m))
+    if anthropic:
+        assert problem is not None and "'messages[0].content[0].cache_control.ttl'" in problem, problem
+        assert "'3600s'" in problem
+    else:
+        assert problem is None, problem
+        # what else is wrong is still named
+        bad = {**body, "max_tokens": "5"}
+        assert "'max_tokens'" in str(body_problem("/v1/chat/completions", bad, anthropic_ttls=lambda m: False))
 
 
 # --- store: OpenAI's true or false ---------------------------------------------------------------------------
