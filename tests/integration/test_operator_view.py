@@ -460,3 +460,29 @@ def test_billed_failures_are_spend_not_requests_nor_escalations(stack: RunningSt
     served, escalated = _report_counts(stack)
     assert served - report_before[0] == after["requests"] - before["requests"]
     assert escalated == report_before[1]
+
+
+def test_the_router_card_shows_the_last_fit_and_the_last_rollback_apart(
+    stack: RunningStack, providers: Any, tmp_path: Path
+) -> None:
+    """After an install and a `synqra learn --rollback`, the card's "last learning run" was the rollback."""
+    from policies.learning.registry import ROLLED_BACK, RouterRegistry
+    from policies.routing.scorer import DEFAULT_ARTIFACT
+    from tests.stack import start_stack
+
+    s = start_stack(tmp_path, providers, backends_of=stack)
+    try:
+        registry = RouterRegistry(s.data_dir / "learning" / "routers", DEFAULT_ARTIFACT)
+        registry.record_run({"decision": "installed", "version": "20261201T000000Z-abcdef12", "reason": "won"})
+        registry.record_run({"decision": ROLLED_BACK, "version": "base", "reason": "synqra learn --rollback"})
+        with chromium() as browser:
+            pg = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+            pg.goto(f"{s.base_url}/dashboard")
+            pg.fill("#key", MASTER_KEY)
+            pg.click("button[type=submit]")
+            pg.wait_for_selector("body[data-loaded]", timeout=30_000)
+            last = pg.inner_text("#router-last-run")
+            assert "installed" in last and "20261201T000000Z-abcdef12" in last and ROLLED_BACK not in last, last
+            assert ROLLED_BACK in pg.inner_text("#router-last-rollback")
+    finally:
+        s.stop()
