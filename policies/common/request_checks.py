@@ -328,6 +328,8 @@ _CAPABILITY_PARAMS = {
     "no reasoning": ("thinking", "reasoning_effort", "reasoning"),
     "no vision": ("messages",),
     "no stored conversations": STORED_CONTEXT_FIELDS,
+    "no n": ("n",),
+    "no logprobs": ("logprobs", "top_logprobs"),
 }
 
 
@@ -341,6 +343,8 @@ def capability_error(model: str, why: str | None, data: dict[str, Any]) -> str |
         "no reasoning": "extended thinking",
         "no vision": "images",
         "no stored conversations": "stored Responses conversations",
+        "no n": "several answers",
+        "no logprobs": "log-probabilities",
     }[why]
     advice = ", or the whole conversation in `input`" if why == "no stored conversations" else ""
     return (
