@@ -394,13 +394,21 @@ def _token_ids(prompt: Any) -> bool:
     return isinstance(prompt, list) and bool(prompt) and not any(isinstance(p, str) for p in prompt)
 
 
+def _prompt_count(prompt: Any) -> int:
+    """Prompts in a text completion's `prompt`: a list of texts or of token-id lists holds one each."""
+    if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
+        return len(prompt)
+    return 1
+
+
 def body_problem(path: str, body: Any, takes_token_ids: Callable[[str], bool] | None = None) -> str | None:
     """Checks at the front door, before LiteLLM parses the body: shapes that crash LiteLLM's own handlers
     or its provider layer (e.g. embeddings [[], []] indexes input[0][0]; a content part of a type LiteLLM
     does not know; a `response_format` that is not an object), as a clear 400 naming the field.
 
     `takes_token_ids(model)`: whether that model reads a text completion's prompt given as token ids
-    (ids are one model's own vocabulary; LiteLLM fails with a 500 on any other provider's)."""
+    (ids are one model's own vocabulary; LiteLLM fails with a 500 on any other provider's). Only that model (the
+    local one) also answers a list of prompts each on its own: LiteLLM joins them into one message for the others."""
     if not isinstance(body, dict):
         return "request body must be a JSON object"
     path = path.rstrip("/")
@@ -422,6 +430,17 @@ def body_problem(path: str, body: Any, takes_token_ids: Callable[[str], bool] | 
         problem = (
             f"'prompt' as token ids is read in one model's own vocabulary, and model '{body['model']}' does not "
             "take it: send the prompt as text"
+        )
+    if (
+        problem is None
+        and shape is request_models.CompletionRequest
+        and takes_token_ids is not None
+        and (count := _prompt_count(body["prompt"])) > 1
+        and not takes_token_ids(body["model"])
+    ):
+        problem = (
+            f"'prompt' holds {count} prompts, and model '{body['model']}' would answer them as one (LiteLLM joins "
+            "them into one message, one answer for all): send one request per prompt"
         )
     return problem
 

@@ -298,3 +298,17 @@ def test_several_answers_or_logprobs_are_never_silently_dropped(openai_client, f
     with pytest.raises(openai.BadRequestError, match="'n'"):
         openai_client.completions.create(model="claude-sonnet", prompt="Say hi", max_tokens=8, n=2)
     assert not fresh_providers["anthropic"].requests
+
+
+# A text completion's list of prompts gets one answer per prompt from OpenAI. LiteLLM joins the list into one message
+# for every model but the local one (which answers each): two prompts to gpt-4o, deepseek-chat, claude-sonnet or auto
+# got a 200 with one choice, billed as one prompt of both texts.
+def test_a_list_of_prompts_is_answered_prompt_by_prompt_or_refused(openai_client, fresh_providers) -> None:
+    import openai
+
+    for model in ("gpt-4o", "deepseek-chat", "claude-sonnet", "auto"):
+        with pytest.raises(openai.BadRequestError, match="'prompt' holds 2 prompts"):
+            openai_client.completions.create(model=model, prompt=["Say hi", "Say bye"], max_tokens=8)
+    assert not any(p.requests for p in fresh_providers.values()), "refused before any call"
+    r = openai_client.completions.create(model="local-llama", prompt=["Say hi", "Say bye"], max_tokens=4)
+    assert sorted(c.index for c in r.choices) == [0, 1]
