@@ -25,6 +25,7 @@ from policies.budget.tags import BadTag, request_tag
 from policies.budget.worst_case import asked_allowance
 from policies.common.api_answers import answer_of, cache_tokens_of, checked_usage, stream_answer, usage_of
 from policies.common.api_shapes import (
+    CHAT_CALLS,
     EMBEDDING_CALLS,
     GENERATION_CALLS,
     TEXT_CALLS,
@@ -83,6 +84,20 @@ class _RequestError(HTTPException):
 
 def _http_error(status: int, message: str) -> HTTPException:
     return _RequestError(status, message)
+
+
+def ask_stream_usage(data: dict[str, Any], call_type: str) -> None:
+    """Ask every deployment of a stream (fallbacks too) for its usage: without it the stream is recorded at LiteLLM's
+    token estimate, not at what the provider billed. LiteLLM asks on chat only, and only when every deployment of the
+    model the client named takes `stream_options` (Claude's do not: its GPT-4o fallback went unasked). A chat client
+    that did not ask gets no usage chunk: LiteLLM's own flag strips it."""
+    opts = data.get("stream_options")
+    opts = opts if isinstance(opts, dict) else {}
+    if opts.get("include_usage") is True:
+        return
+    data["stream_options"] = {**opts, "include_usage": True}
+    if call_type in CHAT_CALLS:
+        data["_litellm_strip_stream_usage"] = True
 
 
 class SynqraHooks(CustomLogger):
@@ -164,11 +179,8 @@ class SynqraHooks(CustomLogger):
         shadow = state.routing is not None and state.routing.shadow is not None
         state.routed = routed and (not shadow or state.budget_note == "stopped")
         state.stream = bool(data.get("stream"))
-        if state.stream and call_type in TEXT_CALLS:
-            # LiteLLM asks for a stream's usage on chat only: a streamed text completion would be recorded at
-            # LiteLLM's own token estimate, not at what the provider billed.
-            opts = data.get("stream_options")
-            data["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        if state.stream and call_type in TEXT_CALLS | CHAT_CALLS:
+            ask_stream_usage(data, call_type)
         if rt.gate.applies(state):
             rt.gate.prepare(state, data)
         return data

@@ -38,6 +38,7 @@ from policies.quality.bands import band, is_validated
 from policies.quality.escalation import Step, best_attempt, next_step
 from policies.quality.scorer import QualityVerdict
 from policies.quality.signals import without_text
+from policies.routing.tiers import unmet
 from proxy import metrics
 from proxy.client_watch import client_gone
 from proxy.judge import JudgeCaller
@@ -133,6 +134,16 @@ class QualityGate:
         is not validated, and no escalation goes to a tier that cannot answer."""
         down = self.rt.availability.unavailable(self.tiers)
         return [t for t in self.tiers if t not in down] if down else self.tiers
+
+    def _tiers_for(self, state: RequestState, first: str) -> list[str]:
+        """The ladder without the tiers that cannot serve this request as routing judged it (e.g. Claude for `n` > 1:
+        LiteLLM would drop the `n` and the escalated answer would hold one choice). Unfiltered when the first tier is
+        not among them (routing found none that could and kept the strongest)."""
+        tiers = self._tiers()
+        need = self.rt.router.constraints(chat_view(self._request(state), state.call_type))
+        caps = self.rt.model_caps
+        fit = [t for t in tiers if t not in caps or unmet(caps[t], need) is None]
+        return fit if first in fit else tiers
 
     def applies(self, state: RequestState, served: str | None = None) -> bool:
         """Whether the gate validates this request's answer. `served`: the model group whose stream answers, when
@@ -279,7 +290,7 @@ class QualityGate:
         note: str | None = None
         stopped = self.rt.budget.is_stopped()
         call_type, request = state.call_type, self._request(state)
-        tiers = self._tiers()
+        tiers = self._tiers_for(state, first.tier)
         while True:
             verdict = attempts[-1].verdict
             if verdict is None:  # an unvalidated (top) tier answered: deliver it

@@ -21,6 +21,9 @@ GENERATION_CALLS = CHAT_CALLS | MESSAGES_CALLS | TEXT_CALLS | RESPONSES_CALLS
 # Responses API fields that refer to a conversation the provider stored: only a provider that keeps them can answer
 # with it (routing, `stores_responses`), and it bills that conversation as prompt tokens of this call.
 STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation")
+# A text completion's chat view: the answers the client asked for each prompt (the view's `n` counts them over every
+# prompt, with the extra answers `best_of` has generated and billed).
+ANSWERS_ASKED = "_answers_asked"
 
 # The ledger's `kind` of a client's call, by call type.
 ClientKind = Literal["chat", "messages", "completion", "responses", "embedding"]
@@ -138,6 +141,7 @@ def chat_view(data: dict[str, Any], call_type: str) -> dict[str, Any]:
         view["messages"] = [{"role": "user", "content": p} for p in prompts]
         # Each prompt gets its own n answers, each billed; `best_of` makes that many server-side and bills them all.
         view["n"] = max(1, len(prompts)) * max(_int_or_1(data.get("n")), _int_or_1(data.get("best_of")))
+        view[ANSWERS_ASKED] = _int_or_1(data.get("n"))  # best_of's extras are not returned
         return view
     if call_type in RESPONSES_CALLS:
         view = {k: v for k, v in data.items() if k not in ("input", "instructions", "max_output_tokens", "text")}

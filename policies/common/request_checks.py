@@ -329,6 +329,8 @@ _CAPABILITY_PARAMS = {
     "no reasoning": ("thinking", "reasoning_effort", "reasoning"),
     "no vision": ("messages",),
     "no stored conversations": STORED_CONTEXT_FIELDS,
+    "no n": ("n",),
+    "no logprobs": ("logprobs", "top_logprobs"),
 }
 
 
@@ -342,6 +344,8 @@ def capability_error(model: str, why: str | None, data: dict[str, Any]) -> str |
         "no reasoning": "extended thinking",
         "no vision": "images",
         "no stored conversations": "stored Responses conversations",
+        "no n": "several answers",
+        "no logprobs": "log-probabilities",
     }[why]
     advice = ", or the whole conversation in `input`" if why == "no stored conversations" else ""
     return (
@@ -391,6 +395,13 @@ def _token_ids(prompt: Any) -> bool:
     return isinstance(prompt, list) and bool(prompt) and not any(isinstance(p, str) for p in prompt)
 
 
+def _prompt_count(prompt: Any) -> int:
+    """Prompts in a text completion's `prompt`: a list of texts or of token-id lists holds one each."""
+    if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
+        return len(prompt)
+    return 1
+
+
 def body_problem(
     path: str,
     body: Any,
@@ -402,7 +413,8 @@ def body_problem(
     does not know; a `response_format` that is not an object), as a clear 400 naming the field.
 
     `takes_token_ids(model)`: whether that model reads a text completion's prompt given as token ids
-    (ids are one model's own vocabulary; LiteLLM fails with a 500 on any other provider's).
+    (ids are one model's own vocabulary; LiteLLM fails with a 500 on any other provider's). Only that model (the
+    local one) also answers a list of prompts each on its own: LiteLLM joins them into one message for the others.
     `anthropic_ttls(model)`: whether that model may be sent to Anthropic's API, whose `cache_control` TTLs are "5m"
     and "1h" only (cache_ttls.anthropic_ttls_apply); other models' TTLs pass unchecked. None: checked for every model."""
     if not isinstance(body, dict):
@@ -430,6 +442,17 @@ def body_problem(
         problem = (
             f"'prompt' as token ids is read in one model's own vocabulary, and model '{body['model']}' does not "
             "take it: send the prompt as text"
+        )
+    if (
+        problem is None
+        and shape is request_models.CompletionRequest
+        and takes_token_ids is not None
+        and (count := _prompt_count(body["prompt"])) > 1
+        and not takes_token_ids(body["model"])
+    ):
+        problem = (
+            f"'prompt' holds {count} prompts, and model '{body['model']}' would answer them as one (LiteLLM joins "
+            "them into one message, one answer for all): send one request per prompt"
         )
     return problem
 

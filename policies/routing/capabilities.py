@@ -30,6 +30,16 @@ def litellm_model_info(model: str) -> dict[str, Any] | None:
         return None
 
 
+def litellm_supported_params(model: str) -> list[str] | None:
+    """The OpenAI parameters LiteLLM sends on for a provider model string (it drops the others), or None."""
+    try:
+        import litellm
+
+        return list(litellm.get_supported_openai_params(model=model) or []) or None
+    except Exception:  # a model string LiteLLM cannot place
+        return None
+
+
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
@@ -41,8 +51,10 @@ def tier_info(
     vision_tiers: list[str],
     tool_tiers: list[str],
     lookup: ModelInfoLookup = litellm_model_info,
+    params_lookup: Callable[[str], list[str] | None] = litellm_supported_params,
 ) -> TierInfo:
     mapped = (lookup(litellm_model) if litellm_model else None) or {}
+    params = params_lookup(litellm_model) if litellm_model else None
     ctx = _first(model_info.get("max_input_tokens"), mapped.get("max_input_tokens"), mapped.get("max_tokens"))
     vision = _first(model_info.get("supports_vision"), mapped.get("supports_vision"))
     tools = _first(model_info.get("supports_function_calling"), mapped.get("supports_function_calling"))
@@ -54,6 +66,8 @@ def tier_info(
         supports_function_calling=True if name in tool_tiers else (bool(tools) if tools is not None else None),
         supports_reasoning=bool(reasoning) if reasoning is not None else None,
         stores_responses=bool(model_info.get("stores_responses")),
+        supports_n=None if params is None else "n" in params,
+        supports_logprobs=None if params is None else "logprobs" in params,
     )
 
 

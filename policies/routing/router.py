@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from policies.common.api_shapes import STORED_CONTEXT_FIELDS
+from policies.common.api_shapes import ANSWERS_ASKED, STORED_CONTEXT_FIELDS
 from policies.common.routing_settings import RoutingSettings
 from policies.embedding.names import STATIC, embedder_for, embedder_name
 from policies.routing.capabilities import ModelInfoLookup, litellm_model_info, tier_infos_from_config
@@ -40,6 +40,14 @@ from policies.routing.scorer import DEFAULT_ARTIFACT, ArtifactError, HeuristicSc
 from policies.routing.tiers import Constraints, TierInfo, choose_tier
 
 log = logging.getLogger("synqra.routing")
+
+
+def asks_choices(request: dict[str, Any]) -> bool:
+    """More than one answer asked for a prompt (`n` > 1)."""
+    try:
+        return int(request.get(ANSWERS_ASKED) or request.get("n") or 1) > 1
+    except (TypeError, ValueError):
+        return False
 
 
 def wants_reasoning(request: dict[str, Any]) -> bool:
@@ -205,6 +213,8 @@ class Router:
             tools=has_tools(request) > 0 or rt.tool_messages > 0,
             reasoning=wants_reasoning(request),
             stored_context=any(request.get(k) for k in STORED_CONTEXT_FIELDS),
+            choices=asks_choices(request),
+            logprobs=bool(request.get("logprobs") or request.get("top_logprobs")),
         )
 
     def constraints(self, request: dict[str, Any]) -> Constraints:

@@ -29,6 +29,10 @@ class TierInfo:
     # Keeps Responses API conversations (OpenAI's own API). LiteLLM gives other providers a previous_response_id's
     # conversation only from its database, which synqra does not run: without it the turn goes out with no history.
     stores_responses: bool = False
+    # Several answers (`n`) and token log-probabilities: LiteLLM drops what a provider does not take (drop_params),
+    # so a model without them answers a 200 with one choice and no logprobs. None: not known (assumed to).
+    supports_n: bool | None = None
+    supports_logprobs: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Constraints:
     tools: bool = False
     reasoning: bool = False  # extended thinking asked for (Anthropic `thinking`, OpenAI reasoning effort)
     stored_context: bool = False  # a Responses previous_response_id or conversation: the provider must keep it
+    choices: bool = False  # more than one answer asked for (`n` > 1)
+    logprobs: bool = False  # token log-probabilities asked for (`logprobs`, `top_logprobs`)
 
 
 def shifted_thresholds(thresholds: list[float], budget_pressure: float, max_shift: float) -> list[float]:
@@ -64,6 +70,10 @@ def unmet(tier: TierInfo, c: Constraints, unknown_is_no: bool = True) -> str | N
         return "no tools"
     if c.reasoning and lacks(tier.supports_reasoning):
         return "no reasoning"
+    if c.choices and tier.supports_n is False:  # never guessed from None: most OpenAI-protocol models take them
+        return "no n"
+    if c.logprobs and tier.supports_logprobs is False:
+        return "no logprobs"
     if c.stored_context and not tier.stores_responses:  # never guessed: a wrong "yes" answers without the history
         return "no stored conversations"
     if tier.max_input_tokens is not None and c.prompt_tokens > tier.max_input_tokens:

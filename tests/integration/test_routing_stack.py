@@ -269,3 +269,46 @@ def test_a_stored_conversation_goes_to_openai_which_keeps_it(stack, fresh_provid
     r = _next_turn(stack.base_url, "gpt-4o")
     assert r.status_code == 200, r.text
     assert fresh_providers["openai"].requests[-1].body["previous_response_id"] == "resp_abc123"
+
+
+# LiteLLM drops what a provider does not take (drop_params): Claude has no `n` and no logprobs, so a request for two
+# answers to claude-sonnet got a 200 with one choice, logprobs=True a 200 without them (LangChain's n=2 then yields
+# one generation). Asked for by name: a 400 naming the parameter, before any call; `auto` picks a tier that can, and
+# the quality gate escalates only to tiers that can.
+BRAND = [{"role": "user", "content": "Write a compelling brand story for a luxury tech startup"}]
+
+
+def test_several_answers_or_logprobs_are_never_silently_dropped(openai_client, fresh_providers) -> None:
+    import openai
+
+    with pytest.raises(openai.BadRequestError, match="'n'"):
+        openai_client.chat.completions.create(model="claude-sonnet", messages=BRAND, max_tokens=16, n=2)
+    with pytest.raises(openai.BadRequestError, match="'logprobs'"):
+        openai_client.chat.completions.create(model="claude-sonnet", messages=BRAND, max_tokens=16, logprobs=True)
+    with pytest.raises(openai.BadRequestError, match="'top_logprobs'"):
+        openai_client.chat.completions.create(model="claude-sonnet", messages=BRAND, max_tokens=16, top_logprobs=2)
+    assert not fresh_providers["anthropic"].requests, "refused before any call"
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=BRAND, max_tokens=16, n=2)
+    assert _route(raw)[0] != "claude-sonnet", "the brand story's tier cannot give two answers"
+    assert len(raw.parse().choices) == 2
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="auto", messages=BRAND, max_tokens=16, logprobs=True
+    )
+    assert _route(raw)[0] != "claude-sonnet"
+    with pytest.raises(openai.BadRequestError, match="'n'"):
+        openai_client.completions.create(model="claude-sonnet", prompt="Say hi", max_tokens=8, n=2)
+    assert not fresh_providers["anthropic"].requests
+
+
+# A text completion's list of prompts gets one answer per prompt from OpenAI. LiteLLM joins the list into one message
+# for every model but the local one (which answers each): two prompts to gpt-4o, deepseek-chat, claude-sonnet or auto
+# got a 200 with one choice, billed as one prompt of both texts.
+def test_a_list_of_prompts_is_answered_prompt_by_prompt_or_refused(openai_client, fresh_providers) -> None:
+    import openai
+
+    for model in ("gpt-4o", "deepseek-chat", "claude-sonnet", "auto"):
+        with pytest.raises(openai.BadRequestError, match="'prompt' holds 2 prompts"):
+            openai_client.completions.create(model=model, prompt=["Say hi", "Say bye"], max_tokens=8)
+    assert not any(p.requests for p in fresh_providers.values()), "refused before any call"
+    r = openai_client.completions.create(model="local-llama", prompt=["Say hi", "Say bye"], max_tokens=4)
+    assert sorted(c.index for c in r.choices) == [0, 1]

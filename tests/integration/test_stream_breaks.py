@@ -500,3 +500,30 @@ def test_a_stream_its_client_left_is_hung_up_on_at_once(
     billed_in, billed_out = provider.billed_tokens()
     assert billed_out <= row["completion_tokens"] + slack, f"billed {billed_out} answer tokens, recorded {row}"
     assert row["prompt_tokens"] >= billed_in
+
+
+# A fast stream (no pause between chunks) whose provider connection breaks after 200 answer words: the provider
+# sent, and bills, 200 words, but the client got about 32 and the ledger records what was relayed (gpt-4o: 12 in /
+# 32 out, $0.00035, for a bill of 5 in / 200 out, $0.0020125; claude-sonnet likewise $0.000501 for $0.003015). The
+# words that reached the proxy's HTTP client but were not yet read when the break was raised are dropped with it, on
+# /v1/chat/completions as on /v1/messages (README's "held back" shortfall, at 85% of the answer here). Not fixed: the
+# proxy cannot know what a broken stream carried beyond what it read; recording the worst case (as for a timed-out
+# call) would keep the ledger at or above the bill.
+@pytest.mark.xfail(reason="words read into a broken stream's buffer are not recorded (found by review13)", strict=False)
+def test_a_fast_stream_that_breaks_is_recorded_at_no_less_than_its_bill(
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    gpt = fresh_providers["openai"]
+    gpt.push(Scripted(text=" ".join(["the cat sat on the mat and then"] * 30), cut_after_words=200))
+    client = openai.OpenAI(base_url=stack.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    t0 = time.time()
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Tell me about the cat"}], max_tokens=300, stream=True
+        ):
+            pass
+    billed_in, billed_out = gpt.billed_tokens()
+    assert billed_out == 200
+    assert wait_until(lambda: rows_since(stack, t0, "gpt-4o") and reserved(stack) == 0, timeout_s=15)
+    (row,) = rows_since(stack, t0, "gpt-4o")
+    assert row["completion_tokens"] >= billed_out, (row, billed_in, billed_out)

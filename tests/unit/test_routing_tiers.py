@@ -81,3 +81,12 @@ def test_a_stored_conversation_goes_only_to_a_tier_that_keeps_it() -> None:
     assert choose_tier(0.05, [0.3, 0.6, 0.9], [*TIERS, keeper], Constraints(stored_context=True))[0] == "gpt-4o"
     assert unmet(TIERS[2], Constraints(stored_context=True), unknown_is_no=False) == "no stored conversations"
     assert unmet(keeper, Constraints(stored_context=True)) is None
+
+
+def test_several_answers_and_logprobs_skip_a_tier_known_not_to_give_them() -> None:
+    claude = TierInfo("claude-sonnet", supports_n=False, supports_logprobs=False)
+    assert unmet(claude, Constraints(choices=True)) == "no n"
+    assert unmet(claude, Constraints(logprobs=True)) == "no logprobs"
+    assert unmet(TierInfo("unknown"), Constraints(choices=True, logprobs=True)) is None  # not guessed
+    tiers = [TIERS[0], TIERS[1], claude]
+    assert choose_tier(0.9, T, tiers, Constraints(choices=True))[0] == "deepseek-chat"
