@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from policies.budget.alerts import WebhookAlerter
 from policies.budget.policy import (
     STOP_ALERT,
+    alert_key,
     budget_state,
     headroom_nano,
     level_key,
+    levels_fired,
     levels_to_fire,
     projected_month_spend,
     thrift_pressure,
@@ -94,9 +96,14 @@ class DuplicateRequest(ValueError):
 TAG_ALERT_PREFIX = "tag:"
 
 
-def _tag_alert_key(level: str, tag: str) -> str:
-    """How a tag's alert level is stored with the month's alerts ("tag:0.7:marketing")."""
-    return f"{TAG_ALERT_PREFIX}{level}:{tag}"
+def _tag_alert_key(key: str, tag: str) -> str:
+    """How a tag's alert is stored with the month's alerts ("tag:0.7@20:marketing"; key from alert_key)."""
+    return f"{TAG_ALERT_PREFIX}{key}:{tag}"
+
+
+def month_alerts(keys: Iterable[str]) -> list[str]:
+    """The month's own alert keys among a month's stored ones (a tag's are the tag's)."""
+    return [k for k in keys if not k.startswith(TAG_ALERT_PREFIX)]
 
 
 class TagCap(NamedTuple):
@@ -384,7 +391,7 @@ class BudgetGuard:
         if out.tag_refused and tag is not None and cap is not None:
             # The tag's cap, not the month: the global stop state (_min_refused) learns nothing from it.
             if out.tag_committed_nano >= cap.limit_nano * self.settings.alert_at:
-                await self._fire(win, _tag_alert_key(STOP_ALERT, tag), out.tag_committed_nano, tag)
+                await self._fire(win, STOP_ALERT, out.tag_committed_nano, tag)
             raise BudgetExhausted(
                 self._tag_exhausted_message(win, tag, out.tag_committed_nano + out.tag_reserved_nano), win.end, tag=tag
             )
@@ -563,7 +570,8 @@ class BudgetGuard:
         win = self._current_window()
         if month != win.key:
             return
-        for level in levels_to_fire(committed_nano / self._limit_nano, self._levels, self._fired):
+        fired = levels_fired(month_alerts(self._fired), self.settings.monthly_limit_usd)
+        for level in levels_to_fire(committed_nano / self._limit_nano, self._levels, fired):
             await self._fire(win, level_key(level), committed_nano)
 
     async def _check_tag_alerts(self, month: str, tag: str, committed_nano: int) -> None:
@@ -571,14 +579,18 @@ class BudgetGuard:
         if month != win.key:
             return
         limit = self._tag_caps[tag].limit_nano
-        fired = {k for k in self._fired if k.startswith(TAG_ALERT_PREFIX) and k.split(":", 2)[2] == tag}
-        fired_levels = {k.split(":", 2)[1] for k in fired}
-        for level in levels_to_fire(committed_nano / limit, self._levels, fired_levels):
-            await self._fire(win, _tag_alert_key(level_key(level), tag), committed_nano, tag)
+        keys = [k.split(":", 2)[1] for k in self._fired if k.startswith(TAG_ALERT_PREFIX) and k.split(":", 2)[2] == tag]
+        for level in levels_to_fire(
+            committed_nano / limit, self._levels, levels_fired(keys, self.settings.tags[tag].monthly_limit_usd)
+        ):
+            await self._fire(win, level_key(level), committed_nano, tag)
 
-    async def _fire(self, win: MonthWindow, key: str, committed_nano: int, tag: str | None = None) -> None:
-        """Fire alert `key` unless this month already has it (in any process sharing the store).
-        `tag`: the alert is about that tag's own cap (key from _tag_alert_key)."""
+    async def _fire(self, win: MonthWindow, level: str, committed_nano: int, tag: str | None = None) -> None:
+        """Fire alert `level` unless this month already has it for the limit in force (in any process sharing the
+        store). `tag`: the alert is about that tag's own cap."""
+        s = self.settings
+        limit_usd = s.monthly_limit_usd if tag is None else s.tags[tag].monthly_limit_usd
+        key = alert_key(level, limit_usd) if tag is None else _tag_alert_key(alert_key(level, limit_usd), tag)
         if key in self._fired:
             return
         try:
@@ -588,11 +600,8 @@ class BudgetGuard:
         self._fired.add(key)
         if not first:
             return
-        s = self.settings
         used = to_usd(committed_nano)
-        level = key if tag is None else key.split(":", 2)[1]
         limit_nano = self._limit_nano if tag is None else self._tag_caps[tag].limit_nano
-        limit_usd = s.monthly_limit_usd if tag is None else s.tags[tag].monthly_limit_usd
         budget = "monthly budget" if tag is None else f"monthly budget of tag {tag!r}"
         if level == STOP_ALERT:
             who = "paid calls" if tag is None else f"paid calls tagged {tag!r}"
@@ -654,7 +663,7 @@ class BudgetGuard:
             "alert_at": s.alert_at,
             "alert_levels": self._levels,
             "stop_at": s.stop_at,
-            "alerts_fired": sorted(a for a in t.alerts if not a.startswith(TAG_ALERT_PREFIX)),
+            "alerts_fired": levels_fired(month_alerts(t.alerts), s.monthly_limit_usd),
             "state": budget_state(share, s.alert_at, stopped),
             "projected_month_end": round(projected_month_spend(committed, elapsed), 6),
             "elapsed_share": round(elapsed, 4),

@@ -25,6 +25,24 @@ def thrift_pressure(spent_share: float, elapsed_share: float, curve: ThriftSetti
     return float(min(1.0, ahead / curve.full_gap) ** curve.exponent)
 
 
+def alert_key(level: str, limit_usd: float) -> str:
+    """How a fired alert is stored: its level and the limit it fired against ("0.7@200"), so that raising the
+    limit in the config re-arms the levels for the new limit within the month."""
+    return f"{level}@{limit_usd:.12g}"
+
+
+def alert_level(key: str) -> str:
+    """The level of a stored alert key ("0.7@200" -> "0.7")."""
+    return key.split("@", 1)[0]
+
+
+def levels_fired(keys: Iterable[str], limit_usd: float) -> list[str]:
+    """The levels fired against `limit_usd`, sorted; a key stored without a limit (before limits were stored)
+    counts for any limit, so an upgrade sends no alert twice."""
+    suffix = alert_key("", limit_usd)
+    return sorted({alert_level(k) for k in keys if k.endswith(suffix) or "@" not in k})
+
+
 def levels_to_fire(committed_share: float, levels: Iterable[float], fired: Iterable[str]) -> list[float]:
     """Alert levels reached by `committed_share` that have not fired this month."""
     done = set(fired)

@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from policies.budget.guard import TAG_ALERT_PREFIX, BudgetGuard
+from policies.budget.guard import BudgetGuard, month_alerts
+from policies.budget.policy import alert_level
 from policies.budget.records import to_usd
 from policies.budget.window import month_window, utc_now
 from policies.common.settings import AppConfig
@@ -81,7 +82,8 @@ def _log_lines(path: Path) -> list[str]:
 async def past_month_status(guard: BudgetGuard, month: str) -> dict[str, Any]:
     """A closed month's figures in `status(by_tag=True)`'s names, from the store's month totals (the month fully
     elapsed: the projection is the spend, the local servers' flat cost is the whole month's). As in `status()`,
-    `alerts_fired` is the month's own levels: a tag's alerts ("tag:0.7:docs-bot") are the tag's, not the month's."""
+    `alerts_fired` is the month's own levels: a tag's alerts ("tag:0.7@20:docs-bot") are the tag's, not the
+    month's; a level fired against any limit the month had counts."""
     s = guard.settings
     t = await guard.store.totals(month)
     committed, baseline = to_usd(t.committed_nano), to_usd(t.baseline_nano)
@@ -95,7 +97,7 @@ async def past_month_status(guard: BudgetGuard, month: str) -> dict[str, Any]:
         "percentage": round(100 * committed / s.monthly_limit_usd, 2),
         "alert_at": s.alert_at,
         "stop_at": s.stop_at,
-        "alerts_fired": sorted(a for a in t.alerts if not a.startswith(TAG_ALERT_PREFIX)),
+        "alerts_fired": sorted({alert_level(k) for k in month_alerts(t.alerts)}),  # against any limit it had
         "state": "closed",
         "projected_month_end": round(committed, 6),
         "elapsed_share": 1.0,

@@ -362,3 +362,47 @@ def test_a_call_outliving_the_reservation_ttl_stays_reserved(
         assert [x["request_id"] for x in ledger(s)] == [r.headers["x-synqra-request-id"]]
     finally:
         s.stop()
+
+
+def test_raising_the_limit_rearms_the_alerts_for_the_new_limit(
+    tmp_path: Path, stack: RunningStack, claude: FakeProvider, receiver: AlertReceiver
+) -> None:
+    """An operator stopped at 95% raises the limit in the config and restarts: the month's spend stays, and the
+    new limit's 70% and stop are announced (webhook, log, status) like the old limit's were."""
+    data = {"server": {"data_dir": str(tmp_path / "data")}}
+    first = start_stack(
+        tmp_path / "first",
+        {"anthropic": claude},
+        {**data, "budget": {"monthly_limit_usd": LIMIT, "alert_webhook": receiver.url}},
+        backends_of=stack,
+    )
+    try:
+        i = 0
+        while paid_call(first.base_url, i).status_code == 200:
+            i += 1
+        assert wait_until(lambda: receiver.levels() == ["0.7", "stop"], timeout_s=30), receiver.posts
+        spent = status(first)["monthly_used"]
+    finally:
+        first.stop()
+    second = start_stack(
+        tmp_path / "second",
+        {"anthropic": claude},
+        {**data, "budget": {"monthly_limit_usd": 2 * LIMIT, "alert_webhook": receiver.url}},
+        backends_of=stack,
+    )
+    try:
+        b = status(second)
+        assert b["monthly_used"] == spent and b["state"] == "ok"
+        assert b["alerts_fired"] == [], "at 47.5% of the new limit no alert of it has fired"
+        j = i
+        while paid_call(second.base_url, j).status_code == 200:
+            j += 1
+        assert j - i == i, "the new limit holds as many calls again"
+        assert wait_until(lambda: len(receiver.posts) == 4, timeout_s=30), receiver.posts
+        assert receiver.levels() == ["0.7", "stop", "0.7", "stop"]
+        assert [p["monthly_limit"] for p in receiver.posts[2:]] == [pytest.approx(2 * LIMIT)] * 2
+        assert status(second)["alerts_fired"] == ["0.7", "stop"]
+        log = (tmp_path / "data" / "logs" / "proxy.log").read_text()
+        assert log.count("budget alert: 70% of the monthly budget") == 2
+    finally:
+        second.stop()

@@ -496,3 +496,30 @@ def test_status_endpoint_by_tag_and_a_bad_breakdown(make_guard: Callable[..., Bu
     assert body["by_tag"]["capped"]["limit"] == TAG_LIMIT and body["monthly_limit"] == MONTH_LIMIT
     assert bad.status_code == 400 and "by=tag" in bad.json()["detail"]["error"]["message"]
     assert ledger.json()["records"][0]["tag"] == "sales"
+
+
+def test_raising_a_tag_cap_or_the_month_limit_rearms_their_alerts(make_guard: Callable[..., BudgetGuard]) -> None:
+    """Alerts are kept with the limit they fired against: a cap raised in the config (a restart: a new guard on
+    the same store) is announced at its own 70%; an alert stored without a limit (before) counts for any."""
+
+    async def main() -> None:
+        async with Receiver() as rx:
+            hook = {"alert_webhook": rx.url, "alert_webhook_backoff_s": 0.05}
+            old = make_guard(monthly_limit_usd=1.0, tags={"t": {"monthly_limit_usd": 0.1}}, **hook)
+            await _spend(old, "a1", "claude-sonnet", 5_000, 4_000, "t")  # $0.075: 75% of the tag's cap
+            month = (await old.status())["month"]
+            await old.store.mark_alert(month, "0.9", 0.0)  # a month-level alert as stored before limits were kept
+            await old.aclose()
+            new = make_guard(monthly_limit_usd=1.0, tags={"t": {"monthly_limit_usd": 0.2}}, **hook)
+            assert (await new.status())["alerts_fired"] == ["0.9"]
+            await _spend(new, "a2", "claude-sonnet", 5_000, 4_000, "t")  # $0.15: 75% of the raised cap
+            await _spend(new, "a3", "claude-sonnet", 30_000, 40_000, None)  # the month at $0.84 (0.9 already sent)
+            await new.alerter.drain()  # type: ignore[union-attr]
+            await new.aclose()
+        assert [(b.get("tag"), b["level"], b["monthly_limit"]) for b in rx.bodies] == [
+            ("t", "0.7", 0.1),
+            ("t", "0.7", 0.2),
+            (None, "0.7", 1.0),
+        ]
+
+    asyncio.run(main())
