@@ -245,8 +245,9 @@ class StaticEmbedder:
         for i, ids in enumerate(self.token_ids(texts)):
             if ids:
                 # What .mean(axis=0) computes (a float32 sum, then a division by the count), without its
-                # Python-level wrapper; take() on an index array skips fancy indexing's list conversion.
-                rows = self.table.take(np.array(ids, dtype=np.intp), axis=0)
+                # Python-level wrapper; take() on an index array skips fancy indexing's list conversion, and
+                # fromiter of a known count skips np.array's type discovery over the list.
+                rows = self.table.take(np.fromiter(ids, dtype=np.intp, count=len(ids)), axis=0)
                 out[i] = np.add.reduce(rows, axis=0) / len(ids)
         # np.linalg.norm(out, axis=1, keepdims=True), the same operations without its argument handling.
         norms = np.sqrt(np.add.reduce(out * out, axis=1, keepdims=True))

@@ -63,14 +63,14 @@ _CODE_LINE_START = re.compile(
 _SEMICOLON_END = re.compile(r";\s*$")
 _PAREN_BRACE = re.compile(r"\)\s*\{")
 _MATH_SYMBOL = re.compile(r"[=+\-*/^<>%√∑∫π≤≥≠×÷]")
-_ASCII_MATH_SYMBOLS = "=+-*/^<>%"  # the ones an ASCII text can hold: counted one str.count each
+_ASCII_MATH_SYMBOLS = "=+-*/^<>%"  # the ones an ASCII text can hold
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
 class _NumbersIn(dict[str, int]):
     """_NUMBER's matches in a run of an ASCII text's digits, dots and commas, the digits written 0 and the commas
-    '.' (_NUMERIC): a match lies within one run and depends only on its shape, and an application's texts
-    have a few hundred shapes ("0", "00.0", "."...): counted by the regex once each."""
+    '.' (as _counts writes them): a match lies within one run and depends only on its shape, and an
+    application's texts have a few hundred shapes ("0", "00.0", "."...): counted by the regex once each."""
 
     def __missing__(self, run: str) -> int:
         n = len(_NUMBER.findall(run))
@@ -80,21 +80,33 @@ class _NumbersIn(dict[str, int]):
 
 
 _NUMBERS_IN = _NumbersIn()
-_NUMERIC = str.maketrans({c: "0" if c.isdigit() else "." if c in ".," else " " for c in map(chr, range(128))})
 
 
-def _count_numbers(text: str) -> int:
-    """len(_NUMBER.findall(text)): on ASCII text one translate and one split, then one look-up per run."""
-    if not text.isascii():  # \d matches other scripts' digits too
-        return len(_NUMBER.findall(text))
-    return sum(map(_NUMBERS_IN.__getitem__, text.translate(_NUMERIC).split()))
+def _class_of(c: str) -> str:
+    """An ASCII character's class, in _CLASS's one translate: " " whitespace (what str.split() splits at), "m" a
+    maths symbol, "0" a digit, "." a dot or comma, "x" anything else. _counts then reads that one string with
+    str.count and one split, not a pass of its own over the text per count (nine str.count and two splits)."""
+    if c.isspace():
+        return " "
+    if c in _ASCII_MATH_SYMBOLS:
+        return "m"
+    return "0" if c.isdigit() else "." if c in ".," else "x"
 
 
-def _count_math_symbols(text: str) -> int:
-    """len(_MATH_SYMBOL.findall(text))."""
-    if not text.isascii():
-        return len(_MATH_SYMBOL.findall(text))
-    return sum(map(text.count, _ASCII_MATH_SYMBOLS))
+_CLASS = str.maketrans({c: _class_of(c) for c in map(chr, range(128))})
+_WORD_STARTS = (" x", " m", " 0", " .")  # a whitespace-separated word starts after a space or at 0
+
+
+def _counts(text: str) -> tuple[int, int, int]:
+    """(len(text.split()), len(_MATH_SYMBOL.findall(text)), len(_NUMBER.findall(text))): on ASCII text from one
+    translate."""
+    if not text.isascii():  # \d matches other scripts' digits too, and str.split() splits at other spaces
+        return len(text.split()), len(_MATH_SYMBOL.findall(text)), len(_NUMBER.findall(text))
+    classes = text.translate(_CLASS)
+    words = sum(map(classes.count, _WORD_STARTS)) + (classes[:1] not in ("", " "))
+    # The runs of digits, dots and commas, as _NumbersIn keys them.
+    runs = classes.replace("x", " ").replace("m", " ").split()
+    return words, classes.count("m"), sum(map(_NUMBERS_IN.__getitem__, runs))
 
 
 # Maths words: what r"\b(solve|...|how many|how much|...)\b" finds in the lower-cased text. A one-word keyword
@@ -261,10 +273,11 @@ def structural_features(request: dict[str, Any], rt: RequestText | None = None) 
     n_tools = has_tools(request)
     max_tokens = requested_max_tokens(request)
     chars = max(1, len(text))
+    n_words, n_math_symbols, n_numbers = _counts(text)
     # Every logged figure is a count or a length, never negative (log1p(max(0, x)) is log1p(x)).
     return {
         "log_chars_last_user": log1p(len(text)),
-        "log_words_last_user": log1p(len(text.split())),
+        "log_words_last_user": log1p(n_words),
         "log_prompt_tokens": log1p(estimate_prompt_tokens(request, rt)),
         "log_user_turns": log1p(rt.user_turns),
         "has_assistant_turns": float(rt.assistant_turns > 0),
@@ -272,8 +285,8 @@ def structural_features(request: dict[str, Any], rt: RequestText | None = None) 
         "log_system_chars": log1p(len(rt.system)),
         "code_fence": float("```" in text),
         "code_line_frac": sum(map(_is_code_line, lines)) / max(1, len(lines)),
-        "math_symbol_frac": min(1.0, 10.0 * _count_math_symbols(text) / chars),
-        "log_numbers": log1p(_count_numbers(text)),
+        "math_symbol_frac": min(1.0, 10.0 * n_math_symbols / chars),
+        "log_numbers": log1p(n_numbers),
         "log_math_words": log1p(_math_words(lowered, words, distinct)),
         "has_latex": float(_has_latex(text)),
         "log_questions": log1p(text.count("?")),

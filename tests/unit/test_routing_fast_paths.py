@@ -165,6 +165,18 @@ def test_structural_features_equal_the_earlier_code() -> None:
         assert F.structural_features(request) == reference_features(request), text
 
 
+def test_one_pass_counts_equal_split_and_the_regexes() -> None:
+    """Words, maths symbols and numbers from one translate: short random texts over the characters that
+    decide them (every ASCII whitespace, leading and trailing ones, runs of digits, dots and commas)."""
+    rng = random.Random(19)
+    alphabet = list("ab Z09.,-+=*/^<>%?\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f") + ["é", "√", "٣", "\u2028", "\xa0"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        for t in (text, "".join(c for c in text if c.isascii())):
+            expected = (len(t.split()), len(F._MATH_SYMBOL.findall(t)), len(F._NUMBER.findall(t)))
+            assert F._counts(t) == expected, repr(t)
+
+
 def test_chunks_equal_the_regex_split() -> None:
     for text in PROMPTS + FRAGMENTS:
         assert chunks_of(text) == [c for c in _CHUNK_SPLIT.split(text) if c], text
