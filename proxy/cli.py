@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("proxy.supervisor:main", "start the local backends and the LiteLLM proxy"),
     "route-score": ("policies.routing.cli:route_score_main", "score JSON lines of requests with the router"),
     "route-thresholds": (
-        "policies.routing.thresholds:route_thresholds_main",
+        "policies.learning.route_thresholds:route_thresholds_main",
         "thresholds that give each tier a chosen share of a sample of requests",
     ),
     "train-router": ("policies.routing.train:main", "train the router artifact from ../shared/data/routing"),

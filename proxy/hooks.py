@@ -274,7 +274,9 @@ class SynqraHooks(CustomLogger):
         # The deployment that answered is known exactly here: settle a fallback before anything logs it.
         rt = get_runtime()
         state, group = attempt_group(rt.config, request_data)
-        if state is not None and group:
+        # Without retries or fallbacks reserved there is nothing to settle here (attempt_answered is a no-op):
+        # the usage is not read (~80k instructions a request).
+        if state is not None and group and state.attempts:
             await rt.accounts.attempt_answered(state, group, usage_of(response))
         return None
 
@@ -348,6 +350,8 @@ class SynqraHooks(CustomLogger):
         state = state_in(kwargs)
         if state is None:
             return
+        if state.accounted and not state.attempts and state.unbilled_attempt is None:
+            return  # settled already (the post-call hook, mostly), no attempt left to bill: the steps below are no-ops
         rt = get_runtime()
         slo = kwargs.get("standard_logging_object") or {}
         reported = {key: int(slo.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")}

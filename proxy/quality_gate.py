@@ -362,7 +362,7 @@ class QualityGate:
                         for a in (attempts[0], best)
                     ]
                     self.rt.learning.escalated(state, question_of(chat_view(self._request(state), call_type)), *texts)
-            # route-thresholds --max-escalation reads first= and route_score= (routed requests have one).
+            # first= and route_score= (routed requests have one): `synqra report` reads the line.
             r = state.routing
             log.info(
                 "quality %.3f %s (%s) -> chain %s served by %s%s first=%s route_score=%s scorer=%s",

@@ -1,6 +1,7 @@
 """Shadow evaluation: in shadow mode the local model also answers, in the background and unseen, and
 the quality scorer judges that answer, so the log pairs each route score with how the local tier
-would have done. `synqra route-thresholds --max-escalation` reads those lines to place the local cut.
+would have done (and the inference log, as a `shadow_gate` label: `synqra route-thresholds --max-escalation`
+reads those to place the local cut).
 
 The local answer costs no money and is not a call anybody was served: it is not in the ledger. It
 is counted in `synqra_shadow_evaluations_total`. At most `shadow_eval_concurrency` run at once;

@@ -34,6 +34,14 @@ def label_from_gate(action: str) -> float:
         raise ValueError(f"unknown quality action {action!r}; known: {', '.join(_GATE)}") from None
 
 
+def gate_action(label: float) -> str:
+    """The quality action a `gate` or `shadow_gate` label was made from (label_from_gate read back)."""
+    for action, value in _GATE.items():
+        if value == label:
+            return action
+    raise ValueError(f"{label!r} is not a quality gate label ({', '.join(map(str, _GATE.values()))})")
+
+
 def label_from_feedback(score: float | str, served_locally: bool) -> float | None:
     """Feedback on the answer the client got (1 or "good" = good). It says something about the local
     tier only when the local tier served that answer: otherwise None (no label)."""

@@ -168,10 +168,14 @@ class RouterRegistry:
     def load_current(self) -> tuple[LearnedScorer, str]:
         """(scorer, version) of what serves. Raises ArtifactError when it cannot be loaded: the caller
         keeps the scorer it has (a worker) or reports it (the CLI)."""
-        v = self.current_version()
         scorer = load_artifact(self.current_artifact())
-        name = base_version(self.base_artifact) if v == BASE else v
+        name = self.current_name()
         return dataclasses.replace(scorer, manifest={**scorer.manifest, "version": name}), name
+
+    def current_name(self) -> str:
+        """The serving version as the proxy names it (x-synqra-router-version, the inference log's router_version)."""
+        v = self.current_version()
+        return base_version(self.base_artifact) if v == BASE else v
 
     def load_base(self) -> tuple[LearnedScorer, str]:
         scorer = load_artifact(self.base_artifact)

@@ -360,6 +360,29 @@ class InferenceLog:
                 "SELECT request_id, ts, request_json FROM routed WHERE repr_key != ? ORDER BY ts", (key,)
             ).fetchall()
 
+    def route_scores(self, version: str, scorer: str) -> list[float]:
+        """Route scores of the requests router `version` routed with `scorer`, oldest first: one scale, the one a
+        threshold of that version cuts (another version's scores, or the structural fallback rule's, are not)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT route_score FROM routed WHERE router_version = ? AND scorer = ? AND route_score IS NOT NULL "
+                "ORDER BY ts, request_id",
+                (version, scorer),
+            ).fetchall()
+        return [float(r[0]) for r in rows]
+
+    def gate_labels(self, version: str, scorer: str) -> list[tuple[float, float]]:
+        """(route score, label) of the quality gate's verdicts on the local tier's first answers (live `gate`, and
+        shadow mode's `shadow_gate`) to requests router `version` routed with `scorer`, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT r.route_score, l.value FROM labels l JOIN routed r USING (request_id) "
+                "WHERE l.source IN ('gate', 'shadow_gate') AND r.router_version = ? AND r.scorer = ? "
+                "AND r.route_score IS NOT NULL ORDER BY l.ts, r.request_id",
+                (version, scorer),
+            ).fetchall()
+        return [(float(s), float(v)) for s, v in rows]
+
     def labels(self) -> dict[str, list[tuple[str, float, float]]]:
         """request id -> [(source, value, time)] of every label, oldest first."""
         out: dict[str, list[tuple[str, float, float]]] = {}

@@ -383,8 +383,9 @@ class Router:
                 note = f"embedding unavailable ({type(e).__name__}), structural fallback"
                 log.warning("routing: %s", note)
         d = self._finish(p, emb, budget_pressure, note, unavailable)
-        # Six decimals: route-thresholds --from-log reads the score back, and must put it on the same side of a cut.
-        log.info("route %s score=%.6f %s", d.tier, d.score, d.reason)
+        # DEBUG: a line per request cost ~80k instructions (2% of a bare LiteLLM request); the inference log keeps
+        # each decision's score and router version, which route-thresholds --from-log reads.
+        log.debug("route %s score=%.6f %s", d.tier, d.score, d.reason)
         return d
 
     def decide_batch(self, requests: list[dict[str, Any]], budget_pressure: float = 0.0) -> list[RouteDecision]:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from policies.routing.thresholds import logged_verdicts
+from policies.learning.store import InferenceLog
 from tests.stack import wait_until
 
 
@@ -51,10 +51,21 @@ def test_metrics_count_routes_verdicts_and_spend(stack, openai_client, fresh_pro
     assert delta(after, before, "synqra_cost_usd_total", model="deepseek-chat") > 0
     assert delta(after, before, "synqra_calls_total", model="local-llama", kind="chat", local="true") == 1
     assert delta(after, before, "synqra_cost_usd_total", model="local-llama") == 0
-    # The live verdict is logged with its route score, as route-thresholds --max-escalation reads it.
+    # The live verdict is in the inference log with its route score and router version, as route-thresholds
+    # --max-escalation reads it.
     score = float(easy.headers["x-synqra-route-score"])
-    logged = logged_verdicts((stack.data_dir / "logs" / "proxy.log").read_text().splitlines(), "local-llama", "learned")
-    assert any(abs(s - score) < 5e-5 for s, _ in logged), (score, logged[-3:])
+    log = InferenceLog(stack.data_dir / "learning")
+    try:
+
+        def row() -> dict | None:
+            return log.row(easy.headers["x-synqra-request-id"])
+
+        assert wait_until(lambda: (r := row()) is not None and any(x["source"] == "gate" for x in r["labels"]), 10)
+        r = row()
+        assert r is not None and abs(r["route_score"] - score) < 5e-5, (score, r)
+        assert r["router_version"] == easy.headers["x-synqra-router-version"] and r["scorer"] == "learned"
+    finally:
+        log.close()
     status = httpx.get(f"{stack.base_url}/api/budget/status", headers=stack.headers(), timeout=30).json()
     assert wait_until(
         lambda: scrape(stack)[("synqra_budget_committed_usd", ())] == pytest.approx(status["monthly_used"], abs=1e-6),

@@ -173,11 +173,14 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(
     tmp_path: Path, stack, providers, fresh_providers, capsys
 ) -> None:
     """Rollout step one: the router decides and says so, the incumbent answers, the local model answers
-    too (unseen) and is judged, and the proxy's log is enough for `synqra route-thresholds --from-log`."""
+    too (unseen) and is judged, and the proxy's inference log is enough for `synqra route-thresholds --from-log`."""
     import anthropic
     import openai
 
-    from policies.routing.thresholds import local_cut, logged_verdicts, route_thresholds_main
+    from policies.learning.labels import gate_action
+    from policies.learning.route_thresholds import route_thresholds_main
+    from policies.learning.store import InferenceLog
+    from policies.routing.thresholds import local_cut
 
     overrides = {"routing": {"mode": "shadow", "intercept_models": ["claude-3-5-sonnet-*"], "shadow_eval_share": 1.0}}
     s = start_stack(tmp_path, providers, overrides, backends_of=stack)
@@ -195,6 +198,7 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(
         assert "x-synqra-quality-score" not in raw.headers, "the incumbent's answers are not second-guessed"
         assert raw.parse().choices[0].message.content.strip() == fresh_providers["anthropic"].default_text
         scores.append(raw.headers["x-synqra-route-score"])
+        version = raw.headers["x-synqra-router-version"]
         assert wait_until(lambda: evaluated() == 1, 120), "the local model answered in the background and was judged"
 
         ant = anthropic.Anthropic(base_url=s.base_url, api_key=MASTER_KEY, max_retries=0, timeout=120)
@@ -222,25 +226,25 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(
         assert sum(float(ln.rsplit(" ", 1)[1]) for ln in outcomes) == 3, outcomes
     finally:
         s.stop()
-    verdicts = logged_verdicts(log.read_text().splitlines(), "local-llama", "learned")
+    learning = InferenceLog(s.data_dir / "learning")  # the proxy's writer thread flushed it as the proxy stopped
+    verdicts = [(score, gate_action(label)) for score, label in learning.gate_labels(version, "learned")]
+    learning.close()
     assert sorted(f"{score:.4f}" for score, _ in verdicts) == sorted(scores), (
         "each verdict carries its request's route score"
     )
     assert {action for _, action in verdicts} <= {"deliver", "rephrase", "escalate"}
     assert local_cut(verdicts, 1.0, min_requests=1) is not None
     capsys.readouterr()
-    assert (
-        route_thresholds_main(
-            ["--config", str(s.config_path), "--shares", "0.5", "0.25", "0.25", "--from-log", str(log)]
-        )
-        == 0
-    )
+    assert route_thresholds_main(["--config", str(s.config_path), "--shares", "0.5", "0.25", "0.25", "--from-log"]) == 0
     out = capsys.readouterr().out
     configured = next(line for line in out.splitlines() if line.startswith("# at the configured thresholds"))
     assert "local-llama 0.667" in configured, "two of the three would have gone local"
-    assert "# 3 logged decisions" in out
+    assert f"# 3 logged decisions of router {version}" in out
     assert (
-        route_thresholds_main(["--config", str(s.config_path), "--max-escalation", "0.2", "--from-log", str(log)]) == 1
+        route_thresholds_main(
+            ["--config", str(s.config_path), "--max-escalation", "0.2", "--from-log", str(s.data_dir / "learning")]
+        )
+        == 1
     )
     assert "# 3 logged quality verdicts on local-llama answers" in capsys.readouterr().out, "too few to place a cut"
 

@@ -375,3 +375,43 @@ def test_the_cache_ttls_a_request_asks() -> None:
     tools = [{"name": "t", "input_schema": {"type": "object"}, "cache_control": five}]
     assert cache_breakpoints({"tools": tools, "input": "hi"})[0] == {"5m"}
     assert cache_breakpoints({"messages": [{"role": "user", "content": "hi"}]}) == (set(), 0.0)
+
+
+def test_get_field_reads_pydantic_objects_as_getattr_does() -> None:
+    """get_field reads a pydantic object's fields without getattr (whose miss raises inside pydantic): every kind
+    of attribute still reads as getattr reads it."""
+    from pydantic import BaseModel, ConfigDict
+
+    from policies.common.api_answers import get_field
+
+    class Extra(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        a: int = 1
+
+        @property
+        def shown(self) -> str:
+            return "property"
+
+    class Dynamic(BaseModel):
+        a: int = 1
+
+        def __getattr__(self, name: str) -> str:
+            return f"dynamic {name}"
+
+    usage = litellm.Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5)
+    extra = Extra(b=2)
+    dynamic = Dynamic()
+    for obj, key in [
+        (usage, "prompt_tokens"),
+        (usage, "cache_read_input_tokens"),
+        (usage, "prompt_tokens_details"),
+        (usage, "model_dump"),
+        (extra, "a"),
+        (extra, "b"),
+        (extra, "c"),
+        (extra, "shown"),
+        (dynamic, "a"),
+        (dynamic, "missing"),
+    ]:
+        assert get_field(obj, key) == getattr(obj, key, None), (type(obj).__name__, key)
+    assert get_field(dynamic, "missing") == "dynamic missing" and get_field(extra, "c") is None

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import json
-import logging
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from policies.common.routing_settings import RoutingSettings
-from policies.common.settings import LOG_FORMAT
 from policies.embedding.names import embedder_for
+from policies.learning.cli import _settings
+from policies.learning.labels import label_from_gate
+from policies.learning.registry import base_version
+from policies.learning.route_thresholds import route_thresholds_main
+from policies.learning.store import InferenceLog, Label, RouteRow
 from policies.routing import thresholds as cli
 from policies.routing.router import Router
 from policies.routing.scorer import load_artifact
@@ -95,7 +95,7 @@ def test_creative_rule_still_raises_requests_above_their_share(router: Router) -
 def test_command_prints_a_config_snippet(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     lines = [json.dumps({"id": i, **r}) for i, r in enumerate(sample_requests())] + ["not json"]
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
-    assert cli.route_thresholds_main(["--shares", "0.8", "0.15", "0.05"]) == 0
+    assert route_thresholds_main(["--shares", "0.8", "0.15", "0.05"]) == 0
     out = capsys.readouterr().out
     assert "(1 unreadable lines skipped)" in out
     # Within one request of 80%: the sample holds each prompt twice, and a tied pair may straddle the cut.
@@ -109,70 +109,60 @@ def test_command_names_the_tiers_when_shares_do_not_fit(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(user("hi")) + "\n"))
-    assert cli.route_thresholds_main(["--shares", "0.8", "0.2"]) == 2
+    assert route_thresholds_main(["--shares", "0.8", "0.2"]) == 2
     assert "local-llama, deepseek-chat, claude-sonnet" in capsys.readouterr().err
 
 
-@contextlib.contextmanager
-def logging_to(path: Path, name: str) -> Iterator[logging.Logger]:
-    """Every synqra.* logger writes to `path` in the proxy's own log format, as in the proxy; `name` logs at INFO."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger("synqra")
-    log = logging.getLogger(name)
-    root.addHandler(handler)
-    old_level = log.level
-    log.setLevel(logging.INFO)
-    try:
-        yield log
-    finally:
-        root.removeHandler(handler)
-        log.setLevel(old_level)
-        handler.close()
+def serving_version() -> str:
+    """The version the command reads rows of without a config (the repo's config, no learnt version installed)."""
+    return base_version(_settings(None)[2])
 
 
-def proxy_log(router: Router, requests: list[dict], path: Path) -> None:
-    """The decision lines the proxy writes for these requests: Router.adecide logging through the
-    proxy's own format, with a line of another logger and one fallback-scored decision mixed in."""
-    with logging_to(path, "synqra.routing") as log:
-        for r in requests:
-            asyncio.run(router.adecide(r))
-        log.info("route local-llama score=0.990 score 0.990; embedding unavailable (TimeoutError), structural fallback")
-        logging.getLogger("synqra.budget").warning("route claude-sonnet score=0.999 (another logger)")
+def inference_log(path: Path, rows: list[tuple[float, str, str]], labels: dict[int, str] | None = None) -> Path:
+    """An inference log (as the proxy's writer thread writes it) of rows (route score, router version, scorer) and
+    quality gate verdicts {row index: action}, alternately live (`gate`) and shadow mode's (`shadow_gate`)."""
+    log = InferenceLog(path)
+    routes = [
+        RouteRow(f"r{i}", 1000.0 + i, "k", b"", b"", b"", 0, None, score, scorer, version, "local-llama", "live")
+        for i, (score, version, scorer) in enumerate(rows)
+    ]
+    verdicts = [
+        Label(f"r{i}", "shadow_gate" if i % 2 else "gate", label_from_gate(action), 2000.0 + i)
+        for i, action in (labels or {}).items()
+    ]
+    log.write(routes=routes, labels=verdicts)
+    log.close()
+    return log.path
 
 
-def test_log_scores_give_the_same_cut_as_the_requests(router: Router, tmp_path: Path) -> None:
-    requests = sample_requests()
-    proxy_log(router, requests, tmp_path / "proxy.log")
-    lines = (tmp_path / "proxy.log").read_text().splitlines()
-    scores = cli.logged_scores(lines)
-    assert len(scores) == len(requests)  # the fallback-scored and the foreign line are left out
-    assert scores == [pytest.approx(d.score, abs=5e-4) for d in router.decide_batch(requests)]
-    thresholds, shares = cli.thresholds_from_scores(router, scores, [0.8, 0.15, 0.05])
-    assert shares["local-llama"] == pytest.approx(0.8, abs=0.02)
-    from_requests, _ = cli.fit_thresholds(router, requests, [0.8, 0.15, 0.05])
-    assert thresholds == pytest.approx(from_requests, abs=1e-3)
-
-
-def test_command_reads_the_log(
-    router: Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+def test_command_reads_the_serving_versions_scores(
+    router: Router, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    proxy_log(router, sample_requests(), tmp_path / "proxy.log")
+    """The scores of the router version serving now, as the proxy's inference log keeps them; another version's
+    (another scale) and the structural fallback rule's are left out."""
+    requests = sample_requests()
+    version = serving_version()
+    rows = [(d.score, version, "learned") for d in router.decide_batch(requests)]
+    rows += [(0.99, "v-older", "learned")] * 50 + [(0.99, version, "heuristic")] * 5
+    file = inference_log(tmp_path, rows)
     shares = ["--shares", "0.8", "0.15", "0.05"]
-    assert cli.route_thresholds_main([*shares, "--from-log", str(tmp_path / "proxy.log")]) == 0
-    out = capsys.readouterr().out
-    assert f"{len(sample_requests())} logged decisions" in out
-    # The split the running thresholds give (what a shadow-mode log says going live would do) is the
-    # split of the logged decisions themselves (none of these prompts is creative or needs a capability).
-    tiers = [d.tier for d in router.decide_batch(sample_requests())]
-    expected = ", ".join(
-        f"{t} {tiers.count(t) / len(tiers):.3f}" for t in ("local-llama", "deepseek-chat", "claude-sonnet")
-    )
-    assert f"# at the configured thresholds {router.thresholds}: {expected}" in out
+    tiers = [d.tier for d in router.decide_batch(requests)]
+    for given in (file, tmp_path):  # the file or its folder
+        assert route_thresholds_main([*shares, "--from-log", str(given)]) == 0
+        out = capsys.readouterr().out
+        assert f"# {len(requests)} logged decisions of router {version}" in out
+        # The split the running thresholds give (what a shadow-mode log says going live would do) is the
+        # split of the logged decisions themselves (none of these prompts is creative or needs a capability).
+        expected = ", ".join(
+            f"{t} {tiers.count(t) / len(tiers):.3f}" for t in ("local-llama", "deepseek-chat", "claude-sonnet")
+        )
+        assert f"# at the configured thresholds {router.thresholds}: {expected}" in out
+        fitted = yaml.safe_load(out)["synqra"]["routing"]["thresholds"]
+        from_requests, _ = cli.fit_thresholds(router, requests, [0.8, 0.15, 0.05])
+        assert fitted == pytest.approx(from_requests, abs=1e-3)
     assert len(set(tiers)) > 1
-    assert len(yaml.safe_load(out)["synqra"]["routing"]["thresholds"]) == 2
-    assert cli.route_thresholds_main([*shares, "--from-log", str(tmp_path / "none.log")]) == 2
-    assert "none.log" in capsys.readouterr().err
+    assert route_thresholds_main([*shares, "--from-log", str(tmp_path / "none")]) == 2
+    assert "none" in capsys.readouterr().err
 
 
 # --- the local cut from logged quality verdicts (--max-escalation) ------------------------------
@@ -209,54 +199,27 @@ def test_escalation_bands_cover_every_verdict() -> None:
     assert [rate for *_, rate in bands] == [0.0, 0.0, 0.0, pytest.approx(0.975), 1.0]
 
 
-def quality_log(path: Path, verdicts: list[tuple[float, str]], tier: str = "local-llama") -> None:
-    """Verdict lines as the quality gate (live) and the shadow evaluator write them, through the proxy's format;
-    tests/integration checks the real lines read the same."""
-    with logging_to(path, "synqra.quality") as log:
-        for i, (score, action) in enumerate(verdicts):
-            if i % 2:
-                log.info(
-                    "quality 0.500 %s (ok) -> chain false served by %s first=%s route_score=%.4f scorer=learned",
-                    action,
-                    tier,
-                    tier,
-                    score,
-                )
-            else:
-                log.info(
-                    "shadow quality 0.500 %s (ok) first=%s route_score=%.4f scorer=learned chosen=x request=r%d",
-                    action,
-                    tier,
-                    score,
-                    i,
-                )
-        log.info(
-            "quality 0.100 escalate (ok) -> chain a>b served by b first=%s route_score=0.0100 scorer=heuristic", tier
-        )
-        log.info(
-            "quality 0.100 escalate (ok) -> chain a>b served by b first=deepseek-chat route_score=0.0100 scorer=learned"
-        )
-
-
 def test_command_places_the_local_cut_from_logged_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     v = verdicts_rising()
-    quality_log(tmp_path / "proxy.log", v)
-    lines = (tmp_path / "proxy.log").read_text().splitlines()
-    read = cli.logged_verdicts(lines, "local-llama", "learned")
-    assert sorted(read) == sorted(v), "live and shadow lines alike; fallback-scored and other tiers' left out"
-    assert cli.route_thresholds_main(["--max-escalation", "0.25", "--from-log", str(tmp_path / "proxy.log")]) == 0
+    version = serving_version()
+    rows = [(score, version, "learned") for score, _ in v]
+    rows += [(0.01, version, "heuristic"), (0.01, "v-older", "learned")]  # escalated, on other scales: left out
+    labels = {i: action for i, (_, action) in enumerate(v)} | {len(v): "escalate", len(v) + 1: "escalate"}
+    log = inference_log(tmp_path / "good", rows, labels)
+    assert route_thresholds_main(["--max-escalation", "0.25", "--from-log", str(log)]) == 0
     out = capsys.readouterr().out
     cut = cli.local_cut(v, 0.25)
     assert cut is not None and f"# local cut {cut.threshold}: the 161 logged requests" in out
+    assert f"# {len(v)} logged quality verdicts on local-llama answers (live and shadow)" in out
     thresholds = yaml.safe_load(out)["synqra"]["routing"]["thresholds"]
     assert thresholds[0] == cut.threshold and thresholds == sorted(thresholds)
     assert "nothing is known about higher scores" not in out
-    assert cli.route_thresholds_main(["--max-escalation", "1", "--from-log", str(tmp_path / "proxy.log")]) == 0
+    assert route_thresholds_main(["--max-escalation", "1", "--from-log", str(log)]) == 0
     assert "every logged request is below this cut" in capsys.readouterr().out
-    assert cli.route_thresholds_main(["--max-escalation", "0.25"]) == 2, "needs the log"
+    assert route_thresholds_main(["--max-escalation", "0.25"]) == 2, "needs the log"
     assert "--from-log" in capsys.readouterr().err
-    quality_log(tmp_path / "bad.log", [(0.1, "escalate")] * 30)
-    assert cli.route_thresholds_main(["--max-escalation", "0.1", "--from-log", str(tmp_path / "bad.log")]) == 1
+    bad = inference_log(tmp_path / "bad", [(0.1, version, "learned")] * 30, dict.fromkeys(range(30), "escalate"))
+    assert route_thresholds_main(["--max-escalation", "0.1", "--from-log", str(bad)]) == 1
     assert "no cut keeps the escalation rate" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        cli.route_thresholds_main(["--max-escalation", "0.1", "--shares", "0.8", "0.15", "0.05"])
+        route_thresholds_main(["--max-escalation", "0.1", "--shares", "0.8", "0.15", "0.05"])
