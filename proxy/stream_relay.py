@@ -61,7 +61,7 @@ class StreamRelay:
         client that left (recorded at what was relayed).
 
         With nothing relayed, only `opened` (the client left a stream the provider had opened: LiteLLM cancels it
-        before its first chunk once it sees the disconnect) or an `error` saying the provider's response broke off
+        before its first chunk once it sees the disconnect; or the stream broke on its first read) or an `error` saying the provider's response broke off
         after it opened (e.g. the Responses API's first read, which LiteLLM makes before relaying anything) shows
         the provider had begun: it bills the prompt."""
         if self.finished or not state.call_type or state.accounted:
