@@ -437,7 +437,11 @@ class SynqraHooks(CustomLogger):
                 async for item in relay.items():
                     yield item
         except Exception as e:
-            record_in_background(relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off", e))
+            # This hook gets the provider's response: its stream had opened, so the provider bills the call even when
+            # it broke before a chunk reached the proxy (LiteLLM's text completions fail so, on a bare "Connection
+            # error", when a fast stream's words and break come in one burst).
+            recording = relay.record_if_cut_short(rt.config, rt.accounts, state, request_data, "broke off", e, True)
+            record_in_background(recording)
             rt.learning.outcome(state)  # the tier that served, as far as it got
             raise
         except BaseException:  # cancelled or closed: the client left mid-stream, or before its first chunk

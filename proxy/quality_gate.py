@@ -258,8 +258,10 @@ class QualityGate:
             # (under the call's own id it read as an escalation that answered).
             child.leaves_local = False
             cut = child.child(child.kind, child.route, "broken0", counts_request=False, leaves_local=False)
+            cut.worst_case = child.worst_case  # booked at that when the provider's side broke it
+            broke = e if isinstance(e, Exception) else None  # else cancelled: the client left
             recording = (
-                relay.record_if_cut_short(self.rt.config, accounts, cut, kwargs, f"broke ({type(e).__name__})")
+                relay.record_if_cut_short(self.rt.config, accounts, cut, kwargs, "broke off", broke)
                 if relay and not child.accounted
                 else None
             )

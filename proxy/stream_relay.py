@@ -3,9 +3,10 @@
 A provider bills a stream for the prompt and every token it sent, whether the stream ran to its end, broke off
 mid-answer (a dropped connection, a provider error event) or was left by its client. LiteLLM logs success only for
 a stream that ran to its end, and reports a broken one as a failed call, whose reservation the Accountant gives
-back. The relay keeps the items the provider sent; when the stream ends any other way after the provider began
-answering, the call is recorded at what it delivered (`delivered_usage`), in a task of its own so a client that
-left cannot cancel the recording.
+back. The relay keeps the items the provider sent; when its client leaves after the provider began answering, the
+call is recorded at what it delivered (`delivered_usage`); when the provider's side breaks it, at its worst case
+(what the provider sent past the items read is unknown), in a task of its own so a client that left cannot
+cancel the recording.
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ class StreamRelay:
     ) -> Coroutine[Any, Any, None] | None:
         """The recording of a stream that ended short of its end after the provider began answering, else None.
 
+        `error`: what broke it on the provider's side (a paid call is then recorded at its worst case); None for a
+        client that left (recorded at what was relayed).
+
         With nothing relayed, only `opened` (the client left a stream the provider had opened: LiteLLM cancels it
-        before its first chunk once it sees the disconnect) or an `error` saying the provider's response broke off
+        before its first chunk once it sees the disconnect; or the stream broke on its first read) or an `error` saying the provider's response broke off
         after it opened (e.g. the Responses API's first read, which LiteLLM makes before relaying anything) shows
         the provider had begun: it bills the prompt."""
         if self.finished or not state.call_type or state.accounted:
@@ -73,6 +77,16 @@ class StreamRelay:
             if self.sent
             else prompt_only_usage(model, messages)
         )
+        if error is not None and served:
+            # Broken on the provider's side: what it generated (and bills) beyond what was read is unknown, words
+            # the HTTP client had read but LiteLLM had not relayed are lost with the break. Its worst case, as for
+            # a timed-out call (or what was seen, if more: a provider's own prompt count, an answer past its
+            # allowance); a client that left passes no error and is recorded at what was relayed.
+            broke = f"stream {why} after {len(self.sent)} items ({type(error).__name__})"
+            worst = accounts.worst_case(state, served, broke)
+            if worst is not None:
+                tokens = ("prompt_tokens", "completion_tokens")
+                return accounts.stream_broke(state, served, {k: max(worst[k], int(usage.get(k) or 0)) for k in tokens})
         log.warning(
             "%s stream of %s %s after %d items: recorded what the provider sent (%d in, %d out, estimated)",
             served,

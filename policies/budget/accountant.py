@@ -17,10 +17,12 @@ Invariants, for every call to a paid model:
 4. a LiteLLM fallback that answers is billed as its own row (kind "fallback"), the failed primary is released,
    every other fallback tried is released; an answer whose provider reported no usage is recorded at LiteLLM's
    token count, never as free;
-5. a stream that broke off, or that its client left, after the provider began answering is recorded at what it
-   had delivered (the prompt and the answer so far), not treated as a failed call: the provider bills it; an
-   attempt whose response broke off before any answer came through, and that LiteLLM retried or fell back from,
-   is recorded at its prompt.
+5. a stream that its client left after the provider began answering is recorded at what it had delivered (the
+   prompt and the answer so far), not treated as a failed call: the provider bills it. A stream that broke on
+   the provider's side (a dropped connection, a protocol error, an error event) is recorded at its worst case, as
+   a timed-out call is: the provider bills what it generated, and words LiteLLM had read but not yet relayed are
+   lost with the break (168 of 200 in a test); so is an attempt whose response broke off before any answer came
+   through and that LiteLLM retried or fell back from, as a row of its own.
 6. a non-streamed call that timed out after it was sent (LiteLLM's timeout, or the client's `timeout`) is
    recorded at its worst case, as a row of its own that counts no request: the provider goes on generating
    the answer nobody will receive, and bills it, while LiteLLM reports a failed call and may try a fallback.
@@ -248,8 +250,8 @@ class Accountant:
 
     async def stream_broke(self, state: RequestState, served: str | None, usage: dict[str, int]) -> None:
         """A stream broke off, or its client left, after its provider had begun answering: the provider bills
-        the prompt and what it sent, so the call is recorded at `usage` (delivered_usage's estimate), not
-        released as a failure. `served`: the model group that opened the stream (a fallback, when one did)."""
+        the prompt and what it sent, so the call is recorded at `usage` (what it delivered when the client left; its
+        worst case when the provider's side broke it, `worst_case`), not released as a failure. `served`: the model group that opened the stream (a fallback, when one did)."""
         if served is None or served == state.route or served not in state.attempts:
             await self.settle(state, usage, served or state.route)
             await self.attempt_answered(state, state.route, None)  # what its retries or fallbacks hold goes back
@@ -258,14 +260,21 @@ class Accountant:
 
     async def attempt_broke(self, state: RequestState, group: str, attempt: int, data: dict[str, Any]) -> None:
         """LiteLLM retried or fell back from an attempt of this call whose provider's response broke off after it
-        opened, before any of its answer reached the client: the provider bills its prompt, so it is recorded at the
-        prompt's count, as an extra call of the request (kind "fallback", not counted as a request; its request id
+        opened, before any of its answer reached the client: the provider bills its prompt and whatever it generated
+        before the break, which is unknown, so it is recorded at its worst case (at its prompt's count for an attempt
+        with no reservation), as an extra call of the request (kind "fallback", not counted as a request; its request id
         ends in ":broken<attempt>"). Its reservation (the call's, or a retry's) is released as those are."""
         if self.guard.is_free(group):
             return
         # Not the call that answered: the request leaves the local share (an escalation's) on the attempt that
         # answers, or stays in it when none does.
         child = state.child("fallback", group, f"broken{attempt}", counts_request=False, leaves_local=False)
+        # What the provider generated before the break is unknown (LiteLLM may have read, and dropped, much of it).
+        why = f"broke off (attempt {attempt}) before answering; LiteLLM tried again"
+        worst = self.worst_case(state, group, why)
+        if worst is not None:
+            await self._record(child, worst, group)
+            return
         usage = prompt_only_usage(group, chat_view(data, state.call_type).get("messages") or [])
         log.warning(
             "%s attempt %d of %s broke off before answering; LiteLLM tried again: recorded its prompt (%d tokens, "
@@ -292,20 +301,39 @@ class Accountant:
         and bills it, so it is recorded at its worst case (the prompt and the whole output allowance), as a row
         of its own that counts no request. The attempt's reservation is left to the call's end as for any failed
         attempt (a retry or fallback may still answer under it)."""
-        # A retry of the call's own group asks what the call asked: the call's worst case is its worst case.
-        attempt = state if group == state.route else state.attempts.get(group)
-        if attempt is None or attempt.worst_case is None or self.guard.is_free(group):
+        attempt = self._paid_attempt(state, group)
+        if attempt is None:
             return
         attempt.timeouts += 1
         row = attempt.child(attempt.kind, group, f"timeout{attempt.timeouts}", counts_request=False, leaves_local=False)
+        await self.settle(row, self._booked_at_worst_case(attempt, group, "timed out after it was sent"), group)
+
+    def worst_case(self, state: RequestState, group: str, why: str) -> dict[str, int] | None:
+        """The usage to book for `state`'s paid attempt on `group` when its true usage cannot be known (`why`: it
+        timed out, its provider's stream broke): its reservation's worst case, above the provider's bill, never
+        below. None for a free model or an attempt with no reservation."""
+        attempt = self._paid_attempt(state, group)
+        return None if attempt is None else self._booked_at_worst_case(attempt, group, why)
+
+    def _paid_attempt(self, state: RequestState, group: str) -> RequestState | None:
+        # A retry of the call's own group asks what the call asked: the call's worst case is its worst case.
+        attempt = state if group == state.route else state.attempts.get(group)
+        if attempt is None or attempt.worst_case is None or self.guard.is_free(group):
+            return None
+        return attempt
+
+    @staticmethod
+    def _booked_at_worst_case(attempt: RequestState, group: str, why: str) -> dict[str, int]:
+        worst = attempt.worst_case or {}
         log.warning(
-            "%s call %s timed out after it was sent: recorded at its worst case (%d in, %d out)",
+            "%s call %s %s: recorded at its worst case (%d in, %d out, worst case)",
             group,
             attempt.request_id,
-            attempt.worst_case["prompt_tokens"],
-            attempt.worst_case["completion_tokens"],
+            why,
+            worst.get("prompt_tokens", 0),
+            worst.get("completion_tokens", 0),
         )
-        await self.settle(row, attempt.worst_case, group)
+        return dict(worst)
 
     async def release_all(self, state: RequestState) -> None:
         """The call failed as a whole (every fallback too): nothing it reserved is spent."""
