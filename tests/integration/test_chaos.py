@@ -4,12 +4,11 @@ during them kill -9 of a proxy, a Redis restart and kill -9 of llama.cpp mid-str
 
 How the ledger may differ from the providers' bill, and why (every other request and model must match to the
 token): a call in flight on the proxy killed with -9 is billed by its provider and recorded by nobody (its
-reservation lapses after the TTL); a stream cut off mid-answer is recorded at LiteLLM's token count of what it
-delivered, not the provider's word count (tests/integration/test_stream_breaks.py); a stream cut before any of
-its answer came through (LiteLLM holds back a /v1/messages stream's first words) and then tried again is recorded
-at its prompt by LiteLLM's count, without the words the provider had sent (a known shortfall, README); a
-non-streamed call that timed out is recorded at its worst case, above the fake's bill for a hang (nothing; a real
-provider bills the answer it goes on generating).
+reservation lapses after the TTL); a stream the provider cut off, mid-answer or before any of its answer
+came through, is recorded at its worst case (prompt and the whole output allowance,
+tests/integration/test_stream_breaks.py), above the fake's bill for the words it sent; a non-streamed call that
+timed out is recorded at its worst case, above the fake's bill for a hang (nothing; a real provider bills the
+answer it goes on generating).
 """
 
 from __future__ import annotations
@@ -65,11 +64,12 @@ def why_billed_differently(m: dict) -> str | None:
     if unrecorded and m["on_killed_proxy_at_kill"]:
         return "in flight on the killed proxy"
     if "cut" in m["provider_faults"] and not unrecorded and m["ledger_tokens"][1] > 0:
-        return "cut off mid-answer: recorded at LiteLLM's count of what was delivered"
+        return "cut off by the provider: recorded at its worst case"
     if "timeout" in m["provider_faults"] and not m["stream"] and m["ledger_tokens"][1] > m["bill_tokens"][1]:
         return (
             "timed out: recorded at its worst case (a real provider bills what it generates; the fake's hang nothing)"
         )
     if "cut" in m["provider_faults"] and m["ledger_tokens"][0] > 0 and m["ledger_tokens"][1] == 0:
-        return "cut before any answer came through and tried again: recorded at its prompt (LiteLLM's count)"
+        # Allowed, not expected: a cut attempt the worst-case rule might not see would show up here.
+        return "cut before any answer came through and tried again: recorded at its prompt only"
     return None
