@@ -217,6 +217,16 @@ FIGURES = {  # element id -> /api/budget/status key
 }
 
 
+def signed_in_dashboard(browser: Any, base_url: str) -> Any:
+    """A page of the dashboard, signed in with the master key and loaded."""
+    pg = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    pg.goto(f"{base_url}/dashboard")
+    pg.fill("#key", MASTER_KEY)
+    pg.click("button[type=submit]")
+    pg.wait_for_selector("body[data-loaded]", timeout=30_000)
+    return pg
+
+
 def test_dashboard_in_a_real_browser(stack: RunningStack, openai_client: Any, tmp_path: Path) -> None:
     marker = "secret-prompt-" + uuid.uuid4().hex
     some_traffic(stack, openai_client, marker)
@@ -311,11 +321,7 @@ def test_spend_by_tag_on_the_dashboard_and_in_the_report(
     by_tag = r.json()["by_tag"]
     assert "docs-bot" in by_tag and by_tag["docs-bot"]["requests"] >= 1
     with chromium() as browser:
-        pg = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-        pg.goto(f"{stack.base_url}/dashboard")
-        pg.fill("#key", MASTER_KEY)
-        pg.click("button[type=submit]")
-        pg.wait_for_selector("body[data-loaded]", timeout=30_000)
+        pg = signed_in_dashboard(browser, stack.base_url)
         assert pg.locator("#tags-card").is_visible()
         rows = {
             tr.locator("td").first.inner_text(): [td.inner_text() for td in tr.locator("td").all()]
@@ -476,11 +482,7 @@ def test_the_router_card_shows_the_last_fit_and_the_last_rollback_apart(
         registry.record_run({"decision": "installed", "version": "20261201T000000Z-abcdef12", "reason": "won"})
         registry.record_run({"decision": ROLLED_BACK, "version": "base", "reason": "synqra learn --rollback"})
         with chromium() as browser:
-            pg = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-            pg.goto(f"{s.base_url}/dashboard")
-            pg.fill("#key", MASTER_KEY)
-            pg.click("button[type=submit]")
-            pg.wait_for_selector("body[data-loaded]", timeout=30_000)
+            pg = signed_in_dashboard(browser, s.base_url)
             last = pg.inner_text("#router-last-run")
             assert "installed" in last and "20261201T000000Z-abcdef12" in last and ROLLED_BACK not in last, last
             assert ROLLED_BACK in pg.inner_text("#router-last-rollback")
