@@ -23,7 +23,14 @@ from litellm.proxy.common_utils.openai_error_payload import openai_error_type_fo
 from policies.budget.accountant import BudgetRefused, key_hash
 from policies.budget.tags import BadTag, request_tag
 from policies.budget.worst_case import asked_allowance
-from policies.common.api_answers import answer_of, cache_tokens_of, checked_usage, stream_answer, usage_of
+from policies.common.api_answers import (
+    answer_of,
+    cache_tokens_of,
+    checked_usage,
+    stream_answer,
+    usage_of,
+    usage_only,
+)
 from policies.common.api_shapes import (
     CHAT_CALLS,
     EMBEDDING_CALLS,
@@ -86,18 +93,20 @@ def _http_error(status: int, message: str) -> HTTPException:
     return _RequestError(status, message)
 
 
-def ask_stream_usage(data: dict[str, Any], call_type: str) -> None:
+def ask_stream_usage(data: dict[str, Any], call_type: str) -> bool:
     """Ask every deployment of a stream (fallbacks too) for its usage: without it the stream is recorded at LiteLLM's
     token estimate, not at what the provider billed. LiteLLM asks on chat only, and only when every deployment of the
     model the client named takes `stream_options` (Claude's do not: its GPT-4o fallback went unasked). A chat client
-    that did not ask gets no usage chunk: LiteLLM's own flag strips it."""
+    that did not ask gets no usage chunk: LiteLLM's own flag strips it on chat, the streaming hook on text completions.
+    Returns whether synqra asked (the client did not)."""
     opts = data.get("stream_options")
     opts = opts if isinstance(opts, dict) else {}
     if opts.get("include_usage") is True:
-        return
+        return False
     data["stream_options"] = {**opts, "include_usage": True}
     if call_type in CHAT_CALLS:
         data["_litellm_strip_stream_usage"] = True
+    return True
 
 
 class SynqraHooks(CustomLogger):
@@ -180,7 +189,7 @@ class SynqraHooks(CustomLogger):
         state.routed = routed and (not shadow or state.budget_note == "stopped")
         state.stream = bool(data.get("stream"))
         if state.stream and call_type in TEXT_CALLS | CHAT_CALLS:
-            ask_stream_usage(data, call_type)
+            state.hide_stream_usage = ask_stream_usage(data, call_type) and call_type in TEXT_CALLS
         if rt.gate.applies(state):
             rt.gate.prepare(state, data)
         return data
@@ -430,11 +439,13 @@ class SynqraHooks(CustomLogger):
         # The model group whose stream this is: a LiteLLM fallback's answer is validated as that tier's.
         served = served_group(rt.config, (getattr(response, "_hidden_params", None) or {}).get("model_id"))
         try:
-            if state.call_type and rt.gate.applies(state, served):
-                async for item in rt.gate.stream(state, relay.items(), served):
-                    yield item
-            else:
-                async for item in relay.items():
+            items = (
+                rt.gate.stream(state, relay.items(), served)
+                if state.call_type and rt.gate.applies(state, served)
+                else relay.items()
+            )
+            async for item in items:
+                if not (state.hide_stream_usage and usage_only(item)):  # recorded by the relay, not for the client
                     yield item
         except Exception as e:
             # This hook gets the provider's response: its stream had opened, so the provider bills the call even when

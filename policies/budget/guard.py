@@ -570,8 +570,7 @@ class BudgetGuard:
         win = self._current_window()
         if month != win.key:
             return
-        fired = levels_fired(month_alerts(self._fired), self.settings.monthly_limit_usd)
-        for level in levels_to_fire(committed_nano / self._limit_nano, self._levels, fired):
+        for level in levels_to_fire(committed_nano / self._limit_nano, self._levels, self._levels_fired(None)):
             await self._fire(win, level_key(level), committed_nano)
 
     async def _check_tag_alerts(self, month: str, tag: str, committed_nano: int) -> None:
@@ -579,19 +578,29 @@ class BudgetGuard:
         if month != win.key:
             return
         limit = self._tag_caps[tag].limit_nano
-        keys = [k.split(":", 2)[1] for k in self._fired if k.startswith(TAG_ALERT_PREFIX) and k.split(":", 2)[2] == tag]
-        for level in levels_to_fire(
-            committed_nano / limit, self._levels, levels_fired(keys, self.settings.tags[tag].monthly_limit_usd)
-        ):
+        for level in levels_to_fire(committed_nano / limit, self._levels, self._levels_fired(tag)):
             await self._fire(win, level_key(level), committed_nano, tag)
+
+    def _limit_usd(self, tag: str | None) -> float:
+        return self.settings.monthly_limit_usd if tag is None else self.settings.tags[tag].monthly_limit_usd
+
+    def _levels_fired(self, tag: str | None) -> list[str]:
+        """The month's (or `tag`'s) levels fired against the limit in force, keys stored without a limit included."""
+        if tag is None:
+            keys = month_alerts(self._fired)
+        else:
+            keys = [
+                k.split(":", 2)[1] for k in self._fired if k.startswith(TAG_ALERT_PREFIX) and k.split(":", 2)[2] == tag
+            ]
+        return levels_fired(keys, self._limit_usd(tag))
 
     async def _fire(self, win: MonthWindow, level: str, committed_nano: int, tag: str | None = None) -> None:
         """Fire alert `level` unless this month already has it for the limit in force (in any process sharing the
         store). `tag`: the alert is about that tag's own cap."""
-        s = self.settings
-        limit_usd = s.monthly_limit_usd if tag is None else s.tags[tag].monthly_limit_usd
+        limit_usd = self._limit_usd(tag)
         key = alert_key(level, limit_usd) if tag is None else _tag_alert_key(alert_key(level, limit_usd), tag)
-        if key in self._fired:
+        # The stop alert comes here directly: a 'stop' stored before limits were kept has been sent already.
+        if key in self._fired or level in self._levels_fired(tag):
             return
         try:
             first = await self._store_call(lambda: self.store.mark_alert(win.key, key, self._now().timestamp()))

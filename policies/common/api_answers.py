@@ -277,6 +277,14 @@ def carries_answer(item: Any) -> bool:
     return False
 
 
+def usage_only(item: Any) -> bool:
+    """A stream chunk that carries the usage and nothing of the answer (no text, no finish reason): a text completion's
+    last chunk when `include_usage` was asked."""
+    if get_field(item, "usage") is None:
+        return False
+    return not any(get_field(c, "text") or get_field(c, "finish_reason") for c in get_field(item, "choices") or [])
+
+
 def stream_answer(chunks: list[Any], call_type: str = "acompletion") -> Answer:
     """Text, finish reason, logprobs and tool calls of a buffered stream: OpenAI chat or text completion chunks,
     Anthropic events, or Responses API events (whose last event carries the whole response)."""

@@ -67,6 +67,9 @@ class RequestState:
     counts_request: bool = True
     leaves_local: bool = False
     stream: bool = False
+    # A text completion stream whose usage synqra asked for and the client did not: its usage-only chunk is not relayed
+    # (LiteLLM's own strip flag works on chat chunks only).
+    hide_stream_usage: bool = False
     hour_cache: bool = False  # a cache_control asks Anthropic's one-hour TTL: cache writes at its price
     # The prompt's share up to its last cache_control (api_shapes.cache_breakpoints): what the all-Claude baseline
     # reads from Claude's cache when the model that answered cached nothing.

@@ -41,6 +41,20 @@ def test_streaming_chat_local_llama(openai_client) -> None:
     assert usage is not None and usage.completion_tokens > 0
 
 
+@pytest.mark.parametrize("model", ["local-llama", "gpt-4o", "deepseek-chat", "claude-sonnet"])
+@pytest.mark.parametrize("asked", [None, False, True], ids=["unasked", "include_usage-false", "include_usage-true"])
+def test_a_streamed_text_completion_has_a_usage_chunk_only_when_asked(openai_client, model: str, asked) -> None:
+    """synqra asks every stream for its usage (to record the bill); a client that did not ask gets none. It leaked on
+    text completions: gpt-4o and the local model sent a usage-only last chunk (choices [{"index": 0}]) unasked."""
+    extra = {} if asked is None else {"stream_options": {"include_usage": asked}}
+    stream = openai_client.completions.create(
+        model=model, prompt="Question: What is the capital of France?\nAnswer:", max_tokens=6, stream=True, **extra
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].text or "" for c in chunks if c.choices), "the answer was relayed"
+    assert [c.usage is not None for c in chunks].count(True) == (1 if asked else 0), [c.usage for c in chunks]
+
+
 def test_embeddings_dimensions_and_semantics(openai_client) -> None:
     r = openai_client.embeddings.create(
         model="local-embed",

@@ -523,3 +523,31 @@ def test_raising_a_tag_cap_or_the_month_limit_rearms_their_alerts(make_guard: Ca
         ]
 
     asyncio.run(main())
+
+
+def test_a_stop_alert_stored_before_limits_were_kept_is_not_sent_again(make_guard: Callable[..., BudgetGuard]) -> None:
+    """A month (or a tag) that stopped before the upgrade holds 'stop' ('tag:stop:t') with no limit: the upgraded
+    guard's next refused call must not send the stop webhook a second time (the 70% levels already count such keys)."""
+
+    async def main() -> None:
+        async with Receiver() as rx:
+            hook = {"alert_webhook": rx.url, "alert_webhook_backoff_s": 0.05}
+            g = make_guard(monthly_limit_usd=1.0, tags={"t": {"monthly_limit_usd": 0.1}}, **hook)
+            month = (await g.status())["month"]
+            for key in ("0.7", "stop", "tag:0.7:t", "tag:stop:t"):  # as stored before dab0f80
+                await g.store.mark_alert(month, key, 0.0)
+            await g.aclose()
+            g = make_guard(monthly_limit_usd=1.0, tags={"t": {"monthly_limit_usd": 0.1}}, **hook)
+            await g.status()  # as the proxy's start-up, which reads the month's alerts
+            await _spend(g, "t1", "claude-sonnet", 5_000, 4_000, "t")  # $0.075: 75% of the tag's cap
+            with pytest.raises(BudgetExhausted):  # its stop
+                await g.reserve("t2", "claude-sonnet", 5_000, 5_000, tag="t")
+            await _spend(g, "m1", "claude-sonnet", 50_000, 40_000, None)  # the month at $0.825
+            with pytest.raises(BudgetExhausted):  # the month's stop
+                await g.reserve("m2", "claude-sonnet", 10_000, 10_000)
+            assert g.is_stopped()
+            await g.alerter.drain()  # type: ignore[union-attr]
+            await g.aclose()
+        assert [(b.get("tag"), b["level"]) for b in rx.bodies] == []  # main: [('t', 'stop'), (None, 'stop')]
+
+    asyncio.run(main())
