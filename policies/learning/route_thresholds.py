@@ -58,7 +58,9 @@ class _Logged:
             )
         self.path = path
         self.version = RouterRegistry(path.parent / "routers", base).current_name()
-        self._log = InferenceLog(path)
+        if path.stat().st_size == 0:  # an empty file is no log; opening it would also be refused below
+            raise OSError(f"{path} holds no inference log (an empty file)")
+        self._log = InferenceLog(path, read_only=True)  # a command that reads: it never writes the log
 
     def scores(self, scorer: str) -> list[float]:
         return self._log.route_scores(self.version, scorer)
@@ -95,6 +97,11 @@ def _cut_report(router: Any, logged: _Logged, max_escalation: float) -> tuple[li
 
 def _from_log(router: Any, logged: _Logged, shares: list[float]) -> tuple[list[float], dict[str, float], str]:
     scores = logged.scores(router.scorer.name)
+    if not scores:
+        raise ValueError(
+            f"{logged.path} holds no route scores of router {logged.version}, the version serving now (another "
+            "version's scores are on another scale): route some traffic with it first"
+        )
     thresholds, result = thresholds_from_scores(router, scores, shares)
     # What the running thresholds do to the same scores: in shadow mode, the split going live would give.
     now = shares_by_score([t.name for t in router.tiers], scores, router.thresholds)

@@ -165,6 +165,25 @@ def test_command_reads_the_serving_versions_scores(
     assert "none" in capsys.readouterr().err
 
 
+def test_command_reads_the_log_without_writing_it_and_names_the_version_it_looked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A read-only command: an empty file stays empty (it was given a schema, 0 -> 36 KB), and a log holding only
+    another version's rows says which version it looked for."""
+    empty = tmp_path / "empty" / "inference_log.sqlite3"
+    empty.parent.mkdir()
+    empty.touch()
+    shares = ["--shares", "0.8", "0.15", "0.05"]
+    assert route_thresholds_main([*shares, "--from-log", str(empty)]) == 2
+    assert empty.stat().st_size == 0
+    assert "holds no inference log" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    other = inference_log(tmp_path / "other", [(0.5, "learned-v0099", "learned")] * 30)
+    assert route_thresholds_main([*shares, "--from-log", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"no route scores of router {serving_version()}" in err and "learned-v0099" not in err, err
+
+
 # --- the local cut from logged quality verdicts (--max-escalation) ------------------------------
 
 
