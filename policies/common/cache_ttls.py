@@ -28,10 +28,12 @@ def is_anthropic_api(litellm_params: dict[str, Any]) -> bool:
 
 def anthropic_ttls_apply(cfg: AppConfig, model: str) -> bool:
     """Whether a request for `model` may be sent to a deployment of Anthropic's API: the model it names (aliases
-    resolved) or, when synqra routes that name (the virtual model, intercepted names), any of the routing tiers."""
+    resolved) or, when synqra routes that name (the virtual model, intercepted names), any of the routing tiers, and
+    any model `router_settings.fallbacks` tries after those (deepseek-chat's "2h" reached Claude on a fallback)."""
     r = cfg.synqra.routing
     name = cfg.canonical(cfg.resolve_requested(model))
     names = set(r.tiers) if r.routes(model) else {name}
+    names |= {later for n in list(names) for later in cfg.fallback_chain(n)}
     return any(is_anthropic_api(m.litellm_params) for m in cfg.model_list if m.model_name in names)
 
 

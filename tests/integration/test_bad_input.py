@@ -601,6 +601,10 @@ TTL_CASES = [
     ),
     pytest.param("openai", _ttl_via_openai, "claude-sonnet", "messages[0].content[0].cache_control.ttl", id="chat"),
     pytest.param("openai", _ttl_via_openai_top_level, "claude-sonnet", "'cache_control.ttl'", id="chat-top-level"),
+    # deepseek-chat falls back to claude-sonnet (router_settings.fallbacks): the TTL would reach Anthropic there.
+    pytest.param(
+        "openai", _ttl_via_openai, "deepseek-chat", "messages[0].content[0].cache_control.ttl", id="chat-fallback"
+    ),
 ]
 
 

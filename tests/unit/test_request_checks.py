@@ -501,6 +501,8 @@ def _deployment(name: str, model: str) -> dict:
         ("bedrock-claude", True),
         ("vertex-claude", True),
         ("auto", True),  # routed: its tiers include claude-sonnet
+        ("deepseek-chat", True),  # router_settings.fallbacks: deepseek-chat -> claude-sonnet
+        ("local-llama", True),  # -> deepseek-chat -> claude-sonnet
     ],
 )
 def test_cache_ttls_are_checked_only_for_anthropic_deployments(tmp_path: Path, model: str, anthropic: bool) -> None:
