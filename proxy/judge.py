@@ -92,23 +92,27 @@ class JudgeCaller:
     ) -> list[str] | None:
         calls = [self._prepare(parent, messages) for messages in conversations]
         accounts = self.rt.accounts
-        for n, (child, data) in enumerate(calls):
-            try:
-                await accounts.admit(child, data, self.model, routed=False)
-            except BudgetRefused as e:
-                for held, _ in calls[:n]:
-                    await accounts.release(held)
-                log.info("judge (%s) for %s refused by the budget: %s", self.purpose, parent.request_id, e.message)
-                return None
-        replies: list[str] = []
-        for n, (child, data) in enumerate(calls):
-            text = await self._send(parent, child, data)
-            if text is None or not accept(text):
-                for held, _ in calls[n + 1 :]:
-                    await accounts.release(held)
-                return None
-            replies.append(text)
-        return replies
+        unsent = 0  # calls[unsent:] hold reservations of calls not made: given back however this ends
+        try:
+            for child, data in calls:
+                try:
+                    await accounts.admit(child, data, self.model, routed=False)
+                except BudgetRefused as e:
+                    log.info("judge (%s) for %s refused by the budget: %s", self.purpose, parent.request_id, e.message)
+                    return None
+            replies: list[str] = []
+            for child, data in calls:
+                unsent += 1  # this call's reservation is _send's from here: settled or released there
+                text = await self._send(parent, child, data)
+                if text is None or not accept(text):
+                    return None
+                replies.append(text)
+            return replies
+        finally:
+            # A refusal, a failed or refused reply, or anything raised (a reply `accept` cannot read, the store):
+            # the calls not made give their reservations back now, not at reservation_ttl_s.
+            for held, _ in calls[unsent:]:
+                await accounts.release(held)
 
     def _prepare(self, parent: RequestState, messages: list[dict[str, str]]) -> tuple[RequestState, dict[str, Any]]:
         self._calls += 1
