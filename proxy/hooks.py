@@ -230,6 +230,7 @@ class SynqraHooks(CustomLogger):
             decision.features.get("scorer"),
             decision.reason,
             version=rt.learning.version,
+            unpressured=decision.unpressured,
         )
         rt.learning.route(state, view, decision, settings.mode)
         if settings.mode == "shadow":  # decided and logged; served as without synqra

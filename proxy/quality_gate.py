@@ -35,7 +35,7 @@ from policies.common.api_shapes import (
 from policies.common.request_state import STATE_KEY, QualityInfo, RequestState
 from policies.judging import JUDGE_MAX_TOKENS, in_judge_band, parse_rating, rating_to_score, single_rating_messages
 from policies.quality.bands import band, is_validated
-from policies.quality.escalation import Step, best_attempt, next_step
+from policies.quality.escalation import Step, best_attempt, next_step, pressured_ladder
 from policies.quality.scorer import QualityVerdict
 from policies.quality.signals import without_text
 from policies.routing.tiers import unmet
@@ -138,12 +138,19 @@ class QualityGate:
     def _tiers_for(self, state: RequestState, first: str) -> list[str]:
         """The ladder without the tiers that cannot serve this request as routing judged it (e.g. Claude for `n` > 1:
         LiteLLM would drop the `n` and the escalated answer would hold one choice). Unfiltered when the first tier is
-        not among them (routing found none that could and kept the strongest)."""
+        not among them (routing found none that could and kept the strongest). When budget pressure routed the
+        request to a cheaper tier than without it, the ladder leads from the first tier straight to that one and
+        ends there (escalation.pressured_ladder): under pressure an escalation costs no more than the route
+        without pressure would have."""
         tiers = self._tiers()
         need = self.rt.router.constraints(chat_view(self._request(state), state.call_type))
         caps = self.rt.model_caps
         fit = [t for t in tiers if t not in caps or unmet(caps[t], need) is None]
-        return fit if first in fit else tiers
+        ladder = fit if first in fit else tiers
+        unpressured = state.routing.unpressured if state.routing is not None else None
+        if unpressured is not None:  # budget pressure picked a cheaper tier: escalate no higher than without it
+            ladder = pressured_ladder(ladder, first, unpressured, self.tiers)
+        return ladder
 
     def applies(self, state: RequestState, served: str | None = None) -> bool:
         """Whether the gate validates this request's answer. `served`: the model group whose stream answers, when

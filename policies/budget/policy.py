@@ -15,7 +15,10 @@ def level_key(level: float) -> str:
 
 
 def thrift_pressure(spent_share: float, elapsed_share: float, curve: ThriftSettings) -> float:
-    """0 (route as usual) .. 1 (keep all traffic local that can be), from pacing alone."""
+    """0 (route as usual) .. 1 (full pressure), from pacing alone. Pressure p raises every routing threshold t to
+    t + p * budget_max_shift * (1 - t) (policies/routing/tiers.shifted_thresholds): at 1 the cuts move
+    budget_max_shift of the way to the top of the scale (halfway by default), so the hardest requests still go up;
+    only budget_max_shift 1 keeps all traffic local that can be."""
     if not curve.enabled or spent_share < curve.start_share:
         return 0.0
     ahead = spent_share - elapsed_share - curve.margin

@@ -34,6 +34,9 @@ class RouteInfo:
     reason: str
     shadow: str | None = None  # shadow mode: the tier the router chose while the incumbent served
     version: str | None = None  # the router version that decided (x-synqra-router-version)
+    # The tier the router would have picked without budget pressure, when the pressure picked a cheaper one: what
+    # the request would have cost un-pressured, so the quality gate escalates straight to it and never above it.
+    unpressured: str | None = None
 
 
 @dataclass(eq=False)

@@ -11,7 +11,9 @@ The hook calls `next_step` after each scored attempt and carries out the Step:
 Rules (from `synqra.quality`): at most `max_extra_calls` calls after the first;
 one rephrase per request, on the same tier or the next (`rephrase_target`);
 escalation goes one tier up or to the top (`escalate_target`); no paid call
-while the budget is stopped (the answer in hand is delivered, marked).
+while the budget is stopped (the answer in hand is delivered, marked). Under
+budget pressure the ladder given is `pressured_ladder`'s: straight up to the tier
+routing would have picked without the pressure, and no higher.
 """
 
 from __future__ import annotations
@@ -90,6 +92,21 @@ def next_step(
     if kind == "rephrase":
         return Step("rephrase", target, rephrase_messages(messages or [], verdict))
     return Step("escalate", target)
+
+
+def pressured_ladder(ladder: list[str], first: str, unpressured: str, order: list[str]) -> list[str]:
+    """The ladder an escalation climbs when budget pressure routed the request below `unpressured`, the tier it
+    would have gone to without: the tiers up to the one that answered first, then straight to `unpressured` (or,
+    when that one is not on the ladder, the strongest below it that is), nothing above. Climbing the tiers in
+    between and then the unpressured one cost more than routing there in the first place (local > DeepSeek > Claude
+    after a pressured local pick). `order` is the whole routing ladder, cheapest first; `ladder` a part of it."""
+    if first not in order or unpressured not in order:
+        return ladder
+    rank = {t: i for i, t in enumerate(order)}
+    here, cap = rank[first], rank[unpressured]
+    below = [t for t in ladder if rank.get(t, -1) <= here]
+    above = [t for t in ladder if here < rank.get(t, -1) <= cap]
+    return below + above[-1:]
 
 
 _BASE_HINT = "Answer the question directly, correctly and completely."

@@ -85,6 +85,9 @@ class RouteDecision:
     # The tier the decision would have picked had it been available, and why it was not ("x-synqra-route-note").
     note: str | None = None
     embedded: Embedded | None = None  # None when nothing was embedded (the structural rule, a failed embedding)
+    # The tier the decision would have picked without budget pressure, when the pressure moved the request to a
+    # cheaper one (None otherwise): a quality escalation under pressure goes no higher than it (proxy/quality_gate.py).
+    unpressured: str | None = None
 
 
 @dataclass
@@ -266,6 +269,12 @@ class Router:
             min_tier,
             unavailable,
         )
+        unpressured = None
+        if budget_pressure > 0:
+            plain, _ = choose_tier(
+                score, thresholds, self.tiers, p.constraints, 0.0, self.settings.budget_max_shift, min_tier, unavailable
+            )
+            unpressured = plain if plain != tier else None
         passed_over = None
         if unavailable:
             wanted, _ = choose_tier(
@@ -285,7 +294,7 @@ class Router:
             "budget_pressure": budget_pressure,
         }
         embedded = None if emb is None else Embedded(p.max_chars, emb, tokens)
-        return RouteDecision(tier, score, reason, features, p.constraints, passed_over, embedded)
+        return RouteDecision(tier, score, reason, features, p.constraints, passed_over, embedded, unpressured)
 
     def _distinct_tokens(self, text: str) -> np.ndarray | None:
         """The embedded text's distinct token ids, what the scorer's token term reads, when its artifact has

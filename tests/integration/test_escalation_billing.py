@@ -9,12 +9,13 @@ the provider's token counts, and nothing stays reserved.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fakes.fake_providers import FakeProvider, Scripted
-from tests.stack import MASTER_KEY, RunningStack, wait_until
+from tests.stack import MASTER_KEY, RunningStack, start_stack, wait_until
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 CUT_OFF = {"model": "auto", "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": "Say hello."}]}
@@ -220,3 +221,70 @@ def test_a_client_gone_is_not_escalated_for_any_further(
     assert len(deepseek.requests) <= 1, "DeepSeek was asked again (a rephrase) after the client had gone"
     records = httpx.get(f"{stack.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
     assert billed_as_recorded([r for r in records if r["ts"] >= t0], deepseek, "deepseek-chat")
+
+
+# A code question the shipped router sends to Claude (score about 0.40 against the thresholds 0.29 / 0.33), and local
+# under full thrift pressure (the cuts raised halfway to 1: 0.65 / 0.67). max_tokens 3 cuts the local answer off.
+CODE = {
+    "model": "auto",
+    "max_tokens": 3,
+    "temperature": 0,
+    "messages": [
+        {
+            "role": "user",
+            "content": "Write a Python function that parses a CSV file and returns the rows as dictionaries, "
+            "with error handling.",
+        }
+    ],
+}
+
+
+def cost_of(stack: RunningStack, rid: str) -> float:
+    return sum(x["cost_usd"] for x in rows_of(stack, rid))
+
+
+def test_under_budget_pressure_an_escalation_costs_no_more_than_the_route_without_pressure(
+    tmp_path: Path, stack: RunningStack, fresh_providers: dict[str, FakeProvider]
+) -> None:
+    """Spend ahead of the calendar (thrift pressure 1) moves the code question from Claude to the local model; its
+    cut-off local answer is escalated. It climbed local > DeepSeek > Claude (DeepSeek's answer empty): DeepSeek's call
+    and then Claude's, more than routing to Claude without pressure. It now goes from the local model straight to
+    Claude, the tier the router would have picked without the pressure, and the request costs no more than that
+    route did (the local attempt is free)."""
+    thrift = {"start_share": 0.0, "full_gap": 0.02}  # any spend ahead of the calendar is full pressure
+    budget = {"monthly_limit_usd": 0.01, "stop_at": 1.0, "thrift": thrift}
+    s = start_stack(tmp_path, fresh_providers, {"budget": budget}, backends_of=stack)
+    try:
+        unpressured = httpx.post(f"{s.base_url}/v1/chat/completions", json=CODE, headers=AUTH, timeout=120)
+        assert unpressured.status_code == 200, unpressured.text
+        assert unpressured.headers["x-synqra-route"] == "claude-sonnet", "no pressure yet: the router picks Claude"
+        rid0 = unpressured.headers["x-synqra-request-id"]
+        assert wait_until(lambda: reserved(s) == 0 and cost_of(s, rid0) > 0, 30)
+        route_cost = cost_of(s, rid0)
+        # Spend Claude calls (about 2% of the limit each) to 55% of the limit, or further ahead of the calendar.
+        target = 100 * max(0.55, status(s)["elapsed_share"] + 0.03)
+        if target > 97:
+            pytest.skip("the month's last hours: no spend can run ahead of the calendar below the limit")
+        for i in range(200):
+            if status(s)["percentage"] >= target:
+                break
+            r = httpx.post(
+                f"{s.base_url}/v1/chat/completions",
+                json={"model": "claude-sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": f"Hi {i}"}]},
+                headers=AUTH,
+                timeout=120,
+            )
+            assert r.status_code == 200, r.text
+        assert status(s)["thrift"]["pressure"] == 1.0, status(s)
+        fresh_providers["deepseek"].push(Scripted(text=""))  # were DeepSeek asked, its answer would not do
+        pressured = httpx.post(f"{s.base_url}/v1/chat/completions", json=CODE, headers=AUTH, timeout=120)
+        assert pressured.status_code == 200, pressured.text
+        rid = pressured.headers["x-synqra-request-id"]
+        assert wait_until(lambda: reserved(s) == 0, 30)
+        rows = rows_of(s, rid)
+        chain = pressured.headers["x-synqra-escalated"]
+        assert cost_of(s, rid) <= route_cost + 1e-12, (chain, cost_of(s, rid), route_cost, rows)
+        assert chain == "local-llama>claude-sonnet", rows
+        assert not fresh_providers["deepseek"].requests, "no intermediate tier"
+    finally:
+        s.stop()

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from policies.common.quality_settings import QualitySettings
-from policies.quality.escalation import best_attempt, next_step, rephrase_instruction, rephrase_messages
+from policies.quality.escalation import (
+    best_attempt,
+    next_step,
+    pressured_ladder,
+    rephrase_instruction,
+    rephrase_messages,
+)
 from policies.quality.scorer import QualityVerdict
 
 TIERS = ["local-llama", "deepseek-chat", "claude-sonnet"]
@@ -100,3 +106,17 @@ def test_best_attempt() -> None:
     assert best_attempt([verdict("rephrase", 0.7), verdict("rephrase", 0.65)]) == 0
     assert best_attempt([verdict("rephrase", 0.7), verdict("deliver", 0.9)]) == 1
     assert best_attempt([verdict("escalate", 0.2), None]) == 1
+
+
+def test_under_budget_pressure_the_ladder_leads_straight_to_the_unpressured_tier_and_ends_there() -> None:
+    assert pressured_ladder(TIERS, "local-llama", "claude-sonnet", TIERS) == ["local-llama", "claude-sonnet"]
+    assert pressured_ladder(TIERS, "local-llama", "deepseek-chat", TIERS) == ["local-llama", "deepseek-chat"]
+    # the unpressured tier cannot answer now (off the ladder): the strongest below it that can
+    assert pressured_ladder(["local-llama", "deepseek-chat"], "local-llama", "claude-sonnet", TIERS) == TIERS[:2]
+    # a fallback answered at or above the unpressured tier: nothing to climb
+    assert pressured_ladder(TIERS, "deepseek-chat", "deepseek-chat", TIERS) == TIERS[:2]
+    assert pressured_ladder(TIERS, "claude-sonnet", "deepseek-chat", TIERS) == TIERS
+    ladder = pressured_ladder(TIERS, "local-llama", "claude-sonnet", TIERS)
+    assert (
+        next_step(verdict("escalate"), ["local-llama"], QualitySettings(), False, tiers=ladder).tier == "claude-sonnet"
+    )

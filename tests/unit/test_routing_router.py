@@ -165,6 +165,8 @@ def test_budget_pressure_and_intercept_patterns(embedder: Embedder) -> None:
     names = [t.name for t in r.tiers]
     assert calm.score == pytest.approx(pressed.score)
     assert names.index(pressed.tier) <= names.index(calm.tier) and "0.550, 0.600" in pressed.reason
+    # what the pressure changed is kept: the quality gate escalates no higher than the calm route
+    assert calm.unpressured is None and pressed.unpressured == (calm.tier if pressed.tier != calm.tier else None)
     assert r.thresholds == [0.1, 0.2]
     assert r.handles("auto") and r.handles("claude-3-5-sonnet-20241022") and not r.handles("gpt-4o")
 
