@@ -42,6 +42,11 @@ from policies.routing.thresholds import (
 )
 
 PROG = "synqra route-thresholds"
+# The fewest logged decisions cuts are fitted from without --force. A cut placed from n scores puts a tier's share
+# within about sqrt(p(1 - p) / n) of its aim on the traffic to come: at 100 rows a 50% share is known to +-5 points and
+# a 5% tier is 5 requests; below that a cut rests on a handful of requests (one logged decision gave both cuts at its
+# own score, [0.169731, 0.169731]: half the traffic to no tier on the next day's scores).
+MIN_LOGGED_DECISIONS = 100
 
 
 class _Logged:
@@ -95,13 +100,24 @@ def _cut_report(router: Any, logged: _Logged, max_escalation: float) -> tuple[li
     return [cut.threshold, *(max(t, cut.threshold) for t in router.thresholds[1:])], report
 
 
-def _from_log(router: Any, logged: _Logged, shares: list[float]) -> tuple[list[float], dict[str, float], str]:
+def _from_log(
+    router: Any, logged: _Logged, shares: list[float], force: bool
+) -> tuple[list[float], dict[str, float], str]:
     scores = logged.scores(router.scorer.name)
     if not scores:
         raise ValueError(
             f"{logged.path} holds no route scores of router {logged.version}, the version serving now (another "
             "version's scores are on another scale): route some traffic with it first"
         )
+    if len(scores) < MIN_LOGGED_DECISIONS:
+        few = (
+            f"only {len(scores)} logged decisions of router {logged.version}, fewer than {MIN_LOGGED_DECISIONS}: "
+            "cuts fitted from so few scores say little about the traffic to come"
+        )
+        if not force:
+            raise ValueError(f"{few}; route more traffic first, or give --force to fit them anyway")
+        print(f"{PROG}: warning: {few}", file=sys.stderr)
+        print(f"# warning: {few}")
     thresholds, result = thresholds_from_scores(router, scores, shares)
     # What the running thresholds do to the same scores: in shadow mode, the split going live would give.
     now = shares_by_score([t.name for t in router.tiers], scores, router.thresholds)
@@ -133,6 +149,11 @@ def route_thresholds_main(argv: list[str] | None = None) -> int:
         help="read the proxy's inference log (default: <data_dir>/learning/inference_log.sqlite3, or "
         "synqra.learning.store_dir; PATH: the file or its folder): the serving router version's rows",
     )
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        help=f"with --from-log --shares: fit from fewer than {MIN_LOGGED_DECISIONS} logged decisions (with a warning)",
+    )
     args, router = start_command(PROG, ap, argv)
     if router is None:
         return 2
@@ -151,7 +172,7 @@ def route_thresholds_main(argv: list[str] | None = None) -> int:
             print(f"synqra:\n  routing:\n    thresholds: {json.dumps(cut)}")
             return 0
         if logged is not None:
-            thresholds, result, what = _from_log(router, logged, args.shares)
+            thresholds, result, what = _from_log(router, logged, args.shares, args.force)
         else:
             parsed = [parse_line(line) for line in sys.stdin if line.strip()]
             requests = [req for _, req, err in parsed if err is None and req is not None]

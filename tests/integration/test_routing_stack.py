@@ -235,7 +235,10 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(
     assert {action for _, action in verdicts} <= {"deliver", "rephrase", "escalate"}
     assert local_cut(verdicts, 1.0, min_requests=1) is not None
     capsys.readouterr()
-    assert route_thresholds_main(["--config", str(s.config_path), "--shares", "0.5", "0.25", "0.25", "--from-log"]) == 0
+    shares = ["--config", str(s.config_path), "--shares", "0.5", "0.25", "0.25", "--from-log"]
+    assert route_thresholds_main(shares) == 2, "three logged decisions are too few to fit cuts from"
+    assert "only 3 logged decisions" in capsys.readouterr().err
+    assert route_thresholds_main([*shares, "--force"]) == 0
     out = capsys.readouterr().out
     configured = next(line for line in out.splitlines() if line.startswith("# at the configured thresholds"))
     assert "local-llama 0.667" in configured, "two of the three would have gone local"

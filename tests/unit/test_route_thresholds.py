@@ -165,6 +165,29 @@ def test_command_reads_the_serving_versions_scores(
     assert "none" in capsys.readouterr().err
 
 
+def test_too_few_logged_decisions_are_refused_unless_forced_and_then_warned_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """One logged decision gave both cuts at its own score ([0.169731, 0.169731]), printed as a config to paste."""
+    from policies.learning.route_thresholds import MIN_LOGGED_DECISIONS
+
+    log = inference_log(tmp_path, [(0.169731, serving_version(), "learned")])
+    shares = ["--shares", "0.5", "0.25", "0.25", "--from-log", str(log)]
+    assert route_thresholds_main(shares) == 2
+    out, err = capsys.readouterr()
+    assert "thresholds:" not in out
+    assert "only 1 logged decisions" in err and f"fewer than {MIN_LOGGED_DECISIONS}" in err and "--force" in err
+    assert route_thresholds_main([*shares, "--force"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: only 1 logged decisions" in err
+    assert "# warning: only 1 logged decisions" in out and yaml.safe_load(out)["synqra"]["routing"]["thresholds"]
+    (tmp_path / "enough").mkdir()
+    enough = inference_log(tmp_path / "enough", [(i / 100, serving_version(), "learned") for i in range(100)])
+    assert route_thresholds_main(["--shares", "0.5", "0.25", "0.25", "--from-log", str(enough)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in out + err
+
+
 def test_command_reads_the_log_without_writing_it_and_names_the_version_it_looked_for(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
