@@ -41,6 +41,7 @@ from policies.common.api_shapes import (
 )
 from policies.common.request_checks import (
     capability_error,
+    capability_param,
     check_context_window,
     check_dimensions,
     check_embedding_input,
@@ -82,15 +83,15 @@ class _RequestError(HTTPException):
     error from `detail`, its /v1/completions handler from the exception's `message`, `type` and `param`: without them
     a text-completion client got the message "400: {'error': \"...\"}" of type "None"."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
         super().__init__(status_code=status, detail={"error": message})
         self.message = message
         self.type = openai_error_type_for_status(status)
-        self.param = None
+        self.param = param  # the request parameter refused (OpenAI's `error.param`; LiteLLM reads it on every route)
 
 
-def _http_error(status: int, message: str) -> HTTPException:
-    return _RequestError(status, message)
+def _http_error(status: int, message: str, param: str | None = None) -> HTTPException:
+    return _RequestError(status, message, param)
 
 
 def ask_stream_usage(data: dict[str, Any], call_type: str) -> bool:
@@ -152,7 +153,7 @@ class SynqraHooks(CustomLogger):
                 why = unmet(caps, rt.router.constraints(view), unknown_is_no=False) if caps else None
                 problem = capability_error(cfg.canonical(resolved), why, data)
                 if problem:
-                    raise _http_error(400, problem)
+                    raise _http_error(400, problem, capability_param(why, data))
             entry = cfg.model(cfg.canonical(str(data["model"])))
             if entry is not None:
                 problem = check_context_window(view, entry.model_name, entry.model_info.get("max_input_tokens"))

@@ -334,11 +334,19 @@ _CAPABILITY_PARAMS = {
 }
 
 
-def capability_error(model: str, why: str | None, data: dict[str, Any]) -> str | None:
-    """The 400 message for a request to a model that cannot do what it asks (never a silent 200 with less)."""
+def capability_param(why: str | None, data: dict[str, Any]) -> str | None:
+    """The request parameter that asks what the model cannot do (`unmet`'s `why`): an OpenAI error's `param`."""
     if why is None or why not in _CAPABILITY_PARAMS:
+        return None
+    return next((p for p in _CAPABILITY_PARAMS[why] if data.get(p)), _CAPABILITY_PARAMS[why][0])
+
+
+def capability_error(model: str, why: str | None, data: dict[str, Any]) -> str | None:
+    """The 400 message for a request to a model that cannot do what it asks (never a silent 200 with less); the
+    parameter it names is `capability_param`'s."""
+    asked = capability_param(why, data)
+    if why is None or asked is None:
         return None  # context windows are checked by check_context_window, with the numbers
-    asked = next((p for p in _CAPABILITY_PARAMS[why] if data.get(p)), _CAPABILITY_PARAMS[why][0])
     what = {
         "no tools": "tools",
         "no reasoning": "extended thinking",

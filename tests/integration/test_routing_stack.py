@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -305,6 +306,24 @@ def test_several_answers_or_logprobs_are_never_silently_dropped(openai_client, f
     with pytest.raises(openai.BadRequestError, match="'n'"):
         openai_client.completions.create(model="claude-sonnet", prompt="Say hi", max_tokens=8, n=2)
     assert not fresh_providers["anthropic"].requests
+
+
+def test_a_refused_capability_names_its_parameter_in_the_openai_error(openai_client, fresh_providers) -> None:
+    """OpenAI's error object names the parameter refused (`error.param`); synqra's refusals of `n` and logprobs
+    answered `param: null`, so a client reading `e.param` could not tell which of its parameters to drop."""
+    import openai
+
+    chat = openai_client.chat.completions
+    asks: list[tuple[str, dict[str, Any]]] = [("n", {"n": 2}), ("logprobs", {"logprobs": True})]
+    asks.append(("top_logprobs", {"top_logprobs": 2}))
+    for param, extra in asks:
+        with pytest.raises(openai.BadRequestError) as e:
+            chat.create(model="claude-sonnet", messages=BRAND, max_tokens=16, **extra)
+        assert e.value.param == param, e.value.body
+    with pytest.raises(openai.BadRequestError) as e:
+        openai_client.completions.create(model="claude-sonnet", prompt="Say hi", max_tokens=8, n=2)
+    assert e.value.param == "n", e.value.body
+    assert not fresh_providers["anthropic"].requests, "refused before any call"
 
 
 # A text completion's list of prompts gets one answer per prompt from OpenAI. LiteLLM joins the list into one message
