@@ -178,7 +178,9 @@ class SynqraHooks(CustomLogger):
         state.route = served
         if call_type in GENERATION_CALLS:
             state.asked_allowance = asked_allowance(data)  # what fallbacks and escalations are fitted from
-        state.named_model = cfg.canonical(requested)
+        # The name as sent: a model_list name is the model the client sized its allowance for; an alias of one
+        # (claude-sonnet-4-5) is fitted like a Claude Code name or `auto`'s tier, as the README says.
+        state.named_model = requested
         rt.accounts.fit_allowance(data, served, state.named_model)  # before its reservation is sized
         try:
             await rt.accounts.admit(state, data, served, routed)

@@ -56,8 +56,9 @@ class RequestState:
     request_id: str
     call_type: str = ""  # LiteLLM's call type (acompletion, anthropic_messages, aresponses...)
     requested_model: str = ""  # the name the client sent
-    # The model_list name the client named (Claude Code's names and aliases resolved): the model it sized its output
-    # allowance for, which every other model answering has the allowance fitted to (Accountant.fit_allowance).
+    # The model name the client sent: a model_list name is the model it sized its output allowance for; every other
+    # model answering (and every model answering for an alias, a Claude Code name or `auto`) has the allowance fitted
+    # to it (Accountant.fit_allowance).
     named_model: str = ""
     route: str = ""  # the model_list name serving this call (updated when a fallback or escalation answers)
     key_hash: str | None = None

@@ -304,6 +304,20 @@ def test_claude_codes_allowance_for_an_opus_name_is_fitted_to_sonnet(stack, fres
     assert reserved(stack.base_url) == 0
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "claude-sonnet-4-5-20250929"])
+def test_an_alias_gets_the_allowance_fitted_like_a_dated_name(stack, fresh_providers, model: str, path: str) -> None:
+    """claude-sonnet-4-5 (router_settings.model_group_alias) and claude-sonnet-4-5-20250929 (synqra.routing.alias_patterns)
+    both name claude-sonnet, whose ceiling is 64,000. The dated name's 100,000 was lowered to it; the alias's went to
+    Anthropic as it was, which answered its 400 ("max_tokens: 100000 > 64000")."""
+    r = chat(stack.base_url, model, path, max_tokens=100000)
+    assert r.status_code == 200, r.text
+    assert fresh_providers["anthropic"].requests[-1].body["max_tokens"] == 64000
+    row = ledger(stack.base_url)[r.headers["x-synqra-request-id"]]
+    assert row["served_model"] == "claude-sonnet" and row["cost_usd"] > 0
+    assert reserved(stack.base_url) == 0
+
+
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
 def test_a_thinking_budget_is_kept_below_the_fitted_allowance_in_any_spelling(stack, fresh_providers, field) -> None:
     """On chat completions the allowance may be max_completion_tokens (LiteLLM sends it to Claude as max_tokens): the
