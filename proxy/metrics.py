@@ -64,6 +64,11 @@ BASELINE_USD = Counter(
     "synqra_baseline_usd", "What the same calls would have cost on the baseline model, USD", ["model"]
 )
 TOKENS = Counter("synqra_tokens", "Tokens of the ledger's calls", ["model", "direction"])
+# Once per alert (the process that stored it first counts it): level "0.7", "0.9"... or "stop"; tag "" for the month's
+# whole budget, else the capped tag's name.
+BUDGET_ALERTS = Counter(
+    "synqra_budget_alerts", "Budget alerts fired, by level (share of the limit, or stop) and tag", ["level", "tag"]
+)
 
 
 _ROUTE_CHILDREN: dict[tuple[str, str], Counter] = {}  # by (tier, mode): see _LEDGER_CHILDREN
@@ -119,6 +124,11 @@ def observe_ledger(record: LedgerRecord) -> None:
     baseline.inc(record.baseline_usd)
     prompt.inc(record.prompt_tokens)
     completion.inc(record.completion_tokens)
+
+
+def observe_budget_alert(level: str, tag: str | None) -> None:
+    """A BudgetGuard alert listener: one call per alert fired."""
+    BUDGET_ALERTS.labels(level=level, tag=tag or "").inc()
 
 
 class BudgetCollector(Collector):

@@ -48,10 +48,11 @@ class Runtime:
     @cached_property
     def budget(self) -> BudgetGuard:
         from policies.budget.guard import BudgetGuard
-        from proxy.metrics import observe_ledger
+        from proxy.metrics import observe_budget_alert, observe_ledger
 
         guard = BudgetGuard.from_config(self.config)
         guard.listeners.append(observe_ledger)
+        guard.alert_listeners.append(observe_budget_alert)
         return guard
 
     @cached_property

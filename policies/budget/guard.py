@@ -149,6 +149,9 @@ class BudgetGuard:
         self._maintainer: asyncio.Task[None] | None = None
         # Told of every ledger row as it is written (or queued): metrics. Must not raise or block.
         self.listeners: list[Callable[[LedgerRecord], None]] = []
+        # Told of every alert as it fires, once per alert across the processes sharing the store: (level, tag),
+        # level "0.7" or "stop", tag None for the month's whole budget. Metrics. Must not raise or block.
+        self.alert_listeners: list[Callable[[str, str | None], None]] = []
 
     @classmethod
     def from_config(
@@ -618,6 +621,11 @@ class BudgetGuard:
         else:
             text = f"{float(level):.0%} of the {budget} spent for {win.key}"
         log.warning("budget alert: %s ($%.2f of $%.2f)", text, used, limit_usd)
+        for listener in self.alert_listeners:
+            try:
+                listener(level, tag)
+            except Exception:
+                log.exception("alert listener %r failed", listener)
         if self.alerter is not None:
             payload: dict[str, Any] = {
                 "event": "synqra.budget.alert",

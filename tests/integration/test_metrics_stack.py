@@ -72,3 +72,31 @@ def test_metrics_count_routes_verdicts_and_spend(stack, openai_client, fresh_pro
         10,
     )
     assert after[("synqra_budget_limit_usd", ())] == status["monthly_limit"]
+
+
+def test_budget_alerts_are_counted_once_each_across_workers(stack, providers, fresh_providers, tmp_path) -> None:
+    """Paid calls take two workers' shared month past 50% and 70% of its limit: synqra_budget_alerts_total counts each
+    level once (there was no metric of the alerts: a webhook that failed left no trace in Prometheus)."""
+    from tests.stack import MASTER_KEY, start_stack
+
+    budget = {"monthly_limit_usd": 0.002, "alert_levels": [0.5]}
+    s = start_stack(tmp_path, providers, {"budget": budget, "server": {"num_workers": 2}}, backends_of=stack)
+    try:
+        auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+        status = lambda: httpx.get(f"{s.base_url}/api/budget/status", headers=auth, timeout=30).json()  # noqa: E731
+        for i in range(60):
+            if status()["percentage"] >= 70:
+                break
+            body = {"model": "claude-sonnet", "max_tokens": 8, "messages": [{"role": "user", "content": f"Hi {i}"}]}
+            r = httpx.post(f"{s.base_url}/v1/chat/completions", json=body, headers=auth, timeout=120)
+            assert r.status_code == 200, r.text
+        assert 70 <= status()["percentage"] < 95, status()
+
+        def alerts() -> dict[str, float]:
+            got = scrape(s)
+            key = "synqra_budget_alerts_total"
+            return {lv: got.get((key, (("level", lv), ("tag", ""))), 0.0) for lv in ("0.5", "0.7", "stop")}
+
+        assert wait_until(lambda: alerts() == {"0.5": 1.0, "0.7": 1.0, "stop": 0.0}, 30), alerts()
+    finally:
+        s.stop()
