@@ -36,6 +36,7 @@ from policies.budget.policy import (
     levels_to_fire,
     projected_month_spend,
     thrift_pressure,
+    usd_text,
 )
 from policies.budget.pricing import PriceBook, worst_case_cost
 from policies.budget.records import CallRecord, LedgerRecord, MonthTotals, Reservation, TagTotals, to_nano, to_usd
@@ -54,8 +55,7 @@ T = TypeVar("T")
 MAX_HOLD_S = 4 * 3600.0
 
 
-def _usd(x: float) -> str:
-    return f"${x:,.2f}" if x >= 0.01 or x == 0 else f"${x:.6f}"  # tiny test budgets would all read $0.00
+_usd = usd_text  # tiny budgets keep their digits ($0.0035, not $0.00)
 
 
 class BudgetExhausted(Exception):
@@ -441,8 +441,8 @@ class BudgetGuard:
     def _tag_exhausted_message(self, win: MonthWindow, tag: str, spent_nano: int) -> str:
         s = self.settings
         return (
-            f"The monthly budget of tag {tag!r} is exhausted: ${to_usd(spent_nano):.2f} of its "
-            f"${s.tags[tag].monthly_limit_usd:.2f} limit for {win.key} is spent or reserved (paid calls stop at "
+            f"The monthly budget of tag {tag!r} is exhausted: {_usd(to_usd(spent_nano))} of its "
+            f"{_usd(s.tags[tag].monthly_limit_usd)} limit for {win.key} is spent or reserved (paid calls stop at "
             f"{s.stop_at:.0%}). Paid models are unavailable to requests tagged {tag!r} until the budget resets on "
             f"{win.end.isoformat()}."
         )
@@ -450,7 +450,7 @@ class BudgetGuard:
     def _exhausted_message(self, win: MonthWindow, spent_nano: int) -> str:
         s = self.settings
         return (
-            f"The monthly budget is exhausted: ${to_usd(spent_nano):.2f} of the ${s.monthly_limit_usd:.2f} limit "
+            f"The monthly budget is exhausted: {_usd(to_usd(spent_nano))} of the {_usd(s.monthly_limit_usd)} limit "
             f"for {win.key} is spent or reserved (paid calls stop at {s.stop_at:.0%}). Paid models are "
             f"unavailable until the budget resets on {win.end.isoformat()}."
         )
@@ -620,7 +620,7 @@ class BudgetGuard:
             text = f"{budget} stop reached for {win.key}: {who} refused until {win.end.isoformat()}"
         else:
             text = f"{float(level):.0%} of the {budget} spent for {win.key}"
-        log.warning("budget alert: %s ($%.2f of $%.2f)", text, used, limit_usd)
+        log.warning("budget alert: %s (%s of %s)", text, _usd(used), _usd(limit_usd))
         for listener in self.alert_listeners:
             try:
                 listener(level, tag)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from policies.common.budget_settings import ThriftSettings
@@ -66,3 +67,17 @@ def budget_state(committed_share: float, alert_at: float, stopped: bool) -> str:
 def projected_month_spend(committed_usd: float, elapsed_share: float, min_elapsed_share: float = 1 / 31) -> float:
     """Month-end spend if the pace so far holds (elapsed floored to a day: no blow-up on the 1st)."""
     return committed_usd / max(elapsed_share, min_elapsed_share)
+
+
+def usd_text(x: float) -> str:
+    """Dollars for people: cents from a dollar up ($1,234.50); below a dollar three significant digits, at least
+    cents ($0.50, $0.05, $0.035, $0.0035): a small budget's marks and limits keep their digits (70% of a $0.05 limit
+    read "$0.04", a $0.005 limit "$0.00")."""
+    if x == 0:
+        return "$0.00"
+    sign, a = ("-" if x < 0 else ""), abs(x)
+    if a >= 1:
+        return f"{sign}${a:,.2f}"
+    text = f"{a:.{max(2, 2 - math.floor(math.log10(a)))}f}"
+    whole, frac = text.split(".")
+    return f"{sign}${whole}.{frac[:2]}{frac[2:].rstrip('0')}"

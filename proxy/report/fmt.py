@@ -1,13 +1,13 @@
-"""How the report words money and shares (the budget guard's own style: cents, or six decimals under a cent)."""
+"""How the report words money and shares (the budget guard's and the dashboard's own style: cents from a dollar up,
+three significant digits below)."""
 
 from __future__ import annotations
 
+from policies.budget.policy import usd_text
+
 
 def usd(x: float) -> str:
-    x = float(x)
-    if x == 0:
-        return "$0.00"
-    return f"${x:,.2f}" if abs(x) >= 0.01 else f"${x:.6f}"
+    return usd_text(float(x))
 
 
 def pct(percent: float) -> str:

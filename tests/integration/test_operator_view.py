@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from policies.budget.policy import usd_text
 from tests.browser import chromium, keep_screenshot
 from tests.fakes.fake_providers import Scripted
 from tests.stack import MASTER_KEY, REPO, RunningStack, wait_until
@@ -157,7 +158,8 @@ def run_report(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[s
 
 
 def usd(x: float) -> str:
-    return "$0.00" if x == 0 else (f"${x:,.2f}" if abs(x) >= 0.01 else f"${x:.6f}")
+    """Dollars as the report and the dashboard word them (three significant digits below a dollar)."""
+    return usd_text(x)
 
 
 def test_report_after_real_requests(stack: RunningStack, openai_client: Any, tmp_path: Path) -> None:
@@ -294,6 +296,22 @@ def test_dashboard_in_a_real_browser(stack: RunningStack, openai_client: Any, tm
             == 401
         )
     assert png.stat().st_size > 10_000
+
+
+def test_a_small_budget_keeps_its_digits_on_the_dashboard(stack: RunningStack, providers: Any, tmp_path: Path) -> None:
+    """A $0.05 limit: its 70% alert mark is $0.035 and its 95% stop mark $0.0475, which read "$0.04" and "$0.05"
+    (cents), the stop mark the limit itself. Below a dollar the page shows three significant digits."""
+    from tests.stack import start_stack
+
+    s = start_stack(tmp_path, providers, backends_of=stack, synqra_overrides={"budget": {"monthly_limit_usd": 0.05}})
+    try:
+        with chromium() as browser:
+            pg = signed_in_dashboard(browser, s.base_url)
+            assert pg.inner_text("#limit") == "$0.05"
+            assert pg.inner_text("#mark-alert-label") == "alert at 70% ($0.035)"
+            assert pg.inner_text("#mark-stop-label") == "paid calls stop at 95% ($0.0475)"
+    finally:
+        s.stop()
 
 
 def test_dashboard_page_is_closed_to_other_methods_and_safe_headers(stack: RunningStack) -> None:

@@ -322,6 +322,22 @@ def test_ledger_sum_matches_tokens_times_prices(make_guard: Callable[..., Budget
     assert status["local_requests"] == sum(m == "local-llama" for m, _, _ in calls)
 
 
+def test_a_budget_under_a_cent_keeps_its_digits_in_the_refusal(make_guard: Callable[..., BudgetGuard]) -> None:
+    """A $0.005 limit's refusal read "$0.00 of the $0.00 limit"."""
+
+    async def main() -> None:
+        g = make_guard(monthly_limit_usd=0.005)
+        res = await g.reserve("most", "claude-sonnet", 100, 280)
+        await g.settle(res, CallRecord("most", "claude-sonnet", "claude-sonnet", 100, 280))  # $0.0045
+        with pytest.raises(BudgetExhausted) as err:
+            await g.reserve("more", "claude-sonnet", 100, 100)
+        assert err.value.reason == "exhausted"
+        assert "exhausted: $0.0045 of the $0.005 limit" in err.value.message, err.value.message
+        await g.aclose()
+
+    asyncio.run(main())
+
+
 def test_stop_level_blocks_paid_never_free(make_guard: Callable[..., BudgetGuard]) -> None:
     async def main() -> None:
         g = make_guard(monthly_limit_usd=1.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from policies.budget.policy import budget_state, levels_to_fire, projected_month_spend, thrift_pressure
+from policies.budget.policy import budget_state, levels_to_fire, projected_month_spend, thrift_pressure, usd_text
 from policies.budget.pricing import PriceBook, PricingError
 from policies.budget.records import CallRecord
 from policies.budget.stores import open_store, sqlite_path
@@ -285,3 +285,25 @@ def test_cache_tokens_beyond_the_prompt_never_price_a_row_below_zero(
     caplog.clear()
     book.price_call(CallRecord("fine", "claude-sonnet", "claude-sonnet", 2002, 10, cache_read_tokens=2000))
     assert not caplog.records  # a report that fits the prompt is priced as it is, without a word
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (0, "$0.00"),
+        (0.035, "$0.035"),  # 70% of a $0.05 limit read "$0.04"
+        (0.05 * 0.7, "$0.035"),
+        (0.05 * 0.95, "$0.0475"),
+        (0.005, "$0.005"),  # read "$0.00"
+        (0.0045, "$0.0045"),
+        (0.5, "$0.50"),
+        (0.123456, "$0.123"),
+        (0.9996, "$1.00"),
+        (1234.5, "$1,234.50"),
+        (200, "$200.00"),
+        (-0.0012, "-$0.0012"),
+        (0.000000412, "$0.000000412"),
+    ],
+)
+def test_dollars_keep_three_significant_digits_below_a_dollar(amount: float, text: str) -> None:
+    assert usd_text(amount) == text

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from policies.budget.guard import BudgetGuard
+from policies.budget.policy import usd_text
 from policies.budget.records import CallRecord
 from policies.common.budget_settings import BudgetSettings
 from policies.common.offline import apply_offline_env
@@ -217,7 +218,7 @@ def test_a_request_that_only_timed_out_is_spend_not_a_request(tmp_path: Path) ->
     assert abs(report["failed_billed_usd"] - timed_out) < 1e-9
     assert abs(sum(m["cost_usd"] for m in report["by_model"].values()) - status["monthly_used"]) < 1e-6
     md = markdown.render(report)
-    assert "3 client requests in the rows read" in md and f"| 1 (${timed_out:.2f})" in md
+    assert "3 client requests in the rows read" in md and f"| 1 ({usd_text(timed_out)})" in md
 
 
 def test_a_closed_months_alerts_are_its_own_and_its_tags_are_listed(tmp_path: Path) -> None:

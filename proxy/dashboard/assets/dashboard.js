@@ -12,11 +12,15 @@
     for (const k of kids) if (k != null) e.append(k);
     return e;
   }
-  // Dollars as the budget guard words them: cents, or six decimals for amounts under a cent.
+  // Dollars as the budget guard words them (policies/budget/policy.usd_text): cents from a dollar up, below a dollar
+  // three significant digits and at least cents ($0.50, $0.05, $0.035, $0.0035): 70% of a $0.05 limit read "$0.04".
   function usd(x) {
     x = Number(x) || 0;
     if (x === 0) return "$0.00";
-    return Math.abs(x) >= 0.01 ? "$" + x.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : "$" + x.toFixed(6);
+    const sign = x < 0 ? "-" : "", a = Math.abs(x);
+    if (a >= 1) return sign + "$" + a.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    const [whole, frac] = a.toFixed(Math.max(2, 2 - Math.floor(Math.log10(a)))).split(".");
+    return sign + "$" + whole + "." + frac.slice(0, 2) + frac.slice(2).replace(/0+$/, "");
   }
   const pct = (p) => (Number(p) || 0).toFixed(1) + "%";  // p already in percent
   function fig(id, value, text) {
