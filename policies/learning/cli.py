@@ -17,8 +17,10 @@ input.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -65,6 +67,27 @@ def _writable(folder: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+# Less free space than this under the learning folder, and a failure to open the log is the disk's: SQLite reports a
+# journal it cannot write as "disk I/O error" (SQLITE_IOERR), not as a full disk.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def _disk_full(folder: Path, e: BaseException) -> str | None:
+    """The message for a learning folder on a full disk (or None when the failure is not that)."""
+    where = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return None
+    said_full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "disk is full" in str(e)
+    if not said_full and free >= NEARLY_FULL_BYTES:
+        return None
+    return (
+        f"the disk holding the learning folder {folder} is full ({free:,} bytes free; SQLite said: {e}): free space "
+        "there and run again; --dry-run, --list and --export only read"
+    )
 
 
 def _not_writable(folder: Path, e: BaseException) -> str:
@@ -186,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             why = f"no inference log in {folder}, a read-only folder" if reads_only else _not_writable(folder, e)
             print(f"{PROG}: {why}", file=sys.stderr)
             return 2
+        full = None if read_only else _disk_full(folder, e)
+        if full is not None:  # an empty file can still be made there, so it did not read as read-only
+            print(f"{PROG}: {full}", file=sys.stderr)
+            return 1  # as when the run's record cannot be written: the schedule retries, backing off
         print(f"{PROG}: the inference log in {folder} cannot be read: {e}", file=sys.stderr)
         return 1
     try:

@@ -202,3 +202,40 @@ def test_a_read_only_store_is_read_by_dry_run_and_refused_in_one_line_elsewhere(
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and "read-only" in err and str(store) in err, (args, err)
     assert sorted((p.name, p.stat().st_size) for p in store.rglob("*")) == before
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A learning folder holding an inference log, on a 1 MB tmpfs filled to its last byte; skipped where no tmpfs
+    can be mounted (not root)."""
+    from policies.learning.store import InferenceLog
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("no tmpfs to fill here (mounting needs root)")
+    try:
+        store = disk / "learning"
+        InferenceLog(store).close()
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:  # no space left: full
+            pass
+        finally:
+            os.close(fd)
+        yield store
+    finally:
+        gc.collect()
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("args", [[], ["--if-due"]])
+def test_a_full_disk_is_named_as_full(full_disk: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    """`synqra learn` on a learning folder whose disk is full said the inference log "cannot be read: disk I/O error"
+    (SQLite's word for a journal it cannot write); it now says the disk is full and how much is free."""
+    assert learn_main(["--store", str(full_disk), *args]) == 1
+    err = capsys.readouterr().err
+    assert f"the disk holding the learning folder {full_disk} is full (0 bytes free" in err, err
+    assert "free space there" in err and "cannot be read" not in err
