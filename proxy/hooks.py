@@ -204,7 +204,7 @@ class SynqraHooks(CustomLogger):
             if rt.availability.reason(candidate) is None:
                 data["model"] = candidate
                 state.route_note = f"{model} unavailable: {why}"
-                state.fallback = f"{model}>{candidate}"
+                state.stand_in = f"{model}>{candidate}"
                 return candidate
         tried = "".join(f"; fallback {c} unavailable: {rt.availability.reason(c)}" for c in chain)
         raise _http_error(400, f"model '{model}' is unavailable: {why} (set it and restart the proxy){tried}")
@@ -416,8 +416,9 @@ class SynqraHooks(CustomLogger):
             headers["x-synqra-budget"] = state.budget_note
         if state.route_note:
             headers["x-synqra-route-note"] = state.route_note
-        if state.fallback:
-            headers["x-synqra-fallback"] = state.fallback
+        moved = state.fallback or state.stand_in
+        if moved:
+            headers["x-synqra-fallback"] = moved
         if state.routed:
             q = state.quality
             if state.stream and get_runtime().gate.applies(state, served) and (q is None or q.escalated is None):
