@@ -61,6 +61,7 @@ from proxy.litellm_state import (
     broken_attempts,
     client_error_behind,
     is_bridge,
+    never_sent,
     new_state,
     served_group,
     state_in,
@@ -295,8 +296,8 @@ class SynqraHooks(CustomLogger):
         # Called per failed deployment attempt, with that attempt's own kwargs, before LiteLLM moves on; and again
         # by each bridge inside it (a Responses or Messages call LiteLLM makes through chat completions), whose
         # call type is not the API the call came in by. A non-streamed call that timed out was sent: its provider
-        # bills the answer it goes on generating.
-        if not isinstance(exception, TIMEOUTS):
+        # bills the answer it goes on generating; one whose connection never opened was not sent, and costs nothing.
+        if not isinstance(exception, TIMEOUTS) or never_sent(exception):
             return None
         rt = get_runtime()
         state, group = attempt_group(rt.config, dict(request_data))
