@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from policies.common import request_models
-from policies.common.api_shapes import RESPONSES_CALLS, STORED_CONTEXT_FIELDS, TEXT_CALLS
+from policies.common.api_shapes import RESPONSES_CALLS, STORED_CONTEXT_FIELDS, TEXT_CALLS, stored_context
 from policies.common.cache_ttls import without_ttls
 
 # A cheap upper bound on tokens without running a tokenizer on megabytes of text:
@@ -359,7 +359,7 @@ def stored_context_error(requested: str, data: dict[str, Any], caps: Mapping[str
     conversation) and the model picked for it does not keep one (no tier of `requested` does, or the budget moved it
     to the local model): LiteLLM would send the turn without its history, and the answer would be a 200 that never
     saw it. `caps`: each model's TierInfo."""
-    asked = next((k for k in STORED_CONTEXT_FIELDS if data.get(k)), None)
+    asked = stored_context(data)
     info = caps.get(served)
     if asked is None or getattr(info, "stores_responses", False):
         return None
