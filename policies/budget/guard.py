@@ -438,8 +438,8 @@ class BudgetGuard:
     def _tag_exhausted_message(self, win: MonthWindow, tag: str, spent_nano: int) -> str:
         s = self.settings
         return (
-            f"The monthly budget of tag {tag!r} is exhausted: ${to_usd(spent_nano):.2f} of its "
-            f"${s.tags[tag].monthly_limit_usd:.2f} limit for {win.key} is spent or reserved (paid calls stop at "
+            f"The monthly budget of tag {tag!r} is exhausted: {_usd(to_usd(spent_nano))} of its "
+            f"{_usd(s.tags[tag].monthly_limit_usd)} limit for {win.key} is spent or reserved (paid calls stop at "
             f"{s.stop_at:.0%}). Paid models are unavailable to requests tagged {tag!r} until the budget resets on "
             f"{win.end.isoformat()}."
         )
@@ -447,7 +447,7 @@ class BudgetGuard:
     def _exhausted_message(self, win: MonthWindow, spent_nano: int) -> str:
         s = self.settings
         return (
-            f"The monthly budget is exhausted: ${to_usd(spent_nano):.2f} of the ${s.monthly_limit_usd:.2f} limit "
+            f"The monthly budget is exhausted: {_usd(to_usd(spent_nano))} of the {_usd(s.monthly_limit_usd)} limit "
             f"for {win.key} is spent or reserved (paid calls stop at {s.stop_at:.0%}). Paid models are "
             f"unavailable until the budget resets on {win.end.isoformat()}."
         )
