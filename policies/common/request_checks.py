@@ -457,10 +457,14 @@ def body_problem(
     return problem
 
 
-# A field LiteLLM's check lets through that still chooses where a deployment's key goes: `custom_llm_provider`
+# Fields LiteLLM's check lets through that still choose where a call goes, and why each is refused: `custom_llm_provider`
 # makes LiteLLM call the deployment through another provider's client, at that provider's default host when the
-# deployment sets no api_base, with the deployment's key.
-REFUSED_ROUTING_FIELDS = ("custom_llm_provider",)
+# deployment sets no api_base, with the deployment's key; `specific_deployment` reads `model` as a deployment id
+# (refused in `model` itself, unknown_model), and a model name then finds none: a 429 the SDKs retry.
+REFUSED_ROUTING_FIELDS = {
+    "custom_llm_provider": "it chooses which provider a model's key is sent to",
+    "specific_deployment": "it reads the model as a deployment id; name a model of GET /v1/models",
+}
 
 
 def banned_field_problem(path: str, body: Any, general_settings: dict[str, Any], llm_router: Any) -> str | None:
@@ -471,9 +475,9 @@ def banned_field_problem(path: str, body: Any, general_settings: dict[str, Any],
     the field."""
     if not isinstance(body, dict):
         return None
-    for name in REFUSED_ROUTING_FIELDS:
-        if name in body:
-            return f"Rejected Request: {name} is not allowed in request body: it chooses which provider a model's key is sent to"
+    for name, why in REFUSED_ROUTING_FIELDS.items():
+        if name in body and body[name] is not False:  # an explicit false asks for nothing
+            return f"Rejected Request: {name} is not allowed in request body: {why}"
     from litellm.proxy.auth.auth_utils import is_request_body_safe  # loaded by the proxy already
 
     try:
