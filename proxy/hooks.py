@@ -62,6 +62,7 @@ from proxy.litellm_state import (
     broken_attempts,
     client_error_behind,
     is_bridge,
+    never_sent,
     new_state,
     served_group,
     state_in,
@@ -207,7 +208,7 @@ class SynqraHooks(CustomLogger):
             if rt.availability.reason(candidate) is None:
                 data["model"] = candidate
                 state.route_note = f"{model} unavailable: {why}"
-                state.fallback = f"{model}>{candidate}"
+                state.stand_in = f"{model}>{candidate}"
                 return candidate
         tried = "".join(f"; fallback {c} unavailable: {rt.availability.reason(c)}" for c in chain)
         raise _http_error(400, f"model '{model}' is unavailable: {why} (set it and restart the proxy){tried}")
@@ -299,8 +300,8 @@ class SynqraHooks(CustomLogger):
         # Called per failed deployment attempt, with that attempt's own kwargs, before LiteLLM moves on; and again
         # by each bridge inside it (a Responses or Messages call LiteLLM makes through chat completions), whose
         # call type is not the API the call came in by. A non-streamed call that timed out was sent: its provider
-        # bills the answer it goes on generating.
-        if not isinstance(exception, TIMEOUTS):
+        # bills the answer it goes on generating; one whose connection never opened was not sent, and costs nothing.
+        if not isinstance(exception, TIMEOUTS) or never_sent(exception):
             return None
         rt = get_runtime()
         state, group = attempt_group(rt.config, dict(request_data))
@@ -420,8 +421,9 @@ class SynqraHooks(CustomLogger):
             headers["x-synqra-budget"] = state.budget_note
         if state.route_note:
             headers["x-synqra-route-note"] = state.route_note
-        if state.fallback:
-            headers["x-synqra-fallback"] = state.fallback
+        moved = state.fallback or state.stand_in
+        if moved:
+            headers["x-synqra-fallback"] = moved
         if state.routed:
             q = state.quality
             if state.stream and get_runtime().gate.applies(state, served) and (q is None or q.escalated is None):

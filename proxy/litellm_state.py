@@ -138,6 +138,25 @@ def is_broken_response(message: object) -> bool:
     return any(m in text for m in BROKEN_RESPONSE)
 
 
+# What a transport raises when its timeout ran out before the request left: the connection to the provider never
+# opened (or no pooled one came free). Nothing was sent, so nothing is billed.
+UNSENT_TIMEOUTS = ("ConnectTimeout", "PoolTimeout", "ConnectionTimeoutError")
+
+
+def never_sent(exception: BaseException) -> bool:
+    """Whether a timed-out attempt timed out before its request reached the provider: LiteLLM wraps the transport's
+    error (httpx's ConnectTimeout, aiohttp's ConnectionTimeoutError) in its own Timeout, which says only
+    "Connection timed out", also for a provider that took the request and went on generating (a ReadTimeout)."""
+    seen: set[int] = set()
+    e: BaseException | None = exception
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ in UNSENT_TIMEOUTS:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def broken_attempts(cfg: AppConfig, state: RequestState, kwargs: dict[str, Any]) -> list[tuple[int, str]]:
     """(attempt number, model group) of this call's failed attempts not seen before whose provider response broke
     off after it opened: LiteLLM records each failed attempt in the request metadata (`previous_models`) before

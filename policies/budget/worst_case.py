@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from policies.budget.guard import BudgetGuard
-from policies.common.api_shapes import EMBEDDING_CALLS, RESPONSES_CALLS, STORED_CONTEXT_FIELDS
+from policies.common.api_shapes import EMBEDDING_CALLS, RESPONSES_CALLS, stored_context
 
 log = logging.getLogger("synqra.budget")
 
@@ -45,7 +45,7 @@ def prompt_tokens(guard: BudgetGuard, model: str, data: dict[str, Any], call_typ
     defs = [d for key in ("tools", "functions") if isinstance(data.get(key), list) for d in data[key]]
     if defs:
         n += guard.count_prompt_tokens(model, text=json.dumps(defs, separators=(",", ":")))
-    if any(data.get(key) for key in STORED_CONTEXT_FIELDS):
+    if stored_context(data):
         # The provider prepends a conversation it stored, which the request does not show: up to the model's window.
         n = max(n, guard.prices.price(model).max_input_tokens or 0)
     return n

@@ -19,8 +19,21 @@ EMBEDDING_CALLS = frozenset({"aembedding", "embedding"})
 GENERATION_CALLS = CHAT_CALLS | MESSAGES_CALLS | TEXT_CALLS | RESPONSES_CALLS
 
 # Responses API fields that refer to a conversation the provider stored: only a provider that keeps them can answer
-# with it (routing, `stores_responses`), and it bills that conversation as prompt tokens of this call.
-STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation")
+# with it (routing, `stores_responses`), and it bills that conversation as prompt tokens of this call. `prompt` too,
+# as the Responses API's stored prompt template (an object naming its id; OpenAI expands it into instructions and
+# input), not a text completion's prompt (text or token ids): `stored_context` tells them apart.
+STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation", "prompt")
+
+
+def stored_context(data: dict[str, Any]) -> str | None:
+    """The field by which a request refers to context its provider stored (STORED_CONTEXT_FIELDS), or None."""
+    for key in STORED_CONTEXT_FIELDS:
+        value = data.get(key)
+        if value and (key != "prompt" or isinstance(value, dict)):
+            return key
+    return None
+
+
 # A text completion's chat view: the answers the client asked for each prompt (the view's `n` counts them over every
 # prompt, with the extra answers `best_of` has generated and billed).
 ANSWERS_ASKED = "_answers_asked"

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from policies.common import request_models
-from policies.common.api_shapes import RESPONSES_CALLS, STORED_CONTEXT_FIELDS, TEXT_CALLS
+from policies.common.api_shapes import RESPONSES_CALLS, STORED_CONTEXT_FIELDS, TEXT_CALLS, stored_context
 from policies.common.cache_ttls import without_ttls
 
 # A cheap upper bound on tokens without running a tokenizer on megabytes of text:
@@ -367,7 +367,7 @@ def stored_context_error(requested: str, data: dict[str, Any], caps: Mapping[str
     conversation) and the model picked for it does not keep one (no tier of `requested` does, or the budget moved it
     to the local model): LiteLLM would send the turn without its history, and the answer would be a 200 that never
     saw it. `caps`: each model's TierInfo."""
-    asked = next((k for k in STORED_CONTEXT_FIELDS if data.get(k)), None)
+    asked = stored_context(data)
     info = caps.get(served)
     if asked is None or getattr(info, "stores_responses", False):
         return None
@@ -465,10 +465,14 @@ def body_problem(
     return problem
 
 
-# A field LiteLLM's check lets through that still chooses where a deployment's key goes: `custom_llm_provider`
+# Fields LiteLLM's check lets through that still choose where a call goes, and why each is refused: `custom_llm_provider`
 # makes LiteLLM call the deployment through another provider's client, at that provider's default host when the
-# deployment sets no api_base, with the deployment's key.
-REFUSED_ROUTING_FIELDS = ("custom_llm_provider",)
+# deployment sets no api_base, with the deployment's key; `specific_deployment` reads `model` as a deployment id
+# (refused in `model` itself, unknown_model), and a model name then finds none: a 429 the SDKs retry.
+REFUSED_ROUTING_FIELDS = {
+    "custom_llm_provider": "it chooses which provider a model's key is sent to",
+    "specific_deployment": "it reads the model as a deployment id; name a model of GET /v1/models",
+}
 
 
 def banned_field_problem(path: str, body: Any, general_settings: dict[str, Any], llm_router: Any) -> str | None:
@@ -479,9 +483,9 @@ def banned_field_problem(path: str, body: Any, general_settings: dict[str, Any],
     the field."""
     if not isinstance(body, dict):
         return None
-    for name in REFUSED_ROUTING_FIELDS:
-        if name in body:
-            return f"Rejected Request: {name} is not allowed in request body: it chooses which provider a model's key is sent to"
+    for name, why in REFUSED_ROUTING_FIELDS.items():
+        if name in body and body[name] is not False:  # an explicit false asks for nothing
+            return f"Rejected Request: {name} is not allowed in request body: {why}"
     from litellm.proxy.auth.auth_utils import is_request_body_safe  # loaded by the proxy already
 
     try:

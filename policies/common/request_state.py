@@ -86,6 +86,9 @@ class RequestState:
     budget_note: str | None = None  # "stopped": paid calls stopped this month, served locally
     route_note: str | None = None  # a model passed over because it cannot answer now, and why
     fallback: str | None = None  # "failed>answered" when a LiteLLM fallback answered
+    # "named>standing-in" when the model asked for cannot answer now (no API key) and its configured fallback was put
+    # in its place before the call: the call is the stand-in's own, settled as any call (not a LiteLLM fallback's row).
+    stand_in: str | None = None
     # A stream's provider has begun answering (part of the answer came through): no other model may continue it.
     relayed: bool = False
     quality: QualityInfo | None = None

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from policies.common.api_shapes import ANSWERS_ASKED, STORED_CONTEXT_FIELDS
+from policies.common.api_shapes import ANSWERS_ASKED, stored_context
 from policies.common.routing_settings import RoutingSettings
 from policies.embedding.names import STATIC, embedder_for, embedder_name
 from policies.routing.capabilities import ModelInfoLookup, litellm_model_info, tier_infos_from_config
@@ -215,7 +215,7 @@ class Router:
             images=rt.images > 0,
             tools=has_tools(request) > 0 or rt.tool_messages > 0,
             reasoning=wants_reasoning(request),
-            stored_context=any(request.get(k) for k in STORED_CONTEXT_FIELDS),
+            stored_context=stored_context(request) is not None,
             choices=asks_choices(request),
             logprobs=bool(request.get("logprobs") or request.get("top_logprobs")),
         )

@@ -180,7 +180,9 @@ class Scripted:
     chunk_delay_s: float = 0.0
     cut_after_words: int | None = None
     # What a streamed answer reports of its usage (the bill stays the same): "all"; "start", only Anthropic's
-    # message_start (its message_delta carries no usage, as some Anthropic-protocol gateways send it); "none".
+    # message_start (its message_delta carries no usage, as some Anthropic-protocol gateways send it); "none";
+    # "cumulative", Anthropic's message_delta repeating message_start's input and cache counts beside output_tokens
+    # (each a cumulative total, as the current Messages API reports them: not to be added to message_start's).
     stream_usage: str = "all"
     # Anthropic prompt caching: this many of the prompt's tokens were written to / read from the cache. Anthropic
     # then reports them as cache_creation_input_tokens / cache_read_input_tokens, outside input_tokens, and bills
@@ -351,7 +353,10 @@ class FakeProvider:
             usage = {"input_tokens": uncached, "output_tokens": c, **cache}
             return JSONResponse(anthropic_message(mid, model, [{"type": "text", "text": text}], "end_turn", usage))
         deltas = [{"type": "text_delta", "text": w + " "} for w in text.split(" ")]
-        events = anthropic_stream(mid, model, uncached, c, {"type": "text", "text": ""}, deltas, "end_turn", cache)
+        cumulative = step is not None and step.stream_usage == "cumulative"
+        events = anthropic_stream(
+            mid, model, uncached, c, {"type": "text", "text": ""}, deltas, "end_turn", cache, cumulative
+        )
         return self._sse(events, body)
 
     # --- tool calls (kept apart from the text paths above) ---
@@ -591,7 +596,7 @@ class FakeProvider:
                         body["_fault"], body["_completion_tokens"], done = "cut", sent, True
                         raise StreamCutOff(f"cut off after {sent} answer words")
                     sent += words
-                    if step is not None and step.stream_usage != "all":
+                    if step is not None and step.stream_usage in ("start", "none"):
                         event = _without_usage(event, keep_start=step.stream_usage == "start")
                     if event:
                         yield event
@@ -712,9 +717,11 @@ async def anthropic_stream(
     deltas: list[dict[str, Any]],
     stop_reason: str,
     cache: dict[str, Any] | None = None,
+    cumulative: bool = False,
 ) -> AsyncIterator[str]:
     """A Messages API SSE answer of one content block (text or tool_use) streamed as its deltas. `p`: the
-    uncached input tokens; `cache`: the prompt caching counts message_start reports beside them."""
+    uncached input tokens; `cache`: the prompt caching counts message_start reports beside them; `cumulative`:
+    message_delta reports them again (cumulative totals, as the current API does) beside output_tokens."""
     start = anthropic_message(mid, model, [], None, {"input_tokens": p, "output_tokens": 1, **(cache or {})})
     yield sse_event("message_start", {"type": "message_start", "message": start})
     yield sse_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
@@ -726,7 +733,7 @@ async def anthropic_stream(
         {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": c},
+            "usage": {**({"input_tokens": p, **(cache or {})} if cumulative else {}), "output_tokens": c},
         },
     )
     yield sse_event("message_stop", {"type": "message_stop"})

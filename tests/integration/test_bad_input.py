@@ -337,6 +337,9 @@ OVERRIDES: list[tuple[str, Any]] = [
     ("output_cost_per_token", 0),
     ("model_list", {"x": ["y"]}),  # a fuzzed body found this one (a 500 before)
     ("custom_llm_provider", "openai"),  # not on LiteLLM's list: refused by synqra (review)
+    # Reads the model name as a deployment id: a 429 "No deployments available ... Try again in 5 seconds", which the
+    # SDKs retry (review16); refused by synqra as provider strings and deployment ids in `model` are.
+    ("specific_deployment", True),
 ]
 OVERRIDE_CASES = [
     (path, field, value) for path in ("/v1/chat/completions", "/v1/messages") for field, value in OVERRIDES

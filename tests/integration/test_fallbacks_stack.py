@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +241,47 @@ def test_a_call_that_timed_out_after_it_was_sent_is_recorded(
     )
     assert all(x["completion_tokens"] == 16 and not x["counts_request"] for x in timed_out), timed_out
     assert status()["requests"] - before["requests"] == (1 if fallback_answers else 0), "counted once, if served"
+
+
+@contextmanager
+def unreachable_address() -> Iterator[str]:
+    """An address whose connections never open (a provider behind a dropped route): a listener that accepts
+    nothing, its queue filled, so the kernel drops every new connection's SYN and a client's connect times out."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", free_port()))
+    server.listen(0)
+    queued = socket.create_connection(server.getsockname(), timeout=2)  # fills the queue
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        queued.close()
+        server.close()
+
+
+@pytest.mark.parametrize("path", TIMEOUT_PATHS)
+def test_a_call_whose_connection_never_opened_is_not_recorded(tmp_path: Path, stack, providers, path: str) -> None:
+    """Found by review16: a call that timed out before its connection to the provider opened (httpx.ConnectTimeout:
+    no request was sent, nothing is billed) was recorded at its worst case as if it had been sent: a row of 16 output
+    tokens here; without max_tokens GPT-4o's 16,384, $0.163863 in the ledger for a request OpenAI never saw (seen
+    with a client's `timeout` of 0.0001 s; a provider unreachable for LiteLLM's whole request_timeout books every
+    request of the outage so, Claude's at $0.96 each)."""
+    with unreachable_address() as dead:
+
+        def gpt_4o_unreachable(cfg: dict) -> None:
+            for m in cfg["model_list"]:
+                if m["model_name"] == "gpt-4o":
+                    m["litellm_params"]["api_base"] = dead + "/v1"
+
+        s = start_stack(tmp_path, providers, backends_of=stack, edit=gpt_4o_unreachable)
+        try:
+            body = {**_timeout_body(path), "model": "gpt-4o"}
+            r = httpx.post(f"{s.base_url}{path}", json=body, headers=AUTH, timeout=60)
+            assert r.status_code == 408, r.text
+            assert wait_until(lambda: reserved(s.base_url) == 0, 30), "the call's reservation is still held"
+            time.sleep(1)  # a row would be written before the client's answer; the failure event runs beside it
+            assert not [x for x in ledger(s.base_url).values() if x["served_model"] == "gpt-4o"], ledger(s.base_url)
+        finally:
+            s.stop()
 
 
 def test_a_streamed_local_fallback_is_validated_as_the_model_that_answered(

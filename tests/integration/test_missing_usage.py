@@ -62,14 +62,16 @@ def test_a_stream_without_its_usage_is_recorded_at_no_less_than_the_bill(
     assert row["prompt_tokens"] >= billed_in and row["completion_tokens"] >= billed_out, (row, billed_in, billed_out)
 
 
+@pytest.mark.parametrize("usage", ["all", "cumulative"])
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
 def test_a_stream_with_its_usage_is_recorded_at_the_providers_figures(
-    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str
+    stack: RunningStack, fresh_providers: dict[str, FakeProvider], path: str, usage: str
 ) -> None:
     # The fake counts a word as one token, fewer than LiteLLM's tokenizer finds in "word12": its figures are
-    # still within what a real tokenizer can report, so they stand.
+    # still within what a real tokenizer can report, so they stand. "cumulative": message_delta repeats the input
+    # count beside output_tokens, as the current Messages API does (totals, not to be added to message_start's).
     provider = fresh_providers["anthropic"]
-    row = _stream(stack, provider, path, "claude-sonnet", "all")
+    row = _stream(stack, provider, path, "claude-sonnet", usage)
     assert (row["prompt_tokens"], row["completion_tokens"]) == provider.billed_tokens()
 
 

@@ -253,30 +253,41 @@ def test_shadow_mode_serves_the_incumbent_and_logs_the_choice(
     assert "# 3 logged quality verdicts on local-llama answers" in capsys.readouterr().out, "too few to place a cut"
 
 
-def _next_turn(base_url: str, model: str) -> httpx.Response:
-    body = {"model": model, "input": "And in French?", "previous_response_id": "resp_abc123", "max_output_tokens": 16}
+# What a Responses request refers to that its provider stored: a conversation, or (review16) a prompt template
+# (`prompt: {"id": "pmpt_..."}`), which OpenAI expands server-side into instructions and input it bills as prompt.
+STORED = {"previous_response_id": "resp_abc123", "prompt": {"id": "pmpt_abc123", "variables": {"city": "Paris"}}}
+
+
+def _next_turn(base_url: str, model: str, field: str = "previous_response_id") -> httpx.Response:
+    body = {"model": model, "input": "And in French?", field: STORED[field], "max_output_tokens": 16}
     return httpx.post(f"{base_url}/v1/responses", json=body, headers={"Authorization": f"Bearer {MASTER_KEY}"})
 
 
+@pytest.mark.parametrize("field", list(STORED))
 @pytest.mark.parametrize("model", ["claude-sonnet", "deepseek-chat", "auto"])
-def test_a_stored_conversation_is_never_answered_without_its_history(stack, fresh_providers, model: str) -> None:
+def test_a_stored_conversation_is_never_answered_without_its_history(
+    stack, fresh_providers, model: str, field: str
+) -> None:
     """A Responses turn that refers to a stored conversation: only OpenAI keeps one. LiteLLM gives other providers
     the history only from its database, which synqra does not run: it sent the new turn alone (2 prompt tokens)
-    and the client got a 200 whose answer never saw the conversation. A 400 names the way out instead."""
+    and the client got a 200 whose answer never saw the conversation. A 400 names the way out instead.
+    A stored prompt template likewise (review16): LiteLLM dropped it for Claude and DeepSeek, a 200 answering
+    "And in French?" without the template, reserved and billed as the 4-word turn it was not."""
     before = {name: len(p.requests) for name, p in fresh_providers.items()}
-    r = _next_turn(stack.base_url, model)
+    r = _next_turn(stack.base_url, model, field)
     assert r.status_code == 400, r.text
     message = r.json()["error"]["message"]
-    assert "stored Responses conversations ('previous_response_id')" in message and "`input`" in message, message
+    assert f"stored Responses conversations ('{field}')" in message and "`input`" in message, message
     if model == "auto":
         assert "gpt-4o" in message, "the model that keeps them, by name"
     assert {name: len(p.requests) for name, p in fresh_providers.items()} == before, "no provider was called"
 
 
-def test_a_stored_conversation_goes_to_openai_which_keeps_it(stack, fresh_providers) -> None:
-    r = _next_turn(stack.base_url, "gpt-4o")
+@pytest.mark.parametrize("field", list(STORED))
+def test_a_stored_conversation_goes_to_openai_which_keeps_it(stack, fresh_providers, field: str) -> None:
+    r = _next_turn(stack.base_url, "gpt-4o", field)
     assert r.status_code == 200, r.text
-    assert fresh_providers["openai"].requests[-1].body["previous_response_id"] == "resp_abc123"
+    assert fresh_providers["openai"].requests[-1].body[field] == STORED[field]
 
 
 # LiteLLM drops what a provider does not take (drop_params): Claude has no `n` and no logprobs, so a request for two

@@ -72,6 +72,50 @@ def test_an_explicit_request_goes_to_its_configured_fallback(
     assert len(providers["openai"].requests) == 1
 
 
+def ledger_rows(s: RunningStack, rid: str) -> list[dict]:
+    records = httpx.get(f"{s.base_url}/api/budget/ledger", headers=AUTH, timeout=30).json()["records"]
+    return [r for r in records if r["request_id"] == rid or r["request_id"].startswith(rid + ":")]
+
+
+def reserved(s: RunningStack) -> float:
+    return httpx.get(f"{s.base_url}/api/budget/status", headers=AUTH, timeout=30).json()["reserved"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+def test_the_model_standing_in_for_one_without_a_key_is_in_the_ledger_at_its_bill(
+    no_claude: RunningStack, providers: dict[str, FakeProvider], path: str, stream: bool
+) -> None:
+    """Found by review16: GPT-4o standing in for claude-sonnet (no ANTHROPIC_API_KEY, or a key Anthropic refused)
+    answered and was billed (10 in / 3 out, $0.000055), but the request left no ledger row and held its
+    reservation ($0.000208) until it lapsed (15 minutes): the stand-in was marked as a LiteLLM fallback, whose row
+    the hooks leave to the fallback's own accounting, and there was none."""
+    providers["openai"].reset()
+    if path == "/v1/responses":
+        body: dict = {"model": "claude-sonnet", "input": BRAND[0]["content"], "max_output_tokens": 16}
+    else:
+        body = {"model": "claude-sonnet", "messages": BRAND, "max_tokens": 16}
+    r = chat(no_claude, {**body, "stream": stream}, path)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-synqra-fallback"] == "claude-sonnet>gpt-4o"
+    rid = r.headers["x-synqra-request-id"]
+    bill = providers["openai"].billed_tokens()
+    assert bill[1] > 0 and len(providers["openai"].requests) == 1
+
+    def booked() -> tuple[int, int]:
+        rows = ledger_rows(no_claude, rid)
+        return sum(x["prompt_tokens"] for x in rows), sum(x["completion_tokens"] for x in rows)
+
+    assert wait_until(lambda: booked() == bill and reserved(no_claude) == 0, 15), (
+        ledger_rows(no_claude, rid),
+        bill,
+        reserved(no_claude),
+    )
+    rows = ledger_rows(no_claude, rid)
+    assert [(x["requested_model"], x["served_model"]) for x in rows] == [("claude-sonnet", "gpt-4o")]
+    assert rows[0]["cost_usd"] == pytest.approx(bill[0] * 0.0000025 + bill[1] * 0.00001, abs=1e-9)
+
+
 def test_escalation_skips_a_tier_without_a_key(
     stack: RunningStack, providers: dict[str, FakeProvider], tmp_path: Path
 ) -> None:

@@ -551,3 +551,25 @@ def test_a_stop_alert_stored_before_limits_were_kept_is_not_sent_again(make_guar
         assert [(b.get("tag"), b["level"]) for b in rx.bodies] == []  # main: [('t', 'stop'), (None, 'stop')]
 
     asyncio.run(main())
+
+
+def test_an_exhausted_small_budget_says_what_is_spent_of_what(make_guard: Callable[..., BudgetGuard]) -> None:
+    """Found by review16 on the stack: a tag capped at $0.002 was refused with '$0.00 of its $0.00 limit', and a
+    month of $0.0039 alike: the figures were rounded to cents (the too-costly message already showed small sums)."""
+
+    async def main() -> tuple[BudgetRefused, BudgetRefused]:
+        g = make_guard(monthly_limit_usd=0.0039, tags={"small": {"monthly_limit_usd": 0.002}})
+        await _spend(g, "s1", "claude-sonnet", 100, 100, "small")  # $0.0018 of the tag's $0.002 (stops at 95%)
+        acc = Accountant(g, "local-llama")
+        data = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+        with pytest.raises(BudgetRefused) as tag_err:
+            await acc.admit(RequestState("t", call_type="acompletion", tag="small"), dict(data), "claude-sonnet", False)
+        await _spend(g, "s2", "claude-sonnet", 100, 100, None)  # $0.0036 of the month's $0.0039
+        with pytest.raises(BudgetRefused) as month_err:
+            await acc.admit(RequestState("m", call_type="acompletion"), dict(data), "claude-sonnet", False)
+        await g.aclose()
+        return tag_err.value, month_err.value
+
+    tag, month = asyncio.run(main())
+    assert tag.status == 429 and "$0.001800 of its $0.002000 limit" in tag.message, tag.message
+    assert month.status == 429 and "$0.003600 of the $0.003900 limit" in month.message, month.message
