@@ -571,5 +571,5 @@ def test_an_exhausted_small_budget_says_what_is_spent_of_what(make_guard: Callab
         return tag_err.value, month_err.value
 
     tag, month = asyncio.run(main())
-    assert tag.status == 429 and "$0.001800 of its $0.002000 limit" in tag.message, tag.message
-    assert month.status == 429 and "$0.003600 of the $0.003900 limit" in month.message, month.message
+    assert tag.status == 429 and "$0.0018 of its $0.002 limit" in tag.message, tag.message
+    assert month.status == 429 and "$0.0036 of the $0.0039 limit" in month.message, month.message
