@@ -130,6 +130,7 @@ class BudgetGuard:
         self._limit_nano = to_nano(settings.monthly_limit_usd)
         self._stop_nano = to_nano(settings.monthly_limit_usd * settings.stop_at)
         self._levels = settings.all_alert_levels
+        self._lowest_level = min(self._levels, default=math.inf)
         # Each capped tag's (limit, stop level) in nano-dollars: the global ratios apply to every cap.
         self._tag_caps = {
             tag: TagCap(to_nano(t.monthly_limit_usd), to_nano(t.monthly_limit_usd * settings.stop_at))
@@ -567,18 +568,24 @@ class BudgetGuard:
 
     # -- alerts -----------------------------------------------------------------------------
     async def _check_alerts(self, month: str, committed_nano: int) -> None:
+        share = committed_nano / self._limit_nano
+        if share < self._lowest_level:  # no level reached, none can fire: the fired ones need not be read (~4 us)
+            return
         win = self._current_window()
         if month != win.key:
             return
-        for level in levels_to_fire(committed_nano / self._limit_nano, self._levels, self._levels_fired(None)):
+        for level in levels_to_fire(share, self._levels, self._levels_fired(None)):
             await self._fire(win, level_key(level), committed_nano)
 
     async def _check_tag_alerts(self, month: str, tag: str, committed_nano: int) -> None:
+        limit = self._tag_caps[tag].limit_nano
+        share = committed_nano / limit
+        if share < self._lowest_level:
+            return
         win = self._current_window()
         if month != win.key:
             return
-        limit = self._tag_caps[tag].limit_nano
-        for level in levels_to_fire(committed_nano / limit, self._levels, self._levels_fired(tag)):
+        for level in levels_to_fire(share, self._levels, self._levels_fired(tag)):
             await self._fire(win, level_key(level), committed_nano, tag)
 
     def _limit_usd(self, tag: str | None) -> float:
