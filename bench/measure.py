@@ -44,8 +44,22 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
 def write_result(name: str, text: str) -> Path:
-    out = Path(__file__).resolve().parent / "results" / f"{name}.md"
+    out = RESULTS / f"{name}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")
+    return out
+
+
+def prepend_result(name: str, heading: str, text: str, results: Path = RESULTS) -> Path:
+    """Put a run's section (`## heading`, then `text`) at the top of results/<name>.md, above the sections of
+    earlier runs, which stay as they were (write_result replaces the file)."""
+    out = results / f"{name}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    older = out.read_text() if out.exists() else ""
+    section = f"## {heading}\n\n{text.strip()}\n"
+    out.write_text(section + ("\n" + older.lstrip("\n") if older.strip() else ""))
     return out

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.measure import median, table, write_result
+from bench.measure import median, prepend_result, table
 from bench.proxy_overhead import BEFORE, bare_of, instant_providers, load, model_of, variant_config, variants_of
 from policies.common.offline import apply_offline_env
 from tests.fakes.fake_providers import free_port
@@ -214,7 +214,14 @@ def main() -> None:
         "callgrind's cycle estimate",
     )
     ap.add_argument("--keep", type=Path, help="copy the callgrind files here (for callgrind_annotate)")
+    ap.add_argument(
+        "--label",
+        default="",
+        help="the heading of this run's section, put at the top of bench/results/proxy_instructions.md above the "
+        "earlier runs' sections (default: the date)",
+    )
     args = ap.parse_args()
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     variants = variants_of(ap, args.variants, args.before)
     provs = instant_providers()
     root = Path(tempfile.mkdtemp(prefix="bench-instr-"))
@@ -293,7 +300,9 @@ def main() -> None:
                 f"{k}: {v / 1e6:.3f}" for k, v in sorted(t.items(), key=lambda kv: -kv[1])
             )
     print(text)
-    write_result("proxy_instructions", text)
+    command = "python -m bench.proxy_instructions " + " ".join(sys.argv[1:])
+    heading = f"{args.label} ({started}-{time.strftime('%H:%M', time.gmtime())} UTC)".strip()
+    prepend_result("proxy_instructions", heading, f"`{command}`\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -41,12 +41,13 @@ from policies.budget.worst_case import (
     billed_prompt_tokens,
     choices,
     clamp_output_allowance,
+    held_prompt_tokens,
     output_allowance,
     prompt_tokens,
 )
 from policies.common.api_answers import prompt_only_usage
 from policies.common.api_shapes import KIND_BY_CALL_TYPE, cache_breakpoints, chat_view
-from policies.common.request_state import RequestState
+from policies.common.request_state import RequestState, WorstCase
 
 log = logging.getLogger("synqra.accounting")
 
@@ -114,12 +115,17 @@ class Accountant:
         view = chat_view(data, state.call_type)  # completions and Responses API requests read as chat
         # The largest allowance the request gives in any spelling: LiteLLM may send the provider any of them.
         key, max_tokens = output_allowance(data, state.call_type)
-        prompt = billed_prompt_tokens(self.guard, model, prompt_tokens(self.guard, model, view, state.call_type), ttls)
+        prompt, bound = held_prompt_tokens(self.guard, model, view, state.call_type, ttls)
         n = choices(view)
-        state.worst_case = {
-            "prompt_tokens": prompt,
-            "completion_tokens": n * (max_tokens or self.guard.output_ceiling(model)),
-        }
+        completion = n * (max_tokens or self.guard.output_ceiling(model))
+        if bound:  # a row booked at the worst case records the prompt's count, not the bound held (~4x above it)
+            guard, call_type, asked = self.guard, state.call_type, dict(view)  # the request's fields as sent
+            state.worst_case = WorstCase(
+                lambda: billed_prompt_tokens(guard, model, prompt_tokens(guard, model, asked, call_type), ttls),
+                completion,
+            )
+        else:
+            state.worst_case = WorstCase(prompt, completion)
         try:
             await self.guard.reserve(state.request_id, model, prompt, max_tokens, n, tag=state.tag)
             state.reserved = True
@@ -324,7 +330,7 @@ class Accountant:
 
     @staticmethod
     def _booked_at_worst_case(attempt: RequestState, group: str, why: str) -> dict[str, int]:
-        worst = attempt.worst_case or {}
+        worst = attempt.worst_case.usage() if attempt.worst_case is not None else {}
         log.warning(
             "%s call %s %s: recorded at its worst case (%d in, %d out, worst case)",
             group,
@@ -333,7 +339,7 @@ class Accountant:
             worst.get("prompt_tokens", 0),
             worst.get("completion_tokens", 0),
         )
-        return dict(worst)
+        return worst
 
     async def release_all(self, state: RequestState) -> None:
         """The call failed as a whole (every fallback too): nothing it reserved is spent."""

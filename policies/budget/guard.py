@@ -21,7 +21,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -106,6 +106,12 @@ def month_alerts(keys: Iterable[str]) -> list[str]:
     return [k for k in keys if not k.startswith(TAG_ALERT_PREFIX)]
 
 
+def _utc_bounds(win: MonthWindow) -> tuple[datetime, datetime]:
+    """The month's start and end as UTC datetimes: the same instants, compared with the clock's UTC `now` without
+    the month zone's offset looked up on each comparison (2.8 -> ~1 us, several times a request)."""
+    return win.start.astimezone(UTC), win.end.astimezone(UTC)
+
+
 class TagCap(NamedTuple):
     """A tag's own cap in nano-dollars: its limit and its stop level (the month's stop_at ratio)."""
 
@@ -130,6 +136,7 @@ class BudgetGuard:
         self._limit_nano = to_nano(settings.monthly_limit_usd)
         self._stop_nano = to_nano(settings.monthly_limit_usd * settings.stop_at)
         self._levels = settings.all_alert_levels
+        self._lowest_level = min(self._levels, default=math.inf)
         # Each capped tag's (limit, stop level) in nano-dollars: the global ratios apply to every cap.
         self._tag_caps = {
             tag: TagCap(to_nano(t.monthly_limit_usd), to_nano(t.monthly_limit_usd * settings.stop_at))
@@ -139,6 +146,7 @@ class BudgetGuard:
         # hard stop held by the store across workers and replicas, with no alerts.
         self._spend_caps: dict[str, int] = {}
         self._window = month_window(now(), settings.timezone)
+        self._bounds = _utc_bounds(self._window)
         self._reset_cache()
         self._open: dict[str, Reservation] = {}
         self._queue: deque[LedgerRecord] = deque()
@@ -190,8 +198,10 @@ class BudgetGuard:
 
     def _current_window(self) -> MonthWindow:
         now = self._now()
-        if not self._window.start <= now < self._window.end:
+        start, end = self._bounds
+        if not start <= now < end:
             self._window = month_window(now, self.settings.timezone)
+            self._bounds = _utc_bounds(self._window)
             self._reset_cache()  # a new month starts from zero; alerts re-arm
         return self._window
 
@@ -570,18 +580,24 @@ class BudgetGuard:
 
     # -- alerts -----------------------------------------------------------------------------
     async def _check_alerts(self, month: str, committed_nano: int) -> None:
+        share = committed_nano / self._limit_nano
+        if share < self._lowest_level:  # no level reached, none can fire: the fired ones need not be read (~4 us)
+            return
         win = self._current_window()
         if month != win.key:
             return
-        for level in levels_to_fire(committed_nano / self._limit_nano, self._levels, self._levels_fired(None)):
+        for level in levels_to_fire(share, self._levels, self._levels_fired(None)):
             await self._fire(win, level_key(level), committed_nano)
 
     async def _check_tag_alerts(self, month: str, tag: str, committed_nano: int) -> None:
+        limit = self._tag_caps[tag].limit_nano
+        share = committed_nano / limit
+        if share < self._lowest_level:
+            return
         win = self._current_window()
         if month != win.key:
             return
-        limit = self._tag_caps[tag].limit_nano
-        for level in levels_to_fire(committed_nano / limit, self._levels, self._levels_fired(tag)):
+        for level in levels_to_fire(share, self._levels, self._levels_fired(tag)):
             await self._fire(win, level_key(level), committed_nano, tag)
 
     def _limit_usd(self, tag: str | None) -> float:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from policies.budget.records import CallRecord, to_nano
+from policies.budget.token_count import PromptCounter
 
 log = logging.getLogger("synqra.budget")
 
@@ -186,6 +187,7 @@ class PriceBook:
         self.prices = prices
         self.baseline_model = baseline_model
         self.default_max_output = default_max_output
+        self.counter = PromptCounter()
 
     @classmethod
     def from_config(cls, cfg: AppConfig, required: Sequence[str] = ()) -> PriceBook:
@@ -260,8 +262,7 @@ class PriceBook:
     def count_prompt_tokens(
         self, model_name: str, messages: list[dict[str, Any]] | None = None, text: str | None = None
     ) -> int:
-        """Prompt tokens as LiteLLM counts them for the model (its tokenizer, else tiktoken)."""
-        import litellm
-
+        """Prompt tokens as LiteLLM counts them for the model (its tokenizer, else tiktoken): `litellm.token_counter`'s
+        count, each text counted once (policies/budget/token_count.py)."""
         lm = self.prices[model_name].litellm_model if model_name in self.prices else model_name
-        return int(litellm.token_counter(model=lm, messages=messages, text=text))
+        return self.counter.count(lm, messages=messages, text=text)

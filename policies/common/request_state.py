@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +50,21 @@ class QualityInfo:
     action: str | None = None
     escalated: str | None = None  # "false", or the chain of tiers ("local-llama>deepseek-chat")
     note: str | None = None  # why a non-passing answer was delivered (budget_stopped, escalate_failed...)
+
+
+@dataclass(eq=False)
+class WorstCase:
+    """A paid call's worst case as usage: its prompt's tokens (at the price they may be billed) and its whole output
+    allowance. `prompt_tokens` may be a function that counts them: the reservation held an upper bound of the prompt
+    (policies/budget/worst_case.held_prompt_tokens), and the exact count is taken only if a row is booked at it."""
+
+    prompt_tokens: int | Callable[[], int]
+    completion_tokens: int
+
+    def usage(self) -> dict[str, int]:
+        if callable(self.prompt_tokens):
+            self.prompt_tokens = self.prompt_tokens()
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
 @dataclass(eq=False)
@@ -100,9 +116,9 @@ class RequestState:
     route_attempts: int = 0  # deployment calls LiteLLM has started on `route` (more than 1: retries)
     unbilled_attempt: RequestState | None = None  # a streamed fallback that answered, awaiting its usage
     failures_seen: int = 0  # LiteLLM's failed attempts (its `previous_models`) already accounted for
-    # What the call's reservation holds, as usage (prompt tokens, the whole output allowance): what a call that
-    # timed out after it was sent is recorded at. None for a free model.
-    worst_case: dict[str, int] | None = None
+    # The call's worst case, as usage (its prompt, the whole output allowance): what a call that timed out after it
+    # was sent is recorded at. None for a free model.
+    worst_case: WorstCase | None = None
     timeouts: int = 0  # attempts of this call that timed out (each recorded as a row of its own)
     settling: asyncio.Future[bool] | None = field(default=None, repr=False)
 

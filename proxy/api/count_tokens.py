@@ -2,9 +2,10 @@
 
 Anthropic clients (Claude Code) ask before sending how many input tokens a request holds. LiteLLM answers
 only for Anthropic models, by calling Anthropic; here every model answers: the local model (and `auto`, whose
-answer may come from it) with the llama.cpp server's own tokenizer, a paid model with the count the budget
-reserves by (LiteLLM's tokenizer for that model, tool definitions and system blocks included). Errors are
-in Anthropic's format.
+answer may come from it) with the llama.cpp server's own tokenizer, a paid model with LiteLLM's tokenizer's count
+for that model, tool definitions and system blocks included (what the budget records a call booked at its worst
+case at; its reservation may hold a short prompt at its byte count instead, policies/budget/worst_case.py). Errors
+are in Anthropic's format.
 """
 
 from __future__ import annotations

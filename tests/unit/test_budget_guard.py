@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
@@ -650,3 +651,27 @@ def test_a_spend_cap_holds_across_guards_sharing_the_store(make_guard: Callable[
         assert status["state"] == "ok" and status["reserved"] == 0
 
     asyncio.run(main())
+
+
+def test_the_month_turns_at_midnight_in_the_budgets_timezone(tmp_path: Path) -> None:
+    """Tokyo is UTC+9: its April starts at 15:00 UTC on March 31st, to the second (the guard compares the clock with
+    the month's bounds in UTC); what was reserved in March is not April's."""
+    clock = Clock(datetime(2026, 3, 31, 14, 59, 59, tzinfo=UTC))
+    g = BudgetGuard.from_config(app_config(tmp_path, {"store": "sqlite", "timezone": "Asia/Tokyo"}), now=clock, env={})
+
+    async def main() -> list[tuple[str, float]]:
+        seen = []
+        await g.reserve("march", "claude-sonnet", 1000, 100)
+        seen.append((g.current_month(), g.snapshot()["reserved_usd"]))
+        clock.advance(seconds=1)
+        seen.append((g.current_month(), g.snapshot()["reserved_usd"]))
+        clock.t = datetime(2026, 4, 30, 14, 59, 59, tzinfo=UTC).astimezone(ZoneInfo("America/New_York"))
+        seen.append((g.current_month(), g.snapshot()["reserved_usd"]))  # a clock in another zone: the same instant
+        clock.advance(seconds=1)
+        seen.append((g.current_month(), g.snapshot()["reserved_usd"]))
+        await g.aclose()
+        return seen
+
+    seen = asyncio.run(main())
+    assert [m for m, _ in seen] == ["2026-03", "2026-04", "2026-04", "2026-05"]
+    assert seen[0][1] > 0 and [r for _, r in seen[1:]] == [0, 0, 0]
