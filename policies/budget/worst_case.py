@@ -121,7 +121,7 @@ def byte_bound(data: dict[str, Any], call_type: str = "acompletion") -> int | No
     are counted by `prompt_tokens`."""
     if call_type in EMBEDDING_CALLS:
         return _utf8_bytes(_embedding_text(data))
-    if any(data.get(key) for key in STORED_CONTEXT_FIELDS):
+    if stored_context(data):
         return None
     messages = data.get("messages") or []
     if not isinstance(messages, list):
