@@ -80,6 +80,17 @@ def test_shipped_config_is_valid() -> None:
             "router_settings.fallback",
         ),
         (lambda c: c.update(router_settings=["fallbacks"]), "router_settings"),
+        # A baseline model not in model_list started a proxy that said "ready" and answered every request 500 ("no
+        # price for model(s) ['gpt-5']"); an embedding model or the virtual model as a tier was a 404 or `auto` served
+        # as itself; a typo in vision_tiers / tool_tiers was silently no tier (found by review17).
+        (lambda c: c["synqra"]["budget"].update(baseline_model="gpt-5"), "synqra.budget.baseline_model"),
+        (
+            lambda c: c["synqra"]["routing"].update(tiers=["local-embed", "deepseek-chat", "claude-sonnet"]),
+            "synqra.routing.tiers[0]",
+        ),
+        (lambda c: c["synqra"]["routing"].update(tiers=["auto", "claude-sonnet"]), "synqra.routing.tiers[0]"),
+        (lambda c: c["synqra"]["routing"].update(vision_tiers=["gpt4o"]), "synqra.routing.vision_tiers[0]"),
+        (lambda c: c["synqra"]["routing"].update(tool_tiers=["deepseek"]), "synqra.routing.tool_tiers[0]"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, mutate, key: str) -> None:
