@@ -202,3 +202,13 @@ def test_a_read_only_store_is_read_by_dry_run_and_refused_in_one_line_elsewhere(
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and "read-only" in err and str(store) in err, (args, err)
     assert sorted((p.name, p.stat().st_size) for p in store.rglob("*")) == before
+
+
+def test_an_unknown_command_is_one_line_and_exit_2(capsys) -> None:
+    # `synqra reprot` printed the whole 20-line help, never saying what was wrong (found by review17).
+    from proxy.cli import main
+
+    assert main(["reprot"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and "unknown command 'reprot'" in out.err and "report" in out.err
+    assert main([]) == 0 and "COMMAND" in capsys.readouterr().out
