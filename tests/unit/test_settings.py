@@ -248,3 +248,20 @@ def test_included_files_are_merged_as_litellm_merges_them(tmp_path: Path) -> Non
     assert cfg.model("deepseek-reasoner") is not None and cfg.model("claude-sonnet") is not None
     assert cfg.fallback_chain("deepseek-reasoner") == ["gpt-4o"]  # the included router_settings replace the main's
     assert cfg.aliases == {}
+
+
+def test_the_configs_environment_variables_count_when_serve_says_which_tiers_answer(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # LiteLLM sets `environment_variables:` in the proxy's process, so a key given there works; `synqra serve`
+    # still printed "deepseek-chat unavailable (DEEPSEEK_API_KEY not set)" (found by review17).
+    from proxy.supervisor import apply_environment_variables, tiers_line
+
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "")  # restored (removed) after the test
+    monkeypatch.delenv("DEEPSEEK_API_KEY")
+    cfg = load_config(
+        _write(tmp_path, lambda c: c.update(environment_variables={"DEEPSEEK_API_KEY": "sk-from-config"}))
+    )
+    assert "deepseek-chat unavailable" in tiers_line(cfg)
+    apply_environment_variables(cfg)
+    assert "deepseek-chat ok" in tiers_line(cfg)
