@@ -66,6 +66,16 @@ class Batcher:
         await self.queue.put(_Job(texts, fut))
         return await fut
 
+    async def _encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """At most max_batch texts per forward pass: one request may bring thousands (OpenAI takes 2,048, LangChain
+        sends 1,000), and a single pass over them all grew the server by ~4.4 MB per 256-token text."""
+        parts, counts = [], []
+        for i in range(0, len(texts), self.max_batch):
+            vecs, n = await asyncio.to_thread(self.encoder.encode, texts[i : i + self.max_batch])
+            parts.append(vecs)
+            counts += n
+        return np.concatenate(parts), counts
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -91,7 +101,7 @@ class Batcher:
             texts = [t for j in jobs for t in j.texts]
             self._last_batch_jobs = len(jobs)
             try:
-                vecs, counts = await asyncio.to_thread(self.encoder.encode, texts)
+                vecs, counts = await self._encode(texts)
             except Exception as exc:  # one bad batch must not kill the worker
                 for j in jobs:
                     if not j.future.done():
@@ -103,6 +113,10 @@ class Batcher:
                 if not j.future.done():
                     j.future.set_result((vecs[i : i + k], counts[i : i + k]))
                 i += k
+
+
+# OpenAI's embeddings API takes at most this many inputs in one request.
+MAX_INPUTS = 2048
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -145,6 +159,8 @@ def parse_embedding_request(body: Any) -> tuple[list[str], str]:
         texts = [token_ids.decode(t) for t in raw]
     else:
         raise InputError("'input' must be a non-empty string, list of strings, token ids or lists of token ids")
+    if len(texts) > MAX_INPUTS:
+        raise InputError(f"'input' may hold at most {MAX_INPUTS} items (OpenAI's limit), got {len(texts)}")
     if any(not t for t in texts):
         raise InputError("'input' must not contain empty strings")
     fmt = body.get("encoding_format") or "float"

@@ -32,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    if not argv or argv[0] not in COMMANDS:
+    if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"synqra: unknown command {argv[0]!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
     target, _ = COMMANDS[argv[0]]
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)

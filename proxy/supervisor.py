@@ -291,6 +291,15 @@ def tiers_line(cfg: AppConfig) -> str:
     return "tiers: " + ", ".join(parts)
 
 
+def apply_environment_variables(cfg: AppConfig) -> None:
+    """Set the config's `environment_variables:` in this process, as LiteLLM sets them in the proxy's: what serve
+    says about the tiers (a key given there) and the backends it starts see them too."""
+    from policies.common.settings import read_config
+
+    for name, value in (read_config(cfg.path).get("environment_variables") or {}).items():
+        os.environ[str(name)] = str(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="synqra serve", description="Start the local backends and the LiteLLM proxy.")
     ap.add_argument("--config", default=os.environ.get("SYNQRA_CONFIG", "litellm_config.yaml"))
@@ -302,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"synqra: {e}", file=sys.stderr)
         return 2
+    apply_environment_variables(cfg)
     s = cfg.synqra.server
     logging.basicConfig(level=s.log_level, format=LOG_FORMAT)
     key, origin = resolve_master_key(s.data_path)

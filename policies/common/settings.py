@@ -286,6 +286,23 @@ def _check_consistency(cfg: AppConfig) -> None:
             raise ConfigError(
                 f"invalid configuration:\n  synqra.routing.tiers[{i}]: {tier!r} is not a model_name in model_list"
             )
+        entry = cfg.model(tier)
+        if tier == s.routing.virtual_model or (entry is not None and entry.model_info.get("mode") == "embedding"):
+            why = "the virtual model itself" if tier == s.routing.virtual_model else "an embedding model"
+            raise ConfigError(
+                f"invalid configuration:\n  synqra.routing.tiers[{i}]: {tier!r} is {why}, not a chat model to route to"
+            )
+    for setting, named in (("vision_tiers", s.routing.vision_tiers), ("tool_tiers", s.routing.tool_tiers)):
+        for i, tier in enumerate(named):
+            if tier not in names:
+                raise ConfigError(
+                    f"invalid configuration:\n  synqra.routing.{setting}[{i}]: {tier!r} is not a model_name in model_list"
+                )
+    if s.budget.baseline_model not in names:
+        raise ConfigError(
+            f"invalid configuration:\n  synqra.budget.baseline_model: {s.budget.baseline_model!r} is not a model_name "
+            "in model_list"
+        )
     if s.routing.shadow_model is not None and s.routing.shadow_model not in names:
         raise ConfigError(
             f"invalid configuration:\n  synqra.routing.shadow_model: {s.routing.shadow_model!r} is not a model_name in model_list"

@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        args.out.write_text(text)
+        try:
+            args.out.write_text(text)
+        except OSError as e:  # a missing folder, no permission: one line, not a traceback
+            print(f"synqra report: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
+            return 2
         print(f"synqra report: wrote {args.out} ({len(text.encode()):,} bytes)", file=sys.stderr)
     return 0
 

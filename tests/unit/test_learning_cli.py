@@ -239,3 +239,13 @@ def test_a_full_disk_is_named_as_full(full_disk: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert f"the disk holding the learning folder {full_disk} is full (0 bytes free" in err, err
     assert "free space there" in err and "cannot be read" not in err
+
+
+def test_an_unknown_command_is_one_line_and_exit_2(capsys) -> None:
+    # `synqra reprot` printed the whole 20-line help, never saying what was wrong (found by review17).
+    from proxy.cli import main
+
+    assert main(["reprot"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and "unknown command 'reprot'" in out.err and "report" in out.err
+    assert main([]) == 0 and "COMMAND" in capsys.readouterr().out

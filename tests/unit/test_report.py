@@ -309,3 +309,20 @@ def test_a_learning_runs_month_is_the_budgets_month(tmp_path: Path) -> None:
 
     assert asyncio.run(runs("2026-04")) == ["kept"]
     assert asyncio.run(runs("2026-03")) == []
+
+
+def test_an_out_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path, capsys: Any) -> None:
+    # `--out /no/such/dir/report.html` ended in a FileNotFoundError traceback (found by review17).
+    import yaml
+
+    from proxy.report.cli import main
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "litellm_config.yaml").read_text())
+    cfg["synqra"]["server"]["data_dir"] = str(tmp_path / "data")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    target = tmp_path / "no" / "such" / "report.html"
+    assert main(["--config", str(config), "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("synqra report: cannot write") and str(target) in err and "\n" not in err
+    assert not target.exists()

@@ -80,6 +80,17 @@ def test_shipped_config_is_valid() -> None:
             "router_settings.fallback",
         ),
         (lambda c: c.update(router_settings=["fallbacks"]), "router_settings"),
+        # A baseline model not in model_list started a proxy that said "ready" and answered every request 500 ("no
+        # price for model(s) ['gpt-5']"); an embedding model or the virtual model as a tier was a 404 or `auto` served
+        # as itself; a typo in vision_tiers / tool_tiers was silently no tier (found by review17).
+        (lambda c: c["synqra"]["budget"].update(baseline_model="gpt-5"), "synqra.budget.baseline_model"),
+        (
+            lambda c: c["synqra"]["routing"].update(tiers=["local-embed", "deepseek-chat", "claude-sonnet"]),
+            "synqra.routing.tiers[0]",
+        ),
+        (lambda c: c["synqra"]["routing"].update(tiers=["auto", "claude-sonnet"]), "synqra.routing.tiers[0]"),
+        (lambda c: c["synqra"]["routing"].update(vision_tiers=["gpt4o"]), "synqra.routing.vision_tiers[0]"),
+        (lambda c: c["synqra"]["routing"].update(tool_tiers=["deepseek"]), "synqra.routing.tool_tiers[0]"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, mutate, key: str) -> None:
@@ -237,3 +248,20 @@ def test_included_files_are_merged_as_litellm_merges_them(tmp_path: Path) -> Non
     assert cfg.model("deepseek-reasoner") is not None and cfg.model("claude-sonnet") is not None
     assert cfg.fallback_chain("deepseek-reasoner") == ["gpt-4o"]  # the included router_settings replace the main's
     assert cfg.aliases == {}
+
+
+def test_the_configs_environment_variables_count_when_serve_says_which_tiers_answer(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # LiteLLM sets `environment_variables:` in the proxy's process, so a key given there works; `synqra serve`
+    # still printed "deepseek-chat unavailable (DEEPSEEK_API_KEY not set)" (found by review17).
+    from proxy.supervisor import apply_environment_variables, tiers_line
+
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "")  # restored (removed) after the test
+    monkeypatch.delenv("DEEPSEEK_API_KEY")
+    cfg = load_config(
+        _write(tmp_path, lambda c: c.update(environment_variables={"DEEPSEEK_API_KEY": "sk-from-config"}))
+    )
+    assert "deepseek-chat unavailable" in tiers_line(cfg)
+    apply_environment_variables(cfg)
+    assert "deepseek-chat ok" in tiers_line(cfg)
