@@ -114,7 +114,11 @@ class LearnedScorer:
 
     @staticmethod
     def _presence_term(w_tok: np.ndarray, distinct: np.ndarray, value: float) -> float:
-        return float(w_tok[distinct[distinct < len(w_tok)]].sum()) * value
+        """value * the sum of w_tok over the sorted distinct ids it has a row for (np.add.reduce is what .sum()
+        runs; the mask, needed only when the last id is past the table, is skipped otherwise: the same sum)."""
+        if len(distinct) and distinct[-1] >= len(w_tok):
+            distinct = distinct[distinct < len(w_tok)]
+        return float(np.add.reduce(w_tok.take(distinct))) * value
 
     def logit(self, emb: np.ndarray, feats: np.ndarray, token_term: np.ndarray | None = None) -> np.ndarray:
         if emb.shape[-1] != self.dims:

@@ -23,6 +23,7 @@ from policies.common.routing_settings import RoutingSettings
 from policies.embedding.static import _CHUNK_SPLIT, MAX_TOKENS, StaticEmbedder, chunks_of
 from policies.routing import features as F
 from policies.routing.complexity import _WORD, word_tokens
+from policies.routing.dataset import DEFAULT_DATA_DIR, load_all
 from policies.routing.router import RouteDecision, Router
 from policies.routing.scorer import LearnedScorer, load_artifact
 from policies.routing.tiers import TierInfo
@@ -219,3 +220,29 @@ def test_router_scores_equal_the_earlier_code(static: StaticEmbedder) -> None:
         emb = reference_embed(static.table, [ids])
         score = float(scorer.score(emb, feats, scorer.token_term([ids]))[0])
         assert d.score == pytest.approx(score, abs=1e-6), text
+
+
+def _earlier_presence_term(w_tok: np.ndarray, distinct: np.ndarray, value: float) -> float:
+    return float(w_tok[distinct[distinct < len(w_tok)]].sum()) * value
+
+
+@pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason="the routing training data is not on this machine")
+def test_router_scores_on_the_training_prompts_equal_the_earlier_code_exactly(static: StaticEmbedder) -> None:
+    """Every training prompt (RouteLLM, MMLU-Pro, LLMRouter, arena-hard): the served decision's score is the float
+    the earlier feature and token-term code gives with the same scorer, bit for bit."""
+    scorer = load_artifact()
+    assert scorer.w_tok is not None
+    tiers = [TierInfo("local"), TierInfo("deepseek-chat"), TierInfo("claude-sonnet")]
+    router = Router(RoutingSettings(embed_cache_size=0), tiers, scorer, static)
+    requests = [e.request for e in load_all(DEFAULT_DATA_DIR)[0]]
+
+    async def served() -> list[RouteDecision]:
+        return [await router.adecide(r) for r in requests]
+
+    for request, d in zip(requests, asyncio.run(served())):
+        text = F.embed_text(F.request_text(request), scorer.max_chars)
+        distinct = np.unique(np.asarray(static.token_ids([text])[0], dtype=np.int64))
+        value = 1.0 / math.sqrt(len(distinct)) if len(distinct) else 0.0
+        term = np.array([_earlier_presence_term(scorer.w_tok, distinct, value)], np.float32)
+        feats = F.feature_vector(reference_features(request))[None, :]
+        assert d.score == float(scorer.score(static.embed([text]), feats, term)[0]), text[:200]
