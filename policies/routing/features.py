@@ -35,14 +35,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "has_system",
     "log_system_chars",
     "code_fence",
-    "code_line_frac",
-    "math_symbol_frac",
-    "log_numbers",
-    "log_math_words",
-    "has_latex",
-    "log_questions",
     "log_lines",
-    "has_choices",
     "has_tools",
     "log_tools",
     "has_tool_messages",
@@ -54,6 +47,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "litellm_complexity",
 )
 
+# The structural fallback rule's cues (fallback_cues), not router features.
 # A line of code: r"^\s*(def |class |...|<\/?\w+>)|;\s*$|=>|\)\s*\{", tested one alternative at a time, each
 # only where its literal part occurs (one regex tries the unanchored alternatives at every character).
 _CODE_LINE_START = re.compile(
@@ -62,64 +56,28 @@ _CODE_LINE_START = re.compile(
 )
 _SEMICOLON_END = re.compile(r";\s*$")
 _PAREN_BRACE = re.compile(r"\)\s*\{")
-_MATH_SYMBOL = re.compile(r"[=+\-*/^<>%√∑∫π≤≥≠×÷]")
-_ASCII_MATH_SYMBOLS = "=+-*/^<>%"  # the ones an ASCII text can hold
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+# A whitespace-separated word of an ASCII text starts where _SPACES's translate writes " x" (or "x" at 0).
+_SPACES = str.maketrans({c: " " if c.isspace() else "x" for c in map(chr, range(128))})
 
 
-class _NumbersIn(dict[str, int]):
-    """_NUMBER's matches in a run of an ASCII text's digits, dots and commas, the digits written 0 and the commas
-    '.' (as _counts writes them): a match lies within one run and depends only on its shape, and an
-    application's texts have a few hundred shapes ("0", "00.0", "."...): counted by the regex once each."""
-
-    def __missing__(self, run: str) -> int:
-        n = len(_NUMBER.findall(run))
-        if len(self) < 4096:
-            self[run] = n
-        return n
-
-
-_NUMBERS_IN = _NumbersIn()
-
-
-def _class_of(c: str) -> str:
-    """An ASCII character's class, in _CLASS's one translate: " " whitespace (what str.split() splits at), "m" a
-    maths symbol, "0" a digit, "." a dot or comma, "x" anything else. _counts then reads that one string with
-    str.count and one split, not a pass of its own over the text per count (nine str.count and two splits)."""
-    if c.isspace():
-        return " "
-    if c in _ASCII_MATH_SYMBOLS:
-        return "m"
-    return "0" if c.isdigit() else "." if c in ".," else "x"
-
-
-_CLASS = str.maketrans({c: _class_of(c) for c in map(chr, range(128))})
-_WORD_STARTS = (" x", " m", " 0", " .")  # a whitespace-separated word starts after a space or at 0
-
-
-def _counts(text: str) -> tuple[int, int, int]:
-    """(len(text.split()), len(_MATH_SYMBOL.findall(text)), len(_NUMBER.findall(text))): on ASCII text from one
-    translate."""
-    if not text.isascii():  # \d matches other scripts' digits too, and str.split() splits at other spaces
-        return len(text.split()), len(_MATH_SYMBOL.findall(text)), len(_NUMBER.findall(text))
-    classes = text.translate(_CLASS)
-    words = sum(map(classes.count, _WORD_STARTS)) + (classes[:1] not in ("", " "))
-    # The runs of digits, dots and commas, as _NumbersIn keys them.
-    runs = classes.replace("x", " ").replace("m", " ").split()
-    return words, classes.count("m"), sum(map(_NUMBERS_IN.__getitem__, runs))
+def _word_count(text: str) -> int:
+    """len(text.split()) without building the list of words: on ASCII text one translate and one str.count
+    (str.split() and str.isspace() agree on what an ASCII space is)."""
+    if not text.isascii():  # str.split() also splits at other scripts' spaces
+        return len(text.split())
+    classes = text.translate(_SPACES)
+    return classes.count(" x") + classes.startswith("x")
 
 
 # Maths words: what r"\b(solve|...|how many|how much|...)\b" finds in the lower-cased text. A one-word keyword
-# matches exactly where it is a whole \w+ token, so they are counted among the tokens litellm_complexity reads
-# anyway; the two phrases (no keyword is part of one) by their own regex.
+# matches exactly where it is a whole \w+ token, so they are counted among the text's word_tokens; the two
+# phrases (no keyword is part of one) by their own regex.
 _MATH_WORDS = frozenset(
     "solve equation integral derivative probability prove theorem matrix sum product percent ratio "
     "calculate compute average total function polynomial root factor".split()
 )
 _MATH_PHRASES = re.compile(r"\bhow (?:many|much)\b")
 _LATEX = re.compile(r"\\(frac|sqrt|sum|int|cdot|alpha|beta|theta|pi)\b|\$[^$\n]+\$")
-_CHOICES = re.compile(r"(^|\n)\s*[A-D][.)]\s+\S", re.MULTILINE)
-_CHOICE_CUES = tuple(f"{letter}{mark}" for letter in "ABCD" for mark in ".)")  # a match holds one of them
 _IMAGE_PART_TYPES = {"image_url", "image", "input_image"}
 
 
@@ -258,40 +216,25 @@ def _has_latex(text: str) -> bool:
     return ("\\" in text or "$" in text) and _LATEX.search(text) is not None
 
 
-def _has_choices(text: str) -> bool:
-    return any(map(text.__contains__, _CHOICE_CUES)) and len(_CHOICES.findall(text)) >= 2
-
-
 def structural_features(request: dict[str, Any], rt: RequestText | None = None) -> dict[str, float]:
     """Named structural features (see FEATURE_NAMES); raises ValueError on a malformed request."""
     rt = rt or request_text(request)
     text = rt.last_user
     lowered = text.lower()
-    words = word_tokens(lowered)  # shared by the maths words and litellm_complexity
-    distinct = set(words)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
     n_tools = has_tools(request)
     max_tokens = requested_max_tokens(request)
-    chars = max(1, len(text))
-    n_words, n_math_symbols, n_numbers = _counts(text)
+    lines = len([ln for ln in text.splitlines() if ln.strip()])
     # Every logged figure is a count or a length, never negative (log1p(max(0, x)) is log1p(x)).
     return {
         "log_chars_last_user": log1p(len(text)),
-        "log_words_last_user": log1p(n_words),
+        "log_words_last_user": log1p(_word_count(text)),
         "log_prompt_tokens": log1p(estimate_prompt_tokens(request, rt)),
         "log_user_turns": log1p(rt.user_turns),
         "has_assistant_turns": float(rt.assistant_turns > 0),
         "has_system": float(bool(rt.system)),
         "log_system_chars": log1p(len(rt.system)),
         "code_fence": float("```" in text),
-        "code_line_frac": sum(map(_is_code_line, lines)) / max(1, len(lines)),
-        "math_symbol_frac": min(1.0, 10.0 * n_math_symbols / chars),
-        "log_numbers": log1p(n_numbers),
-        "log_math_words": log1p(_math_words(lowered, words, distinct)),
-        "has_latex": float(_has_latex(text)),
-        "log_questions": log1p(text.count("?")),
-        "log_lines": log1p(len(lines)),
-        "has_choices": float(_has_choices(text)),
+        "log_lines": log1p(lines),
         "has_tools": float(n_tools > 0),
         "log_tools": log1p(n_tools),
         "has_tool_messages": float(rt.tool_messages > 0),
@@ -301,7 +244,21 @@ def structural_features(request: dict[str, Any], rt: RequestText | None = None) 
         "has_images": float(rt.images > 0),
         "log_images": log1p(rt.images),
         # LiteLLM complexity_router's keyword score of the newest turn (a feature and an anchor, see train.py).
-        "litellm_complexity": complexity_of(text, lowered, distinct),
+        "litellm_complexity": complexity_of(text, lowered, set(word_tokens(lowered))),
+    }
+
+
+def fallback_cues(text: str) -> dict[str, float]:
+    """The code and maths cues of the newest user turn that the structural fallback rule
+    (scorer.HeuristicScorer) reads beside FEATURE_NAMES. Not router features (the trained router
+    gained nothing from them, bench/results/routing_eval.md): computed only when the fallback scores."""
+    lowered = text.lower()
+    words = word_tokens(lowered)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return {
+        "code_line_frac": sum(map(_is_code_line, lines)) / max(1, len(lines)),
+        "log_math_words": log1p(_math_words(lowered, words, set(words))),
+        "has_latex": float(_has_latex(text)),
     }
 
 

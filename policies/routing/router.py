@@ -96,6 +96,7 @@ class _Prepared:
     max_chars: int  # the cut that text was made with
     feats: dict[str, float]
     constraints: Constraints
+    last_user: str  # the newest user turn: the structural fallback reads its cues only when it scores
 
 
 def load_scorer(path: str | Path | None) -> LearnedScorer | HeuristicScorer:
@@ -207,7 +208,7 @@ class Router:
         rt = request_text(request)
         feats = structural_features(request, rt)
         max_chars = self.scorer.max_chars
-        return _Prepared(embed_text(rt, max_chars), max_chars, feats, self._constraints(request, rt))
+        return _Prepared(embed_text(rt, max_chars), max_chars, feats, self._constraints(request, rt), rt.last_user)
 
     def _constraints(self, request: dict[str, Any], rt: Any) -> Constraints:
         return Constraints(
@@ -232,21 +233,20 @@ class Router:
         note: str = "",
         unavailable: Mapping[str, str] | None = None,
     ) -> RouteDecision:
-        fv = feature_vector(p.feats)[None, :]
         score = None
         tokens = None
         if emb is not None and self.scorer.needs_embedding:
             try:
                 tokens = self._distinct_tokens(p.text)
                 term = None if tokens is None else self.scorer.distinct_token_term(tokens)
-                score = float(self.scorer.score(emb[None, :], fv, term)[0])
+                score = float(self.scorer.score(emb[None, :], feature_vector(p.feats)[None, :], term)[0])
                 scorer_name, thresholds = self.scorer.name, self.thresholds
             except ValueError as e:  # another embedder than trained on (vector width, no tokenizer)
                 note = f"{note}; {e}, structural fallback" if note else f"{e}, structural fallback"
                 log.error("routing: %s", e)
         if score is None:
             scorer_name, thresholds = HeuristicScorer.name, self._fallback_thresholds
-            score = float(HeuristicScorer().score(None, fv)[0])
+            score = HeuristicScorer().score_request(p.feats, p.last_user)
         creative_sim = None
         min_tier = 0
         creative = self._creative_emb

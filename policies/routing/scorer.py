@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from policies.common.artifacts import load_vouched_arrays
-from policies.routing.features import FEATURE_NAMES
+from policies.routing.features import FEATURE_NAMES, fallback_cues
 
 FORMAT_VERSION = 4
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "router_v1.npz"
@@ -114,7 +114,11 @@ class LearnedScorer:
 
     @staticmethod
     def _presence_term(w_tok: np.ndarray, distinct: np.ndarray, value: float) -> float:
-        return float(w_tok[distinct[distinct < len(w_tok)]].sum()) * value
+        """value * the sum of w_tok over the sorted distinct ids it has a row for (np.add.reduce is what .sum()
+        runs; the mask, needed only when the last id is past the table, is skipped otherwise: the same sum)."""
+        if len(distinct) and distinct[-1] >= len(w_tok):
+            distinct = distinct[distinct < len(w_tok)]
+        return float(np.add.reduce(w_tok.take(distinct))) * value
 
     def logit(self, emb: np.ndarray, feats: np.ndarray, token_term: np.ndarray | None = None) -> np.ndarray:
         if emb.shape[-1] != self.dims:
@@ -221,7 +225,9 @@ class HeuristicScorer:
     """Structural fallback: sigmoid(-1.6 + 0.25 log(1+prompt tokens) + code/maths/turns/tools/JSON bumps).
 
     A short question scores about 0.27, a 500-token code task about 0.7;
-    thresholds [0.35, 0.55] unless synqra.routing.thresholds is set.
+    thresholds [0.35, 0.55] unless synqra.routing.thresholds is set. Reads the router's structural
+    features and, of the newest user turn, the code and maths cues of features.fallback_cues (computed
+    here, when this rule scores: the trained router does not read them).
     """
 
     name = "heuristic"
@@ -231,10 +237,12 @@ class HeuristicScorer:
     creative_texts: tuple[str, ...] = ()
     creative_emb = None
 
-    def score_one(self, features: dict[str, float]) -> float:
+    def score_one(self, features: Mapping[str, float | np.float32]) -> float:
         z = _HEURISTIC_BASE + sum(w * features[n] for n, w in _HEURISTIC_WEIGHTS.items())
         return 1.0 / (1.0 + math.exp(-z))
 
-    def score(self, emb: np.ndarray | None, feats: np.ndarray) -> np.ndarray:
-        idx = {n: i for i, n in enumerate(FEATURE_NAMES)}
-        return np.array([self.score_one({n: row[idx[n]] for n in _HEURISTIC_WEIGHTS}) for row in feats])
+    def score_request(self, features: Mapping[str, float], text: str) -> float:
+        """The rule's score of a request from its structural_features and its newest user turn. The figures are
+        read as the router's float32 feature vector holds them (so the sums are float32 too, as they always were)."""
+        cues = {**features, **fallback_cues(text)}
+        return self.score_one({n: np.float32(cues[n]) for n in _HEURISTIC_WEIGHTS})

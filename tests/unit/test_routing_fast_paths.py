@@ -23,6 +23,7 @@ from policies.common.routing_settings import RoutingSettings
 from policies.embedding.static import _CHUNK_SPLIT, MAX_TOKENS, StaticEmbedder, chunks_of
 from policies.routing import features as F
 from policies.routing.complexity import _WORD, word_tokens
+from policies.routing.dataset import DEFAULT_DATA_DIR, load_all
 from policies.routing.router import RouteDecision, Router
 from policies.routing.scorer import LearnedScorer, load_artifact
 from policies.routing.tiers import TierInfo
@@ -42,16 +43,20 @@ _MATH_WORDS = re.compile(
 def reference_features(request: dict[str, Any]) -> dict[str, float]:
     rt = F.request_text(request)
     text = rt.last_user
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    chars = max(1, len(text))
     return {
         **F.structural_features(request),  # the fields this change left alone
+        "log_words_last_user": math.log1p(len(text.split())),
+        "litellm_complexity": reference_complexity(text),
+    }
+
+
+def reference_fallback_cues(text: str) -> dict[str, float]:
+    """The structural fallback rule's code and maths cues as the router's features computed them once."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return {
         "code_line_frac": sum(1 for ln in lines if _CODE_LINE.search(ln)) / max(1, len(lines)),
         "log_math_words": math.log1p(len(_MATH_WORDS.findall(text.lower()))),
         "has_latex": float(bool(F._LATEX.search(text))),
-        "has_choices": float(len(F._CHOICES.findall(text)) >= 2),
-        "math_symbol_frac": min(1.0, 10.0 * len(F._MATH_SYMBOL.findall(text)) / chars),
-        "litellm_complexity": reference_complexity(text),
     }
 
 
@@ -165,16 +170,20 @@ def test_structural_features_equal_the_earlier_code() -> None:
         assert F.structural_features(request) == reference_features(request), text
 
 
-def test_one_pass_counts_equal_split_and_the_regexes() -> None:
-    """Words, maths symbols and numbers from one translate: short random texts over the characters that
-    decide them (every ASCII whitespace, leading and trailing ones, runs of digits, dots and commas)."""
+def test_structural_fallback_cues_equal_the_earlier_code() -> None:
+    for text in PROMPTS + FRAGMENTS:
+        assert F.fallback_cues(text) == reference_fallback_cues(text), text
+
+
+def test_word_count_equals_split() -> None:
+    """Words from one translate: short random texts over the characters that decide them (every ASCII
+    whitespace, leading and trailing ones, other scripts' spaces)."""
     rng = random.Random(19)
     alphabet = list("ab Z09.,-+=*/^<>%?\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f") + ["é", "√", "٣", "\u2028", "\xa0"]
     for _ in range(20_000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         for t in (text, "".join(c for c in text if c.isascii())):
-            expected = (len(t.split()), len(F._MATH_SYMBOL.findall(t)), len(F._NUMBER.findall(t)))
-            assert F._counts(t) == expected, repr(t)
+            assert F._word_count(t) == len(t.split()), repr(t)
 
 
 def test_chunks_equal_the_regex_split() -> None:
@@ -219,3 +228,30 @@ def test_router_scores_equal_the_earlier_code(static: StaticEmbedder) -> None:
         emb = reference_embed(static.table, [ids])
         score = float(scorer.score(emb, feats, scorer.token_term([ids]))[0])
         assert d.score == pytest.approx(score, abs=1e-6), text
+
+
+def _earlier_presence_term(w_tok: np.ndarray, distinct: np.ndarray, value: float) -> float:
+    return float(w_tok[distinct[distinct < len(w_tok)]].sum()) * value
+
+
+@pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason="the routing training data is not on this machine")
+def test_router_scores_on_the_training_prompts_equal_the_earlier_code_exactly(static: StaticEmbedder) -> None:
+    """Every training prompt (RouteLLM, MMLU-Pro, LLMRouter, arena-hard): the served decision's score is the float
+    the earlier feature and token-term code gives with the same scorer, bit for bit."""
+    scorer = load_artifact()
+    assert scorer.w_tok is not None
+    tiers = [TierInfo("local"), TierInfo("deepseek-chat"), TierInfo("claude-sonnet")]
+    router = Router(RoutingSettings(embed_cache_size=0), tiers, scorer, static)
+    examples, _ = load_all(DEFAULT_DATA_DIR)
+    requests = [e.request for e in examples]
+
+    async def served() -> list[RouteDecision]:
+        return [await router.adecide(r) for r in requests]
+
+    for request, d in zip(requests, asyncio.run(served())):
+        text = F.embed_text(F.request_text(request), scorer.max_chars)
+        distinct = np.unique(np.asarray(static.token_ids([text])[0], dtype=np.int64))
+        value = 1.0 / math.sqrt(len(distinct)) if len(distinct) else 0.0
+        term = np.array([_earlier_presence_term(scorer.w_tok, distinct, value)], np.float32)
+        feats = F.feature_vector(reference_features(request))[None, :]
+        assert d.score == float(scorer.score(static.embed([text]), feats, term)[0]), text[:200]
