@@ -269,23 +269,19 @@ def _check_consistency(cfg: AppConfig) -> None:
                 f"invalid configuration:\n  model_list[{backend.model_alias}].litellm_params.api_base: "
                 f"{api_base!r} does not match synqra.backends.{key} ({backend.url}/v1)"
             )
+
+    def need(key: str, name: str) -> None:
+        if name not in names:
+            raise ConfigError(f"invalid configuration:\n  {key}: {name!r} is not a model_name in model_list")
+
     for alias, target in cfg.aliases.items():
-        if target not in names:
-            raise ConfigError(
-                f"invalid configuration:\n  router_settings.model_group_alias.{alias}: {target!r} is not a model_name in model_list"
-            )
+        need(f"router_settings.model_group_alias.{alias}", target)
     for i, rule in enumerate(cfg.fallbacks):
         for source, targets in rule.items():
             for name in [source, *targets]:
-                if name not in names:
-                    raise ConfigError(
-                        f"invalid configuration:\n  router_settings.fallbacks[{i}].{source}: {name!r} is not a model_name in model_list"
-                    )
+                need(f"router_settings.fallbacks[{i}].{source}", name)
     for i, tier in enumerate(s.routing.tiers):
-        if tier not in names:
-            raise ConfigError(
-                f"invalid configuration:\n  synqra.routing.tiers[{i}]: {tier!r} is not a model_name in model_list"
-            )
+        need(f"synqra.routing.tiers[{i}]", tier)
         entry = cfg.model(tier)
         if tier == s.routing.virtual_model or (entry is not None and entry.model_info.get("mode") == "embedding"):
             why = "the virtual model itself" if tier == s.routing.virtual_model else "an embedding model"
@@ -294,30 +290,14 @@ def _check_consistency(cfg: AppConfig) -> None:
             )
     for setting, named in (("vision_tiers", s.routing.vision_tiers), ("tool_tiers", s.routing.tool_tiers)):
         for i, tier in enumerate(named):
-            if tier not in names:
-                raise ConfigError(
-                    f"invalid configuration:\n  synqra.routing.{setting}[{i}]: {tier!r} is not a model_name in model_list"
-                )
-    if s.budget.baseline_model not in names:
-        raise ConfigError(
-            f"invalid configuration:\n  synqra.budget.baseline_model: {s.budget.baseline_model!r} is not a model_name "
-            "in model_list"
-        )
-    if s.routing.shadow_model is not None and s.routing.shadow_model not in names:
-        raise ConfigError(
-            f"invalid configuration:\n  synqra.routing.shadow_model: {s.routing.shadow_model!r} is not a model_name in model_list"
-        )
-    for key, model in (
-        ("synqra.learning.judge.model", s.learning.judge.model),
-        ("synqra.quality.judge.model", s.quality.judge.model),
-    ):
-        if model not in names:
-            raise ConfigError(f"invalid configuration:\n  {key}: {model!r} is not a model_name in model_list")
+            need(f"synqra.routing.{setting}[{i}]", tier)
+    need("synqra.budget.baseline_model", s.budget.baseline_model)
+    if s.routing.shadow_model is not None:
+        need("synqra.routing.shadow_model", s.routing.shadow_model)
+    need("synqra.learning.judge.model", s.learning.judge.model)
+    need("synqra.quality.judge.model", s.quality.judge.model)
     for pattern, target in s.routing.alias_patterns.items():
-        if target not in names:
-            raise ConfigError(
-                f"invalid configuration:\n  synqra.routing.alias_patterns.{pattern}: {target!r} is not a model_name in model_list"
-            )
+        need(f"synqra.routing.alias_patterns.{pattern}", target)
     if s.routing.virtual_model not in names:
         raise ConfigError(
             f"invalid configuration:\n  synqra.routing.virtual_model: {s.routing.virtual_model!r} "
